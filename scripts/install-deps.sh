@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Bring a Debian 12 machine (as root) everything Nuthatch's build and tests use.
+# Installs only what is missing; a machine that has everything is left untouched.
+set -euo pipefail
+
+PKGS=(
+    gcc g++ make cmake pkg-config clang libclang-rt-14-dev
+    libevent-dev libcurl4-openssl-dev
+    libzstd-dev zlib1g-dev libsnappy-dev liblz4-dev
+    libcmocka-dev libsqlite3-dev sqlite3
+    librdkafka-dev kcat
+    python3 python3-confluent-kafka python3-kafka
+    procps
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+# Node.js and npm may come from another source than Debian; Debian's npm over
+# them fails, so only ask Debian for them when npm is absent.
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(nodejs npm)
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages (${missing[*]}) and not root; install them or run as root" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
