@@ -1,0 +1,103 @@
+/*
+ * st_objstore.h: immutable objects -- put, ranged get, list, delete -- behind
+ * one interface with a backend per file (st_objstore_dir.c, later s3).
+ *
+ * Ownership: keys are borrowed (copied if kept).  put takes @data (the store
+ * frees it with free(), even on error).  Data handed to callbacks is borrowed
+ * and valid only during the callback.
+ * Threading: every function is called on the event-loop thread; every
+ * callback runs later on the loop thread, never from inside the call that
+ * started the operation.
+ * Objects are never overwritten: put of an existing key fails ST_ERR_EXISTS.
+ */
+#ifndef ST_OBJSTORE_H
+#define ST_OBJSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "st_err.h"
+
+typedef struct st_objstore st_objstore_t;
+
+typedef void (*st_done_cb)(st_err_t err, void *arg);
+/* @data: borrowed, valid during the callback; NULL/0 on error. */
+typedef void (*st_data_cb)(st_err_t err, const uint8_t *data, size_t len, void *arg);
+
+typedef struct st_obj_info {
+    const char *key;  /* full key, borrowed */
+    uint64_t size;    /* bytes */
+    int64_t mtime_ms; /* last modification, ms since the epoch */
+} st_obj_info_t;
+
+/* One page of a listing in key order.  @more: another page follows (call
+ * list again with start_after = the last key). */
+typedef void (*st_list_cb)(st_err_t err, const st_obj_info_t *objs, size_t n, bool more,
+                           void *arg);
+
+#define ST_OBJ_TO_END UINT64_MAX
+
+typedef struct st_objstore_ops {
+    const char *name; /* "dir", "s3" */
+    /* Store @len bytes at @key; takes @data. */
+    int (*put)(st_objstore_t *os, const char *key, uint8_t *data, size_t len, st_done_cb cb,
+               void *arg);
+    /* Read [@off, @off + @len) of @key (@len ST_OBJ_TO_END: to the end).
+     * Reading past the end returns the bytes that exist; a missing key is
+     * ST_ERR_NOT_FOUND. */
+    int (*get_range)(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
+                     st_data_cb cb, void *arg);
+    /* Keys that start with @prefix and sort after @start_after (NULL: from
+     * the first), at most @max_keys of them. */
+    int (*list)(st_objstore_t *os, const char *prefix, const char *start_after, size_t max_keys,
+                st_list_cb cb, void *arg);
+    /* Delete @key; deleting a missing key succeeds. */
+    int (*del)(st_objstore_t *os, const char *key, st_done_cb cb, void *arg);
+    /* Finish in-flight operations (their callbacks run), then free. */
+    void (*free)(st_objstore_t *os);
+} st_objstore_ops_t;
+
+struct st_objstore {
+    const st_objstore_ops_t *ops; /* backend state follows in the backend's struct */
+};
+
+/* Calls through the vtable.  Each returns 0 when the operation was started
+ * (its callback will run exactly once), or -1 when it could not be started
+ * (no callback will run; @data of put is freed). */
+static inline int st_objstore_put(st_objstore_t *os, const char *key, uint8_t *data, size_t len,
+                                  st_done_cb cb, void *arg)
+{
+    return os->ops->put(os, key, data, len, cb, arg);
+}
+static inline int st_objstore_get_range(st_objstore_t *os, const char *key, uint64_t off,
+                                        uint64_t len, st_data_cb cb, void *arg)
+{
+    return os->ops->get_range(os, key, off, len, cb, arg);
+}
+static inline int st_objstore_list(st_objstore_t *os, const char *prefix, const char *start_after,
+                                   size_t max_keys, st_list_cb cb, void *arg)
+{
+    return os->ops->list(os, prefix, start_after, max_keys, cb, arg);
+}
+static inline int st_objstore_del(st_objstore_t *os, const char *key, st_done_cb cb, void *arg)
+{
+    return os->ops->del(os, key, cb, arg);
+}
+static inline void st_objstore_free(st_objstore_t *os)
+{
+    if (os)
+        os->ops->free(os);
+}
+
+struct event_base;
+
+/* The directory backend: objects are files under @root (keys may contain
+ * '/', which become subdirectories).  A put writes a temporary file, fsyncs
+ * it, links it into place without replacing anything, and fsyncs the
+ * directory.  Blocking I/O runs on @nthreads worker threads.
+ * @returns owned, or NULL with a reason in @errstr. */
+st_objstore_t *st_objstore_dir_new(struct event_base *base, const char *root, int nthreads,
+                                   char *errstr, size_t errstr_size);
+
+#endif
