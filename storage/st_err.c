@@ -17,6 +17,7 @@ const char *st_err_str(st_err_t e)
         [ST_ERR_INVALID] = "invalid argument",
         [ST_ERR_CLOSED] = "store closed",
         [ST_ERR_CORRUPT] = "corrupt data",
+        [ST_ERR_RANGE] = "offset out of range",
     };
     if ((unsigned)e >= ST_ERR__NUM)
         return "unknown storage error";

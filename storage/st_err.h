@@ -17,6 +17,7 @@ typedef enum st_err {
     ST_ERR_INVALID,   /* malformed input or configuration */
     ST_ERR_CLOSED,    /* the store is shutting down */
     ST_ERR_CORRUPT,   /* stored bytes fail their checksum or format */
+    ST_ERR_RANGE,     /* offset outside the log (below start or above end) */
     ST_ERR__NUM
 } st_err_t;
 

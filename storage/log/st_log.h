@@ -1,0 +1,221 @@
+/*
+ * st_log.h: the node's write-ahead log -- topics and partitions, provisional
+ * offsets, adaptive group-commit flushing of every partition's pending
+ * batches into one object per flush, the manifest commit, recovery, and the
+ * read path (memory tail, read cache, ranged object reads).
+ * See docs/object-format.md and DESIGN §3-§5.
+ *
+ * Write path: st_part_append() copies a validated RecordBatch v2, assigns it
+ * provisional offsets (log end offset) and queues it.  The flusher writes
+ * one object with the pending batches of all partitions, then commits one
+ * manifest to the metadata store with a compare on this node's fence key
+ * (2 operations whatever the number of partitions); then the appends are
+ * acknowledged with their base offsets and the high watermarks advance.
+ * A failed or fenced flush fails every later pending and in-flight append
+ * too, and each partition's log end offset returns to its high watermark.
+ *
+ * Ownership: the log owns topics, partitions and their buffers; st_topic_t
+ * and st_part_t pointers stay valid until the topic is deleted (the
+ * deletion callback is the last moment) or the log is freed.  Inputs are
+ * borrowed and copied.  Read results are reference-counted buffers
+ * (st_buf_t) the callback may keep with st_buf_ref().
+ * Threading: every function is called on the event-loop thread; callbacks
+ * run later on the loop thread, never from inside the starting call.
+ */
+#ifndef ST_LOG_H
+#define ST_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kp_codec.h"
+#include "st_err.h"
+#include "st_meta.h"
+#include "st_objstore.h"
+
+struct event_base;
+
+typedef struct st_log st_log_t;
+typedef struct st_topic st_topic_t;
+typedef struct st_part st_part_t;
+
+/* ------------------------------------------------------------------ */
+/* Reference-counted bytes                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct st_buf {
+    uint8_t *data; /* owned */
+    size_t len;    /* bytes in data */
+    int refs;      /* freed when it drops to 0 */
+} st_buf_t;
+
+st_buf_t *st_buf_new(size_t len);
+/* Takes @data (malloc'ed). */
+st_buf_t *st_buf_wrap(uint8_t *data, size_t len);
+static inline st_buf_t *st_buf_ref(st_buf_t *b)
+{
+    b->refs++;
+    return b;
+}
+void st_buf_unref(st_buf_t *b);
+
+/* Bytes [off, off + len) of buf. */
+typedef struct st_slice {
+    st_buf_t *buf;
+    size_t off;
+    size_t len;
+} st_slice_t;
+
+/* ------------------------------------------------------------------ */
+/* The log                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct st_log_cfg {
+    int32_t node_id;
+    size_t flush_max_bytes;  /* close a pending flush at this many bytes */
+    int flush_max_inflight;  /* object uploads in parallel, >= 1 */
+    size_t tail_cache_bytes; /* committed batches kept in memory, all partitions */
+    size_t read_cache_bytes; /* object ranges cached for reads, all partitions */
+    int32_t default_partitions; /* for st_log_create_topic with nparts -1 */
+} st_log_cfg_t;
+
+/* @returns owned (st_log_free); borrows @base, @os and @meta, which must
+ * outlive it. */
+st_log_t *st_log_new(struct event_base *base, st_objstore_t *os, st_meta_t *meta,
+                     const st_log_cfg_t *cfg);
+
+/* Start: bump this node's incarnation and fence, load the catalog and every
+ * partition's committed state.  @cb(ST_OK) when the log serves. */
+int st_log_open(st_log_t *log, void (*cb)(st_err_t err, void *arg), void *arg);
+
+/* Graceful stop: flush what is pending, wait for in-flight flushes and
+ * commits; @cb when done.  Appends after this fail with ST_ERR_CLOSED. */
+void st_log_close(st_log_t *log, void (*cb)(void *arg), void *arg);
+
+/* Free everything; pending callbacks are not called. */
+void st_log_free(st_log_t *log);
+
+/* A stable cluster id (22 characters, base64url of a random UUID), created
+ * at the first start and kept in the metadata store. */
+const char *st_log_cluster_id(const st_log_t *log);
+
+/* Counters for metrics and tests. */
+typedef struct st_log_stats {
+    uint64_t flushes;         /* objects written and committed */
+    uint64_t flush_failures;  /* flushes that failed or were fenced */
+    uint64_t flush_bytes;     /* bytes in committed objects */
+    uint64_t appends;         /* batches acknowledged */
+    uint64_t object_gets;     /* ranged reads that missed the caches */
+    size_t tail_bytes;        /* bytes held by memory tails */
+    size_t cache_bytes;       /* bytes held by the read cache */
+} st_log_stats_t;
+void st_log_stats(const st_log_t *log, st_log_stats_t *out);
+
+/* ------------------------------------------------------------------ */
+/* Topics                                                              */
+/* ------------------------------------------------------------------ */
+
+/* A per-topic configuration override. */
+typedef struct st_topic_config {
+    char *name;  /* e.g. "retention.ms" */
+    char *value;
+} st_topic_config_t;
+
+struct st_topic {
+    char *name;               /* owned, NUL-terminated */
+    kp_uuid_t id;             /* random v4 UUID, new for every creation */
+    int32_t nparts;           /* partitions, >= 1 */
+    st_part_t **parts;        /* nparts partitions */
+    st_topic_config_t *configs; /* overrides, sorted by name */
+    size_t nconfigs;
+    bool deleting;            /* deletion in progress: treat as absent */
+};
+
+st_topic_t *st_log_topic(st_log_t *log, const char *name, size_t name_len);
+st_topic_t *st_log_topic_by_id(st_log_t *log, kp_uuid_t id);
+/* Topics in name order: @i from 0; NULL past the end. */
+st_topic_t *st_log_topic_at(st_log_t *log, size_t i);
+size_t st_log_topic_count(const st_log_t *log);
+
+typedef void (*st_topic_cb)(st_err_t err, st_topic_t *topic, void *arg);
+/* Create a topic (ST_ERR_EXISTS if it exists or is being created).  @nparts
+ * -1: the configured default. */
+int st_log_create_topic(st_log_t *log, const char *name, size_t name_len, int32_t nparts,
+                        const st_topic_config_t *configs, size_t nconfigs, st_topic_cb cb,
+                        void *arg);
+/* Delete a topic and its metadata at once (its objects are reclaimed later
+ * by garbage collection).  Pending appends to it fail with
+ * ST_ERR_NOT_FOUND. */
+int st_log_delete_topic(st_log_t *log, st_topic_t *topic, void (*cb)(st_err_t err, void *arg),
+                        void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Partitions                                                          */
+/* ------------------------------------------------------------------ */
+
+st_topic_t *st_part_topic(const st_part_t *part);
+int32_t st_part_index(const st_part_t *part);
+/* High watermark: last committed offset + 1; reads see offsets < hw. */
+int64_t st_part_hw(const st_part_t *part);
+/* Log start offset: the first offset still stored. */
+int64_t st_part_log_start(const st_part_t *part);
+/* Log end offset: next offset to assign; hw <= leo. */
+int64_t st_part_leo(const st_part_t *part);
+int32_t st_part_leader_epoch(const st_part_t *part);
+
+/* @base_offset: the offset of the batch's first record on ST_OK. */
+typedef void (*st_append_cb)(st_err_t err, int64_t base_offset, void *arg);
+/* Append one RecordBatch v2 the caller validated.  The batch is copied;
+ * its base offset and leader epoch are set in the copy.  ST_ERR_IO /
+ * ST_ERR_TIMEOUT: the flush failed; ST_ERR_CONFLICT: this node was fenced;
+ * ST_ERR_NOT_FOUND: the topic was deleted; ST_ERR_CLOSED: shutting down. */
+int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_cb cb, void *arg);
+
+/* @slices: whole batches from the one containing the requested offset,
+ * borrowed (take st_buf_ref to keep); n == 0 at the high watermark.
+ * ST_ERR_RANGE: offset below the log start or above the high watermark. */
+typedef void (*st_read_cb)(st_err_t err, const st_slice_t *slices, size_t n, void *arg);
+/* Read committed batches starting with the one that contains @offset, up to
+ * @max_bytes (but always at least one whole batch). */
+int st_part_read(st_part_t *part, int64_t offset, size_t max_bytes, st_read_cb cb, void *arg);
+
+/* Offset of the first record whose timestamp >= @ts, and that timestamp;
+ * offset -1 when there is none.  (Batch granularity: the first batch whose
+ * max timestamp >= @ts.) */
+typedef void (*st_offset_cb)(st_err_t err, int64_t offset, int64_t timestamp, void *arg);
+int st_part_offset_for_time(st_part_t *part, int64_t ts, st_offset_cb cb, void *arg);
+
+/* Waiters are woken (their fn called, then they are removed) when the
+ * partition's high watermark advances or the topic is deleted.  Intrusive:
+ * the caller owns the struct and removes it with st_part_unwait() if it is
+ * no longer interested. */
+typedef struct st_waiter {
+    struct st_waiter *next, *prev; /* owned by the partition's list */
+    st_part_t *part;               /* set while waiting */
+    void (*fn)(struct st_waiter *w, void *arg);
+    void *arg;
+} st_waiter_t;
+void st_part_wait(st_part_t *part, st_waiter_t *w);
+void st_part_unwait(st_waiter_t *w);
+
+/* ------------------------------------------------------------------ */
+/* Consumer offsets (committed without a group coordinator)            */
+/* ------------------------------------------------------------------ */
+
+typedef struct st_offset_commit {
+    const char *topic; /* NUL-terminated */
+    int32_t partition;
+    int64_t offset;
+    int32_t leader_epoch;
+    const char *metadata; /* may be NULL */
+} st_offset_commit_t;
+
+/* Store @n offsets of @group durably (in transactions of at most 64 ops). */
+int st_log_commit_offsets(st_log_t *log, const char *group, const st_offset_commit_t *offs,
+                          size_t n, void (*cb)(st_err_t err, void *arg), void *arg);
+/* Every committed offset of @group: @offs borrowed during the callback. */
+typedef void (*st_offsets_cb)(st_err_t err, const st_offset_commit_t *offs, size_t n, void *arg);
+int st_log_fetch_offsets(st_log_t *log, const char *group, st_offsets_cb cb, void *arg);
+
+#endif
