@@ -501,8 +501,13 @@ class Gen:
                 names = ", ".join(
                     "%d = %s" % (st.bit(f), f.cname) for f in st.tagged_fields
                 )
-                h.append("    /* Bit i: the i-th known tagged field was present on decode")
-                h.append("     * (%s); a set bit makes encode write it. */" % names)
+                text = (
+                    "Bit i: the i-th known tagged field was present on decode (%s); "
+                    "a set bit makes encode write it." % names
+                )
+                h.extend(textwrap.wrap(text, width=88, initial_indent="    /* ",
+                                       subsequent_indent="     * "))
+                h[-1] += " */"
             else:
                 h.append("    /* No known tagged fields: always 0. */")
             h.append("    uint32_t _tags_present;")
@@ -731,9 +736,12 @@ class Gen:
                     raise GenError("%s: element of zero wire size in v%d" % (st.path, v))
                 vals.append(str(max(mw, 1)))
             c.append("/* Smallest wire size of one %s element, by version. */" % st.kname)
-            c.append(
-                "static const uint32_t %s_min_wire[%d] = {%s};" % (cn, msg.hi + 1, ", ".join(vals))
-            )
+            decl = "static const uint32_t %s_min_wire[%d] =" % (cn, msg.hi + 1)
+            init = "{%s};" % ", ".join(vals)
+            if len(decl) + 1 + len(init) <= LINE_LIMIT:
+                c.append(decl + " " + init)
+            else:
+                c += [decl, "    " + init]
             c.append("")
 
         # init
@@ -995,10 +1003,10 @@ class Gen:
         c.append("")
         c.append("#include <string.h>")
         c.append("")
-        c.append(SOURCE_HELPERS.strip("\n"))
-        c.append("")
+        helpers_at = len(c)
         for m in self.msgs:
             self.emit_message(m)
+        c[helpers_at:helpers_at] = used_helpers("\n".join(c[helpers_at:]))
 
         c.append("/* " + "-" * 70 + " */")
         c.append("/* %-70s */" % "API table")
@@ -1014,11 +1022,12 @@ class Gen:
             c.append("        .flex_version = %d," % req.flex_first)
             for role, m in (("request", req), ("response", resp)):
                 cn = m.cname
-                c.append(
-                    "        .%s = {sizeof(kp_%s_t), %s_init_any, %s_decode_any, %s_encode_any,"
-                    % (role, cn, cn, cn, cn)
-                )
-                c.append("                    %s_eq_any, %s_fill_any}," % (cn, cn))
+                c.append("        .%s =" % role)
+                c.append("            {")
+                c.append("                .size = sizeof(kp_%s_t)," % cn)
+                for fn in ("init", "decode", "encode", "eq", "fill"):
+                    c.append("                .%s = %s_%s_any," % (fn, cn, fn))
+                c.append("            },")
             c.append("    },")
         c.append("};")
         c.append("")
@@ -1135,8 +1144,8 @@ SOURCE_HELPERS = r"""
 /* ---------------------------------------------------------------------- */
 
 /* Read an array count and allocate its elements; on error *count is 0. */
-static void *read_array(kp_reader_t *r, kp_arena_t *a, bool compact, bool nullable,
-                        size_t min_wire, size_t size, int32_t *count)
+static void *read_array(kp_reader_t *r, kp_arena_t *a, bool compact, bool nullable, size_t min_wire,
+                        size_t size, int32_t *count)
 {
     int32_t n = kp_read_array_len(r, compact, nullable, min_wire);
     void *p = kp_read_alloc(r, a, n, size);
@@ -1269,36 +1278,33 @@ static int32_t write_array_len(kp_writer_t *w, int32_t count, const void *items,
     return w->err == KP_ENCODE_OK && count > 0 ? count : 0;
 }
 
-/* The small helpers are inline: not every type occurs in every build of the
- * message list, and unused static inline functions draw no warning. */
-
-static inline bool str_eq(kp_str_t x, kp_str_t y)
+static bool str_eq(kp_str_t x, kp_str_t y)
 {
     if (x.len != y.len)
         return false;
     return x.len <= 0 || memcmp(x.ptr, y.ptr, (size_t)x.len) == 0;
 }
 
-static inline bool bytes_eq(kp_bytes_t x, kp_bytes_t y)
+static bool bytes_eq(kp_bytes_t x, kp_bytes_t y)
 {
     if (x.len != y.len)
         return false;
     return x.len <= 0 || memcmp(x.ptr, y.ptr, (size_t)x.len) == 0;
 }
 
-static inline bool uuid_eq(kp_uuid_t x, kp_uuid_t y)
+static bool uuid_eq(kp_uuid_t x, kp_uuid_t y)
 {
     return memcmp(x.b, y.b, sizeof x.b) == 0;
 }
 
-static inline bool uuid_is_zero(kp_uuid_t x)
+static bool uuid_is_zero(kp_uuid_t x)
 {
     static const kp_uuid_t zero;
     return uuid_eq(x, zero);
 }
 
 /* Bitwise, so that a round trip of any value (NaN included) compares equal. */
-static inline bool f64_eq(double x, double y)
+static bool f64_eq(double x, double y)
 {
     return memcmp(&x, &y, sizeof x) == 0;
 }
@@ -1323,7 +1329,7 @@ static uint64_t rnd(uint64_t *seed)
     return z ^ (z >> 31);
 }
 
-static inline kp_str_t fill_str(kp_arena_t *a, uint64_t *seed, bool nullable)
+static kp_str_t fill_str(kp_arena_t *a, uint64_t *seed, bool nullable)
 {
     uint64_t x = rnd(seed);
     if (nullable && x % 5 == 0)
@@ -1337,7 +1343,7 @@ static inline kp_str_t fill_str(kp_arena_t *a, uint64_t *seed, bool nullable)
     return (kp_str_t){p, (int32_t)n};
 }
 
-static inline kp_bytes_t fill_bytes(kp_arena_t *a, uint64_t *seed, bool nullable)
+static kp_bytes_t fill_bytes(kp_arena_t *a, uint64_t *seed, bool nullable)
 {
     uint64_t x = rnd(seed);
     if (nullable && x % 5 == 0)
@@ -1351,7 +1357,7 @@ static inline kp_bytes_t fill_bytes(kp_arena_t *a, uint64_t *seed, bool nullable
     return (kp_bytes_t){p, (int32_t)n};
 }
 
-static inline kp_uuid_t fill_uuid(uint64_t *seed)
+static kp_uuid_t fill_uuid(uint64_t *seed)
 {
     kp_uuid_t u;
     kp_put_be64(u.b, rnd(seed));
@@ -1359,7 +1365,7 @@ static inline kp_uuid_t fill_uuid(uint64_t *seed)
     return u;
 }
 
-static inline double fill_f64(uint64_t *seed)
+static double fill_f64(uint64_t *seed)
 {
     return (double)(int32_t)rnd(seed) / 8.0;
 }
@@ -1378,6 +1384,33 @@ static void *fill_array(kp_arena_t *a, uint64_t *seed, bool nullable, size_t siz
     return p;
 }
 """
+
+def used_helpers(code):
+    """The blocks of SOURCE_HELPERS that @code uses, directly or not.
+
+    Unused static functions would draw warnings, and not every helper is
+    needed by every list of messages (e.g. no float64 field)."""
+    blocks = SOURCE_HELPERS.strip("\n").split("\n\n")
+    names = []
+    for b in blocks:
+        m = re.search(r"^(?:static [^(]*?\b(\w+)\(|typedef [^(]*\(\*(\w+)\))", b, re.M)
+        names.append((m.group(1) or m.group(2)) if m else None)
+    used = set()
+    text = code
+    while True:
+        new = {
+            n for n in names if n and n not in used and re.search(r"\b%s\b" % n, text)
+        }
+        if not new:
+            break
+        used |= new
+        text = "\n".join(b for b, n in zip(blocks, names) if n in used)
+    out = []
+    for b, n in zip(blocks, names):
+        if n is None or n in used:
+            out += b.split("\n") + [""]
+    return out
+
 
 SOURCE_TAIL = r"""
 int16_t kp_request_header_version(int16_t api_key, int16_t api_version)
@@ -1422,6 +1455,98 @@ kp_derr_t kp_decode_request(const uint8_t *frame, size_t len, kp_arena_t *a,
 """
 
 
+LINE_LIMIT = 100  # the repository's .clang-format ColumnLimit
+
+
+def split_top(text, sep=","):
+    """Split @text at the @sep characters outside brackets and strings."""
+    parts, depth, cur, quote = [], 0, [], None
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote and text[i - 1] != "\\":
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur).strip())
+    return parts
+
+
+def matching(line, p):
+    """Index of the bracket closing the one at @p, or -1."""
+    depth, quote = 0, None
+    for i in range(p, len(line)):
+        ch = line[i]
+        if quote:
+            if ch == quote and line[i - 1] != "\\":
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def wrap_line(line):
+    """Break a long line of code at the commas of one bracket: continuation
+    lines aligned after the bracket or, when that cannot fit, indented after
+    a break right behind the bracket (roughly what clang-format does)."""
+    if len(line) <= LINE_LIMIT or line.lstrip().startswith(("/*", "*")):
+        return [line]
+    indent = len(line) - len(line.lstrip())
+    fallback = None
+    for hanging in (False, True):
+        for p, ch in enumerate(line):
+            if ch not in "({":
+                continue
+            q = matching(line, p)
+            if q < 0:
+                continue
+            args = split_top(line[p + 1 : q])
+            if len(args) < (1 if hanging else 2) or args == [""]:
+                continue
+            if hanging:
+                cont = " " * (indent + 4)
+                out = [line[: p + 1], cont + args[0]]
+            else:
+                cont = " " * (p + 1)
+                out = [line[: p + 1] + args[0]]
+            for k, arg in enumerate(args[1:], 2):
+                after = len(line) - q if k == len(args) else 1  # tail or comma
+                if len(out[-1]) + 2 + len(arg) + after <= LINE_LIMIT:
+                    out[-1] += ", " + arg
+                else:
+                    out[-1] += ","
+                    out.append(cont + arg)
+            out[-1] += line[q:]
+            if len(out) < 2 or any(len(ln) > LINE_LIMIT for ln in out[:-1]):
+                continue
+            out = out[:-1] + wrap_line(out[-1])
+            if all(len(ln) <= LINE_LIMIT for ln in out):
+                return out
+            fallback = fallback or out
+    return fallback or [line]
+
+
+def wrap_lines(lines):
+    out = []
+    for ln in "\n".join(lines).split("\n"):
+        out += wrap_line(ln)
+    return out
+
+
 def main(argv):
     if len(argv) != 3:
         sys.stderr.write("usage: generate.py MESSAGES_DIR OUT_DIR\n")
@@ -1455,7 +1580,7 @@ def main(argv):
         sys.stderr.write("generate.py: %s\n" % e)
         return 1
     os.makedirs(out, exist_ok=True)
-    for name, lines in (("kp_msgs.h", gen.h), ("kp_msgs.c", gen.c)):
+    for name, lines in (("kp_msgs.h", wrap_lines(gen.h)), ("kp_msgs.c", wrap_lines(gen.c))):
         tmp = os.path.join(out, name + ".tmp")
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write("\n".join(lines).rstrip("\n") + "\n")

@@ -14,8 +14,8 @@
 /* ---------------------------------------------------------------------- */
 
 /* Read an array count and allocate its elements; on error *count is 0. */
-static void *read_array(kp_reader_t *r, kp_arena_t *a, bool compact, bool nullable,
-                        size_t min_wire, size_t size, int32_t *count)
+static void *read_array(kp_reader_t *r, kp_arena_t *a, bool compact, bool nullable, size_t min_wire,
+                        size_t size, int32_t *count)
 {
     int32_t n = kp_read_array_len(r, compact, nullable, min_wire);
     void *p = kp_read_alloc(r, a, n, size);
@@ -148,38 +148,29 @@ static int32_t write_array_len(kp_writer_t *w, int32_t count, const void *items,
     return w->err == KP_ENCODE_OK && count > 0 ? count : 0;
 }
 
-/* The small helpers are inline: not every type occurs in every build of the
- * message list, and unused static inline functions draw no warning. */
-
-static inline bool str_eq(kp_str_t x, kp_str_t y)
+static bool str_eq(kp_str_t x, kp_str_t y)
 {
     if (x.len != y.len)
         return false;
     return x.len <= 0 || memcmp(x.ptr, y.ptr, (size_t)x.len) == 0;
 }
 
-static inline bool bytes_eq(kp_bytes_t x, kp_bytes_t y)
+static bool bytes_eq(kp_bytes_t x, kp_bytes_t y)
 {
     if (x.len != y.len)
         return false;
     return x.len <= 0 || memcmp(x.ptr, y.ptr, (size_t)x.len) == 0;
 }
 
-static inline bool uuid_eq(kp_uuid_t x, kp_uuid_t y)
+static bool uuid_eq(kp_uuid_t x, kp_uuid_t y)
 {
     return memcmp(x.b, y.b, sizeof x.b) == 0;
 }
 
-static inline bool uuid_is_zero(kp_uuid_t x)
+static bool uuid_is_zero(kp_uuid_t x)
 {
     static const kp_uuid_t zero;
     return uuid_eq(x, zero);
-}
-
-/* Bitwise, so that a round trip of any value (NaN included) compares equal. */
-static inline bool f64_eq(double x, double y)
-{
-    return memcmp(&x, &y, sizeof x) == 0;
 }
 
 static bool tags_eq(const kp_tags_t *x, const kp_tags_t *y)
@@ -202,7 +193,7 @@ static uint64_t rnd(uint64_t *seed)
     return z ^ (z >> 31);
 }
 
-static inline kp_str_t fill_str(kp_arena_t *a, uint64_t *seed, bool nullable)
+static kp_str_t fill_str(kp_arena_t *a, uint64_t *seed, bool nullable)
 {
     uint64_t x = rnd(seed);
     if (nullable && x % 5 == 0)
@@ -216,7 +207,7 @@ static inline kp_str_t fill_str(kp_arena_t *a, uint64_t *seed, bool nullable)
     return (kp_str_t){p, (int32_t)n};
 }
 
-static inline kp_bytes_t fill_bytes(kp_arena_t *a, uint64_t *seed, bool nullable)
+static kp_bytes_t fill_bytes(kp_arena_t *a, uint64_t *seed, bool nullable)
 {
     uint64_t x = rnd(seed);
     if (nullable && x % 5 == 0)
@@ -230,17 +221,12 @@ static inline kp_bytes_t fill_bytes(kp_arena_t *a, uint64_t *seed, bool nullable
     return (kp_bytes_t){p, (int32_t)n};
 }
 
-static inline kp_uuid_t fill_uuid(uint64_t *seed)
+static kp_uuid_t fill_uuid(uint64_t *seed)
 {
     kp_uuid_t u;
     kp_put_be64(u.b, rnd(seed));
     kp_put_be64(u.b + 8, rnd(seed));
     return u;
-}
-
-static inline double fill_f64(uint64_t *seed)
-{
-    return (double)(int32_t)rnd(seed) / 8.0;
 }
 
 /* 0..3 elements (or null, when nullable) of @size bytes from the arena. */
@@ -319,7 +305,8 @@ static void request_header_fill(kp_request_header_t *m, kp_arena_t *a, int16_t v
         m->client_id = fill_str(a, seed, true);
 }
 
-kp_derr_t kp_request_header_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_request_header_t *m)
+kp_derr_t kp_request_header_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                   kp_request_header_t *m)
 {
     if (version < 0 || version > 2) {
         kp_request_header_init(m);
@@ -339,7 +326,8 @@ kp_werr_t kp_request_header_encode(kp_writer_t *w, int16_t version, const kp_req
     return w->err;
 }
 
-bool kp_request_header_eq(const kp_request_header_t *a, const kp_request_header_t *b, int16_t version)
+bool kp_request_header_eq(const kp_request_header_t *a, const kp_request_header_t *b,
+                          int16_t version)
 {
     return request_header_eq(a, b, version);
 }
@@ -370,7 +358,8 @@ static void response_header_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_res
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool response_header_eq(const kp_response_header_t *x, const kp_response_header_t *y, int16_t v)
+static bool response_header_eq(const kp_response_header_t *x, const kp_response_header_t *y,
+                               int16_t v)
 {
     if (x->correlation_id != y->correlation_id)
         return false;
@@ -396,7 +385,8 @@ static void response_header_fill(kp_response_header_t *m, kp_arena_t *a, int16_t
     m->correlation_id = (int32_t)rnd(seed);
 }
 
-kp_derr_t kp_response_header_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_response_header_t *m)
+kp_derr_t kp_response_header_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                    kp_response_header_t *m)
 {
     if (version < 0 || version > 1) {
         kp_response_header_init(m);
@@ -416,12 +406,14 @@ kp_werr_t kp_response_header_encode(kp_writer_t *w, int16_t version, const kp_re
     return w->err;
 }
 
-bool kp_response_header_eq(const kp_response_header_t *a, const kp_response_header_t *b, int16_t version)
+bool kp_response_header_eq(const kp_response_header_t *a, const kp_response_header_t *b,
+                           int16_t version)
 {
     return response_header_eq(a, b, version);
 }
 
-void kp_response_header_fill(kp_response_header_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_response_header_fill(kp_response_header_t *m, kp_arena_t *a, int16_t version,
+                             uint64_t *seed)
 {
     if (version < 0 || version > 1) {
         kp_response_header_init(m);
@@ -441,7 +433,8 @@ void kp_api_versions_request_init(kp_api_versions_request_t *m)
     m->client_software_version = (kp_str_t){"", 0};
 }
 
-static void api_versions_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_api_versions_request_t *m)
+static void api_versions_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                     kp_api_versions_request_t *m)
 {
     kp_api_versions_request_init(m);
     if (v >= 3)
@@ -452,7 +445,8 @@ static void api_versions_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, k
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool api_versions_request_eq(const kp_api_versions_request_t *x, const kp_api_versions_request_t *y, int16_t v)
+static bool api_versions_request_eq(const kp_api_versions_request_t *x,
+                                    const kp_api_versions_request_t *y, int16_t v)
 {
     if (v >= 3) {
         if (!str_eq(x->client_software_name, y->client_software_name))
@@ -479,7 +473,8 @@ static void api_versions_request_enc(kp_writer_t *w, int16_t v, const kp_api_ver
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void api_versions_request_fill(kp_api_versions_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void api_versions_request_fill(kp_api_versions_request_t *m, kp_arena_t *a, int16_t v,
+                                      uint64_t *seed)
 {
     kp_api_versions_request_init(m);
     if (v >= 3)
@@ -488,7 +483,8 @@ static void api_versions_request_fill(kp_api_versions_request_t *m, kp_arena_t *
         m->client_software_version = fill_str(a, seed, false);
 }
 
-kp_derr_t kp_api_versions_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_api_versions_request_t *m)
+kp_derr_t kp_api_versions_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_api_versions_request_t *m)
 {
     if (version < 0 || version > 4) {
         kp_api_versions_request_init(m);
@@ -499,7 +495,8 @@ kp_derr_t kp_api_versions_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t 
     return r->err;
 }
 
-kp_werr_t kp_api_versions_request_encode(kp_writer_t *w, int16_t version, const kp_api_versions_request_t *m)
+kp_werr_t kp_api_versions_request_encode(kp_writer_t *w, int16_t version,
+                                         const kp_api_versions_request_t *m)
 {
     if (version < 0 || version > 4)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -508,12 +505,14 @@ kp_werr_t kp_api_versions_request_encode(kp_writer_t *w, int16_t version, const 
     return w->err;
 }
 
-bool kp_api_versions_request_eq(const kp_api_versions_request_t *a, const kp_api_versions_request_t *b, int16_t version)
+bool kp_api_versions_request_eq(const kp_api_versions_request_t *a,
+                                const kp_api_versions_request_t *b, int16_t version)
 {
     return api_versions_request_eq(a, b, version);
 }
 
-void kp_api_versions_request_fill(kp_api_versions_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_api_versions_request_fill(kp_api_versions_request_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed)
 {
     if (version < 0 || version > 4) {
         kp_api_versions_request_init(m);
@@ -559,7 +558,8 @@ void kp_api_versions_response_api_version_init(kp_api_versions_response_api_vers
     memset(m, 0, sizeof *m);
 }
 
-static void api_versions_response_api_version_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_api_versions_response_api_version_t *m)
+static void api_versions_response_api_version_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                  kp_api_versions_response_api_version_t *m)
 {
     kp_api_versions_response_api_version_init(m);
     m->api_key = kp_read_i16(r);
@@ -569,7 +569,9 @@ static void api_versions_response_api_version_dec(kp_reader_t *r, kp_arena_t *a,
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool api_versions_response_api_version_eq(const kp_api_versions_response_api_version_t *x, const kp_api_versions_response_api_version_t *y, int16_t v)
+static bool api_versions_response_api_version_eq(const kp_api_versions_response_api_version_t *x,
+                                                 const kp_api_versions_response_api_version_t *y,
+                                                 int16_t v)
 {
     if (x->api_key != y->api_key)
         return false;
@@ -584,7 +586,8 @@ static bool api_versions_response_api_version_eq(const kp_api_versions_response_
     return true;
 }
 
-static void api_versions_response_api_version_enc(kp_writer_t *w, int16_t v, const kp_api_versions_response_api_version_t *m)
+static void api_versions_response_api_version_enc(kp_writer_t *w, int16_t v,
+                                                  const kp_api_versions_response_api_version_t *m)
 {
     kp_write_i16(w, m->api_key);
     kp_write_i16(w, m->min_version);
@@ -593,7 +596,8 @@ static void api_versions_response_api_version_enc(kp_writer_t *w, int16_t v, con
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void api_versions_response_api_version_fill(kp_api_versions_response_api_version_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void api_versions_response_api_version_fill(kp_api_versions_response_api_version_t *m,
+                                                   kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -606,13 +610,15 @@ static void api_versions_response_api_version_fill(kp_api_versions_response_api_
 /* Smallest wire size of one SupportedFeatureKey element, by version. */
 static const uint32_t api_versions_response_supported_feature_key_min_wire[5] = {1, 1, 1, 6, 6};
 
-void kp_api_versions_response_supported_feature_key_init(kp_api_versions_response_supported_feature_key_t *m)
+void kp_api_versions_response_supported_feature_key_init(
+    kp_api_versions_response_supported_feature_key_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void api_versions_response_supported_feature_key_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_api_versions_response_supported_feature_key_t *m)
+static void api_versions_response_supported_feature_key_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_api_versions_response_supported_feature_key_t *m)
 {
     kp_api_versions_response_supported_feature_key_init(m);
     m->name = kp_read_string(r, true, false);
@@ -621,7 +627,9 @@ static void api_versions_response_supported_feature_key_dec(kp_reader_t *r, kp_a
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool api_versions_response_supported_feature_key_eq(const kp_api_versions_response_supported_feature_key_t *x, const kp_api_versions_response_supported_feature_key_t *y, int16_t v)
+static bool api_versions_response_supported_feature_key_eq(
+    const kp_api_versions_response_supported_feature_key_t *x,
+    const kp_api_versions_response_supported_feature_key_t *y, int16_t v)
 {
     (void)v;
     if (!str_eq(x->name, y->name))
@@ -635,7 +643,8 @@ static bool api_versions_response_supported_feature_key_eq(const kp_api_versions
     return true;
 }
 
-static void api_versions_response_supported_feature_key_enc(kp_writer_t *w, int16_t v, const kp_api_versions_response_supported_feature_key_t *m)
+static void api_versions_response_supported_feature_key_enc(
+    kp_writer_t *w, int16_t v, const kp_api_versions_response_supported_feature_key_t *m)
 {
     kp_write_string(w, m->name, true, false);
     kp_write_i16(w, m->min_version);
@@ -643,7 +652,8 @@ static void api_versions_response_supported_feature_key_enc(kp_writer_t *w, int1
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void api_versions_response_supported_feature_key_fill(kp_api_versions_response_supported_feature_key_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void api_versions_response_supported_feature_key_fill(
+    kp_api_versions_response_supported_feature_key_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_api_versions_response_supported_feature_key_init(m);
@@ -655,13 +665,15 @@ static void api_versions_response_supported_feature_key_fill(kp_api_versions_res
 /* Smallest wire size of one FinalizedFeatureKey element, by version. */
 static const uint32_t api_versions_response_finalized_feature_key_min_wire[5] = {1, 1, 1, 6, 6};
 
-void kp_api_versions_response_finalized_feature_key_init(kp_api_versions_response_finalized_feature_key_t *m)
+void kp_api_versions_response_finalized_feature_key_init(
+    kp_api_versions_response_finalized_feature_key_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void api_versions_response_finalized_feature_key_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_api_versions_response_finalized_feature_key_t *m)
+static void api_versions_response_finalized_feature_key_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_api_versions_response_finalized_feature_key_t *m)
 {
     kp_api_versions_response_finalized_feature_key_init(m);
     m->name = kp_read_string(r, true, false);
@@ -670,7 +682,9 @@ static void api_versions_response_finalized_feature_key_dec(kp_reader_t *r, kp_a
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool api_versions_response_finalized_feature_key_eq(const kp_api_versions_response_finalized_feature_key_t *x, const kp_api_versions_response_finalized_feature_key_t *y, int16_t v)
+static bool api_versions_response_finalized_feature_key_eq(
+    const kp_api_versions_response_finalized_feature_key_t *x,
+    const kp_api_versions_response_finalized_feature_key_t *y, int16_t v)
 {
     (void)v;
     if (!str_eq(x->name, y->name))
@@ -684,7 +698,8 @@ static bool api_versions_response_finalized_feature_key_eq(const kp_api_versions
     return true;
 }
 
-static void api_versions_response_finalized_feature_key_enc(kp_writer_t *w, int16_t v, const kp_api_versions_response_finalized_feature_key_t *m)
+static void api_versions_response_finalized_feature_key_enc(
+    kp_writer_t *w, int16_t v, const kp_api_versions_response_finalized_feature_key_t *m)
 {
     kp_write_string(w, m->name, true, false);
     kp_write_i16(w, m->max_version_level);
@@ -692,7 +707,8 @@ static void api_versions_response_finalized_feature_key_enc(kp_writer_t *w, int1
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void api_versions_response_finalized_feature_key_fill(kp_api_versions_response_finalized_feature_key_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void api_versions_response_finalized_feature_key_fill(
+    kp_api_versions_response_finalized_feature_key_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_api_versions_response_finalized_feature_key_init(m);
@@ -707,12 +723,16 @@ void kp_api_versions_response_init(kp_api_versions_response_t *m)
     m->finalized_features_epoch = INT64_C(-1);
 }
 
-static int api_versions_response_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void *vm, uint32_t tag)
+static int api_versions_response_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void *vm,
+                                      uint32_t tag)
 {
     kp_api_versions_response_t *m = vm;
     switch (tag) {
     case 0:
-        m->supported_features = read_array(r, a, true, false, api_versions_response_supported_feature_key_min_wire[v], sizeof *m->supported_features, &m->supported_features_count);
+        m->supported_features = read_array(r, a, true, false,
+                                           api_versions_response_supported_feature_key_min_wire[v],
+                                           sizeof *m->supported_features,
+                                           &m->supported_features_count);
         for (int32_t i = 0; i < m->supported_features_count && r->err == KP_DECODE_OK; i++)
             api_versions_response_supported_feature_key_dec(r, a, v, &m->supported_features[i]);
         return 0;
@@ -720,7 +740,10 @@ static int api_versions_response_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, 
         m->finalized_features_epoch = kp_read_i64(r);
         return 1;
     case 2:
-        m->finalized_features = read_array(r, a, true, false, api_versions_response_finalized_feature_key_min_wire[v], sizeof *m->finalized_features, &m->finalized_features_count);
+        m->finalized_features = read_array(r, a, true, false,
+                                           api_versions_response_finalized_feature_key_min_wire[v],
+                                           sizeof *m->finalized_features,
+                                           &m->finalized_features_count);
         for (int32_t i = 0; i < m->finalized_features_count && r->err == KP_DECODE_OK; i++)
             api_versions_response_finalized_feature_key_dec(r, a, v, &m->finalized_features[i]);
         return 2;
@@ -732,11 +755,13 @@ static int api_versions_response_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, 
     }
 }
 
-static void api_versions_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_api_versions_response_t *m)
+static void api_versions_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                      kp_api_versions_response_t *m)
 {
     kp_api_versions_response_init(m);
     m->error_code = kp_read_i16(r);
-    m->api_keys = read_array(r, a, v >= 3, false, api_versions_response_api_version_min_wire[v], sizeof *m->api_keys, &m->api_keys_count);
+    m->api_keys = read_array(r, a, v >= 3, false, api_versions_response_api_version_min_wire[v],
+                             sizeof *m->api_keys, &m->api_keys_count);
     for (int32_t i = 0; i < m->api_keys_count && r->err == KP_DECODE_OK; i++)
         api_versions_response_api_version_dec(r, a, v, &m->api_keys[i]);
     if (v >= 1)
@@ -745,7 +770,8 @@ static void api_versions_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, api_versions_response_rtag);
 }
 
-static bool api_versions_response_eq(const kp_api_versions_response_t *x, const kp_api_versions_response_t *y, int16_t v)
+static bool api_versions_response_eq(const kp_api_versions_response_t *x,
+                                     const kp_api_versions_response_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -762,7 +788,8 @@ static bool api_versions_response_eq(const kp_api_versions_response_t *x, const 
         if (x->supported_features_count != y->supported_features_count)
             return false;
         for (int32_t i = 0; i < x->supported_features_count; i++)
-            if (!api_versions_response_supported_feature_key_eq(&x->supported_features[i], &y->supported_features[i], v))
+            if (!api_versions_response_supported_feature_key_eq(&x->supported_features[i],
+                                                                &y->supported_features[i], v))
                 return false;
     }
     if (v >= 3) {
@@ -773,7 +800,8 @@ static bool api_versions_response_eq(const kp_api_versions_response_t *x, const 
         if (x->finalized_features_count != y->finalized_features_count)
             return false;
         for (int32_t i = 0; i < x->finalized_features_count; i++)
-            if (!api_versions_response_finalized_feature_key_eq(&x->finalized_features[i], &y->finalized_features[i], v))
+            if (!api_versions_response_finalized_feature_key_eq(&x->finalized_features[i],
+                                                                &y->finalized_features[i], v))
                 return false;
     }
     if (v >= 3) {
@@ -794,14 +822,18 @@ static void api_versions_response_wtag(kp_writer_t *w, int16_t v, const void *vm
     const kp_api_versions_response_t *m = vm;
     switch (idx) {
     case 0:
-        for (int32_t i = 0, n = write_array_len(w, m->supported_features_count, m->supported_features, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->supported_features_count, m->supported_features, true,
+                                 false); i < n; i++)
             api_versions_response_supported_feature_key_enc(w, v, &m->supported_features[i]);
         break;
     case 1:
         kp_write_i64(w, m->finalized_features_epoch);
         break;
     case 2:
-        for (int32_t i = 0, n = write_array_len(w, m->finalized_features_count, m->finalized_features, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->finalized_features_count, m->finalized_features, true,
+                                 false); i < n; i++)
             api_versions_response_finalized_feature_key_enc(w, v, &m->finalized_features[i]);
         break;
     case 3:
@@ -812,10 +844,12 @@ static void api_versions_response_wtag(kp_writer_t *w, int16_t v, const void *vm
     }
 }
 
-static void api_versions_response_enc(kp_writer_t *w, int16_t v, const kp_api_versions_response_t *m)
+static void api_versions_response_enc(kp_writer_t *w, int16_t v,
+                                      const kp_api_versions_response_t *m)
 {
     kp_write_i16(w, m->error_code);
-    for (int32_t i = 0, n = write_array_len(w, m->api_keys_count, m->api_keys, v >= 3, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->api_keys_count, m->api_keys, v >= 3, false); i < n; i++)
         api_versions_response_api_version_enc(w, v, &m->api_keys[i]);
     if (v >= 1)
         kp_write_i32(w, m->throttle_time_ms);
@@ -829,11 +863,13 @@ static void api_versions_response_enc(kp_writer_t *w, int16_t v, const kp_api_ve
             set |= 1u << 2;
         if ((m->_tags_present & (1u << 3)) || m->zk_migration_ready != false)
             set |= 1u << 3;
-        write_tags(w, v, m, &m->_unknown, set, api_versions_response_tags, 4, api_versions_response_wtag);
+        write_tags(w, v, m, &m->_unknown, set, api_versions_response_tags, 4,
+                   api_versions_response_wtag);
     }
 }
 
-static void api_versions_response_fill(kp_api_versions_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void api_versions_response_fill(kp_api_versions_response_t *m, kp_arena_t *a, int16_t v,
+                                       uint64_t *seed)
 {
     kp_api_versions_response_init(m);
     m->error_code = (int16_t)rnd(seed);
@@ -844,7 +880,8 @@ static void api_versions_response_fill(kp_api_versions_response_t *m, kp_arena_t
         m->throttle_time_ms = (int32_t)rnd(seed);
     if (v >= 3 && rnd(seed) % 3 != 0) {
         m->_tags_present |= 1u << 0;
-        m->supported_features = fill_array(a, seed, false, sizeof *m->supported_features, &m->supported_features_count);
+        m->supported_features = fill_array(a, seed, false, sizeof *m->supported_features,
+                                           &m->supported_features_count);
         for (int32_t i = 0; i < m->supported_features_count; i++)
             api_versions_response_supported_feature_key_fill(&m->supported_features[i], a, v, seed);
     }
@@ -854,7 +891,8 @@ static void api_versions_response_fill(kp_api_versions_response_t *m, kp_arena_t
     }
     if (v >= 3 && rnd(seed) % 3 != 0) {
         m->_tags_present |= 1u << 2;
-        m->finalized_features = fill_array(a, seed, false, sizeof *m->finalized_features, &m->finalized_features_count);
+        m->finalized_features = fill_array(a, seed, false, sizeof *m->finalized_features,
+                                           &m->finalized_features_count);
         for (int32_t i = 0; i < m->finalized_features_count; i++)
             api_versions_response_finalized_feature_key_fill(&m->finalized_features[i], a, v, seed);
     }
@@ -864,7 +902,8 @@ static void api_versions_response_fill(kp_api_versions_response_t *m, kp_arena_t
     }
 }
 
-kp_derr_t kp_api_versions_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_api_versions_response_t *m)
+kp_derr_t kp_api_versions_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_api_versions_response_t *m)
 {
     if (version < 0 || version > 4) {
         kp_api_versions_response_init(m);
@@ -875,7 +914,8 @@ kp_derr_t kp_api_versions_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t
     return r->err;
 }
 
-kp_werr_t kp_api_versions_response_encode(kp_writer_t *w, int16_t version, const kp_api_versions_response_t *m)
+kp_werr_t kp_api_versions_response_encode(kp_writer_t *w, int16_t version,
+                                          const kp_api_versions_response_t *m)
 {
     if (version < 0 || version > 4)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -884,12 +924,14 @@ kp_werr_t kp_api_versions_response_encode(kp_writer_t *w, int16_t version, const
     return w->err;
 }
 
-bool kp_api_versions_response_eq(const kp_api_versions_response_t *a, const kp_api_versions_response_t *b, int16_t version)
+bool kp_api_versions_response_eq(const kp_api_versions_response_t *a,
+                                 const kp_api_versions_response_t *b, int16_t version)
 {
     return api_versions_response_eq(a, b, version);
 }
 
-void kp_api_versions_response_fill(kp_api_versions_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_api_versions_response_fill(kp_api_versions_response_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed)
 {
     if (version < 0 || version > 4) {
         kp_api_versions_response_init(m);
@@ -928,15 +970,18 @@ static void api_versions_response_fill_any(void *m, kp_arena_t *a, int16_t v, ui
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one MetadataRequestTopic element, by version. */
-static const uint32_t metadata_request_metadata_request_topic_min_wire[13] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 18, 18, 18};
+static const uint32_t metadata_request_metadata_request_topic_min_wire[13] =
+    {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 18, 18, 18};
 
-void kp_metadata_request_metadata_request_topic_init(kp_metadata_request_metadata_request_topic_t *m)
+void kp_metadata_request_metadata_request_topic_init(
+    kp_metadata_request_metadata_request_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void metadata_request_metadata_request_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_request_metadata_request_topic_t *m)
+static void metadata_request_metadata_request_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_request_metadata_request_topic_t *m)
 {
     kp_metadata_request_metadata_request_topic_init(m);
     if (v >= 10)
@@ -946,7 +991,9 @@ static void metadata_request_metadata_request_topic_dec(kp_reader_t *r, kp_arena
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool metadata_request_metadata_request_topic_eq(const kp_metadata_request_metadata_request_topic_t *x, const kp_metadata_request_metadata_request_topic_t *y, int16_t v)
+static bool metadata_request_metadata_request_topic_eq(
+    const kp_metadata_request_metadata_request_topic_t *x,
+    const kp_metadata_request_metadata_request_topic_t *y, int16_t v)
 {
     if (v >= 10) {
         if (!uuid_eq(x->topic_id, y->topic_id))
@@ -961,7 +1008,8 @@ static bool metadata_request_metadata_request_topic_eq(const kp_metadata_request
     return true;
 }
 
-static void metadata_request_metadata_request_topic_enc(kp_writer_t *w, int16_t v, const kp_metadata_request_metadata_request_topic_t *m)
+static void metadata_request_metadata_request_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_metadata_request_metadata_request_topic_t *m)
 {
     if (v >= 10)
         kp_write_uuid(w, m->topic_id);
@@ -970,7 +1018,8 @@ static void metadata_request_metadata_request_topic_enc(kp_writer_t *w, int16_t 
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void metadata_request_metadata_request_topic_fill(kp_metadata_request_metadata_request_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void metadata_request_metadata_request_topic_fill(
+    kp_metadata_request_metadata_request_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_metadata_request_metadata_request_topic_init(m);
     if (v >= 10)
@@ -987,7 +1036,9 @@ void kp_metadata_request_init(kp_metadata_request_t *m)
 static void metadata_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_request_t *m)
 {
     kp_metadata_request_init(m);
-    m->topics = read_array(r, a, v >= 9, v >= 1, metadata_request_metadata_request_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 9, v >= 1,
+                           metadata_request_metadata_request_topic_min_wire[v], sizeof *m->topics,
+                           &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         metadata_request_metadata_request_topic_dec(r, a, v, &m->topics[i]);
     if (v >= 4)
@@ -1000,7 +1051,8 @@ static void metadata_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_me
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool metadata_request_eq(const kp_metadata_request_t *x, const kp_metadata_request_t *y, int16_t v)
+static bool metadata_request_eq(const kp_metadata_request_t *x, const kp_metadata_request_t *y,
+                                int16_t v)
 {
     if (x->topics_count != y->topics_count)
         return false;
@@ -1028,7 +1080,8 @@ static bool metadata_request_eq(const kp_metadata_request_t *x, const kp_metadat
 
 static void metadata_request_enc(kp_writer_t *w, int16_t v, const kp_metadata_request_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 9, v >= 1); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 9, v >= 1); i < n; i++)
         metadata_request_metadata_request_topic_enc(w, v, &m->topics[i]);
     if (v >= 4)
         kp_write_bool(w, m->allow_auto_topic_creation);
@@ -1040,7 +1093,8 @@ static void metadata_request_enc(kp_writer_t *w, int16_t v, const kp_metadata_re
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void metadata_request_fill(kp_metadata_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void metadata_request_fill(kp_metadata_request_t *m, kp_arena_t *a, int16_t v,
+                                  uint64_t *seed)
 {
     kp_metadata_request_init(m);
     m->topics = fill_array(a, seed, v >= 1, sizeof *m->topics, &m->topics_count);
@@ -1054,7 +1108,8 @@ static void metadata_request_fill(kp_metadata_request_t *m, kp_arena_t *a, int16
         m->include_topic_authorized_operations = (rnd(seed) & 1) != 0;
 }
 
-kp_derr_t kp_metadata_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_metadata_request_t *m)
+kp_derr_t kp_metadata_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                     kp_metadata_request_t *m)
 {
     if (version < 0 || version > 12) {
         kp_metadata_request_init(m);
@@ -1065,7 +1120,8 @@ kp_derr_t kp_metadata_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t vers
     return r->err;
 }
 
-kp_werr_t kp_metadata_request_encode(kp_writer_t *w, int16_t version, const kp_metadata_request_t *m)
+kp_werr_t kp_metadata_request_encode(kp_writer_t *w, int16_t version,
+                                     const kp_metadata_request_t *m)
 {
     if (version < 0 || version > 12)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -1074,12 +1130,14 @@ kp_werr_t kp_metadata_request_encode(kp_writer_t *w, int16_t version, const kp_m
     return w->err;
 }
 
-bool kp_metadata_request_eq(const kp_metadata_request_t *a, const kp_metadata_request_t *b, int16_t version)
+bool kp_metadata_request_eq(const kp_metadata_request_t *a, const kp_metadata_request_t *b,
+                            int16_t version)
 {
     return metadata_request_eq(a, b, version);
 }
 
-void kp_metadata_request_fill(kp_metadata_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_metadata_request_fill(kp_metadata_request_t *m, kp_arena_t *a, int16_t version,
+                              uint64_t *seed)
 {
     if (version < 0 || version > 12) {
         kp_metadata_request_init(m);
@@ -1118,16 +1176,19 @@ static void metadata_request_fill_any(void *m, kp_arena_t *a, int16_t v, uint64_
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one MetadataResponseBroker element, by version. */
-static const uint32_t metadata_response_metadata_response_broker_min_wire[13] = {10, 12, 12, 12, 12, 12, 12, 12, 12, 11, 11, 11, 11};
+static const uint32_t metadata_response_metadata_response_broker_min_wire[13] =
+    {10, 12, 12, 12, 12, 12, 12, 12, 12, 11, 11, 11, 11};
 
-void kp_metadata_response_metadata_response_broker_init(kp_metadata_response_metadata_response_broker_t *m)
+void kp_metadata_response_metadata_response_broker_init(
+    kp_metadata_response_metadata_response_broker_t *m)
 {
     memset(m, 0, sizeof *m);
     m->host = (kp_str_t){"", 0};
     m->rack = KP_STR_NULL;
 }
 
-static void metadata_response_metadata_response_broker_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_response_metadata_response_broker_t *m)
+static void metadata_response_metadata_response_broker_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_response_metadata_response_broker_t *m)
 {
     kp_metadata_response_metadata_response_broker_init(m);
     m->node_id = kp_read_i32(r);
@@ -1139,7 +1200,9 @@ static void metadata_response_metadata_response_broker_dec(kp_reader_t *r, kp_ar
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool metadata_response_metadata_response_broker_eq(const kp_metadata_response_metadata_response_broker_t *x, const kp_metadata_response_metadata_response_broker_t *y, int16_t v)
+static bool metadata_response_metadata_response_broker_eq(
+    const kp_metadata_response_metadata_response_broker_t *x,
+    const kp_metadata_response_metadata_response_broker_t *y, int16_t v)
 {
     if (x->node_id != y->node_id)
         return false;
@@ -1158,7 +1221,8 @@ static bool metadata_response_metadata_response_broker_eq(const kp_metadata_resp
     return true;
 }
 
-static void metadata_response_metadata_response_broker_enc(kp_writer_t *w, int16_t v, const kp_metadata_response_metadata_response_broker_t *m)
+static void metadata_response_metadata_response_broker_enc(
+    kp_writer_t *w, int16_t v, const kp_metadata_response_metadata_response_broker_t *m)
 {
     kp_write_i32(w, m->node_id);
     kp_write_string(w, m->host, v >= 9, false);
@@ -1169,7 +1233,8 @@ static void metadata_response_metadata_response_broker_enc(kp_writer_t *w, int16
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void metadata_response_metadata_response_broker_fill(kp_metadata_response_metadata_response_broker_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void metadata_response_metadata_response_broker_fill(
+    kp_metadata_response_metadata_response_broker_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_metadata_response_metadata_response_broker_init(m);
     m->node_id = (int32_t)rnd(seed);
@@ -1180,15 +1245,18 @@ static void metadata_response_metadata_response_broker_fill(kp_metadata_response
 }
 
 /* Smallest wire size of one MetadataResponsePartition element, by version. */
-static const uint32_t metadata_response_metadata_response_partition_min_wire[13] = {18, 18, 18, 18, 18, 22, 22, 26, 26, 18, 18, 18, 18};
+static const uint32_t metadata_response_metadata_response_partition_min_wire[13] =
+    {18, 18, 18, 18, 18, 22, 22, 26, 26, 18, 18, 18, 18};
 
-void kp_metadata_response_metadata_response_partition_init(kp_metadata_response_metadata_response_partition_t *m)
+void kp_metadata_response_metadata_response_partition_init(
+    kp_metadata_response_metadata_response_partition_t *m)
 {
     memset(m, 0, sizeof *m);
     m->leader_epoch = -1;
 }
 
-static void metadata_response_metadata_response_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_response_metadata_response_partition_t *m)
+static void metadata_response_metadata_response_partition_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_response_metadata_response_partition_t *m)
 {
     kp_metadata_response_metadata_response_partition_init(m);
     m->error_code = kp_read_i16(r);
@@ -1196,14 +1264,16 @@ static void metadata_response_metadata_response_partition_dec(kp_reader_t *r, kp
     m->leader_id = kp_read_i32(r);
     if (v >= 7)
         m->leader_epoch = kp_read_i32(r);
-    m->replica_nodes = read_array(r, a, v >= 9, false, 4, sizeof *m->replica_nodes, &m->replica_nodes_count);
+    m->replica_nodes = read_array(r, a, v >= 9, false, 4, sizeof *m->replica_nodes,
+                                  &m->replica_nodes_count);
     for (int32_t i = 0; i < m->replica_nodes_count && r->err == KP_DECODE_OK; i++)
         m->replica_nodes[i] = kp_read_i32(r);
     m->isr_nodes = read_array(r, a, v >= 9, false, 4, sizeof *m->isr_nodes, &m->isr_nodes_count);
     for (int32_t i = 0; i < m->isr_nodes_count && r->err == KP_DECODE_OK; i++)
         m->isr_nodes[i] = kp_read_i32(r);
     if (v >= 5) {
-        m->offline_replicas = read_array(r, a, v >= 9, false, 4, sizeof *m->offline_replicas, &m->offline_replicas_count);
+        m->offline_replicas = read_array(r, a, v >= 9, false, 4, sizeof *m->offline_replicas,
+                                         &m->offline_replicas_count);
         for (int32_t i = 0; i < m->offline_replicas_count && r->err == KP_DECODE_OK; i++)
             m->offline_replicas[i] = kp_read_i32(r);
     }
@@ -1211,7 +1281,9 @@ static void metadata_response_metadata_response_partition_dec(kp_reader_t *r, kp
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool metadata_response_metadata_response_partition_eq(const kp_metadata_response_metadata_response_partition_t *x, const kp_metadata_response_metadata_response_partition_t *y, int16_t v)
+static bool metadata_response_metadata_response_partition_eq(
+    const kp_metadata_response_metadata_response_partition_t *x,
+    const kp_metadata_response_metadata_response_partition_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -1247,26 +1319,33 @@ static bool metadata_response_metadata_response_partition_eq(const kp_metadata_r
     return true;
 }
 
-static void metadata_response_metadata_response_partition_enc(kp_writer_t *w, int16_t v, const kp_metadata_response_metadata_response_partition_t *m)
+static void metadata_response_metadata_response_partition_enc(
+    kp_writer_t *w, int16_t v, const kp_metadata_response_metadata_response_partition_t *m)
 {
     kp_write_i16(w, m->error_code);
     kp_write_i32(w, m->partition_index);
     kp_write_i32(w, m->leader_id);
     if (v >= 7)
         kp_write_i32(w, m->leader_epoch);
-    for (int32_t i = 0, n = write_array_len(w, m->replica_nodes_count, m->replica_nodes, v >= 9, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->replica_nodes_count, m->replica_nodes, v >= 9,
+                             false); i < n; i++)
         kp_write_i32(w, m->replica_nodes[i]);
-    for (int32_t i = 0, n = write_array_len(w, m->isr_nodes_count, m->isr_nodes, v >= 9, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->isr_nodes_count, m->isr_nodes, v >= 9, false); i < n; i++)
         kp_write_i32(w, m->isr_nodes[i]);
     if (v >= 5) {
-        for (int32_t i = 0, n = write_array_len(w, m->offline_replicas_count, m->offline_replicas, v >= 9, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->offline_replicas_count, m->offline_replicas, v >= 9,
+                                 false); i < n; i++)
             kp_write_i32(w, m->offline_replicas[i]);
     }
     if (v >= 9)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void metadata_response_metadata_response_partition_fill(kp_metadata_response_metadata_response_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void metadata_response_metadata_response_partition_fill(
+    kp_metadata_response_metadata_response_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_metadata_response_metadata_response_partition_init(m);
     m->error_code = (int16_t)rnd(seed);
@@ -1274,30 +1353,35 @@ static void metadata_response_metadata_response_partition_fill(kp_metadata_respo
     m->leader_id = (int32_t)rnd(seed);
     if (v >= 7)
         m->leader_epoch = (int32_t)rnd(seed);
-    m->replica_nodes = fill_array(a, seed, false, sizeof *m->replica_nodes, &m->replica_nodes_count);
+    m->replica_nodes = fill_array(a, seed, false, sizeof *m->replica_nodes,
+                                  &m->replica_nodes_count);
     for (int32_t i = 0; i < m->replica_nodes_count; i++)
         m->replica_nodes[i] = (int32_t)rnd(seed);
     m->isr_nodes = fill_array(a, seed, false, sizeof *m->isr_nodes, &m->isr_nodes_count);
     for (int32_t i = 0; i < m->isr_nodes_count; i++)
         m->isr_nodes[i] = (int32_t)rnd(seed);
     if (v >= 5) {
-        m->offline_replicas = fill_array(a, seed, false, sizeof *m->offline_replicas, &m->offline_replicas_count);
+        m->offline_replicas = fill_array(a, seed, false, sizeof *m->offline_replicas,
+                                         &m->offline_replicas_count);
         for (int32_t i = 0; i < m->offline_replicas_count; i++)
             m->offline_replicas[i] = (int32_t)rnd(seed);
     }
 }
 
 /* Smallest wire size of one MetadataResponseTopic element, by version. */
-static const uint32_t metadata_response_metadata_response_topic_min_wire[13] = {8, 9, 9, 9, 9, 9, 9, 9, 13, 10, 26, 26, 26};
+static const uint32_t metadata_response_metadata_response_topic_min_wire[13] =
+    {8, 9, 9, 9, 9, 9, 9, 9, 13, 10, 26, 26, 26};
 
-void kp_metadata_response_metadata_response_topic_init(kp_metadata_response_metadata_response_topic_t *m)
+void kp_metadata_response_metadata_response_topic_init(
+    kp_metadata_response_metadata_response_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
     m->topic_authorized_operations = INT32_MIN;
 }
 
-static void metadata_response_metadata_response_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_response_metadata_response_topic_t *m)
+static void metadata_response_metadata_response_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_response_metadata_response_topic_t *m)
 {
     kp_metadata_response_metadata_response_topic_init(m);
     m->error_code = kp_read_i16(r);
@@ -1306,7 +1390,9 @@ static void metadata_response_metadata_response_topic_dec(kp_reader_t *r, kp_are
         m->topic_id = kp_read_uuid(r);
     if (v >= 1)
         m->is_internal = kp_read_bool(r);
-    m->partitions = read_array(r, a, v >= 9, false, metadata_response_metadata_response_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 9, false,
+                               metadata_response_metadata_response_partition_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         metadata_response_metadata_response_partition_dec(r, a, v, &m->partitions[i]);
     if (v >= 8)
@@ -1315,7 +1401,9 @@ static void metadata_response_metadata_response_topic_dec(kp_reader_t *r, kp_are
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool metadata_response_metadata_response_topic_eq(const kp_metadata_response_metadata_response_topic_t *x, const kp_metadata_response_metadata_response_topic_t *y, int16_t v)
+static bool metadata_response_metadata_response_topic_eq(
+    const kp_metadata_response_metadata_response_topic_t *x,
+    const kp_metadata_response_metadata_response_topic_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -1332,7 +1420,8 @@ static bool metadata_response_metadata_response_topic_eq(const kp_metadata_respo
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!metadata_response_metadata_response_partition_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!metadata_response_metadata_response_partition_eq(&x->partitions[i], &y->partitions[i],
+                                                              v))
             return false;
     if (v >= 8) {
         if (x->topic_authorized_operations != y->topic_authorized_operations)
@@ -1345,7 +1434,8 @@ static bool metadata_response_metadata_response_topic_eq(const kp_metadata_respo
     return true;
 }
 
-static void metadata_response_metadata_response_topic_enc(kp_writer_t *w, int16_t v, const kp_metadata_response_metadata_response_topic_t *m)
+static void metadata_response_metadata_response_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_metadata_response_metadata_response_topic_t *m)
 {
     kp_write_i16(w, m->error_code);
     kp_write_string(w, m->name, v >= 9, v >= 12);
@@ -1353,7 +1443,8 @@ static void metadata_response_metadata_response_topic_enc(kp_writer_t *w, int16_
         kp_write_uuid(w, m->topic_id);
     if (v >= 1)
         kp_write_bool(w, m->is_internal);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 9, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 9, false); i < n; i++)
         metadata_response_metadata_response_partition_enc(w, v, &m->partitions[i]);
     if (v >= 8)
         kp_write_i32(w, m->topic_authorized_operations);
@@ -1361,7 +1452,8 @@ static void metadata_response_metadata_response_topic_enc(kp_writer_t *w, int16_
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void metadata_response_metadata_response_topic_fill(kp_metadata_response_metadata_response_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void metadata_response_metadata_response_topic_fill(
+    kp_metadata_response_metadata_response_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_metadata_response_metadata_response_topic_init(m);
     m->error_code = (int16_t)rnd(seed);
@@ -1385,19 +1477,24 @@ void kp_metadata_response_init(kp_metadata_response_t *m)
     m->cluster_authorized_operations = INT32_MIN;
 }
 
-static void metadata_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_metadata_response_t *m)
+static void metadata_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                  kp_metadata_response_t *m)
 {
     kp_metadata_response_init(m);
     if (v >= 3)
         m->throttle_time_ms = kp_read_i32(r);
-    m->brokers = read_array(r, a, v >= 9, false, metadata_response_metadata_response_broker_min_wire[v], sizeof *m->brokers, &m->brokers_count);
+    m->brokers = read_array(r, a, v >= 9, false,
+                            metadata_response_metadata_response_broker_min_wire[v],
+                            sizeof *m->brokers, &m->brokers_count);
     for (int32_t i = 0; i < m->brokers_count && r->err == KP_DECODE_OK; i++)
         metadata_response_metadata_response_broker_dec(r, a, v, &m->brokers[i]);
     if (v >= 2)
         m->cluster_id = kp_read_string(r, v >= 9, true);
     if (v >= 1)
         m->controller_id = kp_read_i32(r);
-    m->topics = read_array(r, a, v >= 9, false, metadata_response_metadata_response_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 9, false,
+                           metadata_response_metadata_response_topic_min_wire[v], sizeof *m->topics,
+                           &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         metadata_response_metadata_response_topic_dec(r, a, v, &m->topics[i]);
     if (v >= 8 && v <= 10)
@@ -1406,7 +1503,8 @@ static void metadata_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_m
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool metadata_response_eq(const kp_metadata_response_t *x, const kp_metadata_response_t *y, int16_t v)
+static bool metadata_response_eq(const kp_metadata_response_t *x, const kp_metadata_response_t *y,
+                                 int16_t v)
 {
     if (v >= 3) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -1445,13 +1543,15 @@ static void metadata_response_enc(kp_writer_t *w, int16_t v, const kp_metadata_r
 {
     if (v >= 3)
         kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->brokers_count, m->brokers, v >= 9, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->brokers_count, m->brokers, v >= 9, false); i < n; i++)
         metadata_response_metadata_response_broker_enc(w, v, &m->brokers[i]);
     if (v >= 2)
         kp_write_string(w, m->cluster_id, v >= 9, true);
     if (v >= 1)
         kp_write_i32(w, m->controller_id);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 9, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 9, false); i < n; i++)
         metadata_response_metadata_response_topic_enc(w, v, &m->topics[i]);
     if (v >= 8 && v <= 10)
         kp_write_i32(w, m->cluster_authorized_operations);
@@ -1459,7 +1559,8 @@ static void metadata_response_enc(kp_writer_t *w, int16_t v, const kp_metadata_r
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void metadata_response_fill(kp_metadata_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void metadata_response_fill(kp_metadata_response_t *m, kp_arena_t *a, int16_t v,
+                                   uint64_t *seed)
 {
     kp_metadata_response_init(m);
     if (v >= 3)
@@ -1478,7 +1579,8 @@ static void metadata_response_fill(kp_metadata_response_t *m, kp_arena_t *a, int
         m->cluster_authorized_operations = (int32_t)rnd(seed);
 }
 
-kp_derr_t kp_metadata_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_metadata_response_t *m)
+kp_derr_t kp_metadata_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                      kp_metadata_response_t *m)
 {
     if (version < 0 || version > 12) {
         kp_metadata_response_init(m);
@@ -1489,7 +1591,8 @@ kp_derr_t kp_metadata_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t ver
     return r->err;
 }
 
-kp_werr_t kp_metadata_response_encode(kp_writer_t *w, int16_t version, const kp_metadata_response_t *m)
+kp_werr_t kp_metadata_response_encode(kp_writer_t *w, int16_t version,
+                                      const kp_metadata_response_t *m)
 {
     if (version < 0 || version > 12)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -1498,12 +1601,14 @@ kp_werr_t kp_metadata_response_encode(kp_writer_t *w, int16_t version, const kp_
     return w->err;
 }
 
-bool kp_metadata_response_eq(const kp_metadata_response_t *a, const kp_metadata_response_t *b, int16_t version)
+bool kp_metadata_response_eq(const kp_metadata_response_t *a, const kp_metadata_response_t *b,
+                             int16_t version)
 {
     return metadata_response_eq(a, b, version);
 }
 
-void kp_metadata_response_fill(kp_metadata_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_metadata_response_fill(kp_metadata_response_t *m, kp_arena_t *a, int16_t version,
+                               uint64_t *seed)
 {
     if (version < 0 || version > 12) {
         kp_metadata_response_init(m);
@@ -1542,7 +1647,8 @@ static void metadata_response_fill_any(void *m, kp_arena_t *a, int16_t v, uint64
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one PartitionProduceData element, by version. */
-static const uint32_t produce_request_partition_produce_data_min_wire[12] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 6, 6, 6};
+static const uint32_t produce_request_partition_produce_data_min_wire[12] =
+    {8, 8, 8, 8, 8, 8, 8, 8, 8, 6, 6, 6};
 
 void kp_produce_request_partition_produce_data_init(kp_produce_request_partition_produce_data_t *m)
 {
@@ -1550,7 +1656,8 @@ void kp_produce_request_partition_produce_data_init(kp_produce_request_partition
     m->records = KP_BYTES_NULL;
 }
 
-static void produce_request_partition_produce_data_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_request_partition_produce_data_t *m)
+static void produce_request_partition_produce_data_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_request_partition_produce_data_t *m)
 {
     kp_produce_request_partition_produce_data_init(m);
     m->index = kp_read_i32(r);
@@ -1559,7 +1666,9 @@ static void produce_request_partition_produce_data_dec(kp_reader_t *r, kp_arena_
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool produce_request_partition_produce_data_eq(const kp_produce_request_partition_produce_data_t *x, const kp_produce_request_partition_produce_data_t *y, int16_t v)
+static bool produce_request_partition_produce_data_eq(
+    const kp_produce_request_partition_produce_data_t *x,
+    const kp_produce_request_partition_produce_data_t *y, int16_t v)
 {
     if (x->index != y->index)
         return false;
@@ -1572,7 +1681,8 @@ static bool produce_request_partition_produce_data_eq(const kp_produce_request_p
     return true;
 }
 
-static void produce_request_partition_produce_data_enc(kp_writer_t *w, int16_t v, const kp_produce_request_partition_produce_data_t *m)
+static void produce_request_partition_produce_data_enc(
+    kp_writer_t *w, int16_t v, const kp_produce_request_partition_produce_data_t *m)
 {
     kp_write_i32(w, m->index);
     kp_write_bytes(w, m->records, v >= 9, true);
@@ -1580,7 +1690,8 @@ static void produce_request_partition_produce_data_enc(kp_writer_t *w, int16_t v
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void produce_request_partition_produce_data_fill(kp_produce_request_partition_produce_data_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void produce_request_partition_produce_data_fill(
+    kp_produce_request_partition_produce_data_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_produce_request_partition_produce_data_init(m);
@@ -1589,7 +1700,8 @@ static void produce_request_partition_produce_data_fill(kp_produce_request_parti
 }
 
 /* Smallest wire size of one TopicProduceData element, by version. */
-static const uint32_t produce_request_topic_produce_data_min_wire[12] = {6, 6, 6, 6, 6, 6, 6, 6, 6, 3, 3, 3};
+static const uint32_t produce_request_topic_produce_data_min_wire[12] =
+    {6, 6, 6, 6, 6, 6, 6, 6, 6, 3, 3, 3};
 
 void kp_produce_request_topic_produce_data_init(kp_produce_request_topic_produce_data_t *m)
 {
@@ -1597,25 +1709,31 @@ void kp_produce_request_topic_produce_data_init(kp_produce_request_topic_produce
     m->name = (kp_str_t){"", 0};
 }
 
-static void produce_request_topic_produce_data_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_request_topic_produce_data_t *m)
+static void produce_request_topic_produce_data_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   kp_produce_request_topic_produce_data_t *m)
 {
     kp_produce_request_topic_produce_data_init(m);
     m->name = kp_read_string(r, v >= 9, false);
-    m->partition_data = read_array(r, a, v >= 9, false, produce_request_partition_produce_data_min_wire[v], sizeof *m->partition_data, &m->partition_data_count);
+    m->partition_data = read_array(r, a, v >= 9, false,
+                                   produce_request_partition_produce_data_min_wire[v],
+                                   sizeof *m->partition_data, &m->partition_data_count);
     for (int32_t i = 0; i < m->partition_data_count && r->err == KP_DECODE_OK; i++)
         produce_request_partition_produce_data_dec(r, a, v, &m->partition_data[i]);
     if (v >= 9)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool produce_request_topic_produce_data_eq(const kp_produce_request_topic_produce_data_t *x, const kp_produce_request_topic_produce_data_t *y, int16_t v)
+static bool produce_request_topic_produce_data_eq(const kp_produce_request_topic_produce_data_t *x,
+                                                  const kp_produce_request_topic_produce_data_t *y,
+                                                  int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partition_data_count != y->partition_data_count)
         return false;
     for (int32_t i = 0; i < x->partition_data_count; i++)
-        if (!produce_request_partition_produce_data_eq(&x->partition_data[i], &y->partition_data[i], v))
+        if (!produce_request_partition_produce_data_eq(&x->partition_data[i], &y->partition_data[i],
+                                                       v))
             return false;
     if (v >= 9) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -1624,20 +1742,25 @@ static bool produce_request_topic_produce_data_eq(const kp_produce_request_topic
     return true;
 }
 
-static void produce_request_topic_produce_data_enc(kp_writer_t *w, int16_t v, const kp_produce_request_topic_produce_data_t *m)
+static void produce_request_topic_produce_data_enc(kp_writer_t *w, int16_t v,
+                                                   const kp_produce_request_topic_produce_data_t *m)
 {
     kp_write_string(w, m->name, v >= 9, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partition_data_count, m->partition_data, v >= 9, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partition_data_count, m->partition_data, v >= 9,
+                             false); i < n; i++)
         produce_request_partition_produce_data_enc(w, v, &m->partition_data[i]);
     if (v >= 9)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void produce_request_topic_produce_data_fill(kp_produce_request_topic_produce_data_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void produce_request_topic_produce_data_fill(kp_produce_request_topic_produce_data_t *m,
+                                                    kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_produce_request_topic_produce_data_init(m);
     m->name = fill_str(a, seed, false);
-    m->partition_data = fill_array(a, seed, false, sizeof *m->partition_data, &m->partition_data_count);
+    m->partition_data = fill_array(a, seed, false, sizeof *m->partition_data,
+                                   &m->partition_data_count);
     for (int32_t i = 0; i < m->partition_data_count; i++)
         produce_request_partition_produce_data_fill(&m->partition_data[i], a, v, seed);
 }
@@ -1655,14 +1778,16 @@ static void produce_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_pro
         m->transactional_id = kp_read_string(r, v >= 9, true);
     m->acks = kp_read_i16(r);
     m->timeout_ms = kp_read_i32(r);
-    m->topic_data = read_array(r, a, v >= 9, false, produce_request_topic_produce_data_min_wire[v], sizeof *m->topic_data, &m->topic_data_count);
+    m->topic_data = read_array(r, a, v >= 9, false, produce_request_topic_produce_data_min_wire[v],
+                               sizeof *m->topic_data, &m->topic_data_count);
     for (int32_t i = 0; i < m->topic_data_count && r->err == KP_DECODE_OK; i++)
         produce_request_topic_produce_data_dec(r, a, v, &m->topic_data[i]);
     if (v >= 9)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool produce_request_eq(const kp_produce_request_t *x, const kp_produce_request_t *y, int16_t v)
+static bool produce_request_eq(const kp_produce_request_t *x, const kp_produce_request_t *y,
+                               int16_t v)
 {
     if (v >= 3) {
         if (!str_eq(x->transactional_id, y->transactional_id))
@@ -1690,7 +1815,8 @@ static void produce_request_enc(kp_writer_t *w, int16_t v, const kp_produce_requ
         kp_write_string(w, m->transactional_id, v >= 9, true);
     kp_write_i16(w, m->acks);
     kp_write_i32(w, m->timeout_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->topic_data_count, m->topic_data, v >= 9, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topic_data_count, m->topic_data, v >= 9, false); i < n; i++)
         produce_request_topic_produce_data_enc(w, v, &m->topic_data[i]);
     if (v >= 9)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
@@ -1708,7 +1834,8 @@ static void produce_request_fill(kp_produce_request_t *m, kp_arena_t *a, int16_t
         produce_request_topic_produce_data_fill(&m->topic_data[i], a, v, seed);
 }
 
-kp_derr_t kp_produce_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_produce_request_t *m)
+kp_derr_t kp_produce_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                    kp_produce_request_t *m)
 {
     if (version < 0 || version > 11) {
         kp_produce_request_init(m);
@@ -1728,12 +1855,14 @@ kp_werr_t kp_produce_request_encode(kp_writer_t *w, int16_t version, const kp_pr
     return w->err;
 }
 
-bool kp_produce_request_eq(const kp_produce_request_t *a, const kp_produce_request_t *b, int16_t version)
+bool kp_produce_request_eq(const kp_produce_request_t *a, const kp_produce_request_t *b,
+                           int16_t version)
 {
     return produce_request_eq(a, b, version);
 }
 
-void kp_produce_request_fill(kp_produce_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_produce_request_fill(kp_produce_request_t *m, kp_arena_t *a, int16_t version,
+                             uint64_t *seed)
 {
     if (version < 0 || version > 11) {
         kp_produce_request_init(m);
@@ -1772,15 +1901,19 @@ static void produce_request_fill_any(void *m, kp_arena_t *a, int16_t v, uint64_t
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one BatchIndexAndErrorMessage element, by version. */
-static const uint32_t produce_response_batch_index_and_error_message_min_wire[12] = {1, 1, 1, 1, 1, 1, 1, 1, 6, 6, 6, 6};
+static const uint32_t produce_response_batch_index_and_error_message_min_wire[12] =
+    {1, 1, 1, 1, 1, 1, 1, 1, 6, 6, 6, 6};
 
-void kp_produce_response_batch_index_and_error_message_init(kp_produce_response_batch_index_and_error_message_t *m)
+void kp_produce_response_batch_index_and_error_message_init(
+    kp_produce_response_batch_index_and_error_message_t *m)
 {
     memset(m, 0, sizeof *m);
     m->batch_index_error_message = KP_STR_NULL;
 }
 
-static void produce_response_batch_index_and_error_message_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_response_batch_index_and_error_message_t *m)
+static void produce_response_batch_index_and_error_message_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_produce_response_batch_index_and_error_message_t *m)
 {
     kp_produce_response_batch_index_and_error_message_init(m);
     m->batch_index = kp_read_i32(r);
@@ -1789,7 +1922,9 @@ static void produce_response_batch_index_and_error_message_dec(kp_reader_t *r, k
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool produce_response_batch_index_and_error_message_eq(const kp_produce_response_batch_index_and_error_message_t *x, const kp_produce_response_batch_index_and_error_message_t *y, int16_t v)
+static bool produce_response_batch_index_and_error_message_eq(
+    const kp_produce_response_batch_index_and_error_message_t *x,
+    const kp_produce_response_batch_index_and_error_message_t *y, int16_t v)
 {
     if (x->batch_index != y->batch_index)
         return false;
@@ -1802,7 +1937,8 @@ static bool produce_response_batch_index_and_error_message_eq(const kp_produce_r
     return true;
 }
 
-static void produce_response_batch_index_and_error_message_enc(kp_writer_t *w, int16_t v, const kp_produce_response_batch_index_and_error_message_t *m)
+static void produce_response_batch_index_and_error_message_enc(
+    kp_writer_t *w, int16_t v, const kp_produce_response_batch_index_and_error_message_t *m)
 {
     kp_write_i32(w, m->batch_index);
     kp_write_string(w, m->batch_index_error_message, v >= 9, true);
@@ -1810,7 +1946,9 @@ static void produce_response_batch_index_and_error_message_enc(kp_writer_t *w, i
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void produce_response_batch_index_and_error_message_fill(kp_produce_response_batch_index_and_error_message_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void produce_response_batch_index_and_error_message_fill(
+    kp_produce_response_batch_index_and_error_message_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_produce_response_batch_index_and_error_message_init(m);
@@ -1825,7 +1963,8 @@ void kp_produce_response_leader_id_and_epoch_init(kp_produce_response_leader_id_
     m->leader_epoch = -1;
 }
 
-static void produce_response_leader_id_and_epoch_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_response_leader_id_and_epoch_t *m)
+static void produce_response_leader_id_and_epoch_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                     kp_produce_response_leader_id_and_epoch_t *m)
 {
     kp_produce_response_leader_id_and_epoch_init(m);
     m->leader_id = kp_read_i32(r);
@@ -1833,7 +1972,9 @@ static void produce_response_leader_id_and_epoch_dec(kp_reader_t *r, kp_arena_t 
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool produce_response_leader_id_and_epoch_eq(const kp_produce_response_leader_id_and_epoch_t *x, const kp_produce_response_leader_id_and_epoch_t *y, int16_t v)
+static bool produce_response_leader_id_and_epoch_eq(
+    const kp_produce_response_leader_id_and_epoch_t *x,
+    const kp_produce_response_leader_id_and_epoch_t *y, int16_t v)
 {
     (void)v;
     if (x->leader_id != y->leader_id)
@@ -1845,21 +1986,24 @@ static bool produce_response_leader_id_and_epoch_eq(const kp_produce_response_le
     return true;
 }
 
-static bool produce_response_leader_id_and_epoch_is_default(const kp_produce_response_leader_id_and_epoch_t *m, int16_t v)
+static bool produce_response_leader_id_and_epoch_is_default(
+    const kp_produce_response_leader_id_and_epoch_t *m, int16_t v)
 {
     kp_produce_response_leader_id_and_epoch_t d;
     kp_produce_response_leader_id_and_epoch_init(&d);
     return produce_response_leader_id_and_epoch_eq(m, &d, v);
 }
 
-static void produce_response_leader_id_and_epoch_enc(kp_writer_t *w, int16_t v, const kp_produce_response_leader_id_and_epoch_t *m)
+static void produce_response_leader_id_and_epoch_enc(
+    kp_writer_t *w, int16_t v, const kp_produce_response_leader_id_and_epoch_t *m)
 {
     kp_write_i32(w, m->leader_id);
     kp_write_i32(w, m->leader_epoch);
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void produce_response_leader_id_and_epoch_fill(kp_produce_response_leader_id_and_epoch_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void produce_response_leader_id_and_epoch_fill(kp_produce_response_leader_id_and_epoch_t *m,
+                                                      kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -1869,9 +2013,11 @@ static void produce_response_leader_id_and_epoch_fill(kp_produce_response_leader
 }
 
 /* Smallest wire size of one PartitionProduceResponse element, by version. */
-static const uint32_t produce_response_partition_produce_response_min_wire[12] = {14, 14, 22, 22, 22, 30, 30, 30, 36, 33, 33, 33};
+static const uint32_t produce_response_partition_produce_response_min_wire[12] =
+    {14, 14, 22, 22, 22, 30, 30, 30, 36, 33, 33, 33};
 
-void kp_produce_response_partition_produce_response_init(kp_produce_response_partition_produce_response_t *m)
+void kp_produce_response_partition_produce_response_init(
+    kp_produce_response_partition_produce_response_t *m)
 {
     memset(m, 0, sizeof *m);
     m->log_append_time_ms = INT64_C(-1);
@@ -1880,7 +2026,8 @@ void kp_produce_response_partition_produce_response_init(kp_produce_response_par
     kp_produce_response_leader_id_and_epoch_init(&m->current_leader);
 }
 
-static int produce_response_partition_produce_response_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void *vm, uint32_t tag)
+static int produce_response_partition_produce_response_rtag(kp_reader_t *r, kp_arena_t *a,
+                                                            int16_t v, void *vm, uint32_t tag)
 {
     kp_produce_response_partition_produce_response_t *m = vm;
     switch (tag) {
@@ -1894,7 +2041,8 @@ static int produce_response_partition_produce_response_rtag(kp_reader_t *r, kp_a
     }
 }
 
-static void produce_response_partition_produce_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_response_partition_produce_response_t *m)
+static void produce_response_partition_produce_response_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_response_partition_produce_response_t *m)
 {
     kp_produce_response_partition_produce_response_init(m);
     m->index = kp_read_i32(r);
@@ -1905,17 +2053,22 @@ static void produce_response_partition_produce_response_dec(kp_reader_t *r, kp_a
     if (v >= 5)
         m->log_start_offset = kp_read_i64(r);
     if (v >= 8) {
-        m->record_errors = read_array(r, a, v >= 9, false, produce_response_batch_index_and_error_message_min_wire[v], sizeof *m->record_errors, &m->record_errors_count);
+        m->record_errors = read_array(r, a, v >= 9, false,
+                                      produce_response_batch_index_and_error_message_min_wire[v],
+                                      sizeof *m->record_errors, &m->record_errors_count);
         for (int32_t i = 0; i < m->record_errors_count && r->err == KP_DECODE_OK; i++)
             produce_response_batch_index_and_error_message_dec(r, a, v, &m->record_errors[i]);
     }
     if (v >= 8)
         m->error_message = kp_read_string(r, v >= 9, true);
     if (v >= 9)
-        read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, produce_response_partition_produce_response_rtag);
+        read_tags(r, a, v, m, &m->_unknown, &m->_tags_present,
+                  produce_response_partition_produce_response_rtag);
 }
 
-static bool produce_response_partition_produce_response_eq(const kp_produce_response_partition_produce_response_t *x, const kp_produce_response_partition_produce_response_t *y, int16_t v)
+static bool produce_response_partition_produce_response_eq(
+    const kp_produce_response_partition_produce_response_t *x,
+    const kp_produce_response_partition_produce_response_t *y, int16_t v)
 {
     if (x->index != y->index)
         return false;
@@ -1935,7 +2088,8 @@ static bool produce_response_partition_produce_response_eq(const kp_produce_resp
         if (x->record_errors_count != y->record_errors_count)
             return false;
         for (int32_t i = 0; i < x->record_errors_count; i++)
-            if (!produce_response_batch_index_and_error_message_eq(&x->record_errors[i], &y->record_errors[i], v))
+            if (!produce_response_batch_index_and_error_message_eq(&x->record_errors[i],
+                                                                   &y->record_errors[i], v))
                 return false;
     }
     if (v >= 8) {
@@ -1955,7 +2109,8 @@ static bool produce_response_partition_produce_response_eq(const kp_produce_resp
 
 static const uint32_t produce_response_partition_produce_response_tags[1] = {0};
 
-static void produce_response_partition_produce_response_wtag(kp_writer_t *w, int16_t v, const void *vm, int idx)
+static void produce_response_partition_produce_response_wtag(kp_writer_t *w, int16_t v,
+                                                             const void *vm, int idx)
 {
     const kp_produce_response_partition_produce_response_t *m = vm;
     switch (idx) {
@@ -1967,7 +2122,8 @@ static void produce_response_partition_produce_response_wtag(kp_writer_t *w, int
     }
 }
 
-static void produce_response_partition_produce_response_enc(kp_writer_t *w, int16_t v, const kp_produce_response_partition_produce_response_t *m)
+static void produce_response_partition_produce_response_enc(
+    kp_writer_t *w, int16_t v, const kp_produce_response_partition_produce_response_t *m)
 {
     kp_write_i32(w, m->index);
     kp_write_i16(w, m->error_code);
@@ -1977,20 +2133,29 @@ static void produce_response_partition_produce_response_enc(kp_writer_t *w, int1
     if (v >= 5)
         kp_write_i64(w, m->log_start_offset);
     if (v >= 8) {
-        for (int32_t i = 0, n = write_array_len(w, m->record_errors_count, m->record_errors, v >= 9, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->record_errors_count, m->record_errors, v >= 9,
+                                 false); i < n; i++)
             produce_response_batch_index_and_error_message_enc(w, v, &m->record_errors[i]);
     }
     if (v >= 8)
         kp_write_string(w, m->error_message, v >= 9, true);
     if (v >= 9) {
         uint32_t set = 0;
-        if (v >= 10 && ((m->_tags_present & (1u << 0)) || !produce_response_leader_id_and_epoch_is_default(&m->current_leader, v)))
+        if (
+            v >= 10 && (
+                (
+                    m->_tags_present & (
+                        1u << 0)) || !produce_response_leader_id_and_epoch_is_default(
+                            &m->current_leader, v)))
             set |= 1u << 0;
-        write_tags(w, v, m, &m->_unknown, set, produce_response_partition_produce_response_tags, 1, produce_response_partition_produce_response_wtag);
+        write_tags(w, v, m, &m->_unknown, set, produce_response_partition_produce_response_tags, 1,
+                   produce_response_partition_produce_response_wtag);
     }
 }
 
-static void produce_response_partition_produce_response_fill(kp_produce_response_partition_produce_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void produce_response_partition_produce_response_fill(
+    kp_produce_response_partition_produce_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_produce_response_partition_produce_response_init(m);
     m->index = (int32_t)rnd(seed);
@@ -2001,7 +2166,8 @@ static void produce_response_partition_produce_response_fill(kp_produce_response
     if (v >= 5)
         m->log_start_offset = (int64_t)rnd(seed);
     if (v >= 8) {
-        m->record_errors = fill_array(a, seed, false, sizeof *m->record_errors, &m->record_errors_count);
+        m->record_errors = fill_array(a, seed, false, sizeof *m->record_errors,
+                                      &m->record_errors_count);
         for (int32_t i = 0; i < m->record_errors_count; i++)
             produce_response_batch_index_and_error_message_fill(&m->record_errors[i], a, v, seed);
     }
@@ -2014,33 +2180,42 @@ static void produce_response_partition_produce_response_fill(kp_produce_response
 }
 
 /* Smallest wire size of one TopicProduceResponse element, by version. */
-static const uint32_t produce_response_topic_produce_response_min_wire[12] = {6, 6, 6, 6, 6, 6, 6, 6, 6, 3, 3, 3};
+static const uint32_t produce_response_topic_produce_response_min_wire[12] =
+    {6, 6, 6, 6, 6, 6, 6, 6, 6, 3, 3, 3};
 
-void kp_produce_response_topic_produce_response_init(kp_produce_response_topic_produce_response_t *m)
+void kp_produce_response_topic_produce_response_init(
+    kp_produce_response_topic_produce_response_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void produce_response_topic_produce_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_response_topic_produce_response_t *m)
+static void produce_response_topic_produce_response_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_response_topic_produce_response_t *m)
 {
     kp_produce_response_topic_produce_response_init(m);
     m->name = kp_read_string(r, v >= 9, false);
-    m->partition_responses = read_array(r, a, v >= 9, false, produce_response_partition_produce_response_min_wire[v], sizeof *m->partition_responses, &m->partition_responses_count);
+    m->partition_responses = read_array(r, a, v >= 9, false,
+                                        produce_response_partition_produce_response_min_wire[v],
+                                        sizeof *m->partition_responses,
+                                        &m->partition_responses_count);
     for (int32_t i = 0; i < m->partition_responses_count && r->err == KP_DECODE_OK; i++)
         produce_response_partition_produce_response_dec(r, a, v, &m->partition_responses[i]);
     if (v >= 9)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool produce_response_topic_produce_response_eq(const kp_produce_response_topic_produce_response_t *x, const kp_produce_response_topic_produce_response_t *y, int16_t v)
+static bool produce_response_topic_produce_response_eq(
+    const kp_produce_response_topic_produce_response_t *x,
+    const kp_produce_response_topic_produce_response_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partition_responses_count != y->partition_responses_count)
         return false;
     for (int32_t i = 0; i < x->partition_responses_count; i++)
-        if (!produce_response_partition_produce_response_eq(&x->partition_responses[i], &y->partition_responses[i], v))
+        if (!produce_response_partition_produce_response_eq(&x->partition_responses[i],
+                                                            &y->partition_responses[i], v))
             return false;
     if (v >= 9) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -2049,26 +2224,32 @@ static bool produce_response_topic_produce_response_eq(const kp_produce_response
     return true;
 }
 
-static void produce_response_topic_produce_response_enc(kp_writer_t *w, int16_t v, const kp_produce_response_topic_produce_response_t *m)
+static void produce_response_topic_produce_response_enc(
+    kp_writer_t *w, int16_t v, const kp_produce_response_topic_produce_response_t *m)
 {
     kp_write_string(w, m->name, v >= 9, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partition_responses_count, m->partition_responses, v >= 9, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partition_responses_count, m->partition_responses, v >= 9,
+                             false); i < n; i++)
         produce_response_partition_produce_response_enc(w, v, &m->partition_responses[i]);
     if (v >= 9)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void produce_response_topic_produce_response_fill(kp_produce_response_topic_produce_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void produce_response_topic_produce_response_fill(
+    kp_produce_response_topic_produce_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_produce_response_topic_produce_response_init(m);
     m->name = fill_str(a, seed, false);
-    m->partition_responses = fill_array(a, seed, false, sizeof *m->partition_responses, &m->partition_responses_count);
+    m->partition_responses = fill_array(a, seed, false, sizeof *m->partition_responses,
+                                        &m->partition_responses_count);
     for (int32_t i = 0; i < m->partition_responses_count; i++)
         produce_response_partition_produce_response_fill(&m->partition_responses[i], a, v, seed);
 }
 
 /* Smallest wire size of one NodeEndpoint element, by version. */
-static const uint32_t produce_response_node_endpoint_min_wire[12] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 11, 11};
+static const uint32_t produce_response_node_endpoint_min_wire[12] =
+    {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 11, 11};
 
 void kp_produce_response_node_endpoint_init(kp_produce_response_node_endpoint_t *m)
 {
@@ -2077,7 +2258,8 @@ void kp_produce_response_node_endpoint_init(kp_produce_response_node_endpoint_t 
     m->rack = KP_STR_NULL;
 }
 
-static void produce_response_node_endpoint_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_response_node_endpoint_t *m)
+static void produce_response_node_endpoint_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                               kp_produce_response_node_endpoint_t *m)
 {
     kp_produce_response_node_endpoint_init(m);
     m->node_id = kp_read_i32(r);
@@ -2087,7 +2269,9 @@ static void produce_response_node_endpoint_dec(kp_reader_t *r, kp_arena_t *a, in
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool produce_response_node_endpoint_eq(const kp_produce_response_node_endpoint_t *x, const kp_produce_response_node_endpoint_t *y, int16_t v)
+static bool produce_response_node_endpoint_eq(const kp_produce_response_node_endpoint_t *x,
+                                              const kp_produce_response_node_endpoint_t *y,
+                                              int16_t v)
 {
     (void)v;
     if (x->node_id != y->node_id)
@@ -2103,7 +2287,8 @@ static bool produce_response_node_endpoint_eq(const kp_produce_response_node_end
     return true;
 }
 
-static void produce_response_node_endpoint_enc(kp_writer_t *w, int16_t v, const kp_produce_response_node_endpoint_t *m)
+static void produce_response_node_endpoint_enc(kp_writer_t *w, int16_t v,
+                                               const kp_produce_response_node_endpoint_t *m)
 {
     kp_write_i32(w, m->node_id);
     kp_write_string(w, m->host, true, false);
@@ -2112,7 +2297,8 @@ static void produce_response_node_endpoint_enc(kp_writer_t *w, int16_t v, const 
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void produce_response_node_endpoint_fill(kp_produce_response_node_endpoint_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void produce_response_node_endpoint_fill(kp_produce_response_node_endpoint_t *m,
+                                                kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_produce_response_node_endpoint_init(m);
@@ -2134,7 +2320,9 @@ static int produce_response_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void 
     case 0:
         if (!(v >= 10))
             return -1;
-        m->node_endpoints = read_array(r, a, true, false, produce_response_node_endpoint_min_wire[v], sizeof *m->node_endpoints, &m->node_endpoints_count);
+        m->node_endpoints = read_array(r, a, true, false,
+                                       produce_response_node_endpoint_min_wire[v],
+                                       sizeof *m->node_endpoints, &m->node_endpoints_count);
         for (int32_t i = 0; i < m->node_endpoints_count && r->err == KP_DECODE_OK; i++)
             produce_response_node_endpoint_dec(r, a, v, &m->node_endpoints[i]);
         return 0;
@@ -2146,7 +2334,9 @@ static int produce_response_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void 
 static void produce_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_produce_response_t *m)
 {
     kp_produce_response_init(m);
-    m->responses = read_array(r, a, v >= 9, false, produce_response_topic_produce_response_min_wire[v], sizeof *m->responses, &m->responses_count);
+    m->responses = read_array(r, a, v >= 9, false,
+                              produce_response_topic_produce_response_min_wire[v],
+                              sizeof *m->responses, &m->responses_count);
     for (int32_t i = 0; i < m->responses_count && r->err == KP_DECODE_OK; i++)
         produce_response_topic_produce_response_dec(r, a, v, &m->responses[i]);
     if (v >= 1)
@@ -2155,7 +2345,8 @@ static void produce_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_pr
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, produce_response_rtag);
 }
 
-static bool produce_response_eq(const kp_produce_response_t *x, const kp_produce_response_t *y, int16_t v)
+static bool produce_response_eq(const kp_produce_response_t *x, const kp_produce_response_t *y,
+                                int16_t v)
 {
     if (x->responses_count != y->responses_count)
         return false;
@@ -2187,7 +2378,9 @@ static void produce_response_wtag(kp_writer_t *w, int16_t v, const void *vm, int
     const kp_produce_response_t *m = vm;
     switch (idx) {
     case 0:
-        for (int32_t i = 0, n = write_array_len(w, m->node_endpoints_count, m->node_endpoints, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->node_endpoints_count, m->node_endpoints, true,
+                                 false); i < n; i++)
             produce_response_node_endpoint_enc(w, v, &m->node_endpoints[i]);
         break;
     default:
@@ -2197,7 +2390,8 @@ static void produce_response_wtag(kp_writer_t *w, int16_t v, const void *vm, int
 
 static void produce_response_enc(kp_writer_t *w, int16_t v, const kp_produce_response_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->responses_count, m->responses, v >= 9, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->responses_count, m->responses, v >= 9, false); i < n; i++)
         produce_response_topic_produce_response_enc(w, v, &m->responses[i]);
     if (v >= 1)
         kp_write_i32(w, m->throttle_time_ms);
@@ -2209,7 +2403,8 @@ static void produce_response_enc(kp_writer_t *w, int16_t v, const kp_produce_res
     }
 }
 
-static void produce_response_fill(kp_produce_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void produce_response_fill(kp_produce_response_t *m, kp_arena_t *a, int16_t v,
+                                  uint64_t *seed)
 {
     kp_produce_response_init(m);
     m->responses = fill_array(a, seed, false, sizeof *m->responses, &m->responses_count);
@@ -2219,13 +2414,15 @@ static void produce_response_fill(kp_produce_response_t *m, kp_arena_t *a, int16
         m->throttle_time_ms = (int32_t)rnd(seed);
     if (v >= 10 && rnd(seed) % 3 != 0) {
         m->_tags_present |= 1u << 0;
-        m->node_endpoints = fill_array(a, seed, false, sizeof *m->node_endpoints, &m->node_endpoints_count);
+        m->node_endpoints = fill_array(a, seed, false, sizeof *m->node_endpoints,
+                                       &m->node_endpoints_count);
         for (int32_t i = 0; i < m->node_endpoints_count; i++)
             produce_response_node_endpoint_fill(&m->node_endpoints[i], a, v, seed);
     }
 }
 
-kp_derr_t kp_produce_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_produce_response_t *m)
+kp_derr_t kp_produce_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                     kp_produce_response_t *m)
 {
     if (version < 0 || version > 11) {
         kp_produce_response_init(m);
@@ -2236,7 +2433,8 @@ kp_derr_t kp_produce_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t vers
     return r->err;
 }
 
-kp_werr_t kp_produce_response_encode(kp_writer_t *w, int16_t version, const kp_produce_response_t *m)
+kp_werr_t kp_produce_response_encode(kp_writer_t *w, int16_t version,
+                                     const kp_produce_response_t *m)
 {
     if (version < 0 || version > 11)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -2245,12 +2443,14 @@ kp_werr_t kp_produce_response_encode(kp_writer_t *w, int16_t version, const kp_p
     return w->err;
 }
 
-bool kp_produce_response_eq(const kp_produce_response_t *a, const kp_produce_response_t *b, int16_t version)
+bool kp_produce_response_eq(const kp_produce_response_t *a, const kp_produce_response_t *b,
+                            int16_t version)
 {
     return produce_response_eq(a, b, version);
 }
 
-void kp_produce_response_fill(kp_produce_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_produce_response_fill(kp_produce_response_t *m, kp_arena_t *a, int16_t version,
+                              uint64_t *seed)
 {
     if (version < 0 || version > 11) {
         kp_produce_response_init(m);
@@ -2295,7 +2495,8 @@ void kp_fetch_request_replica_state_init(kp_fetch_request_replica_state_t *m)
     m->replica_epoch = INT64_C(-1);
 }
 
-static void fetch_request_replica_state_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_request_replica_state_t *m)
+static void fetch_request_replica_state_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                            kp_fetch_request_replica_state_t *m)
 {
     kp_fetch_request_replica_state_init(m);
     m->replica_id = kp_read_i32(r);
@@ -2303,7 +2504,8 @@ static void fetch_request_replica_state_dec(kp_reader_t *r, kp_arena_t *a, int16
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool fetch_request_replica_state_eq(const kp_fetch_request_replica_state_t *x, const kp_fetch_request_replica_state_t *y, int16_t v)
+static bool fetch_request_replica_state_eq(const kp_fetch_request_replica_state_t *x,
+                                           const kp_fetch_request_replica_state_t *y, int16_t v)
 {
     (void)v;
     if (x->replica_id != y->replica_id)
@@ -2315,21 +2517,24 @@ static bool fetch_request_replica_state_eq(const kp_fetch_request_replica_state_
     return true;
 }
 
-static bool fetch_request_replica_state_is_default(const kp_fetch_request_replica_state_t *m, int16_t v)
+static bool fetch_request_replica_state_is_default(const kp_fetch_request_replica_state_t *m,
+                                                   int16_t v)
 {
     kp_fetch_request_replica_state_t d;
     kp_fetch_request_replica_state_init(&d);
     return fetch_request_replica_state_eq(m, &d, v);
 }
 
-static void fetch_request_replica_state_enc(kp_writer_t *w, int16_t v, const kp_fetch_request_replica_state_t *m)
+static void fetch_request_replica_state_enc(kp_writer_t *w, int16_t v,
+                                            const kp_fetch_request_replica_state_t *m)
 {
     kp_write_i32(w, m->replica_id);
     kp_write_i64(w, m->replica_epoch);
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void fetch_request_replica_state_fill(kp_fetch_request_replica_state_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_request_replica_state_fill(kp_fetch_request_replica_state_t *m, kp_arena_t *a,
+                                             int16_t v, uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -2339,7 +2544,8 @@ static void fetch_request_replica_state_fill(kp_fetch_request_replica_state_t *m
 }
 
 /* Smallest wire size of one FetchPartition element, by version. */
-static const uint32_t fetch_request_fetch_partition_min_wire[18] = {16, 16, 16, 16, 16, 24, 24, 24, 24, 28, 28, 28, 33, 33, 33, 33, 33, 33};
+static const uint32_t fetch_request_fetch_partition_min_wire[18] =
+    {16, 16, 16, 16, 16, 24, 24, 24, 24, 28, 28, 28, 33, 33, 33, 33, 33, 33};
 
 void kp_fetch_request_fetch_partition_init(kp_fetch_request_fetch_partition_t *m)
 {
@@ -2349,7 +2555,8 @@ void kp_fetch_request_fetch_partition_init(kp_fetch_request_fetch_partition_t *m
     m->log_start_offset = INT64_C(-1);
 }
 
-static int fetch_request_fetch_partition_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void *vm, uint32_t tag)
+static int fetch_request_fetch_partition_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void *vm,
+                                              uint32_t tag)
 {
     (void)a;
     kp_fetch_request_fetch_partition_t *m = vm;
@@ -2364,7 +2571,8 @@ static int fetch_request_fetch_partition_rtag(kp_reader_t *r, kp_arena_t *a, int
     }
 }
 
-static void fetch_request_fetch_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_request_fetch_partition_t *m)
+static void fetch_request_fetch_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                              kp_fetch_request_fetch_partition_t *m)
 {
     kp_fetch_request_fetch_partition_init(m);
     m->partition = kp_read_i32(r);
@@ -2380,7 +2588,8 @@ static void fetch_request_fetch_partition_dec(kp_reader_t *r, kp_arena_t *a, int
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, fetch_request_fetch_partition_rtag);
 }
 
-static bool fetch_request_fetch_partition_eq(const kp_fetch_request_fetch_partition_t *x, const kp_fetch_request_fetch_partition_t *y, int16_t v)
+static bool fetch_request_fetch_partition_eq(const kp_fetch_request_fetch_partition_t *x,
+                                             const kp_fetch_request_fetch_partition_t *y, int16_t v)
 {
     if (x->partition != y->partition)
         return false;
@@ -2426,7 +2635,8 @@ static void fetch_request_fetch_partition_wtag(kp_writer_t *w, int16_t v, const 
     }
 }
 
-static void fetch_request_fetch_partition_enc(kp_writer_t *w, int16_t v, const kp_fetch_request_fetch_partition_t *m)
+static void fetch_request_fetch_partition_enc(kp_writer_t *w, int16_t v,
+                                              const kp_fetch_request_fetch_partition_t *m)
 {
     kp_write_i32(w, m->partition);
     if (v >= 9)
@@ -2441,11 +2651,13 @@ static void fetch_request_fetch_partition_enc(kp_writer_t *w, int16_t v, const k
         uint32_t set = 0;
         if (v >= 17 && ((m->_tags_present & (1u << 0)) || !uuid_is_zero(m->replica_directory_id)))
             set |= 1u << 0;
-        write_tags(w, v, m, &m->_unknown, set, fetch_request_fetch_partition_tags, 1, fetch_request_fetch_partition_wtag);
+        write_tags(w, v, m, &m->_unknown, set, fetch_request_fetch_partition_tags, 1,
+                   fetch_request_fetch_partition_wtag);
     }
 }
 
-static void fetch_request_fetch_partition_fill(kp_fetch_request_fetch_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_request_fetch_partition_fill(kp_fetch_request_fetch_partition_t *m, kp_arena_t *a,
+                                               int16_t v, uint64_t *seed)
 {
     (void)a;
     kp_fetch_request_fetch_partition_init(m);
@@ -2465,7 +2677,8 @@ static void fetch_request_fetch_partition_fill(kp_fetch_request_fetch_partition_
 }
 
 /* Smallest wire size of one FetchTopic element, by version. */
-static const uint32_t fetch_request_fetch_topic_min_wire[18] = {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 3, 18, 18, 18, 18, 18};
+static const uint32_t fetch_request_fetch_topic_min_wire[18] =
+    {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 3, 18, 18, 18, 18, 18};
 
 void kp_fetch_request_fetch_topic_init(kp_fetch_request_fetch_topic_t *m)
 {
@@ -2473,21 +2686,24 @@ void kp_fetch_request_fetch_topic_init(kp_fetch_request_fetch_topic_t *m)
     m->topic = (kp_str_t){"", 0};
 }
 
-static void fetch_request_fetch_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_request_fetch_topic_t *m)
+static void fetch_request_fetch_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                          kp_fetch_request_fetch_topic_t *m)
 {
     kp_fetch_request_fetch_topic_init(m);
     if (v <= 12)
         m->topic = kp_read_string(r, v >= 12, false);
     if (v >= 13)
         m->topic_id = kp_read_uuid(r);
-    m->partitions = read_array(r, a, v >= 12, false, fetch_request_fetch_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 12, false, fetch_request_fetch_partition_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         fetch_request_fetch_partition_dec(r, a, v, &m->partitions[i]);
     if (v >= 12)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool fetch_request_fetch_topic_eq(const kp_fetch_request_fetch_topic_t *x, const kp_fetch_request_fetch_topic_t *y, int16_t v)
+static bool fetch_request_fetch_topic_eq(const kp_fetch_request_fetch_topic_t *x,
+                                         const kp_fetch_request_fetch_topic_t *y, int16_t v)
 {
     if (v <= 12) {
         if (!str_eq(x->topic, y->topic))
@@ -2509,19 +2725,22 @@ static bool fetch_request_fetch_topic_eq(const kp_fetch_request_fetch_topic_t *x
     return true;
 }
 
-static void fetch_request_fetch_topic_enc(kp_writer_t *w, int16_t v, const kp_fetch_request_fetch_topic_t *m)
+static void fetch_request_fetch_topic_enc(kp_writer_t *w, int16_t v,
+                                          const kp_fetch_request_fetch_topic_t *m)
 {
     if (v <= 12)
         kp_write_string(w, m->topic, v >= 12, false);
     if (v >= 13)
         kp_write_uuid(w, m->topic_id);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 12, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 12, false); i < n; i++)
         fetch_request_fetch_partition_enc(w, v, &m->partitions[i]);
     if (v >= 12)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void fetch_request_fetch_topic_fill(kp_fetch_request_fetch_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_request_fetch_topic_fill(kp_fetch_request_fetch_topic_t *m, kp_arena_t *a,
+                                           int16_t v, uint64_t *seed)
 {
     kp_fetch_request_fetch_topic_init(m);
     if (v <= 12)
@@ -2534,7 +2753,8 @@ static void fetch_request_fetch_topic_fill(kp_fetch_request_fetch_topic_t *m, kp
 }
 
 /* Smallest wire size of one ForgottenTopic element, by version. */
-static const uint32_t fetch_request_forgotten_topic_min_wire[18] = {1, 1, 1, 1, 1, 1, 1, 6, 6, 6, 6, 6, 3, 18, 18, 18, 18, 18};
+static const uint32_t fetch_request_forgotten_topic_min_wire[18] =
+    {1, 1, 1, 1, 1, 1, 1, 6, 6, 6, 6, 6, 3, 18, 18, 18, 18, 18};
 
 void kp_fetch_request_forgotten_topic_init(kp_fetch_request_forgotten_topic_t *m)
 {
@@ -2542,21 +2762,24 @@ void kp_fetch_request_forgotten_topic_init(kp_fetch_request_forgotten_topic_t *m
     m->topic = (kp_str_t){"", 0};
 }
 
-static void fetch_request_forgotten_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_request_forgotten_topic_t *m)
+static void fetch_request_forgotten_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                              kp_fetch_request_forgotten_topic_t *m)
 {
     kp_fetch_request_forgotten_topic_init(m);
     if (v <= 12)
         m->topic = kp_read_string(r, v >= 12, false);
     if (v >= 13)
         m->topic_id = kp_read_uuid(r);
-    m->partitions = read_array(r, a, v >= 12, false, 4, sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 12, false, 4, sizeof *m->partitions,
+                               &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         m->partitions[i] = kp_read_i32(r);
     if (v >= 12)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool fetch_request_forgotten_topic_eq(const kp_fetch_request_forgotten_topic_t *x, const kp_fetch_request_forgotten_topic_t *y, int16_t v)
+static bool fetch_request_forgotten_topic_eq(const kp_fetch_request_forgotten_topic_t *x,
+                                             const kp_fetch_request_forgotten_topic_t *y, int16_t v)
 {
     if (v <= 12) {
         if (!str_eq(x->topic, y->topic))
@@ -2578,19 +2801,22 @@ static bool fetch_request_forgotten_topic_eq(const kp_fetch_request_forgotten_to
     return true;
 }
 
-static void fetch_request_forgotten_topic_enc(kp_writer_t *w, int16_t v, const kp_fetch_request_forgotten_topic_t *m)
+static void fetch_request_forgotten_topic_enc(kp_writer_t *w, int16_t v,
+                                              const kp_fetch_request_forgotten_topic_t *m)
 {
     if (v <= 12)
         kp_write_string(w, m->topic, v >= 12, false);
     if (v >= 13)
         kp_write_uuid(w, m->topic_id);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 12, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 12, false); i < n; i++)
         kp_write_i32(w, m->partitions[i]);
     if (v >= 12)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void fetch_request_forgotten_topic_fill(kp_fetch_request_forgotten_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_request_forgotten_topic_fill(kp_fetch_request_forgotten_topic_t *m, kp_arena_t *a,
+                                               int16_t v, uint64_t *seed)
 {
     kp_fetch_request_forgotten_topic_init(m);
     if (v <= 12)
@@ -2645,11 +2871,15 @@ static void fetch_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch
         m->session_id = kp_read_i32(r);
     if (v >= 7)
         m->session_epoch = kp_read_i32(r);
-    m->topics = read_array(r, a, v >= 12, false, fetch_request_fetch_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 12, false, fetch_request_fetch_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         fetch_request_fetch_topic_dec(r, a, v, &m->topics[i]);
     if (v >= 7) {
-        m->forgotten_topics_data = read_array(r, a, v >= 12, false, fetch_request_forgotten_topic_min_wire[v], sizeof *m->forgotten_topics_data, &m->forgotten_topics_data_count);
+        m->forgotten_topics_data = read_array(r, a, v >= 12, false,
+                                              fetch_request_forgotten_topic_min_wire[v],
+                                              sizeof *m->forgotten_topics_data,
+                                              &m->forgotten_topics_data_count);
         for (int32_t i = 0; i < m->forgotten_topics_data_count && r->err == KP_DECODE_OK; i++)
             fetch_request_forgotten_topic_dec(r, a, v, &m->forgotten_topics_data[i]);
     }
@@ -2702,7 +2932,8 @@ static bool fetch_request_eq(const kp_fetch_request_t *x, const kp_fetch_request
         if (x->forgotten_topics_data_count != y->forgotten_topics_data_count)
             return false;
         for (int32_t i = 0; i < x->forgotten_topics_data_count; i++)
-            if (!fetch_request_forgotten_topic_eq(&x->forgotten_topics_data[i], &y->forgotten_topics_data[i], v))
+            if (!fetch_request_forgotten_topic_eq(&x->forgotten_topics_data[i],
+                                                  &y->forgotten_topics_data[i], v))
                 return false;
     }
     if (v >= 11) {
@@ -2747,10 +2978,13 @@ static void fetch_request_enc(kp_writer_t *w, int16_t v, const kp_fetch_request_
         kp_write_i32(w, m->session_id);
     if (v >= 7)
         kp_write_i32(w, m->session_epoch);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 12, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 12, false); i < n; i++)
         fetch_request_fetch_topic_enc(w, v, &m->topics[i]);
     if (v >= 7) {
-        for (int32_t i = 0, n = write_array_len(w, m->forgotten_topics_data_count, m->forgotten_topics_data, v >= 12, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->forgotten_topics_data_count, m->forgotten_topics_data,
+                                 v >= 12, false); i < n; i++)
             fetch_request_forgotten_topic_enc(w, v, &m->forgotten_topics_data[i]);
     }
     if (v >= 11)
@@ -2759,7 +2993,11 @@ static void fetch_request_enc(kp_writer_t *w, int16_t v, const kp_fetch_request_
         uint32_t set = 0;
         if ((m->_tags_present & (1u << 0)) || m->cluster_id.len != -1)
             set |= 1u << 0;
-        if (v >= 15 && ((m->_tags_present & (1u << 1)) || !fetch_request_replica_state_is_default(&m->replica_state, v)))
+        if (
+            v >= 15 && (
+                (
+                    m->_tags_present & (
+                        1u << 1)) || !fetch_request_replica_state_is_default(&m->replica_state, v)))
             set |= 1u << 1;
         write_tags(w, v, m, &m->_unknown, set, fetch_request_tags, 2, fetch_request_wtag);
     }
@@ -2792,7 +3030,8 @@ static void fetch_request_fill(kp_fetch_request_t *m, kp_arena_t *a, int16_t v, 
     for (int32_t i = 0; i < m->topics_count; i++)
         fetch_request_fetch_topic_fill(&m->topics[i], a, v, seed);
     if (v >= 7) {
-        m->forgotten_topics_data = fill_array(a, seed, false, sizeof *m->forgotten_topics_data, &m->forgotten_topics_data_count);
+        m->forgotten_topics_data = fill_array(a, seed, false, sizeof *m->forgotten_topics_data,
+                                              &m->forgotten_topics_data_count);
         for (int32_t i = 0; i < m->forgotten_topics_data_count; i++)
             fetch_request_forgotten_topic_fill(&m->forgotten_topics_data[i], a, v, seed);
     }
@@ -2800,7 +3039,8 @@ static void fetch_request_fill(kp_fetch_request_t *m, kp_arena_t *a, int16_t v, 
         m->rack_id = fill_str(a, seed, false);
 }
 
-kp_derr_t kp_fetch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_fetch_request_t *m)
+kp_derr_t kp_fetch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                  kp_fetch_request_t *m)
 {
     if (version < 0 || version > 17) {
         kp_fetch_request_init(m);
@@ -2870,7 +3110,8 @@ void kp_fetch_response_epoch_end_offset_init(kp_fetch_response_epoch_end_offset_
     m->end_offset = INT64_C(-1);
 }
 
-static void fetch_response_epoch_end_offset_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_response_epoch_end_offset_t *m)
+static void fetch_response_epoch_end_offset_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                kp_fetch_response_epoch_end_offset_t *m)
 {
     kp_fetch_response_epoch_end_offset_init(m);
     m->epoch = kp_read_i32(r);
@@ -2878,7 +3119,9 @@ static void fetch_response_epoch_end_offset_dec(kp_reader_t *r, kp_arena_t *a, i
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool fetch_response_epoch_end_offset_eq(const kp_fetch_response_epoch_end_offset_t *x, const kp_fetch_response_epoch_end_offset_t *y, int16_t v)
+static bool fetch_response_epoch_end_offset_eq(const kp_fetch_response_epoch_end_offset_t *x,
+                                               const kp_fetch_response_epoch_end_offset_t *y,
+                                               int16_t v)
 {
     (void)v;
     if (x->epoch != y->epoch)
@@ -2890,21 +3133,24 @@ static bool fetch_response_epoch_end_offset_eq(const kp_fetch_response_epoch_end
     return true;
 }
 
-static bool fetch_response_epoch_end_offset_is_default(const kp_fetch_response_epoch_end_offset_t *m, int16_t v)
+static bool fetch_response_epoch_end_offset_is_default(
+    const kp_fetch_response_epoch_end_offset_t *m, int16_t v)
 {
     kp_fetch_response_epoch_end_offset_t d;
     kp_fetch_response_epoch_end_offset_init(&d);
     return fetch_response_epoch_end_offset_eq(m, &d, v);
 }
 
-static void fetch_response_epoch_end_offset_enc(kp_writer_t *w, int16_t v, const kp_fetch_response_epoch_end_offset_t *m)
+static void fetch_response_epoch_end_offset_enc(kp_writer_t *w, int16_t v,
+                                                const kp_fetch_response_epoch_end_offset_t *m)
 {
     kp_write_i32(w, m->epoch);
     kp_write_i64(w, m->end_offset);
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void fetch_response_epoch_end_offset_fill(kp_fetch_response_epoch_end_offset_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_response_epoch_end_offset_fill(kp_fetch_response_epoch_end_offset_t *m,
+                                                 kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -2920,7 +3166,8 @@ void kp_fetch_response_leader_id_and_epoch_init(kp_fetch_response_leader_id_and_
     m->leader_epoch = -1;
 }
 
-static void fetch_response_leader_id_and_epoch_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_response_leader_id_and_epoch_t *m)
+static void fetch_response_leader_id_and_epoch_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   kp_fetch_response_leader_id_and_epoch_t *m)
 {
     kp_fetch_response_leader_id_and_epoch_init(m);
     m->leader_id = kp_read_i32(r);
@@ -2928,7 +3175,9 @@ static void fetch_response_leader_id_and_epoch_dec(kp_reader_t *r, kp_arena_t *a
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool fetch_response_leader_id_and_epoch_eq(const kp_fetch_response_leader_id_and_epoch_t *x, const kp_fetch_response_leader_id_and_epoch_t *y, int16_t v)
+static bool fetch_response_leader_id_and_epoch_eq(const kp_fetch_response_leader_id_and_epoch_t *x,
+                                                  const kp_fetch_response_leader_id_and_epoch_t *y,
+                                                  int16_t v)
 {
     (void)v;
     if (x->leader_id != y->leader_id)
@@ -2940,21 +3189,24 @@ static bool fetch_response_leader_id_and_epoch_eq(const kp_fetch_response_leader
     return true;
 }
 
-static bool fetch_response_leader_id_and_epoch_is_default(const kp_fetch_response_leader_id_and_epoch_t *m, int16_t v)
+static bool fetch_response_leader_id_and_epoch_is_default(
+    const kp_fetch_response_leader_id_and_epoch_t *m, int16_t v)
 {
     kp_fetch_response_leader_id_and_epoch_t d;
     kp_fetch_response_leader_id_and_epoch_init(&d);
     return fetch_response_leader_id_and_epoch_eq(m, &d, v);
 }
 
-static void fetch_response_leader_id_and_epoch_enc(kp_writer_t *w, int16_t v, const kp_fetch_response_leader_id_and_epoch_t *m)
+static void fetch_response_leader_id_and_epoch_enc(kp_writer_t *w, int16_t v,
+                                                   const kp_fetch_response_leader_id_and_epoch_t *m)
 {
     kp_write_i32(w, m->leader_id);
     kp_write_i32(w, m->leader_epoch);
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void fetch_response_leader_id_and_epoch_fill(kp_fetch_response_leader_id_and_epoch_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_response_leader_id_and_epoch_fill(kp_fetch_response_leader_id_and_epoch_t *m,
+                                                    kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -2970,7 +3222,8 @@ void kp_fetch_response_snapshot_id_init(kp_fetch_response_snapshot_id_t *m)
     m->epoch = -1;
 }
 
-static void fetch_response_snapshot_id_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_response_snapshot_id_t *m)
+static void fetch_response_snapshot_id_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                           kp_fetch_response_snapshot_id_t *m)
 {
     kp_fetch_response_snapshot_id_init(m);
     m->end_offset = kp_read_i64(r);
@@ -2978,7 +3231,8 @@ static void fetch_response_snapshot_id_dec(kp_reader_t *r, kp_arena_t *a, int16_
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool fetch_response_snapshot_id_eq(const kp_fetch_response_snapshot_id_t *x, const kp_fetch_response_snapshot_id_t *y, int16_t v)
+static bool fetch_response_snapshot_id_eq(const kp_fetch_response_snapshot_id_t *x,
+                                          const kp_fetch_response_snapshot_id_t *y, int16_t v)
 {
     (void)v;
     if (x->end_offset != y->end_offset)
@@ -2990,21 +3244,24 @@ static bool fetch_response_snapshot_id_eq(const kp_fetch_response_snapshot_id_t 
     return true;
 }
 
-static bool fetch_response_snapshot_id_is_default(const kp_fetch_response_snapshot_id_t *m, int16_t v)
+static bool fetch_response_snapshot_id_is_default(const kp_fetch_response_snapshot_id_t *m,
+                                                  int16_t v)
 {
     kp_fetch_response_snapshot_id_t d;
     kp_fetch_response_snapshot_id_init(&d);
     return fetch_response_snapshot_id_eq(m, &d, v);
 }
 
-static void fetch_response_snapshot_id_enc(kp_writer_t *w, int16_t v, const kp_fetch_response_snapshot_id_t *m)
+static void fetch_response_snapshot_id_enc(kp_writer_t *w, int16_t v,
+                                           const kp_fetch_response_snapshot_id_t *m)
 {
     kp_write_i64(w, m->end_offset);
     kp_write_i32(w, m->epoch);
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void fetch_response_snapshot_id_fill(kp_fetch_response_snapshot_id_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_response_snapshot_id_fill(kp_fetch_response_snapshot_id_t *m, kp_arena_t *a,
+                                            int16_t v, uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -3014,14 +3271,16 @@ static void fetch_response_snapshot_id_fill(kp_fetch_response_snapshot_id_t *m, 
 }
 
 /* Smallest wire size of one AbortedTransaction element, by version. */
-static const uint32_t fetch_response_aborted_transaction_min_wire[18] = {1, 1, 1, 1, 16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17};
+static const uint32_t fetch_response_aborted_transaction_min_wire[18] =
+    {1, 1, 1, 1, 16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17};
 
 void kp_fetch_response_aborted_transaction_init(kp_fetch_response_aborted_transaction_t *m)
 {
     memset(m, 0, sizeof *m);
 }
 
-static void fetch_response_aborted_transaction_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_response_aborted_transaction_t *m)
+static void fetch_response_aborted_transaction_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   kp_fetch_response_aborted_transaction_t *m)
 {
     kp_fetch_response_aborted_transaction_init(m);
     m->producer_id = kp_read_i64(r);
@@ -3030,7 +3289,9 @@ static void fetch_response_aborted_transaction_dec(kp_reader_t *r, kp_arena_t *a
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool fetch_response_aborted_transaction_eq(const kp_fetch_response_aborted_transaction_t *x, const kp_fetch_response_aborted_transaction_t *y, int16_t v)
+static bool fetch_response_aborted_transaction_eq(const kp_fetch_response_aborted_transaction_t *x,
+                                                  const kp_fetch_response_aborted_transaction_t *y,
+                                                  int16_t v)
 {
     if (x->producer_id != y->producer_id)
         return false;
@@ -3043,7 +3304,8 @@ static bool fetch_response_aborted_transaction_eq(const kp_fetch_response_aborte
     return true;
 }
 
-static void fetch_response_aborted_transaction_enc(kp_writer_t *w, int16_t v, const kp_fetch_response_aborted_transaction_t *m)
+static void fetch_response_aborted_transaction_enc(kp_writer_t *w, int16_t v,
+                                                   const kp_fetch_response_aborted_transaction_t *m)
 {
     kp_write_i64(w, m->producer_id);
     kp_write_i64(w, m->first_offset);
@@ -3051,7 +3313,8 @@ static void fetch_response_aborted_transaction_enc(kp_writer_t *w, int16_t v, co
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void fetch_response_aborted_transaction_fill(kp_fetch_response_aborted_transaction_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_response_aborted_transaction_fill(kp_fetch_response_aborted_transaction_t *m,
+                                                    kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -3061,7 +3324,8 @@ static void fetch_response_aborted_transaction_fill(kp_fetch_response_aborted_tr
 }
 
 /* Smallest wire size of one PartitionData element, by version. */
-static const uint32_t fetch_response_partition_data_min_wire[18] = {18, 18, 18, 18, 30, 38, 38, 38, 38, 38, 38, 42, 37, 37, 37, 37, 37, 37};
+static const uint32_t fetch_response_partition_data_min_wire[18] =
+    {18, 18, 18, 18, 30, 38, 38, 38, 38, 38, 38, 42, 37, 37, 37, 37, 37, 37};
 
 void kp_fetch_response_partition_data_init(kp_fetch_response_partition_data_t *m)
 {
@@ -3075,7 +3339,8 @@ void kp_fetch_response_partition_data_init(kp_fetch_response_partition_data_t *m
     m->records = KP_BYTES_NULL;
 }
 
-static int fetch_response_partition_data_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void *vm, uint32_t tag)
+static int fetch_response_partition_data_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void *vm,
+                                              uint32_t tag)
 {
     kp_fetch_response_partition_data_t *m = vm;
     switch (tag) {
@@ -3093,7 +3358,8 @@ static int fetch_response_partition_data_rtag(kp_reader_t *r, kp_arena_t *a, int
     }
 }
 
-static void fetch_response_partition_data_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_response_partition_data_t *m)
+static void fetch_response_partition_data_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                              kp_fetch_response_partition_data_t *m)
 {
     kp_fetch_response_partition_data_init(m);
     m->partition_index = kp_read_i32(r);
@@ -3104,7 +3370,10 @@ static void fetch_response_partition_data_dec(kp_reader_t *r, kp_arena_t *a, int
     if (v >= 5)
         m->log_start_offset = kp_read_i64(r);
     if (v >= 4) {
-        m->aborted_transactions = read_array(r, a, v >= 12, true, fetch_response_aborted_transaction_min_wire[v], sizeof *m->aborted_transactions, &m->aborted_transactions_count);
+        m->aborted_transactions = read_array(r, a, v >= 12, true,
+                                             fetch_response_aborted_transaction_min_wire[v],
+                                             sizeof *m->aborted_transactions,
+                                             &m->aborted_transactions_count);
         for (int32_t i = 0; i < m->aborted_transactions_count && r->err == KP_DECODE_OK; i++)
             fetch_response_aborted_transaction_dec(r, a, v, &m->aborted_transactions[i]);
     }
@@ -3115,7 +3384,8 @@ static void fetch_response_partition_data_dec(kp_reader_t *r, kp_arena_t *a, int
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, fetch_response_partition_data_rtag);
 }
 
-static bool fetch_response_partition_data_eq(const kp_fetch_response_partition_data_t *x, const kp_fetch_response_partition_data_t *y, int16_t v)
+static bool fetch_response_partition_data_eq(const kp_fetch_response_partition_data_t *x,
+                                             const kp_fetch_response_partition_data_t *y, int16_t v)
 {
     if (x->partition_index != y->partition_index)
         return false;
@@ -3147,7 +3417,8 @@ static bool fetch_response_partition_data_eq(const kp_fetch_response_partition_d
         if (x->aborted_transactions_count != y->aborted_transactions_count)
             return false;
         for (int32_t i = 0; i < x->aborted_transactions_count; i++)
-            if (!fetch_response_aborted_transaction_eq(&x->aborted_transactions[i], &y->aborted_transactions[i], v))
+            if (!fetch_response_aborted_transaction_eq(&x->aborted_transactions[i],
+                                                       &y->aborted_transactions[i], v))
                 return false;
     }
     if (v >= 11) {
@@ -3183,7 +3454,8 @@ static void fetch_response_partition_data_wtag(kp_writer_t *w, int16_t v, const 
     }
 }
 
-static void fetch_response_partition_data_enc(kp_writer_t *w, int16_t v, const kp_fetch_response_partition_data_t *m)
+static void fetch_response_partition_data_enc(kp_writer_t *w, int16_t v,
+                                              const kp_fetch_response_partition_data_t *m)
 {
     kp_write_i32(w, m->partition_index);
     kp_write_i16(w, m->error_code);
@@ -3193,7 +3465,9 @@ static void fetch_response_partition_data_enc(kp_writer_t *w, int16_t v, const k
     if (v >= 5)
         kp_write_i64(w, m->log_start_offset);
     if (v >= 4) {
-        for (int32_t i = 0, n = write_array_len(w, m->aborted_transactions_count, m->aborted_transactions, v >= 12, true); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->aborted_transactions_count, m->aborted_transactions, v >= 12,
+                                 true); i < n; i++)
             fetch_response_aborted_transaction_enc(w, v, &m->aborted_transactions[i]);
     }
     if (v >= 11)
@@ -3201,17 +3475,30 @@ static void fetch_response_partition_data_enc(kp_writer_t *w, int16_t v, const k
     kp_write_bytes(w, m->records, v >= 12, true);
     if (v >= 12) {
         uint32_t set = 0;
-        if ((m->_tags_present & (1u << 0)) || !fetch_response_epoch_end_offset_is_default(&m->diverging_epoch, v))
+        if (
+            (
+                m->_tags_present & (
+                    1u << 0)) || !fetch_response_epoch_end_offset_is_default(&m->diverging_epoch,
+                                                                             v))
             set |= 1u << 0;
-        if ((m->_tags_present & (1u << 1)) || !fetch_response_leader_id_and_epoch_is_default(&m->current_leader, v))
+        if (
+            (
+                m->_tags_present & (
+                    1u << 1)) || !fetch_response_leader_id_and_epoch_is_default(&m->current_leader,
+                                                                                v))
             set |= 1u << 1;
-        if ((m->_tags_present & (1u << 2)) || !fetch_response_snapshot_id_is_default(&m->snapshot_id, v))
+        if (
+            (
+                m->_tags_present & (
+                    1u << 2)) || !fetch_response_snapshot_id_is_default(&m->snapshot_id, v))
             set |= 1u << 2;
-        write_tags(w, v, m, &m->_unknown, set, fetch_response_partition_data_tags, 3, fetch_response_partition_data_wtag);
+        write_tags(w, v, m, &m->_unknown, set, fetch_response_partition_data_tags, 3,
+                   fetch_response_partition_data_wtag);
     }
 }
 
-static void fetch_response_partition_data_fill(kp_fetch_response_partition_data_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_response_partition_data_fill(kp_fetch_response_partition_data_t *m, kp_arena_t *a,
+                                               int16_t v, uint64_t *seed)
 {
     kp_fetch_response_partition_data_init(m);
     m->partition_index = (int32_t)rnd(seed);
@@ -3234,7 +3521,8 @@ static void fetch_response_partition_data_fill(kp_fetch_response_partition_data_
         fetch_response_snapshot_id_fill(&m->snapshot_id, a, v, seed);
     }
     if (v >= 4) {
-        m->aborted_transactions = fill_array(a, seed, true, sizeof *m->aborted_transactions, &m->aborted_transactions_count);
+        m->aborted_transactions = fill_array(a, seed, true, sizeof *m->aborted_transactions,
+                                             &m->aborted_transactions_count);
         for (int32_t i = 0; i < m->aborted_transactions_count; i++)
             fetch_response_aborted_transaction_fill(&m->aborted_transactions[i], a, v, seed);
     }
@@ -3244,29 +3532,35 @@ static void fetch_response_partition_data_fill(kp_fetch_response_partition_data_
 }
 
 /* Smallest wire size of one FetchableTopicResponse element, by version. */
-static const uint32_t fetch_response_fetchable_topic_response_min_wire[18] = {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 3, 18, 18, 18, 18, 18};
+static const uint32_t fetch_response_fetchable_topic_response_min_wire[18] =
+    {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 3, 18, 18, 18, 18, 18};
 
-void kp_fetch_response_fetchable_topic_response_init(kp_fetch_response_fetchable_topic_response_t *m)
+void kp_fetch_response_fetchable_topic_response_init(
+    kp_fetch_response_fetchable_topic_response_t *m)
 {
     memset(m, 0, sizeof *m);
     m->topic = (kp_str_t){"", 0};
 }
 
-static void fetch_response_fetchable_topic_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_response_fetchable_topic_response_t *m)
+static void fetch_response_fetchable_topic_response_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_response_fetchable_topic_response_t *m)
 {
     kp_fetch_response_fetchable_topic_response_init(m);
     if (v <= 12)
         m->topic = kp_read_string(r, v >= 12, false);
     if (v >= 13)
         m->topic_id = kp_read_uuid(r);
-    m->partitions = read_array(r, a, v >= 12, false, fetch_response_partition_data_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 12, false, fetch_response_partition_data_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         fetch_response_partition_data_dec(r, a, v, &m->partitions[i]);
     if (v >= 12)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool fetch_response_fetchable_topic_response_eq(const kp_fetch_response_fetchable_topic_response_t *x, const kp_fetch_response_fetchable_topic_response_t *y, int16_t v)
+static bool fetch_response_fetchable_topic_response_eq(
+    const kp_fetch_response_fetchable_topic_response_t *x,
+    const kp_fetch_response_fetchable_topic_response_t *y, int16_t v)
 {
     if (v <= 12) {
         if (!str_eq(x->topic, y->topic))
@@ -3288,19 +3582,22 @@ static bool fetch_response_fetchable_topic_response_eq(const kp_fetch_response_f
     return true;
 }
 
-static void fetch_response_fetchable_topic_response_enc(kp_writer_t *w, int16_t v, const kp_fetch_response_fetchable_topic_response_t *m)
+static void fetch_response_fetchable_topic_response_enc(
+    kp_writer_t *w, int16_t v, const kp_fetch_response_fetchable_topic_response_t *m)
 {
     if (v <= 12)
         kp_write_string(w, m->topic, v >= 12, false);
     if (v >= 13)
         kp_write_uuid(w, m->topic_id);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 12, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 12, false); i < n; i++)
         fetch_response_partition_data_enc(w, v, &m->partitions[i]);
     if (v >= 12)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void fetch_response_fetchable_topic_response_fill(kp_fetch_response_fetchable_topic_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_response_fetchable_topic_response_fill(
+    kp_fetch_response_fetchable_topic_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_fetch_response_fetchable_topic_response_init(m);
     if (v <= 12)
@@ -3313,7 +3610,8 @@ static void fetch_response_fetchable_topic_response_fill(kp_fetch_response_fetch
 }
 
 /* Smallest wire size of one NodeEndpoint element, by version. */
-static const uint32_t fetch_response_node_endpoint_min_wire[18] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 11, 11};
+static const uint32_t fetch_response_node_endpoint_min_wire[18] =
+    {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 11, 11};
 
 void kp_fetch_response_node_endpoint_init(kp_fetch_response_node_endpoint_t *m)
 {
@@ -3322,7 +3620,8 @@ void kp_fetch_response_node_endpoint_init(kp_fetch_response_node_endpoint_t *m)
     m->rack = KP_STR_NULL;
 }
 
-static void fetch_response_node_endpoint_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetch_response_node_endpoint_t *m)
+static void fetch_response_node_endpoint_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                             kp_fetch_response_node_endpoint_t *m)
 {
     kp_fetch_response_node_endpoint_init(m);
     m->node_id = kp_read_i32(r);
@@ -3332,7 +3631,8 @@ static void fetch_response_node_endpoint_dec(kp_reader_t *r, kp_arena_t *a, int1
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool fetch_response_node_endpoint_eq(const kp_fetch_response_node_endpoint_t *x, const kp_fetch_response_node_endpoint_t *y, int16_t v)
+static bool fetch_response_node_endpoint_eq(const kp_fetch_response_node_endpoint_t *x,
+                                            const kp_fetch_response_node_endpoint_t *y, int16_t v)
 {
     (void)v;
     if (x->node_id != y->node_id)
@@ -3348,7 +3648,8 @@ static bool fetch_response_node_endpoint_eq(const kp_fetch_response_node_endpoin
     return true;
 }
 
-static void fetch_response_node_endpoint_enc(kp_writer_t *w, int16_t v, const kp_fetch_response_node_endpoint_t *m)
+static void fetch_response_node_endpoint_enc(kp_writer_t *w, int16_t v,
+                                             const kp_fetch_response_node_endpoint_t *m)
 {
     kp_write_i32(w, m->node_id);
     kp_write_string(w, m->host, true, false);
@@ -3357,7 +3658,8 @@ static void fetch_response_node_endpoint_enc(kp_writer_t *w, int16_t v, const kp
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void fetch_response_node_endpoint_fill(kp_fetch_response_node_endpoint_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void fetch_response_node_endpoint_fill(kp_fetch_response_node_endpoint_t *m, kp_arena_t *a,
+                                              int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_fetch_response_node_endpoint_init(m);
@@ -3379,7 +3681,8 @@ static int fetch_response_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void *v
     case 0:
         if (!(v >= 16))
             return -1;
-        m->node_endpoints = read_array(r, a, true, false, fetch_response_node_endpoint_min_wire[v], sizeof *m->node_endpoints, &m->node_endpoints_count);
+        m->node_endpoints = read_array(r, a, true, false, fetch_response_node_endpoint_min_wire[v],
+                                       sizeof *m->node_endpoints, &m->node_endpoints_count);
         for (int32_t i = 0; i < m->node_endpoints_count && r->err == KP_DECODE_OK; i++)
             fetch_response_node_endpoint_dec(r, a, v, &m->node_endpoints[i]);
         return 0;
@@ -3397,7 +3700,9 @@ static void fetch_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_fetc
         m->error_code = kp_read_i16(r);
     if (v >= 7)
         m->session_id = kp_read_i32(r);
-    m->responses = read_array(r, a, v >= 12, false, fetch_response_fetchable_topic_response_min_wire[v], sizeof *m->responses, &m->responses_count);
+    m->responses = read_array(r, a, v >= 12, false,
+                              fetch_response_fetchable_topic_response_min_wire[v],
+                              sizeof *m->responses, &m->responses_count);
     for (int32_t i = 0; i < m->responses_count && r->err == KP_DECODE_OK; i++)
         fetch_response_fetchable_topic_response_dec(r, a, v, &m->responses[i]);
     if (v >= 12)
@@ -3444,7 +3749,9 @@ static void fetch_response_wtag(kp_writer_t *w, int16_t v, const void *vm, int i
     const kp_fetch_response_t *m = vm;
     switch (idx) {
     case 0:
-        for (int32_t i = 0, n = write_array_len(w, m->node_endpoints_count, m->node_endpoints, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->node_endpoints_count, m->node_endpoints, true,
+                                 false); i < n; i++)
             fetch_response_node_endpoint_enc(w, v, &m->node_endpoints[i]);
         break;
     default:
@@ -3460,7 +3767,8 @@ static void fetch_response_enc(kp_writer_t *w, int16_t v, const kp_fetch_respons
         kp_write_i16(w, m->error_code);
     if (v >= 7)
         kp_write_i32(w, m->session_id);
-    for (int32_t i = 0, n = write_array_len(w, m->responses_count, m->responses, v >= 12, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->responses_count, m->responses, v >= 12, false); i < n; i++)
         fetch_response_fetchable_topic_response_enc(w, v, &m->responses[i]);
     if (v >= 12) {
         uint32_t set = 0;
@@ -3484,13 +3792,15 @@ static void fetch_response_fill(kp_fetch_response_t *m, kp_arena_t *a, int16_t v
         fetch_response_fetchable_topic_response_fill(&m->responses[i], a, v, seed);
     if (v >= 16 && rnd(seed) % 3 != 0) {
         m->_tags_present |= 1u << 0;
-        m->node_endpoints = fill_array(a, seed, false, sizeof *m->node_endpoints, &m->node_endpoints_count);
+        m->node_endpoints = fill_array(a, seed, false, sizeof *m->node_endpoints,
+                                       &m->node_endpoints_count);
         for (int32_t i = 0; i < m->node_endpoints_count; i++)
             fetch_response_node_endpoint_fill(&m->node_endpoints[i], a, v, seed);
     }
 }
 
-kp_derr_t kp_fetch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_fetch_response_t *m)
+kp_derr_t kp_fetch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                   kp_fetch_response_t *m)
 {
     if (version < 0 || version > 17) {
         kp_fetch_response_init(m);
@@ -3510,7 +3820,8 @@ kp_werr_t kp_fetch_response_encode(kp_writer_t *w, int16_t version, const kp_fet
     return w->err;
 }
 
-bool kp_fetch_response_eq(const kp_fetch_response_t *a, const kp_fetch_response_t *b, int16_t version)
+bool kp_fetch_response_eq(const kp_fetch_response_t *a, const kp_fetch_response_t *b,
+                          int16_t version)
 {
     return fetch_response_eq(a, b, version);
 }
@@ -3554,16 +3865,19 @@ static void fetch_response_fill_any(void *m, kp_arena_t *a, int16_t v, uint64_t 
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one ListOffsetsPartition element, by version. */
-static const uint32_t list_offsets_request_list_offsets_partition_min_wire[11] = {16, 12, 12, 12, 16, 16, 17, 17, 17, 17, 17};
+static const uint32_t list_offsets_request_list_offsets_partition_min_wire[11] =
+    {16, 12, 12, 12, 16, 16, 17, 17, 17, 17, 17};
 
-void kp_list_offsets_request_list_offsets_partition_init(kp_list_offsets_request_list_offsets_partition_t *m)
+void kp_list_offsets_request_list_offsets_partition_init(
+    kp_list_offsets_request_list_offsets_partition_t *m)
 {
     memset(m, 0, sizeof *m);
     m->current_leader_epoch = -1;
     m->max_num_offsets = 1;
 }
 
-static void list_offsets_request_list_offsets_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_offsets_request_list_offsets_partition_t *m)
+static void list_offsets_request_list_offsets_partition_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_offsets_request_list_offsets_partition_t *m)
 {
     kp_list_offsets_request_list_offsets_partition_init(m);
     m->partition_index = kp_read_i32(r);
@@ -3576,7 +3890,9 @@ static void list_offsets_request_list_offsets_partition_dec(kp_reader_t *r, kp_a
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool list_offsets_request_list_offsets_partition_eq(const kp_list_offsets_request_list_offsets_partition_t *x, const kp_list_offsets_request_list_offsets_partition_t *y, int16_t v)
+static bool list_offsets_request_list_offsets_partition_eq(
+    const kp_list_offsets_request_list_offsets_partition_t *x,
+    const kp_list_offsets_request_list_offsets_partition_t *y, int16_t v)
 {
     if (x->partition_index != y->partition_index)
         return false;
@@ -3597,7 +3913,8 @@ static bool list_offsets_request_list_offsets_partition_eq(const kp_list_offsets
     return true;
 }
 
-static void list_offsets_request_list_offsets_partition_enc(kp_writer_t *w, int16_t v, const kp_list_offsets_request_list_offsets_partition_t *m)
+static void list_offsets_request_list_offsets_partition_enc(
+    kp_writer_t *w, int16_t v, const kp_list_offsets_request_list_offsets_partition_t *m)
 {
     kp_write_i32(w, m->partition_index);
     if (v >= 4)
@@ -3609,7 +3926,8 @@ static void list_offsets_request_list_offsets_partition_enc(kp_writer_t *w, int1
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void list_offsets_request_list_offsets_partition_fill(kp_list_offsets_request_list_offsets_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void list_offsets_request_list_offsets_partition_fill(
+    kp_list_offsets_request_list_offsets_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)a;
     kp_list_offsets_request_list_offsets_partition_init(m);
@@ -3622,33 +3940,41 @@ static void list_offsets_request_list_offsets_partition_fill(kp_list_offsets_req
 }
 
 /* Smallest wire size of one ListOffsetsTopic element, by version. */
-static const uint32_t list_offsets_request_list_offsets_topic_min_wire[11] = {6, 6, 6, 6, 6, 6, 3, 3, 3, 3, 3};
+static const uint32_t list_offsets_request_list_offsets_topic_min_wire[11] =
+    {6, 6, 6, 6, 6, 6, 3, 3, 3, 3, 3};
 
-void kp_list_offsets_request_list_offsets_topic_init(kp_list_offsets_request_list_offsets_topic_t *m)
+void kp_list_offsets_request_list_offsets_topic_init(
+    kp_list_offsets_request_list_offsets_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void list_offsets_request_list_offsets_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_offsets_request_list_offsets_topic_t *m)
+static void list_offsets_request_list_offsets_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_offsets_request_list_offsets_topic_t *m)
 {
     kp_list_offsets_request_list_offsets_topic_init(m);
     m->name = kp_read_string(r, v >= 6, false);
-    m->partitions = read_array(r, a, v >= 6, false, list_offsets_request_list_offsets_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 6, false,
+                               list_offsets_request_list_offsets_partition_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         list_offsets_request_list_offsets_partition_dec(r, a, v, &m->partitions[i]);
     if (v >= 6)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool list_offsets_request_list_offsets_topic_eq(const kp_list_offsets_request_list_offsets_topic_t *x, const kp_list_offsets_request_list_offsets_topic_t *y, int16_t v)
+static bool list_offsets_request_list_offsets_topic_eq(
+    const kp_list_offsets_request_list_offsets_topic_t *x,
+    const kp_list_offsets_request_list_offsets_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!list_offsets_request_list_offsets_partition_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!list_offsets_request_list_offsets_partition_eq(&x->partitions[i], &y->partitions[i],
+                                                            v))
             return false;
     if (v >= 6) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -3657,16 +3983,19 @@ static bool list_offsets_request_list_offsets_topic_eq(const kp_list_offsets_req
     return true;
 }
 
-static void list_offsets_request_list_offsets_topic_enc(kp_writer_t *w, int16_t v, const kp_list_offsets_request_list_offsets_topic_t *m)
+static void list_offsets_request_list_offsets_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_list_offsets_request_list_offsets_topic_t *m)
 {
     kp_write_string(w, m->name, v >= 6, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 6, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 6, false); i < n; i++)
         list_offsets_request_list_offsets_partition_enc(w, v, &m->partitions[i]);
     if (v >= 6)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void list_offsets_request_list_offsets_topic_fill(kp_list_offsets_request_list_offsets_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void list_offsets_request_list_offsets_topic_fill(
+    kp_list_offsets_request_list_offsets_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_list_offsets_request_list_offsets_topic_init(m);
     m->name = fill_str(a, seed, false);
@@ -3680,13 +4009,15 @@ void kp_list_offsets_request_init(kp_list_offsets_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void list_offsets_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_offsets_request_t *m)
+static void list_offsets_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                     kp_list_offsets_request_t *m)
 {
     kp_list_offsets_request_init(m);
     m->replica_id = kp_read_i32(r);
     if (v >= 2)
         m->isolation_level = kp_read_i8(r);
-    m->topics = read_array(r, a, v >= 6, false, list_offsets_request_list_offsets_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 6, false, list_offsets_request_list_offsets_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         list_offsets_request_list_offsets_topic_dec(r, a, v, &m->topics[i]);
     if (v >= 10)
@@ -3695,7 +4026,8 @@ static void list_offsets_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, k
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool list_offsets_request_eq(const kp_list_offsets_request_t *x, const kp_list_offsets_request_t *y, int16_t v)
+static bool list_offsets_request_eq(const kp_list_offsets_request_t *x,
+                                    const kp_list_offsets_request_t *y, int16_t v)
 {
     if (x->replica_id != y->replica_id)
         return false;
@@ -3724,7 +4056,8 @@ static void list_offsets_request_enc(kp_writer_t *w, int16_t v, const kp_list_of
     kp_write_i32(w, m->replica_id);
     if (v >= 2)
         kp_write_i8(w, m->isolation_level);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 6, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 6, false); i < n; i++)
         list_offsets_request_list_offsets_topic_enc(w, v, &m->topics[i]);
     if (v >= 10)
         kp_write_i32(w, m->timeout_ms);
@@ -3732,7 +4065,8 @@ static void list_offsets_request_enc(kp_writer_t *w, int16_t v, const kp_list_of
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void list_offsets_request_fill(kp_list_offsets_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void list_offsets_request_fill(kp_list_offsets_request_t *m, kp_arena_t *a, int16_t v,
+                                      uint64_t *seed)
 {
     kp_list_offsets_request_init(m);
     m->replica_id = (int32_t)rnd(seed);
@@ -3745,7 +4079,8 @@ static void list_offsets_request_fill(kp_list_offsets_request_t *m, kp_arena_t *
         m->timeout_ms = (int32_t)rnd(seed);
 }
 
-kp_derr_t kp_list_offsets_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_list_offsets_request_t *m)
+kp_derr_t kp_list_offsets_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_list_offsets_request_t *m)
 {
     if (version < 0 || version > 10) {
         kp_list_offsets_request_init(m);
@@ -3756,7 +4091,8 @@ kp_derr_t kp_list_offsets_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t 
     return r->err;
 }
 
-kp_werr_t kp_list_offsets_request_encode(kp_writer_t *w, int16_t version, const kp_list_offsets_request_t *m)
+kp_werr_t kp_list_offsets_request_encode(kp_writer_t *w, int16_t version,
+                                         const kp_list_offsets_request_t *m)
 {
     if (version < 0 || version > 10)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -3765,12 +4101,14 @@ kp_werr_t kp_list_offsets_request_encode(kp_writer_t *w, int16_t version, const 
     return w->err;
 }
 
-bool kp_list_offsets_request_eq(const kp_list_offsets_request_t *a, const kp_list_offsets_request_t *b, int16_t version)
+bool kp_list_offsets_request_eq(const kp_list_offsets_request_t *a,
+                                const kp_list_offsets_request_t *b, int16_t version)
 {
     return list_offsets_request_eq(a, b, version);
 }
 
-void kp_list_offsets_request_fill(kp_list_offsets_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_list_offsets_request_fill(kp_list_offsets_request_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed)
 {
     if (version < 0 || version > 10) {
         kp_list_offsets_request_init(m);
@@ -3809,9 +4147,11 @@ static void list_offsets_request_fill_any(void *m, kp_arena_t *a, int16_t v, uin
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one ListOffsetsPartitionResponse element, by version. */
-static const uint32_t list_offsets_response_list_offsets_partition_response_min_wire[11] = {10, 22, 22, 22, 26, 26, 27, 27, 27, 27, 27};
+static const uint32_t list_offsets_response_list_offsets_partition_response_min_wire[11] =
+    {10, 22, 22, 22, 26, 26, 27, 27, 27, 27, 27};
 
-void kp_list_offsets_response_list_offsets_partition_response_init(kp_list_offsets_response_list_offsets_partition_response_t *m)
+void kp_list_offsets_response_list_offsets_partition_response_init(
+    kp_list_offsets_response_list_offsets_partition_response_t *m)
 {
     memset(m, 0, sizeof *m);
     m->timestamp = INT64_C(-1);
@@ -3819,13 +4159,16 @@ void kp_list_offsets_response_list_offsets_partition_response_init(kp_list_offse
     m->leader_epoch = -1;
 }
 
-static void list_offsets_response_list_offsets_partition_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_offsets_response_list_offsets_partition_response_t *m)
+static void list_offsets_response_list_offsets_partition_response_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_list_offsets_response_list_offsets_partition_response_t *m)
 {
     kp_list_offsets_response_list_offsets_partition_response_init(m);
     m->partition_index = kp_read_i32(r);
     m->error_code = kp_read_i16(r);
     if (v <= 0) {
-        m->old_style_offsets = read_array(r, a, false, false, 8, sizeof *m->old_style_offsets, &m->old_style_offsets_count);
+        m->old_style_offsets = read_array(r, a, false, false, 8, sizeof *m->old_style_offsets,
+                                          &m->old_style_offsets_count);
         for (int32_t i = 0; i < m->old_style_offsets_count && r->err == KP_DECODE_OK; i++)
             m->old_style_offsets[i] = kp_read_i64(r);
     }
@@ -3839,7 +4182,9 @@ static void list_offsets_response_list_offsets_partition_response_dec(kp_reader_
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool list_offsets_response_list_offsets_partition_response_eq(const kp_list_offsets_response_list_offsets_partition_response_t *x, const kp_list_offsets_response_list_offsets_partition_response_t *y, int16_t v)
+static bool list_offsets_response_list_offsets_partition_response_eq(
+    const kp_list_offsets_response_list_offsets_partition_response_t *x,
+    const kp_list_offsets_response_list_offsets_partition_response_t *y, int16_t v)
 {
     if (x->partition_index != y->partition_index)
         return false;
@@ -3871,12 +4216,15 @@ static bool list_offsets_response_list_offsets_partition_response_eq(const kp_li
     return true;
 }
 
-static void list_offsets_response_list_offsets_partition_response_enc(kp_writer_t *w, int16_t v, const kp_list_offsets_response_list_offsets_partition_response_t *m)
+static void list_offsets_response_list_offsets_partition_response_enc(
+    kp_writer_t *w, int16_t v, const kp_list_offsets_response_list_offsets_partition_response_t *m)
 {
     kp_write_i32(w, m->partition_index);
     kp_write_i16(w, m->error_code);
     if (v <= 0) {
-        for (int32_t i = 0, n = write_array_len(w, m->old_style_offsets_count, m->old_style_offsets, false, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->old_style_offsets_count, m->old_style_offsets, false,
+                                 false); i < n; i++)
             kp_write_i64(w, m->old_style_offsets[i]);
     }
     if (v >= 1)
@@ -3889,13 +4237,16 @@ static void list_offsets_response_list_offsets_partition_response_enc(kp_writer_
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void list_offsets_response_list_offsets_partition_response_fill(kp_list_offsets_response_list_offsets_partition_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void list_offsets_response_list_offsets_partition_response_fill(
+    kp_list_offsets_response_list_offsets_partition_response_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_list_offsets_response_list_offsets_partition_response_init(m);
     m->partition_index = (int32_t)rnd(seed);
     m->error_code = (int16_t)rnd(seed);
     if (v <= 0) {
-        m->old_style_offsets = fill_array(a, seed, false, sizeof *m->old_style_offsets, &m->old_style_offsets_count);
+        m->old_style_offsets = fill_array(a, seed, false, sizeof *m->old_style_offsets,
+                                          &m->old_style_offsets_count);
         for (int32_t i = 0; i < m->old_style_offsets_count; i++)
             m->old_style_offsets[i] = (int64_t)rnd(seed);
     }
@@ -3908,33 +4259,42 @@ static void list_offsets_response_list_offsets_partition_response_fill(kp_list_o
 }
 
 /* Smallest wire size of one ListOffsetsTopicResponse element, by version. */
-static const uint32_t list_offsets_response_list_offsets_topic_response_min_wire[11] = {6, 6, 6, 6, 6, 6, 3, 3, 3, 3, 3};
+static const uint32_t list_offsets_response_list_offsets_topic_response_min_wire[11] =
+    {6, 6, 6, 6, 6, 6, 3, 3, 3, 3, 3};
 
-void kp_list_offsets_response_list_offsets_topic_response_init(kp_list_offsets_response_list_offsets_topic_response_t *m)
+void kp_list_offsets_response_list_offsets_topic_response_init(
+    kp_list_offsets_response_list_offsets_topic_response_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void list_offsets_response_list_offsets_topic_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_offsets_response_list_offsets_topic_response_t *m)
+static void list_offsets_response_list_offsets_topic_response_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_list_offsets_response_list_offsets_topic_response_t *m)
 {
     kp_list_offsets_response_list_offsets_topic_response_init(m);
     m->name = kp_read_string(r, v >= 6, false);
-    m->partitions = read_array(r, a, v >= 6, false, list_offsets_response_list_offsets_partition_response_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 6, false,
+                               list_offsets_response_list_offsets_partition_response_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         list_offsets_response_list_offsets_partition_response_dec(r, a, v, &m->partitions[i]);
     if (v >= 6)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool list_offsets_response_list_offsets_topic_response_eq(const kp_list_offsets_response_list_offsets_topic_response_t *x, const kp_list_offsets_response_list_offsets_topic_response_t *y, int16_t v)
+static bool list_offsets_response_list_offsets_topic_response_eq(
+    const kp_list_offsets_response_list_offsets_topic_response_t *x,
+    const kp_list_offsets_response_list_offsets_topic_response_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!list_offsets_response_list_offsets_partition_response_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!list_offsets_response_list_offsets_partition_response_eq(&x->partitions[i],
+                                                                      &y->partitions[i], v))
             return false;
     if (v >= 6) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -3943,16 +4303,20 @@ static bool list_offsets_response_list_offsets_topic_response_eq(const kp_list_o
     return true;
 }
 
-static void list_offsets_response_list_offsets_topic_response_enc(kp_writer_t *w, int16_t v, const kp_list_offsets_response_list_offsets_topic_response_t *m)
+static void list_offsets_response_list_offsets_topic_response_enc(
+    kp_writer_t *w, int16_t v, const kp_list_offsets_response_list_offsets_topic_response_t *m)
 {
     kp_write_string(w, m->name, v >= 6, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 6, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 6, false); i < n; i++)
         list_offsets_response_list_offsets_partition_response_enc(w, v, &m->partitions[i]);
     if (v >= 6)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void list_offsets_response_list_offsets_topic_response_fill(kp_list_offsets_response_list_offsets_topic_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void list_offsets_response_list_offsets_topic_response_fill(
+    kp_list_offsets_response_list_offsets_topic_response_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_list_offsets_response_list_offsets_topic_response_init(m);
     m->name = fill_str(a, seed, false);
@@ -3966,19 +4330,23 @@ void kp_list_offsets_response_init(kp_list_offsets_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void list_offsets_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_offsets_response_t *m)
+static void list_offsets_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                      kp_list_offsets_response_t *m)
 {
     kp_list_offsets_response_init(m);
     if (v >= 2)
         m->throttle_time_ms = kp_read_i32(r);
-    m->topics = read_array(r, a, v >= 6, false, list_offsets_response_list_offsets_topic_response_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 6, false,
+                           list_offsets_response_list_offsets_topic_response_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         list_offsets_response_list_offsets_topic_response_dec(r, a, v, &m->topics[i]);
     if (v >= 6)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool list_offsets_response_eq(const kp_list_offsets_response_t *x, const kp_list_offsets_response_t *y, int16_t v)
+static bool list_offsets_response_eq(const kp_list_offsets_response_t *x,
+                                     const kp_list_offsets_response_t *y, int16_t v)
 {
     if (v >= 2) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -3996,17 +4364,20 @@ static bool list_offsets_response_eq(const kp_list_offsets_response_t *x, const 
     return true;
 }
 
-static void list_offsets_response_enc(kp_writer_t *w, int16_t v, const kp_list_offsets_response_t *m)
+static void list_offsets_response_enc(kp_writer_t *w, int16_t v,
+                                      const kp_list_offsets_response_t *m)
 {
     if (v >= 2)
         kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 6, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 6, false); i < n; i++)
         list_offsets_response_list_offsets_topic_response_enc(w, v, &m->topics[i]);
     if (v >= 6)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void list_offsets_response_fill(kp_list_offsets_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void list_offsets_response_fill(kp_list_offsets_response_t *m, kp_arena_t *a, int16_t v,
+                                       uint64_t *seed)
 {
     kp_list_offsets_response_init(m);
     if (v >= 2)
@@ -4016,7 +4387,8 @@ static void list_offsets_response_fill(kp_list_offsets_response_t *m, kp_arena_t
         list_offsets_response_list_offsets_topic_response_fill(&m->topics[i], a, v, seed);
 }
 
-kp_derr_t kp_list_offsets_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_list_offsets_response_t *m)
+kp_derr_t kp_list_offsets_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_list_offsets_response_t *m)
 {
     if (version < 0 || version > 10) {
         kp_list_offsets_response_init(m);
@@ -4027,7 +4399,8 @@ kp_derr_t kp_list_offsets_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t
     return r->err;
 }
 
-kp_werr_t kp_list_offsets_response_encode(kp_writer_t *w, int16_t version, const kp_list_offsets_response_t *m)
+kp_werr_t kp_list_offsets_response_encode(kp_writer_t *w, int16_t version,
+                                          const kp_list_offsets_response_t *m)
 {
     if (version < 0 || version > 10)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -4036,12 +4409,14 @@ kp_werr_t kp_list_offsets_response_encode(kp_writer_t *w, int16_t version, const
     return w->err;
 }
 
-bool kp_list_offsets_response_eq(const kp_list_offsets_response_t *a, const kp_list_offsets_response_t *b, int16_t version)
+bool kp_list_offsets_response_eq(const kp_list_offsets_response_t *a,
+                                 const kp_list_offsets_response_t *b, int16_t version)
 {
     return list_offsets_response_eq(a, b, version);
 }
 
-void kp_list_offsets_response_fill(kp_list_offsets_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_list_offsets_response_fill(kp_list_offsets_response_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed)
 {
     if (version < 0 || version > 10) {
         kp_list_offsets_response_init(m);
@@ -4080,14 +4455,18 @@ static void list_offsets_response_fill_any(void *m, kp_arena_t *a, int16_t v, ui
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one CreatableReplicaAssignment element, by version. */
-static const uint32_t create_topics_request_creatable_replica_assignment_min_wire[8] = {8, 8, 8, 8, 8, 6, 6, 6};
+static const uint32_t create_topics_request_creatable_replica_assignment_min_wire[8] =
+    {8, 8, 8, 8, 8, 6, 6, 6};
 
-void kp_create_topics_request_creatable_replica_assignment_init(kp_create_topics_request_creatable_replica_assignment_t *m)
+void kp_create_topics_request_creatable_replica_assignment_init(
+    kp_create_topics_request_creatable_replica_assignment_t *m)
 {
     memset(m, 0, sizeof *m);
 }
 
-static void create_topics_request_creatable_replica_assignment_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_topics_request_creatable_replica_assignment_t *m)
+static void create_topics_request_creatable_replica_assignment_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_create_topics_request_creatable_replica_assignment_t *m)
 {
     kp_create_topics_request_creatable_replica_assignment_init(m);
     m->partition_index = kp_read_i32(r);
@@ -4098,7 +4477,9 @@ static void create_topics_request_creatable_replica_assignment_dec(kp_reader_t *
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_topics_request_creatable_replica_assignment_eq(const kp_create_topics_request_creatable_replica_assignment_t *x, const kp_create_topics_request_creatable_replica_assignment_t *y, int16_t v)
+static bool create_topics_request_creatable_replica_assignment_eq(
+    const kp_create_topics_request_creatable_replica_assignment_t *x,
+    const kp_create_topics_request_creatable_replica_assignment_t *y, int16_t v)
 {
     if (x->partition_index != y->partition_index)
         return false;
@@ -4114,16 +4495,20 @@ static bool create_topics_request_creatable_replica_assignment_eq(const kp_creat
     return true;
 }
 
-static void create_topics_request_creatable_replica_assignment_enc(kp_writer_t *w, int16_t v, const kp_create_topics_request_creatable_replica_assignment_t *m)
+static void create_topics_request_creatable_replica_assignment_enc(
+    kp_writer_t *w, int16_t v, const kp_create_topics_request_creatable_replica_assignment_t *m)
 {
     kp_write_i32(w, m->partition_index);
-    for (int32_t i = 0, n = write_array_len(w, m->broker_ids_count, m->broker_ids, v >= 5, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->broker_ids_count, m->broker_ids, v >= 5, false); i < n; i++)
         kp_write_i32(w, m->broker_ids[i]);
     if (v >= 5)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_topics_request_creatable_replica_assignment_fill(kp_create_topics_request_creatable_replica_assignment_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_topics_request_creatable_replica_assignment_fill(
+    kp_create_topics_request_creatable_replica_assignment_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_create_topics_request_creatable_replica_assignment_init(m);
@@ -4134,16 +4519,19 @@ static void create_topics_request_creatable_replica_assignment_fill(kp_create_to
 }
 
 /* Smallest wire size of one CreatableTopicConfig element, by version. */
-static const uint32_t create_topics_request_creatable_topic_config_min_wire[8] = {4, 4, 4, 4, 4, 3, 3, 3};
+static const uint32_t create_topics_request_creatable_topic_config_min_wire[8] =
+    {4, 4, 4, 4, 4, 3, 3, 3};
 
-void kp_create_topics_request_creatable_topic_config_init(kp_create_topics_request_creatable_topic_config_t *m)
+void kp_create_topics_request_creatable_topic_config_init(
+    kp_create_topics_request_creatable_topic_config_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
     m->value = (kp_str_t){"", 0};
 }
 
-static void create_topics_request_creatable_topic_config_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_topics_request_creatable_topic_config_t *m)
+static void create_topics_request_creatable_topic_config_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_topics_request_creatable_topic_config_t *m)
 {
     kp_create_topics_request_creatable_topic_config_init(m);
     m->name = kp_read_string(r, v >= 5, false);
@@ -4152,7 +4540,9 @@ static void create_topics_request_creatable_topic_config_dec(kp_reader_t *r, kp_
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_topics_request_creatable_topic_config_eq(const kp_create_topics_request_creatable_topic_config_t *x, const kp_create_topics_request_creatable_topic_config_t *y, int16_t v)
+static bool create_topics_request_creatable_topic_config_eq(
+    const kp_create_topics_request_creatable_topic_config_t *x,
+    const kp_create_topics_request_creatable_topic_config_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -4165,7 +4555,8 @@ static bool create_topics_request_creatable_topic_config_eq(const kp_create_topi
     return true;
 }
 
-static void create_topics_request_creatable_topic_config_enc(kp_writer_t *w, int16_t v, const kp_create_topics_request_creatable_topic_config_t *m)
+static void create_topics_request_creatable_topic_config_enc(
+    kp_writer_t *w, int16_t v, const kp_create_topics_request_creatable_topic_config_t *m)
 {
     kp_write_string(w, m->name, v >= 5, false);
     kp_write_string(w, m->value, v >= 5, true);
@@ -4173,7 +4564,8 @@ static void create_topics_request_creatable_topic_config_enc(kp_writer_t *w, int
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_topics_request_creatable_topic_config_fill(kp_create_topics_request_creatable_topic_config_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_topics_request_creatable_topic_config_fill(
+    kp_create_topics_request_creatable_topic_config_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_create_topics_request_creatable_topic_config_init(m);
@@ -4182,7 +4574,8 @@ static void create_topics_request_creatable_topic_config_fill(kp_create_topics_r
 }
 
 /* Smallest wire size of one CreatableTopic element, by version. */
-static const uint32_t create_topics_request_creatable_topic_min_wire[8] = {16, 16, 16, 16, 16, 10, 10, 10};
+static const uint32_t create_topics_request_creatable_topic_min_wire[8] =
+    {16, 16, 16, 16, 16, 10, 10, 10};
 
 void kp_create_topics_request_creatable_topic_init(kp_create_topics_request_creatable_topic_t *m)
 {
@@ -4190,23 +4583,30 @@ void kp_create_topics_request_creatable_topic_init(kp_create_topics_request_crea
     m->name = (kp_str_t){"", 0};
 }
 
-static void create_topics_request_creatable_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_topics_request_creatable_topic_t *m)
+static void create_topics_request_creatable_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                      kp_create_topics_request_creatable_topic_t *m)
 {
     kp_create_topics_request_creatable_topic_init(m);
     m->name = kp_read_string(r, v >= 5, false);
     m->num_partitions = kp_read_i32(r);
     m->replication_factor = kp_read_i16(r);
-    m->assignments = read_array(r, a, v >= 5, false, create_topics_request_creatable_replica_assignment_min_wire[v], sizeof *m->assignments, &m->assignments_count);
+    m->assignments = read_array(r, a, v >= 5, false,
+                                create_topics_request_creatable_replica_assignment_min_wire[v],
+                                sizeof *m->assignments, &m->assignments_count);
     for (int32_t i = 0; i < m->assignments_count && r->err == KP_DECODE_OK; i++)
         create_topics_request_creatable_replica_assignment_dec(r, a, v, &m->assignments[i]);
-    m->configs = read_array(r, a, v >= 5, false, create_topics_request_creatable_topic_config_min_wire[v], sizeof *m->configs, &m->configs_count);
+    m->configs = read_array(r, a, v >= 5, false,
+                            create_topics_request_creatable_topic_config_min_wire[v],
+                            sizeof *m->configs, &m->configs_count);
     for (int32_t i = 0; i < m->configs_count && r->err == KP_DECODE_OK; i++)
         create_topics_request_creatable_topic_config_dec(r, a, v, &m->configs[i]);
     if (v >= 5)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_topics_request_creatable_topic_eq(const kp_create_topics_request_creatable_topic_t *x, const kp_create_topics_request_creatable_topic_t *y, int16_t v)
+static bool create_topics_request_creatable_topic_eq(
+    const kp_create_topics_request_creatable_topic_t *x,
+    const kp_create_topics_request_creatable_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -4217,7 +4617,8 @@ static bool create_topics_request_creatable_topic_eq(const kp_create_topics_requ
     if (x->assignments_count != y->assignments_count)
         return false;
     for (int32_t i = 0; i < x->assignments_count; i++)
-        if (!create_topics_request_creatable_replica_assignment_eq(&x->assignments[i], &y->assignments[i], v))
+        if (!create_topics_request_creatable_replica_assignment_eq(&x->assignments[i],
+                                                                   &y->assignments[i], v))
             return false;
     if (x->configs_count != y->configs_count)
         return false;
@@ -4231,20 +4632,24 @@ static bool create_topics_request_creatable_topic_eq(const kp_create_topics_requ
     return true;
 }
 
-static void create_topics_request_creatable_topic_enc(kp_writer_t *w, int16_t v, const kp_create_topics_request_creatable_topic_t *m)
+static void create_topics_request_creatable_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_create_topics_request_creatable_topic_t *m)
 {
     kp_write_string(w, m->name, v >= 5, false);
     kp_write_i32(w, m->num_partitions);
     kp_write_i16(w, m->replication_factor);
-    for (int32_t i = 0, n = write_array_len(w, m->assignments_count, m->assignments, v >= 5, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->assignments_count, m->assignments, v >= 5, false); i < n; i++)
         create_topics_request_creatable_replica_assignment_enc(w, v, &m->assignments[i]);
-    for (int32_t i = 0, n = write_array_len(w, m->configs_count, m->configs, v >= 5, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->configs_count, m->configs, v >= 5, false); i < n; i++)
         create_topics_request_creatable_topic_config_enc(w, v, &m->configs[i]);
     if (v >= 5)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_topics_request_creatable_topic_fill(kp_create_topics_request_creatable_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_topics_request_creatable_topic_fill(
+    kp_create_topics_request_creatable_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_create_topics_request_creatable_topic_init(m);
     m->name = fill_str(a, seed, false);
@@ -4264,10 +4669,12 @@ void kp_create_topics_request_init(kp_create_topics_request_t *m)
     m->timeout_ms = 60000;
 }
 
-static void create_topics_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_topics_request_t *m)
+static void create_topics_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                      kp_create_topics_request_t *m)
 {
     kp_create_topics_request_init(m);
-    m->topics = read_array(r, a, v >= 5, false, create_topics_request_creatable_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 5, false, create_topics_request_creatable_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         create_topics_request_creatable_topic_dec(r, a, v, &m->topics[i]);
     m->timeout_ms = kp_read_i32(r);
@@ -4277,7 +4684,8 @@ static void create_topics_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_topics_request_eq(const kp_create_topics_request_t *x, const kp_create_topics_request_t *y, int16_t v)
+static bool create_topics_request_eq(const kp_create_topics_request_t *x,
+                                     const kp_create_topics_request_t *y, int16_t v)
 {
     if (x->topics_count != y->topics_count)
         return false;
@@ -4297,9 +4705,11 @@ static bool create_topics_request_eq(const kp_create_topics_request_t *x, const 
     return true;
 }
 
-static void create_topics_request_enc(kp_writer_t *w, int16_t v, const kp_create_topics_request_t *m)
+static void create_topics_request_enc(kp_writer_t *w, int16_t v,
+                                      const kp_create_topics_request_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 5, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 5, false); i < n; i++)
         create_topics_request_creatable_topic_enc(w, v, &m->topics[i]);
     kp_write_i32(w, m->timeout_ms);
     if (v >= 1)
@@ -4308,7 +4718,8 @@ static void create_topics_request_enc(kp_writer_t *w, int16_t v, const kp_create
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_topics_request_fill(kp_create_topics_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_topics_request_fill(kp_create_topics_request_t *m, kp_arena_t *a, int16_t v,
+                                       uint64_t *seed)
 {
     kp_create_topics_request_init(m);
     m->topics = fill_array(a, seed, false, sizeof *m->topics, &m->topics_count);
@@ -4319,7 +4730,8 @@ static void create_topics_request_fill(kp_create_topics_request_t *m, kp_arena_t
         m->validate_only = (rnd(seed) & 1) != 0;
 }
 
-kp_derr_t kp_create_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_create_topics_request_t *m)
+kp_derr_t kp_create_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_create_topics_request_t *m)
 {
     if (version < 0 || version > 7) {
         kp_create_topics_request_init(m);
@@ -4330,7 +4742,8 @@ kp_derr_t kp_create_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t
     return r->err;
 }
 
-kp_werr_t kp_create_topics_request_encode(kp_writer_t *w, int16_t version, const kp_create_topics_request_t *m)
+kp_werr_t kp_create_topics_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_create_topics_request_t *m)
 {
     if (version < 0 || version > 7)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -4339,12 +4752,14 @@ kp_werr_t kp_create_topics_request_encode(kp_writer_t *w, int16_t version, const
     return w->err;
 }
 
-bool kp_create_topics_request_eq(const kp_create_topics_request_t *a, const kp_create_topics_request_t *b, int16_t version)
+bool kp_create_topics_request_eq(const kp_create_topics_request_t *a,
+                                 const kp_create_topics_request_t *b, int16_t version)
 {
     return create_topics_request_eq(a, b, version);
 }
 
-void kp_create_topics_request_fill(kp_create_topics_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_create_topics_request_fill(kp_create_topics_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed)
 {
     if (version < 0 || version > 7) {
         kp_create_topics_request_init(m);
@@ -4383,9 +4798,11 @@ static void create_topics_request_fill_any(void *m, kp_arena_t *a, int16_t v, ui
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one CreatableTopicConfigs element, by version. */
-static const uint32_t create_topics_response_creatable_topic_configs_min_wire[8] = {1, 1, 1, 1, 1, 6, 6, 6};
+static const uint32_t create_topics_response_creatable_topic_configs_min_wire[8] =
+    {1, 1, 1, 1, 1, 6, 6, 6};
 
-void kp_create_topics_response_creatable_topic_configs_init(kp_create_topics_response_creatable_topic_configs_t *m)
+void kp_create_topics_response_creatable_topic_configs_init(
+    kp_create_topics_response_creatable_topic_configs_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
@@ -4393,7 +4810,9 @@ void kp_create_topics_response_creatable_topic_configs_init(kp_create_topics_res
     m->config_source = -1;
 }
 
-static void create_topics_response_creatable_topic_configs_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_topics_response_creatable_topic_configs_t *m)
+static void create_topics_response_creatable_topic_configs_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_create_topics_response_creatable_topic_configs_t *m)
 {
     kp_create_topics_response_creatable_topic_configs_init(m);
     m->name = kp_read_string(r, true, false);
@@ -4404,7 +4823,9 @@ static void create_topics_response_creatable_topic_configs_dec(kp_reader_t *r, k
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_topics_response_creatable_topic_configs_eq(const kp_create_topics_response_creatable_topic_configs_t *x, const kp_create_topics_response_creatable_topic_configs_t *y, int16_t v)
+static bool create_topics_response_creatable_topic_configs_eq(
+    const kp_create_topics_response_creatable_topic_configs_t *x,
+    const kp_create_topics_response_creatable_topic_configs_t *y, int16_t v)
 {
     (void)v;
     if (!str_eq(x->name, y->name))
@@ -4422,7 +4843,8 @@ static bool create_topics_response_creatable_topic_configs_eq(const kp_create_to
     return true;
 }
 
-static void create_topics_response_creatable_topic_configs_enc(kp_writer_t *w, int16_t v, const kp_create_topics_response_creatable_topic_configs_t *m)
+static void create_topics_response_creatable_topic_configs_enc(
+    kp_writer_t *w, int16_t v, const kp_create_topics_response_creatable_topic_configs_t *m)
 {
     kp_write_string(w, m->name, true, false);
     kp_write_string(w, m->value, true, true);
@@ -4432,7 +4854,9 @@ static void create_topics_response_creatable_topic_configs_enc(kp_writer_t *w, i
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_topics_response_creatable_topic_configs_fill(kp_create_topics_response_creatable_topic_configs_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_topics_response_creatable_topic_configs_fill(
+    kp_create_topics_response_creatable_topic_configs_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_create_topics_response_creatable_topic_configs_init(m);
@@ -4444,9 +4868,11 @@ static void create_topics_response_creatable_topic_configs_fill(kp_create_topics
 }
 
 /* Smallest wire size of one CreatableTopicResult element, by version. */
-static const uint32_t create_topics_response_creatable_topic_result_min_wire[8] = {4, 6, 6, 6, 6, 12, 12, 28};
+static const uint32_t create_topics_response_creatable_topic_result_min_wire[8] =
+    {4, 6, 6, 6, 6, 12, 12, 28};
 
-void kp_create_topics_response_creatable_topic_result_init(kp_create_topics_response_creatable_topic_result_t *m)
+void kp_create_topics_response_creatable_topic_result_init(
+    kp_create_topics_response_creatable_topic_result_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
@@ -4455,7 +4881,8 @@ void kp_create_topics_response_creatable_topic_result_init(kp_create_topics_resp
     m->replication_factor = -1;
 }
 
-static int create_topics_response_creatable_topic_result_rtag(kp_reader_t *r, kp_arena_t *a, int16_t v, void *vm, uint32_t tag)
+static int create_topics_response_creatable_topic_result_rtag(kp_reader_t *r, kp_arena_t *a,
+                                                              int16_t v, void *vm, uint32_t tag)
 {
     (void)a;
     (void)v;
@@ -4469,7 +4896,8 @@ static int create_topics_response_creatable_topic_result_rtag(kp_reader_t *r, kp
     }
 }
 
-static void create_topics_response_creatable_topic_result_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_topics_response_creatable_topic_result_t *m)
+static void create_topics_response_creatable_topic_result_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_topics_response_creatable_topic_result_t *m)
 {
     kp_create_topics_response_creatable_topic_result_init(m);
     m->name = kp_read_string(r, v >= 5, false);
@@ -4483,15 +4911,20 @@ static void create_topics_response_creatable_topic_result_dec(kp_reader_t *r, kp
     if (v >= 5)
         m->replication_factor = kp_read_i16(r);
     if (v >= 5) {
-        m->configs = read_array(r, a, true, true, create_topics_response_creatable_topic_configs_min_wire[v], sizeof *m->configs, &m->configs_count);
+        m->configs = read_array(r, a, true, true,
+                                create_topics_response_creatable_topic_configs_min_wire[v],
+                                sizeof *m->configs, &m->configs_count);
         for (int32_t i = 0; i < m->configs_count && r->err == KP_DECODE_OK; i++)
             create_topics_response_creatable_topic_configs_dec(r, a, v, &m->configs[i]);
     }
     if (v >= 5)
-        read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, create_topics_response_creatable_topic_result_rtag);
+        read_tags(r, a, v, m, &m->_unknown, &m->_tags_present,
+                  create_topics_response_creatable_topic_result_rtag);
 }
 
-static bool create_topics_response_creatable_topic_result_eq(const kp_create_topics_response_creatable_topic_result_t *x, const kp_create_topics_response_creatable_topic_result_t *y, int16_t v)
+static bool create_topics_response_creatable_topic_result_eq(
+    const kp_create_topics_response_creatable_topic_result_t *x,
+    const kp_create_topics_response_creatable_topic_result_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -4521,7 +4954,8 @@ static bool create_topics_response_creatable_topic_result_eq(const kp_create_top
         if (x->configs_count != y->configs_count)
             return false;
         for (int32_t i = 0; i < x->configs_count; i++)
-            if (!create_topics_response_creatable_topic_configs_eq(&x->configs[i], &y->configs[i], v))
+            if (!create_topics_response_creatable_topic_configs_eq(&x->configs[i], &y->configs[i],
+                                                                   v))
                 return false;
     }
     if (v >= 5) {
@@ -4533,7 +4967,8 @@ static bool create_topics_response_creatable_topic_result_eq(const kp_create_top
 
 static const uint32_t create_topics_response_creatable_topic_result_tags[1] = {0};
 
-static void create_topics_response_creatable_topic_result_wtag(kp_writer_t *w, int16_t v, const void *vm, int idx)
+static void create_topics_response_creatable_topic_result_wtag(kp_writer_t *w, int16_t v,
+                                                               const void *vm, int idx)
 {
     (void)v;
     const kp_create_topics_response_creatable_topic_result_t *m = vm;
@@ -4546,7 +4981,8 @@ static void create_topics_response_creatable_topic_result_wtag(kp_writer_t *w, i
     }
 }
 
-static void create_topics_response_creatable_topic_result_enc(kp_writer_t *w, int16_t v, const kp_create_topics_response_creatable_topic_result_t *m)
+static void create_topics_response_creatable_topic_result_enc(
+    kp_writer_t *w, int16_t v, const kp_create_topics_response_creatable_topic_result_t *m)
 {
     kp_write_string(w, m->name, v >= 5, false);
     if (v >= 7)
@@ -4559,18 +4995,21 @@ static void create_topics_response_creatable_topic_result_enc(kp_writer_t *w, in
     if (v >= 5)
         kp_write_i16(w, m->replication_factor);
     if (v >= 5) {
-        for (int32_t i = 0, n = write_array_len(w, m->configs_count, m->configs, true, true); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->configs_count, m->configs, true, true); i < n; i++)
             create_topics_response_creatable_topic_configs_enc(w, v, &m->configs[i]);
     }
     if (v >= 5) {
         uint32_t set = 0;
         if ((m->_tags_present & (1u << 0)) || m->topic_config_error_code != 0)
             set |= 1u << 0;
-        write_tags(w, v, m, &m->_unknown, set, create_topics_response_creatable_topic_result_tags, 1, create_topics_response_creatable_topic_result_wtag);
+        write_tags(w, v, m, &m->_unknown, set, create_topics_response_creatable_topic_result_tags,
+                   1, create_topics_response_creatable_topic_result_wtag);
     }
 }
 
-static void create_topics_response_creatable_topic_result_fill(kp_create_topics_response_creatable_topic_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_topics_response_creatable_topic_result_fill(
+    kp_create_topics_response_creatable_topic_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_create_topics_response_creatable_topic_result_init(m);
     m->name = fill_str(a, seed, false);
@@ -4599,19 +5038,23 @@ void kp_create_topics_response_init(kp_create_topics_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void create_topics_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_topics_response_t *m)
+static void create_topics_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                       kp_create_topics_response_t *m)
 {
     kp_create_topics_response_init(m);
     if (v >= 2)
         m->throttle_time_ms = kp_read_i32(r);
-    m->topics = read_array(r, a, v >= 5, false, create_topics_response_creatable_topic_result_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 5, false,
+                           create_topics_response_creatable_topic_result_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         create_topics_response_creatable_topic_result_dec(r, a, v, &m->topics[i]);
     if (v >= 5)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_topics_response_eq(const kp_create_topics_response_t *x, const kp_create_topics_response_t *y, int16_t v)
+static bool create_topics_response_eq(const kp_create_topics_response_t *x,
+                                      const kp_create_topics_response_t *y, int16_t v)
 {
     if (v >= 2) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -4629,17 +5072,20 @@ static bool create_topics_response_eq(const kp_create_topics_response_t *x, cons
     return true;
 }
 
-static void create_topics_response_enc(kp_writer_t *w, int16_t v, const kp_create_topics_response_t *m)
+static void create_topics_response_enc(kp_writer_t *w, int16_t v,
+                                       const kp_create_topics_response_t *m)
 {
     if (v >= 2)
         kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 5, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 5, false); i < n; i++)
         create_topics_response_creatable_topic_result_enc(w, v, &m->topics[i]);
     if (v >= 5)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_topics_response_fill(kp_create_topics_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_topics_response_fill(kp_create_topics_response_t *m, kp_arena_t *a, int16_t v,
+                                        uint64_t *seed)
 {
     kp_create_topics_response_init(m);
     if (v >= 2)
@@ -4649,7 +5095,8 @@ static void create_topics_response_fill(kp_create_topics_response_t *m, kp_arena
         create_topics_response_creatable_topic_result_fill(&m->topics[i], a, v, seed);
 }
 
-kp_derr_t kp_create_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_create_topics_response_t *m)
+kp_derr_t kp_create_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_create_topics_response_t *m)
 {
     if (version < 0 || version > 7) {
         kp_create_topics_response_init(m);
@@ -4660,7 +5107,8 @@ kp_derr_t kp_create_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_
     return r->err;
 }
 
-kp_werr_t kp_create_topics_response_encode(kp_writer_t *w, int16_t version, const kp_create_topics_response_t *m)
+kp_werr_t kp_create_topics_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_create_topics_response_t *m)
 {
     if (version < 0 || version > 7)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -4669,12 +5117,14 @@ kp_werr_t kp_create_topics_response_encode(kp_writer_t *w, int16_t version, cons
     return w->err;
 }
 
-bool kp_create_topics_response_eq(const kp_create_topics_response_t *a, const kp_create_topics_response_t *b, int16_t version)
+bool kp_create_topics_response_eq(const kp_create_topics_response_t *a,
+                                  const kp_create_topics_response_t *b, int16_t version)
 {
     return create_topics_response_eq(a, b, version);
 }
 
-void kp_create_topics_response_fill(kp_create_topics_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_create_topics_response_fill(kp_create_topics_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed)
 {
     if (version < 0 || version > 7) {
         kp_create_topics_response_init(m);
@@ -4688,7 +5138,8 @@ static void create_topics_response_init_any(void *m)
     kp_create_topics_response_init(m);
 }
 
-static kp_derr_t create_topics_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t create_topics_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   void *m)
 {
     return kp_create_topics_response_decode(r, a, v, m);
 }
@@ -4715,13 +5166,15 @@ static void create_topics_response_fill_any(void *m, kp_arena_t *a, int16_t v, u
 /* Smallest wire size of one DeleteTopicState element, by version. */
 static const uint32_t delete_topics_request_delete_topic_state_min_wire[7] = {1, 1, 1, 1, 1, 1, 18};
 
-void kp_delete_topics_request_delete_topic_state_init(kp_delete_topics_request_delete_topic_state_t *m)
+void kp_delete_topics_request_delete_topic_state_init(
+    kp_delete_topics_request_delete_topic_state_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = KP_STR_NULL;
 }
 
-static void delete_topics_request_delete_topic_state_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_topics_request_delete_topic_state_t *m)
+static void delete_topics_request_delete_topic_state_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_topics_request_delete_topic_state_t *m)
 {
     kp_delete_topics_request_delete_topic_state_init(m);
     m->name = kp_read_string(r, true, true);
@@ -4729,7 +5182,9 @@ static void delete_topics_request_delete_topic_state_dec(kp_reader_t *r, kp_aren
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_topics_request_delete_topic_state_eq(const kp_delete_topics_request_delete_topic_state_t *x, const kp_delete_topics_request_delete_topic_state_t *y, int16_t v)
+static bool delete_topics_request_delete_topic_state_eq(
+    const kp_delete_topics_request_delete_topic_state_t *x,
+    const kp_delete_topics_request_delete_topic_state_t *y, int16_t v)
 {
     (void)v;
     if (!str_eq(x->name, y->name))
@@ -4741,14 +5196,16 @@ static bool delete_topics_request_delete_topic_state_eq(const kp_delete_topics_r
     return true;
 }
 
-static void delete_topics_request_delete_topic_state_enc(kp_writer_t *w, int16_t v, const kp_delete_topics_request_delete_topic_state_t *m)
+static void delete_topics_request_delete_topic_state_enc(
+    kp_writer_t *w, int16_t v, const kp_delete_topics_request_delete_topic_state_t *m)
 {
     kp_write_string(w, m->name, true, true);
     kp_write_uuid(w, m->topic_id);
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_topics_request_delete_topic_state_fill(kp_delete_topics_request_delete_topic_state_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_topics_request_delete_topic_state_fill(
+    kp_delete_topics_request_delete_topic_state_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_delete_topics_request_delete_topic_state_init(m);
@@ -4761,16 +5218,20 @@ void kp_delete_topics_request_init(kp_delete_topics_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void delete_topics_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_topics_request_t *m)
+static void delete_topics_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                      kp_delete_topics_request_t *m)
 {
     kp_delete_topics_request_init(m);
     if (v >= 6) {
-        m->topics = read_array(r, a, true, false, delete_topics_request_delete_topic_state_min_wire[v], sizeof *m->topics, &m->topics_count);
+        m->topics = read_array(r, a, true, false,
+                               delete_topics_request_delete_topic_state_min_wire[v],
+                               sizeof *m->topics, &m->topics_count);
         for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
             delete_topics_request_delete_topic_state_dec(r, a, v, &m->topics[i]);
     }
     if (v <= 5) {
-        m->topic_names = read_array(r, a, v >= 4, false, (v >= 4) ? 1 : 2, sizeof *m->topic_names, &m->topic_names_count);
+        m->topic_names = read_array(r, a, v >= 4, false, (v >= 4) ? 1 : 2, sizeof *m->topic_names,
+                                    &m->topic_names_count);
         for (int32_t i = 0; i < m->topic_names_count && r->err == KP_DECODE_OK; i++)
             m->topic_names[i] = kp_read_string(r, v >= 4, false);
     }
@@ -4779,7 +5240,8 @@ static void delete_topics_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_topics_request_eq(const kp_delete_topics_request_t *x, const kp_delete_topics_request_t *y, int16_t v)
+static bool delete_topics_request_eq(const kp_delete_topics_request_t *x,
+                                     const kp_delete_topics_request_t *y, int16_t v)
 {
     if (v >= 6) {
         if (x->topics_count != y->topics_count)
@@ -4804,14 +5266,18 @@ static bool delete_topics_request_eq(const kp_delete_topics_request_t *x, const 
     return true;
 }
 
-static void delete_topics_request_enc(kp_writer_t *w, int16_t v, const kp_delete_topics_request_t *m)
+static void delete_topics_request_enc(kp_writer_t *w, int16_t v,
+                                      const kp_delete_topics_request_t *m)
 {
     if (v >= 6) {
-        for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->topics_count, m->topics, true, false); i < n; i++)
             delete_topics_request_delete_topic_state_enc(w, v, &m->topics[i]);
     }
     if (v <= 5) {
-        for (int32_t i = 0, n = write_array_len(w, m->topic_names_count, m->topic_names, v >= 4, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->topic_names_count, m->topic_names, v >= 4,
+                                 false); i < n; i++)
             kp_write_string(w, m->topic_names[i], v >= 4, false);
     }
     kp_write_i32(w, m->timeout_ms);
@@ -4819,7 +5285,8 @@ static void delete_topics_request_enc(kp_writer_t *w, int16_t v, const kp_delete
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_topics_request_fill(kp_delete_topics_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_topics_request_fill(kp_delete_topics_request_t *m, kp_arena_t *a, int16_t v,
+                                       uint64_t *seed)
 {
     kp_delete_topics_request_init(m);
     if (v >= 6) {
@@ -4835,7 +5302,8 @@ static void delete_topics_request_fill(kp_delete_topics_request_t *m, kp_arena_t
     m->timeout_ms = (int32_t)rnd(seed);
 }
 
-kp_derr_t kp_delete_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_topics_request_t *m)
+kp_derr_t kp_delete_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_delete_topics_request_t *m)
 {
     if (version < 0 || version > 6) {
         kp_delete_topics_request_init(m);
@@ -4846,7 +5314,8 @@ kp_derr_t kp_delete_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t
     return r->err;
 }
 
-kp_werr_t kp_delete_topics_request_encode(kp_writer_t *w, int16_t version, const kp_delete_topics_request_t *m)
+kp_werr_t kp_delete_topics_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_delete_topics_request_t *m)
 {
     if (version < 0 || version > 6)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -4855,12 +5324,14 @@ kp_werr_t kp_delete_topics_request_encode(kp_writer_t *w, int16_t version, const
     return w->err;
 }
 
-bool kp_delete_topics_request_eq(const kp_delete_topics_request_t *a, const kp_delete_topics_request_t *b, int16_t version)
+bool kp_delete_topics_request_eq(const kp_delete_topics_request_t *a,
+                                 const kp_delete_topics_request_t *b, int16_t version)
 {
     return delete_topics_request_eq(a, b, version);
 }
 
-void kp_delete_topics_request_fill(kp_delete_topics_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_delete_topics_request_fill(kp_delete_topics_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed)
 {
     if (version < 0 || version > 6) {
         kp_delete_topics_request_init(m);
@@ -4899,16 +5370,19 @@ static void delete_topics_request_fill_any(void *m, kp_arena_t *a, int16_t v, ui
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one DeletableTopicResult element, by version. */
-static const uint32_t delete_topics_response_deletable_topic_result_min_wire[7] = {4, 4, 4, 4, 4, 5, 21};
+static const uint32_t delete_topics_response_deletable_topic_result_min_wire[7] =
+    {4, 4, 4, 4, 4, 5, 21};
 
-void kp_delete_topics_response_deletable_topic_result_init(kp_delete_topics_response_deletable_topic_result_t *m)
+void kp_delete_topics_response_deletable_topic_result_init(
+    kp_delete_topics_response_deletable_topic_result_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
     m->error_message = KP_STR_NULL;
 }
 
-static void delete_topics_response_deletable_topic_result_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_topics_response_deletable_topic_result_t *m)
+static void delete_topics_response_deletable_topic_result_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_topics_response_deletable_topic_result_t *m)
 {
     kp_delete_topics_response_deletable_topic_result_init(m);
     m->name = kp_read_string(r, v >= 4, v >= 6);
@@ -4921,7 +5395,9 @@ static void delete_topics_response_deletable_topic_result_dec(kp_reader_t *r, kp
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_topics_response_deletable_topic_result_eq(const kp_delete_topics_response_deletable_topic_result_t *x, const kp_delete_topics_response_deletable_topic_result_t *y, int16_t v)
+static bool delete_topics_response_deletable_topic_result_eq(
+    const kp_delete_topics_response_deletable_topic_result_t *x,
+    const kp_delete_topics_response_deletable_topic_result_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -4942,7 +5418,8 @@ static bool delete_topics_response_deletable_topic_result_eq(const kp_delete_top
     return true;
 }
 
-static void delete_topics_response_deletable_topic_result_enc(kp_writer_t *w, int16_t v, const kp_delete_topics_response_deletable_topic_result_t *m)
+static void delete_topics_response_deletable_topic_result_enc(
+    kp_writer_t *w, int16_t v, const kp_delete_topics_response_deletable_topic_result_t *m)
 {
     kp_write_string(w, m->name, v >= 4, v >= 6);
     if (v >= 6)
@@ -4954,7 +5431,8 @@ static void delete_topics_response_deletable_topic_result_enc(kp_writer_t *w, in
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_topics_response_deletable_topic_result_fill(kp_delete_topics_response_deletable_topic_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_topics_response_deletable_topic_result_fill(
+    kp_delete_topics_response_deletable_topic_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_delete_topics_response_deletable_topic_result_init(m);
     m->name = fill_str(a, seed, v >= 6);
@@ -4970,19 +5448,23 @@ void kp_delete_topics_response_init(kp_delete_topics_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void delete_topics_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_topics_response_t *m)
+static void delete_topics_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                       kp_delete_topics_response_t *m)
 {
     kp_delete_topics_response_init(m);
     if (v >= 1)
         m->throttle_time_ms = kp_read_i32(r);
-    m->responses = read_array(r, a, v >= 4, false, delete_topics_response_deletable_topic_result_min_wire[v], sizeof *m->responses, &m->responses_count);
+    m->responses = read_array(r, a, v >= 4, false,
+                              delete_topics_response_deletable_topic_result_min_wire[v],
+                              sizeof *m->responses, &m->responses_count);
     for (int32_t i = 0; i < m->responses_count && r->err == KP_DECODE_OK; i++)
         delete_topics_response_deletable_topic_result_dec(r, a, v, &m->responses[i]);
     if (v >= 4)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_topics_response_eq(const kp_delete_topics_response_t *x, const kp_delete_topics_response_t *y, int16_t v)
+static bool delete_topics_response_eq(const kp_delete_topics_response_t *x,
+                                      const kp_delete_topics_response_t *y, int16_t v)
 {
     if (v >= 1) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -4991,7 +5473,8 @@ static bool delete_topics_response_eq(const kp_delete_topics_response_t *x, cons
     if (x->responses_count != y->responses_count)
         return false;
     for (int32_t i = 0; i < x->responses_count; i++)
-        if (!delete_topics_response_deletable_topic_result_eq(&x->responses[i], &y->responses[i], v))
+        if (!delete_topics_response_deletable_topic_result_eq(&x->responses[i], &y->responses[i],
+                                                              v))
             return false;
     if (v >= 4) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -5000,17 +5483,20 @@ static bool delete_topics_response_eq(const kp_delete_topics_response_t *x, cons
     return true;
 }
 
-static void delete_topics_response_enc(kp_writer_t *w, int16_t v, const kp_delete_topics_response_t *m)
+static void delete_topics_response_enc(kp_writer_t *w, int16_t v,
+                                       const kp_delete_topics_response_t *m)
 {
     if (v >= 1)
         kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->responses_count, m->responses, v >= 4, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->responses_count, m->responses, v >= 4, false); i < n; i++)
         delete_topics_response_deletable_topic_result_enc(w, v, &m->responses[i]);
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_topics_response_fill(kp_delete_topics_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_topics_response_fill(kp_delete_topics_response_t *m, kp_arena_t *a, int16_t v,
+                                        uint64_t *seed)
 {
     kp_delete_topics_response_init(m);
     if (v >= 1)
@@ -5020,7 +5506,8 @@ static void delete_topics_response_fill(kp_delete_topics_response_t *m, kp_arena
         delete_topics_response_deletable_topic_result_fill(&m->responses[i], a, v, seed);
 }
 
-kp_derr_t kp_delete_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_topics_response_t *m)
+kp_derr_t kp_delete_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_delete_topics_response_t *m)
 {
     if (version < 0 || version > 6) {
         kp_delete_topics_response_init(m);
@@ -5031,7 +5518,8 @@ kp_derr_t kp_delete_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_
     return r->err;
 }
 
-kp_werr_t kp_delete_topics_response_encode(kp_writer_t *w, int16_t version, const kp_delete_topics_response_t *m)
+kp_werr_t kp_delete_topics_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_delete_topics_response_t *m)
 {
     if (version < 0 || version > 6)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -5040,12 +5528,14 @@ kp_werr_t kp_delete_topics_response_encode(kp_writer_t *w, int16_t version, cons
     return w->err;
 }
 
-bool kp_delete_topics_response_eq(const kp_delete_topics_response_t *a, const kp_delete_topics_response_t *b, int16_t version)
+bool kp_delete_topics_response_eq(const kp_delete_topics_response_t *a,
+                                  const kp_delete_topics_response_t *b, int16_t version)
 {
     return delete_topics_response_eq(a, b, version);
 }
 
-void kp_delete_topics_response_fill(kp_delete_topics_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_delete_topics_response_fill(kp_delete_topics_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed)
 {
     if (version < 0 || version > 6) {
         kp_delete_topics_response_init(m);
@@ -5059,7 +5549,8 @@ static void delete_topics_response_init_any(void *m)
     kp_delete_topics_response_init(m);
 }
 
-static kp_derr_t delete_topics_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t delete_topics_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   void *m)
 {
     return kp_delete_topics_response_decode(r, a, v, m);
 }
@@ -5084,27 +5575,34 @@ static void delete_topics_response_fill_any(void *m, kp_arena_t *a, int16_t v, u
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one DescribeConfigsResource element, by version. */
-static const uint32_t describe_configs_request_describe_configs_resource_min_wire[5] = {7, 7, 7, 7, 4};
+static const uint32_t describe_configs_request_describe_configs_resource_min_wire[5] =
+    {7, 7, 7, 7, 4};
 
-void kp_describe_configs_request_describe_configs_resource_init(kp_describe_configs_request_describe_configs_resource_t *m)
+void kp_describe_configs_request_describe_configs_resource_init(
+    kp_describe_configs_request_describe_configs_resource_t *m)
 {
     memset(m, 0, sizeof *m);
     m->resource_name = (kp_str_t){"", 0};
 }
 
-static void describe_configs_request_describe_configs_resource_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_configs_request_describe_configs_resource_t *m)
+static void describe_configs_request_describe_configs_resource_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_describe_configs_request_describe_configs_resource_t *m)
 {
     kp_describe_configs_request_describe_configs_resource_init(m);
     m->resource_type = kp_read_i8(r);
     m->resource_name = kp_read_string(r, v >= 4, false);
-    m->configuration_keys = read_array(r, a, v >= 4, true, (v >= 4) ? 1 : 2, sizeof *m->configuration_keys, &m->configuration_keys_count);
+    m->configuration_keys = read_array(r, a, v >= 4, true, (v >= 4) ? 1 : 2,
+                                       sizeof *m->configuration_keys, &m->configuration_keys_count);
     for (int32_t i = 0; i < m->configuration_keys_count && r->err == KP_DECODE_OK; i++)
         m->configuration_keys[i] = kp_read_string(r, v >= 4, false);
     if (v >= 4)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_configs_request_describe_configs_resource_eq(const kp_describe_configs_request_describe_configs_resource_t *x, const kp_describe_configs_request_describe_configs_resource_t *y, int16_t v)
+static bool describe_configs_request_describe_configs_resource_eq(
+    const kp_describe_configs_request_describe_configs_resource_t *x,
+    const kp_describe_configs_request_describe_configs_resource_t *y, int16_t v)
 {
     if (x->resource_type != y->resource_type)
         return false;
@@ -5122,23 +5620,29 @@ static bool describe_configs_request_describe_configs_resource_eq(const kp_descr
     return true;
 }
 
-static void describe_configs_request_describe_configs_resource_enc(kp_writer_t *w, int16_t v, const kp_describe_configs_request_describe_configs_resource_t *m)
+static void describe_configs_request_describe_configs_resource_enc(
+    kp_writer_t *w, int16_t v, const kp_describe_configs_request_describe_configs_resource_t *m)
 {
     kp_write_i8(w, m->resource_type);
     kp_write_string(w, m->resource_name, v >= 4, false);
-    for (int32_t i = 0, n = write_array_len(w, m->configuration_keys_count, m->configuration_keys, v >= 4, true); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->configuration_keys_count, m->configuration_keys, v >= 4,
+                             true); i < n; i++)
         kp_write_string(w, m->configuration_keys[i], v >= 4, false);
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_configs_request_describe_configs_resource_fill(kp_describe_configs_request_describe_configs_resource_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_configs_request_describe_configs_resource_fill(
+    kp_describe_configs_request_describe_configs_resource_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_describe_configs_request_describe_configs_resource_init(m);
     m->resource_type = (int8_t)rnd(seed);
     m->resource_name = fill_str(a, seed, false);
-    m->configuration_keys = fill_array(a, seed, true, sizeof *m->configuration_keys, &m->configuration_keys_count);
+    m->configuration_keys = fill_array(a, seed, true, sizeof *m->configuration_keys,
+                                       &m->configuration_keys_count);
     for (int32_t i = 0; i < m->configuration_keys_count; i++)
         m->configuration_keys[i] = fill_str(a, seed, false);
 }
@@ -5148,10 +5652,13 @@ void kp_describe_configs_request_init(kp_describe_configs_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void describe_configs_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_configs_request_t *m)
+static void describe_configs_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                         kp_describe_configs_request_t *m)
 {
     kp_describe_configs_request_init(m);
-    m->resources = read_array(r, a, v >= 4, false, describe_configs_request_describe_configs_resource_min_wire[v], sizeof *m->resources, &m->resources_count);
+    m->resources = read_array(r, a, v >= 4, false,
+                              describe_configs_request_describe_configs_resource_min_wire[v],
+                              sizeof *m->resources, &m->resources_count);
     for (int32_t i = 0; i < m->resources_count && r->err == KP_DECODE_OK; i++)
         describe_configs_request_describe_configs_resource_dec(r, a, v, &m->resources[i]);
     if (v >= 1)
@@ -5162,12 +5669,14 @@ static void describe_configs_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_configs_request_eq(const kp_describe_configs_request_t *x, const kp_describe_configs_request_t *y, int16_t v)
+static bool describe_configs_request_eq(const kp_describe_configs_request_t *x,
+                                        const kp_describe_configs_request_t *y, int16_t v)
 {
     if (x->resources_count != y->resources_count)
         return false;
     for (int32_t i = 0; i < x->resources_count; i++)
-        if (!describe_configs_request_describe_configs_resource_eq(&x->resources[i], &y->resources[i], v))
+        if (!describe_configs_request_describe_configs_resource_eq(&x->resources[i],
+                                                                   &y->resources[i], v))
             return false;
     if (v >= 1) {
         if (x->include_synonyms != y->include_synonyms)
@@ -5184,9 +5693,11 @@ static bool describe_configs_request_eq(const kp_describe_configs_request_t *x, 
     return true;
 }
 
-static void describe_configs_request_enc(kp_writer_t *w, int16_t v, const kp_describe_configs_request_t *m)
+static void describe_configs_request_enc(kp_writer_t *w, int16_t v,
+                                         const kp_describe_configs_request_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->resources_count, m->resources, v >= 4, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->resources_count, m->resources, v >= 4, false); i < n; i++)
         describe_configs_request_describe_configs_resource_enc(w, v, &m->resources[i]);
     if (v >= 1)
         kp_write_bool(w, m->include_synonyms);
@@ -5196,7 +5707,8 @@ static void describe_configs_request_enc(kp_writer_t *w, int16_t v, const kp_des
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_configs_request_fill(kp_describe_configs_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_configs_request_fill(kp_describe_configs_request_t *m, kp_arena_t *a,
+                                          int16_t v, uint64_t *seed)
 {
     kp_describe_configs_request_init(m);
     m->resources = fill_array(a, seed, false, sizeof *m->resources, &m->resources_count);
@@ -5208,7 +5720,8 @@ static void describe_configs_request_fill(kp_describe_configs_request_t *m, kp_a
         m->include_documentation = (rnd(seed) & 1) != 0;
 }
 
-kp_derr_t kp_describe_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_configs_request_t *m)
+kp_derr_t kp_describe_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_describe_configs_request_t *m)
 {
     if (version < 0 || version > 4) {
         kp_describe_configs_request_init(m);
@@ -5219,7 +5732,8 @@ kp_derr_t kp_describe_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int1
     return r->err;
 }
 
-kp_werr_t kp_describe_configs_request_encode(kp_writer_t *w, int16_t version, const kp_describe_configs_request_t *m)
+kp_werr_t kp_describe_configs_request_encode(kp_writer_t *w, int16_t version,
+                                             const kp_describe_configs_request_t *m)
 {
     if (version < 0 || version > 4)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -5228,12 +5742,14 @@ kp_werr_t kp_describe_configs_request_encode(kp_writer_t *w, int16_t version, co
     return w->err;
 }
 
-bool kp_describe_configs_request_eq(const kp_describe_configs_request_t *a, const kp_describe_configs_request_t *b, int16_t version)
+bool kp_describe_configs_request_eq(const kp_describe_configs_request_t *a,
+                                    const kp_describe_configs_request_t *b, int16_t version)
 {
     return describe_configs_request_eq(a, b, version);
 }
 
-void kp_describe_configs_request_fill(kp_describe_configs_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_describe_configs_request_fill(kp_describe_configs_request_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 4) {
         kp_describe_configs_request_init(m);
@@ -5247,7 +5763,8 @@ static void describe_configs_request_init_any(void *m)
     kp_describe_configs_request_init(m);
 }
 
-static kp_derr_t describe_configs_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t describe_configs_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                     void *m)
 {
     return kp_describe_configs_request_decode(r, a, v, m);
 }
@@ -5272,16 +5789,20 @@ static void describe_configs_request_fill_any(void *m, kp_arena_t *a, int16_t v,
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one DescribeConfigsSynonym element, by version. */
-static const uint32_t describe_configs_response_describe_configs_synonym_min_wire[5] = {1, 5, 5, 5, 4};
+static const uint32_t describe_configs_response_describe_configs_synonym_min_wire[5] =
+    {1, 5, 5, 5, 4};
 
-void kp_describe_configs_response_describe_configs_synonym_init(kp_describe_configs_response_describe_configs_synonym_t *m)
+void kp_describe_configs_response_describe_configs_synonym_init(
+    kp_describe_configs_response_describe_configs_synonym_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
     m->value = (kp_str_t){"", 0};
 }
 
-static void describe_configs_response_describe_configs_synonym_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_configs_response_describe_configs_synonym_t *m)
+static void describe_configs_response_describe_configs_synonym_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_describe_configs_response_describe_configs_synonym_t *m)
 {
     kp_describe_configs_response_describe_configs_synonym_init(m);
     m->name = kp_read_string(r, v >= 4, false);
@@ -5291,7 +5812,9 @@ static void describe_configs_response_describe_configs_synonym_dec(kp_reader_t *
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_configs_response_describe_configs_synonym_eq(const kp_describe_configs_response_describe_configs_synonym_t *x, const kp_describe_configs_response_describe_configs_synonym_t *y, int16_t v)
+static bool describe_configs_response_describe_configs_synonym_eq(
+    const kp_describe_configs_response_describe_configs_synonym_t *x,
+    const kp_describe_configs_response_describe_configs_synonym_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -5306,7 +5829,8 @@ static bool describe_configs_response_describe_configs_synonym_eq(const kp_descr
     return true;
 }
 
-static void describe_configs_response_describe_configs_synonym_enc(kp_writer_t *w, int16_t v, const kp_describe_configs_response_describe_configs_synonym_t *m)
+static void describe_configs_response_describe_configs_synonym_enc(
+    kp_writer_t *w, int16_t v, const kp_describe_configs_response_describe_configs_synonym_t *m)
 {
     kp_write_string(w, m->name, v >= 4, false);
     kp_write_string(w, m->value, v >= 4, true);
@@ -5315,7 +5839,9 @@ static void describe_configs_response_describe_configs_synonym_enc(kp_writer_t *
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_configs_response_describe_configs_synonym_fill(kp_describe_configs_response_describe_configs_synonym_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_configs_response_describe_configs_synonym_fill(
+    kp_describe_configs_response_describe_configs_synonym_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_describe_configs_response_describe_configs_synonym_init(m);
@@ -5325,9 +5851,11 @@ static void describe_configs_response_describe_configs_synonym_fill(kp_describe_
 }
 
 /* Smallest wire size of one DescribeConfigsResourceResult element, by version. */
-static const uint32_t describe_configs_response_describe_configs_resource_result_min_wire[5] = {7, 11, 11, 14, 9};
+static const uint32_t describe_configs_response_describe_configs_resource_result_min_wire[5] =
+    {7, 11, 11, 14, 9};
 
-void kp_describe_configs_response_describe_configs_resource_result_init(kp_describe_configs_response_describe_configs_resource_result_t *m)
+void kp_describe_configs_response_describe_configs_resource_result_init(
+    kp_describe_configs_response_describe_configs_resource_result_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
@@ -5336,7 +5864,9 @@ void kp_describe_configs_response_describe_configs_resource_result_init(kp_descr
     m->documentation = (kp_str_t){"", 0};
 }
 
-static void describe_configs_response_describe_configs_resource_result_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_configs_response_describe_configs_resource_result_t *m)
+static void describe_configs_response_describe_configs_resource_result_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_describe_configs_response_describe_configs_resource_result_t *m)
 {
     kp_describe_configs_response_describe_configs_resource_result_init(m);
     m->name = kp_read_string(r, v >= 4, false);
@@ -5348,7 +5878,9 @@ static void describe_configs_response_describe_configs_resource_result_dec(kp_re
         m->config_source = kp_read_i8(r);
     m->is_sensitive = kp_read_bool(r);
     if (v >= 1) {
-        m->synonyms = read_array(r, a, v >= 4, false, describe_configs_response_describe_configs_synonym_min_wire[v], sizeof *m->synonyms, &m->synonyms_count);
+        m->synonyms = read_array(r, a, v >= 4, false,
+                                 describe_configs_response_describe_configs_synonym_min_wire[v],
+                                 sizeof *m->synonyms, &m->synonyms_count);
         for (int32_t i = 0; i < m->synonyms_count && r->err == KP_DECODE_OK; i++)
             describe_configs_response_describe_configs_synonym_dec(r, a, v, &m->synonyms[i]);
     }
@@ -5360,7 +5892,9 @@ static void describe_configs_response_describe_configs_resource_result_dec(kp_re
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_configs_response_describe_configs_resource_result_eq(const kp_describe_configs_response_describe_configs_resource_result_t *x, const kp_describe_configs_response_describe_configs_resource_result_t *y, int16_t v)
+static bool describe_configs_response_describe_configs_resource_result_eq(
+    const kp_describe_configs_response_describe_configs_resource_result_t *x,
+    const kp_describe_configs_response_describe_configs_resource_result_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -5382,7 +5916,8 @@ static bool describe_configs_response_describe_configs_resource_result_eq(const 
         if (x->synonyms_count != y->synonyms_count)
             return false;
         for (int32_t i = 0; i < x->synonyms_count; i++)
-            if (!describe_configs_response_describe_configs_synonym_eq(&x->synonyms[i], &y->synonyms[i], v))
+            if (!describe_configs_response_describe_configs_synonym_eq(&x->synonyms[i],
+                                                                       &y->synonyms[i], v))
                 return false;
     }
     if (v >= 3) {
@@ -5400,7 +5935,9 @@ static bool describe_configs_response_describe_configs_resource_result_eq(const 
     return true;
 }
 
-static void describe_configs_response_describe_configs_resource_result_enc(kp_writer_t *w, int16_t v, const kp_describe_configs_response_describe_configs_resource_result_t *m)
+static void describe_configs_response_describe_configs_resource_result_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_describe_configs_response_describe_configs_resource_result_t *m)
 {
     kp_write_string(w, m->name, v >= 4, false);
     kp_write_string(w, m->value, v >= 4, true);
@@ -5411,7 +5948,8 @@ static void describe_configs_response_describe_configs_resource_result_enc(kp_wr
         kp_write_i8(w, m->config_source);
     kp_write_bool(w, m->is_sensitive);
     if (v >= 1) {
-        for (int32_t i = 0, n = write_array_len(w, m->synonyms_count, m->synonyms, v >= 4, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->synonyms_count, m->synonyms, v >= 4, false); i < n; i++)
             describe_configs_response_describe_configs_synonym_enc(w, v, &m->synonyms[i]);
     }
     if (v >= 3)
@@ -5422,7 +5960,9 @@ static void describe_configs_response_describe_configs_resource_result_enc(kp_wr
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_configs_response_describe_configs_resource_result_fill(kp_describe_configs_response_describe_configs_resource_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_configs_response_describe_configs_resource_result_fill(
+    kp_describe_configs_response_describe_configs_resource_result_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_describe_configs_response_describe_configs_resource_result_init(m);
     m->name = fill_str(a, seed, false);
@@ -5445,30 +5985,38 @@ static void describe_configs_response_describe_configs_resource_result_fill(kp_d
 }
 
 /* Smallest wire size of one DescribeConfigsResult element, by version. */
-static const uint32_t describe_configs_response_describe_configs_result_min_wire[5] = {11, 11, 11, 11, 7};
+static const uint32_t describe_configs_response_describe_configs_result_min_wire[5] =
+    {11, 11, 11, 11, 7};
 
-void kp_describe_configs_response_describe_configs_result_init(kp_describe_configs_response_describe_configs_result_t *m)
+void kp_describe_configs_response_describe_configs_result_init(
+    kp_describe_configs_response_describe_configs_result_t *m)
 {
     memset(m, 0, sizeof *m);
     m->error_message = (kp_str_t){"", 0};
     m->resource_name = (kp_str_t){"", 0};
 }
 
-static void describe_configs_response_describe_configs_result_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_configs_response_describe_configs_result_t *m)
+static void describe_configs_response_describe_configs_result_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_describe_configs_response_describe_configs_result_t *m)
 {
     kp_describe_configs_response_describe_configs_result_init(m);
     m->error_code = kp_read_i16(r);
     m->error_message = kp_read_string(r, v >= 4, true);
     m->resource_type = kp_read_i8(r);
     m->resource_name = kp_read_string(r, v >= 4, false);
-    m->configs = read_array(r, a, v >= 4, false, describe_configs_response_describe_configs_resource_result_min_wire[v], sizeof *m->configs, &m->configs_count);
+    m->configs = read_array(r, a, v >= 4, false,
+                            describe_configs_response_describe_configs_resource_result_min_wire[v],
+                            sizeof *m->configs, &m->configs_count);
     for (int32_t i = 0; i < m->configs_count && r->err == KP_DECODE_OK; i++)
         describe_configs_response_describe_configs_resource_result_dec(r, a, v, &m->configs[i]);
     if (v >= 4)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_configs_response_describe_configs_result_eq(const kp_describe_configs_response_describe_configs_result_t *x, const kp_describe_configs_response_describe_configs_result_t *y, int16_t v)
+static bool describe_configs_response_describe_configs_result_eq(
+    const kp_describe_configs_response_describe_configs_result_t *x,
+    const kp_describe_configs_response_describe_configs_result_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -5481,7 +6029,8 @@ static bool describe_configs_response_describe_configs_result_eq(const kp_descri
     if (x->configs_count != y->configs_count)
         return false;
     for (int32_t i = 0; i < x->configs_count; i++)
-        if (!describe_configs_response_describe_configs_resource_result_eq(&x->configs[i], &y->configs[i], v))
+        if (!describe_configs_response_describe_configs_resource_result_eq(&x->configs[i],
+                                                                           &y->configs[i], v))
             return false;
     if (v >= 4) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -5490,19 +6039,23 @@ static bool describe_configs_response_describe_configs_result_eq(const kp_descri
     return true;
 }
 
-static void describe_configs_response_describe_configs_result_enc(kp_writer_t *w, int16_t v, const kp_describe_configs_response_describe_configs_result_t *m)
+static void describe_configs_response_describe_configs_result_enc(
+    kp_writer_t *w, int16_t v, const kp_describe_configs_response_describe_configs_result_t *m)
 {
     kp_write_i16(w, m->error_code);
     kp_write_string(w, m->error_message, v >= 4, true);
     kp_write_i8(w, m->resource_type);
     kp_write_string(w, m->resource_name, v >= 4, false);
-    for (int32_t i = 0, n = write_array_len(w, m->configs_count, m->configs, v >= 4, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->configs_count, m->configs, v >= 4, false); i < n; i++)
         describe_configs_response_describe_configs_resource_result_enc(w, v, &m->configs[i]);
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_configs_response_describe_configs_result_fill(kp_describe_configs_response_describe_configs_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_configs_response_describe_configs_result_fill(
+    kp_describe_configs_response_describe_configs_result_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_describe_configs_response_describe_configs_result_init(m);
     m->error_code = (int16_t)rnd(seed);
@@ -5519,25 +6072,30 @@ void kp_describe_configs_response_init(kp_describe_configs_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void describe_configs_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_configs_response_t *m)
+static void describe_configs_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                          kp_describe_configs_response_t *m)
 {
     kp_describe_configs_response_init(m);
     m->throttle_time_ms = kp_read_i32(r);
-    m->results = read_array(r, a, v >= 4, false, describe_configs_response_describe_configs_result_min_wire[v], sizeof *m->results, &m->results_count);
+    m->results = read_array(r, a, v >= 4, false,
+                            describe_configs_response_describe_configs_result_min_wire[v],
+                            sizeof *m->results, &m->results_count);
     for (int32_t i = 0; i < m->results_count && r->err == KP_DECODE_OK; i++)
         describe_configs_response_describe_configs_result_dec(r, a, v, &m->results[i]);
     if (v >= 4)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_configs_response_eq(const kp_describe_configs_response_t *x, const kp_describe_configs_response_t *y, int16_t v)
+static bool describe_configs_response_eq(const kp_describe_configs_response_t *x,
+                                         const kp_describe_configs_response_t *y, int16_t v)
 {
     if (x->throttle_time_ms != y->throttle_time_ms)
         return false;
     if (x->results_count != y->results_count)
         return false;
     for (int32_t i = 0; i < x->results_count; i++)
-        if (!describe_configs_response_describe_configs_result_eq(&x->results[i], &y->results[i], v))
+        if (!describe_configs_response_describe_configs_result_eq(&x->results[i], &y->results[i],
+                                                                  v))
             return false;
     if (v >= 4) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -5546,16 +6104,19 @@ static bool describe_configs_response_eq(const kp_describe_configs_response_t *x
     return true;
 }
 
-static void describe_configs_response_enc(kp_writer_t *w, int16_t v, const kp_describe_configs_response_t *m)
+static void describe_configs_response_enc(kp_writer_t *w, int16_t v,
+                                          const kp_describe_configs_response_t *m)
 {
     kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->results_count, m->results, v >= 4, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->results_count, m->results, v >= 4, false); i < n; i++)
         describe_configs_response_describe_configs_result_enc(w, v, &m->results[i]);
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_configs_response_fill(kp_describe_configs_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_configs_response_fill(kp_describe_configs_response_t *m, kp_arena_t *a,
+                                           int16_t v, uint64_t *seed)
 {
     kp_describe_configs_response_init(m);
     m->throttle_time_ms = (int32_t)rnd(seed);
@@ -5564,7 +6125,8 @@ static void describe_configs_response_fill(kp_describe_configs_response_t *m, kp
         describe_configs_response_describe_configs_result_fill(&m->results[i], a, v, seed);
 }
 
-kp_derr_t kp_describe_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_configs_response_t *m)
+kp_derr_t kp_describe_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_describe_configs_response_t *m)
 {
     if (version < 0 || version > 4) {
         kp_describe_configs_response_init(m);
@@ -5575,7 +6137,8 @@ kp_derr_t kp_describe_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int
     return r->err;
 }
 
-kp_werr_t kp_describe_configs_response_encode(kp_writer_t *w, int16_t version, const kp_describe_configs_response_t *m)
+kp_werr_t kp_describe_configs_response_encode(kp_writer_t *w, int16_t version,
+                                              const kp_describe_configs_response_t *m)
 {
     if (version < 0 || version > 4)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -5584,12 +6147,14 @@ kp_werr_t kp_describe_configs_response_encode(kp_writer_t *w, int16_t version, c
     return w->err;
 }
 
-bool kp_describe_configs_response_eq(const kp_describe_configs_response_t *a, const kp_describe_configs_response_t *b, int16_t version)
+bool kp_describe_configs_response_eq(const kp_describe_configs_response_t *a,
+                                     const kp_describe_configs_response_t *b, int16_t version)
 {
     return describe_configs_response_eq(a, b, version);
 }
 
-void kp_describe_configs_response_fill(kp_describe_configs_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_describe_configs_response_fill(kp_describe_configs_response_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 4) {
         kp_describe_configs_response_init(m);
@@ -5603,7 +6168,8 @@ static void describe_configs_response_init_any(void *m)
     kp_describe_configs_response_init(m);
 }
 
-static kp_derr_t describe_configs_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t describe_configs_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                      void *m)
 {
     return kp_describe_configs_response_decode(r, a, v, m);
 }
@@ -5637,7 +6203,8 @@ void kp_alter_configs_request_alterable_config_init(kp_alter_configs_request_alt
     m->value = (kp_str_t){"", 0};
 }
 
-static void alter_configs_request_alterable_config_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_alter_configs_request_alterable_config_t *m)
+static void alter_configs_request_alterable_config_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_alter_configs_request_alterable_config_t *m)
 {
     kp_alter_configs_request_alterable_config_init(m);
     m->name = kp_read_string(r, v >= 2, false);
@@ -5646,7 +6213,9 @@ static void alter_configs_request_alterable_config_dec(kp_reader_t *r, kp_arena_
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool alter_configs_request_alterable_config_eq(const kp_alter_configs_request_alterable_config_t *x, const kp_alter_configs_request_alterable_config_t *y, int16_t v)
+static bool alter_configs_request_alterable_config_eq(
+    const kp_alter_configs_request_alterable_config_t *x,
+    const kp_alter_configs_request_alterable_config_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -5659,7 +6228,8 @@ static bool alter_configs_request_alterable_config_eq(const kp_alter_configs_req
     return true;
 }
 
-static void alter_configs_request_alterable_config_enc(kp_writer_t *w, int16_t v, const kp_alter_configs_request_alterable_config_t *m)
+static void alter_configs_request_alterable_config_enc(
+    kp_writer_t *w, int16_t v, const kp_alter_configs_request_alterable_config_t *m)
 {
     kp_write_string(w, m->name, v >= 2, false);
     kp_write_string(w, m->value, v >= 2, true);
@@ -5667,7 +6237,8 @@ static void alter_configs_request_alterable_config_enc(kp_writer_t *w, int16_t v
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void alter_configs_request_alterable_config_fill(kp_alter_configs_request_alterable_config_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void alter_configs_request_alterable_config_fill(
+    kp_alter_configs_request_alterable_config_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_alter_configs_request_alterable_config_init(m);
@@ -5678,25 +6249,30 @@ static void alter_configs_request_alterable_config_fill(kp_alter_configs_request
 /* Smallest wire size of one AlterConfigsResource element, by version. */
 static const uint32_t alter_configs_request_alter_configs_resource_min_wire[3] = {7, 7, 4};
 
-void kp_alter_configs_request_alter_configs_resource_init(kp_alter_configs_request_alter_configs_resource_t *m)
+void kp_alter_configs_request_alter_configs_resource_init(
+    kp_alter_configs_request_alter_configs_resource_t *m)
 {
     memset(m, 0, sizeof *m);
     m->resource_name = (kp_str_t){"", 0};
 }
 
-static void alter_configs_request_alter_configs_resource_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_alter_configs_request_alter_configs_resource_t *m)
+static void alter_configs_request_alter_configs_resource_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_alter_configs_request_alter_configs_resource_t *m)
 {
     kp_alter_configs_request_alter_configs_resource_init(m);
     m->resource_type = kp_read_i8(r);
     m->resource_name = kp_read_string(r, v >= 2, false);
-    m->configs = read_array(r, a, v >= 2, false, alter_configs_request_alterable_config_min_wire[v], sizeof *m->configs, &m->configs_count);
+    m->configs = read_array(r, a, v >= 2, false, alter_configs_request_alterable_config_min_wire[v],
+                            sizeof *m->configs, &m->configs_count);
     for (int32_t i = 0; i < m->configs_count && r->err == KP_DECODE_OK; i++)
         alter_configs_request_alterable_config_dec(r, a, v, &m->configs[i]);
     if (v >= 2)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool alter_configs_request_alter_configs_resource_eq(const kp_alter_configs_request_alter_configs_resource_t *x, const kp_alter_configs_request_alter_configs_resource_t *y, int16_t v)
+static bool alter_configs_request_alter_configs_resource_eq(
+    const kp_alter_configs_request_alter_configs_resource_t *x,
+    const kp_alter_configs_request_alter_configs_resource_t *y, int16_t v)
 {
     if (x->resource_type != y->resource_type)
         return false;
@@ -5714,17 +6290,20 @@ static bool alter_configs_request_alter_configs_resource_eq(const kp_alter_confi
     return true;
 }
 
-static void alter_configs_request_alter_configs_resource_enc(kp_writer_t *w, int16_t v, const kp_alter_configs_request_alter_configs_resource_t *m)
+static void alter_configs_request_alter_configs_resource_enc(
+    kp_writer_t *w, int16_t v, const kp_alter_configs_request_alter_configs_resource_t *m)
 {
     kp_write_i8(w, m->resource_type);
     kp_write_string(w, m->resource_name, v >= 2, false);
-    for (int32_t i = 0, n = write_array_len(w, m->configs_count, m->configs, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->configs_count, m->configs, v >= 2, false); i < n; i++)
         alter_configs_request_alterable_config_enc(w, v, &m->configs[i]);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void alter_configs_request_alter_configs_resource_fill(kp_alter_configs_request_alter_configs_resource_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void alter_configs_request_alter_configs_resource_fill(
+    kp_alter_configs_request_alter_configs_resource_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_alter_configs_request_alter_configs_resource_init(m);
     m->resource_type = (int8_t)rnd(seed);
@@ -5739,10 +6318,13 @@ void kp_alter_configs_request_init(kp_alter_configs_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void alter_configs_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_alter_configs_request_t *m)
+static void alter_configs_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                      kp_alter_configs_request_t *m)
 {
     kp_alter_configs_request_init(m);
-    m->resources = read_array(r, a, v >= 2, false, alter_configs_request_alter_configs_resource_min_wire[v], sizeof *m->resources, &m->resources_count);
+    m->resources = read_array(r, a, v >= 2, false,
+                              alter_configs_request_alter_configs_resource_min_wire[v],
+                              sizeof *m->resources, &m->resources_count);
     for (int32_t i = 0; i < m->resources_count && r->err == KP_DECODE_OK; i++)
         alter_configs_request_alter_configs_resource_dec(r, a, v, &m->resources[i]);
     m->validate_only = kp_read_bool(r);
@@ -5750,7 +6332,8 @@ static void alter_configs_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool alter_configs_request_eq(const kp_alter_configs_request_t *x, const kp_alter_configs_request_t *y, int16_t v)
+static bool alter_configs_request_eq(const kp_alter_configs_request_t *x,
+                                     const kp_alter_configs_request_t *y, int16_t v)
 {
     if (x->resources_count != y->resources_count)
         return false;
@@ -5766,16 +6349,19 @@ static bool alter_configs_request_eq(const kp_alter_configs_request_t *x, const 
     return true;
 }
 
-static void alter_configs_request_enc(kp_writer_t *w, int16_t v, const kp_alter_configs_request_t *m)
+static void alter_configs_request_enc(kp_writer_t *w, int16_t v,
+                                      const kp_alter_configs_request_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->resources_count, m->resources, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->resources_count, m->resources, v >= 2, false); i < n; i++)
         alter_configs_request_alter_configs_resource_enc(w, v, &m->resources[i]);
     kp_write_bool(w, m->validate_only);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void alter_configs_request_fill(kp_alter_configs_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void alter_configs_request_fill(kp_alter_configs_request_t *m, kp_arena_t *a, int16_t v,
+                                       uint64_t *seed)
 {
     kp_alter_configs_request_init(m);
     m->resources = fill_array(a, seed, false, sizeof *m->resources, &m->resources_count);
@@ -5784,7 +6370,8 @@ static void alter_configs_request_fill(kp_alter_configs_request_t *m, kp_arena_t
     m->validate_only = (rnd(seed) & 1) != 0;
 }
 
-kp_derr_t kp_alter_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_alter_configs_request_t *m)
+kp_derr_t kp_alter_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_alter_configs_request_t *m)
 {
     if (version < 0 || version > 2) {
         kp_alter_configs_request_init(m);
@@ -5795,7 +6382,8 @@ kp_derr_t kp_alter_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t
     return r->err;
 }
 
-kp_werr_t kp_alter_configs_request_encode(kp_writer_t *w, int16_t version, const kp_alter_configs_request_t *m)
+kp_werr_t kp_alter_configs_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_alter_configs_request_t *m)
 {
     if (version < 0 || version > 2)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -5804,12 +6392,14 @@ kp_werr_t kp_alter_configs_request_encode(kp_writer_t *w, int16_t version, const
     return w->err;
 }
 
-bool kp_alter_configs_request_eq(const kp_alter_configs_request_t *a, const kp_alter_configs_request_t *b, int16_t version)
+bool kp_alter_configs_request_eq(const kp_alter_configs_request_t *a,
+                                 const kp_alter_configs_request_t *b, int16_t version)
 {
     return alter_configs_request_eq(a, b, version);
 }
 
-void kp_alter_configs_request_fill(kp_alter_configs_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_alter_configs_request_fill(kp_alter_configs_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed)
 {
     if (version < 0 || version > 2) {
         kp_alter_configs_request_init(m);
@@ -5848,16 +6438,20 @@ static void alter_configs_request_fill_any(void *m, kp_arena_t *a, int16_t v, ui
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one AlterConfigsResourceResponse element, by version. */
-static const uint32_t alter_configs_response_alter_configs_resource_response_min_wire[3] = {7, 7, 6};
+static const uint32_t alter_configs_response_alter_configs_resource_response_min_wire[3] =
+    {7, 7, 6};
 
-void kp_alter_configs_response_alter_configs_resource_response_init(kp_alter_configs_response_alter_configs_resource_response_t *m)
+void kp_alter_configs_response_alter_configs_resource_response_init(
+    kp_alter_configs_response_alter_configs_resource_response_t *m)
 {
     memset(m, 0, sizeof *m);
     m->error_message = (kp_str_t){"", 0};
     m->resource_name = (kp_str_t){"", 0};
 }
 
-static void alter_configs_response_alter_configs_resource_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_alter_configs_response_alter_configs_resource_response_t *m)
+static void alter_configs_response_alter_configs_resource_response_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_alter_configs_response_alter_configs_resource_response_t *m)
 {
     kp_alter_configs_response_alter_configs_resource_response_init(m);
     m->error_code = kp_read_i16(r);
@@ -5868,7 +6462,9 @@ static void alter_configs_response_alter_configs_resource_response_dec(kp_reader
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool alter_configs_response_alter_configs_resource_response_eq(const kp_alter_configs_response_alter_configs_resource_response_t *x, const kp_alter_configs_response_alter_configs_resource_response_t *y, int16_t v)
+static bool alter_configs_response_alter_configs_resource_response_eq(
+    const kp_alter_configs_response_alter_configs_resource_response_t *x,
+    const kp_alter_configs_response_alter_configs_resource_response_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -5885,7 +6481,8 @@ static bool alter_configs_response_alter_configs_resource_response_eq(const kp_a
     return true;
 }
 
-static void alter_configs_response_alter_configs_resource_response_enc(kp_writer_t *w, int16_t v, const kp_alter_configs_response_alter_configs_resource_response_t *m)
+static void alter_configs_response_alter_configs_resource_response_enc(
+    kp_writer_t *w, int16_t v, const kp_alter_configs_response_alter_configs_resource_response_t *m)
 {
     kp_write_i16(w, m->error_code);
     kp_write_string(w, m->error_message, v >= 2, true);
@@ -5895,7 +6492,9 @@ static void alter_configs_response_alter_configs_resource_response_enc(kp_writer
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void alter_configs_response_alter_configs_resource_response_fill(kp_alter_configs_response_alter_configs_resource_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void alter_configs_response_alter_configs_resource_response_fill(
+    kp_alter_configs_response_alter_configs_resource_response_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_alter_configs_response_alter_configs_resource_response_init(m);
@@ -5910,25 +6509,30 @@ void kp_alter_configs_response_init(kp_alter_configs_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void alter_configs_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_alter_configs_response_t *m)
+static void alter_configs_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                       kp_alter_configs_response_t *m)
 {
     kp_alter_configs_response_init(m);
     m->throttle_time_ms = kp_read_i32(r);
-    m->responses = read_array(r, a, v >= 2, false, alter_configs_response_alter_configs_resource_response_min_wire[v], sizeof *m->responses, &m->responses_count);
+    m->responses = read_array(r, a, v >= 2, false,
+                              alter_configs_response_alter_configs_resource_response_min_wire[v],
+                              sizeof *m->responses, &m->responses_count);
     for (int32_t i = 0; i < m->responses_count && r->err == KP_DECODE_OK; i++)
         alter_configs_response_alter_configs_resource_response_dec(r, a, v, &m->responses[i]);
     if (v >= 2)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool alter_configs_response_eq(const kp_alter_configs_response_t *x, const kp_alter_configs_response_t *y, int16_t v)
+static bool alter_configs_response_eq(const kp_alter_configs_response_t *x,
+                                      const kp_alter_configs_response_t *y, int16_t v)
 {
     if (x->throttle_time_ms != y->throttle_time_ms)
         return false;
     if (x->responses_count != y->responses_count)
         return false;
     for (int32_t i = 0; i < x->responses_count; i++)
-        if (!alter_configs_response_alter_configs_resource_response_eq(&x->responses[i], &y->responses[i], v))
+        if (!alter_configs_response_alter_configs_resource_response_eq(&x->responses[i],
+                                                                       &y->responses[i], v))
             return false;
     if (v >= 2) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -5937,16 +6541,19 @@ static bool alter_configs_response_eq(const kp_alter_configs_response_t *x, cons
     return true;
 }
 
-static void alter_configs_response_enc(kp_writer_t *w, int16_t v, const kp_alter_configs_response_t *m)
+static void alter_configs_response_enc(kp_writer_t *w, int16_t v,
+                                       const kp_alter_configs_response_t *m)
 {
     kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->responses_count, m->responses, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->responses_count, m->responses, v >= 2, false); i < n; i++)
         alter_configs_response_alter_configs_resource_response_enc(w, v, &m->responses[i]);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void alter_configs_response_fill(kp_alter_configs_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void alter_configs_response_fill(kp_alter_configs_response_t *m, kp_arena_t *a, int16_t v,
+                                        uint64_t *seed)
 {
     kp_alter_configs_response_init(m);
     m->throttle_time_ms = (int32_t)rnd(seed);
@@ -5955,7 +6562,8 @@ static void alter_configs_response_fill(kp_alter_configs_response_t *m, kp_arena
         alter_configs_response_alter_configs_resource_response_fill(&m->responses[i], a, v, seed);
 }
 
-kp_derr_t kp_alter_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_alter_configs_response_t *m)
+kp_derr_t kp_alter_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_alter_configs_response_t *m)
 {
     if (version < 0 || version > 2) {
         kp_alter_configs_response_init(m);
@@ -5966,7 +6574,8 @@ kp_derr_t kp_alter_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_
     return r->err;
 }
 
-kp_werr_t kp_alter_configs_response_encode(kp_writer_t *w, int16_t version, const kp_alter_configs_response_t *m)
+kp_werr_t kp_alter_configs_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_alter_configs_response_t *m)
 {
     if (version < 0 || version > 2)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -5975,12 +6584,14 @@ kp_werr_t kp_alter_configs_response_encode(kp_writer_t *w, int16_t version, cons
     return w->err;
 }
 
-bool kp_alter_configs_response_eq(const kp_alter_configs_response_t *a, const kp_alter_configs_response_t *b, int16_t version)
+bool kp_alter_configs_response_eq(const kp_alter_configs_response_t *a,
+                                  const kp_alter_configs_response_t *b, int16_t version)
 {
     return alter_configs_response_eq(a, b, version);
 }
 
-void kp_alter_configs_response_fill(kp_alter_configs_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_alter_configs_response_fill(kp_alter_configs_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed)
 {
     if (version < 0 || version > 2) {
         kp_alter_configs_response_init(m);
@@ -5994,7 +6605,8 @@ static void alter_configs_response_init_any(void *m)
     kp_alter_configs_response_init(m);
 }
 
-static kp_derr_t alter_configs_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t alter_configs_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   void *m)
 {
     return kp_alter_configs_response_decode(r, a, v, m);
 }
@@ -6021,14 +6633,17 @@ static void alter_configs_response_fill_any(void *m, kp_arena_t *a, int16_t v, u
 /* Smallest wire size of one AlterableConfig element, by version. */
 static const uint32_t incremental_alter_configs_request_alterable_config_min_wire[2] = {5, 4};
 
-void kp_incremental_alter_configs_request_alterable_config_init(kp_incremental_alter_configs_request_alterable_config_t *m)
+void kp_incremental_alter_configs_request_alterable_config_init(
+    kp_incremental_alter_configs_request_alterable_config_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
     m->value = (kp_str_t){"", 0};
 }
 
-static void incremental_alter_configs_request_alterable_config_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_incremental_alter_configs_request_alterable_config_t *m)
+static void incremental_alter_configs_request_alterable_config_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_incremental_alter_configs_request_alterable_config_t *m)
 {
     kp_incremental_alter_configs_request_alterable_config_init(m);
     m->name = kp_read_string(r, v >= 1, false);
@@ -6038,7 +6653,9 @@ static void incremental_alter_configs_request_alterable_config_dec(kp_reader_t *
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool incremental_alter_configs_request_alterable_config_eq(const kp_incremental_alter_configs_request_alterable_config_t *x, const kp_incremental_alter_configs_request_alterable_config_t *y, int16_t v)
+static bool incremental_alter_configs_request_alterable_config_eq(
+    const kp_incremental_alter_configs_request_alterable_config_t *x,
+    const kp_incremental_alter_configs_request_alterable_config_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -6053,7 +6670,8 @@ static bool incremental_alter_configs_request_alterable_config_eq(const kp_incre
     return true;
 }
 
-static void incremental_alter_configs_request_alterable_config_enc(kp_writer_t *w, int16_t v, const kp_incremental_alter_configs_request_alterable_config_t *m)
+static void incremental_alter_configs_request_alterable_config_enc(
+    kp_writer_t *w, int16_t v, const kp_incremental_alter_configs_request_alterable_config_t *m)
 {
     kp_write_string(w, m->name, v >= 1, false);
     kp_write_i8(w, m->config_operation);
@@ -6062,7 +6680,9 @@ static void incremental_alter_configs_request_alterable_config_enc(kp_writer_t *
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void incremental_alter_configs_request_alterable_config_fill(kp_incremental_alter_configs_request_alterable_config_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void incremental_alter_configs_request_alterable_config_fill(
+    kp_incremental_alter_configs_request_alterable_config_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_incremental_alter_configs_request_alterable_config_init(m);
@@ -6074,25 +6694,32 @@ static void incremental_alter_configs_request_alterable_config_fill(kp_increment
 /* Smallest wire size of one AlterConfigsResource element, by version. */
 static const uint32_t incremental_alter_configs_request_alter_configs_resource_min_wire[2] = {7, 4};
 
-void kp_incremental_alter_configs_request_alter_configs_resource_init(kp_incremental_alter_configs_request_alter_configs_resource_t *m)
+void kp_incremental_alter_configs_request_alter_configs_resource_init(
+    kp_incremental_alter_configs_request_alter_configs_resource_t *m)
 {
     memset(m, 0, sizeof *m);
     m->resource_name = (kp_str_t){"", 0};
 }
 
-static void incremental_alter_configs_request_alter_configs_resource_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_incremental_alter_configs_request_alter_configs_resource_t *m)
+static void incremental_alter_configs_request_alter_configs_resource_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_incremental_alter_configs_request_alter_configs_resource_t *m)
 {
     kp_incremental_alter_configs_request_alter_configs_resource_init(m);
     m->resource_type = kp_read_i8(r);
     m->resource_name = kp_read_string(r, v >= 1, false);
-    m->configs = read_array(r, a, v >= 1, false, incremental_alter_configs_request_alterable_config_min_wire[v], sizeof *m->configs, &m->configs_count);
+    m->configs = read_array(r, a, v >= 1, false,
+                            incremental_alter_configs_request_alterable_config_min_wire[v],
+                            sizeof *m->configs, &m->configs_count);
     for (int32_t i = 0; i < m->configs_count && r->err == KP_DECODE_OK; i++)
         incremental_alter_configs_request_alterable_config_dec(r, a, v, &m->configs[i]);
     if (v >= 1)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool incremental_alter_configs_request_alter_configs_resource_eq(const kp_incremental_alter_configs_request_alter_configs_resource_t *x, const kp_incremental_alter_configs_request_alter_configs_resource_t *y, int16_t v)
+static bool incremental_alter_configs_request_alter_configs_resource_eq(
+    const kp_incremental_alter_configs_request_alter_configs_resource_t *x,
+    const kp_incremental_alter_configs_request_alter_configs_resource_t *y, int16_t v)
 {
     if (x->resource_type != y->resource_type)
         return false;
@@ -6101,7 +6728,8 @@ static bool incremental_alter_configs_request_alter_configs_resource_eq(const kp
     if (x->configs_count != y->configs_count)
         return false;
     for (int32_t i = 0; i < x->configs_count; i++)
-        if (!incremental_alter_configs_request_alterable_config_eq(&x->configs[i], &y->configs[i], v))
+        if (!incremental_alter_configs_request_alterable_config_eq(&x->configs[i], &y->configs[i],
+                                                                   v))
             return false;
     if (v >= 1) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -6110,17 +6738,22 @@ static bool incremental_alter_configs_request_alter_configs_resource_eq(const kp
     return true;
 }
 
-static void incremental_alter_configs_request_alter_configs_resource_enc(kp_writer_t *w, int16_t v, const kp_incremental_alter_configs_request_alter_configs_resource_t *m)
+static void incremental_alter_configs_request_alter_configs_resource_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_incremental_alter_configs_request_alter_configs_resource_t *m)
 {
     kp_write_i8(w, m->resource_type);
     kp_write_string(w, m->resource_name, v >= 1, false);
-    for (int32_t i = 0, n = write_array_len(w, m->configs_count, m->configs, v >= 1, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->configs_count, m->configs, v >= 1, false); i < n; i++)
         incremental_alter_configs_request_alterable_config_enc(w, v, &m->configs[i]);
     if (v >= 1)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void incremental_alter_configs_request_alter_configs_resource_fill(kp_incremental_alter_configs_request_alter_configs_resource_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void incremental_alter_configs_request_alter_configs_resource_fill(
+    kp_incremental_alter_configs_request_alter_configs_resource_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_incremental_alter_configs_request_alter_configs_resource_init(m);
     m->resource_type = (int8_t)rnd(seed);
@@ -6135,10 +6768,13 @@ void kp_incremental_alter_configs_request_init(kp_incremental_alter_configs_requ
     memset(m, 0, sizeof *m);
 }
 
-static void incremental_alter_configs_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_incremental_alter_configs_request_t *m)
+static void incremental_alter_configs_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                  kp_incremental_alter_configs_request_t *m)
 {
     kp_incremental_alter_configs_request_init(m);
-    m->resources = read_array(r, a, v >= 1, false, incremental_alter_configs_request_alter_configs_resource_min_wire[v], sizeof *m->resources, &m->resources_count);
+    m->resources = read_array(r, a, v >= 1, false,
+                              incremental_alter_configs_request_alter_configs_resource_min_wire[v],
+                              sizeof *m->resources, &m->resources_count);
     for (int32_t i = 0; i < m->resources_count && r->err == KP_DECODE_OK; i++)
         incremental_alter_configs_request_alter_configs_resource_dec(r, a, v, &m->resources[i]);
     m->validate_only = kp_read_bool(r);
@@ -6146,12 +6782,15 @@ static void incremental_alter_configs_request_dec(kp_reader_t *r, kp_arena_t *a,
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool incremental_alter_configs_request_eq(const kp_incremental_alter_configs_request_t *x, const kp_incremental_alter_configs_request_t *y, int16_t v)
+static bool incremental_alter_configs_request_eq(const kp_incremental_alter_configs_request_t *x,
+                                                 const kp_incremental_alter_configs_request_t *y,
+                                                 int16_t v)
 {
     if (x->resources_count != y->resources_count)
         return false;
     for (int32_t i = 0; i < x->resources_count; i++)
-        if (!incremental_alter_configs_request_alter_configs_resource_eq(&x->resources[i], &y->resources[i], v))
+        if (!incremental_alter_configs_request_alter_configs_resource_eq(&x->resources[i],
+                                                                         &y->resources[i], v))
             return false;
     if (x->validate_only != y->validate_only)
         return false;
@@ -6162,16 +6801,19 @@ static bool incremental_alter_configs_request_eq(const kp_incremental_alter_conf
     return true;
 }
 
-static void incremental_alter_configs_request_enc(kp_writer_t *w, int16_t v, const kp_incremental_alter_configs_request_t *m)
+static void incremental_alter_configs_request_enc(kp_writer_t *w, int16_t v,
+                                                  const kp_incremental_alter_configs_request_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->resources_count, m->resources, v >= 1, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->resources_count, m->resources, v >= 1, false); i < n; i++)
         incremental_alter_configs_request_alter_configs_resource_enc(w, v, &m->resources[i]);
     kp_write_bool(w, m->validate_only);
     if (v >= 1)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void incremental_alter_configs_request_fill(kp_incremental_alter_configs_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void incremental_alter_configs_request_fill(kp_incremental_alter_configs_request_t *m,
+                                                   kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_incremental_alter_configs_request_init(m);
     m->resources = fill_array(a, seed, false, sizeof *m->resources, &m->resources_count);
@@ -6180,7 +6822,9 @@ static void incremental_alter_configs_request_fill(kp_incremental_alter_configs_
     m->validate_only = (rnd(seed) & 1) != 0;
 }
 
-kp_derr_t kp_incremental_alter_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_incremental_alter_configs_request_t *m)
+kp_derr_t kp_incremental_alter_configs_request_decode(kp_reader_t *r, kp_arena_t *a,
+                                                      int16_t version,
+                                                      kp_incremental_alter_configs_request_t *m)
 {
     if (version < 0 || version > 1) {
         kp_incremental_alter_configs_request_init(m);
@@ -6191,7 +6835,8 @@ kp_derr_t kp_incremental_alter_configs_request_decode(kp_reader_t *r, kp_arena_t
     return r->err;
 }
 
-kp_werr_t kp_incremental_alter_configs_request_encode(kp_writer_t *w, int16_t version, const kp_incremental_alter_configs_request_t *m)
+kp_werr_t kp_incremental_alter_configs_request_encode(
+    kp_writer_t *w, int16_t version, const kp_incremental_alter_configs_request_t *m)
 {
     if (version < 0 || version > 1)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -6200,12 +6845,15 @@ kp_werr_t kp_incremental_alter_configs_request_encode(kp_writer_t *w, int16_t ve
     return w->err;
 }
 
-bool kp_incremental_alter_configs_request_eq(const kp_incremental_alter_configs_request_t *a, const kp_incremental_alter_configs_request_t *b, int16_t version)
+bool kp_incremental_alter_configs_request_eq(const kp_incremental_alter_configs_request_t *a,
+                                             const kp_incremental_alter_configs_request_t *b,
+                                             int16_t version)
 {
     return incremental_alter_configs_request_eq(a, b, version);
 }
 
-void kp_incremental_alter_configs_request_fill(kp_incremental_alter_configs_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_incremental_alter_configs_request_fill(kp_incremental_alter_configs_request_t *m,
+                                               kp_arena_t *a, int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 1) {
         kp_incremental_alter_configs_request_init(m);
@@ -6219,12 +6867,14 @@ static void incremental_alter_configs_request_init_any(void *m)
     kp_incremental_alter_configs_request_init(m);
 }
 
-static kp_derr_t incremental_alter_configs_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t incremental_alter_configs_request_decode_any(kp_reader_t *r, kp_arena_t *a,
+                                                              int16_t v, void *m)
 {
     return kp_incremental_alter_configs_request_decode(r, a, v, m);
 }
 
-static kp_werr_t incremental_alter_configs_request_encode_any(kp_writer_t *w, int16_t v, const void *m)
+static kp_werr_t incremental_alter_configs_request_encode_any(kp_writer_t *w, int16_t v,
+                                                              const void *m)
 {
     return kp_incremental_alter_configs_request_encode(w, v, m);
 }
@@ -6234,7 +6884,8 @@ static bool incremental_alter_configs_request_eq_any(const void *x, const void *
     return kp_incremental_alter_configs_request_eq(x, y, v);
 }
 
-static void incremental_alter_configs_request_fill_any(void *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void incremental_alter_configs_request_fill_any(void *m, kp_arena_t *a, int16_t v,
+                                                       uint64_t *seed)
 {
     kp_incremental_alter_configs_request_fill(m, a, v, seed);
 }
@@ -6244,16 +6895,20 @@ static void incremental_alter_configs_request_fill_any(void *m, kp_arena_t *a, i
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one AlterConfigsResourceResponse element, by version. */
-static const uint32_t incremental_alter_configs_response_alter_configs_resource_response_min_wire[2] = {7, 6};
+static const uint32_t incremental_alter_configs_response_alter_configs_resource_response_min_wire[2] =
+    {7, 6};
 
-void kp_incremental_alter_configs_response_alter_configs_resource_response_init(kp_incremental_alter_configs_response_alter_configs_resource_response_t *m)
+void kp_incremental_alter_configs_response_alter_configs_resource_response_init(
+    kp_incremental_alter_configs_response_alter_configs_resource_response_t *m)
 {
     memset(m, 0, sizeof *m);
     m->error_message = (kp_str_t){"", 0};
     m->resource_name = (kp_str_t){"", 0};
 }
 
-static void incremental_alter_configs_response_alter_configs_resource_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_incremental_alter_configs_response_alter_configs_resource_response_t *m)
+static void incremental_alter_configs_response_alter_configs_resource_response_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_incremental_alter_configs_response_alter_configs_resource_response_t *m)
 {
     kp_incremental_alter_configs_response_alter_configs_resource_response_init(m);
     m->error_code = kp_read_i16(r);
@@ -6264,7 +6919,9 @@ static void incremental_alter_configs_response_alter_configs_resource_response_d
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool incremental_alter_configs_response_alter_configs_resource_response_eq(const kp_incremental_alter_configs_response_alter_configs_resource_response_t *x, const kp_incremental_alter_configs_response_alter_configs_resource_response_t *y, int16_t v)
+static bool incremental_alter_configs_response_alter_configs_resource_response_eq(
+    const kp_incremental_alter_configs_response_alter_configs_resource_response_t *x,
+    const kp_incremental_alter_configs_response_alter_configs_resource_response_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -6281,7 +6938,9 @@ static bool incremental_alter_configs_response_alter_configs_resource_response_e
     return true;
 }
 
-static void incremental_alter_configs_response_alter_configs_resource_response_enc(kp_writer_t *w, int16_t v, const kp_incremental_alter_configs_response_alter_configs_resource_response_t *m)
+static void incremental_alter_configs_response_alter_configs_resource_response_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_incremental_alter_configs_response_alter_configs_resource_response_t *m)
 {
     kp_write_i16(w, m->error_code);
     kp_write_string(w, m->error_message, v >= 1, true);
@@ -6291,7 +6950,9 @@ static void incremental_alter_configs_response_alter_configs_resource_response_e
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void incremental_alter_configs_response_alter_configs_resource_response_fill(kp_incremental_alter_configs_response_alter_configs_resource_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void incremental_alter_configs_response_alter_configs_resource_response_fill(
+    kp_incremental_alter_configs_response_alter_configs_resource_response_t *m, kp_arena_t *a,
+    int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_incremental_alter_configs_response_alter_configs_resource_response_init(m);
@@ -6306,25 +6967,34 @@ void kp_incremental_alter_configs_response_init(kp_incremental_alter_configs_res
     memset(m, 0, sizeof *m);
 }
 
-static void incremental_alter_configs_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_incremental_alter_configs_response_t *m)
+static void incremental_alter_configs_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   kp_incremental_alter_configs_response_t *m)
 {
     kp_incremental_alter_configs_response_init(m);
     m->throttle_time_ms = kp_read_i32(r);
-    m->responses = read_array(r, a, v >= 1, false, incremental_alter_configs_response_alter_configs_resource_response_min_wire[v], sizeof *m->responses, &m->responses_count);
+    m->responses = read_array(
+        r, a, v >= 1, false,
+        incremental_alter_configs_response_alter_configs_resource_response_min_wire[v],
+        sizeof *m->responses, &m->responses_count);
     for (int32_t i = 0; i < m->responses_count && r->err == KP_DECODE_OK; i++)
-        incremental_alter_configs_response_alter_configs_resource_response_dec(r, a, v, &m->responses[i]);
+        incremental_alter_configs_response_alter_configs_resource_response_dec(r, a, v,
+                                                                               &m->responses[i]);
     if (v >= 1)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool incremental_alter_configs_response_eq(const kp_incremental_alter_configs_response_t *x, const kp_incremental_alter_configs_response_t *y, int16_t v)
+static bool incremental_alter_configs_response_eq(const kp_incremental_alter_configs_response_t *x,
+                                                  const kp_incremental_alter_configs_response_t *y,
+                                                  int16_t v)
 {
     if (x->throttle_time_ms != y->throttle_time_ms)
         return false;
     if (x->responses_count != y->responses_count)
         return false;
     for (int32_t i = 0; i < x->responses_count; i++)
-        if (!incremental_alter_configs_response_alter_configs_resource_response_eq(&x->responses[i], &y->responses[i], v))
+        if (!incremental_alter_configs_response_alter_configs_resource_response_eq(&x->responses[i],
+                                                                                   &y->responses[i],
+                                                                                   v))
             return false;
     if (v >= 1) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -6333,25 +7003,32 @@ static bool incremental_alter_configs_response_eq(const kp_incremental_alter_con
     return true;
 }
 
-static void incremental_alter_configs_response_enc(kp_writer_t *w, int16_t v, const kp_incremental_alter_configs_response_t *m)
+static void incremental_alter_configs_response_enc(kp_writer_t *w, int16_t v,
+                                                   const kp_incremental_alter_configs_response_t *m)
 {
     kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->responses_count, m->responses, v >= 1, false); i < n; i++)
-        incremental_alter_configs_response_alter_configs_resource_response_enc(w, v, &m->responses[i]);
+    for (int32_t i = 0,
+         n = write_array_len(w, m->responses_count, m->responses, v >= 1, false); i < n; i++)
+        incremental_alter_configs_response_alter_configs_resource_response_enc(w, v,
+                                                                               &m->responses[i]);
     if (v >= 1)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void incremental_alter_configs_response_fill(kp_incremental_alter_configs_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void incremental_alter_configs_response_fill(kp_incremental_alter_configs_response_t *m,
+                                                    kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_incremental_alter_configs_response_init(m);
     m->throttle_time_ms = (int32_t)rnd(seed);
     m->responses = fill_array(a, seed, false, sizeof *m->responses, &m->responses_count);
     for (int32_t i = 0; i < m->responses_count; i++)
-        incremental_alter_configs_response_alter_configs_resource_response_fill(&m->responses[i], a, v, seed);
+        incremental_alter_configs_response_alter_configs_resource_response_fill(&m->responses[i], a,
+                                                                                v, seed);
 }
 
-kp_derr_t kp_incremental_alter_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_incremental_alter_configs_response_t *m)
+kp_derr_t kp_incremental_alter_configs_response_decode(kp_reader_t *r, kp_arena_t *a,
+                                                       int16_t version,
+                                                       kp_incremental_alter_configs_response_t *m)
 {
     if (version < 0 || version > 1) {
         kp_incremental_alter_configs_response_init(m);
@@ -6362,7 +7039,8 @@ kp_derr_t kp_incremental_alter_configs_response_decode(kp_reader_t *r, kp_arena_
     return r->err;
 }
 
-kp_werr_t kp_incremental_alter_configs_response_encode(kp_writer_t *w, int16_t version, const kp_incremental_alter_configs_response_t *m)
+kp_werr_t kp_incremental_alter_configs_response_encode(
+    kp_writer_t *w, int16_t version, const kp_incremental_alter_configs_response_t *m)
 {
     if (version < 0 || version > 1)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -6371,12 +7049,15 @@ kp_werr_t kp_incremental_alter_configs_response_encode(kp_writer_t *w, int16_t v
     return w->err;
 }
 
-bool kp_incremental_alter_configs_response_eq(const kp_incremental_alter_configs_response_t *a, const kp_incremental_alter_configs_response_t *b, int16_t version)
+bool kp_incremental_alter_configs_response_eq(const kp_incremental_alter_configs_response_t *a,
+                                              const kp_incremental_alter_configs_response_t *b,
+                                              int16_t version)
 {
     return incremental_alter_configs_response_eq(a, b, version);
 }
 
-void kp_incremental_alter_configs_response_fill(kp_incremental_alter_configs_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_incremental_alter_configs_response_fill(kp_incremental_alter_configs_response_t *m,
+                                                kp_arena_t *a, int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 1) {
         kp_incremental_alter_configs_response_init(m);
@@ -6390,12 +7071,14 @@ static void incremental_alter_configs_response_init_any(void *m)
     kp_incremental_alter_configs_response_init(m);
 }
 
-static kp_derr_t incremental_alter_configs_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t incremental_alter_configs_response_decode_any(kp_reader_t *r, kp_arena_t *a,
+                                                               int16_t v, void *m)
 {
     return kp_incremental_alter_configs_response_decode(r, a, v, m);
 }
 
-static kp_werr_t incremental_alter_configs_response_encode_any(kp_writer_t *w, int16_t v, const void *m)
+static kp_werr_t incremental_alter_configs_response_encode_any(kp_writer_t *w, int16_t v,
+                                                               const void *m)
 {
     return kp_incremental_alter_configs_response_encode(w, v, m);
 }
@@ -6405,7 +7088,8 @@ static bool incremental_alter_configs_response_eq_any(const void *x, const void 
     return kp_incremental_alter_configs_response_eq(x, y, v);
 }
 
-static void incremental_alter_configs_response_fill_any(void *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void incremental_alter_configs_response_fill_any(void *m, kp_arena_t *a, int16_t v,
+                                                        uint64_t *seed)
 {
     kp_incremental_alter_configs_response_fill(m, a, v, seed);
 }
@@ -6420,7 +7104,8 @@ void kp_find_coordinator_request_init(kp_find_coordinator_request_t *m)
     m->key = (kp_str_t){"", 0};
 }
 
-static void find_coordinator_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_find_coordinator_request_t *m)
+static void find_coordinator_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                         kp_find_coordinator_request_t *m)
 {
     kp_find_coordinator_request_init(m);
     if (v <= 3)
@@ -6428,7 +7113,8 @@ static void find_coordinator_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t 
     if (v >= 1)
         m->key_type = kp_read_i8(r);
     if (v >= 4) {
-        m->coordinator_keys = read_array(r, a, true, false, 1, sizeof *m->coordinator_keys, &m->coordinator_keys_count);
+        m->coordinator_keys = read_array(r, a, true, false, 1, sizeof *m->coordinator_keys,
+                                         &m->coordinator_keys_count);
         for (int32_t i = 0; i < m->coordinator_keys_count && r->err == KP_DECODE_OK; i++)
             m->coordinator_keys[i] = kp_read_string(r, true, false);
     }
@@ -6436,7 +7122,8 @@ static void find_coordinator_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool find_coordinator_request_eq(const kp_find_coordinator_request_t *x, const kp_find_coordinator_request_t *y, int16_t v)
+static bool find_coordinator_request_eq(const kp_find_coordinator_request_t *x,
+                                        const kp_find_coordinator_request_t *y, int16_t v)
 {
     if (v <= 3) {
         if (!str_eq(x->key, y->key))
@@ -6460,21 +7147,25 @@ static bool find_coordinator_request_eq(const kp_find_coordinator_request_t *x, 
     return true;
 }
 
-static void find_coordinator_request_enc(kp_writer_t *w, int16_t v, const kp_find_coordinator_request_t *m)
+static void find_coordinator_request_enc(kp_writer_t *w, int16_t v,
+                                         const kp_find_coordinator_request_t *m)
 {
     if (v <= 3)
         kp_write_string(w, m->key, v >= 3, false);
     if (v >= 1)
         kp_write_i8(w, m->key_type);
     if (v >= 4) {
-        for (int32_t i = 0, n = write_array_len(w, m->coordinator_keys_count, m->coordinator_keys, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->coordinator_keys_count, m->coordinator_keys, true,
+                                 false); i < n; i++)
             kp_write_string(w, m->coordinator_keys[i], true, false);
     }
     if (v >= 3)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void find_coordinator_request_fill(kp_find_coordinator_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void find_coordinator_request_fill(kp_find_coordinator_request_t *m, kp_arena_t *a,
+                                          int16_t v, uint64_t *seed)
 {
     kp_find_coordinator_request_init(m);
     if (v <= 3)
@@ -6482,13 +7173,15 @@ static void find_coordinator_request_fill(kp_find_coordinator_request_t *m, kp_a
     if (v >= 1)
         m->key_type = (int8_t)rnd(seed);
     if (v >= 4) {
-        m->coordinator_keys = fill_array(a, seed, false, sizeof *m->coordinator_keys, &m->coordinator_keys_count);
+        m->coordinator_keys = fill_array(a, seed, false, sizeof *m->coordinator_keys,
+                                         &m->coordinator_keys_count);
         for (int32_t i = 0; i < m->coordinator_keys_count; i++)
             m->coordinator_keys[i] = fill_str(a, seed, false);
     }
 }
 
-kp_derr_t kp_find_coordinator_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_find_coordinator_request_t *m)
+kp_derr_t kp_find_coordinator_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_find_coordinator_request_t *m)
 {
     if (version < 0 || version > 6) {
         kp_find_coordinator_request_init(m);
@@ -6499,7 +7192,8 @@ kp_derr_t kp_find_coordinator_request_decode(kp_reader_t *r, kp_arena_t *a, int1
     return r->err;
 }
 
-kp_werr_t kp_find_coordinator_request_encode(kp_writer_t *w, int16_t version, const kp_find_coordinator_request_t *m)
+kp_werr_t kp_find_coordinator_request_encode(kp_writer_t *w, int16_t version,
+                                             const kp_find_coordinator_request_t *m)
 {
     if (version < 0 || version > 6)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -6508,12 +7202,14 @@ kp_werr_t kp_find_coordinator_request_encode(kp_writer_t *w, int16_t version, co
     return w->err;
 }
 
-bool kp_find_coordinator_request_eq(const kp_find_coordinator_request_t *a, const kp_find_coordinator_request_t *b, int16_t version)
+bool kp_find_coordinator_request_eq(const kp_find_coordinator_request_t *a,
+                                    const kp_find_coordinator_request_t *b, int16_t version)
 {
     return find_coordinator_request_eq(a, b, version);
 }
 
-void kp_find_coordinator_request_fill(kp_find_coordinator_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_find_coordinator_request_fill(kp_find_coordinator_request_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 6) {
         kp_find_coordinator_request_init(m);
@@ -6527,7 +7223,8 @@ static void find_coordinator_request_init_any(void *m)
     kp_find_coordinator_request_init(m);
 }
 
-static kp_derr_t find_coordinator_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t find_coordinator_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                     void *m)
 {
     return kp_find_coordinator_request_decode(r, a, v, m);
 }
@@ -6562,7 +7259,8 @@ void kp_find_coordinator_response_coordinator_init(kp_find_coordinator_response_
     m->error_message = (kp_str_t){"", 0};
 }
 
-static void find_coordinator_response_coordinator_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_find_coordinator_response_coordinator_t *m)
+static void find_coordinator_response_coordinator_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                      kp_find_coordinator_response_coordinator_t *m)
 {
     kp_find_coordinator_response_coordinator_init(m);
     m->key = kp_read_string(r, true, false);
@@ -6574,7 +7272,9 @@ static void find_coordinator_response_coordinator_dec(kp_reader_t *r, kp_arena_t
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool find_coordinator_response_coordinator_eq(const kp_find_coordinator_response_coordinator_t *x, const kp_find_coordinator_response_coordinator_t *y, int16_t v)
+static bool find_coordinator_response_coordinator_eq(
+    const kp_find_coordinator_response_coordinator_t *x,
+    const kp_find_coordinator_response_coordinator_t *y, int16_t v)
 {
     (void)v;
     if (!str_eq(x->key, y->key))
@@ -6594,7 +7294,8 @@ static bool find_coordinator_response_coordinator_eq(const kp_find_coordinator_r
     return true;
 }
 
-static void find_coordinator_response_coordinator_enc(kp_writer_t *w, int16_t v, const kp_find_coordinator_response_coordinator_t *m)
+static void find_coordinator_response_coordinator_enc(
+    kp_writer_t *w, int16_t v, const kp_find_coordinator_response_coordinator_t *m)
 {
     kp_write_string(w, m->key, true, false);
     kp_write_i32(w, m->node_id);
@@ -6605,7 +7306,8 @@ static void find_coordinator_response_coordinator_enc(kp_writer_t *w, int16_t v,
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void find_coordinator_response_coordinator_fill(kp_find_coordinator_response_coordinator_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void find_coordinator_response_coordinator_fill(
+    kp_find_coordinator_response_coordinator_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_find_coordinator_response_coordinator_init(m);
@@ -6624,7 +7326,8 @@ void kp_find_coordinator_response_init(kp_find_coordinator_response_t *m)
     m->host = (kp_str_t){"", 0};
 }
 
-static void find_coordinator_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_find_coordinator_response_t *m)
+static void find_coordinator_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                          kp_find_coordinator_response_t *m)
 {
     kp_find_coordinator_response_init(m);
     if (v >= 1)
@@ -6640,7 +7343,9 @@ static void find_coordinator_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t
     if (v <= 3)
         m->port = kp_read_i32(r);
     if (v >= 4) {
-        m->coordinators = read_array(r, a, true, false, find_coordinator_response_coordinator_min_wire[v], sizeof *m->coordinators, &m->coordinators_count);
+        m->coordinators = read_array(r, a, true, false,
+                                     find_coordinator_response_coordinator_min_wire[v],
+                                     sizeof *m->coordinators, &m->coordinators_count);
         for (int32_t i = 0; i < m->coordinators_count && r->err == KP_DECODE_OK; i++)
             find_coordinator_response_coordinator_dec(r, a, v, &m->coordinators[i]);
     }
@@ -6648,7 +7353,8 @@ static void find_coordinator_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool find_coordinator_response_eq(const kp_find_coordinator_response_t *x, const kp_find_coordinator_response_t *y, int16_t v)
+static bool find_coordinator_response_eq(const kp_find_coordinator_response_t *x,
+                                         const kp_find_coordinator_response_t *y, int16_t v)
 {
     if (v >= 1) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -6678,7 +7384,8 @@ static bool find_coordinator_response_eq(const kp_find_coordinator_response_t *x
         if (x->coordinators_count != y->coordinators_count)
             return false;
         for (int32_t i = 0; i < x->coordinators_count; i++)
-            if (!find_coordinator_response_coordinator_eq(&x->coordinators[i], &y->coordinators[i], v))
+            if (!find_coordinator_response_coordinator_eq(&x->coordinators[i], &y->coordinators[i],
+                                                          v))
                 return false;
     }
     if (v >= 3) {
@@ -6688,7 +7395,8 @@ static bool find_coordinator_response_eq(const kp_find_coordinator_response_t *x
     return true;
 }
 
-static void find_coordinator_response_enc(kp_writer_t *w, int16_t v, const kp_find_coordinator_response_t *m)
+static void find_coordinator_response_enc(kp_writer_t *w, int16_t v,
+                                          const kp_find_coordinator_response_t *m)
 {
     if (v >= 1)
         kp_write_i32(w, m->throttle_time_ms);
@@ -6703,14 +7411,17 @@ static void find_coordinator_response_enc(kp_writer_t *w, int16_t v, const kp_fi
     if (v <= 3)
         kp_write_i32(w, m->port);
     if (v >= 4) {
-        for (int32_t i = 0, n = write_array_len(w, m->coordinators_count, m->coordinators, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->coordinators_count, m->coordinators, true,
+                                 false); i < n; i++)
             find_coordinator_response_coordinator_enc(w, v, &m->coordinators[i]);
     }
     if (v >= 3)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void find_coordinator_response_fill(kp_find_coordinator_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void find_coordinator_response_fill(kp_find_coordinator_response_t *m, kp_arena_t *a,
+                                           int16_t v, uint64_t *seed)
 {
     kp_find_coordinator_response_init(m);
     if (v >= 1)
@@ -6726,13 +7437,15 @@ static void find_coordinator_response_fill(kp_find_coordinator_response_t *m, kp
     if (v <= 3)
         m->port = (int32_t)rnd(seed);
     if (v >= 4) {
-        m->coordinators = fill_array(a, seed, false, sizeof *m->coordinators, &m->coordinators_count);
+        m->coordinators = fill_array(a, seed, false, sizeof *m->coordinators,
+                                     &m->coordinators_count);
         for (int32_t i = 0; i < m->coordinators_count; i++)
             find_coordinator_response_coordinator_fill(&m->coordinators[i], a, v, seed);
     }
 }
 
-kp_derr_t kp_find_coordinator_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_find_coordinator_response_t *m)
+kp_derr_t kp_find_coordinator_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_find_coordinator_response_t *m)
 {
     if (version < 0 || version > 6) {
         kp_find_coordinator_response_init(m);
@@ -6743,7 +7456,8 @@ kp_derr_t kp_find_coordinator_response_decode(kp_reader_t *r, kp_arena_t *a, int
     return r->err;
 }
 
-kp_werr_t kp_find_coordinator_response_encode(kp_writer_t *w, int16_t version, const kp_find_coordinator_response_t *m)
+kp_werr_t kp_find_coordinator_response_encode(kp_writer_t *w, int16_t version,
+                                              const kp_find_coordinator_response_t *m)
 {
     if (version < 0 || version > 6)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -6752,12 +7466,14 @@ kp_werr_t kp_find_coordinator_response_encode(kp_writer_t *w, int16_t version, c
     return w->err;
 }
 
-bool kp_find_coordinator_response_eq(const kp_find_coordinator_response_t *a, const kp_find_coordinator_response_t *b, int16_t version)
+bool kp_find_coordinator_response_eq(const kp_find_coordinator_response_t *a,
+                                     const kp_find_coordinator_response_t *b, int16_t version)
 {
     return find_coordinator_response_eq(a, b, version);
 }
 
-void kp_find_coordinator_response_fill(kp_find_coordinator_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_find_coordinator_response_fill(kp_find_coordinator_response_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 6) {
         kp_find_coordinator_response_init(m);
@@ -6771,7 +7487,8 @@ static void find_coordinator_response_init_any(void *m)
     kp_find_coordinator_response_init(m);
 }
 
-static kp_derr_t find_coordinator_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t find_coordinator_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                      void *m)
 {
     return kp_find_coordinator_response_decode(r, a, v, m);
 }
@@ -6796,15 +7513,19 @@ static void find_coordinator_response_fill_any(void *m, kp_arena_t *a, int16_t v
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one JoinGroupRequestProtocol element, by version. */
-static const uint32_t join_group_request_join_group_request_protocol_min_wire[10] = {6, 6, 6, 6, 6, 6, 3, 3, 3, 3};
+static const uint32_t join_group_request_join_group_request_protocol_min_wire[10] =
+    {6, 6, 6, 6, 6, 6, 3, 3, 3, 3};
 
-void kp_join_group_request_join_group_request_protocol_init(kp_join_group_request_join_group_request_protocol_t *m)
+void kp_join_group_request_join_group_request_protocol_init(
+    kp_join_group_request_join_group_request_protocol_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void join_group_request_join_group_request_protocol_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_join_group_request_join_group_request_protocol_t *m)
+static void join_group_request_join_group_request_protocol_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_join_group_request_join_group_request_protocol_t *m)
 {
     kp_join_group_request_join_group_request_protocol_init(m);
     m->name = kp_read_string(r, v >= 6, false);
@@ -6813,7 +7534,9 @@ static void join_group_request_join_group_request_protocol_dec(kp_reader_t *r, k
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool join_group_request_join_group_request_protocol_eq(const kp_join_group_request_join_group_request_protocol_t *x, const kp_join_group_request_join_group_request_protocol_t *y, int16_t v)
+static bool join_group_request_join_group_request_protocol_eq(
+    const kp_join_group_request_join_group_request_protocol_t *x,
+    const kp_join_group_request_join_group_request_protocol_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -6826,7 +7549,8 @@ static bool join_group_request_join_group_request_protocol_eq(const kp_join_grou
     return true;
 }
 
-static void join_group_request_join_group_request_protocol_enc(kp_writer_t *w, int16_t v, const kp_join_group_request_join_group_request_protocol_t *m)
+static void join_group_request_join_group_request_protocol_enc(
+    kp_writer_t *w, int16_t v, const kp_join_group_request_join_group_request_protocol_t *m)
 {
     kp_write_string(w, m->name, v >= 6, false);
     kp_write_bytes(w, m->metadata, v >= 6, false);
@@ -6834,7 +7558,9 @@ static void join_group_request_join_group_request_protocol_enc(kp_writer_t *w, i
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void join_group_request_join_group_request_protocol_fill(kp_join_group_request_join_group_request_protocol_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void join_group_request_join_group_request_protocol_fill(
+    kp_join_group_request_join_group_request_protocol_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_join_group_request_join_group_request_protocol_init(m);
@@ -6853,7 +7579,8 @@ void kp_join_group_request_init(kp_join_group_request_t *m)
     m->reason = KP_STR_NULL;
 }
 
-static void join_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_join_group_request_t *m)
+static void join_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                   kp_join_group_request_t *m)
 {
     kp_join_group_request_init(m);
     m->group_id = kp_read_string(r, v >= 6, false);
@@ -6864,7 +7591,9 @@ static void join_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_
     if (v >= 5)
         m->group_instance_id = kp_read_string(r, v >= 6, true);
     m->protocol_type = kp_read_string(r, v >= 6, false);
-    m->protocols = read_array(r, a, v >= 6, false, join_group_request_join_group_request_protocol_min_wire[v], sizeof *m->protocols, &m->protocols_count);
+    m->protocols = read_array(r, a, v >= 6, false,
+                              join_group_request_join_group_request_protocol_min_wire[v],
+                              sizeof *m->protocols, &m->protocols_count);
     for (int32_t i = 0; i < m->protocols_count && r->err == KP_DECODE_OK; i++)
         join_group_request_join_group_request_protocol_dec(r, a, v, &m->protocols[i]);
     if (v >= 8)
@@ -6873,7 +7602,8 @@ static void join_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool join_group_request_eq(const kp_join_group_request_t *x, const kp_join_group_request_t *y, int16_t v)
+static bool join_group_request_eq(const kp_join_group_request_t *x,
+                                  const kp_join_group_request_t *y, int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -6894,7 +7624,8 @@ static bool join_group_request_eq(const kp_join_group_request_t *x, const kp_joi
     if (x->protocols_count != y->protocols_count)
         return false;
     for (int32_t i = 0; i < x->protocols_count; i++)
-        if (!join_group_request_join_group_request_protocol_eq(&x->protocols[i], &y->protocols[i], v))
+        if (!join_group_request_join_group_request_protocol_eq(&x->protocols[i], &y->protocols[i],
+                                                               v))
             return false;
     if (v >= 8) {
         if (!str_eq(x->reason, y->reason))
@@ -6917,7 +7648,8 @@ static void join_group_request_enc(kp_writer_t *w, int16_t v, const kp_join_grou
     if (v >= 5)
         kp_write_string(w, m->group_instance_id, v >= 6, true);
     kp_write_string(w, m->protocol_type, v >= 6, false);
-    for (int32_t i = 0, n = write_array_len(w, m->protocols_count, m->protocols, v >= 6, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->protocols_count, m->protocols, v >= 6, false); i < n; i++)
         join_group_request_join_group_request_protocol_enc(w, v, &m->protocols[i]);
     if (v >= 8)
         kp_write_string(w, m->reason, true, true);
@@ -6925,7 +7657,8 @@ static void join_group_request_enc(kp_writer_t *w, int16_t v, const kp_join_grou
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void join_group_request_fill(kp_join_group_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void join_group_request_fill(kp_join_group_request_t *m, kp_arena_t *a, int16_t v,
+                                    uint64_t *seed)
 {
     kp_join_group_request_init(m);
     m->group_id = fill_str(a, seed, false);
@@ -6943,7 +7676,8 @@ static void join_group_request_fill(kp_join_group_request_t *m, kp_arena_t *a, i
         m->reason = fill_str(a, seed, true);
 }
 
-kp_derr_t kp_join_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_join_group_request_t *m)
+kp_derr_t kp_join_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                       kp_join_group_request_t *m)
 {
     if (version < 0 || version > 9) {
         kp_join_group_request_init(m);
@@ -6954,7 +7688,8 @@ kp_derr_t kp_join_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t ve
     return r->err;
 }
 
-kp_werr_t kp_join_group_request_encode(kp_writer_t *w, int16_t version, const kp_join_group_request_t *m)
+kp_werr_t kp_join_group_request_encode(kp_writer_t *w, int16_t version,
+                                       const kp_join_group_request_t *m)
 {
     if (version < 0 || version > 9)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -6963,12 +7698,14 @@ kp_werr_t kp_join_group_request_encode(kp_writer_t *w, int16_t version, const kp
     return w->err;
 }
 
-bool kp_join_group_request_eq(const kp_join_group_request_t *a, const kp_join_group_request_t *b, int16_t version)
+bool kp_join_group_request_eq(const kp_join_group_request_t *a, const kp_join_group_request_t *b,
+                              int16_t version)
 {
     return join_group_request_eq(a, b, version);
 }
 
-void kp_join_group_request_fill(kp_join_group_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_join_group_request_fill(kp_join_group_request_t *m, kp_arena_t *a, int16_t version,
+                                uint64_t *seed)
 {
     if (version < 0 || version > 9) {
         kp_join_group_request_init(m);
@@ -7007,16 +7744,20 @@ static void join_group_request_fill_any(void *m, kp_arena_t *a, int16_t v, uint6
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one JoinGroupResponseMember element, by version. */
-static const uint32_t join_group_response_join_group_response_member_min_wire[10] = {6, 6, 6, 6, 6, 8, 4, 4, 4, 4};
+static const uint32_t join_group_response_join_group_response_member_min_wire[10] =
+    {6, 6, 6, 6, 6, 8, 4, 4, 4, 4};
 
-void kp_join_group_response_join_group_response_member_init(kp_join_group_response_join_group_response_member_t *m)
+void kp_join_group_response_join_group_response_member_init(
+    kp_join_group_response_join_group_response_member_t *m)
 {
     memset(m, 0, sizeof *m);
     m->member_id = (kp_str_t){"", 0};
     m->group_instance_id = KP_STR_NULL;
 }
 
-static void join_group_response_join_group_response_member_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_join_group_response_join_group_response_member_t *m)
+static void join_group_response_join_group_response_member_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_join_group_response_join_group_response_member_t *m)
 {
     kp_join_group_response_join_group_response_member_init(m);
     m->member_id = kp_read_string(r, v >= 6, false);
@@ -7027,7 +7768,9 @@ static void join_group_response_join_group_response_member_dec(kp_reader_t *r, k
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool join_group_response_join_group_response_member_eq(const kp_join_group_response_join_group_response_member_t *x, const kp_join_group_response_join_group_response_member_t *y, int16_t v)
+static bool join_group_response_join_group_response_member_eq(
+    const kp_join_group_response_join_group_response_member_t *x,
+    const kp_join_group_response_join_group_response_member_t *y, int16_t v)
 {
     if (!str_eq(x->member_id, y->member_id))
         return false;
@@ -7044,7 +7787,8 @@ static bool join_group_response_join_group_response_member_eq(const kp_join_grou
     return true;
 }
 
-static void join_group_response_join_group_response_member_enc(kp_writer_t *w, int16_t v, const kp_join_group_response_join_group_response_member_t *m)
+static void join_group_response_join_group_response_member_enc(
+    kp_writer_t *w, int16_t v, const kp_join_group_response_join_group_response_member_t *m)
 {
     kp_write_string(w, m->member_id, v >= 6, false);
     if (v >= 5)
@@ -7054,7 +7798,9 @@ static void join_group_response_join_group_response_member_enc(kp_writer_t *w, i
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void join_group_response_join_group_response_member_fill(kp_join_group_response_join_group_response_member_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void join_group_response_join_group_response_member_fill(
+    kp_join_group_response_join_group_response_member_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_join_group_response_join_group_response_member_init(m);
     m->member_id = fill_str(a, seed, false);
@@ -7073,7 +7819,8 @@ void kp_join_group_response_init(kp_join_group_response_t *m)
     m->member_id = (kp_str_t){"", 0};
 }
 
-static void join_group_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_join_group_response_t *m)
+static void join_group_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                    kp_join_group_response_t *m)
 {
     kp_join_group_response_init(m);
     if (v >= 2)
@@ -7087,14 +7834,17 @@ static void join_group_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp
     if (v >= 9)
         m->skip_assignment = kp_read_bool(r);
     m->member_id = kp_read_string(r, v >= 6, false);
-    m->members = read_array(r, a, v >= 6, false, join_group_response_join_group_response_member_min_wire[v], sizeof *m->members, &m->members_count);
+    m->members = read_array(r, a, v >= 6, false,
+                            join_group_response_join_group_response_member_min_wire[v],
+                            sizeof *m->members, &m->members_count);
     for (int32_t i = 0; i < m->members_count && r->err == KP_DECODE_OK; i++)
         join_group_response_join_group_response_member_dec(r, a, v, &m->members[i]);
     if (v >= 6)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool join_group_response_eq(const kp_join_group_response_t *x, const kp_join_group_response_t *y, int16_t v)
+static bool join_group_response_eq(const kp_join_group_response_t *x,
+                                   const kp_join_group_response_t *y, int16_t v)
 {
     if (v >= 2) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -7143,13 +7893,15 @@ static void join_group_response_enc(kp_writer_t *w, int16_t v, const kp_join_gro
     if (v >= 9)
         kp_write_bool(w, m->skip_assignment);
     kp_write_string(w, m->member_id, v >= 6, false);
-    for (int32_t i = 0, n = write_array_len(w, m->members_count, m->members, v >= 6, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->members_count, m->members, v >= 6, false); i < n; i++)
         join_group_response_join_group_response_member_enc(w, v, &m->members[i]);
     if (v >= 6)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void join_group_response_fill(kp_join_group_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void join_group_response_fill(kp_join_group_response_t *m, kp_arena_t *a, int16_t v,
+                                     uint64_t *seed)
 {
     kp_join_group_response_init(m);
     if (v >= 2)
@@ -7168,7 +7920,8 @@ static void join_group_response_fill(kp_join_group_response_t *m, kp_arena_t *a,
         join_group_response_join_group_response_member_fill(&m->members[i], a, v, seed);
 }
 
-kp_derr_t kp_join_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_join_group_response_t *m)
+kp_derr_t kp_join_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                        kp_join_group_response_t *m)
 {
     if (version < 0 || version > 9) {
         kp_join_group_response_init(m);
@@ -7179,7 +7932,8 @@ kp_derr_t kp_join_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t v
     return r->err;
 }
 
-kp_werr_t kp_join_group_response_encode(kp_writer_t *w, int16_t version, const kp_join_group_response_t *m)
+kp_werr_t kp_join_group_response_encode(kp_writer_t *w, int16_t version,
+                                        const kp_join_group_response_t *m)
 {
     if (version < 0 || version > 9)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -7188,12 +7942,14 @@ kp_werr_t kp_join_group_response_encode(kp_writer_t *w, int16_t version, const k
     return w->err;
 }
 
-bool kp_join_group_response_eq(const kp_join_group_response_t *a, const kp_join_group_response_t *b, int16_t version)
+bool kp_join_group_response_eq(const kp_join_group_response_t *a, const kp_join_group_response_t *b,
+                               int16_t version)
 {
     return join_group_response_eq(a, b, version);
 }
 
-void kp_join_group_response_fill(kp_join_group_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_join_group_response_fill(kp_join_group_response_t *m, kp_arena_t *a, int16_t version,
+                                 uint64_t *seed)
 {
     if (version < 0 || version > 9) {
         kp_join_group_response_init(m);
@@ -7232,15 +7988,19 @@ static void join_group_response_fill_any(void *m, kp_arena_t *a, int16_t v, uint
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one SyncGroupRequestAssignment element, by version. */
-static const uint32_t sync_group_request_sync_group_request_assignment_min_wire[6] = {6, 6, 6, 6, 3, 3};
+static const uint32_t sync_group_request_sync_group_request_assignment_min_wire[6] =
+    {6, 6, 6, 6, 3, 3};
 
-void kp_sync_group_request_sync_group_request_assignment_init(kp_sync_group_request_sync_group_request_assignment_t *m)
+void kp_sync_group_request_sync_group_request_assignment_init(
+    kp_sync_group_request_sync_group_request_assignment_t *m)
 {
     memset(m, 0, sizeof *m);
     m->member_id = (kp_str_t){"", 0};
 }
 
-static void sync_group_request_sync_group_request_assignment_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_sync_group_request_sync_group_request_assignment_t *m)
+static void sync_group_request_sync_group_request_assignment_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_sync_group_request_sync_group_request_assignment_t *m)
 {
     kp_sync_group_request_sync_group_request_assignment_init(m);
     m->member_id = kp_read_string(r, v >= 4, false);
@@ -7249,7 +8009,9 @@ static void sync_group_request_sync_group_request_assignment_dec(kp_reader_t *r,
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool sync_group_request_sync_group_request_assignment_eq(const kp_sync_group_request_sync_group_request_assignment_t *x, const kp_sync_group_request_sync_group_request_assignment_t *y, int16_t v)
+static bool sync_group_request_sync_group_request_assignment_eq(
+    const kp_sync_group_request_sync_group_request_assignment_t *x,
+    const kp_sync_group_request_sync_group_request_assignment_t *y, int16_t v)
 {
     if (!str_eq(x->member_id, y->member_id))
         return false;
@@ -7262,7 +8024,8 @@ static bool sync_group_request_sync_group_request_assignment_eq(const kp_sync_gr
     return true;
 }
 
-static void sync_group_request_sync_group_request_assignment_enc(kp_writer_t *w, int16_t v, const kp_sync_group_request_sync_group_request_assignment_t *m)
+static void sync_group_request_sync_group_request_assignment_enc(
+    kp_writer_t *w, int16_t v, const kp_sync_group_request_sync_group_request_assignment_t *m)
 {
     kp_write_string(w, m->member_id, v >= 4, false);
     kp_write_bytes(w, m->assignment, v >= 4, false);
@@ -7270,7 +8033,9 @@ static void sync_group_request_sync_group_request_assignment_enc(kp_writer_t *w,
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void sync_group_request_sync_group_request_assignment_fill(kp_sync_group_request_sync_group_request_assignment_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void sync_group_request_sync_group_request_assignment_fill(
+    kp_sync_group_request_sync_group_request_assignment_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_sync_group_request_sync_group_request_assignment_init(m);
@@ -7288,7 +8053,8 @@ void kp_sync_group_request_init(kp_sync_group_request_t *m)
     m->protocol_name = KP_STR_NULL;
 }
 
-static void sync_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_sync_group_request_t *m)
+static void sync_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                   kp_sync_group_request_t *m)
 {
     kp_sync_group_request_init(m);
     m->group_id = kp_read_string(r, v >= 4, false);
@@ -7300,14 +8066,17 @@ static void sync_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_
         m->protocol_type = kp_read_string(r, true, true);
     if (v >= 5)
         m->protocol_name = kp_read_string(r, true, true);
-    m->assignments = read_array(r, a, v >= 4, false, sync_group_request_sync_group_request_assignment_min_wire[v], sizeof *m->assignments, &m->assignments_count);
+    m->assignments = read_array(r, a, v >= 4, false,
+                                sync_group_request_sync_group_request_assignment_min_wire[v],
+                                sizeof *m->assignments, &m->assignments_count);
     for (int32_t i = 0; i < m->assignments_count && r->err == KP_DECODE_OK; i++)
         sync_group_request_sync_group_request_assignment_dec(r, a, v, &m->assignments[i]);
     if (v >= 4)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool sync_group_request_eq(const kp_sync_group_request_t *x, const kp_sync_group_request_t *y, int16_t v)
+static bool sync_group_request_eq(const kp_sync_group_request_t *x,
+                                  const kp_sync_group_request_t *y, int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -7330,7 +8099,8 @@ static bool sync_group_request_eq(const kp_sync_group_request_t *x, const kp_syn
     if (x->assignments_count != y->assignments_count)
         return false;
     for (int32_t i = 0; i < x->assignments_count; i++)
-        if (!sync_group_request_sync_group_request_assignment_eq(&x->assignments[i], &y->assignments[i], v))
+        if (!sync_group_request_sync_group_request_assignment_eq(&x->assignments[i],
+                                                                 &y->assignments[i], v))
             return false;
     if (v >= 4) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -7350,13 +8120,15 @@ static void sync_group_request_enc(kp_writer_t *w, int16_t v, const kp_sync_grou
         kp_write_string(w, m->protocol_type, true, true);
     if (v >= 5)
         kp_write_string(w, m->protocol_name, true, true);
-    for (int32_t i = 0, n = write_array_len(w, m->assignments_count, m->assignments, v >= 4, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->assignments_count, m->assignments, v >= 4, false); i < n; i++)
         sync_group_request_sync_group_request_assignment_enc(w, v, &m->assignments[i]);
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void sync_group_request_fill(kp_sync_group_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void sync_group_request_fill(kp_sync_group_request_t *m, kp_arena_t *a, int16_t v,
+                                    uint64_t *seed)
 {
     kp_sync_group_request_init(m);
     m->group_id = fill_str(a, seed, false);
@@ -7373,7 +8145,8 @@ static void sync_group_request_fill(kp_sync_group_request_t *m, kp_arena_t *a, i
         sync_group_request_sync_group_request_assignment_fill(&m->assignments[i], a, v, seed);
 }
 
-kp_derr_t kp_sync_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sync_group_request_t *m)
+kp_derr_t kp_sync_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                       kp_sync_group_request_t *m)
 {
     if (version < 0 || version > 5) {
         kp_sync_group_request_init(m);
@@ -7384,7 +8157,8 @@ kp_derr_t kp_sync_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t ve
     return r->err;
 }
 
-kp_werr_t kp_sync_group_request_encode(kp_writer_t *w, int16_t version, const kp_sync_group_request_t *m)
+kp_werr_t kp_sync_group_request_encode(kp_writer_t *w, int16_t version,
+                                       const kp_sync_group_request_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -7393,12 +8167,14 @@ kp_werr_t kp_sync_group_request_encode(kp_writer_t *w, int16_t version, const kp
     return w->err;
 }
 
-bool kp_sync_group_request_eq(const kp_sync_group_request_t *a, const kp_sync_group_request_t *b, int16_t version)
+bool kp_sync_group_request_eq(const kp_sync_group_request_t *a, const kp_sync_group_request_t *b,
+                              int16_t version)
 {
     return sync_group_request_eq(a, b, version);
 }
 
-void kp_sync_group_request_fill(kp_sync_group_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_sync_group_request_fill(kp_sync_group_request_t *m, kp_arena_t *a, int16_t version,
+                                uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_sync_group_request_init(m);
@@ -7443,7 +8219,8 @@ void kp_sync_group_response_init(kp_sync_group_response_t *m)
     m->protocol_name = KP_STR_NULL;
 }
 
-static void sync_group_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_sync_group_response_t *m)
+static void sync_group_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                    kp_sync_group_response_t *m)
 {
     kp_sync_group_response_init(m);
     if (v >= 1)
@@ -7458,7 +8235,8 @@ static void sync_group_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool sync_group_response_eq(const kp_sync_group_response_t *x, const kp_sync_group_response_t *y, int16_t v)
+static bool sync_group_response_eq(const kp_sync_group_response_t *x,
+                                   const kp_sync_group_response_t *y, int16_t v)
 {
     if (v >= 1) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -7497,7 +8275,8 @@ static void sync_group_response_enc(kp_writer_t *w, int16_t v, const kp_sync_gro
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void sync_group_response_fill(kp_sync_group_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void sync_group_response_fill(kp_sync_group_response_t *m, kp_arena_t *a, int16_t v,
+                                     uint64_t *seed)
 {
     kp_sync_group_response_init(m);
     if (v >= 1)
@@ -7510,7 +8289,8 @@ static void sync_group_response_fill(kp_sync_group_response_t *m, kp_arena_t *a,
     m->assignment = fill_bytes(a, seed, false);
 }
 
-kp_derr_t kp_sync_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sync_group_response_t *m)
+kp_derr_t kp_sync_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                        kp_sync_group_response_t *m)
 {
     if (version < 0 || version > 5) {
         kp_sync_group_response_init(m);
@@ -7521,7 +8301,8 @@ kp_derr_t kp_sync_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t v
     return r->err;
 }
 
-kp_werr_t kp_sync_group_response_encode(kp_writer_t *w, int16_t version, const kp_sync_group_response_t *m)
+kp_werr_t kp_sync_group_response_encode(kp_writer_t *w, int16_t version,
+                                        const kp_sync_group_response_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -7530,12 +8311,14 @@ kp_werr_t kp_sync_group_response_encode(kp_writer_t *w, int16_t version, const k
     return w->err;
 }
 
-bool kp_sync_group_response_eq(const kp_sync_group_response_t *a, const kp_sync_group_response_t *b, int16_t version)
+bool kp_sync_group_response_eq(const kp_sync_group_response_t *a, const kp_sync_group_response_t *b,
+                               int16_t version)
 {
     return sync_group_response_eq(a, b, version);
 }
 
-void kp_sync_group_response_fill(kp_sync_group_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_sync_group_response_fill(kp_sync_group_response_t *m, kp_arena_t *a, int16_t version,
+                                 uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_sync_group_response_init(m);
@@ -7581,7 +8364,8 @@ void kp_heartbeat_request_init(kp_heartbeat_request_t *m)
     m->group_instance_id = KP_STR_NULL;
 }
 
-static void heartbeat_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_heartbeat_request_t *m)
+static void heartbeat_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                  kp_heartbeat_request_t *m)
 {
     kp_heartbeat_request_init(m);
     m->group_id = kp_read_string(r, v >= 4, false);
@@ -7593,7 +8377,8 @@ static void heartbeat_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_h
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool heartbeat_request_eq(const kp_heartbeat_request_t *x, const kp_heartbeat_request_t *y, int16_t v)
+static bool heartbeat_request_eq(const kp_heartbeat_request_t *x, const kp_heartbeat_request_t *y,
+                                 int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -7623,7 +8408,8 @@ static void heartbeat_request_enc(kp_writer_t *w, int16_t v, const kp_heartbeat_
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void heartbeat_request_fill(kp_heartbeat_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void heartbeat_request_fill(kp_heartbeat_request_t *m, kp_arena_t *a, int16_t v,
+                                   uint64_t *seed)
 {
     kp_heartbeat_request_init(m);
     m->group_id = fill_str(a, seed, false);
@@ -7633,7 +8419,8 @@ static void heartbeat_request_fill(kp_heartbeat_request_t *m, kp_arena_t *a, int
         m->group_instance_id = fill_str(a, seed, true);
 }
 
-kp_derr_t kp_heartbeat_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_heartbeat_request_t *m)
+kp_derr_t kp_heartbeat_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                      kp_heartbeat_request_t *m)
 {
     if (version < 0 || version > 4) {
         kp_heartbeat_request_init(m);
@@ -7644,7 +8431,8 @@ kp_derr_t kp_heartbeat_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t ver
     return r->err;
 }
 
-kp_werr_t kp_heartbeat_request_encode(kp_writer_t *w, int16_t version, const kp_heartbeat_request_t *m)
+kp_werr_t kp_heartbeat_request_encode(kp_writer_t *w, int16_t version,
+                                      const kp_heartbeat_request_t *m)
 {
     if (version < 0 || version > 4)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -7653,12 +8441,14 @@ kp_werr_t kp_heartbeat_request_encode(kp_writer_t *w, int16_t version, const kp_
     return w->err;
 }
 
-bool kp_heartbeat_request_eq(const kp_heartbeat_request_t *a, const kp_heartbeat_request_t *b, int16_t version)
+bool kp_heartbeat_request_eq(const kp_heartbeat_request_t *a, const kp_heartbeat_request_t *b,
+                             int16_t version)
 {
     return heartbeat_request_eq(a, b, version);
 }
 
-void kp_heartbeat_request_fill(kp_heartbeat_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_heartbeat_request_fill(kp_heartbeat_request_t *m, kp_arena_t *a, int16_t version,
+                               uint64_t *seed)
 {
     if (version < 0 || version > 4) {
         kp_heartbeat_request_init(m);
@@ -7701,7 +8491,8 @@ void kp_heartbeat_response_init(kp_heartbeat_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void heartbeat_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_heartbeat_response_t *m)
+static void heartbeat_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                   kp_heartbeat_response_t *m)
 {
     kp_heartbeat_response_init(m);
     if (v >= 1)
@@ -7711,7 +8502,8 @@ static void heartbeat_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool heartbeat_response_eq(const kp_heartbeat_response_t *x, const kp_heartbeat_response_t *y, int16_t v)
+static bool heartbeat_response_eq(const kp_heartbeat_response_t *x,
+                                  const kp_heartbeat_response_t *y, int16_t v)
 {
     if (v >= 1) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -7735,7 +8527,8 @@ static void heartbeat_response_enc(kp_writer_t *w, int16_t v, const kp_heartbeat
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void heartbeat_response_fill(kp_heartbeat_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void heartbeat_response_fill(kp_heartbeat_response_t *m, kp_arena_t *a, int16_t v,
+                                    uint64_t *seed)
 {
     (void)a;
     kp_heartbeat_response_init(m);
@@ -7744,7 +8537,8 @@ static void heartbeat_response_fill(kp_heartbeat_response_t *m, kp_arena_t *a, i
     m->error_code = (int16_t)rnd(seed);
 }
 
-kp_derr_t kp_heartbeat_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_heartbeat_response_t *m)
+kp_derr_t kp_heartbeat_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                       kp_heartbeat_response_t *m)
 {
     if (version < 0 || version > 4) {
         kp_heartbeat_response_init(m);
@@ -7755,7 +8549,8 @@ kp_derr_t kp_heartbeat_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t ve
     return r->err;
 }
 
-kp_werr_t kp_heartbeat_response_encode(kp_writer_t *w, int16_t version, const kp_heartbeat_response_t *m)
+kp_werr_t kp_heartbeat_response_encode(kp_writer_t *w, int16_t version,
+                                       const kp_heartbeat_response_t *m)
 {
     if (version < 0 || version > 4)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -7764,12 +8559,14 @@ kp_werr_t kp_heartbeat_response_encode(kp_writer_t *w, int16_t version, const kp
     return w->err;
 }
 
-bool kp_heartbeat_response_eq(const kp_heartbeat_response_t *a, const kp_heartbeat_response_t *b, int16_t version)
+bool kp_heartbeat_response_eq(const kp_heartbeat_response_t *a, const kp_heartbeat_response_t *b,
+                              int16_t version)
 {
     return heartbeat_response_eq(a, b, version);
 }
 
-void kp_heartbeat_response_fill(kp_heartbeat_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_heartbeat_response_fill(kp_heartbeat_response_t *m, kp_arena_t *a, int16_t version,
+                                uint64_t *seed)
 {
     if (version < 0 || version > 4) {
         kp_heartbeat_response_init(m);
@@ -7818,7 +8615,8 @@ void kp_leave_group_request_member_identity_init(kp_leave_group_request_member_i
     m->reason = KP_STR_NULL;
 }
 
-static void leave_group_request_member_identity_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_leave_group_request_member_identity_t *m)
+static void leave_group_request_member_identity_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                    kp_leave_group_request_member_identity_t *m)
 {
     kp_leave_group_request_member_identity_init(m);
     m->member_id = kp_read_string(r, v >= 4, false);
@@ -7829,7 +8627,9 @@ static void leave_group_request_member_identity_dec(kp_reader_t *r, kp_arena_t *
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool leave_group_request_member_identity_eq(const kp_leave_group_request_member_identity_t *x, const kp_leave_group_request_member_identity_t *y, int16_t v)
+static bool leave_group_request_member_identity_eq(
+    const kp_leave_group_request_member_identity_t *x,
+    const kp_leave_group_request_member_identity_t *y, int16_t v)
 {
     if (!str_eq(x->member_id, y->member_id))
         return false;
@@ -7846,7 +8646,8 @@ static bool leave_group_request_member_identity_eq(const kp_leave_group_request_
     return true;
 }
 
-static void leave_group_request_member_identity_enc(kp_writer_t *w, int16_t v, const kp_leave_group_request_member_identity_t *m)
+static void leave_group_request_member_identity_enc(
+    kp_writer_t *w, int16_t v, const kp_leave_group_request_member_identity_t *m)
 {
     kp_write_string(w, m->member_id, v >= 4, false);
     kp_write_string(w, m->group_instance_id, v >= 4, true);
@@ -7856,7 +8657,8 @@ static void leave_group_request_member_identity_enc(kp_writer_t *w, int16_t v, c
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void leave_group_request_member_identity_fill(kp_leave_group_request_member_identity_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void leave_group_request_member_identity_fill(kp_leave_group_request_member_identity_t *m,
+                                                     kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_leave_group_request_member_identity_init(m);
     m->member_id = fill_str(a, seed, false);
@@ -7872,14 +8674,17 @@ void kp_leave_group_request_init(kp_leave_group_request_t *m)
     m->member_id = (kp_str_t){"", 0};
 }
 
-static void leave_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_leave_group_request_t *m)
+static void leave_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                    kp_leave_group_request_t *m)
 {
     kp_leave_group_request_init(m);
     m->group_id = kp_read_string(r, v >= 4, false);
     if (v <= 2)
         m->member_id = kp_read_string(r, false, false);
     if (v >= 3) {
-        m->members = read_array(r, a, v >= 4, false, leave_group_request_member_identity_min_wire[v], sizeof *m->members, &m->members_count);
+        m->members = read_array(r, a, v >= 4, false,
+                                leave_group_request_member_identity_min_wire[v], sizeof *m->members,
+                                &m->members_count);
         for (int32_t i = 0; i < m->members_count && r->err == KP_DECODE_OK; i++)
             leave_group_request_member_identity_dec(r, a, v, &m->members[i]);
     }
@@ -7887,7 +8692,8 @@ static void leave_group_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool leave_group_request_eq(const kp_leave_group_request_t *x, const kp_leave_group_request_t *y, int16_t v)
+static bool leave_group_request_eq(const kp_leave_group_request_t *x,
+                                   const kp_leave_group_request_t *y, int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -7915,14 +8721,16 @@ static void leave_group_request_enc(kp_writer_t *w, int16_t v, const kp_leave_gr
     if (v <= 2)
         kp_write_string(w, m->member_id, false, false);
     if (v >= 3) {
-        for (int32_t i = 0, n = write_array_len(w, m->members_count, m->members, v >= 4, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->members_count, m->members, v >= 4, false); i < n; i++)
             leave_group_request_member_identity_enc(w, v, &m->members[i]);
     }
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void leave_group_request_fill(kp_leave_group_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void leave_group_request_fill(kp_leave_group_request_t *m, kp_arena_t *a, int16_t v,
+                                     uint64_t *seed)
 {
     kp_leave_group_request_init(m);
     m->group_id = fill_str(a, seed, false);
@@ -7935,7 +8743,8 @@ static void leave_group_request_fill(kp_leave_group_request_t *m, kp_arena_t *a,
     }
 }
 
-kp_derr_t kp_leave_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_leave_group_request_t *m)
+kp_derr_t kp_leave_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                        kp_leave_group_request_t *m)
 {
     if (version < 0 || version > 5) {
         kp_leave_group_request_init(m);
@@ -7946,7 +8755,8 @@ kp_derr_t kp_leave_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t v
     return r->err;
 }
 
-kp_werr_t kp_leave_group_request_encode(kp_writer_t *w, int16_t version, const kp_leave_group_request_t *m)
+kp_werr_t kp_leave_group_request_encode(kp_writer_t *w, int16_t version,
+                                        const kp_leave_group_request_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -7955,12 +8765,14 @@ kp_werr_t kp_leave_group_request_encode(kp_writer_t *w, int16_t version, const k
     return w->err;
 }
 
-bool kp_leave_group_request_eq(const kp_leave_group_request_t *a, const kp_leave_group_request_t *b, int16_t version)
+bool kp_leave_group_request_eq(const kp_leave_group_request_t *a, const kp_leave_group_request_t *b,
+                               int16_t version)
 {
     return leave_group_request_eq(a, b, version);
 }
 
-void kp_leave_group_request_fill(kp_leave_group_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_leave_group_request_fill(kp_leave_group_request_t *m, kp_arena_t *a, int16_t version,
+                                 uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_leave_group_request_init(m);
@@ -8008,7 +8820,8 @@ void kp_leave_group_response_member_response_init(kp_leave_group_response_member
     m->group_instance_id = (kp_str_t){"", 0};
 }
 
-static void leave_group_response_member_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_leave_group_response_member_response_t *m)
+static void leave_group_response_member_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                     kp_leave_group_response_member_response_t *m)
 {
     kp_leave_group_response_member_response_init(m);
     m->member_id = kp_read_string(r, v >= 4, false);
@@ -8018,7 +8831,9 @@ static void leave_group_response_member_response_dec(kp_reader_t *r, kp_arena_t 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool leave_group_response_member_response_eq(const kp_leave_group_response_member_response_t *x, const kp_leave_group_response_member_response_t *y, int16_t v)
+static bool leave_group_response_member_response_eq(
+    const kp_leave_group_response_member_response_t *x,
+    const kp_leave_group_response_member_response_t *y, int16_t v)
 {
     if (!str_eq(x->member_id, y->member_id))
         return false;
@@ -8033,7 +8848,8 @@ static bool leave_group_response_member_response_eq(const kp_leave_group_respons
     return true;
 }
 
-static void leave_group_response_member_response_enc(kp_writer_t *w, int16_t v, const kp_leave_group_response_member_response_t *m)
+static void leave_group_response_member_response_enc(
+    kp_writer_t *w, int16_t v, const kp_leave_group_response_member_response_t *m)
 {
     kp_write_string(w, m->member_id, v >= 4, false);
     kp_write_string(w, m->group_instance_id, v >= 4, true);
@@ -8042,7 +8858,8 @@ static void leave_group_response_member_response_enc(kp_writer_t *w, int16_t v, 
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void leave_group_response_member_response_fill(kp_leave_group_response_member_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void leave_group_response_member_response_fill(kp_leave_group_response_member_response_t *m,
+                                                      kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_leave_group_response_member_response_init(m);
@@ -8056,14 +8873,17 @@ void kp_leave_group_response_init(kp_leave_group_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void leave_group_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_leave_group_response_t *m)
+static void leave_group_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                     kp_leave_group_response_t *m)
 {
     kp_leave_group_response_init(m);
     if (v >= 1)
         m->throttle_time_ms = kp_read_i32(r);
     m->error_code = kp_read_i16(r);
     if (v >= 3) {
-        m->members = read_array(r, a, v >= 4, false, leave_group_response_member_response_min_wire[v], sizeof *m->members, &m->members_count);
+        m->members = read_array(r, a, v >= 4, false,
+                                leave_group_response_member_response_min_wire[v],
+                                sizeof *m->members, &m->members_count);
         for (int32_t i = 0; i < m->members_count && r->err == KP_DECODE_OK; i++)
             leave_group_response_member_response_dec(r, a, v, &m->members[i]);
     }
@@ -8071,7 +8891,8 @@ static void leave_group_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, k
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool leave_group_response_eq(const kp_leave_group_response_t *x, const kp_leave_group_response_t *y, int16_t v)
+static bool leave_group_response_eq(const kp_leave_group_response_t *x,
+                                    const kp_leave_group_response_t *y, int16_t v)
 {
     if (v >= 1) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -8099,14 +8920,16 @@ static void leave_group_response_enc(kp_writer_t *w, int16_t v, const kp_leave_g
         kp_write_i32(w, m->throttle_time_ms);
     kp_write_i16(w, m->error_code);
     if (v >= 3) {
-        for (int32_t i = 0, n = write_array_len(w, m->members_count, m->members, v >= 4, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->members_count, m->members, v >= 4, false); i < n; i++)
             leave_group_response_member_response_enc(w, v, &m->members[i]);
     }
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void leave_group_response_fill(kp_leave_group_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void leave_group_response_fill(kp_leave_group_response_t *m, kp_arena_t *a, int16_t v,
+                                      uint64_t *seed)
 {
     kp_leave_group_response_init(m);
     if (v >= 1)
@@ -8119,7 +8942,8 @@ static void leave_group_response_fill(kp_leave_group_response_t *m, kp_arena_t *
     }
 }
 
-kp_derr_t kp_leave_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_leave_group_response_t *m)
+kp_derr_t kp_leave_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_leave_group_response_t *m)
 {
     if (version < 0 || version > 5) {
         kp_leave_group_response_init(m);
@@ -8130,7 +8954,8 @@ kp_derr_t kp_leave_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t 
     return r->err;
 }
 
-kp_werr_t kp_leave_group_response_encode(kp_writer_t *w, int16_t version, const kp_leave_group_response_t *m)
+kp_werr_t kp_leave_group_response_encode(kp_writer_t *w, int16_t version,
+                                         const kp_leave_group_response_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -8139,12 +8964,14 @@ kp_werr_t kp_leave_group_response_encode(kp_writer_t *w, int16_t version, const 
     return w->err;
 }
 
-bool kp_leave_group_response_eq(const kp_leave_group_response_t *a, const kp_leave_group_response_t *b, int16_t version)
+bool kp_leave_group_response_eq(const kp_leave_group_response_t *a,
+                                const kp_leave_group_response_t *b, int16_t version)
 {
     return leave_group_response_eq(a, b, version);
 }
 
-void kp_leave_group_response_fill(kp_leave_group_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_leave_group_response_fill(kp_leave_group_response_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_leave_group_response_init(m);
@@ -8183,9 +9010,11 @@ static void leave_group_response_fill_any(void *m, kp_arena_t *a, int16_t v, uin
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one OffsetCommitRequestPartition element, by version. */
-static const uint32_t offset_commit_request_offset_commit_request_partition_min_wire[10] = {14, 22, 14, 14, 14, 14, 18, 18, 18, 18};
+static const uint32_t offset_commit_request_offset_commit_request_partition_min_wire[10] =
+    {14, 22, 14, 14, 14, 14, 18, 18, 18, 18};
 
-void kp_offset_commit_request_offset_commit_request_partition_init(kp_offset_commit_request_offset_commit_request_partition_t *m)
+void kp_offset_commit_request_offset_commit_request_partition_init(
+    kp_offset_commit_request_offset_commit_request_partition_t *m)
 {
     memset(m, 0, sizeof *m);
     m->committed_leader_epoch = -1;
@@ -8193,7 +9022,9 @@ void kp_offset_commit_request_offset_commit_request_partition_init(kp_offset_com
     m->committed_metadata = (kp_str_t){"", 0};
 }
 
-static void offset_commit_request_offset_commit_request_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_commit_request_offset_commit_request_partition_t *m)
+static void offset_commit_request_offset_commit_request_partition_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_commit_request_offset_commit_request_partition_t *m)
 {
     kp_offset_commit_request_offset_commit_request_partition_init(m);
     m->partition_index = kp_read_i32(r);
@@ -8207,7 +9038,9 @@ static void offset_commit_request_offset_commit_request_partition_dec(kp_reader_
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_commit_request_offset_commit_request_partition_eq(const kp_offset_commit_request_offset_commit_request_partition_t *x, const kp_offset_commit_request_offset_commit_request_partition_t *y, int16_t v)
+static bool offset_commit_request_offset_commit_request_partition_eq(
+    const kp_offset_commit_request_offset_commit_request_partition_t *x,
+    const kp_offset_commit_request_offset_commit_request_partition_t *y, int16_t v)
 {
     if (x->partition_index != y->partition_index)
         return false;
@@ -8230,7 +9063,8 @@ static bool offset_commit_request_offset_commit_request_partition_eq(const kp_of
     return true;
 }
 
-static void offset_commit_request_offset_commit_request_partition_enc(kp_writer_t *w, int16_t v, const kp_offset_commit_request_offset_commit_request_partition_t *m)
+static void offset_commit_request_offset_commit_request_partition_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_commit_request_offset_commit_request_partition_t *m)
 {
     kp_write_i32(w, m->partition_index);
     kp_write_i64(w, m->committed_offset);
@@ -8243,7 +9077,9 @@ static void offset_commit_request_offset_commit_request_partition_enc(kp_writer_
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_commit_request_offset_commit_request_partition_fill(kp_offset_commit_request_offset_commit_request_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_commit_request_offset_commit_request_partition_fill(
+    kp_offset_commit_request_offset_commit_request_partition_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_commit_request_offset_commit_request_partition_init(m);
     m->partition_index = (int32_t)rnd(seed);
@@ -8256,33 +9092,42 @@ static void offset_commit_request_offset_commit_request_partition_fill(kp_offset
 }
 
 /* Smallest wire size of one OffsetCommitRequestTopic element, by version. */
-static const uint32_t offset_commit_request_offset_commit_request_topic_min_wire[10] = {6, 6, 6, 6, 6, 6, 6, 6, 3, 3};
+static const uint32_t offset_commit_request_offset_commit_request_topic_min_wire[10] =
+    {6, 6, 6, 6, 6, 6, 6, 6, 3, 3};
 
-void kp_offset_commit_request_offset_commit_request_topic_init(kp_offset_commit_request_offset_commit_request_topic_t *m)
+void kp_offset_commit_request_offset_commit_request_topic_init(
+    kp_offset_commit_request_offset_commit_request_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void offset_commit_request_offset_commit_request_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_commit_request_offset_commit_request_topic_t *m)
+static void offset_commit_request_offset_commit_request_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_commit_request_offset_commit_request_topic_t *m)
 {
     kp_offset_commit_request_offset_commit_request_topic_init(m);
     m->name = kp_read_string(r, v >= 8, false);
-    m->partitions = read_array(r, a, v >= 8, false, offset_commit_request_offset_commit_request_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 8, false,
+                               offset_commit_request_offset_commit_request_partition_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         offset_commit_request_offset_commit_request_partition_dec(r, a, v, &m->partitions[i]);
     if (v >= 8)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_commit_request_offset_commit_request_topic_eq(const kp_offset_commit_request_offset_commit_request_topic_t *x, const kp_offset_commit_request_offset_commit_request_topic_t *y, int16_t v)
+static bool offset_commit_request_offset_commit_request_topic_eq(
+    const kp_offset_commit_request_offset_commit_request_topic_t *x,
+    const kp_offset_commit_request_offset_commit_request_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!offset_commit_request_offset_commit_request_partition_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!offset_commit_request_offset_commit_request_partition_eq(&x->partitions[i],
+                                                                      &y->partitions[i], v))
             return false;
     if (v >= 8) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -8291,16 +9136,20 @@ static bool offset_commit_request_offset_commit_request_topic_eq(const kp_offset
     return true;
 }
 
-static void offset_commit_request_offset_commit_request_topic_enc(kp_writer_t *w, int16_t v, const kp_offset_commit_request_offset_commit_request_topic_t *m)
+static void offset_commit_request_offset_commit_request_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_commit_request_offset_commit_request_topic_t *m)
 {
     kp_write_string(w, m->name, v >= 8, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 8, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 8, false); i < n; i++)
         offset_commit_request_offset_commit_request_partition_enc(w, v, &m->partitions[i]);
     if (v >= 8)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_commit_request_offset_commit_request_topic_fill(kp_offset_commit_request_offset_commit_request_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_commit_request_offset_commit_request_topic_fill(
+    kp_offset_commit_request_offset_commit_request_topic_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_commit_request_offset_commit_request_topic_init(m);
     m->name = fill_str(a, seed, false);
@@ -8319,7 +9168,8 @@ void kp_offset_commit_request_init(kp_offset_commit_request_t *m)
     m->retention_time_ms = INT64_C(-1);
 }
 
-static void offset_commit_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_commit_request_t *m)
+static void offset_commit_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                      kp_offset_commit_request_t *m)
 {
     kp_offset_commit_request_init(m);
     m->group_id = kp_read_string(r, v >= 8, false);
@@ -8331,14 +9181,17 @@ static void offset_commit_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, 
         m->group_instance_id = kp_read_string(r, v >= 8, true);
     if (v >= 2 && v <= 4)
         m->retention_time_ms = kp_read_i64(r);
-    m->topics = read_array(r, a, v >= 8, false, offset_commit_request_offset_commit_request_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 8, false,
+                           offset_commit_request_offset_commit_request_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         offset_commit_request_offset_commit_request_topic_dec(r, a, v, &m->topics[i]);
     if (v >= 8)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_commit_request_eq(const kp_offset_commit_request_t *x, const kp_offset_commit_request_t *y, int16_t v)
+static bool offset_commit_request_eq(const kp_offset_commit_request_t *x,
+                                     const kp_offset_commit_request_t *y, int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -8370,7 +9223,8 @@ static bool offset_commit_request_eq(const kp_offset_commit_request_t *x, const 
     return true;
 }
 
-static void offset_commit_request_enc(kp_writer_t *w, int16_t v, const kp_offset_commit_request_t *m)
+static void offset_commit_request_enc(kp_writer_t *w, int16_t v,
+                                      const kp_offset_commit_request_t *m)
 {
     kp_write_string(w, m->group_id, v >= 8, false);
     if (v >= 1)
@@ -8381,13 +9235,15 @@ static void offset_commit_request_enc(kp_writer_t *w, int16_t v, const kp_offset
         kp_write_string(w, m->group_instance_id, v >= 8, true);
     if (v >= 2 && v <= 4)
         kp_write_i64(w, m->retention_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 8, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 8, false); i < n; i++)
         offset_commit_request_offset_commit_request_topic_enc(w, v, &m->topics[i]);
     if (v >= 8)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_commit_request_fill(kp_offset_commit_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_commit_request_fill(kp_offset_commit_request_t *m, kp_arena_t *a, int16_t v,
+                                       uint64_t *seed)
 {
     kp_offset_commit_request_init(m);
     m->group_id = fill_str(a, seed, false);
@@ -8404,7 +9260,8 @@ static void offset_commit_request_fill(kp_offset_commit_request_t *m, kp_arena_t
         offset_commit_request_offset_commit_request_topic_fill(&m->topics[i], a, v, seed);
 }
 
-kp_derr_t kp_offset_commit_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_commit_request_t *m)
+kp_derr_t kp_offset_commit_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_offset_commit_request_t *m)
 {
     if (version < 0 || version > 9) {
         kp_offset_commit_request_init(m);
@@ -8415,7 +9272,8 @@ kp_derr_t kp_offset_commit_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t
     return r->err;
 }
 
-kp_werr_t kp_offset_commit_request_encode(kp_writer_t *w, int16_t version, const kp_offset_commit_request_t *m)
+kp_werr_t kp_offset_commit_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_offset_commit_request_t *m)
 {
     if (version < 0 || version > 9)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -8424,12 +9282,14 @@ kp_werr_t kp_offset_commit_request_encode(kp_writer_t *w, int16_t version, const
     return w->err;
 }
 
-bool kp_offset_commit_request_eq(const kp_offset_commit_request_t *a, const kp_offset_commit_request_t *b, int16_t version)
+bool kp_offset_commit_request_eq(const kp_offset_commit_request_t *a,
+                                 const kp_offset_commit_request_t *b, int16_t version)
 {
     return offset_commit_request_eq(a, b, version);
 }
 
-void kp_offset_commit_request_fill(kp_offset_commit_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_offset_commit_request_fill(kp_offset_commit_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed)
 {
     if (version < 0 || version > 9) {
         kp_offset_commit_request_init(m);
@@ -8468,14 +9328,18 @@ static void offset_commit_request_fill_any(void *m, kp_arena_t *a, int16_t v, ui
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one OffsetCommitResponsePartition element, by version. */
-static const uint32_t offset_commit_response_offset_commit_response_partition_min_wire[10] = {6, 6, 6, 6, 6, 6, 6, 6, 7, 7};
+static const uint32_t offset_commit_response_offset_commit_response_partition_min_wire[10] =
+    {6, 6, 6, 6, 6, 6, 6, 6, 7, 7};
 
-void kp_offset_commit_response_offset_commit_response_partition_init(kp_offset_commit_response_offset_commit_response_partition_t *m)
+void kp_offset_commit_response_offset_commit_response_partition_init(
+    kp_offset_commit_response_offset_commit_response_partition_t *m)
 {
     memset(m, 0, sizeof *m);
 }
 
-static void offset_commit_response_offset_commit_response_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_commit_response_offset_commit_response_partition_t *m)
+static void offset_commit_response_offset_commit_response_partition_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_commit_response_offset_commit_response_partition_t *m)
 {
     kp_offset_commit_response_offset_commit_response_partition_init(m);
     m->partition_index = kp_read_i32(r);
@@ -8484,7 +9348,9 @@ static void offset_commit_response_offset_commit_response_partition_dec(kp_reade
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_commit_response_offset_commit_response_partition_eq(const kp_offset_commit_response_offset_commit_response_partition_t *x, const kp_offset_commit_response_offset_commit_response_partition_t *y, int16_t v)
+static bool offset_commit_response_offset_commit_response_partition_eq(
+    const kp_offset_commit_response_offset_commit_response_partition_t *x,
+    const kp_offset_commit_response_offset_commit_response_partition_t *y, int16_t v)
 {
     if (x->partition_index != y->partition_index)
         return false;
@@ -8497,7 +9363,9 @@ static bool offset_commit_response_offset_commit_response_partition_eq(const kp_
     return true;
 }
 
-static void offset_commit_response_offset_commit_response_partition_enc(kp_writer_t *w, int16_t v, const kp_offset_commit_response_offset_commit_response_partition_t *m)
+static void offset_commit_response_offset_commit_response_partition_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_offset_commit_response_offset_commit_response_partition_t *m)
 {
     kp_write_i32(w, m->partition_index);
     kp_write_i16(w, m->error_code);
@@ -8505,7 +9373,9 @@ static void offset_commit_response_offset_commit_response_partition_enc(kp_write
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_commit_response_offset_commit_response_partition_fill(kp_offset_commit_response_offset_commit_response_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_commit_response_offset_commit_response_partition_fill(
+    kp_offset_commit_response_offset_commit_response_partition_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -8515,33 +9385,42 @@ static void offset_commit_response_offset_commit_response_partition_fill(kp_offs
 }
 
 /* Smallest wire size of one OffsetCommitResponseTopic element, by version. */
-static const uint32_t offset_commit_response_offset_commit_response_topic_min_wire[10] = {6, 6, 6, 6, 6, 6, 6, 6, 3, 3};
+static const uint32_t offset_commit_response_offset_commit_response_topic_min_wire[10] =
+    {6, 6, 6, 6, 6, 6, 6, 6, 3, 3};
 
-void kp_offset_commit_response_offset_commit_response_topic_init(kp_offset_commit_response_offset_commit_response_topic_t *m)
+void kp_offset_commit_response_offset_commit_response_topic_init(
+    kp_offset_commit_response_offset_commit_response_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void offset_commit_response_offset_commit_response_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_commit_response_offset_commit_response_topic_t *m)
+static void offset_commit_response_offset_commit_response_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_commit_response_offset_commit_response_topic_t *m)
 {
     kp_offset_commit_response_offset_commit_response_topic_init(m);
     m->name = kp_read_string(r, v >= 8, false);
-    m->partitions = read_array(r, a, v >= 8, false, offset_commit_response_offset_commit_response_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 8, false,
+                               offset_commit_response_offset_commit_response_partition_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         offset_commit_response_offset_commit_response_partition_dec(r, a, v, &m->partitions[i]);
     if (v >= 8)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_commit_response_offset_commit_response_topic_eq(const kp_offset_commit_response_offset_commit_response_topic_t *x, const kp_offset_commit_response_offset_commit_response_topic_t *y, int16_t v)
+static bool offset_commit_response_offset_commit_response_topic_eq(
+    const kp_offset_commit_response_offset_commit_response_topic_t *x,
+    const kp_offset_commit_response_offset_commit_response_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!offset_commit_response_offset_commit_response_partition_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!offset_commit_response_offset_commit_response_partition_eq(&x->partitions[i],
+                                                                        &y->partitions[i], v))
             return false;
     if (v >= 8) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -8550,16 +9429,20 @@ static bool offset_commit_response_offset_commit_response_topic_eq(const kp_offs
     return true;
 }
 
-static void offset_commit_response_offset_commit_response_topic_enc(kp_writer_t *w, int16_t v, const kp_offset_commit_response_offset_commit_response_topic_t *m)
+static void offset_commit_response_offset_commit_response_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_commit_response_offset_commit_response_topic_t *m)
 {
     kp_write_string(w, m->name, v >= 8, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 8, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 8, false); i < n; i++)
         offset_commit_response_offset_commit_response_partition_enc(w, v, &m->partitions[i]);
     if (v >= 8)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_commit_response_offset_commit_response_topic_fill(kp_offset_commit_response_offset_commit_response_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_commit_response_offset_commit_response_topic_fill(
+    kp_offset_commit_response_offset_commit_response_topic_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_commit_response_offset_commit_response_topic_init(m);
     m->name = fill_str(a, seed, false);
@@ -8573,19 +9456,23 @@ void kp_offset_commit_response_init(kp_offset_commit_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void offset_commit_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_commit_response_t *m)
+static void offset_commit_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                       kp_offset_commit_response_t *m)
 {
     kp_offset_commit_response_init(m);
     if (v >= 3)
         m->throttle_time_ms = kp_read_i32(r);
-    m->topics = read_array(r, a, v >= 8, false, offset_commit_response_offset_commit_response_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 8, false,
+                           offset_commit_response_offset_commit_response_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         offset_commit_response_offset_commit_response_topic_dec(r, a, v, &m->topics[i]);
     if (v >= 8)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_commit_response_eq(const kp_offset_commit_response_t *x, const kp_offset_commit_response_t *y, int16_t v)
+static bool offset_commit_response_eq(const kp_offset_commit_response_t *x,
+                                      const kp_offset_commit_response_t *y, int16_t v)
 {
     if (v >= 3) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -8594,7 +9481,8 @@ static bool offset_commit_response_eq(const kp_offset_commit_response_t *x, cons
     if (x->topics_count != y->topics_count)
         return false;
     for (int32_t i = 0; i < x->topics_count; i++)
-        if (!offset_commit_response_offset_commit_response_topic_eq(&x->topics[i], &y->topics[i], v))
+        if (!offset_commit_response_offset_commit_response_topic_eq(&x->topics[i], &y->topics[i],
+                                                                    v))
             return false;
     if (v >= 8) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -8603,17 +9491,20 @@ static bool offset_commit_response_eq(const kp_offset_commit_response_t *x, cons
     return true;
 }
 
-static void offset_commit_response_enc(kp_writer_t *w, int16_t v, const kp_offset_commit_response_t *m)
+static void offset_commit_response_enc(kp_writer_t *w, int16_t v,
+                                       const kp_offset_commit_response_t *m)
 {
     if (v >= 3)
         kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 8, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 8, false); i < n; i++)
         offset_commit_response_offset_commit_response_topic_enc(w, v, &m->topics[i]);
     if (v >= 8)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_commit_response_fill(kp_offset_commit_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_commit_response_fill(kp_offset_commit_response_t *m, kp_arena_t *a, int16_t v,
+                                        uint64_t *seed)
 {
     kp_offset_commit_response_init(m);
     if (v >= 3)
@@ -8623,7 +9514,8 @@ static void offset_commit_response_fill(kp_offset_commit_response_t *m, kp_arena
         offset_commit_response_offset_commit_response_topic_fill(&m->topics[i], a, v, seed);
 }
 
-kp_derr_t kp_offset_commit_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_commit_response_t *m)
+kp_derr_t kp_offset_commit_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_offset_commit_response_t *m)
 {
     if (version < 0 || version > 9) {
         kp_offset_commit_response_init(m);
@@ -8634,7 +9526,8 @@ kp_derr_t kp_offset_commit_response_decode(kp_reader_t *r, kp_arena_t *a, int16_
     return r->err;
 }
 
-kp_werr_t kp_offset_commit_response_encode(kp_writer_t *w, int16_t version, const kp_offset_commit_response_t *m)
+kp_werr_t kp_offset_commit_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_offset_commit_response_t *m)
 {
     if (version < 0 || version > 9)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -8643,12 +9536,14 @@ kp_werr_t kp_offset_commit_response_encode(kp_writer_t *w, int16_t version, cons
     return w->err;
 }
 
-bool kp_offset_commit_response_eq(const kp_offset_commit_response_t *a, const kp_offset_commit_response_t *b, int16_t version)
+bool kp_offset_commit_response_eq(const kp_offset_commit_response_t *a,
+                                  const kp_offset_commit_response_t *b, int16_t version)
 {
     return offset_commit_response_eq(a, b, version);
 }
 
-void kp_offset_commit_response_fill(kp_offset_commit_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_offset_commit_response_fill(kp_offset_commit_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed)
 {
     if (version < 0 || version > 9) {
         kp_offset_commit_response_init(m);
@@ -8662,7 +9557,8 @@ static void offset_commit_response_init_any(void *m)
     kp_offset_commit_response_init(m);
 }
 
-static kp_derr_t offset_commit_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t offset_commit_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   void *m)
 {
     return kp_offset_commit_response_decode(r, a, v, m);
 }
@@ -8687,26 +9583,33 @@ static void offset_commit_response_fill_any(void *m, kp_arena_t *a, int16_t v, u
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one OffsetFetchRequestTopic element, by version. */
-static const uint32_t offset_fetch_request_offset_fetch_request_topic_min_wire[10] = {6, 6, 6, 6, 6, 6, 3, 3, 1, 1};
+static const uint32_t offset_fetch_request_offset_fetch_request_topic_min_wire[10] =
+    {6, 6, 6, 6, 6, 6, 3, 3, 1, 1};
 
-void kp_offset_fetch_request_offset_fetch_request_topic_init(kp_offset_fetch_request_offset_fetch_request_topic_t *m)
+void kp_offset_fetch_request_offset_fetch_request_topic_init(
+    kp_offset_fetch_request_offset_fetch_request_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void offset_fetch_request_offset_fetch_request_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_request_offset_fetch_request_topic_t *m)
+static void offset_fetch_request_offset_fetch_request_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_fetch_request_offset_fetch_request_topic_t *m)
 {
     kp_offset_fetch_request_offset_fetch_request_topic_init(m);
     m->name = kp_read_string(r, v >= 6, false);
-    m->partition_indexes = read_array(r, a, v >= 6, false, 4, sizeof *m->partition_indexes, &m->partition_indexes_count);
+    m->partition_indexes = read_array(r, a, v >= 6, false, 4, sizeof *m->partition_indexes,
+                                      &m->partition_indexes_count);
     for (int32_t i = 0; i < m->partition_indexes_count && r->err == KP_DECODE_OK; i++)
         m->partition_indexes[i] = kp_read_i32(r);
     if (v >= 6)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_request_offset_fetch_request_topic_eq(const kp_offset_fetch_request_offset_fetch_request_topic_t *x, const kp_offset_fetch_request_offset_fetch_request_topic_t *y, int16_t v)
+static bool offset_fetch_request_offset_fetch_request_topic_eq(
+    const kp_offset_fetch_request_offset_fetch_request_topic_t *x,
+    const kp_offset_fetch_request_offset_fetch_request_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -8722,45 +9625,58 @@ static bool offset_fetch_request_offset_fetch_request_topic_eq(const kp_offset_f
     return true;
 }
 
-static void offset_fetch_request_offset_fetch_request_topic_enc(kp_writer_t *w, int16_t v, const kp_offset_fetch_request_offset_fetch_request_topic_t *m)
+static void offset_fetch_request_offset_fetch_request_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_fetch_request_offset_fetch_request_topic_t *m)
 {
     kp_write_string(w, m->name, v >= 6, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partition_indexes_count, m->partition_indexes, v >= 6, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partition_indexes_count, m->partition_indexes, v >= 6,
+                             false); i < n; i++)
         kp_write_i32(w, m->partition_indexes[i]);
     if (v >= 6)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_request_offset_fetch_request_topic_fill(kp_offset_fetch_request_offset_fetch_request_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_request_offset_fetch_request_topic_fill(
+    kp_offset_fetch_request_offset_fetch_request_topic_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_offset_fetch_request_offset_fetch_request_topic_init(m);
     m->name = fill_str(a, seed, false);
-    m->partition_indexes = fill_array(a, seed, false, sizeof *m->partition_indexes, &m->partition_indexes_count);
+    m->partition_indexes = fill_array(a, seed, false, sizeof *m->partition_indexes,
+                                      &m->partition_indexes_count);
     for (int32_t i = 0; i < m->partition_indexes_count; i++)
         m->partition_indexes[i] = (int32_t)rnd(seed);
 }
 
 /* Smallest wire size of one OffsetFetchRequestTopics element, by version. */
-static const uint32_t offset_fetch_request_offset_fetch_request_topics_min_wire[10] = {1, 1, 1, 1, 1, 1, 1, 1, 3, 3};
+static const uint32_t offset_fetch_request_offset_fetch_request_topics_min_wire[10] =
+    {1, 1, 1, 1, 1, 1, 1, 1, 3, 3};
 
-void kp_offset_fetch_request_offset_fetch_request_topics_init(kp_offset_fetch_request_offset_fetch_request_topics_t *m)
+void kp_offset_fetch_request_offset_fetch_request_topics_init(
+    kp_offset_fetch_request_offset_fetch_request_topics_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void offset_fetch_request_offset_fetch_request_topics_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_request_offset_fetch_request_topics_t *m)
+static void offset_fetch_request_offset_fetch_request_topics_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_fetch_request_offset_fetch_request_topics_t *m)
 {
     kp_offset_fetch_request_offset_fetch_request_topics_init(m);
     m->name = kp_read_string(r, true, false);
-    m->partition_indexes = read_array(r, a, true, false, 4, sizeof *m->partition_indexes, &m->partition_indexes_count);
+    m->partition_indexes = read_array(r, a, true, false, 4, sizeof *m->partition_indexes,
+                                      &m->partition_indexes_count);
     for (int32_t i = 0; i < m->partition_indexes_count && r->err == KP_DECODE_OK; i++)
         m->partition_indexes[i] = kp_read_i32(r);
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_request_offset_fetch_request_topics_eq(const kp_offset_fetch_request_offset_fetch_request_topics_t *x, const kp_offset_fetch_request_offset_fetch_request_topics_t *y, int16_t v)
+static bool offset_fetch_request_offset_fetch_request_topics_eq(
+    const kp_offset_fetch_request_offset_fetch_request_topics_t *x,
+    const kp_offset_fetch_request_offset_fetch_request_topics_t *y, int16_t v)
 {
     (void)v;
     if (!str_eq(x->name, y->name))
@@ -8775,28 +9691,36 @@ static bool offset_fetch_request_offset_fetch_request_topics_eq(const kp_offset_
     return true;
 }
 
-static void offset_fetch_request_offset_fetch_request_topics_enc(kp_writer_t *w, int16_t v, const kp_offset_fetch_request_offset_fetch_request_topics_t *m)
+static void offset_fetch_request_offset_fetch_request_topics_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_fetch_request_offset_fetch_request_topics_t *m)
 {
     kp_write_string(w, m->name, true, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partition_indexes_count, m->partition_indexes, true, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partition_indexes_count, m->partition_indexes, true,
+                             false); i < n; i++)
         kp_write_i32(w, m->partition_indexes[i]);
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_request_offset_fetch_request_topics_fill(kp_offset_fetch_request_offset_fetch_request_topics_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_request_offset_fetch_request_topics_fill(
+    kp_offset_fetch_request_offset_fetch_request_topics_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_offset_fetch_request_offset_fetch_request_topics_init(m);
     m->name = fill_str(a, seed, false);
-    m->partition_indexes = fill_array(a, seed, false, sizeof *m->partition_indexes, &m->partition_indexes_count);
+    m->partition_indexes = fill_array(a, seed, false, sizeof *m->partition_indexes,
+                                      &m->partition_indexes_count);
     for (int32_t i = 0; i < m->partition_indexes_count; i++)
         m->partition_indexes[i] = (int32_t)rnd(seed);
 }
 
 /* Smallest wire size of one OffsetFetchRequestGroup element, by version. */
-static const uint32_t offset_fetch_request_offset_fetch_request_group_min_wire[10] = {1, 1, 1, 1, 1, 1, 1, 1, 3, 8};
+static const uint32_t offset_fetch_request_offset_fetch_request_group_min_wire[10] =
+    {1, 1, 1, 1, 1, 1, 1, 1, 3, 8};
 
-void kp_offset_fetch_request_offset_fetch_request_group_init(kp_offset_fetch_request_offset_fetch_request_group_t *m)
+void kp_offset_fetch_request_offset_fetch_request_group_init(
+    kp_offset_fetch_request_offset_fetch_request_group_t *m)
 {
     memset(m, 0, sizeof *m);
     m->group_id = (kp_str_t){"", 0};
@@ -8804,7 +9728,9 @@ void kp_offset_fetch_request_offset_fetch_request_group_init(kp_offset_fetch_req
     m->member_epoch = -1;
 }
 
-static void offset_fetch_request_offset_fetch_request_group_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_request_offset_fetch_request_group_t *m)
+static void offset_fetch_request_offset_fetch_request_group_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_fetch_request_offset_fetch_request_group_t *m)
 {
     kp_offset_fetch_request_offset_fetch_request_group_init(m);
     m->group_id = kp_read_string(r, true, false);
@@ -8812,13 +9738,17 @@ static void offset_fetch_request_offset_fetch_request_group_dec(kp_reader_t *r, 
         m->member_id = kp_read_string(r, true, true);
     if (v >= 9)
         m->member_epoch = kp_read_i32(r);
-    m->topics = read_array(r, a, true, true, offset_fetch_request_offset_fetch_request_topics_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, true, true,
+                           offset_fetch_request_offset_fetch_request_topics_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         offset_fetch_request_offset_fetch_request_topics_dec(r, a, v, &m->topics[i]);
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_request_offset_fetch_request_group_eq(const kp_offset_fetch_request_offset_fetch_request_group_t *x, const kp_offset_fetch_request_offset_fetch_request_group_t *y, int16_t v)
+static bool offset_fetch_request_offset_fetch_request_group_eq(
+    const kp_offset_fetch_request_offset_fetch_request_group_t *x,
+    const kp_offset_fetch_request_offset_fetch_request_group_t *y, int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -8840,7 +9770,8 @@ static bool offset_fetch_request_offset_fetch_request_group_eq(const kp_offset_f
     return true;
 }
 
-static void offset_fetch_request_offset_fetch_request_group_enc(kp_writer_t *w, int16_t v, const kp_offset_fetch_request_offset_fetch_request_group_t *m)
+static void offset_fetch_request_offset_fetch_request_group_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_fetch_request_offset_fetch_request_group_t *m)
 {
     kp_write_string(w, m->group_id, true, false);
     if (v >= 9)
@@ -8852,7 +9783,9 @@ static void offset_fetch_request_offset_fetch_request_group_enc(kp_writer_t *w, 
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_request_offset_fetch_request_group_fill(kp_offset_fetch_request_offset_fetch_request_group_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_request_offset_fetch_request_group_fill(
+    kp_offset_fetch_request_offset_fetch_request_group_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_fetch_request_offset_fetch_request_group_init(m);
     m->group_id = fill_str(a, seed, false);
@@ -8871,18 +9804,23 @@ void kp_offset_fetch_request_init(kp_offset_fetch_request_t *m)
     m->group_id = (kp_str_t){"", 0};
 }
 
-static void offset_fetch_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_request_t *m)
+static void offset_fetch_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                     kp_offset_fetch_request_t *m)
 {
     kp_offset_fetch_request_init(m);
     if (v <= 7)
         m->group_id = kp_read_string(r, v >= 6, false);
     if (v <= 7) {
-        m->topics = read_array(r, a, v >= 6, v >= 2, offset_fetch_request_offset_fetch_request_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+        m->topics = read_array(r, a, v >= 6, v >= 2,
+                               offset_fetch_request_offset_fetch_request_topic_min_wire[v],
+                               sizeof *m->topics, &m->topics_count);
         for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
             offset_fetch_request_offset_fetch_request_topic_dec(r, a, v, &m->topics[i]);
     }
     if (v >= 8) {
-        m->groups = read_array(r, a, true, false, offset_fetch_request_offset_fetch_request_group_min_wire[v], sizeof *m->groups, &m->groups_count);
+        m->groups = read_array(r, a, true, false,
+                               offset_fetch_request_offset_fetch_request_group_min_wire[v],
+                               sizeof *m->groups, &m->groups_count);
         for (int32_t i = 0; i < m->groups_count && r->err == KP_DECODE_OK; i++)
             offset_fetch_request_offset_fetch_request_group_dec(r, a, v, &m->groups[i]);
     }
@@ -8892,7 +9830,8 @@ static void offset_fetch_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, k
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_request_eq(const kp_offset_fetch_request_t *x, const kp_offset_fetch_request_t *y, int16_t v)
+static bool offset_fetch_request_eq(const kp_offset_fetch_request_t *x,
+                                    const kp_offset_fetch_request_t *y, int16_t v)
 {
     if (v <= 7) {
         if (!str_eq(x->group_id, y->group_id))
@@ -8902,14 +9841,16 @@ static bool offset_fetch_request_eq(const kp_offset_fetch_request_t *x, const kp
         if (x->topics_count != y->topics_count)
             return false;
         for (int32_t i = 0; i < x->topics_count; i++)
-            if (!offset_fetch_request_offset_fetch_request_topic_eq(&x->topics[i], &y->topics[i], v))
+            if (!offset_fetch_request_offset_fetch_request_topic_eq(&x->topics[i], &y->topics[i],
+                                                                    v))
                 return false;
     }
     if (v >= 8) {
         if (x->groups_count != y->groups_count)
             return false;
         for (int32_t i = 0; i < x->groups_count; i++)
-            if (!offset_fetch_request_offset_fetch_request_group_eq(&x->groups[i], &y->groups[i], v))
+            if (!offset_fetch_request_offset_fetch_request_group_eq(&x->groups[i], &y->groups[i],
+                                                                    v))
                 return false;
     }
     if (v >= 7) {
@@ -8928,11 +9869,13 @@ static void offset_fetch_request_enc(kp_writer_t *w, int16_t v, const kp_offset_
     if (v <= 7)
         kp_write_string(w, m->group_id, v >= 6, false);
     if (v <= 7) {
-        for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 6, v >= 2); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->topics_count, m->topics, v >= 6, v >= 2); i < n; i++)
             offset_fetch_request_offset_fetch_request_topic_enc(w, v, &m->topics[i]);
     }
     if (v >= 8) {
-        for (int32_t i = 0, n = write_array_len(w, m->groups_count, m->groups, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->groups_count, m->groups, true, false); i < n; i++)
             offset_fetch_request_offset_fetch_request_group_enc(w, v, &m->groups[i]);
     }
     if (v >= 7)
@@ -8941,7 +9884,8 @@ static void offset_fetch_request_enc(kp_writer_t *w, int16_t v, const kp_offset_
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_request_fill(kp_offset_fetch_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_request_fill(kp_offset_fetch_request_t *m, kp_arena_t *a, int16_t v,
+                                      uint64_t *seed)
 {
     kp_offset_fetch_request_init(m);
     if (v <= 7)
@@ -8960,7 +9904,8 @@ static void offset_fetch_request_fill(kp_offset_fetch_request_t *m, kp_arena_t *
         m->require_stable = (rnd(seed) & 1) != 0;
 }
 
-kp_derr_t kp_offset_fetch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_fetch_request_t *m)
+kp_derr_t kp_offset_fetch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_offset_fetch_request_t *m)
 {
     if (version < 0 || version > 9) {
         kp_offset_fetch_request_init(m);
@@ -8971,7 +9916,8 @@ kp_derr_t kp_offset_fetch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t 
     return r->err;
 }
 
-kp_werr_t kp_offset_fetch_request_encode(kp_writer_t *w, int16_t version, const kp_offset_fetch_request_t *m)
+kp_werr_t kp_offset_fetch_request_encode(kp_writer_t *w, int16_t version,
+                                         const kp_offset_fetch_request_t *m)
 {
     if (version < 0 || version > 9)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -8980,12 +9926,14 @@ kp_werr_t kp_offset_fetch_request_encode(kp_writer_t *w, int16_t version, const 
     return w->err;
 }
 
-bool kp_offset_fetch_request_eq(const kp_offset_fetch_request_t *a, const kp_offset_fetch_request_t *b, int16_t version)
+bool kp_offset_fetch_request_eq(const kp_offset_fetch_request_t *a,
+                                const kp_offset_fetch_request_t *b, int16_t version)
 {
     return offset_fetch_request_eq(a, b, version);
 }
 
-void kp_offset_fetch_request_fill(kp_offset_fetch_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_offset_fetch_request_fill(kp_offset_fetch_request_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed)
 {
     if (version < 0 || version > 9) {
         kp_offset_fetch_request_init(m);
@@ -9024,16 +9972,20 @@ static void offset_fetch_request_fill_any(void *m, kp_arena_t *a, int16_t v, uin
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one OffsetFetchResponsePartition element, by version. */
-static const uint32_t offset_fetch_response_offset_fetch_response_partition_min_wire[10] = {16, 16, 16, 16, 16, 20, 20, 20, 1, 1};
+static const uint32_t offset_fetch_response_offset_fetch_response_partition_min_wire[10] =
+    {16, 16, 16, 16, 16, 20, 20, 20, 1, 1};
 
-void kp_offset_fetch_response_offset_fetch_response_partition_init(kp_offset_fetch_response_offset_fetch_response_partition_t *m)
+void kp_offset_fetch_response_offset_fetch_response_partition_init(
+    kp_offset_fetch_response_offset_fetch_response_partition_t *m)
 {
     memset(m, 0, sizeof *m);
     m->committed_leader_epoch = -1;
     m->metadata = (kp_str_t){"", 0};
 }
 
-static void offset_fetch_response_offset_fetch_response_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_response_offset_fetch_response_partition_t *m)
+static void offset_fetch_response_offset_fetch_response_partition_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_fetch_response_offset_fetch_response_partition_t *m)
 {
     kp_offset_fetch_response_offset_fetch_response_partition_init(m);
     m->partition_index = kp_read_i32(r);
@@ -9046,7 +9998,9 @@ static void offset_fetch_response_offset_fetch_response_partition_dec(kp_reader_
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_response_offset_fetch_response_partition_eq(const kp_offset_fetch_response_offset_fetch_response_partition_t *x, const kp_offset_fetch_response_offset_fetch_response_partition_t *y, int16_t v)
+static bool offset_fetch_response_offset_fetch_response_partition_eq(
+    const kp_offset_fetch_response_offset_fetch_response_partition_t *x,
+    const kp_offset_fetch_response_offset_fetch_response_partition_t *y, int16_t v)
 {
     if (x->partition_index != y->partition_index)
         return false;
@@ -9067,7 +10021,8 @@ static bool offset_fetch_response_offset_fetch_response_partition_eq(const kp_of
     return true;
 }
 
-static void offset_fetch_response_offset_fetch_response_partition_enc(kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_partition_t *m)
+static void offset_fetch_response_offset_fetch_response_partition_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_partition_t *m)
 {
     kp_write_i32(w, m->partition_index);
     kp_write_i64(w, m->committed_offset);
@@ -9079,7 +10034,9 @@ static void offset_fetch_response_offset_fetch_response_partition_enc(kp_writer_
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_response_offset_fetch_response_partition_fill(kp_offset_fetch_response_offset_fetch_response_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_response_offset_fetch_response_partition_fill(
+    kp_offset_fetch_response_offset_fetch_response_partition_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_fetch_response_offset_fetch_response_partition_init(m);
     m->partition_index = (int32_t)rnd(seed);
@@ -9091,33 +10048,42 @@ static void offset_fetch_response_offset_fetch_response_partition_fill(kp_offset
 }
 
 /* Smallest wire size of one OffsetFetchResponseTopic element, by version. */
-static const uint32_t offset_fetch_response_offset_fetch_response_topic_min_wire[10] = {6, 6, 6, 6, 6, 6, 3, 3, 1, 1};
+static const uint32_t offset_fetch_response_offset_fetch_response_topic_min_wire[10] =
+    {6, 6, 6, 6, 6, 6, 3, 3, 1, 1};
 
-void kp_offset_fetch_response_offset_fetch_response_topic_init(kp_offset_fetch_response_offset_fetch_response_topic_t *m)
+void kp_offset_fetch_response_offset_fetch_response_topic_init(
+    kp_offset_fetch_response_offset_fetch_response_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void offset_fetch_response_offset_fetch_response_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_response_offset_fetch_response_topic_t *m)
+static void offset_fetch_response_offset_fetch_response_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_fetch_response_offset_fetch_response_topic_t *m)
 {
     kp_offset_fetch_response_offset_fetch_response_topic_init(m);
     m->name = kp_read_string(r, v >= 6, false);
-    m->partitions = read_array(r, a, v >= 6, false, offset_fetch_response_offset_fetch_response_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 6, false,
+                               offset_fetch_response_offset_fetch_response_partition_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         offset_fetch_response_offset_fetch_response_partition_dec(r, a, v, &m->partitions[i]);
     if (v >= 6)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_response_offset_fetch_response_topic_eq(const kp_offset_fetch_response_offset_fetch_response_topic_t *x, const kp_offset_fetch_response_offset_fetch_response_topic_t *y, int16_t v)
+static bool offset_fetch_response_offset_fetch_response_topic_eq(
+    const kp_offset_fetch_response_offset_fetch_response_topic_t *x,
+    const kp_offset_fetch_response_offset_fetch_response_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!offset_fetch_response_offset_fetch_response_partition_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!offset_fetch_response_offset_fetch_response_partition_eq(&x->partitions[i],
+                                                                      &y->partitions[i], v))
             return false;
     if (v >= 6) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -9126,16 +10092,20 @@ static bool offset_fetch_response_offset_fetch_response_topic_eq(const kp_offset
     return true;
 }
 
-static void offset_fetch_response_offset_fetch_response_topic_enc(kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_topic_t *m)
+static void offset_fetch_response_offset_fetch_response_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_topic_t *m)
 {
     kp_write_string(w, m->name, v >= 6, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 6, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 6, false); i < n; i++)
         offset_fetch_response_offset_fetch_response_partition_enc(w, v, &m->partitions[i]);
     if (v >= 6)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_response_offset_fetch_response_topic_fill(kp_offset_fetch_response_offset_fetch_response_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_response_offset_fetch_response_topic_fill(
+    kp_offset_fetch_response_offset_fetch_response_topic_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_fetch_response_offset_fetch_response_topic_init(m);
     m->name = fill_str(a, seed, false);
@@ -9145,16 +10115,20 @@ static void offset_fetch_response_offset_fetch_response_topic_fill(kp_offset_fet
 }
 
 /* Smallest wire size of one OffsetFetchResponsePartitions element, by version. */
-static const uint32_t offset_fetch_response_offset_fetch_response_partitions_min_wire[10] = {1, 1, 1, 1, 1, 1, 1, 1, 20, 20};
+static const uint32_t offset_fetch_response_offset_fetch_response_partitions_min_wire[10] =
+    {1, 1, 1, 1, 1, 1, 1, 1, 20, 20};
 
-void kp_offset_fetch_response_offset_fetch_response_partitions_init(kp_offset_fetch_response_offset_fetch_response_partitions_t *m)
+void kp_offset_fetch_response_offset_fetch_response_partitions_init(
+    kp_offset_fetch_response_offset_fetch_response_partitions_t *m)
 {
     memset(m, 0, sizeof *m);
     m->committed_leader_epoch = -1;
     m->metadata = (kp_str_t){"", 0};
 }
 
-static void offset_fetch_response_offset_fetch_response_partitions_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_response_offset_fetch_response_partitions_t *m)
+static void offset_fetch_response_offset_fetch_response_partitions_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_fetch_response_offset_fetch_response_partitions_t *m)
 {
     kp_offset_fetch_response_offset_fetch_response_partitions_init(m);
     m->partition_index = kp_read_i32(r);
@@ -9165,7 +10139,9 @@ static void offset_fetch_response_offset_fetch_response_partitions_dec(kp_reader
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_response_offset_fetch_response_partitions_eq(const kp_offset_fetch_response_offset_fetch_response_partitions_t *x, const kp_offset_fetch_response_offset_fetch_response_partitions_t *y, int16_t v)
+static bool offset_fetch_response_offset_fetch_response_partitions_eq(
+    const kp_offset_fetch_response_offset_fetch_response_partitions_t *x,
+    const kp_offset_fetch_response_offset_fetch_response_partitions_t *y, int16_t v)
 {
     (void)v;
     if (x->partition_index != y->partition_index)
@@ -9183,7 +10159,8 @@ static bool offset_fetch_response_offset_fetch_response_partitions_eq(const kp_o
     return true;
 }
 
-static void offset_fetch_response_offset_fetch_response_partitions_enc(kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_partitions_t *m)
+static void offset_fetch_response_offset_fetch_response_partitions_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_partitions_t *m)
 {
     kp_write_i32(w, m->partition_index);
     kp_write_i64(w, m->committed_offset);
@@ -9193,7 +10170,9 @@ static void offset_fetch_response_offset_fetch_response_partitions_enc(kp_writer
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_response_offset_fetch_response_partitions_fill(kp_offset_fetch_response_offset_fetch_response_partitions_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_response_offset_fetch_response_partitions_fill(
+    kp_offset_fetch_response_offset_fetch_response_partitions_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_offset_fetch_response_offset_fetch_response_partitions_init(m);
@@ -9205,47 +10184,60 @@ static void offset_fetch_response_offset_fetch_response_partitions_fill(kp_offse
 }
 
 /* Smallest wire size of one OffsetFetchResponseTopics element, by version. */
-static const uint32_t offset_fetch_response_offset_fetch_response_topics_min_wire[10] = {1, 1, 1, 1, 1, 1, 1, 1, 3, 3};
+static const uint32_t offset_fetch_response_offset_fetch_response_topics_min_wire[10] =
+    {1, 1, 1, 1, 1, 1, 1, 1, 3, 3};
 
-void kp_offset_fetch_response_offset_fetch_response_topics_init(kp_offset_fetch_response_offset_fetch_response_topics_t *m)
+void kp_offset_fetch_response_offset_fetch_response_topics_init(
+    kp_offset_fetch_response_offset_fetch_response_topics_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void offset_fetch_response_offset_fetch_response_topics_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_response_offset_fetch_response_topics_t *m)
+static void offset_fetch_response_offset_fetch_response_topics_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_fetch_response_offset_fetch_response_topics_t *m)
 {
     kp_offset_fetch_response_offset_fetch_response_topics_init(m);
     m->name = kp_read_string(r, true, false);
-    m->partitions = read_array(r, a, true, false, offset_fetch_response_offset_fetch_response_partitions_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, true, false,
+                               offset_fetch_response_offset_fetch_response_partitions_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         offset_fetch_response_offset_fetch_response_partitions_dec(r, a, v, &m->partitions[i]);
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_response_offset_fetch_response_topics_eq(const kp_offset_fetch_response_offset_fetch_response_topics_t *x, const kp_offset_fetch_response_offset_fetch_response_topics_t *y, int16_t v)
+static bool offset_fetch_response_offset_fetch_response_topics_eq(
+    const kp_offset_fetch_response_offset_fetch_response_topics_t *x,
+    const kp_offset_fetch_response_offset_fetch_response_topics_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!offset_fetch_response_offset_fetch_response_partitions_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!offset_fetch_response_offset_fetch_response_partitions_eq(&x->partitions[i],
+                                                                       &y->partitions[i], v))
             return false;
     if (!tags_eq(&x->_unknown, &y->_unknown))
         return false;
     return true;
 }
 
-static void offset_fetch_response_offset_fetch_response_topics_enc(kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_topics_t *m)
+static void offset_fetch_response_offset_fetch_response_topics_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_topics_t *m)
 {
     kp_write_string(w, m->name, true, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, true, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, true, false); i < n; i++)
         offset_fetch_response_offset_fetch_response_partitions_enc(w, v, &m->partitions[i]);
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_response_offset_fetch_response_topics_fill(kp_offset_fetch_response_offset_fetch_response_topics_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_response_offset_fetch_response_topics_fill(
+    kp_offset_fetch_response_offset_fetch_response_topics_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_fetch_response_offset_fetch_response_topics_init(m);
     m->name = fill_str(a, seed, false);
@@ -9255,26 +10247,34 @@ static void offset_fetch_response_offset_fetch_response_topics_fill(kp_offset_fe
 }
 
 /* Smallest wire size of one OffsetFetchResponseGroup element, by version. */
-static const uint32_t offset_fetch_response_offset_fetch_response_group_min_wire[10] = {1, 1, 1, 1, 1, 1, 1, 1, 5, 5};
+static const uint32_t offset_fetch_response_offset_fetch_response_group_min_wire[10] =
+    {1, 1, 1, 1, 1, 1, 1, 1, 5, 5};
 
-void kp_offset_fetch_response_offset_fetch_response_group_init(kp_offset_fetch_response_offset_fetch_response_group_t *m)
+void kp_offset_fetch_response_offset_fetch_response_group_init(
+    kp_offset_fetch_response_offset_fetch_response_group_t *m)
 {
     memset(m, 0, sizeof *m);
     m->group_id = (kp_str_t){"", 0};
 }
 
-static void offset_fetch_response_offset_fetch_response_group_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_response_offset_fetch_response_group_t *m)
+static void offset_fetch_response_offset_fetch_response_group_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_fetch_response_offset_fetch_response_group_t *m)
 {
     kp_offset_fetch_response_offset_fetch_response_group_init(m);
     m->group_id = kp_read_string(r, true, false);
-    m->topics = read_array(r, a, true, false, offset_fetch_response_offset_fetch_response_topics_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, true, false,
+                           offset_fetch_response_offset_fetch_response_topics_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         offset_fetch_response_offset_fetch_response_topics_dec(r, a, v, &m->topics[i]);
     m->error_code = kp_read_i16(r);
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_response_offset_fetch_response_group_eq(const kp_offset_fetch_response_offset_fetch_response_group_t *x, const kp_offset_fetch_response_offset_fetch_response_group_t *y, int16_t v)
+static bool offset_fetch_response_offset_fetch_response_group_eq(
+    const kp_offset_fetch_response_offset_fetch_response_group_t *x,
+    const kp_offset_fetch_response_offset_fetch_response_group_t *y, int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -9290,7 +10290,8 @@ static bool offset_fetch_response_offset_fetch_response_group_eq(const kp_offset
     return true;
 }
 
-static void offset_fetch_response_offset_fetch_response_group_enc(kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_group_t *m)
+static void offset_fetch_response_offset_fetch_response_group_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_fetch_response_offset_fetch_response_group_t *m)
 {
     kp_write_string(w, m->group_id, true, false);
     for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, true, false); i < n; i++)
@@ -9299,7 +10300,9 @@ static void offset_fetch_response_offset_fetch_response_group_enc(kp_writer_t *w
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_response_offset_fetch_response_group_fill(kp_offset_fetch_response_offset_fetch_response_group_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_response_offset_fetch_response_group_fill(
+    kp_offset_fetch_response_offset_fetch_response_group_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_fetch_response_offset_fetch_response_group_init(m);
     m->group_id = fill_str(a, seed, false);
@@ -9314,20 +10317,25 @@ void kp_offset_fetch_response_init(kp_offset_fetch_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void offset_fetch_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_fetch_response_t *m)
+static void offset_fetch_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                      kp_offset_fetch_response_t *m)
 {
     kp_offset_fetch_response_init(m);
     if (v >= 3)
         m->throttle_time_ms = kp_read_i32(r);
     if (v <= 7) {
-        m->topics = read_array(r, a, v >= 6, false, offset_fetch_response_offset_fetch_response_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+        m->topics = read_array(r, a, v >= 6, false,
+                               offset_fetch_response_offset_fetch_response_topic_min_wire[v],
+                               sizeof *m->topics, &m->topics_count);
         for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
             offset_fetch_response_offset_fetch_response_topic_dec(r, a, v, &m->topics[i]);
     }
     if (v >= 2 && v <= 7)
         m->error_code = kp_read_i16(r);
     if (v >= 8) {
-        m->groups = read_array(r, a, true, false, offset_fetch_response_offset_fetch_response_group_min_wire[v], sizeof *m->groups, &m->groups_count);
+        m->groups = read_array(r, a, true, false,
+                               offset_fetch_response_offset_fetch_response_group_min_wire[v],
+                               sizeof *m->groups, &m->groups_count);
         for (int32_t i = 0; i < m->groups_count && r->err == KP_DECODE_OK; i++)
             offset_fetch_response_offset_fetch_response_group_dec(r, a, v, &m->groups[i]);
     }
@@ -9335,7 +10343,8 @@ static void offset_fetch_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_fetch_response_eq(const kp_offset_fetch_response_t *x, const kp_offset_fetch_response_t *y, int16_t v)
+static bool offset_fetch_response_eq(const kp_offset_fetch_response_t *x,
+                                     const kp_offset_fetch_response_t *y, int16_t v)
 {
     if (v >= 3) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -9345,7 +10354,8 @@ static bool offset_fetch_response_eq(const kp_offset_fetch_response_t *x, const 
         if (x->topics_count != y->topics_count)
             return false;
         for (int32_t i = 0; i < x->topics_count; i++)
-            if (!offset_fetch_response_offset_fetch_response_topic_eq(&x->topics[i], &y->topics[i], v))
+            if (!offset_fetch_response_offset_fetch_response_topic_eq(&x->topics[i], &y->topics[i],
+                                                                      v))
                 return false;
     }
     if (v >= 2 && v <= 7) {
@@ -9356,7 +10366,8 @@ static bool offset_fetch_response_eq(const kp_offset_fetch_response_t *x, const 
         if (x->groups_count != y->groups_count)
             return false;
         for (int32_t i = 0; i < x->groups_count; i++)
-            if (!offset_fetch_response_offset_fetch_response_group_eq(&x->groups[i], &y->groups[i], v))
+            if (!offset_fetch_response_offset_fetch_response_group_eq(&x->groups[i], &y->groups[i],
+                                                                      v))
                 return false;
     }
     if (v >= 6) {
@@ -9366,25 +10377,29 @@ static bool offset_fetch_response_eq(const kp_offset_fetch_response_t *x, const 
     return true;
 }
 
-static void offset_fetch_response_enc(kp_writer_t *w, int16_t v, const kp_offset_fetch_response_t *m)
+static void offset_fetch_response_enc(kp_writer_t *w, int16_t v,
+                                      const kp_offset_fetch_response_t *m)
 {
     if (v >= 3)
         kp_write_i32(w, m->throttle_time_ms);
     if (v <= 7) {
-        for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 6, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->topics_count, m->topics, v >= 6, false); i < n; i++)
             offset_fetch_response_offset_fetch_response_topic_enc(w, v, &m->topics[i]);
     }
     if (v >= 2 && v <= 7)
         kp_write_i16(w, m->error_code);
     if (v >= 8) {
-        for (int32_t i = 0, n = write_array_len(w, m->groups_count, m->groups, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->groups_count, m->groups, true, false); i < n; i++)
             offset_fetch_response_offset_fetch_response_group_enc(w, v, &m->groups[i]);
     }
     if (v >= 6)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_fetch_response_fill(kp_offset_fetch_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_fetch_response_fill(kp_offset_fetch_response_t *m, kp_arena_t *a, int16_t v,
+                                       uint64_t *seed)
 {
     kp_offset_fetch_response_init(m);
     if (v >= 3)
@@ -9403,7 +10418,8 @@ static void offset_fetch_response_fill(kp_offset_fetch_response_t *m, kp_arena_t
     }
 }
 
-kp_derr_t kp_offset_fetch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_fetch_response_t *m)
+kp_derr_t kp_offset_fetch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_offset_fetch_response_t *m)
 {
     if (version < 0 || version > 9) {
         kp_offset_fetch_response_init(m);
@@ -9414,7 +10430,8 @@ kp_derr_t kp_offset_fetch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t
     return r->err;
 }
 
-kp_werr_t kp_offset_fetch_response_encode(kp_writer_t *w, int16_t version, const kp_offset_fetch_response_t *m)
+kp_werr_t kp_offset_fetch_response_encode(kp_writer_t *w, int16_t version,
+                                          const kp_offset_fetch_response_t *m)
 {
     if (version < 0 || version > 9)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -9423,12 +10440,14 @@ kp_werr_t kp_offset_fetch_response_encode(kp_writer_t *w, int16_t version, const
     return w->err;
 }
 
-bool kp_offset_fetch_response_eq(const kp_offset_fetch_response_t *a, const kp_offset_fetch_response_t *b, int16_t version)
+bool kp_offset_fetch_response_eq(const kp_offset_fetch_response_t *a,
+                                 const kp_offset_fetch_response_t *b, int16_t version)
 {
     return offset_fetch_response_eq(a, b, version);
 }
 
-void kp_offset_fetch_response_fill(kp_offset_fetch_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_offset_fetch_response_fill(kp_offset_fetch_response_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed)
 {
     if (version < 0 || version > 9) {
         kp_offset_fetch_response_init(m);
@@ -9469,12 +10488,15 @@ static void offset_fetch_response_fill_any(void *m, kp_arena_t *a, int16_t v, ui
 /* Smallest wire size of one OffsetDeleteRequestPartition element, by version. */
 static const uint32_t offset_delete_request_offset_delete_request_partition_min_wire[1] = {4};
 
-void kp_offset_delete_request_offset_delete_request_partition_init(kp_offset_delete_request_offset_delete_request_partition_t *m)
+void kp_offset_delete_request_offset_delete_request_partition_init(
+    kp_offset_delete_request_offset_delete_request_partition_t *m)
 {
     memset(m, 0, sizeof *m);
 }
 
-static void offset_delete_request_offset_delete_request_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_delete_request_offset_delete_request_partition_t *m)
+static void offset_delete_request_offset_delete_request_partition_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_delete_request_offset_delete_request_partition_t *m)
 {
     (void)a;
     (void)v;
@@ -9482,7 +10504,9 @@ static void offset_delete_request_offset_delete_request_partition_dec(kp_reader_
     m->partition_index = kp_read_i32(r);
 }
 
-static bool offset_delete_request_offset_delete_request_partition_eq(const kp_offset_delete_request_offset_delete_request_partition_t *x, const kp_offset_delete_request_offset_delete_request_partition_t *y, int16_t v)
+static bool offset_delete_request_offset_delete_request_partition_eq(
+    const kp_offset_delete_request_offset_delete_request_partition_t *x,
+    const kp_offset_delete_request_offset_delete_request_partition_t *y, int16_t v)
 {
     (void)v;
     if (x->partition_index != y->partition_index)
@@ -9490,13 +10514,16 @@ static bool offset_delete_request_offset_delete_request_partition_eq(const kp_of
     return true;
 }
 
-static void offset_delete_request_offset_delete_request_partition_enc(kp_writer_t *w, int16_t v, const kp_offset_delete_request_offset_delete_request_partition_t *m)
+static void offset_delete_request_offset_delete_request_partition_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_delete_request_offset_delete_request_partition_t *m)
 {
     (void)v;
     kp_write_i32(w, m->partition_index);
 }
 
-static void offset_delete_request_offset_delete_request_partition_fill(kp_offset_delete_request_offset_delete_request_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_delete_request_offset_delete_request_partition_fill(
+    kp_offset_delete_request_offset_delete_request_partition_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -9507,41 +10534,53 @@ static void offset_delete_request_offset_delete_request_partition_fill(kp_offset
 /* Smallest wire size of one OffsetDeleteRequestTopic element, by version. */
 static const uint32_t offset_delete_request_offset_delete_request_topic_min_wire[1] = {6};
 
-void kp_offset_delete_request_offset_delete_request_topic_init(kp_offset_delete_request_offset_delete_request_topic_t *m)
+void kp_offset_delete_request_offset_delete_request_topic_init(
+    kp_offset_delete_request_offset_delete_request_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void offset_delete_request_offset_delete_request_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_delete_request_offset_delete_request_topic_t *m)
+static void offset_delete_request_offset_delete_request_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_delete_request_offset_delete_request_topic_t *m)
 {
     kp_offset_delete_request_offset_delete_request_topic_init(m);
     m->name = kp_read_string(r, false, false);
-    m->partitions = read_array(r, a, false, false, offset_delete_request_offset_delete_request_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, false, false,
+                               offset_delete_request_offset_delete_request_partition_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         offset_delete_request_offset_delete_request_partition_dec(r, a, v, &m->partitions[i]);
 }
 
-static bool offset_delete_request_offset_delete_request_topic_eq(const kp_offset_delete_request_offset_delete_request_topic_t *x, const kp_offset_delete_request_offset_delete_request_topic_t *y, int16_t v)
+static bool offset_delete_request_offset_delete_request_topic_eq(
+    const kp_offset_delete_request_offset_delete_request_topic_t *x,
+    const kp_offset_delete_request_offset_delete_request_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!offset_delete_request_offset_delete_request_partition_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!offset_delete_request_offset_delete_request_partition_eq(&x->partitions[i],
+                                                                      &y->partitions[i], v))
             return false;
     return true;
 }
 
-static void offset_delete_request_offset_delete_request_topic_enc(kp_writer_t *w, int16_t v, const kp_offset_delete_request_offset_delete_request_topic_t *m)
+static void offset_delete_request_offset_delete_request_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_delete_request_offset_delete_request_topic_t *m)
 {
     kp_write_string(w, m->name, false, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, false, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, false, false); i < n; i++)
         offset_delete_request_offset_delete_request_partition_enc(w, v, &m->partitions[i]);
 }
 
-static void offset_delete_request_offset_delete_request_topic_fill(kp_offset_delete_request_offset_delete_request_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_delete_request_offset_delete_request_topic_fill(
+    kp_offset_delete_request_offset_delete_request_topic_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_delete_request_offset_delete_request_topic_init(m);
     m->name = fill_str(a, seed, false);
@@ -9556,16 +10595,20 @@ void kp_offset_delete_request_init(kp_offset_delete_request_t *m)
     m->group_id = (kp_str_t){"", 0};
 }
 
-static void offset_delete_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_delete_request_t *m)
+static void offset_delete_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                      kp_offset_delete_request_t *m)
 {
     kp_offset_delete_request_init(m);
     m->group_id = kp_read_string(r, false, false);
-    m->topics = read_array(r, a, false, false, offset_delete_request_offset_delete_request_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, false, false,
+                           offset_delete_request_offset_delete_request_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         offset_delete_request_offset_delete_request_topic_dec(r, a, v, &m->topics[i]);
 }
 
-static bool offset_delete_request_eq(const kp_offset_delete_request_t *x, const kp_offset_delete_request_t *y, int16_t v)
+static bool offset_delete_request_eq(const kp_offset_delete_request_t *x,
+                                     const kp_offset_delete_request_t *y, int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -9577,14 +10620,17 @@ static bool offset_delete_request_eq(const kp_offset_delete_request_t *x, const 
     return true;
 }
 
-static void offset_delete_request_enc(kp_writer_t *w, int16_t v, const kp_offset_delete_request_t *m)
+static void offset_delete_request_enc(kp_writer_t *w, int16_t v,
+                                      const kp_offset_delete_request_t *m)
 {
     kp_write_string(w, m->group_id, false, false);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, false, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, false, false); i < n; i++)
         offset_delete_request_offset_delete_request_topic_enc(w, v, &m->topics[i]);
 }
 
-static void offset_delete_request_fill(kp_offset_delete_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_delete_request_fill(kp_offset_delete_request_t *m, kp_arena_t *a, int16_t v,
+                                       uint64_t *seed)
 {
     kp_offset_delete_request_init(m);
     m->group_id = fill_str(a, seed, false);
@@ -9593,7 +10639,8 @@ static void offset_delete_request_fill(kp_offset_delete_request_t *m, kp_arena_t
         offset_delete_request_offset_delete_request_topic_fill(&m->topics[i], a, v, seed);
 }
 
-kp_derr_t kp_offset_delete_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_delete_request_t *m)
+kp_derr_t kp_offset_delete_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_offset_delete_request_t *m)
 {
     if (version < 0 || version > 0) {
         kp_offset_delete_request_init(m);
@@ -9604,7 +10651,8 @@ kp_derr_t kp_offset_delete_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t
     return r->err;
 }
 
-kp_werr_t kp_offset_delete_request_encode(kp_writer_t *w, int16_t version, const kp_offset_delete_request_t *m)
+kp_werr_t kp_offset_delete_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_offset_delete_request_t *m)
 {
     if (version < 0 || version > 0)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -9613,12 +10661,14 @@ kp_werr_t kp_offset_delete_request_encode(kp_writer_t *w, int16_t version, const
     return w->err;
 }
 
-bool kp_offset_delete_request_eq(const kp_offset_delete_request_t *a, const kp_offset_delete_request_t *b, int16_t version)
+bool kp_offset_delete_request_eq(const kp_offset_delete_request_t *a,
+                                 const kp_offset_delete_request_t *b, int16_t version)
 {
     return offset_delete_request_eq(a, b, version);
 }
 
-void kp_offset_delete_request_fill(kp_offset_delete_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_offset_delete_request_fill(kp_offset_delete_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed)
 {
     if (version < 0 || version > 0) {
         kp_offset_delete_request_init(m);
@@ -9659,12 +10709,15 @@ static void offset_delete_request_fill_any(void *m, kp_arena_t *a, int16_t v, ui
 /* Smallest wire size of one OffsetDeleteResponsePartition element, by version. */
 static const uint32_t offset_delete_response_offset_delete_response_partition_min_wire[1] = {6};
 
-void kp_offset_delete_response_offset_delete_response_partition_init(kp_offset_delete_response_offset_delete_response_partition_t *m)
+void kp_offset_delete_response_offset_delete_response_partition_init(
+    kp_offset_delete_response_offset_delete_response_partition_t *m)
 {
     memset(m, 0, sizeof *m);
 }
 
-static void offset_delete_response_offset_delete_response_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_delete_response_offset_delete_response_partition_t *m)
+static void offset_delete_response_offset_delete_response_partition_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_delete_response_offset_delete_response_partition_t *m)
 {
     (void)a;
     (void)v;
@@ -9673,7 +10726,9 @@ static void offset_delete_response_offset_delete_response_partition_dec(kp_reade
     m->error_code = kp_read_i16(r);
 }
 
-static bool offset_delete_response_offset_delete_response_partition_eq(const kp_offset_delete_response_offset_delete_response_partition_t *x, const kp_offset_delete_response_offset_delete_response_partition_t *y, int16_t v)
+static bool offset_delete_response_offset_delete_response_partition_eq(
+    const kp_offset_delete_response_offset_delete_response_partition_t *x,
+    const kp_offset_delete_response_offset_delete_response_partition_t *y, int16_t v)
 {
     (void)v;
     if (x->partition_index != y->partition_index)
@@ -9683,14 +10738,18 @@ static bool offset_delete_response_offset_delete_response_partition_eq(const kp_
     return true;
 }
 
-static void offset_delete_response_offset_delete_response_partition_enc(kp_writer_t *w, int16_t v, const kp_offset_delete_response_offset_delete_response_partition_t *m)
+static void offset_delete_response_offset_delete_response_partition_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_offset_delete_response_offset_delete_response_partition_t *m)
 {
     (void)v;
     kp_write_i32(w, m->partition_index);
     kp_write_i16(w, m->error_code);
 }
 
-static void offset_delete_response_offset_delete_response_partition_fill(kp_offset_delete_response_offset_delete_response_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_delete_response_offset_delete_response_partition_fill(
+    kp_offset_delete_response_offset_delete_response_partition_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -9702,41 +10761,53 @@ static void offset_delete_response_offset_delete_response_partition_fill(kp_offs
 /* Smallest wire size of one OffsetDeleteResponseTopic element, by version. */
 static const uint32_t offset_delete_response_offset_delete_response_topic_min_wire[1] = {6};
 
-void kp_offset_delete_response_offset_delete_response_topic_init(kp_offset_delete_response_offset_delete_response_topic_t *m)
+void kp_offset_delete_response_offset_delete_response_topic_init(
+    kp_offset_delete_response_offset_delete_response_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void offset_delete_response_offset_delete_response_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_delete_response_offset_delete_response_topic_t *m)
+static void offset_delete_response_offset_delete_response_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_delete_response_offset_delete_response_topic_t *m)
 {
     kp_offset_delete_response_offset_delete_response_topic_init(m);
     m->name = kp_read_string(r, false, false);
-    m->partitions = read_array(r, a, false, false, offset_delete_response_offset_delete_response_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, false, false,
+                               offset_delete_response_offset_delete_response_partition_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         offset_delete_response_offset_delete_response_partition_dec(r, a, v, &m->partitions[i]);
 }
 
-static bool offset_delete_response_offset_delete_response_topic_eq(const kp_offset_delete_response_offset_delete_response_topic_t *x, const kp_offset_delete_response_offset_delete_response_topic_t *y, int16_t v)
+static bool offset_delete_response_offset_delete_response_topic_eq(
+    const kp_offset_delete_response_offset_delete_response_topic_t *x,
+    const kp_offset_delete_response_offset_delete_response_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!offset_delete_response_offset_delete_response_partition_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!offset_delete_response_offset_delete_response_partition_eq(&x->partitions[i],
+                                                                        &y->partitions[i], v))
             return false;
     return true;
 }
 
-static void offset_delete_response_offset_delete_response_topic_enc(kp_writer_t *w, int16_t v, const kp_offset_delete_response_offset_delete_response_topic_t *m)
+static void offset_delete_response_offset_delete_response_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_delete_response_offset_delete_response_topic_t *m)
 {
     kp_write_string(w, m->name, false, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, false, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, false, false); i < n; i++)
         offset_delete_response_offset_delete_response_partition_enc(w, v, &m->partitions[i]);
 }
 
-static void offset_delete_response_offset_delete_response_topic_fill(kp_offset_delete_response_offset_delete_response_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_delete_response_offset_delete_response_topic_fill(
+    kp_offset_delete_response_offset_delete_response_topic_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_delete_response_offset_delete_response_topic_init(m);
     m->name = fill_str(a, seed, false);
@@ -9750,17 +10821,21 @@ void kp_offset_delete_response_init(kp_offset_delete_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void offset_delete_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_delete_response_t *m)
+static void offset_delete_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                       kp_offset_delete_response_t *m)
 {
     kp_offset_delete_response_init(m);
     m->error_code = kp_read_i16(r);
     m->throttle_time_ms = kp_read_i32(r);
-    m->topics = read_array(r, a, false, false, offset_delete_response_offset_delete_response_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, false, false,
+                           offset_delete_response_offset_delete_response_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         offset_delete_response_offset_delete_response_topic_dec(r, a, v, &m->topics[i]);
 }
 
-static bool offset_delete_response_eq(const kp_offset_delete_response_t *x, const kp_offset_delete_response_t *y, int16_t v)
+static bool offset_delete_response_eq(const kp_offset_delete_response_t *x,
+                                      const kp_offset_delete_response_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -9769,20 +10844,24 @@ static bool offset_delete_response_eq(const kp_offset_delete_response_t *x, cons
     if (x->topics_count != y->topics_count)
         return false;
     for (int32_t i = 0; i < x->topics_count; i++)
-        if (!offset_delete_response_offset_delete_response_topic_eq(&x->topics[i], &y->topics[i], v))
+        if (!offset_delete_response_offset_delete_response_topic_eq(&x->topics[i], &y->topics[i],
+                                                                    v))
             return false;
     return true;
 }
 
-static void offset_delete_response_enc(kp_writer_t *w, int16_t v, const kp_offset_delete_response_t *m)
+static void offset_delete_response_enc(kp_writer_t *w, int16_t v,
+                                       const kp_offset_delete_response_t *m)
 {
     kp_write_i16(w, m->error_code);
     kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, false, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, false, false); i < n; i++)
         offset_delete_response_offset_delete_response_topic_enc(w, v, &m->topics[i]);
 }
 
-static void offset_delete_response_fill(kp_offset_delete_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_delete_response_fill(kp_offset_delete_response_t *m, kp_arena_t *a, int16_t v,
+                                        uint64_t *seed)
 {
     kp_offset_delete_response_init(m);
     m->error_code = (int16_t)rnd(seed);
@@ -9792,7 +10871,8 @@ static void offset_delete_response_fill(kp_offset_delete_response_t *m, kp_arena
         offset_delete_response_offset_delete_response_topic_fill(&m->topics[i], a, v, seed);
 }
 
-kp_derr_t kp_offset_delete_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_delete_response_t *m)
+kp_derr_t kp_offset_delete_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_offset_delete_response_t *m)
 {
     if (version < 0 || version > 0) {
         kp_offset_delete_response_init(m);
@@ -9803,7 +10883,8 @@ kp_derr_t kp_offset_delete_response_decode(kp_reader_t *r, kp_arena_t *a, int16_
     return r->err;
 }
 
-kp_werr_t kp_offset_delete_response_encode(kp_writer_t *w, int16_t version, const kp_offset_delete_response_t *m)
+kp_werr_t kp_offset_delete_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_offset_delete_response_t *m)
 {
     if (version < 0 || version > 0)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -9812,12 +10893,14 @@ kp_werr_t kp_offset_delete_response_encode(kp_writer_t *w, int16_t version, cons
     return w->err;
 }
 
-bool kp_offset_delete_response_eq(const kp_offset_delete_response_t *a, const kp_offset_delete_response_t *b, int16_t version)
+bool kp_offset_delete_response_eq(const kp_offset_delete_response_t *a,
+                                  const kp_offset_delete_response_t *b, int16_t version)
 {
     return offset_delete_response_eq(a, b, version);
 }
 
-void kp_offset_delete_response_fill(kp_offset_delete_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_offset_delete_response_fill(kp_offset_delete_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed)
 {
     if (version < 0 || version > 0) {
         kp_offset_delete_response_init(m);
@@ -9831,7 +10914,8 @@ static void offset_delete_response_init_any(void *m)
     kp_offset_delete_response_init(m);
 }
 
-static kp_derr_t offset_delete_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t offset_delete_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   void *m)
 {
     return kp_offset_delete_response_decode(r, a, v, m);
 }
@@ -9860,16 +10944,19 @@ void kp_list_groups_request_init(kp_list_groups_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void list_groups_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_groups_request_t *m)
+static void list_groups_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                    kp_list_groups_request_t *m)
 {
     kp_list_groups_request_init(m);
     if (v >= 4) {
-        m->states_filter = read_array(r, a, true, false, 1, sizeof *m->states_filter, &m->states_filter_count);
+        m->states_filter = read_array(r, a, true, false, 1, sizeof *m->states_filter,
+                                      &m->states_filter_count);
         for (int32_t i = 0; i < m->states_filter_count && r->err == KP_DECODE_OK; i++)
             m->states_filter[i] = kp_read_string(r, true, false);
     }
     if (v >= 5) {
-        m->types_filter = read_array(r, a, true, false, 1, sizeof *m->types_filter, &m->types_filter_count);
+        m->types_filter = read_array(r, a, true, false, 1, sizeof *m->types_filter,
+                                     &m->types_filter_count);
         for (int32_t i = 0; i < m->types_filter_count && r->err == KP_DECODE_OK; i++)
             m->types_filter[i] = kp_read_string(r, true, false);
     }
@@ -9877,7 +10964,8 @@ static void list_groups_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool list_groups_request_eq(const kp_list_groups_request_t *x, const kp_list_groups_request_t *y, int16_t v)
+static bool list_groups_request_eq(const kp_list_groups_request_t *x,
+                                   const kp_list_groups_request_t *y, int16_t v)
 {
     if (v >= 4) {
         if (x->states_filter_count != y->states_filter_count)
@@ -9903,33 +10991,41 @@ static bool list_groups_request_eq(const kp_list_groups_request_t *x, const kp_l
 static void list_groups_request_enc(kp_writer_t *w, int16_t v, const kp_list_groups_request_t *m)
 {
     if (v >= 4) {
-        for (int32_t i = 0, n = write_array_len(w, m->states_filter_count, m->states_filter, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->states_filter_count, m->states_filter, true,
+                                 false); i < n; i++)
             kp_write_string(w, m->states_filter[i], true, false);
     }
     if (v >= 5) {
-        for (int32_t i = 0, n = write_array_len(w, m->types_filter_count, m->types_filter, true, false); i < n; i++)
+        for (int32_t i = 0,
+             n = write_array_len(w, m->types_filter_count, m->types_filter, true,
+                                 false); i < n; i++)
             kp_write_string(w, m->types_filter[i], true, false);
     }
     if (v >= 3)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void list_groups_request_fill(kp_list_groups_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void list_groups_request_fill(kp_list_groups_request_t *m, kp_arena_t *a, int16_t v,
+                                     uint64_t *seed)
 {
     kp_list_groups_request_init(m);
     if (v >= 4) {
-        m->states_filter = fill_array(a, seed, false, sizeof *m->states_filter, &m->states_filter_count);
+        m->states_filter = fill_array(a, seed, false, sizeof *m->states_filter,
+                                      &m->states_filter_count);
         for (int32_t i = 0; i < m->states_filter_count; i++)
             m->states_filter[i] = fill_str(a, seed, false);
     }
     if (v >= 5) {
-        m->types_filter = fill_array(a, seed, false, sizeof *m->types_filter, &m->types_filter_count);
+        m->types_filter = fill_array(a, seed, false, sizeof *m->types_filter,
+                                     &m->types_filter_count);
         for (int32_t i = 0; i < m->types_filter_count; i++)
             m->types_filter[i] = fill_str(a, seed, false);
     }
 }
 
-kp_derr_t kp_list_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_list_groups_request_t *m)
+kp_derr_t kp_list_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                        kp_list_groups_request_t *m)
 {
     if (version < 0 || version > 5) {
         kp_list_groups_request_init(m);
@@ -9940,7 +11036,8 @@ kp_derr_t kp_list_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t v
     return r->err;
 }
 
-kp_werr_t kp_list_groups_request_encode(kp_writer_t *w, int16_t version, const kp_list_groups_request_t *m)
+kp_werr_t kp_list_groups_request_encode(kp_writer_t *w, int16_t version,
+                                        const kp_list_groups_request_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -9949,12 +11046,14 @@ kp_werr_t kp_list_groups_request_encode(kp_writer_t *w, int16_t version, const k
     return w->err;
 }
 
-bool kp_list_groups_request_eq(const kp_list_groups_request_t *a, const kp_list_groups_request_t *b, int16_t version)
+bool kp_list_groups_request_eq(const kp_list_groups_request_t *a, const kp_list_groups_request_t *b,
+                               int16_t version)
 {
     return list_groups_request_eq(a, b, version);
 }
 
-void kp_list_groups_request_fill(kp_list_groups_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_list_groups_request_fill(kp_list_groups_request_t *m, kp_arena_t *a, int16_t version,
+                                 uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_list_groups_request_init(m);
@@ -10004,7 +11103,8 @@ void kp_list_groups_response_listed_group_init(kp_list_groups_response_listed_gr
     m->group_type = (kp_str_t){"", 0};
 }
 
-static void list_groups_response_listed_group_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_groups_response_listed_group_t *m)
+static void list_groups_response_listed_group_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                  kp_list_groups_response_listed_group_t *m)
 {
     kp_list_groups_response_listed_group_init(m);
     m->group_id = kp_read_string(r, v >= 3, false);
@@ -10017,7 +11117,9 @@ static void list_groups_response_listed_group_dec(kp_reader_t *r, kp_arena_t *a,
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool list_groups_response_listed_group_eq(const kp_list_groups_response_listed_group_t *x, const kp_list_groups_response_listed_group_t *y, int16_t v)
+static bool list_groups_response_listed_group_eq(const kp_list_groups_response_listed_group_t *x,
+                                                 const kp_list_groups_response_listed_group_t *y,
+                                                 int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -10038,7 +11140,8 @@ static bool list_groups_response_listed_group_eq(const kp_list_groups_response_l
     return true;
 }
 
-static void list_groups_response_listed_group_enc(kp_writer_t *w, int16_t v, const kp_list_groups_response_listed_group_t *m)
+static void list_groups_response_listed_group_enc(kp_writer_t *w, int16_t v,
+                                                  const kp_list_groups_response_listed_group_t *m)
 {
     kp_write_string(w, m->group_id, v >= 3, false);
     kp_write_string(w, m->protocol_type, v >= 3, false);
@@ -10050,7 +11153,8 @@ static void list_groups_response_listed_group_enc(kp_writer_t *w, int16_t v, con
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void list_groups_response_listed_group_fill(kp_list_groups_response_listed_group_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void list_groups_response_listed_group_fill(kp_list_groups_response_listed_group_t *m,
+                                                   kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_list_groups_response_listed_group_init(m);
     m->group_id = fill_str(a, seed, false);
@@ -10066,20 +11170,23 @@ void kp_list_groups_response_init(kp_list_groups_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void list_groups_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_list_groups_response_t *m)
+static void list_groups_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                     kp_list_groups_response_t *m)
 {
     kp_list_groups_response_init(m);
     if (v >= 1)
         m->throttle_time_ms = kp_read_i32(r);
     m->error_code = kp_read_i16(r);
-    m->groups = read_array(r, a, v >= 3, false, list_groups_response_listed_group_min_wire[v], sizeof *m->groups, &m->groups_count);
+    m->groups = read_array(r, a, v >= 3, false, list_groups_response_listed_group_min_wire[v],
+                           sizeof *m->groups, &m->groups_count);
     for (int32_t i = 0; i < m->groups_count && r->err == KP_DECODE_OK; i++)
         list_groups_response_listed_group_dec(r, a, v, &m->groups[i]);
     if (v >= 3)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool list_groups_response_eq(const kp_list_groups_response_t *x, const kp_list_groups_response_t *y, int16_t v)
+static bool list_groups_response_eq(const kp_list_groups_response_t *x,
+                                    const kp_list_groups_response_t *y, int16_t v)
 {
     if (v >= 1) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -10104,13 +11211,15 @@ static void list_groups_response_enc(kp_writer_t *w, int16_t v, const kp_list_gr
     if (v >= 1)
         kp_write_i32(w, m->throttle_time_ms);
     kp_write_i16(w, m->error_code);
-    for (int32_t i = 0, n = write_array_len(w, m->groups_count, m->groups, v >= 3, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->groups_count, m->groups, v >= 3, false); i < n; i++)
         list_groups_response_listed_group_enc(w, v, &m->groups[i]);
     if (v >= 3)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void list_groups_response_fill(kp_list_groups_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void list_groups_response_fill(kp_list_groups_response_t *m, kp_arena_t *a, int16_t v,
+                                      uint64_t *seed)
 {
     kp_list_groups_response_init(m);
     if (v >= 1)
@@ -10121,7 +11230,8 @@ static void list_groups_response_fill(kp_list_groups_response_t *m, kp_arena_t *
         list_groups_response_listed_group_fill(&m->groups[i], a, v, seed);
 }
 
-kp_derr_t kp_list_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_list_groups_response_t *m)
+kp_derr_t kp_list_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_list_groups_response_t *m)
 {
     if (version < 0 || version > 5) {
         kp_list_groups_response_init(m);
@@ -10132,7 +11242,8 @@ kp_derr_t kp_list_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t 
     return r->err;
 }
 
-kp_werr_t kp_list_groups_response_encode(kp_writer_t *w, int16_t version, const kp_list_groups_response_t *m)
+kp_werr_t kp_list_groups_response_encode(kp_writer_t *w, int16_t version,
+                                         const kp_list_groups_response_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -10141,12 +11252,14 @@ kp_werr_t kp_list_groups_response_encode(kp_writer_t *w, int16_t version, const 
     return w->err;
 }
 
-bool kp_list_groups_response_eq(const kp_list_groups_response_t *a, const kp_list_groups_response_t *b, int16_t version)
+bool kp_list_groups_response_eq(const kp_list_groups_response_t *a,
+                                const kp_list_groups_response_t *b, int16_t version)
 {
     return list_groups_response_eq(a, b, version);
 }
 
-void kp_list_groups_response_fill(kp_list_groups_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_list_groups_response_fill(kp_list_groups_response_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_list_groups_response_init(m);
@@ -10189,10 +11302,12 @@ void kp_describe_groups_request_init(kp_describe_groups_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void describe_groups_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_groups_request_t *m)
+static void describe_groups_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                        kp_describe_groups_request_t *m)
 {
     kp_describe_groups_request_init(m);
-    m->groups = read_array(r, a, v >= 5, false, (v >= 5) ? 1 : 2, sizeof *m->groups, &m->groups_count);
+    m->groups = read_array(r, a, v >= 5, false, (v >= 5) ? 1 : 2, sizeof *m->groups,
+                           &m->groups_count);
     for (int32_t i = 0; i < m->groups_count && r->err == KP_DECODE_OK; i++)
         m->groups[i] = kp_read_string(r, v >= 5, false);
     if (v >= 3)
@@ -10201,7 +11316,8 @@ static void describe_groups_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_groups_request_eq(const kp_describe_groups_request_t *x, const kp_describe_groups_request_t *y, int16_t v)
+static bool describe_groups_request_eq(const kp_describe_groups_request_t *x,
+                                       const kp_describe_groups_request_t *y, int16_t v)
 {
     if (x->groups_count != y->groups_count)
         return false;
@@ -10219,9 +11335,11 @@ static bool describe_groups_request_eq(const kp_describe_groups_request_t *x, co
     return true;
 }
 
-static void describe_groups_request_enc(kp_writer_t *w, int16_t v, const kp_describe_groups_request_t *m)
+static void describe_groups_request_enc(kp_writer_t *w, int16_t v,
+                                        const kp_describe_groups_request_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->groups_count, m->groups, v >= 5, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->groups_count, m->groups, v >= 5, false); i < n; i++)
         kp_write_string(w, m->groups[i], v >= 5, false);
     if (v >= 3)
         kp_write_bool(w, m->include_authorized_operations);
@@ -10229,7 +11347,8 @@ static void describe_groups_request_enc(kp_writer_t *w, int16_t v, const kp_desc
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_groups_request_fill(kp_describe_groups_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_groups_request_fill(kp_describe_groups_request_t *m, kp_arena_t *a, int16_t v,
+                                         uint64_t *seed)
 {
     kp_describe_groups_request_init(m);
     m->groups = fill_array(a, seed, false, sizeof *m->groups, &m->groups_count);
@@ -10239,7 +11358,8 @@ static void describe_groups_request_fill(kp_describe_groups_request_t *m, kp_are
         m->include_authorized_operations = (rnd(seed) & 1) != 0;
 }
 
-kp_derr_t kp_describe_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_groups_request_t *m)
+kp_derr_t kp_describe_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                            kp_describe_groups_request_t *m)
 {
     if (version < 0 || version > 5) {
         kp_describe_groups_request_init(m);
@@ -10250,7 +11370,8 @@ kp_derr_t kp_describe_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16
     return r->err;
 }
 
-kp_werr_t kp_describe_groups_request_encode(kp_writer_t *w, int16_t version, const kp_describe_groups_request_t *m)
+kp_werr_t kp_describe_groups_request_encode(kp_writer_t *w, int16_t version,
+                                            const kp_describe_groups_request_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -10259,12 +11380,14 @@ kp_werr_t kp_describe_groups_request_encode(kp_writer_t *w, int16_t version, con
     return w->err;
 }
 
-bool kp_describe_groups_request_eq(const kp_describe_groups_request_t *a, const kp_describe_groups_request_t *b, int16_t version)
+bool kp_describe_groups_request_eq(const kp_describe_groups_request_t *a,
+                                   const kp_describe_groups_request_t *b, int16_t version)
 {
     return describe_groups_request_eq(a, b, version);
 }
 
-void kp_describe_groups_request_fill(kp_describe_groups_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_describe_groups_request_fill(kp_describe_groups_request_t *m, kp_arena_t *a,
+                                     int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_describe_groups_request_init(m);
@@ -10278,7 +11401,8 @@ static void describe_groups_request_init_any(void *m)
     kp_describe_groups_request_init(m);
 }
 
-static kp_derr_t describe_groups_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t describe_groups_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                    void *m)
 {
     return kp_describe_groups_request_decode(r, a, v, m);
 }
@@ -10303,9 +11427,11 @@ static void describe_groups_request_fill_any(void *m, kp_arena_t *a, int16_t v, 
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one DescribedGroupMember element, by version. */
-static const uint32_t describe_groups_response_described_group_member_min_wire[6] = {14, 14, 14, 14, 16, 7};
+static const uint32_t describe_groups_response_described_group_member_min_wire[6] =
+    {14, 14, 14, 14, 16, 7};
 
-void kp_describe_groups_response_described_group_member_init(kp_describe_groups_response_described_group_member_t *m)
+void kp_describe_groups_response_described_group_member_init(
+    kp_describe_groups_response_described_group_member_t *m)
 {
     memset(m, 0, sizeof *m);
     m->member_id = (kp_str_t){"", 0};
@@ -10314,7 +11440,9 @@ void kp_describe_groups_response_described_group_member_init(kp_describe_groups_
     m->client_host = (kp_str_t){"", 0};
 }
 
-static void describe_groups_response_described_group_member_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_groups_response_described_group_member_t *m)
+static void describe_groups_response_described_group_member_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_describe_groups_response_described_group_member_t *m)
 {
     kp_describe_groups_response_described_group_member_init(m);
     m->member_id = kp_read_string(r, v >= 5, false);
@@ -10328,7 +11456,9 @@ static void describe_groups_response_described_group_member_dec(kp_reader_t *r, 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_groups_response_described_group_member_eq(const kp_describe_groups_response_described_group_member_t *x, const kp_describe_groups_response_described_group_member_t *y, int16_t v)
+static bool describe_groups_response_described_group_member_eq(
+    const kp_describe_groups_response_described_group_member_t *x,
+    const kp_describe_groups_response_described_group_member_t *y, int16_t v)
 {
     if (!str_eq(x->member_id, y->member_id))
         return false;
@@ -10351,7 +11481,8 @@ static bool describe_groups_response_described_group_member_eq(const kp_describe
     return true;
 }
 
-static void describe_groups_response_described_group_member_enc(kp_writer_t *w, int16_t v, const kp_describe_groups_response_described_group_member_t *m)
+static void describe_groups_response_described_group_member_enc(
+    kp_writer_t *w, int16_t v, const kp_describe_groups_response_described_group_member_t *m)
 {
     kp_write_string(w, m->member_id, v >= 5, false);
     if (v >= 4)
@@ -10364,7 +11495,9 @@ static void describe_groups_response_described_group_member_enc(kp_writer_t *w, 
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_groups_response_described_group_member_fill(kp_describe_groups_response_described_group_member_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_groups_response_described_group_member_fill(
+    kp_describe_groups_response_described_group_member_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_describe_groups_response_described_group_member_init(m);
     m->member_id = fill_str(a, seed, false);
@@ -10377,9 +11510,11 @@ static void describe_groups_response_described_group_member_fill(kp_describe_gro
 }
 
 /* Smallest wire size of one DescribedGroup element, by version. */
-static const uint32_t describe_groups_response_described_group_min_wire[6] = {14, 14, 14, 18, 18, 12};
+static const uint32_t describe_groups_response_described_group_min_wire[6] =
+    {14, 14, 14, 18, 18, 12};
 
-void kp_describe_groups_response_described_group_init(kp_describe_groups_response_described_group_t *m)
+void kp_describe_groups_response_described_group_init(
+    kp_describe_groups_response_described_group_t *m)
 {
     memset(m, 0, sizeof *m);
     m->group_id = (kp_str_t){"", 0};
@@ -10389,7 +11524,8 @@ void kp_describe_groups_response_described_group_init(kp_describe_groups_respons
     m->authorized_operations = INT32_MIN;
 }
 
-static void describe_groups_response_described_group_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_groups_response_described_group_t *m)
+static void describe_groups_response_described_group_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_groups_response_described_group_t *m)
 {
     kp_describe_groups_response_described_group_init(m);
     m->error_code = kp_read_i16(r);
@@ -10397,7 +11533,9 @@ static void describe_groups_response_described_group_dec(kp_reader_t *r, kp_aren
     m->group_state = kp_read_string(r, v >= 5, false);
     m->protocol_type = kp_read_string(r, v >= 5, false);
     m->protocol_data = kp_read_string(r, v >= 5, false);
-    m->members = read_array(r, a, v >= 5, false, describe_groups_response_described_group_member_min_wire[v], sizeof *m->members, &m->members_count);
+    m->members = read_array(r, a, v >= 5, false,
+                            describe_groups_response_described_group_member_min_wire[v],
+                            sizeof *m->members, &m->members_count);
     for (int32_t i = 0; i < m->members_count && r->err == KP_DECODE_OK; i++)
         describe_groups_response_described_group_member_dec(r, a, v, &m->members[i]);
     if (v >= 3)
@@ -10406,7 +11544,9 @@ static void describe_groups_response_described_group_dec(kp_reader_t *r, kp_aren
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_groups_response_described_group_eq(const kp_describe_groups_response_described_group_t *x, const kp_describe_groups_response_described_group_t *y, int16_t v)
+static bool describe_groups_response_described_group_eq(
+    const kp_describe_groups_response_described_group_t *x,
+    const kp_describe_groups_response_described_group_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -10434,14 +11574,16 @@ static bool describe_groups_response_described_group_eq(const kp_describe_groups
     return true;
 }
 
-static void describe_groups_response_described_group_enc(kp_writer_t *w, int16_t v, const kp_describe_groups_response_described_group_t *m)
+static void describe_groups_response_described_group_enc(
+    kp_writer_t *w, int16_t v, const kp_describe_groups_response_described_group_t *m)
 {
     kp_write_i16(w, m->error_code);
     kp_write_string(w, m->group_id, v >= 5, false);
     kp_write_string(w, m->group_state, v >= 5, false);
     kp_write_string(w, m->protocol_type, v >= 5, false);
     kp_write_string(w, m->protocol_data, v >= 5, false);
-    for (int32_t i = 0, n = write_array_len(w, m->members_count, m->members, v >= 5, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->members_count, m->members, v >= 5, false); i < n; i++)
         describe_groups_response_described_group_member_enc(w, v, &m->members[i]);
     if (v >= 3)
         kp_write_i32(w, m->authorized_operations);
@@ -10449,7 +11591,8 @@ static void describe_groups_response_described_group_enc(kp_writer_t *w, int16_t
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_groups_response_described_group_fill(kp_describe_groups_response_described_group_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_groups_response_described_group_fill(
+    kp_describe_groups_response_described_group_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_describe_groups_response_described_group_init(m);
     m->error_code = (int16_t)rnd(seed);
@@ -10469,19 +11612,23 @@ void kp_describe_groups_response_init(kp_describe_groups_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void describe_groups_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_groups_response_t *m)
+static void describe_groups_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                         kp_describe_groups_response_t *m)
 {
     kp_describe_groups_response_init(m);
     if (v >= 1)
         m->throttle_time_ms = kp_read_i32(r);
-    m->groups = read_array(r, a, v >= 5, false, describe_groups_response_described_group_min_wire[v], sizeof *m->groups, &m->groups_count);
+    m->groups = read_array(r, a, v >= 5, false,
+                           describe_groups_response_described_group_min_wire[v], sizeof *m->groups,
+                           &m->groups_count);
     for (int32_t i = 0; i < m->groups_count && r->err == KP_DECODE_OK; i++)
         describe_groups_response_described_group_dec(r, a, v, &m->groups[i]);
     if (v >= 5)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_groups_response_eq(const kp_describe_groups_response_t *x, const kp_describe_groups_response_t *y, int16_t v)
+static bool describe_groups_response_eq(const kp_describe_groups_response_t *x,
+                                        const kp_describe_groups_response_t *y, int16_t v)
 {
     if (v >= 1) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -10499,17 +11646,20 @@ static bool describe_groups_response_eq(const kp_describe_groups_response_t *x, 
     return true;
 }
 
-static void describe_groups_response_enc(kp_writer_t *w, int16_t v, const kp_describe_groups_response_t *m)
+static void describe_groups_response_enc(kp_writer_t *w, int16_t v,
+                                         const kp_describe_groups_response_t *m)
 {
     if (v >= 1)
         kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->groups_count, m->groups, v >= 5, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->groups_count, m->groups, v >= 5, false); i < n; i++)
         describe_groups_response_described_group_enc(w, v, &m->groups[i]);
     if (v >= 5)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_groups_response_fill(kp_describe_groups_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_groups_response_fill(kp_describe_groups_response_t *m, kp_arena_t *a,
+                                          int16_t v, uint64_t *seed)
 {
     kp_describe_groups_response_init(m);
     if (v >= 1)
@@ -10519,7 +11669,8 @@ static void describe_groups_response_fill(kp_describe_groups_response_t *m, kp_a
         describe_groups_response_described_group_fill(&m->groups[i], a, v, seed);
 }
 
-kp_derr_t kp_describe_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_groups_response_t *m)
+kp_derr_t kp_describe_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_describe_groups_response_t *m)
 {
     if (version < 0 || version > 5) {
         kp_describe_groups_response_init(m);
@@ -10530,7 +11681,8 @@ kp_derr_t kp_describe_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int1
     return r->err;
 }
 
-kp_werr_t kp_describe_groups_response_encode(kp_writer_t *w, int16_t version, const kp_describe_groups_response_t *m)
+kp_werr_t kp_describe_groups_response_encode(kp_writer_t *w, int16_t version,
+                                             const kp_describe_groups_response_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -10539,12 +11691,14 @@ kp_werr_t kp_describe_groups_response_encode(kp_writer_t *w, int16_t version, co
     return w->err;
 }
 
-bool kp_describe_groups_response_eq(const kp_describe_groups_response_t *a, const kp_describe_groups_response_t *b, int16_t version)
+bool kp_describe_groups_response_eq(const kp_describe_groups_response_t *a,
+                                    const kp_describe_groups_response_t *b, int16_t version)
 {
     return describe_groups_response_eq(a, b, version);
 }
 
-void kp_describe_groups_response_fill(kp_describe_groups_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_describe_groups_response_fill(kp_describe_groups_response_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_describe_groups_response_init(m);
@@ -10558,7 +11712,8 @@ static void describe_groups_response_init_any(void *m)
     kp_describe_groups_response_init(m);
 }
 
-static kp_derr_t describe_groups_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t describe_groups_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                     void *m)
 {
     return kp_describe_groups_response_decode(r, a, v, m);
 }
@@ -10587,17 +11742,20 @@ void kp_delete_groups_request_init(kp_delete_groups_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void delete_groups_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_groups_request_t *m)
+static void delete_groups_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                      kp_delete_groups_request_t *m)
 {
     kp_delete_groups_request_init(m);
-    m->groups_names = read_array(r, a, v >= 2, false, (v >= 2) ? 1 : 2, sizeof *m->groups_names, &m->groups_names_count);
+    m->groups_names = read_array(r, a, v >= 2, false, (v >= 2) ? 1 : 2, sizeof *m->groups_names,
+                                 &m->groups_names_count);
     for (int32_t i = 0; i < m->groups_names_count && r->err == KP_DECODE_OK; i++)
         m->groups_names[i] = kp_read_string(r, v >= 2, false);
     if (v >= 2)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_groups_request_eq(const kp_delete_groups_request_t *x, const kp_delete_groups_request_t *y, int16_t v)
+static bool delete_groups_request_eq(const kp_delete_groups_request_t *x,
+                                     const kp_delete_groups_request_t *y, int16_t v)
 {
     if (x->groups_names_count != y->groups_names_count)
         return false;
@@ -10611,15 +11769,18 @@ static bool delete_groups_request_eq(const kp_delete_groups_request_t *x, const 
     return true;
 }
 
-static void delete_groups_request_enc(kp_writer_t *w, int16_t v, const kp_delete_groups_request_t *m)
+static void delete_groups_request_enc(kp_writer_t *w, int16_t v,
+                                      const kp_delete_groups_request_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->groups_names_count, m->groups_names, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->groups_names_count, m->groups_names, v >= 2, false); i < n; i++)
         kp_write_string(w, m->groups_names[i], v >= 2, false);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_groups_request_fill(kp_delete_groups_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_groups_request_fill(kp_delete_groups_request_t *m, kp_arena_t *a, int16_t v,
+                                       uint64_t *seed)
 {
     (void)v;
     kp_delete_groups_request_init(m);
@@ -10628,7 +11789,8 @@ static void delete_groups_request_fill(kp_delete_groups_request_t *m, kp_arena_t
         m->groups_names[i] = fill_str(a, seed, false);
 }
 
-kp_derr_t kp_delete_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_groups_request_t *m)
+kp_derr_t kp_delete_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_delete_groups_request_t *m)
 {
     if (version < 0 || version > 2) {
         kp_delete_groups_request_init(m);
@@ -10639,7 +11801,8 @@ kp_derr_t kp_delete_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t
     return r->err;
 }
 
-kp_werr_t kp_delete_groups_request_encode(kp_writer_t *w, int16_t version, const kp_delete_groups_request_t *m)
+kp_werr_t kp_delete_groups_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_delete_groups_request_t *m)
 {
     if (version < 0 || version > 2)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -10648,12 +11811,14 @@ kp_werr_t kp_delete_groups_request_encode(kp_writer_t *w, int16_t version, const
     return w->err;
 }
 
-bool kp_delete_groups_request_eq(const kp_delete_groups_request_t *a, const kp_delete_groups_request_t *b, int16_t version)
+bool kp_delete_groups_request_eq(const kp_delete_groups_request_t *a,
+                                 const kp_delete_groups_request_t *b, int16_t version)
 {
     return delete_groups_request_eq(a, b, version);
 }
 
-void kp_delete_groups_request_fill(kp_delete_groups_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_delete_groups_request_fill(kp_delete_groups_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed)
 {
     if (version < 0 || version > 2) {
         kp_delete_groups_request_init(m);
@@ -10694,13 +11859,15 @@ static void delete_groups_request_fill_any(void *m, kp_arena_t *a, int16_t v, ui
 /* Smallest wire size of one DeletableGroupResult element, by version. */
 static const uint32_t delete_groups_response_deletable_group_result_min_wire[3] = {4, 4, 4};
 
-void kp_delete_groups_response_deletable_group_result_init(kp_delete_groups_response_deletable_group_result_t *m)
+void kp_delete_groups_response_deletable_group_result_init(
+    kp_delete_groups_response_deletable_group_result_t *m)
 {
     memset(m, 0, sizeof *m);
     m->group_id = (kp_str_t){"", 0};
 }
 
-static void delete_groups_response_deletable_group_result_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_groups_response_deletable_group_result_t *m)
+static void delete_groups_response_deletable_group_result_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_groups_response_deletable_group_result_t *m)
 {
     kp_delete_groups_response_deletable_group_result_init(m);
     m->group_id = kp_read_string(r, v >= 2, false);
@@ -10709,7 +11876,9 @@ static void delete_groups_response_deletable_group_result_dec(kp_reader_t *r, kp
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_groups_response_deletable_group_result_eq(const kp_delete_groups_response_deletable_group_result_t *x, const kp_delete_groups_response_deletable_group_result_t *y, int16_t v)
+static bool delete_groups_response_deletable_group_result_eq(
+    const kp_delete_groups_response_deletable_group_result_t *x,
+    const kp_delete_groups_response_deletable_group_result_t *y, int16_t v)
 {
     if (!str_eq(x->group_id, y->group_id))
         return false;
@@ -10722,7 +11891,8 @@ static bool delete_groups_response_deletable_group_result_eq(const kp_delete_gro
     return true;
 }
 
-static void delete_groups_response_deletable_group_result_enc(kp_writer_t *w, int16_t v, const kp_delete_groups_response_deletable_group_result_t *m)
+static void delete_groups_response_deletable_group_result_enc(
+    kp_writer_t *w, int16_t v, const kp_delete_groups_response_deletable_group_result_t *m)
 {
     kp_write_string(w, m->group_id, v >= 2, false);
     kp_write_i16(w, m->error_code);
@@ -10730,7 +11900,8 @@ static void delete_groups_response_deletable_group_result_enc(kp_writer_t *w, in
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_groups_response_deletable_group_result_fill(kp_delete_groups_response_deletable_group_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_groups_response_deletable_group_result_fill(
+    kp_delete_groups_response_deletable_group_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_delete_groups_response_deletable_group_result_init(m);
@@ -10743,18 +11914,22 @@ void kp_delete_groups_response_init(kp_delete_groups_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void delete_groups_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_groups_response_t *m)
+static void delete_groups_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                       kp_delete_groups_response_t *m)
 {
     kp_delete_groups_response_init(m);
     m->throttle_time_ms = kp_read_i32(r);
-    m->results = read_array(r, a, v >= 2, false, delete_groups_response_deletable_group_result_min_wire[v], sizeof *m->results, &m->results_count);
+    m->results = read_array(r, a, v >= 2, false,
+                            delete_groups_response_deletable_group_result_min_wire[v],
+                            sizeof *m->results, &m->results_count);
     for (int32_t i = 0; i < m->results_count && r->err == KP_DECODE_OK; i++)
         delete_groups_response_deletable_group_result_dec(r, a, v, &m->results[i]);
     if (v >= 2)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_groups_response_eq(const kp_delete_groups_response_t *x, const kp_delete_groups_response_t *y, int16_t v)
+static bool delete_groups_response_eq(const kp_delete_groups_response_t *x,
+                                      const kp_delete_groups_response_t *y, int16_t v)
 {
     if (x->throttle_time_ms != y->throttle_time_ms)
         return false;
@@ -10770,16 +11945,19 @@ static bool delete_groups_response_eq(const kp_delete_groups_response_t *x, cons
     return true;
 }
 
-static void delete_groups_response_enc(kp_writer_t *w, int16_t v, const kp_delete_groups_response_t *m)
+static void delete_groups_response_enc(kp_writer_t *w, int16_t v,
+                                       const kp_delete_groups_response_t *m)
 {
     kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->results_count, m->results, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->results_count, m->results, v >= 2, false); i < n; i++)
         delete_groups_response_deletable_group_result_enc(w, v, &m->results[i]);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_groups_response_fill(kp_delete_groups_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_groups_response_fill(kp_delete_groups_response_t *m, kp_arena_t *a, int16_t v,
+                                        uint64_t *seed)
 {
     kp_delete_groups_response_init(m);
     m->throttle_time_ms = (int32_t)rnd(seed);
@@ -10788,7 +11966,8 @@ static void delete_groups_response_fill(kp_delete_groups_response_t *m, kp_arena
         delete_groups_response_deletable_group_result_fill(&m->results[i], a, v, seed);
 }
 
-kp_derr_t kp_delete_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_groups_response_t *m)
+kp_derr_t kp_delete_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_delete_groups_response_t *m)
 {
     if (version < 0 || version > 2) {
         kp_delete_groups_response_init(m);
@@ -10799,7 +11978,8 @@ kp_derr_t kp_delete_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_
     return r->err;
 }
 
-kp_werr_t kp_delete_groups_response_encode(kp_writer_t *w, int16_t version, const kp_delete_groups_response_t *m)
+kp_werr_t kp_delete_groups_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_delete_groups_response_t *m)
 {
     if (version < 0 || version > 2)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -10808,12 +11988,14 @@ kp_werr_t kp_delete_groups_response_encode(kp_writer_t *w, int16_t version, cons
     return w->err;
 }
 
-bool kp_delete_groups_response_eq(const kp_delete_groups_response_t *a, const kp_delete_groups_response_t *b, int16_t version)
+bool kp_delete_groups_response_eq(const kp_delete_groups_response_t *a,
+                                  const kp_delete_groups_response_t *b, int16_t version)
 {
     return delete_groups_response_eq(a, b, version);
 }
 
-void kp_delete_groups_response_fill(kp_delete_groups_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_delete_groups_response_fill(kp_delete_groups_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed)
 {
     if (version < 0 || version > 2) {
         kp_delete_groups_response_init(m);
@@ -10827,7 +12009,8 @@ static void delete_groups_response_init_any(void *m)
     kp_delete_groups_response_init(m);
 }
 
-static kp_derr_t delete_groups_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t delete_groups_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   void *m)
 {
     return kp_delete_groups_response_decode(r, a, v, m);
 }
@@ -10859,7 +12042,8 @@ void kp_init_producer_id_request_init(kp_init_producer_id_request_t *m)
     m->producer_epoch = -1;
 }
 
-static void init_producer_id_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_init_producer_id_request_t *m)
+static void init_producer_id_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                         kp_init_producer_id_request_t *m)
 {
     kp_init_producer_id_request_init(m);
     m->transactional_id = kp_read_string(r, v >= 2, true);
@@ -10872,7 +12056,8 @@ static void init_producer_id_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool init_producer_id_request_eq(const kp_init_producer_id_request_t *x, const kp_init_producer_id_request_t *y, int16_t v)
+static bool init_producer_id_request_eq(const kp_init_producer_id_request_t *x,
+                                        const kp_init_producer_id_request_t *y, int16_t v)
 {
     if (!str_eq(x->transactional_id, y->transactional_id))
         return false;
@@ -10893,7 +12078,8 @@ static bool init_producer_id_request_eq(const kp_init_producer_id_request_t *x, 
     return true;
 }
 
-static void init_producer_id_request_enc(kp_writer_t *w, int16_t v, const kp_init_producer_id_request_t *m)
+static void init_producer_id_request_enc(kp_writer_t *w, int16_t v,
+                                         const kp_init_producer_id_request_t *m)
 {
     kp_write_string(w, m->transactional_id, v >= 2, true);
     kp_write_i32(w, m->transaction_timeout_ms);
@@ -10905,7 +12091,8 @@ static void init_producer_id_request_enc(kp_writer_t *w, int16_t v, const kp_ini
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void init_producer_id_request_fill(kp_init_producer_id_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void init_producer_id_request_fill(kp_init_producer_id_request_t *m, kp_arena_t *a,
+                                          int16_t v, uint64_t *seed)
 {
     kp_init_producer_id_request_init(m);
     m->transactional_id = fill_str(a, seed, true);
@@ -10916,7 +12103,8 @@ static void init_producer_id_request_fill(kp_init_producer_id_request_t *m, kp_a
         m->producer_epoch = (int16_t)rnd(seed);
 }
 
-kp_derr_t kp_init_producer_id_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_init_producer_id_request_t *m)
+kp_derr_t kp_init_producer_id_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_init_producer_id_request_t *m)
 {
     if (version < 0 || version > 5) {
         kp_init_producer_id_request_init(m);
@@ -10927,7 +12115,8 @@ kp_derr_t kp_init_producer_id_request_decode(kp_reader_t *r, kp_arena_t *a, int1
     return r->err;
 }
 
-kp_werr_t kp_init_producer_id_request_encode(kp_writer_t *w, int16_t version, const kp_init_producer_id_request_t *m)
+kp_werr_t kp_init_producer_id_request_encode(kp_writer_t *w, int16_t version,
+                                             const kp_init_producer_id_request_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -10936,12 +12125,14 @@ kp_werr_t kp_init_producer_id_request_encode(kp_writer_t *w, int16_t version, co
     return w->err;
 }
 
-bool kp_init_producer_id_request_eq(const kp_init_producer_id_request_t *a, const kp_init_producer_id_request_t *b, int16_t version)
+bool kp_init_producer_id_request_eq(const kp_init_producer_id_request_t *a,
+                                    const kp_init_producer_id_request_t *b, int16_t version)
 {
     return init_producer_id_request_eq(a, b, version);
 }
 
-void kp_init_producer_id_request_fill(kp_init_producer_id_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_init_producer_id_request_fill(kp_init_producer_id_request_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_init_producer_id_request_init(m);
@@ -10955,7 +12146,8 @@ static void init_producer_id_request_init_any(void *m)
     kp_init_producer_id_request_init(m);
 }
 
-static kp_derr_t init_producer_id_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t init_producer_id_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                     void *m)
 {
     return kp_init_producer_id_request_decode(r, a, v, m);
 }
@@ -10985,7 +12177,8 @@ void kp_init_producer_id_response_init(kp_init_producer_id_response_t *m)
     m->producer_id = INT64_C(-1);
 }
 
-static void init_producer_id_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_init_producer_id_response_t *m)
+static void init_producer_id_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                          kp_init_producer_id_response_t *m)
 {
     kp_init_producer_id_response_init(m);
     m->throttle_time_ms = kp_read_i32(r);
@@ -10996,7 +12189,8 @@ static void init_producer_id_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool init_producer_id_response_eq(const kp_init_producer_id_response_t *x, const kp_init_producer_id_response_t *y, int16_t v)
+static bool init_producer_id_response_eq(const kp_init_producer_id_response_t *x,
+                                         const kp_init_producer_id_response_t *y, int16_t v)
 {
     if (x->throttle_time_ms != y->throttle_time_ms)
         return false;
@@ -11013,7 +12207,8 @@ static bool init_producer_id_response_eq(const kp_init_producer_id_response_t *x
     return true;
 }
 
-static void init_producer_id_response_enc(kp_writer_t *w, int16_t v, const kp_init_producer_id_response_t *m)
+static void init_producer_id_response_enc(kp_writer_t *w, int16_t v,
+                                          const kp_init_producer_id_response_t *m)
 {
     kp_write_i32(w, m->throttle_time_ms);
     kp_write_i16(w, m->error_code);
@@ -11023,7 +12218,8 @@ static void init_producer_id_response_enc(kp_writer_t *w, int16_t v, const kp_in
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void init_producer_id_response_fill(kp_init_producer_id_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void init_producer_id_response_fill(kp_init_producer_id_response_t *m, kp_arena_t *a,
+                                           int16_t v, uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -11034,7 +12230,8 @@ static void init_producer_id_response_fill(kp_init_producer_id_response_t *m, kp
     m->producer_epoch = (int16_t)rnd(seed);
 }
 
-kp_derr_t kp_init_producer_id_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_init_producer_id_response_t *m)
+kp_derr_t kp_init_producer_id_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_init_producer_id_response_t *m)
 {
     if (version < 0 || version > 5) {
         kp_init_producer_id_response_init(m);
@@ -11045,7 +12242,8 @@ kp_derr_t kp_init_producer_id_response_decode(kp_reader_t *r, kp_arena_t *a, int
     return r->err;
 }
 
-kp_werr_t kp_init_producer_id_response_encode(kp_writer_t *w, int16_t version, const kp_init_producer_id_response_t *m)
+kp_werr_t kp_init_producer_id_response_encode(kp_writer_t *w, int16_t version,
+                                              const kp_init_producer_id_response_t *m)
 {
     if (version < 0 || version > 5)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -11054,12 +12252,14 @@ kp_werr_t kp_init_producer_id_response_encode(kp_writer_t *w, int16_t version, c
     return w->err;
 }
 
-bool kp_init_producer_id_response_eq(const kp_init_producer_id_response_t *a, const kp_init_producer_id_response_t *b, int16_t version)
+bool kp_init_producer_id_response_eq(const kp_init_producer_id_response_t *a,
+                                     const kp_init_producer_id_response_t *b, int16_t version)
 {
     return init_producer_id_response_eq(a, b, version);
 }
 
-void kp_init_producer_id_response_fill(kp_init_producer_id_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_init_producer_id_response_fill(kp_init_producer_id_response_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 5) {
         kp_init_producer_id_response_init(m);
@@ -11073,7 +12273,8 @@ static void init_producer_id_response_init_any(void *m)
     kp_init_producer_id_response_init(m);
 }
 
-static kp_derr_t init_producer_id_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t init_producer_id_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                      void *m)
 {
     return kp_init_producer_id_response_decode(r, a, v, m);
 }
@@ -11098,14 +12299,18 @@ static void init_producer_id_response_fill_any(void *m, kp_arena_t *a, int16_t v
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one CreatePartitionsAssignment element, by version. */
-static const uint32_t create_partitions_request_create_partitions_assignment_min_wire[4] = {4, 4, 2, 2};
+static const uint32_t create_partitions_request_create_partitions_assignment_min_wire[4] =
+    {4, 4, 2, 2};
 
-void kp_create_partitions_request_create_partitions_assignment_init(kp_create_partitions_request_create_partitions_assignment_t *m)
+void kp_create_partitions_request_create_partitions_assignment_init(
+    kp_create_partitions_request_create_partitions_assignment_t *m)
 {
     memset(m, 0, sizeof *m);
 }
 
-static void create_partitions_request_create_partitions_assignment_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_partitions_request_create_partitions_assignment_t *m)
+static void create_partitions_request_create_partitions_assignment_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_create_partitions_request_create_partitions_assignment_t *m)
 {
     kp_create_partitions_request_create_partitions_assignment_init(m);
     m->broker_ids = read_array(r, a, v >= 2, false, 4, sizeof *m->broker_ids, &m->broker_ids_count);
@@ -11115,7 +12320,9 @@ static void create_partitions_request_create_partitions_assignment_dec(kp_reader
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_partitions_request_create_partitions_assignment_eq(const kp_create_partitions_request_create_partitions_assignment_t *x, const kp_create_partitions_request_create_partitions_assignment_t *y, int16_t v)
+static bool create_partitions_request_create_partitions_assignment_eq(
+    const kp_create_partitions_request_create_partitions_assignment_t *x,
+    const kp_create_partitions_request_create_partitions_assignment_t *y, int16_t v)
 {
     if (x->broker_ids_count != y->broker_ids_count)
         return false;
@@ -11129,15 +12336,19 @@ static bool create_partitions_request_create_partitions_assignment_eq(const kp_c
     return true;
 }
 
-static void create_partitions_request_create_partitions_assignment_enc(kp_writer_t *w, int16_t v, const kp_create_partitions_request_create_partitions_assignment_t *m)
+static void create_partitions_request_create_partitions_assignment_enc(
+    kp_writer_t *w, int16_t v, const kp_create_partitions_request_create_partitions_assignment_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->broker_ids_count, m->broker_ids, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->broker_ids_count, m->broker_ids, v >= 2, false); i < n; i++)
         kp_write_i32(w, m->broker_ids[i]);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_partitions_request_create_partitions_assignment_fill(kp_create_partitions_request_create_partitions_assignment_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_partitions_request_create_partitions_assignment_fill(
+    kp_create_partitions_request_create_partitions_assignment_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_create_partitions_request_create_partitions_assignment_init(m);
@@ -11147,27 +12358,35 @@ static void create_partitions_request_create_partitions_assignment_fill(kp_creat
 }
 
 /* Smallest wire size of one CreatePartitionsTopic element, by version. */
-static const uint32_t create_partitions_request_create_partitions_topic_min_wire[4] = {10, 10, 7, 7};
+static const uint32_t create_partitions_request_create_partitions_topic_min_wire[4] =
+    {10, 10, 7, 7};
 
-void kp_create_partitions_request_create_partitions_topic_init(kp_create_partitions_request_create_partitions_topic_t *m)
+void kp_create_partitions_request_create_partitions_topic_init(
+    kp_create_partitions_request_create_partitions_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void create_partitions_request_create_partitions_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_partitions_request_create_partitions_topic_t *m)
+static void create_partitions_request_create_partitions_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_create_partitions_request_create_partitions_topic_t *m)
 {
     kp_create_partitions_request_create_partitions_topic_init(m);
     m->name = kp_read_string(r, v >= 2, false);
     m->count = kp_read_i32(r);
-    m->assignments = read_array(r, a, v >= 2, true, create_partitions_request_create_partitions_assignment_min_wire[v], sizeof *m->assignments, &m->assignments_count);
+    m->assignments = read_array(r, a, v >= 2, true,
+                                create_partitions_request_create_partitions_assignment_min_wire[v],
+                                sizeof *m->assignments, &m->assignments_count);
     for (int32_t i = 0; i < m->assignments_count && r->err == KP_DECODE_OK; i++)
         create_partitions_request_create_partitions_assignment_dec(r, a, v, &m->assignments[i]);
     if (v >= 2)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_partitions_request_create_partitions_topic_eq(const kp_create_partitions_request_create_partitions_topic_t *x, const kp_create_partitions_request_create_partitions_topic_t *y, int16_t v)
+static bool create_partitions_request_create_partitions_topic_eq(
+    const kp_create_partitions_request_create_partitions_topic_t *x,
+    const kp_create_partitions_request_create_partitions_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -11176,7 +12395,8 @@ static bool create_partitions_request_create_partitions_topic_eq(const kp_create
     if (x->assignments_count != y->assignments_count)
         return false;
     for (int32_t i = 0; i < x->assignments_count; i++)
-        if (!create_partitions_request_create_partitions_assignment_eq(&x->assignments[i], &y->assignments[i], v))
+        if (!create_partitions_request_create_partitions_assignment_eq(&x->assignments[i],
+                                                                       &y->assignments[i], v))
             return false;
     if (v >= 2) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -11185,17 +12405,21 @@ static bool create_partitions_request_create_partitions_topic_eq(const kp_create
     return true;
 }
 
-static void create_partitions_request_create_partitions_topic_enc(kp_writer_t *w, int16_t v, const kp_create_partitions_request_create_partitions_topic_t *m)
+static void create_partitions_request_create_partitions_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_create_partitions_request_create_partitions_topic_t *m)
 {
     kp_write_string(w, m->name, v >= 2, false);
     kp_write_i32(w, m->count);
-    for (int32_t i = 0, n = write_array_len(w, m->assignments_count, m->assignments, v >= 2, true); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->assignments_count, m->assignments, v >= 2, true); i < n; i++)
         create_partitions_request_create_partitions_assignment_enc(w, v, &m->assignments[i]);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_partitions_request_create_partitions_topic_fill(kp_create_partitions_request_create_partitions_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_partitions_request_create_partitions_topic_fill(
+    kp_create_partitions_request_create_partitions_topic_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_create_partitions_request_create_partitions_topic_init(m);
     m->name = fill_str(a, seed, false);
@@ -11210,10 +12434,13 @@ void kp_create_partitions_request_init(kp_create_partitions_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void create_partitions_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_partitions_request_t *m)
+static void create_partitions_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                          kp_create_partitions_request_t *m)
 {
     kp_create_partitions_request_init(m);
-    m->topics = read_array(r, a, v >= 2, false, create_partitions_request_create_partitions_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 2, false,
+                           create_partitions_request_create_partitions_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         create_partitions_request_create_partitions_topic_dec(r, a, v, &m->topics[i]);
     m->timeout_ms = kp_read_i32(r);
@@ -11222,7 +12449,8 @@ static void create_partitions_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_partitions_request_eq(const kp_create_partitions_request_t *x, const kp_create_partitions_request_t *y, int16_t v)
+static bool create_partitions_request_eq(const kp_create_partitions_request_t *x,
+                                         const kp_create_partitions_request_t *y, int16_t v)
 {
     if (x->topics_count != y->topics_count)
         return false;
@@ -11240,9 +12468,11 @@ static bool create_partitions_request_eq(const kp_create_partitions_request_t *x
     return true;
 }
 
-static void create_partitions_request_enc(kp_writer_t *w, int16_t v, const kp_create_partitions_request_t *m)
+static void create_partitions_request_enc(kp_writer_t *w, int16_t v,
+                                          const kp_create_partitions_request_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 2, false); i < n; i++)
         create_partitions_request_create_partitions_topic_enc(w, v, &m->topics[i]);
     kp_write_i32(w, m->timeout_ms);
     kp_write_bool(w, m->validate_only);
@@ -11250,7 +12480,8 @@ static void create_partitions_request_enc(kp_writer_t *w, int16_t v, const kp_cr
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_partitions_request_fill(kp_create_partitions_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_partitions_request_fill(kp_create_partitions_request_t *m, kp_arena_t *a,
+                                           int16_t v, uint64_t *seed)
 {
     kp_create_partitions_request_init(m);
     m->topics = fill_array(a, seed, false, sizeof *m->topics, &m->topics_count);
@@ -11260,7 +12491,8 @@ static void create_partitions_request_fill(kp_create_partitions_request_t *m, kp
     m->validate_only = (rnd(seed) & 1) != 0;
 }
 
-kp_derr_t kp_create_partitions_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_create_partitions_request_t *m)
+kp_derr_t kp_create_partitions_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_create_partitions_request_t *m)
 {
     if (version < 0 || version > 3) {
         kp_create_partitions_request_init(m);
@@ -11271,7 +12503,8 @@ kp_derr_t kp_create_partitions_request_decode(kp_reader_t *r, kp_arena_t *a, int
     return r->err;
 }
 
-kp_werr_t kp_create_partitions_request_encode(kp_writer_t *w, int16_t version, const kp_create_partitions_request_t *m)
+kp_werr_t kp_create_partitions_request_encode(kp_writer_t *w, int16_t version,
+                                              const kp_create_partitions_request_t *m)
 {
     if (version < 0 || version > 3)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -11280,12 +12513,14 @@ kp_werr_t kp_create_partitions_request_encode(kp_writer_t *w, int16_t version, c
     return w->err;
 }
 
-bool kp_create_partitions_request_eq(const kp_create_partitions_request_t *a, const kp_create_partitions_request_t *b, int16_t version)
+bool kp_create_partitions_request_eq(const kp_create_partitions_request_t *a,
+                                     const kp_create_partitions_request_t *b, int16_t version)
 {
     return create_partitions_request_eq(a, b, version);
 }
 
-void kp_create_partitions_request_fill(kp_create_partitions_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_create_partitions_request_fill(kp_create_partitions_request_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 3) {
         kp_create_partitions_request_init(m);
@@ -11299,7 +12534,8 @@ static void create_partitions_request_init_any(void *m)
     kp_create_partitions_request_init(m);
 }
 
-static kp_derr_t create_partitions_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t create_partitions_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                      void *m)
 {
     return kp_create_partitions_request_decode(r, a, v, m);
 }
@@ -11324,16 +12560,20 @@ static void create_partitions_request_fill_any(void *m, kp_arena_t *a, int16_t v
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one CreatePartitionsTopicResult element, by version. */
-static const uint32_t create_partitions_response_create_partitions_topic_result_min_wire[4] = {6, 6, 5, 5};
+static const uint32_t create_partitions_response_create_partitions_topic_result_min_wire[4] =
+    {6, 6, 5, 5};
 
-void kp_create_partitions_response_create_partitions_topic_result_init(kp_create_partitions_response_create_partitions_topic_result_t *m)
+void kp_create_partitions_response_create_partitions_topic_result_init(
+    kp_create_partitions_response_create_partitions_topic_result_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
     m->error_message = KP_STR_NULL;
 }
 
-static void create_partitions_response_create_partitions_topic_result_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_partitions_response_create_partitions_topic_result_t *m)
+static void create_partitions_response_create_partitions_topic_result_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_create_partitions_response_create_partitions_topic_result_t *m)
 {
     kp_create_partitions_response_create_partitions_topic_result_init(m);
     m->name = kp_read_string(r, v >= 2, false);
@@ -11343,7 +12583,9 @@ static void create_partitions_response_create_partitions_topic_result_dec(kp_rea
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_partitions_response_create_partitions_topic_result_eq(const kp_create_partitions_response_create_partitions_topic_result_t *x, const kp_create_partitions_response_create_partitions_topic_result_t *y, int16_t v)
+static bool create_partitions_response_create_partitions_topic_result_eq(
+    const kp_create_partitions_response_create_partitions_topic_result_t *x,
+    const kp_create_partitions_response_create_partitions_topic_result_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
@@ -11358,7 +12600,9 @@ static bool create_partitions_response_create_partitions_topic_result_eq(const k
     return true;
 }
 
-static void create_partitions_response_create_partitions_topic_result_enc(kp_writer_t *w, int16_t v, const kp_create_partitions_response_create_partitions_topic_result_t *m)
+static void create_partitions_response_create_partitions_topic_result_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_create_partitions_response_create_partitions_topic_result_t *m)
 {
     kp_write_string(w, m->name, v >= 2, false);
     kp_write_i16(w, m->error_code);
@@ -11367,7 +12611,9 @@ static void create_partitions_response_create_partitions_topic_result_enc(kp_wri
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_partitions_response_create_partitions_topic_result_fill(kp_create_partitions_response_create_partitions_topic_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_partitions_response_create_partitions_topic_result_fill(
+    kp_create_partitions_response_create_partitions_topic_result_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_create_partitions_response_create_partitions_topic_result_init(m);
@@ -11381,25 +12627,30 @@ void kp_create_partitions_response_init(kp_create_partitions_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void create_partitions_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_create_partitions_response_t *m)
+static void create_partitions_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                           kp_create_partitions_response_t *m)
 {
     kp_create_partitions_response_init(m);
     m->throttle_time_ms = kp_read_i32(r);
-    m->results = read_array(r, a, v >= 2, false, create_partitions_response_create_partitions_topic_result_min_wire[v], sizeof *m->results, &m->results_count);
+    m->results = read_array(r, a, v >= 2, false,
+                            create_partitions_response_create_partitions_topic_result_min_wire[v],
+                            sizeof *m->results, &m->results_count);
     for (int32_t i = 0; i < m->results_count && r->err == KP_DECODE_OK; i++)
         create_partitions_response_create_partitions_topic_result_dec(r, a, v, &m->results[i]);
     if (v >= 2)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool create_partitions_response_eq(const kp_create_partitions_response_t *x, const kp_create_partitions_response_t *y, int16_t v)
+static bool create_partitions_response_eq(const kp_create_partitions_response_t *x,
+                                          const kp_create_partitions_response_t *y, int16_t v)
 {
     if (x->throttle_time_ms != y->throttle_time_ms)
         return false;
     if (x->results_count != y->results_count)
         return false;
     for (int32_t i = 0; i < x->results_count; i++)
-        if (!create_partitions_response_create_partitions_topic_result_eq(&x->results[i], &y->results[i], v))
+        if (!create_partitions_response_create_partitions_topic_result_eq(&x->results[i],
+                                                                          &y->results[i], v))
             return false;
     if (v >= 2) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -11408,16 +12659,19 @@ static bool create_partitions_response_eq(const kp_create_partitions_response_t 
     return true;
 }
 
-static void create_partitions_response_enc(kp_writer_t *w, int16_t v, const kp_create_partitions_response_t *m)
+static void create_partitions_response_enc(kp_writer_t *w, int16_t v,
+                                           const kp_create_partitions_response_t *m)
 {
     kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->results_count, m->results, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->results_count, m->results, v >= 2, false); i < n; i++)
         create_partitions_response_create_partitions_topic_result_enc(w, v, &m->results[i]);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void create_partitions_response_fill(kp_create_partitions_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void create_partitions_response_fill(kp_create_partitions_response_t *m, kp_arena_t *a,
+                                            int16_t v, uint64_t *seed)
 {
     kp_create_partitions_response_init(m);
     m->throttle_time_ms = (int32_t)rnd(seed);
@@ -11426,7 +12680,8 @@ static void create_partitions_response_fill(kp_create_partitions_response_t *m, 
         create_partitions_response_create_partitions_topic_result_fill(&m->results[i], a, v, seed);
 }
 
-kp_derr_t kp_create_partitions_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_create_partitions_response_t *m)
+kp_derr_t kp_create_partitions_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                               kp_create_partitions_response_t *m)
 {
     if (version < 0 || version > 3) {
         kp_create_partitions_response_init(m);
@@ -11437,7 +12692,8 @@ kp_derr_t kp_create_partitions_response_decode(kp_reader_t *r, kp_arena_t *a, in
     return r->err;
 }
 
-kp_werr_t kp_create_partitions_response_encode(kp_writer_t *w, int16_t version, const kp_create_partitions_response_t *m)
+kp_werr_t kp_create_partitions_response_encode(kp_writer_t *w, int16_t version,
+                                               const kp_create_partitions_response_t *m)
 {
     if (version < 0 || version > 3)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -11446,12 +12702,14 @@ kp_werr_t kp_create_partitions_response_encode(kp_writer_t *w, int16_t version, 
     return w->err;
 }
 
-bool kp_create_partitions_response_eq(const kp_create_partitions_response_t *a, const kp_create_partitions_response_t *b, int16_t version)
+bool kp_create_partitions_response_eq(const kp_create_partitions_response_t *a,
+                                      const kp_create_partitions_response_t *b, int16_t version)
 {
     return create_partitions_response_eq(a, b, version);
 }
 
-void kp_create_partitions_response_fill(kp_create_partitions_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_create_partitions_response_fill(kp_create_partitions_response_t *m, kp_arena_t *a,
+                                        int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 3) {
         kp_create_partitions_response_init(m);
@@ -11465,7 +12723,8 @@ static void create_partitions_response_init_any(void *m)
     kp_create_partitions_response_init(m);
 }
 
-static kp_derr_t create_partitions_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t create_partitions_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                       void *m)
 {
     return kp_create_partitions_response_decode(r, a, v, m);
 }
@@ -11492,12 +12751,15 @@ static void create_partitions_response_fill_any(void *m, kp_arena_t *a, int16_t 
 /* Smallest wire size of one DeleteRecordsPartition element, by version. */
 static const uint32_t delete_records_request_delete_records_partition_min_wire[3] = {12, 12, 13};
 
-void kp_delete_records_request_delete_records_partition_init(kp_delete_records_request_delete_records_partition_t *m)
+void kp_delete_records_request_delete_records_partition_init(
+    kp_delete_records_request_delete_records_partition_t *m)
 {
     memset(m, 0, sizeof *m);
 }
 
-static void delete_records_request_delete_records_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_records_request_delete_records_partition_t *m)
+static void delete_records_request_delete_records_partition_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_delete_records_request_delete_records_partition_t *m)
 {
     kp_delete_records_request_delete_records_partition_init(m);
     m->partition_index = kp_read_i32(r);
@@ -11506,7 +12768,9 @@ static void delete_records_request_delete_records_partition_dec(kp_reader_t *r, 
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_records_request_delete_records_partition_eq(const kp_delete_records_request_delete_records_partition_t *x, const kp_delete_records_request_delete_records_partition_t *y, int16_t v)
+static bool delete_records_request_delete_records_partition_eq(
+    const kp_delete_records_request_delete_records_partition_t *x,
+    const kp_delete_records_request_delete_records_partition_t *y, int16_t v)
 {
     if (x->partition_index != y->partition_index)
         return false;
@@ -11519,7 +12783,8 @@ static bool delete_records_request_delete_records_partition_eq(const kp_delete_r
     return true;
 }
 
-static void delete_records_request_delete_records_partition_enc(kp_writer_t *w, int16_t v, const kp_delete_records_request_delete_records_partition_t *m)
+static void delete_records_request_delete_records_partition_enc(
+    kp_writer_t *w, int16_t v, const kp_delete_records_request_delete_records_partition_t *m)
 {
     kp_write_i32(w, m->partition_index);
     kp_write_i64(w, m->offset);
@@ -11527,7 +12792,9 @@ static void delete_records_request_delete_records_partition_enc(kp_writer_t *w, 
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_records_request_delete_records_partition_fill(kp_delete_records_request_delete_records_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_records_request_delete_records_partition_fill(
+    kp_delete_records_request_delete_records_partition_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -11539,31 +12806,38 @@ static void delete_records_request_delete_records_partition_fill(kp_delete_recor
 /* Smallest wire size of one DeleteRecordsTopic element, by version. */
 static const uint32_t delete_records_request_delete_records_topic_min_wire[3] = {6, 6, 3};
 
-void kp_delete_records_request_delete_records_topic_init(kp_delete_records_request_delete_records_topic_t *m)
+void kp_delete_records_request_delete_records_topic_init(
+    kp_delete_records_request_delete_records_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void delete_records_request_delete_records_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_records_request_delete_records_topic_t *m)
+static void delete_records_request_delete_records_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_records_request_delete_records_topic_t *m)
 {
     kp_delete_records_request_delete_records_topic_init(m);
     m->name = kp_read_string(r, v >= 2, false);
-    m->partitions = read_array(r, a, v >= 2, false, delete_records_request_delete_records_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 2, false,
+                               delete_records_request_delete_records_partition_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         delete_records_request_delete_records_partition_dec(r, a, v, &m->partitions[i]);
     if (v >= 2)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_records_request_delete_records_topic_eq(const kp_delete_records_request_delete_records_topic_t *x, const kp_delete_records_request_delete_records_topic_t *y, int16_t v)
+static bool delete_records_request_delete_records_topic_eq(
+    const kp_delete_records_request_delete_records_topic_t *x,
+    const kp_delete_records_request_delete_records_topic_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!delete_records_request_delete_records_partition_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!delete_records_request_delete_records_partition_eq(&x->partitions[i],
+                                                                &y->partitions[i], v))
             return false;
     if (v >= 2) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -11572,16 +12846,19 @@ static bool delete_records_request_delete_records_topic_eq(const kp_delete_recor
     return true;
 }
 
-static void delete_records_request_delete_records_topic_enc(kp_writer_t *w, int16_t v, const kp_delete_records_request_delete_records_topic_t *m)
+static void delete_records_request_delete_records_topic_enc(
+    kp_writer_t *w, int16_t v, const kp_delete_records_request_delete_records_topic_t *m)
 {
     kp_write_string(w, m->name, v >= 2, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 2, false); i < n; i++)
         delete_records_request_delete_records_partition_enc(w, v, &m->partitions[i]);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_records_request_delete_records_topic_fill(kp_delete_records_request_delete_records_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_records_request_delete_records_topic_fill(
+    kp_delete_records_request_delete_records_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_delete_records_request_delete_records_topic_init(m);
     m->name = fill_str(a, seed, false);
@@ -11595,10 +12872,13 @@ void kp_delete_records_request_init(kp_delete_records_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void delete_records_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_records_request_t *m)
+static void delete_records_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                       kp_delete_records_request_t *m)
 {
     kp_delete_records_request_init(m);
-    m->topics = read_array(r, a, v >= 2, false, delete_records_request_delete_records_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 2, false,
+                           delete_records_request_delete_records_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         delete_records_request_delete_records_topic_dec(r, a, v, &m->topics[i]);
     m->timeout_ms = kp_read_i32(r);
@@ -11606,7 +12886,8 @@ static void delete_records_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_records_request_eq(const kp_delete_records_request_t *x, const kp_delete_records_request_t *y, int16_t v)
+static bool delete_records_request_eq(const kp_delete_records_request_t *x,
+                                      const kp_delete_records_request_t *y, int16_t v)
 {
     if (x->topics_count != y->topics_count)
         return false;
@@ -11622,16 +12903,19 @@ static bool delete_records_request_eq(const kp_delete_records_request_t *x, cons
     return true;
 }
 
-static void delete_records_request_enc(kp_writer_t *w, int16_t v, const kp_delete_records_request_t *m)
+static void delete_records_request_enc(kp_writer_t *w, int16_t v,
+                                       const kp_delete_records_request_t *m)
 {
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 2, false); i < n; i++)
         delete_records_request_delete_records_topic_enc(w, v, &m->topics[i]);
     kp_write_i32(w, m->timeout_ms);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_records_request_fill(kp_delete_records_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_records_request_fill(kp_delete_records_request_t *m, kp_arena_t *a, int16_t v,
+                                        uint64_t *seed)
 {
     kp_delete_records_request_init(m);
     m->topics = fill_array(a, seed, false, sizeof *m->topics, &m->topics_count);
@@ -11640,7 +12924,8 @@ static void delete_records_request_fill(kp_delete_records_request_t *m, kp_arena
     m->timeout_ms = (int32_t)rnd(seed);
 }
 
-kp_derr_t kp_delete_records_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_records_request_t *m)
+kp_derr_t kp_delete_records_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_delete_records_request_t *m)
 {
     if (version < 0 || version > 2) {
         kp_delete_records_request_init(m);
@@ -11651,7 +12936,8 @@ kp_derr_t kp_delete_records_request_decode(kp_reader_t *r, kp_arena_t *a, int16_
     return r->err;
 }
 
-kp_werr_t kp_delete_records_request_encode(kp_writer_t *w, int16_t version, const kp_delete_records_request_t *m)
+kp_werr_t kp_delete_records_request_encode(kp_writer_t *w, int16_t version,
+                                           const kp_delete_records_request_t *m)
 {
     if (version < 0 || version > 2)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -11660,12 +12946,14 @@ kp_werr_t kp_delete_records_request_encode(kp_writer_t *w, int16_t version, cons
     return w->err;
 }
 
-bool kp_delete_records_request_eq(const kp_delete_records_request_t *a, const kp_delete_records_request_t *b, int16_t version)
+bool kp_delete_records_request_eq(const kp_delete_records_request_t *a,
+                                  const kp_delete_records_request_t *b, int16_t version)
 {
     return delete_records_request_eq(a, b, version);
 }
 
-void kp_delete_records_request_fill(kp_delete_records_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_delete_records_request_fill(kp_delete_records_request_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed)
 {
     if (version < 0 || version > 2) {
         kp_delete_records_request_init(m);
@@ -11679,7 +12967,8 @@ static void delete_records_request_init_any(void *m)
     kp_delete_records_request_init(m);
 }
 
-static kp_derr_t delete_records_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t delete_records_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   void *m)
 {
     return kp_delete_records_request_decode(r, a, v, m);
 }
@@ -11704,14 +12993,18 @@ static void delete_records_request_fill_any(void *m, kp_arena_t *a, int16_t v, u
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one DeleteRecordsPartitionResult element, by version. */
-static const uint32_t delete_records_response_delete_records_partition_result_min_wire[3] = {14, 14, 15};
+static const uint32_t delete_records_response_delete_records_partition_result_min_wire[3] =
+    {14, 14, 15};
 
-void kp_delete_records_response_delete_records_partition_result_init(kp_delete_records_response_delete_records_partition_result_t *m)
+void kp_delete_records_response_delete_records_partition_result_init(
+    kp_delete_records_response_delete_records_partition_result_t *m)
 {
     memset(m, 0, sizeof *m);
 }
 
-static void delete_records_response_delete_records_partition_result_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_records_response_delete_records_partition_result_t *m)
+static void delete_records_response_delete_records_partition_result_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_delete_records_response_delete_records_partition_result_t *m)
 {
     kp_delete_records_response_delete_records_partition_result_init(m);
     m->partition_index = kp_read_i32(r);
@@ -11721,7 +13014,9 @@ static void delete_records_response_delete_records_partition_result_dec(kp_reade
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_records_response_delete_records_partition_result_eq(const kp_delete_records_response_delete_records_partition_result_t *x, const kp_delete_records_response_delete_records_partition_result_t *y, int16_t v)
+static bool delete_records_response_delete_records_partition_result_eq(
+    const kp_delete_records_response_delete_records_partition_result_t *x,
+    const kp_delete_records_response_delete_records_partition_result_t *y, int16_t v)
 {
     if (x->partition_index != y->partition_index)
         return false;
@@ -11736,7 +13031,9 @@ static bool delete_records_response_delete_records_partition_result_eq(const kp_
     return true;
 }
 
-static void delete_records_response_delete_records_partition_result_enc(kp_writer_t *w, int16_t v, const kp_delete_records_response_delete_records_partition_result_t *m)
+static void delete_records_response_delete_records_partition_result_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_delete_records_response_delete_records_partition_result_t *m)
 {
     kp_write_i32(w, m->partition_index);
     kp_write_i64(w, m->low_watermark);
@@ -11745,7 +13042,9 @@ static void delete_records_response_delete_records_partition_result_enc(kp_write
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_records_response_delete_records_partition_result_fill(kp_delete_records_response_delete_records_partition_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_records_response_delete_records_partition_result_fill(
+    kp_delete_records_response_delete_records_partition_result_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)a;
     (void)v;
@@ -11758,31 +13057,39 @@ static void delete_records_response_delete_records_partition_result_fill(kp_dele
 /* Smallest wire size of one DeleteRecordsTopicResult element, by version. */
 static const uint32_t delete_records_response_delete_records_topic_result_min_wire[3] = {6, 6, 3};
 
-void kp_delete_records_response_delete_records_topic_result_init(kp_delete_records_response_delete_records_topic_result_t *m)
+void kp_delete_records_response_delete_records_topic_result_init(
+    kp_delete_records_response_delete_records_topic_result_t *m)
 {
     memset(m, 0, sizeof *m);
     m->name = (kp_str_t){"", 0};
 }
 
-static void delete_records_response_delete_records_topic_result_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_records_response_delete_records_topic_result_t *m)
+static void delete_records_response_delete_records_topic_result_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_delete_records_response_delete_records_topic_result_t *m)
 {
     kp_delete_records_response_delete_records_topic_result_init(m);
     m->name = kp_read_string(r, v >= 2, false);
-    m->partitions = read_array(r, a, v >= 2, false, delete_records_response_delete_records_partition_result_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 2, false,
+                               delete_records_response_delete_records_partition_result_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         delete_records_response_delete_records_partition_result_dec(r, a, v, &m->partitions[i]);
     if (v >= 2)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_records_response_delete_records_topic_result_eq(const kp_delete_records_response_delete_records_topic_result_t *x, const kp_delete_records_response_delete_records_topic_result_t *y, int16_t v)
+static bool delete_records_response_delete_records_topic_result_eq(
+    const kp_delete_records_response_delete_records_topic_result_t *x,
+    const kp_delete_records_response_delete_records_topic_result_t *y, int16_t v)
 {
     if (!str_eq(x->name, y->name))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!delete_records_response_delete_records_partition_result_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!delete_records_response_delete_records_partition_result_eq(&x->partitions[i],
+                                                                        &y->partitions[i], v))
             return false;
     if (v >= 2) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -11791,16 +13098,20 @@ static bool delete_records_response_delete_records_topic_result_eq(const kp_dele
     return true;
 }
 
-static void delete_records_response_delete_records_topic_result_enc(kp_writer_t *w, int16_t v, const kp_delete_records_response_delete_records_topic_result_t *m)
+static void delete_records_response_delete_records_topic_result_enc(
+    kp_writer_t *w, int16_t v, const kp_delete_records_response_delete_records_topic_result_t *m)
 {
     kp_write_string(w, m->name, v >= 2, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 2, false); i < n; i++)
         delete_records_response_delete_records_partition_result_enc(w, v, &m->partitions[i]);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_records_response_delete_records_topic_result_fill(kp_delete_records_response_delete_records_topic_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_records_response_delete_records_topic_result_fill(
+    kp_delete_records_response_delete_records_topic_result_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_delete_records_response_delete_records_topic_result_init(m);
     m->name = fill_str(a, seed, false);
@@ -11814,25 +13125,30 @@ void kp_delete_records_response_init(kp_delete_records_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void delete_records_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_delete_records_response_t *m)
+static void delete_records_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                        kp_delete_records_response_t *m)
 {
     kp_delete_records_response_init(m);
     m->throttle_time_ms = kp_read_i32(r);
-    m->topics = read_array(r, a, v >= 2, false, delete_records_response_delete_records_topic_result_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 2, false,
+                           delete_records_response_delete_records_topic_result_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         delete_records_response_delete_records_topic_result_dec(r, a, v, &m->topics[i]);
     if (v >= 2)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool delete_records_response_eq(const kp_delete_records_response_t *x, const kp_delete_records_response_t *y, int16_t v)
+static bool delete_records_response_eq(const kp_delete_records_response_t *x,
+                                       const kp_delete_records_response_t *y, int16_t v)
 {
     if (x->throttle_time_ms != y->throttle_time_ms)
         return false;
     if (x->topics_count != y->topics_count)
         return false;
     for (int32_t i = 0; i < x->topics_count; i++)
-        if (!delete_records_response_delete_records_topic_result_eq(&x->topics[i], &y->topics[i], v))
+        if (!delete_records_response_delete_records_topic_result_eq(&x->topics[i], &y->topics[i],
+                                                                    v))
             return false;
     if (v >= 2) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -11841,16 +13157,19 @@ static bool delete_records_response_eq(const kp_delete_records_response_t *x, co
     return true;
 }
 
-static void delete_records_response_enc(kp_writer_t *w, int16_t v, const kp_delete_records_response_t *m)
+static void delete_records_response_enc(kp_writer_t *w, int16_t v,
+                                        const kp_delete_records_response_t *m)
 {
     kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 2, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 2, false); i < n; i++)
         delete_records_response_delete_records_topic_result_enc(w, v, &m->topics[i]);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void delete_records_response_fill(kp_delete_records_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void delete_records_response_fill(kp_delete_records_response_t *m, kp_arena_t *a, int16_t v,
+                                         uint64_t *seed)
 {
     kp_delete_records_response_init(m);
     m->throttle_time_ms = (int32_t)rnd(seed);
@@ -11859,7 +13178,8 @@ static void delete_records_response_fill(kp_delete_records_response_t *m, kp_are
         delete_records_response_delete_records_topic_result_fill(&m->topics[i], a, v, seed);
 }
 
-kp_derr_t kp_delete_records_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_records_response_t *m)
+kp_derr_t kp_delete_records_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                            kp_delete_records_response_t *m)
 {
     if (version < 0 || version > 2) {
         kp_delete_records_response_init(m);
@@ -11870,7 +13190,8 @@ kp_derr_t kp_delete_records_response_decode(kp_reader_t *r, kp_arena_t *a, int16
     return r->err;
 }
 
-kp_werr_t kp_delete_records_response_encode(kp_writer_t *w, int16_t version, const kp_delete_records_response_t *m)
+kp_werr_t kp_delete_records_response_encode(kp_writer_t *w, int16_t version,
+                                            const kp_delete_records_response_t *m)
 {
     if (version < 0 || version > 2)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -11879,12 +13200,14 @@ kp_werr_t kp_delete_records_response_encode(kp_writer_t *w, int16_t version, con
     return w->err;
 }
 
-bool kp_delete_records_response_eq(const kp_delete_records_response_t *a, const kp_delete_records_response_t *b, int16_t version)
+bool kp_delete_records_response_eq(const kp_delete_records_response_t *a,
+                                   const kp_delete_records_response_t *b, int16_t version)
 {
     return delete_records_response_eq(a, b, version);
 }
 
-void kp_delete_records_response_fill(kp_delete_records_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_delete_records_response_fill(kp_delete_records_response_t *m, kp_arena_t *a,
+                                     int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 2) {
         kp_delete_records_response_init(m);
@@ -11898,7 +13221,8 @@ static void delete_records_response_init_any(void *m)
     kp_delete_records_response_init(m);
 }
 
-static kp_derr_t delete_records_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t delete_records_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                    void *m)
 {
     return kp_delete_records_response_decode(r, a, v, m);
 }
@@ -11923,15 +13247,19 @@ static void delete_records_response_fill_any(void *m, kp_arena_t *a, int16_t v, 
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one OffsetForLeaderPartition element, by version. */
-static const uint32_t offset_for_leader_epoch_request_offset_for_leader_partition_min_wire[5] = {8, 8, 12, 12, 13};
+static const uint32_t offset_for_leader_epoch_request_offset_for_leader_partition_min_wire[5] =
+    {8, 8, 12, 12, 13};
 
-void kp_offset_for_leader_epoch_request_offset_for_leader_partition_init(kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m)
+void kp_offset_for_leader_epoch_request_offset_for_leader_partition_init(
+    kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m)
 {
     memset(m, 0, sizeof *m);
     m->current_leader_epoch = -1;
 }
 
-static void offset_for_leader_epoch_request_offset_for_leader_partition_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m)
+static void offset_for_leader_epoch_request_offset_for_leader_partition_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m)
 {
     kp_offset_for_leader_epoch_request_offset_for_leader_partition_init(m);
     m->partition = kp_read_i32(r);
@@ -11942,7 +13270,9 @@ static void offset_for_leader_epoch_request_offset_for_leader_partition_dec(kp_r
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_for_leader_epoch_request_offset_for_leader_partition_eq(const kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *x, const kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *y, int16_t v)
+static bool offset_for_leader_epoch_request_offset_for_leader_partition_eq(
+    const kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *x,
+    const kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *y, int16_t v)
 {
     if (x->partition != y->partition)
         return false;
@@ -11959,7 +13289,9 @@ static bool offset_for_leader_epoch_request_offset_for_leader_partition_eq(const
     return true;
 }
 
-static void offset_for_leader_epoch_request_offset_for_leader_partition_enc(kp_writer_t *w, int16_t v, const kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m)
+static void offset_for_leader_epoch_request_offset_for_leader_partition_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m)
 {
     kp_write_i32(w, m->partition);
     if (v >= 2)
@@ -11969,7 +13301,9 @@ static void offset_for_leader_epoch_request_offset_for_leader_partition_enc(kp_w
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_for_leader_epoch_request_offset_for_leader_partition_fill(kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_for_leader_epoch_request_offset_for_leader_partition_fill(
+    kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)a;
     kp_offset_for_leader_epoch_request_offset_for_leader_partition_init(m);
@@ -11980,33 +13314,43 @@ static void offset_for_leader_epoch_request_offset_for_leader_partition_fill(kp_
 }
 
 /* Smallest wire size of one OffsetForLeaderTopic element, by version. */
-static const uint32_t offset_for_leader_epoch_request_offset_for_leader_topic_min_wire[5] = {6, 6, 6, 6, 3};
+static const uint32_t offset_for_leader_epoch_request_offset_for_leader_topic_min_wire[5] =
+    {6, 6, 6, 6, 3};
 
-void kp_offset_for_leader_epoch_request_offset_for_leader_topic_init(kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m)
+void kp_offset_for_leader_epoch_request_offset_for_leader_topic_init(
+    kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m)
 {
     memset(m, 0, sizeof *m);
     m->topic = (kp_str_t){"", 0};
 }
 
-static void offset_for_leader_epoch_request_offset_for_leader_topic_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m)
+static void offset_for_leader_epoch_request_offset_for_leader_topic_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m)
 {
     kp_offset_for_leader_epoch_request_offset_for_leader_topic_init(m);
     m->topic = kp_read_string(r, v >= 4, false);
-    m->partitions = read_array(r, a, v >= 4, false, offset_for_leader_epoch_request_offset_for_leader_partition_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(
+        r, a, v >= 4, false,
+        offset_for_leader_epoch_request_offset_for_leader_partition_min_wire[v],
+        sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         offset_for_leader_epoch_request_offset_for_leader_partition_dec(r, a, v, &m->partitions[i]);
     if (v >= 4)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_for_leader_epoch_request_offset_for_leader_topic_eq(const kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *x, const kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *y, int16_t v)
+static bool offset_for_leader_epoch_request_offset_for_leader_topic_eq(
+    const kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *x,
+    const kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *y, int16_t v)
 {
     if (!str_eq(x->topic, y->topic))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!offset_for_leader_epoch_request_offset_for_leader_partition_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!offset_for_leader_epoch_request_offset_for_leader_partition_eq(&x->partitions[i],
+                                                                            &y->partitions[i], v))
             return false;
     if (v >= 4) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -12015,22 +13359,28 @@ static bool offset_for_leader_epoch_request_offset_for_leader_topic_eq(const kp_
     return true;
 }
 
-static void offset_for_leader_epoch_request_offset_for_leader_topic_enc(kp_writer_t *w, int16_t v, const kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m)
+static void offset_for_leader_epoch_request_offset_for_leader_topic_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m)
 {
     kp_write_string(w, m->topic, v >= 4, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 4, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 4, false); i < n; i++)
         offset_for_leader_epoch_request_offset_for_leader_partition_enc(w, v, &m->partitions[i]);
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_for_leader_epoch_request_offset_for_leader_topic_fill(kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_for_leader_epoch_request_offset_for_leader_topic_fill(
+    kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     kp_offset_for_leader_epoch_request_offset_for_leader_topic_init(m);
     m->topic = fill_str(a, seed, false);
     m->partitions = fill_array(a, seed, false, sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count; i++)
-        offset_for_leader_epoch_request_offset_for_leader_partition_fill(&m->partitions[i], a, v, seed);
+        offset_for_leader_epoch_request_offset_for_leader_partition_fill(&m->partitions[i], a, v,
+                                                                         seed);
 }
 
 void kp_offset_for_leader_epoch_request_init(kp_offset_for_leader_epoch_request_t *m)
@@ -12039,19 +13389,24 @@ void kp_offset_for_leader_epoch_request_init(kp_offset_for_leader_epoch_request_
     m->replica_id = -2;
 }
 
-static void offset_for_leader_epoch_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_for_leader_epoch_request_t *m)
+static void offset_for_leader_epoch_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                kp_offset_for_leader_epoch_request_t *m)
 {
     kp_offset_for_leader_epoch_request_init(m);
     if (v >= 3)
         m->replica_id = kp_read_i32(r);
-    m->topics = read_array(r, a, v >= 4, false, offset_for_leader_epoch_request_offset_for_leader_topic_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(r, a, v >= 4, false,
+                           offset_for_leader_epoch_request_offset_for_leader_topic_min_wire[v],
+                           sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         offset_for_leader_epoch_request_offset_for_leader_topic_dec(r, a, v, &m->topics[i]);
     if (v >= 4)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_for_leader_epoch_request_eq(const kp_offset_for_leader_epoch_request_t *x, const kp_offset_for_leader_epoch_request_t *y, int16_t v)
+static bool offset_for_leader_epoch_request_eq(const kp_offset_for_leader_epoch_request_t *x,
+                                               const kp_offset_for_leader_epoch_request_t *y,
+                                               int16_t v)
 {
     if (v >= 3) {
         if (x->replica_id != y->replica_id)
@@ -12060,7 +13415,8 @@ static bool offset_for_leader_epoch_request_eq(const kp_offset_for_leader_epoch_
     if (x->topics_count != y->topics_count)
         return false;
     for (int32_t i = 0; i < x->topics_count; i++)
-        if (!offset_for_leader_epoch_request_offset_for_leader_topic_eq(&x->topics[i], &y->topics[i], v))
+        if (!offset_for_leader_epoch_request_offset_for_leader_topic_eq(&x->topics[i],
+                                                                        &y->topics[i], v))
             return false;
     if (v >= 4) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -12069,17 +13425,20 @@ static bool offset_for_leader_epoch_request_eq(const kp_offset_for_leader_epoch_
     return true;
 }
 
-static void offset_for_leader_epoch_request_enc(kp_writer_t *w, int16_t v, const kp_offset_for_leader_epoch_request_t *m)
+static void offset_for_leader_epoch_request_enc(kp_writer_t *w, int16_t v,
+                                                const kp_offset_for_leader_epoch_request_t *m)
 {
     if (v >= 3)
         kp_write_i32(w, m->replica_id);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 4, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 4, false); i < n; i++)
         offset_for_leader_epoch_request_offset_for_leader_topic_enc(w, v, &m->topics[i]);
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_for_leader_epoch_request_fill(kp_offset_for_leader_epoch_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_for_leader_epoch_request_fill(kp_offset_for_leader_epoch_request_t *m,
+                                                 kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_offset_for_leader_epoch_request_init(m);
     if (v >= 3)
@@ -12089,7 +13448,8 @@ static void offset_for_leader_epoch_request_fill(kp_offset_for_leader_epoch_requ
         offset_for_leader_epoch_request_offset_for_leader_topic_fill(&m->topics[i], a, v, seed);
 }
 
-kp_derr_t kp_offset_for_leader_epoch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_for_leader_epoch_request_t *m)
+kp_derr_t kp_offset_for_leader_epoch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                                    kp_offset_for_leader_epoch_request_t *m)
 {
     if (version < 0 || version > 4) {
         kp_offset_for_leader_epoch_request_init(m);
@@ -12100,7 +13460,8 @@ kp_derr_t kp_offset_for_leader_epoch_request_decode(kp_reader_t *r, kp_arena_t *
     return r->err;
 }
 
-kp_werr_t kp_offset_for_leader_epoch_request_encode(kp_writer_t *w, int16_t version, const kp_offset_for_leader_epoch_request_t *m)
+kp_werr_t kp_offset_for_leader_epoch_request_encode(kp_writer_t *w, int16_t version,
+                                                    const kp_offset_for_leader_epoch_request_t *m)
 {
     if (version < 0 || version > 4)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -12109,12 +13470,15 @@ kp_werr_t kp_offset_for_leader_epoch_request_encode(kp_writer_t *w, int16_t vers
     return w->err;
 }
 
-bool kp_offset_for_leader_epoch_request_eq(const kp_offset_for_leader_epoch_request_t *a, const kp_offset_for_leader_epoch_request_t *b, int16_t version)
+bool kp_offset_for_leader_epoch_request_eq(const kp_offset_for_leader_epoch_request_t *a,
+                                           const kp_offset_for_leader_epoch_request_t *b,
+                                           int16_t version)
 {
     return offset_for_leader_epoch_request_eq(a, b, version);
 }
 
-void kp_offset_for_leader_epoch_request_fill(kp_offset_for_leader_epoch_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_offset_for_leader_epoch_request_fill(kp_offset_for_leader_epoch_request_t *m, kp_arena_t *a,
+                                             int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 4) {
         kp_offset_for_leader_epoch_request_init(m);
@@ -12128,12 +13492,14 @@ static void offset_for_leader_epoch_request_init_any(void *m)
     kp_offset_for_leader_epoch_request_init(m);
 }
 
-static kp_derr_t offset_for_leader_epoch_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t offset_for_leader_epoch_request_decode_any(kp_reader_t *r, kp_arena_t *a,
+                                                            int16_t v, void *m)
 {
     return kp_offset_for_leader_epoch_request_decode(r, a, v, m);
 }
 
-static kp_werr_t offset_for_leader_epoch_request_encode_any(kp_writer_t *w, int16_t v, const void *m)
+static kp_werr_t offset_for_leader_epoch_request_encode_any(kp_writer_t *w, int16_t v,
+                                                            const void *m)
 {
     return kp_offset_for_leader_epoch_request_encode(w, v, m);
 }
@@ -12143,7 +13509,8 @@ static bool offset_for_leader_epoch_request_eq_any(const void *x, const void *y,
     return kp_offset_for_leader_epoch_request_eq(x, y, v);
 }
 
-static void offset_for_leader_epoch_request_fill_any(void *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_for_leader_epoch_request_fill_any(void *m, kp_arena_t *a, int16_t v,
+                                                     uint64_t *seed)
 {
     kp_offset_for_leader_epoch_request_fill(m, a, v, seed);
 }
@@ -12153,16 +13520,20 @@ static void offset_for_leader_epoch_request_fill_any(void *m, kp_arena_t *a, int
 /* ---------------------------------------------------------------------- */
 
 /* Smallest wire size of one EpochEndOffset element, by version. */
-static const uint32_t offset_for_leader_epoch_response_epoch_end_offset_min_wire[5] = {14, 18, 18, 18, 19};
+static const uint32_t offset_for_leader_epoch_response_epoch_end_offset_min_wire[5] =
+    {14, 18, 18, 18, 19};
 
-void kp_offset_for_leader_epoch_response_epoch_end_offset_init(kp_offset_for_leader_epoch_response_epoch_end_offset_t *m)
+void kp_offset_for_leader_epoch_response_epoch_end_offset_init(
+    kp_offset_for_leader_epoch_response_epoch_end_offset_t *m)
 {
     memset(m, 0, sizeof *m);
     m->leader_epoch = -1;
     m->end_offset = INT64_C(-1);
 }
 
-static void offset_for_leader_epoch_response_epoch_end_offset_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_for_leader_epoch_response_epoch_end_offset_t *m)
+static void offset_for_leader_epoch_response_epoch_end_offset_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_for_leader_epoch_response_epoch_end_offset_t *m)
 {
     kp_offset_for_leader_epoch_response_epoch_end_offset_init(m);
     m->error_code = kp_read_i16(r);
@@ -12174,7 +13545,9 @@ static void offset_for_leader_epoch_response_epoch_end_offset_dec(kp_reader_t *r
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_for_leader_epoch_response_epoch_end_offset_eq(const kp_offset_for_leader_epoch_response_epoch_end_offset_t *x, const kp_offset_for_leader_epoch_response_epoch_end_offset_t *y, int16_t v)
+static bool offset_for_leader_epoch_response_epoch_end_offset_eq(
+    const kp_offset_for_leader_epoch_response_epoch_end_offset_t *x,
+    const kp_offset_for_leader_epoch_response_epoch_end_offset_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -12193,7 +13566,8 @@ static bool offset_for_leader_epoch_response_epoch_end_offset_eq(const kp_offset
     return true;
 }
 
-static void offset_for_leader_epoch_response_epoch_end_offset_enc(kp_writer_t *w, int16_t v, const kp_offset_for_leader_epoch_response_epoch_end_offset_t *m)
+static void offset_for_leader_epoch_response_epoch_end_offset_enc(
+    kp_writer_t *w, int16_t v, const kp_offset_for_leader_epoch_response_epoch_end_offset_t *m)
 {
     kp_write_i16(w, m->error_code);
     kp_write_i32(w, m->partition);
@@ -12204,7 +13578,9 @@ static void offset_for_leader_epoch_response_epoch_end_offset_enc(kp_writer_t *w
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_for_leader_epoch_response_epoch_end_offset_fill(kp_offset_for_leader_epoch_response_epoch_end_offset_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_for_leader_epoch_response_epoch_end_offset_fill(
+    kp_offset_for_leader_epoch_response_epoch_end_offset_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)a;
     kp_offset_for_leader_epoch_response_epoch_end_offset_init(m);
@@ -12216,33 +13592,42 @@ static void offset_for_leader_epoch_response_epoch_end_offset_fill(kp_offset_for
 }
 
 /* Smallest wire size of one OffsetForLeaderTopicResult element, by version. */
-static const uint32_t offset_for_leader_epoch_response_offset_for_leader_topic_result_min_wire[5] = {6, 6, 6, 6, 3};
+static const uint32_t offset_for_leader_epoch_response_offset_for_leader_topic_result_min_wire[5] =
+    {6, 6, 6, 6, 3};
 
-void kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m)
+void kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(
+    kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m)
 {
     memset(m, 0, sizeof *m);
     m->topic = (kp_str_t){"", 0};
 }
 
-static void offset_for_leader_epoch_response_offset_for_leader_topic_result_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m)
+static void offset_for_leader_epoch_response_offset_for_leader_topic_result_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m)
 {
     kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(m);
     m->topic = kp_read_string(r, v >= 4, false);
-    m->partitions = read_array(r, a, v >= 4, false, offset_for_leader_epoch_response_epoch_end_offset_min_wire[v], sizeof *m->partitions, &m->partitions_count);
+    m->partitions = read_array(r, a, v >= 4, false,
+                               offset_for_leader_epoch_response_epoch_end_offset_min_wire[v],
+                               sizeof *m->partitions, &m->partitions_count);
     for (int32_t i = 0; i < m->partitions_count && r->err == KP_DECODE_OK; i++)
         offset_for_leader_epoch_response_epoch_end_offset_dec(r, a, v, &m->partitions[i]);
     if (v >= 4)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_for_leader_epoch_response_offset_for_leader_topic_result_eq(const kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *x, const kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *y, int16_t v)
+static bool offset_for_leader_epoch_response_offset_for_leader_topic_result_eq(
+    const kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *x,
+    const kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *y, int16_t v)
 {
     if (!str_eq(x->topic, y->topic))
         return false;
     if (x->partitions_count != y->partitions_count)
         return false;
     for (int32_t i = 0; i < x->partitions_count; i++)
-        if (!offset_for_leader_epoch_response_epoch_end_offset_eq(&x->partitions[i], &y->partitions[i], v))
+        if (!offset_for_leader_epoch_response_epoch_end_offset_eq(&x->partitions[i],
+                                                                  &y->partitions[i], v))
             return false;
     if (v >= 4) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -12251,16 +13636,21 @@ static bool offset_for_leader_epoch_response_offset_for_leader_topic_result_eq(c
     return true;
 }
 
-static void offset_for_leader_epoch_response_offset_for_leader_topic_result_enc(kp_writer_t *w, int16_t v, const kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m)
+static void offset_for_leader_epoch_response_offset_for_leader_topic_result_enc(
+    kp_writer_t *w, int16_t v,
+    const kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m)
 {
     kp_write_string(w, m->topic, v >= 4, false);
-    for (int32_t i = 0, n = write_array_len(w, m->partitions_count, m->partitions, v >= 4, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->partitions_count, m->partitions, v >= 4, false); i < n; i++)
         offset_for_leader_epoch_response_epoch_end_offset_enc(w, v, &m->partitions[i]);
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_for_leader_epoch_response_offset_for_leader_topic_result_fill(kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_for_leader_epoch_response_offset_for_leader_topic_result_fill(
+    kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m, kp_arena_t *a,
+    int16_t v, uint64_t *seed)
 {
     kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(m);
     m->topic = fill_str(a, seed, false);
@@ -12274,19 +13664,25 @@ void kp_offset_for_leader_epoch_response_init(kp_offset_for_leader_epoch_respons
     memset(m, 0, sizeof *m);
 }
 
-static void offset_for_leader_epoch_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_offset_for_leader_epoch_response_t *m)
+static void offset_for_leader_epoch_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                 kp_offset_for_leader_epoch_response_t *m)
 {
     kp_offset_for_leader_epoch_response_init(m);
     if (v >= 2)
         m->throttle_time_ms = kp_read_i32(r);
-    m->topics = read_array(r, a, v >= 4, false, offset_for_leader_epoch_response_offset_for_leader_topic_result_min_wire[v], sizeof *m->topics, &m->topics_count);
+    m->topics = read_array(
+        r, a, v >= 4, false,
+        offset_for_leader_epoch_response_offset_for_leader_topic_result_min_wire[v],
+        sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count && r->err == KP_DECODE_OK; i++)
         offset_for_leader_epoch_response_offset_for_leader_topic_result_dec(r, a, v, &m->topics[i]);
     if (v >= 4)
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool offset_for_leader_epoch_response_eq(const kp_offset_for_leader_epoch_response_t *x, const kp_offset_for_leader_epoch_response_t *y, int16_t v)
+static bool offset_for_leader_epoch_response_eq(const kp_offset_for_leader_epoch_response_t *x,
+                                                const kp_offset_for_leader_epoch_response_t *y,
+                                                int16_t v)
 {
     if (v >= 2) {
         if (x->throttle_time_ms != y->throttle_time_ms)
@@ -12295,7 +13691,8 @@ static bool offset_for_leader_epoch_response_eq(const kp_offset_for_leader_epoch
     if (x->topics_count != y->topics_count)
         return false;
     for (int32_t i = 0; i < x->topics_count; i++)
-        if (!offset_for_leader_epoch_response_offset_for_leader_topic_result_eq(&x->topics[i], &y->topics[i], v))
+        if (!offset_for_leader_epoch_response_offset_for_leader_topic_result_eq(&x->topics[i],
+                                                                                &y->topics[i], v))
             return false;
     if (v >= 4) {
         if (!tags_eq(&x->_unknown, &y->_unknown))
@@ -12304,27 +13701,32 @@ static bool offset_for_leader_epoch_response_eq(const kp_offset_for_leader_epoch
     return true;
 }
 
-static void offset_for_leader_epoch_response_enc(kp_writer_t *w, int16_t v, const kp_offset_for_leader_epoch_response_t *m)
+static void offset_for_leader_epoch_response_enc(kp_writer_t *w, int16_t v,
+                                                 const kp_offset_for_leader_epoch_response_t *m)
 {
     if (v >= 2)
         kp_write_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = write_array_len(w, m->topics_count, m->topics, v >= 4, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->topics_count, m->topics, v >= 4, false); i < n; i++)
         offset_for_leader_epoch_response_offset_for_leader_topic_result_enc(w, v, &m->topics[i]);
     if (v >= 4)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void offset_for_leader_epoch_response_fill(kp_offset_for_leader_epoch_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_for_leader_epoch_response_fill(kp_offset_for_leader_epoch_response_t *m,
+                                                  kp_arena_t *a, int16_t v, uint64_t *seed)
 {
     kp_offset_for_leader_epoch_response_init(m);
     if (v >= 2)
         m->throttle_time_ms = (int32_t)rnd(seed);
     m->topics = fill_array(a, seed, false, sizeof *m->topics, &m->topics_count);
     for (int32_t i = 0; i < m->topics_count; i++)
-        offset_for_leader_epoch_response_offset_for_leader_topic_result_fill(&m->topics[i], a, v, seed);
+        offset_for_leader_epoch_response_offset_for_leader_topic_result_fill(&m->topics[i], a, v,
+                                                                             seed);
 }
 
-kp_derr_t kp_offset_for_leader_epoch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_for_leader_epoch_response_t *m)
+kp_derr_t kp_offset_for_leader_epoch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                                     kp_offset_for_leader_epoch_response_t *m)
 {
     if (version < 0 || version > 4) {
         kp_offset_for_leader_epoch_response_init(m);
@@ -12335,7 +13737,8 @@ kp_derr_t kp_offset_for_leader_epoch_response_decode(kp_reader_t *r, kp_arena_t 
     return r->err;
 }
 
-kp_werr_t kp_offset_for_leader_epoch_response_encode(kp_writer_t *w, int16_t version, const kp_offset_for_leader_epoch_response_t *m)
+kp_werr_t kp_offset_for_leader_epoch_response_encode(kp_writer_t *w, int16_t version,
+                                                     const kp_offset_for_leader_epoch_response_t *m)
 {
     if (version < 0 || version > 4)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -12344,12 +13747,15 @@ kp_werr_t kp_offset_for_leader_epoch_response_encode(kp_writer_t *w, int16_t ver
     return w->err;
 }
 
-bool kp_offset_for_leader_epoch_response_eq(const kp_offset_for_leader_epoch_response_t *a, const kp_offset_for_leader_epoch_response_t *b, int16_t version)
+bool kp_offset_for_leader_epoch_response_eq(const kp_offset_for_leader_epoch_response_t *a,
+                                            const kp_offset_for_leader_epoch_response_t *b,
+                                            int16_t version)
 {
     return offset_for_leader_epoch_response_eq(a, b, version);
 }
 
-void kp_offset_for_leader_epoch_response_fill(kp_offset_for_leader_epoch_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_offset_for_leader_epoch_response_fill(kp_offset_for_leader_epoch_response_t *m,
+                                              kp_arena_t *a, int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 4) {
         kp_offset_for_leader_epoch_response_init(m);
@@ -12363,12 +13769,14 @@ static void offset_for_leader_epoch_response_init_any(void *m)
     kp_offset_for_leader_epoch_response_init(m);
 }
 
-static kp_derr_t offset_for_leader_epoch_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t offset_for_leader_epoch_response_decode_any(kp_reader_t *r, kp_arena_t *a,
+                                                             int16_t v, void *m)
 {
     return kp_offset_for_leader_epoch_response_decode(r, a, v, m);
 }
 
-static kp_werr_t offset_for_leader_epoch_response_encode_any(kp_writer_t *w, int16_t v, const void *m)
+static kp_werr_t offset_for_leader_epoch_response_encode_any(kp_writer_t *w, int16_t v,
+                                                             const void *m)
 {
     return kp_offset_for_leader_epoch_response_encode(w, v, m);
 }
@@ -12378,7 +13786,8 @@ static bool offset_for_leader_epoch_response_eq_any(const void *x, const void *y
     return kp_offset_for_leader_epoch_response_eq(x, y, v);
 }
 
-static void offset_for_leader_epoch_response_fill_any(void *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void offset_for_leader_epoch_response_fill_any(void *m, kp_arena_t *a, int16_t v,
+                                                      uint64_t *seed)
 {
     kp_offset_for_leader_epoch_response_fill(m, a, v, seed);
 }
@@ -12393,7 +13802,8 @@ void kp_describe_cluster_request_init(kp_describe_cluster_request_t *m)
     m->endpoint_type = 1;
 }
 
-static void describe_cluster_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_cluster_request_t *m)
+static void describe_cluster_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                         kp_describe_cluster_request_t *m)
 {
     kp_describe_cluster_request_init(m);
     m->include_cluster_authorized_operations = kp_read_bool(r);
@@ -12402,7 +13812,8 @@ static void describe_cluster_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t 
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_cluster_request_eq(const kp_describe_cluster_request_t *x, const kp_describe_cluster_request_t *y, int16_t v)
+static bool describe_cluster_request_eq(const kp_describe_cluster_request_t *x,
+                                        const kp_describe_cluster_request_t *y, int16_t v)
 {
     if (x->include_cluster_authorized_operations != y->include_cluster_authorized_operations)
         return false;
@@ -12415,7 +13826,8 @@ static bool describe_cluster_request_eq(const kp_describe_cluster_request_t *x, 
     return true;
 }
 
-static void describe_cluster_request_enc(kp_writer_t *w, int16_t v, const kp_describe_cluster_request_t *m)
+static void describe_cluster_request_enc(kp_writer_t *w, int16_t v,
+                                         const kp_describe_cluster_request_t *m)
 {
     kp_write_bool(w, m->include_cluster_authorized_operations);
     if (v >= 1)
@@ -12423,7 +13835,8 @@ static void describe_cluster_request_enc(kp_writer_t *w, int16_t v, const kp_des
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_cluster_request_fill(kp_describe_cluster_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_cluster_request_fill(kp_describe_cluster_request_t *m, kp_arena_t *a,
+                                          int16_t v, uint64_t *seed)
 {
     (void)a;
     kp_describe_cluster_request_init(m);
@@ -12432,7 +13845,8 @@ static void describe_cluster_request_fill(kp_describe_cluster_request_t *m, kp_a
         m->endpoint_type = (int8_t)rnd(seed);
 }
 
-kp_derr_t kp_describe_cluster_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_cluster_request_t *m)
+kp_derr_t kp_describe_cluster_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_describe_cluster_request_t *m)
 {
     if (version < 0 || version > 1) {
         kp_describe_cluster_request_init(m);
@@ -12443,7 +13857,8 @@ kp_derr_t kp_describe_cluster_request_decode(kp_reader_t *r, kp_arena_t *a, int1
     return r->err;
 }
 
-kp_werr_t kp_describe_cluster_request_encode(kp_writer_t *w, int16_t version, const kp_describe_cluster_request_t *m)
+kp_werr_t kp_describe_cluster_request_encode(kp_writer_t *w, int16_t version,
+                                             const kp_describe_cluster_request_t *m)
 {
     if (version < 0 || version > 1)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -12452,12 +13867,14 @@ kp_werr_t kp_describe_cluster_request_encode(kp_writer_t *w, int16_t version, co
     return w->err;
 }
 
-bool kp_describe_cluster_request_eq(const kp_describe_cluster_request_t *a, const kp_describe_cluster_request_t *b, int16_t version)
+bool kp_describe_cluster_request_eq(const kp_describe_cluster_request_t *a,
+                                    const kp_describe_cluster_request_t *b, int16_t version)
 {
     return describe_cluster_request_eq(a, b, version);
 }
 
-void kp_describe_cluster_request_fill(kp_describe_cluster_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_describe_cluster_request_fill(kp_describe_cluster_request_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 1) {
         kp_describe_cluster_request_init(m);
@@ -12471,7 +13888,8 @@ static void describe_cluster_request_init_any(void *m)
     kp_describe_cluster_request_init(m);
 }
 
-static kp_derr_t describe_cluster_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t describe_cluster_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                     void *m)
 {
     return kp_describe_cluster_request_decode(r, a, v, m);
 }
@@ -12498,14 +13916,17 @@ static void describe_cluster_request_fill_any(void *m, kp_arena_t *a, int16_t v,
 /* Smallest wire size of one DescribeClusterBroker element, by version. */
 static const uint32_t describe_cluster_response_describe_cluster_broker_min_wire[2] = {11, 11};
 
-void kp_describe_cluster_response_describe_cluster_broker_init(kp_describe_cluster_response_describe_cluster_broker_t *m)
+void kp_describe_cluster_response_describe_cluster_broker_init(
+    kp_describe_cluster_response_describe_cluster_broker_t *m)
 {
     memset(m, 0, sizeof *m);
     m->host = (kp_str_t){"", 0};
     m->rack = KP_STR_NULL;
 }
 
-static void describe_cluster_response_describe_cluster_broker_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_cluster_response_describe_cluster_broker_t *m)
+static void describe_cluster_response_describe_cluster_broker_dec(
+    kp_reader_t *r, kp_arena_t *a, int16_t v,
+    kp_describe_cluster_response_describe_cluster_broker_t *m)
 {
     kp_describe_cluster_response_describe_cluster_broker_init(m);
     m->broker_id = kp_read_i32(r);
@@ -12515,7 +13936,9 @@ static void describe_cluster_response_describe_cluster_broker_dec(kp_reader_t *r
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_cluster_response_describe_cluster_broker_eq(const kp_describe_cluster_response_describe_cluster_broker_t *x, const kp_describe_cluster_response_describe_cluster_broker_t *y, int16_t v)
+static bool describe_cluster_response_describe_cluster_broker_eq(
+    const kp_describe_cluster_response_describe_cluster_broker_t *x,
+    const kp_describe_cluster_response_describe_cluster_broker_t *y, int16_t v)
 {
     (void)v;
     if (x->broker_id != y->broker_id)
@@ -12531,7 +13954,8 @@ static bool describe_cluster_response_describe_cluster_broker_eq(const kp_descri
     return true;
 }
 
-static void describe_cluster_response_describe_cluster_broker_enc(kp_writer_t *w, int16_t v, const kp_describe_cluster_response_describe_cluster_broker_t *m)
+static void describe_cluster_response_describe_cluster_broker_enc(
+    kp_writer_t *w, int16_t v, const kp_describe_cluster_response_describe_cluster_broker_t *m)
 {
     kp_write_i32(w, m->broker_id);
     kp_write_string(w, m->host, true, false);
@@ -12540,7 +13964,9 @@ static void describe_cluster_response_describe_cluster_broker_enc(kp_writer_t *w
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_cluster_response_describe_cluster_broker_fill(kp_describe_cluster_response_describe_cluster_broker_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_cluster_response_describe_cluster_broker_fill(
+    kp_describe_cluster_response_describe_cluster_broker_t *m, kp_arena_t *a, int16_t v,
+    uint64_t *seed)
 {
     (void)v;
     kp_describe_cluster_response_describe_cluster_broker_init(m);
@@ -12560,7 +13986,8 @@ void kp_describe_cluster_response_init(kp_describe_cluster_response_t *m)
     m->cluster_authorized_operations = INT32_MIN;
 }
 
-static void describe_cluster_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_describe_cluster_response_t *m)
+static void describe_cluster_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                          kp_describe_cluster_response_t *m)
 {
     kp_describe_cluster_response_init(m);
     m->throttle_time_ms = kp_read_i32(r);
@@ -12570,14 +13997,17 @@ static void describe_cluster_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t
         m->endpoint_type = kp_read_i8(r);
     m->cluster_id = kp_read_string(r, true, false);
     m->controller_id = kp_read_i32(r);
-    m->brokers = read_array(r, a, true, false, describe_cluster_response_describe_cluster_broker_min_wire[v], sizeof *m->brokers, &m->brokers_count);
+    m->brokers = read_array(r, a, true, false,
+                            describe_cluster_response_describe_cluster_broker_min_wire[v],
+                            sizeof *m->brokers, &m->brokers_count);
     for (int32_t i = 0; i < m->brokers_count && r->err == KP_DECODE_OK; i++)
         describe_cluster_response_describe_cluster_broker_dec(r, a, v, &m->brokers[i]);
     m->cluster_authorized_operations = kp_read_i32(r);
     read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool describe_cluster_response_eq(const kp_describe_cluster_response_t *x, const kp_describe_cluster_response_t *y, int16_t v)
+static bool describe_cluster_response_eq(const kp_describe_cluster_response_t *x,
+                                         const kp_describe_cluster_response_t *y, int16_t v)
 {
     if (x->throttle_time_ms != y->throttle_time_ms)
         return false;
@@ -12596,7 +14026,8 @@ static bool describe_cluster_response_eq(const kp_describe_cluster_response_t *x
     if (x->brokers_count != y->brokers_count)
         return false;
     for (int32_t i = 0; i < x->brokers_count; i++)
-        if (!describe_cluster_response_describe_cluster_broker_eq(&x->brokers[i], &y->brokers[i], v))
+        if (!describe_cluster_response_describe_cluster_broker_eq(&x->brokers[i], &y->brokers[i],
+                                                                  v))
             return false;
     if (x->cluster_authorized_operations != y->cluster_authorized_operations)
         return false;
@@ -12605,7 +14036,8 @@ static bool describe_cluster_response_eq(const kp_describe_cluster_response_t *x
     return true;
 }
 
-static void describe_cluster_response_enc(kp_writer_t *w, int16_t v, const kp_describe_cluster_response_t *m)
+static void describe_cluster_response_enc(kp_writer_t *w, int16_t v,
+                                          const kp_describe_cluster_response_t *m)
 {
     kp_write_i32(w, m->throttle_time_ms);
     kp_write_i16(w, m->error_code);
@@ -12614,13 +14046,15 @@ static void describe_cluster_response_enc(kp_writer_t *w, int16_t v, const kp_de
         kp_write_i8(w, m->endpoint_type);
     kp_write_string(w, m->cluster_id, true, false);
     kp_write_i32(w, m->controller_id);
-    for (int32_t i = 0, n = write_array_len(w, m->brokers_count, m->brokers, true, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->brokers_count, m->brokers, true, false); i < n; i++)
         describe_cluster_response_describe_cluster_broker_enc(w, v, &m->brokers[i]);
     kp_write_i32(w, m->cluster_authorized_operations);
     write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void describe_cluster_response_fill(kp_describe_cluster_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void describe_cluster_response_fill(kp_describe_cluster_response_t *m, kp_arena_t *a,
+                                           int16_t v, uint64_t *seed)
 {
     kp_describe_cluster_response_init(m);
     m->throttle_time_ms = (int32_t)rnd(seed);
@@ -12636,7 +14070,8 @@ static void describe_cluster_response_fill(kp_describe_cluster_response_t *m, kp
     m->cluster_authorized_operations = (int32_t)rnd(seed);
 }
 
-kp_derr_t kp_describe_cluster_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_cluster_response_t *m)
+kp_derr_t kp_describe_cluster_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_describe_cluster_response_t *m)
 {
     if (version < 0 || version > 1) {
         kp_describe_cluster_response_init(m);
@@ -12647,7 +14082,8 @@ kp_derr_t kp_describe_cluster_response_decode(kp_reader_t *r, kp_arena_t *a, int
     return r->err;
 }
 
-kp_werr_t kp_describe_cluster_response_encode(kp_writer_t *w, int16_t version, const kp_describe_cluster_response_t *m)
+kp_werr_t kp_describe_cluster_response_encode(kp_writer_t *w, int16_t version,
+                                              const kp_describe_cluster_response_t *m)
 {
     if (version < 0 || version > 1)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -12656,12 +14092,14 @@ kp_werr_t kp_describe_cluster_response_encode(kp_writer_t *w, int16_t version, c
     return w->err;
 }
 
-bool kp_describe_cluster_response_eq(const kp_describe_cluster_response_t *a, const kp_describe_cluster_response_t *b, int16_t version)
+bool kp_describe_cluster_response_eq(const kp_describe_cluster_response_t *a,
+                                     const kp_describe_cluster_response_t *b, int16_t version)
 {
     return describe_cluster_response_eq(a, b, version);
 }
 
-void kp_describe_cluster_response_fill(kp_describe_cluster_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_describe_cluster_response_fill(kp_describe_cluster_response_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 1) {
         kp_describe_cluster_response_init(m);
@@ -12675,7 +14113,8 @@ static void describe_cluster_response_init_any(void *m)
     kp_describe_cluster_response_init(m);
 }
 
-static kp_derr_t describe_cluster_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t describe_cluster_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                      void *m)
 {
     return kp_describe_cluster_response_decode(r, a, v, m);
 }
@@ -12705,7 +14144,8 @@ void kp_sasl_handshake_request_init(kp_sasl_handshake_request_t *m)
     m->mechanism = (kp_str_t){"", 0};
 }
 
-static void sasl_handshake_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_sasl_handshake_request_t *m)
+static void sasl_handshake_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                       kp_sasl_handshake_request_t *m)
 {
     (void)a;
     (void)v;
@@ -12713,7 +14153,8 @@ static void sasl_handshake_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
     m->mechanism = kp_read_string(r, false, false);
 }
 
-static bool sasl_handshake_request_eq(const kp_sasl_handshake_request_t *x, const kp_sasl_handshake_request_t *y, int16_t v)
+static bool sasl_handshake_request_eq(const kp_sasl_handshake_request_t *x,
+                                      const kp_sasl_handshake_request_t *y, int16_t v)
 {
     (void)v;
     if (!str_eq(x->mechanism, y->mechanism))
@@ -12721,20 +14162,23 @@ static bool sasl_handshake_request_eq(const kp_sasl_handshake_request_t *x, cons
     return true;
 }
 
-static void sasl_handshake_request_enc(kp_writer_t *w, int16_t v, const kp_sasl_handshake_request_t *m)
+static void sasl_handshake_request_enc(kp_writer_t *w, int16_t v,
+                                       const kp_sasl_handshake_request_t *m)
 {
     (void)v;
     kp_write_string(w, m->mechanism, false, false);
 }
 
-static void sasl_handshake_request_fill(kp_sasl_handshake_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void sasl_handshake_request_fill(kp_sasl_handshake_request_t *m, kp_arena_t *a, int16_t v,
+                                        uint64_t *seed)
 {
     (void)v;
     kp_sasl_handshake_request_init(m);
     m->mechanism = fill_str(a, seed, false);
 }
 
-kp_derr_t kp_sasl_handshake_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sasl_handshake_request_t *m)
+kp_derr_t kp_sasl_handshake_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_sasl_handshake_request_t *m)
 {
     if (version < 0 || version > 1) {
         kp_sasl_handshake_request_init(m);
@@ -12745,7 +14189,8 @@ kp_derr_t kp_sasl_handshake_request_decode(kp_reader_t *r, kp_arena_t *a, int16_
     return r->err;
 }
 
-kp_werr_t kp_sasl_handshake_request_encode(kp_writer_t *w, int16_t version, const kp_sasl_handshake_request_t *m)
+kp_werr_t kp_sasl_handshake_request_encode(kp_writer_t *w, int16_t version,
+                                           const kp_sasl_handshake_request_t *m)
 {
     if (version < 0 || version > 1)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -12754,12 +14199,14 @@ kp_werr_t kp_sasl_handshake_request_encode(kp_writer_t *w, int16_t version, cons
     return w->err;
 }
 
-bool kp_sasl_handshake_request_eq(const kp_sasl_handshake_request_t *a, const kp_sasl_handshake_request_t *b, int16_t version)
+bool kp_sasl_handshake_request_eq(const kp_sasl_handshake_request_t *a,
+                                  const kp_sasl_handshake_request_t *b, int16_t version)
 {
     return sasl_handshake_request_eq(a, b, version);
 }
 
-void kp_sasl_handshake_request_fill(kp_sasl_handshake_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_sasl_handshake_request_fill(kp_sasl_handshake_request_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed)
 {
     if (version < 0 || version > 1) {
         kp_sasl_handshake_request_init(m);
@@ -12773,7 +14220,8 @@ static void sasl_handshake_request_init_any(void *m)
     kp_sasl_handshake_request_init(m);
 }
 
-static kp_derr_t sasl_handshake_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t sasl_handshake_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                   void *m)
 {
     return kp_sasl_handshake_request_decode(r, a, v, m);
 }
@@ -12802,7 +14250,8 @@ void kp_sasl_handshake_response_init(kp_sasl_handshake_response_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void sasl_handshake_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_sasl_handshake_response_t *m)
+static void sasl_handshake_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                        kp_sasl_handshake_response_t *m)
 {
     (void)v;
     kp_sasl_handshake_response_init(m);
@@ -12812,7 +14261,8 @@ static void sasl_handshake_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v
         m->mechanisms[i] = kp_read_string(r, false, false);
 }
 
-static bool sasl_handshake_response_eq(const kp_sasl_handshake_response_t *x, const kp_sasl_handshake_response_t *y, int16_t v)
+static bool sasl_handshake_response_eq(const kp_sasl_handshake_response_t *x,
+                                       const kp_sasl_handshake_response_t *y, int16_t v)
 {
     (void)v;
     if (x->error_code != y->error_code)
@@ -12825,15 +14275,18 @@ static bool sasl_handshake_response_eq(const kp_sasl_handshake_response_t *x, co
     return true;
 }
 
-static void sasl_handshake_response_enc(kp_writer_t *w, int16_t v, const kp_sasl_handshake_response_t *m)
+static void sasl_handshake_response_enc(kp_writer_t *w, int16_t v,
+                                        const kp_sasl_handshake_response_t *m)
 {
     (void)v;
     kp_write_i16(w, m->error_code);
-    for (int32_t i = 0, n = write_array_len(w, m->mechanisms_count, m->mechanisms, false, false); i < n; i++)
+    for (int32_t i = 0,
+         n = write_array_len(w, m->mechanisms_count, m->mechanisms, false, false); i < n; i++)
         kp_write_string(w, m->mechanisms[i], false, false);
 }
 
-static void sasl_handshake_response_fill(kp_sasl_handshake_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void sasl_handshake_response_fill(kp_sasl_handshake_response_t *m, kp_arena_t *a, int16_t v,
+                                         uint64_t *seed)
 {
     (void)v;
     kp_sasl_handshake_response_init(m);
@@ -12843,7 +14296,8 @@ static void sasl_handshake_response_fill(kp_sasl_handshake_response_t *m, kp_are
         m->mechanisms[i] = fill_str(a, seed, false);
 }
 
-kp_derr_t kp_sasl_handshake_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sasl_handshake_response_t *m)
+kp_derr_t kp_sasl_handshake_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                            kp_sasl_handshake_response_t *m)
 {
     if (version < 0 || version > 1) {
         kp_sasl_handshake_response_init(m);
@@ -12854,7 +14308,8 @@ kp_derr_t kp_sasl_handshake_response_decode(kp_reader_t *r, kp_arena_t *a, int16
     return r->err;
 }
 
-kp_werr_t kp_sasl_handshake_response_encode(kp_writer_t *w, int16_t version, const kp_sasl_handshake_response_t *m)
+kp_werr_t kp_sasl_handshake_response_encode(kp_writer_t *w, int16_t version,
+                                            const kp_sasl_handshake_response_t *m)
 {
     if (version < 0 || version > 1)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -12863,12 +14318,14 @@ kp_werr_t kp_sasl_handshake_response_encode(kp_writer_t *w, int16_t version, con
     return w->err;
 }
 
-bool kp_sasl_handshake_response_eq(const kp_sasl_handshake_response_t *a, const kp_sasl_handshake_response_t *b, int16_t version)
+bool kp_sasl_handshake_response_eq(const kp_sasl_handshake_response_t *a,
+                                   const kp_sasl_handshake_response_t *b, int16_t version)
 {
     return sasl_handshake_response_eq(a, b, version);
 }
 
-void kp_sasl_handshake_response_fill(kp_sasl_handshake_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_sasl_handshake_response_fill(kp_sasl_handshake_response_t *m, kp_arena_t *a,
+                                     int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 1) {
         kp_sasl_handshake_response_init(m);
@@ -12882,7 +14339,8 @@ static void sasl_handshake_response_init_any(void *m)
     kp_sasl_handshake_response_init(m);
 }
 
-static kp_derr_t sasl_handshake_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t sasl_handshake_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                    void *m)
 {
     return kp_sasl_handshake_response_decode(r, a, v, m);
 }
@@ -12911,7 +14369,8 @@ void kp_sasl_authenticate_request_init(kp_sasl_authenticate_request_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static void sasl_authenticate_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_sasl_authenticate_request_t *m)
+static void sasl_authenticate_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                          kp_sasl_authenticate_request_t *m)
 {
     kp_sasl_authenticate_request_init(m);
     m->auth_bytes = kp_read_bytes(r, v >= 2, false);
@@ -12919,7 +14378,8 @@ static void sasl_authenticate_request_dec(kp_reader_t *r, kp_arena_t *a, int16_t
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool sasl_authenticate_request_eq(const kp_sasl_authenticate_request_t *x, const kp_sasl_authenticate_request_t *y, int16_t v)
+static bool sasl_authenticate_request_eq(const kp_sasl_authenticate_request_t *x,
+                                         const kp_sasl_authenticate_request_t *y, int16_t v)
 {
     if (!bytes_eq(x->auth_bytes, y->auth_bytes))
         return false;
@@ -12930,21 +14390,24 @@ static bool sasl_authenticate_request_eq(const kp_sasl_authenticate_request_t *x
     return true;
 }
 
-static void sasl_authenticate_request_enc(kp_writer_t *w, int16_t v, const kp_sasl_authenticate_request_t *m)
+static void sasl_authenticate_request_enc(kp_writer_t *w, int16_t v,
+                                          const kp_sasl_authenticate_request_t *m)
 {
     kp_write_bytes(w, m->auth_bytes, v >= 2, false);
     if (v >= 2)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void sasl_authenticate_request_fill(kp_sasl_authenticate_request_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void sasl_authenticate_request_fill(kp_sasl_authenticate_request_t *m, kp_arena_t *a,
+                                           int16_t v, uint64_t *seed)
 {
     (void)v;
     kp_sasl_authenticate_request_init(m);
     m->auth_bytes = fill_bytes(a, seed, false);
 }
 
-kp_derr_t kp_sasl_authenticate_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sasl_authenticate_request_t *m)
+kp_derr_t kp_sasl_authenticate_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_sasl_authenticate_request_t *m)
 {
     if (version < 0 || version > 2) {
         kp_sasl_authenticate_request_init(m);
@@ -12955,7 +14418,8 @@ kp_derr_t kp_sasl_authenticate_request_decode(kp_reader_t *r, kp_arena_t *a, int
     return r->err;
 }
 
-kp_werr_t kp_sasl_authenticate_request_encode(kp_writer_t *w, int16_t version, const kp_sasl_authenticate_request_t *m)
+kp_werr_t kp_sasl_authenticate_request_encode(kp_writer_t *w, int16_t version,
+                                              const kp_sasl_authenticate_request_t *m)
 {
     if (version < 0 || version > 2)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -12964,12 +14428,14 @@ kp_werr_t kp_sasl_authenticate_request_encode(kp_writer_t *w, int16_t version, c
     return w->err;
 }
 
-bool kp_sasl_authenticate_request_eq(const kp_sasl_authenticate_request_t *a, const kp_sasl_authenticate_request_t *b, int16_t version)
+bool kp_sasl_authenticate_request_eq(const kp_sasl_authenticate_request_t *a,
+                                     const kp_sasl_authenticate_request_t *b, int16_t version)
 {
     return sasl_authenticate_request_eq(a, b, version);
 }
 
-void kp_sasl_authenticate_request_fill(kp_sasl_authenticate_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_sasl_authenticate_request_fill(kp_sasl_authenticate_request_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 2) {
         kp_sasl_authenticate_request_init(m);
@@ -12983,7 +14449,8 @@ static void sasl_authenticate_request_init_any(void *m)
     kp_sasl_authenticate_request_init(m);
 }
 
-static kp_derr_t sasl_authenticate_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t sasl_authenticate_request_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                      void *m)
 {
     return kp_sasl_authenticate_request_decode(r, a, v, m);
 }
@@ -13013,7 +14480,8 @@ void kp_sasl_authenticate_response_init(kp_sasl_authenticate_response_t *m)
     m->error_message = (kp_str_t){"", 0};
 }
 
-static void sasl_authenticate_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v, kp_sasl_authenticate_response_t *m)
+static void sasl_authenticate_response_dec(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                           kp_sasl_authenticate_response_t *m)
 {
     kp_sasl_authenticate_response_init(m);
     m->error_code = kp_read_i16(r);
@@ -13025,7 +14493,8 @@ static void sasl_authenticate_response_dec(kp_reader_t *r, kp_arena_t *a, int16_
         read_tags(r, a, v, m, &m->_unknown, &m->_tags_present, NULL);
 }
 
-static bool sasl_authenticate_response_eq(const kp_sasl_authenticate_response_t *x, const kp_sasl_authenticate_response_t *y, int16_t v)
+static bool sasl_authenticate_response_eq(const kp_sasl_authenticate_response_t *x,
+                                          const kp_sasl_authenticate_response_t *y, int16_t v)
 {
     if (x->error_code != y->error_code)
         return false;
@@ -13044,7 +14513,8 @@ static bool sasl_authenticate_response_eq(const kp_sasl_authenticate_response_t 
     return true;
 }
 
-static void sasl_authenticate_response_enc(kp_writer_t *w, int16_t v, const kp_sasl_authenticate_response_t *m)
+static void sasl_authenticate_response_enc(kp_writer_t *w, int16_t v,
+                                           const kp_sasl_authenticate_response_t *m)
 {
     kp_write_i16(w, m->error_code);
     kp_write_string(w, m->error_message, v >= 2, true);
@@ -13055,7 +14525,8 @@ static void sasl_authenticate_response_enc(kp_writer_t *w, int16_t v, const kp_s
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
 
-static void sasl_authenticate_response_fill(kp_sasl_authenticate_response_t *m, kp_arena_t *a, int16_t v, uint64_t *seed)
+static void sasl_authenticate_response_fill(kp_sasl_authenticate_response_t *m, kp_arena_t *a,
+                                            int16_t v, uint64_t *seed)
 {
     kp_sasl_authenticate_response_init(m);
     m->error_code = (int16_t)rnd(seed);
@@ -13065,7 +14536,8 @@ static void sasl_authenticate_response_fill(kp_sasl_authenticate_response_t *m, 
         m->session_lifetime_ms = (int64_t)rnd(seed);
 }
 
-kp_derr_t kp_sasl_authenticate_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sasl_authenticate_response_t *m)
+kp_derr_t kp_sasl_authenticate_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                               kp_sasl_authenticate_response_t *m)
 {
     if (version < 0 || version > 2) {
         kp_sasl_authenticate_response_init(m);
@@ -13076,7 +14548,8 @@ kp_derr_t kp_sasl_authenticate_response_decode(kp_reader_t *r, kp_arena_t *a, in
     return r->err;
 }
 
-kp_werr_t kp_sasl_authenticate_response_encode(kp_writer_t *w, int16_t version, const kp_sasl_authenticate_response_t *m)
+kp_werr_t kp_sasl_authenticate_response_encode(kp_writer_t *w, int16_t version,
+                                               const kp_sasl_authenticate_response_t *m)
 {
     if (version < 0 || version > 2)
         kp_writer_fail(w, KP_ENCODE_VERSION);
@@ -13085,12 +14558,14 @@ kp_werr_t kp_sasl_authenticate_response_encode(kp_writer_t *w, int16_t version, 
     return w->err;
 }
 
-bool kp_sasl_authenticate_response_eq(const kp_sasl_authenticate_response_t *a, const kp_sasl_authenticate_response_t *b, int16_t version)
+bool kp_sasl_authenticate_response_eq(const kp_sasl_authenticate_response_t *a,
+                                      const kp_sasl_authenticate_response_t *b, int16_t version)
 {
     return sasl_authenticate_response_eq(a, b, version);
 }
 
-void kp_sasl_authenticate_response_fill(kp_sasl_authenticate_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed)
+void kp_sasl_authenticate_response_fill(kp_sasl_authenticate_response_t *m, kp_arena_t *a,
+                                        int16_t version, uint64_t *seed)
 {
     if (version < 0 || version > 2) {
         kp_sasl_authenticate_response_init(m);
@@ -13104,7 +14579,8 @@ static void sasl_authenticate_response_init_any(void *m)
     kp_sasl_authenticate_response_init(m);
 }
 
-static kp_derr_t sasl_authenticate_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v, void *m)
+static kp_derr_t sasl_authenticate_response_decode_any(kp_reader_t *r, kp_arena_t *a, int16_t v,
+                                                       void *m)
 {
     return kp_sasl_authenticate_response_decode(r, a, v, m);
 }
@@ -13135,10 +14611,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 4,
         .flex_version = 3,
-        .request = {sizeof(kp_api_versions_request_t), api_versions_request_init_any, api_versions_request_decode_any, api_versions_request_encode_any,
-                    api_versions_request_eq_any, api_versions_request_fill_any},
-        .response = {sizeof(kp_api_versions_response_t), api_versions_response_init_any, api_versions_response_decode_any, api_versions_response_encode_any,
-                    api_versions_response_eq_any, api_versions_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_api_versions_request_t),
+                .init = api_versions_request_init_any,
+                .decode = api_versions_request_decode_any,
+                .encode = api_versions_request_encode_any,
+                .eq = api_versions_request_eq_any,
+                .fill = api_versions_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_api_versions_response_t),
+                .init = api_versions_response_init_any,
+                .decode = api_versions_response_decode_any,
+                .encode = api_versions_response_encode_any,
+                .eq = api_versions_response_eq_any,
+                .fill = api_versions_response_fill_any,
+            },
     },
     {
         .name = "Metadata",
@@ -13146,10 +14636,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 12,
         .flex_version = 9,
-        .request = {sizeof(kp_metadata_request_t), metadata_request_init_any, metadata_request_decode_any, metadata_request_encode_any,
-                    metadata_request_eq_any, metadata_request_fill_any},
-        .response = {sizeof(kp_metadata_response_t), metadata_response_init_any, metadata_response_decode_any, metadata_response_encode_any,
-                    metadata_response_eq_any, metadata_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_metadata_request_t),
+                .init = metadata_request_init_any,
+                .decode = metadata_request_decode_any,
+                .encode = metadata_request_encode_any,
+                .eq = metadata_request_eq_any,
+                .fill = metadata_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_metadata_response_t),
+                .init = metadata_response_init_any,
+                .decode = metadata_response_decode_any,
+                .encode = metadata_response_encode_any,
+                .eq = metadata_response_eq_any,
+                .fill = metadata_response_fill_any,
+            },
     },
     {
         .name = "Produce",
@@ -13157,10 +14661,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 11,
         .flex_version = 9,
-        .request = {sizeof(kp_produce_request_t), produce_request_init_any, produce_request_decode_any, produce_request_encode_any,
-                    produce_request_eq_any, produce_request_fill_any},
-        .response = {sizeof(kp_produce_response_t), produce_response_init_any, produce_response_decode_any, produce_response_encode_any,
-                    produce_response_eq_any, produce_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_produce_request_t),
+                .init = produce_request_init_any,
+                .decode = produce_request_decode_any,
+                .encode = produce_request_encode_any,
+                .eq = produce_request_eq_any,
+                .fill = produce_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_produce_response_t),
+                .init = produce_response_init_any,
+                .decode = produce_response_decode_any,
+                .encode = produce_response_encode_any,
+                .eq = produce_response_eq_any,
+                .fill = produce_response_fill_any,
+            },
     },
     {
         .name = "Fetch",
@@ -13168,10 +14686,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 17,
         .flex_version = 12,
-        .request = {sizeof(kp_fetch_request_t), fetch_request_init_any, fetch_request_decode_any, fetch_request_encode_any,
-                    fetch_request_eq_any, fetch_request_fill_any},
-        .response = {sizeof(kp_fetch_response_t), fetch_response_init_any, fetch_response_decode_any, fetch_response_encode_any,
-                    fetch_response_eq_any, fetch_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_fetch_request_t),
+                .init = fetch_request_init_any,
+                .decode = fetch_request_decode_any,
+                .encode = fetch_request_encode_any,
+                .eq = fetch_request_eq_any,
+                .fill = fetch_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_fetch_response_t),
+                .init = fetch_response_init_any,
+                .decode = fetch_response_decode_any,
+                .encode = fetch_response_encode_any,
+                .eq = fetch_response_eq_any,
+                .fill = fetch_response_fill_any,
+            },
     },
     {
         .name = "ListOffsets",
@@ -13179,10 +14711,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 10,
         .flex_version = 6,
-        .request = {sizeof(kp_list_offsets_request_t), list_offsets_request_init_any, list_offsets_request_decode_any, list_offsets_request_encode_any,
-                    list_offsets_request_eq_any, list_offsets_request_fill_any},
-        .response = {sizeof(kp_list_offsets_response_t), list_offsets_response_init_any, list_offsets_response_decode_any, list_offsets_response_encode_any,
-                    list_offsets_response_eq_any, list_offsets_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_list_offsets_request_t),
+                .init = list_offsets_request_init_any,
+                .decode = list_offsets_request_decode_any,
+                .encode = list_offsets_request_encode_any,
+                .eq = list_offsets_request_eq_any,
+                .fill = list_offsets_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_list_offsets_response_t),
+                .init = list_offsets_response_init_any,
+                .decode = list_offsets_response_decode_any,
+                .encode = list_offsets_response_encode_any,
+                .eq = list_offsets_response_eq_any,
+                .fill = list_offsets_response_fill_any,
+            },
     },
     {
         .name = "CreateTopics",
@@ -13190,10 +14736,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 7,
         .flex_version = 5,
-        .request = {sizeof(kp_create_topics_request_t), create_topics_request_init_any, create_topics_request_decode_any, create_topics_request_encode_any,
-                    create_topics_request_eq_any, create_topics_request_fill_any},
-        .response = {sizeof(kp_create_topics_response_t), create_topics_response_init_any, create_topics_response_decode_any, create_topics_response_encode_any,
-                    create_topics_response_eq_any, create_topics_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_create_topics_request_t),
+                .init = create_topics_request_init_any,
+                .decode = create_topics_request_decode_any,
+                .encode = create_topics_request_encode_any,
+                .eq = create_topics_request_eq_any,
+                .fill = create_topics_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_create_topics_response_t),
+                .init = create_topics_response_init_any,
+                .decode = create_topics_response_decode_any,
+                .encode = create_topics_response_encode_any,
+                .eq = create_topics_response_eq_any,
+                .fill = create_topics_response_fill_any,
+            },
     },
     {
         .name = "DeleteTopics",
@@ -13201,10 +14761,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 6,
         .flex_version = 4,
-        .request = {sizeof(kp_delete_topics_request_t), delete_topics_request_init_any, delete_topics_request_decode_any, delete_topics_request_encode_any,
-                    delete_topics_request_eq_any, delete_topics_request_fill_any},
-        .response = {sizeof(kp_delete_topics_response_t), delete_topics_response_init_any, delete_topics_response_decode_any, delete_topics_response_encode_any,
-                    delete_topics_response_eq_any, delete_topics_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_delete_topics_request_t),
+                .init = delete_topics_request_init_any,
+                .decode = delete_topics_request_decode_any,
+                .encode = delete_topics_request_encode_any,
+                .eq = delete_topics_request_eq_any,
+                .fill = delete_topics_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_delete_topics_response_t),
+                .init = delete_topics_response_init_any,
+                .decode = delete_topics_response_decode_any,
+                .encode = delete_topics_response_encode_any,
+                .eq = delete_topics_response_eq_any,
+                .fill = delete_topics_response_fill_any,
+            },
     },
     {
         .name = "DescribeConfigs",
@@ -13212,10 +14786,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 4,
         .flex_version = 4,
-        .request = {sizeof(kp_describe_configs_request_t), describe_configs_request_init_any, describe_configs_request_decode_any, describe_configs_request_encode_any,
-                    describe_configs_request_eq_any, describe_configs_request_fill_any},
-        .response = {sizeof(kp_describe_configs_response_t), describe_configs_response_init_any, describe_configs_response_decode_any, describe_configs_response_encode_any,
-                    describe_configs_response_eq_any, describe_configs_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_describe_configs_request_t),
+                .init = describe_configs_request_init_any,
+                .decode = describe_configs_request_decode_any,
+                .encode = describe_configs_request_encode_any,
+                .eq = describe_configs_request_eq_any,
+                .fill = describe_configs_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_describe_configs_response_t),
+                .init = describe_configs_response_init_any,
+                .decode = describe_configs_response_decode_any,
+                .encode = describe_configs_response_encode_any,
+                .eq = describe_configs_response_eq_any,
+                .fill = describe_configs_response_fill_any,
+            },
     },
     {
         .name = "AlterConfigs",
@@ -13223,10 +14811,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 2,
         .flex_version = 2,
-        .request = {sizeof(kp_alter_configs_request_t), alter_configs_request_init_any, alter_configs_request_decode_any, alter_configs_request_encode_any,
-                    alter_configs_request_eq_any, alter_configs_request_fill_any},
-        .response = {sizeof(kp_alter_configs_response_t), alter_configs_response_init_any, alter_configs_response_decode_any, alter_configs_response_encode_any,
-                    alter_configs_response_eq_any, alter_configs_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_alter_configs_request_t),
+                .init = alter_configs_request_init_any,
+                .decode = alter_configs_request_decode_any,
+                .encode = alter_configs_request_encode_any,
+                .eq = alter_configs_request_eq_any,
+                .fill = alter_configs_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_alter_configs_response_t),
+                .init = alter_configs_response_init_any,
+                .decode = alter_configs_response_decode_any,
+                .encode = alter_configs_response_encode_any,
+                .eq = alter_configs_response_eq_any,
+                .fill = alter_configs_response_fill_any,
+            },
     },
     {
         .name = "IncrementalAlterConfigs",
@@ -13234,10 +14836,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 1,
         .flex_version = 1,
-        .request = {sizeof(kp_incremental_alter_configs_request_t), incremental_alter_configs_request_init_any, incremental_alter_configs_request_decode_any, incremental_alter_configs_request_encode_any,
-                    incremental_alter_configs_request_eq_any, incremental_alter_configs_request_fill_any},
-        .response = {sizeof(kp_incremental_alter_configs_response_t), incremental_alter_configs_response_init_any, incremental_alter_configs_response_decode_any, incremental_alter_configs_response_encode_any,
-                    incremental_alter_configs_response_eq_any, incremental_alter_configs_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_incremental_alter_configs_request_t),
+                .init = incremental_alter_configs_request_init_any,
+                .decode = incremental_alter_configs_request_decode_any,
+                .encode = incremental_alter_configs_request_encode_any,
+                .eq = incremental_alter_configs_request_eq_any,
+                .fill = incremental_alter_configs_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_incremental_alter_configs_response_t),
+                .init = incremental_alter_configs_response_init_any,
+                .decode = incremental_alter_configs_response_decode_any,
+                .encode = incremental_alter_configs_response_encode_any,
+                .eq = incremental_alter_configs_response_eq_any,
+                .fill = incremental_alter_configs_response_fill_any,
+            },
     },
     {
         .name = "FindCoordinator",
@@ -13245,10 +14861,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 6,
         .flex_version = 3,
-        .request = {sizeof(kp_find_coordinator_request_t), find_coordinator_request_init_any, find_coordinator_request_decode_any, find_coordinator_request_encode_any,
-                    find_coordinator_request_eq_any, find_coordinator_request_fill_any},
-        .response = {sizeof(kp_find_coordinator_response_t), find_coordinator_response_init_any, find_coordinator_response_decode_any, find_coordinator_response_encode_any,
-                    find_coordinator_response_eq_any, find_coordinator_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_find_coordinator_request_t),
+                .init = find_coordinator_request_init_any,
+                .decode = find_coordinator_request_decode_any,
+                .encode = find_coordinator_request_encode_any,
+                .eq = find_coordinator_request_eq_any,
+                .fill = find_coordinator_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_find_coordinator_response_t),
+                .init = find_coordinator_response_init_any,
+                .decode = find_coordinator_response_decode_any,
+                .encode = find_coordinator_response_encode_any,
+                .eq = find_coordinator_response_eq_any,
+                .fill = find_coordinator_response_fill_any,
+            },
     },
     {
         .name = "JoinGroup",
@@ -13256,10 +14886,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 9,
         .flex_version = 6,
-        .request = {sizeof(kp_join_group_request_t), join_group_request_init_any, join_group_request_decode_any, join_group_request_encode_any,
-                    join_group_request_eq_any, join_group_request_fill_any},
-        .response = {sizeof(kp_join_group_response_t), join_group_response_init_any, join_group_response_decode_any, join_group_response_encode_any,
-                    join_group_response_eq_any, join_group_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_join_group_request_t),
+                .init = join_group_request_init_any,
+                .decode = join_group_request_decode_any,
+                .encode = join_group_request_encode_any,
+                .eq = join_group_request_eq_any,
+                .fill = join_group_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_join_group_response_t),
+                .init = join_group_response_init_any,
+                .decode = join_group_response_decode_any,
+                .encode = join_group_response_encode_any,
+                .eq = join_group_response_eq_any,
+                .fill = join_group_response_fill_any,
+            },
     },
     {
         .name = "SyncGroup",
@@ -13267,10 +14911,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 5,
         .flex_version = 4,
-        .request = {sizeof(kp_sync_group_request_t), sync_group_request_init_any, sync_group_request_decode_any, sync_group_request_encode_any,
-                    sync_group_request_eq_any, sync_group_request_fill_any},
-        .response = {sizeof(kp_sync_group_response_t), sync_group_response_init_any, sync_group_response_decode_any, sync_group_response_encode_any,
-                    sync_group_response_eq_any, sync_group_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_sync_group_request_t),
+                .init = sync_group_request_init_any,
+                .decode = sync_group_request_decode_any,
+                .encode = sync_group_request_encode_any,
+                .eq = sync_group_request_eq_any,
+                .fill = sync_group_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_sync_group_response_t),
+                .init = sync_group_response_init_any,
+                .decode = sync_group_response_decode_any,
+                .encode = sync_group_response_encode_any,
+                .eq = sync_group_response_eq_any,
+                .fill = sync_group_response_fill_any,
+            },
     },
     {
         .name = "Heartbeat",
@@ -13278,10 +14936,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 4,
         .flex_version = 4,
-        .request = {sizeof(kp_heartbeat_request_t), heartbeat_request_init_any, heartbeat_request_decode_any, heartbeat_request_encode_any,
-                    heartbeat_request_eq_any, heartbeat_request_fill_any},
-        .response = {sizeof(kp_heartbeat_response_t), heartbeat_response_init_any, heartbeat_response_decode_any, heartbeat_response_encode_any,
-                    heartbeat_response_eq_any, heartbeat_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_heartbeat_request_t),
+                .init = heartbeat_request_init_any,
+                .decode = heartbeat_request_decode_any,
+                .encode = heartbeat_request_encode_any,
+                .eq = heartbeat_request_eq_any,
+                .fill = heartbeat_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_heartbeat_response_t),
+                .init = heartbeat_response_init_any,
+                .decode = heartbeat_response_decode_any,
+                .encode = heartbeat_response_encode_any,
+                .eq = heartbeat_response_eq_any,
+                .fill = heartbeat_response_fill_any,
+            },
     },
     {
         .name = "LeaveGroup",
@@ -13289,10 +14961,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 5,
         .flex_version = 4,
-        .request = {sizeof(kp_leave_group_request_t), leave_group_request_init_any, leave_group_request_decode_any, leave_group_request_encode_any,
-                    leave_group_request_eq_any, leave_group_request_fill_any},
-        .response = {sizeof(kp_leave_group_response_t), leave_group_response_init_any, leave_group_response_decode_any, leave_group_response_encode_any,
-                    leave_group_response_eq_any, leave_group_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_leave_group_request_t),
+                .init = leave_group_request_init_any,
+                .decode = leave_group_request_decode_any,
+                .encode = leave_group_request_encode_any,
+                .eq = leave_group_request_eq_any,
+                .fill = leave_group_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_leave_group_response_t),
+                .init = leave_group_response_init_any,
+                .decode = leave_group_response_decode_any,
+                .encode = leave_group_response_encode_any,
+                .eq = leave_group_response_eq_any,
+                .fill = leave_group_response_fill_any,
+            },
     },
     {
         .name = "OffsetCommit",
@@ -13300,10 +14986,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 9,
         .flex_version = 8,
-        .request = {sizeof(kp_offset_commit_request_t), offset_commit_request_init_any, offset_commit_request_decode_any, offset_commit_request_encode_any,
-                    offset_commit_request_eq_any, offset_commit_request_fill_any},
-        .response = {sizeof(kp_offset_commit_response_t), offset_commit_response_init_any, offset_commit_response_decode_any, offset_commit_response_encode_any,
-                    offset_commit_response_eq_any, offset_commit_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_offset_commit_request_t),
+                .init = offset_commit_request_init_any,
+                .decode = offset_commit_request_decode_any,
+                .encode = offset_commit_request_encode_any,
+                .eq = offset_commit_request_eq_any,
+                .fill = offset_commit_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_offset_commit_response_t),
+                .init = offset_commit_response_init_any,
+                .decode = offset_commit_response_decode_any,
+                .encode = offset_commit_response_encode_any,
+                .eq = offset_commit_response_eq_any,
+                .fill = offset_commit_response_fill_any,
+            },
     },
     {
         .name = "OffsetFetch",
@@ -13311,10 +15011,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 9,
         .flex_version = 6,
-        .request = {sizeof(kp_offset_fetch_request_t), offset_fetch_request_init_any, offset_fetch_request_decode_any, offset_fetch_request_encode_any,
-                    offset_fetch_request_eq_any, offset_fetch_request_fill_any},
-        .response = {sizeof(kp_offset_fetch_response_t), offset_fetch_response_init_any, offset_fetch_response_decode_any, offset_fetch_response_encode_any,
-                    offset_fetch_response_eq_any, offset_fetch_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_offset_fetch_request_t),
+                .init = offset_fetch_request_init_any,
+                .decode = offset_fetch_request_decode_any,
+                .encode = offset_fetch_request_encode_any,
+                .eq = offset_fetch_request_eq_any,
+                .fill = offset_fetch_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_offset_fetch_response_t),
+                .init = offset_fetch_response_init_any,
+                .decode = offset_fetch_response_decode_any,
+                .encode = offset_fetch_response_encode_any,
+                .eq = offset_fetch_response_eq_any,
+                .fill = offset_fetch_response_fill_any,
+            },
     },
     {
         .name = "OffsetDelete",
@@ -13322,10 +15036,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 0,
         .flex_version = -1,
-        .request = {sizeof(kp_offset_delete_request_t), offset_delete_request_init_any, offset_delete_request_decode_any, offset_delete_request_encode_any,
-                    offset_delete_request_eq_any, offset_delete_request_fill_any},
-        .response = {sizeof(kp_offset_delete_response_t), offset_delete_response_init_any, offset_delete_response_decode_any, offset_delete_response_encode_any,
-                    offset_delete_response_eq_any, offset_delete_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_offset_delete_request_t),
+                .init = offset_delete_request_init_any,
+                .decode = offset_delete_request_decode_any,
+                .encode = offset_delete_request_encode_any,
+                .eq = offset_delete_request_eq_any,
+                .fill = offset_delete_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_offset_delete_response_t),
+                .init = offset_delete_response_init_any,
+                .decode = offset_delete_response_decode_any,
+                .encode = offset_delete_response_encode_any,
+                .eq = offset_delete_response_eq_any,
+                .fill = offset_delete_response_fill_any,
+            },
     },
     {
         .name = "ListGroups",
@@ -13333,10 +15061,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 5,
         .flex_version = 3,
-        .request = {sizeof(kp_list_groups_request_t), list_groups_request_init_any, list_groups_request_decode_any, list_groups_request_encode_any,
-                    list_groups_request_eq_any, list_groups_request_fill_any},
-        .response = {sizeof(kp_list_groups_response_t), list_groups_response_init_any, list_groups_response_decode_any, list_groups_response_encode_any,
-                    list_groups_response_eq_any, list_groups_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_list_groups_request_t),
+                .init = list_groups_request_init_any,
+                .decode = list_groups_request_decode_any,
+                .encode = list_groups_request_encode_any,
+                .eq = list_groups_request_eq_any,
+                .fill = list_groups_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_list_groups_response_t),
+                .init = list_groups_response_init_any,
+                .decode = list_groups_response_decode_any,
+                .encode = list_groups_response_encode_any,
+                .eq = list_groups_response_eq_any,
+                .fill = list_groups_response_fill_any,
+            },
     },
     {
         .name = "DescribeGroups",
@@ -13344,10 +15086,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 5,
         .flex_version = 5,
-        .request = {sizeof(kp_describe_groups_request_t), describe_groups_request_init_any, describe_groups_request_decode_any, describe_groups_request_encode_any,
-                    describe_groups_request_eq_any, describe_groups_request_fill_any},
-        .response = {sizeof(kp_describe_groups_response_t), describe_groups_response_init_any, describe_groups_response_decode_any, describe_groups_response_encode_any,
-                    describe_groups_response_eq_any, describe_groups_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_describe_groups_request_t),
+                .init = describe_groups_request_init_any,
+                .decode = describe_groups_request_decode_any,
+                .encode = describe_groups_request_encode_any,
+                .eq = describe_groups_request_eq_any,
+                .fill = describe_groups_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_describe_groups_response_t),
+                .init = describe_groups_response_init_any,
+                .decode = describe_groups_response_decode_any,
+                .encode = describe_groups_response_encode_any,
+                .eq = describe_groups_response_eq_any,
+                .fill = describe_groups_response_fill_any,
+            },
     },
     {
         .name = "DeleteGroups",
@@ -13355,10 +15111,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 2,
         .flex_version = 2,
-        .request = {sizeof(kp_delete_groups_request_t), delete_groups_request_init_any, delete_groups_request_decode_any, delete_groups_request_encode_any,
-                    delete_groups_request_eq_any, delete_groups_request_fill_any},
-        .response = {sizeof(kp_delete_groups_response_t), delete_groups_response_init_any, delete_groups_response_decode_any, delete_groups_response_encode_any,
-                    delete_groups_response_eq_any, delete_groups_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_delete_groups_request_t),
+                .init = delete_groups_request_init_any,
+                .decode = delete_groups_request_decode_any,
+                .encode = delete_groups_request_encode_any,
+                .eq = delete_groups_request_eq_any,
+                .fill = delete_groups_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_delete_groups_response_t),
+                .init = delete_groups_response_init_any,
+                .decode = delete_groups_response_decode_any,
+                .encode = delete_groups_response_encode_any,
+                .eq = delete_groups_response_eq_any,
+                .fill = delete_groups_response_fill_any,
+            },
     },
     {
         .name = "InitProducerId",
@@ -13366,10 +15136,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 5,
         .flex_version = 2,
-        .request = {sizeof(kp_init_producer_id_request_t), init_producer_id_request_init_any, init_producer_id_request_decode_any, init_producer_id_request_encode_any,
-                    init_producer_id_request_eq_any, init_producer_id_request_fill_any},
-        .response = {sizeof(kp_init_producer_id_response_t), init_producer_id_response_init_any, init_producer_id_response_decode_any, init_producer_id_response_encode_any,
-                    init_producer_id_response_eq_any, init_producer_id_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_init_producer_id_request_t),
+                .init = init_producer_id_request_init_any,
+                .decode = init_producer_id_request_decode_any,
+                .encode = init_producer_id_request_encode_any,
+                .eq = init_producer_id_request_eq_any,
+                .fill = init_producer_id_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_init_producer_id_response_t),
+                .init = init_producer_id_response_init_any,
+                .decode = init_producer_id_response_decode_any,
+                .encode = init_producer_id_response_encode_any,
+                .eq = init_producer_id_response_eq_any,
+                .fill = init_producer_id_response_fill_any,
+            },
     },
     {
         .name = "CreatePartitions",
@@ -13377,10 +15161,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 3,
         .flex_version = 2,
-        .request = {sizeof(kp_create_partitions_request_t), create_partitions_request_init_any, create_partitions_request_decode_any, create_partitions_request_encode_any,
-                    create_partitions_request_eq_any, create_partitions_request_fill_any},
-        .response = {sizeof(kp_create_partitions_response_t), create_partitions_response_init_any, create_partitions_response_decode_any, create_partitions_response_encode_any,
-                    create_partitions_response_eq_any, create_partitions_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_create_partitions_request_t),
+                .init = create_partitions_request_init_any,
+                .decode = create_partitions_request_decode_any,
+                .encode = create_partitions_request_encode_any,
+                .eq = create_partitions_request_eq_any,
+                .fill = create_partitions_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_create_partitions_response_t),
+                .init = create_partitions_response_init_any,
+                .decode = create_partitions_response_decode_any,
+                .encode = create_partitions_response_encode_any,
+                .eq = create_partitions_response_eq_any,
+                .fill = create_partitions_response_fill_any,
+            },
     },
     {
         .name = "DeleteRecords",
@@ -13388,10 +15186,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 2,
         .flex_version = 2,
-        .request = {sizeof(kp_delete_records_request_t), delete_records_request_init_any, delete_records_request_decode_any, delete_records_request_encode_any,
-                    delete_records_request_eq_any, delete_records_request_fill_any},
-        .response = {sizeof(kp_delete_records_response_t), delete_records_response_init_any, delete_records_response_decode_any, delete_records_response_encode_any,
-                    delete_records_response_eq_any, delete_records_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_delete_records_request_t),
+                .init = delete_records_request_init_any,
+                .decode = delete_records_request_decode_any,
+                .encode = delete_records_request_encode_any,
+                .eq = delete_records_request_eq_any,
+                .fill = delete_records_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_delete_records_response_t),
+                .init = delete_records_response_init_any,
+                .decode = delete_records_response_decode_any,
+                .encode = delete_records_response_encode_any,
+                .eq = delete_records_response_eq_any,
+                .fill = delete_records_response_fill_any,
+            },
     },
     {
         .name = "OffsetForLeaderEpoch",
@@ -13399,10 +15211,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 4,
         .flex_version = 4,
-        .request = {sizeof(kp_offset_for_leader_epoch_request_t), offset_for_leader_epoch_request_init_any, offset_for_leader_epoch_request_decode_any, offset_for_leader_epoch_request_encode_any,
-                    offset_for_leader_epoch_request_eq_any, offset_for_leader_epoch_request_fill_any},
-        .response = {sizeof(kp_offset_for_leader_epoch_response_t), offset_for_leader_epoch_response_init_any, offset_for_leader_epoch_response_decode_any, offset_for_leader_epoch_response_encode_any,
-                    offset_for_leader_epoch_response_eq_any, offset_for_leader_epoch_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_offset_for_leader_epoch_request_t),
+                .init = offset_for_leader_epoch_request_init_any,
+                .decode = offset_for_leader_epoch_request_decode_any,
+                .encode = offset_for_leader_epoch_request_encode_any,
+                .eq = offset_for_leader_epoch_request_eq_any,
+                .fill = offset_for_leader_epoch_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_offset_for_leader_epoch_response_t),
+                .init = offset_for_leader_epoch_response_init_any,
+                .decode = offset_for_leader_epoch_response_decode_any,
+                .encode = offset_for_leader_epoch_response_encode_any,
+                .eq = offset_for_leader_epoch_response_eq_any,
+                .fill = offset_for_leader_epoch_response_fill_any,
+            },
     },
     {
         .name = "DescribeCluster",
@@ -13410,10 +15236,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 1,
         .flex_version = 0,
-        .request = {sizeof(kp_describe_cluster_request_t), describe_cluster_request_init_any, describe_cluster_request_decode_any, describe_cluster_request_encode_any,
-                    describe_cluster_request_eq_any, describe_cluster_request_fill_any},
-        .response = {sizeof(kp_describe_cluster_response_t), describe_cluster_response_init_any, describe_cluster_response_decode_any, describe_cluster_response_encode_any,
-                    describe_cluster_response_eq_any, describe_cluster_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_describe_cluster_request_t),
+                .init = describe_cluster_request_init_any,
+                .decode = describe_cluster_request_decode_any,
+                .encode = describe_cluster_request_encode_any,
+                .eq = describe_cluster_request_eq_any,
+                .fill = describe_cluster_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_describe_cluster_response_t),
+                .init = describe_cluster_response_init_any,
+                .decode = describe_cluster_response_decode_any,
+                .encode = describe_cluster_response_encode_any,
+                .eq = describe_cluster_response_eq_any,
+                .fill = describe_cluster_response_fill_any,
+            },
     },
     {
         .name = "SaslHandshake",
@@ -13421,10 +15261,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 1,
         .flex_version = -1,
-        .request = {sizeof(kp_sasl_handshake_request_t), sasl_handshake_request_init_any, sasl_handshake_request_decode_any, sasl_handshake_request_encode_any,
-                    sasl_handshake_request_eq_any, sasl_handshake_request_fill_any},
-        .response = {sizeof(kp_sasl_handshake_response_t), sasl_handshake_response_init_any, sasl_handshake_response_decode_any, sasl_handshake_response_encode_any,
-                    sasl_handshake_response_eq_any, sasl_handshake_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_sasl_handshake_request_t),
+                .init = sasl_handshake_request_init_any,
+                .decode = sasl_handshake_request_decode_any,
+                .encode = sasl_handshake_request_encode_any,
+                .eq = sasl_handshake_request_eq_any,
+                .fill = sasl_handshake_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_sasl_handshake_response_t),
+                .init = sasl_handshake_response_init_any,
+                .decode = sasl_handshake_response_decode_any,
+                .encode = sasl_handshake_response_encode_any,
+                .eq = sasl_handshake_response_eq_any,
+                .fill = sasl_handshake_response_fill_any,
+            },
     },
     {
         .name = "SaslAuthenticate",
@@ -13432,10 +15286,24 @@ static const kp_api_desc_t api_descs[KP_API_COUNT] = {
         .min_version = 0,
         .max_version = 2,
         .flex_version = 2,
-        .request = {sizeof(kp_sasl_authenticate_request_t), sasl_authenticate_request_init_any, sasl_authenticate_request_decode_any, sasl_authenticate_request_encode_any,
-                    sasl_authenticate_request_eq_any, sasl_authenticate_request_fill_any},
-        .response = {sizeof(kp_sasl_authenticate_response_t), sasl_authenticate_response_init_any, sasl_authenticate_response_decode_any, sasl_authenticate_response_encode_any,
-                    sasl_authenticate_response_eq_any, sasl_authenticate_response_fill_any},
+        .request =
+            {
+                .size = sizeof(kp_sasl_authenticate_request_t),
+                .init = sasl_authenticate_request_init_any,
+                .decode = sasl_authenticate_request_decode_any,
+                .encode = sasl_authenticate_request_encode_any,
+                .eq = sasl_authenticate_request_eq_any,
+                .fill = sasl_authenticate_request_fill_any,
+            },
+        .response =
+            {
+                .size = sizeof(kp_sasl_authenticate_response_t),
+                .init = sasl_authenticate_response_init_any,
+                .decode = sasl_authenticate_response_decode_any,
+                .encode = sasl_authenticate_response_encode_any,
+                .eq = sasl_authenticate_response_eq_any,
+                .fill = sasl_authenticate_response_fill_any,
+            },
     },
 };
 
@@ -13549,83 +15417,153 @@ const kp_alloc_type_t kp_alloc_types[] = {
     {"int64_t", sizeof(int64_t), 8},
     {"kp_str_t", sizeof(kp_str_t), 1},
     {"kp_api_versions_response_api_version_t", sizeof(kp_api_versions_response_api_version_t), 6},
-    {"kp_api_versions_response_supported_feature_key_t", sizeof(kp_api_versions_response_supported_feature_key_t), 6},
-    {"kp_api_versions_response_finalized_feature_key_t", sizeof(kp_api_versions_response_finalized_feature_key_t), 6},
-    {"kp_metadata_request_metadata_request_topic_t", sizeof(kp_metadata_request_metadata_request_topic_t), 2},
-    {"kp_metadata_response_metadata_response_broker_t", sizeof(kp_metadata_response_metadata_response_broker_t), 10},
-    {"kp_metadata_response_metadata_response_partition_t", sizeof(kp_metadata_response_metadata_response_partition_t), 18},
-    {"kp_metadata_response_metadata_response_topic_t", sizeof(kp_metadata_response_metadata_response_topic_t), 8},
-    {"kp_produce_request_partition_produce_data_t", sizeof(kp_produce_request_partition_produce_data_t), 6},
+    {"kp_api_versions_response_supported_feature_key_t",
+     sizeof(kp_api_versions_response_supported_feature_key_t), 6},
+    {"kp_api_versions_response_finalized_feature_key_t",
+     sizeof(kp_api_versions_response_finalized_feature_key_t), 6},
+    {"kp_metadata_request_metadata_request_topic_t",
+     sizeof(kp_metadata_request_metadata_request_topic_t), 2},
+    {"kp_metadata_response_metadata_response_broker_t",
+     sizeof(kp_metadata_response_metadata_response_broker_t), 10},
+    {"kp_metadata_response_metadata_response_partition_t",
+     sizeof(kp_metadata_response_metadata_response_partition_t), 18},
+    {"kp_metadata_response_metadata_response_topic_t",
+     sizeof(kp_metadata_response_metadata_response_topic_t), 8},
+    {"kp_produce_request_partition_produce_data_t",
+     sizeof(kp_produce_request_partition_produce_data_t), 6},
     {"kp_produce_request_topic_produce_data_t", sizeof(kp_produce_request_topic_produce_data_t), 3},
-    {"kp_produce_response_batch_index_and_error_message_t", sizeof(kp_produce_response_batch_index_and_error_message_t), 6},
-    {"kp_produce_response_partition_produce_response_t", sizeof(kp_produce_response_partition_produce_response_t), 14},
-    {"kp_produce_response_topic_produce_response_t", sizeof(kp_produce_response_topic_produce_response_t), 3},
+    {"kp_produce_response_batch_index_and_error_message_t",
+     sizeof(kp_produce_response_batch_index_and_error_message_t), 6},
+    {"kp_produce_response_partition_produce_response_t",
+     sizeof(kp_produce_response_partition_produce_response_t), 14},
+    {"kp_produce_response_topic_produce_response_t",
+     sizeof(kp_produce_response_topic_produce_response_t), 3},
     {"kp_produce_response_node_endpoint_t", sizeof(kp_produce_response_node_endpoint_t), 11},
     {"kp_fetch_request_fetch_partition_t", sizeof(kp_fetch_request_fetch_partition_t), 16},
     {"kp_fetch_request_fetch_topic_t", sizeof(kp_fetch_request_fetch_topic_t), 3},
     {"kp_fetch_request_forgotten_topic_t", sizeof(kp_fetch_request_forgotten_topic_t), 3},
-    {"kp_fetch_response_aborted_transaction_t", sizeof(kp_fetch_response_aborted_transaction_t), 16},
+    {"kp_fetch_response_aborted_transaction_t", sizeof(kp_fetch_response_aborted_transaction_t),
+     16},
     {"kp_fetch_response_partition_data_t", sizeof(kp_fetch_response_partition_data_t), 18},
-    {"kp_fetch_response_fetchable_topic_response_t", sizeof(kp_fetch_response_fetchable_topic_response_t), 3},
+    {"kp_fetch_response_fetchable_topic_response_t",
+     sizeof(kp_fetch_response_fetchable_topic_response_t), 3},
     {"kp_fetch_response_node_endpoint_t", sizeof(kp_fetch_response_node_endpoint_t), 11},
-    {"kp_list_offsets_request_list_offsets_partition_t", sizeof(kp_list_offsets_request_list_offsets_partition_t), 12},
-    {"kp_list_offsets_request_list_offsets_topic_t", sizeof(kp_list_offsets_request_list_offsets_topic_t), 3},
-    {"kp_list_offsets_response_list_offsets_partition_response_t", sizeof(kp_list_offsets_response_list_offsets_partition_response_t), 10},
-    {"kp_list_offsets_response_list_offsets_topic_response_t", sizeof(kp_list_offsets_response_list_offsets_topic_response_t), 3},
-    {"kp_create_topics_request_creatable_replica_assignment_t", sizeof(kp_create_topics_request_creatable_replica_assignment_t), 6},
-    {"kp_create_topics_request_creatable_topic_config_t", sizeof(kp_create_topics_request_creatable_topic_config_t), 3},
-    {"kp_create_topics_request_creatable_topic_t", sizeof(kp_create_topics_request_creatable_topic_t), 10},
-    {"kp_create_topics_response_creatable_topic_configs_t", sizeof(kp_create_topics_response_creatable_topic_configs_t), 6},
-    {"kp_create_topics_response_creatable_topic_result_t", sizeof(kp_create_topics_response_creatable_topic_result_t), 4},
-    {"kp_delete_topics_request_delete_topic_state_t", sizeof(kp_delete_topics_request_delete_topic_state_t), 18},
-    {"kp_delete_topics_response_deletable_topic_result_t", sizeof(kp_delete_topics_response_deletable_topic_result_t), 4},
-    {"kp_describe_configs_request_describe_configs_resource_t", sizeof(kp_describe_configs_request_describe_configs_resource_t), 4},
-    {"kp_describe_configs_response_describe_configs_synonym_t", sizeof(kp_describe_configs_response_describe_configs_synonym_t), 4},
-    {"kp_describe_configs_response_describe_configs_resource_result_t", sizeof(kp_describe_configs_response_describe_configs_resource_result_t), 7},
-    {"kp_describe_configs_response_describe_configs_result_t", sizeof(kp_describe_configs_response_describe_configs_result_t), 7},
-    {"kp_alter_configs_request_alterable_config_t", sizeof(kp_alter_configs_request_alterable_config_t), 3},
-    {"kp_alter_configs_request_alter_configs_resource_t", sizeof(kp_alter_configs_request_alter_configs_resource_t), 4},
-    {"kp_alter_configs_response_alter_configs_resource_response_t", sizeof(kp_alter_configs_response_alter_configs_resource_response_t), 6},
-    {"kp_incremental_alter_configs_request_alterable_config_t", sizeof(kp_incremental_alter_configs_request_alterable_config_t), 4},
-    {"kp_incremental_alter_configs_request_alter_configs_resource_t", sizeof(kp_incremental_alter_configs_request_alter_configs_resource_t), 4},
-    {"kp_incremental_alter_configs_response_alter_configs_resource_response_t", sizeof(kp_incremental_alter_configs_response_alter_configs_resource_response_t), 6},
-    {"kp_find_coordinator_response_coordinator_t", sizeof(kp_find_coordinator_response_coordinator_t), 14},
-    {"kp_join_group_request_join_group_request_protocol_t", sizeof(kp_join_group_request_join_group_request_protocol_t), 3},
-    {"kp_join_group_response_join_group_response_member_t", sizeof(kp_join_group_response_join_group_response_member_t), 4},
-    {"kp_sync_group_request_sync_group_request_assignment_t", sizeof(kp_sync_group_request_sync_group_request_assignment_t), 3},
-    {"kp_leave_group_request_member_identity_t", sizeof(kp_leave_group_request_member_identity_t), 3},
-    {"kp_leave_group_response_member_response_t", sizeof(kp_leave_group_response_member_response_t), 5},
-    {"kp_offset_commit_request_offset_commit_request_partition_t", sizeof(kp_offset_commit_request_offset_commit_request_partition_t), 14},
-    {"kp_offset_commit_request_offset_commit_request_topic_t", sizeof(kp_offset_commit_request_offset_commit_request_topic_t), 3},
-    {"kp_offset_commit_response_offset_commit_response_partition_t", sizeof(kp_offset_commit_response_offset_commit_response_partition_t), 6},
-    {"kp_offset_commit_response_offset_commit_response_topic_t", sizeof(kp_offset_commit_response_offset_commit_response_topic_t), 3},
-    {"kp_offset_fetch_request_offset_fetch_request_topic_t", sizeof(kp_offset_fetch_request_offset_fetch_request_topic_t), 3},
-    {"kp_offset_fetch_request_offset_fetch_request_topics_t", sizeof(kp_offset_fetch_request_offset_fetch_request_topics_t), 3},
-    {"kp_offset_fetch_request_offset_fetch_request_group_t", sizeof(kp_offset_fetch_request_offset_fetch_request_group_t), 3},
-    {"kp_offset_fetch_response_offset_fetch_response_partition_t", sizeof(kp_offset_fetch_response_offset_fetch_response_partition_t), 16},
-    {"kp_offset_fetch_response_offset_fetch_response_topic_t", sizeof(kp_offset_fetch_response_offset_fetch_response_topic_t), 3},
-    {"kp_offset_fetch_response_offset_fetch_response_partitions_t", sizeof(kp_offset_fetch_response_offset_fetch_response_partitions_t), 20},
-    {"kp_offset_fetch_response_offset_fetch_response_topics_t", sizeof(kp_offset_fetch_response_offset_fetch_response_topics_t), 3},
-    {"kp_offset_fetch_response_offset_fetch_response_group_t", sizeof(kp_offset_fetch_response_offset_fetch_response_group_t), 5},
-    {"kp_offset_delete_request_offset_delete_request_partition_t", sizeof(kp_offset_delete_request_offset_delete_request_partition_t), 4},
-    {"kp_offset_delete_request_offset_delete_request_topic_t", sizeof(kp_offset_delete_request_offset_delete_request_topic_t), 6},
-    {"kp_offset_delete_response_offset_delete_response_partition_t", sizeof(kp_offset_delete_response_offset_delete_response_partition_t), 6},
-    {"kp_offset_delete_response_offset_delete_response_topic_t", sizeof(kp_offset_delete_response_offset_delete_response_topic_t), 6},
+    {"kp_list_offsets_request_list_offsets_partition_t",
+     sizeof(kp_list_offsets_request_list_offsets_partition_t), 12},
+    {"kp_list_offsets_request_list_offsets_topic_t",
+     sizeof(kp_list_offsets_request_list_offsets_topic_t), 3},
+    {"kp_list_offsets_response_list_offsets_partition_response_t",
+     sizeof(kp_list_offsets_response_list_offsets_partition_response_t), 10},
+    {"kp_list_offsets_response_list_offsets_topic_response_t",
+     sizeof(kp_list_offsets_response_list_offsets_topic_response_t), 3},
+    {"kp_create_topics_request_creatable_replica_assignment_t",
+     sizeof(kp_create_topics_request_creatable_replica_assignment_t), 6},
+    {"kp_create_topics_request_creatable_topic_config_t",
+     sizeof(kp_create_topics_request_creatable_topic_config_t), 3},
+    {"kp_create_topics_request_creatable_topic_t",
+     sizeof(kp_create_topics_request_creatable_topic_t), 10},
+    {"kp_create_topics_response_creatable_topic_configs_t",
+     sizeof(kp_create_topics_response_creatable_topic_configs_t), 6},
+    {"kp_create_topics_response_creatable_topic_result_t",
+     sizeof(kp_create_topics_response_creatable_topic_result_t), 4},
+    {"kp_delete_topics_request_delete_topic_state_t",
+     sizeof(kp_delete_topics_request_delete_topic_state_t), 18},
+    {"kp_delete_topics_response_deletable_topic_result_t",
+     sizeof(kp_delete_topics_response_deletable_topic_result_t), 4},
+    {"kp_describe_configs_request_describe_configs_resource_t",
+     sizeof(kp_describe_configs_request_describe_configs_resource_t), 4},
+    {"kp_describe_configs_response_describe_configs_synonym_t",
+     sizeof(kp_describe_configs_response_describe_configs_synonym_t), 4},
+    {"kp_describe_configs_response_describe_configs_resource_result_t",
+     sizeof(kp_describe_configs_response_describe_configs_resource_result_t), 7},
+    {"kp_describe_configs_response_describe_configs_result_t",
+     sizeof(kp_describe_configs_response_describe_configs_result_t), 7},
+    {"kp_alter_configs_request_alterable_config_t",
+     sizeof(kp_alter_configs_request_alterable_config_t), 3},
+    {"kp_alter_configs_request_alter_configs_resource_t",
+     sizeof(kp_alter_configs_request_alter_configs_resource_t), 4},
+    {"kp_alter_configs_response_alter_configs_resource_response_t",
+     sizeof(kp_alter_configs_response_alter_configs_resource_response_t), 6},
+    {"kp_incremental_alter_configs_request_alterable_config_t",
+     sizeof(kp_incremental_alter_configs_request_alterable_config_t), 4},
+    {"kp_incremental_alter_configs_request_alter_configs_resource_t",
+     sizeof(kp_incremental_alter_configs_request_alter_configs_resource_t), 4},
+    {"kp_incremental_alter_configs_response_alter_configs_resource_response_t",
+     sizeof(kp_incremental_alter_configs_response_alter_configs_resource_response_t), 6},
+    {"kp_find_coordinator_response_coordinator_t",
+     sizeof(kp_find_coordinator_response_coordinator_t), 14},
+    {"kp_join_group_request_join_group_request_protocol_t",
+     sizeof(kp_join_group_request_join_group_request_protocol_t), 3},
+    {"kp_join_group_response_join_group_response_member_t",
+     sizeof(kp_join_group_response_join_group_response_member_t), 4},
+    {"kp_sync_group_request_sync_group_request_assignment_t",
+     sizeof(kp_sync_group_request_sync_group_request_assignment_t), 3},
+    {"kp_leave_group_request_member_identity_t", sizeof(kp_leave_group_request_member_identity_t),
+     3},
+    {"kp_leave_group_response_member_response_t", sizeof(kp_leave_group_response_member_response_t),
+     5},
+    {"kp_offset_commit_request_offset_commit_request_partition_t",
+     sizeof(kp_offset_commit_request_offset_commit_request_partition_t), 14},
+    {"kp_offset_commit_request_offset_commit_request_topic_t",
+     sizeof(kp_offset_commit_request_offset_commit_request_topic_t), 3},
+    {"kp_offset_commit_response_offset_commit_response_partition_t",
+     sizeof(kp_offset_commit_response_offset_commit_response_partition_t), 6},
+    {"kp_offset_commit_response_offset_commit_response_topic_t",
+     sizeof(kp_offset_commit_response_offset_commit_response_topic_t), 3},
+    {"kp_offset_fetch_request_offset_fetch_request_topic_t",
+     sizeof(kp_offset_fetch_request_offset_fetch_request_topic_t), 3},
+    {"kp_offset_fetch_request_offset_fetch_request_topics_t",
+     sizeof(kp_offset_fetch_request_offset_fetch_request_topics_t), 3},
+    {"kp_offset_fetch_request_offset_fetch_request_group_t",
+     sizeof(kp_offset_fetch_request_offset_fetch_request_group_t), 3},
+    {"kp_offset_fetch_response_offset_fetch_response_partition_t",
+     sizeof(kp_offset_fetch_response_offset_fetch_response_partition_t), 16},
+    {"kp_offset_fetch_response_offset_fetch_response_topic_t",
+     sizeof(kp_offset_fetch_response_offset_fetch_response_topic_t), 3},
+    {"kp_offset_fetch_response_offset_fetch_response_partitions_t",
+     sizeof(kp_offset_fetch_response_offset_fetch_response_partitions_t), 20},
+    {"kp_offset_fetch_response_offset_fetch_response_topics_t",
+     sizeof(kp_offset_fetch_response_offset_fetch_response_topics_t), 3},
+    {"kp_offset_fetch_response_offset_fetch_response_group_t",
+     sizeof(kp_offset_fetch_response_offset_fetch_response_group_t), 5},
+    {"kp_offset_delete_request_offset_delete_request_partition_t",
+     sizeof(kp_offset_delete_request_offset_delete_request_partition_t), 4},
+    {"kp_offset_delete_request_offset_delete_request_topic_t",
+     sizeof(kp_offset_delete_request_offset_delete_request_topic_t), 6},
+    {"kp_offset_delete_response_offset_delete_response_partition_t",
+     sizeof(kp_offset_delete_response_offset_delete_response_partition_t), 6},
+    {"kp_offset_delete_response_offset_delete_response_topic_t",
+     sizeof(kp_offset_delete_response_offset_delete_response_topic_t), 6},
     {"kp_list_groups_response_listed_group_t", sizeof(kp_list_groups_response_listed_group_t), 3},
-    {"kp_describe_groups_response_described_group_member_t", sizeof(kp_describe_groups_response_described_group_member_t), 7},
-    {"kp_describe_groups_response_described_group_t", sizeof(kp_describe_groups_response_described_group_t), 12},
-    {"kp_delete_groups_response_deletable_group_result_t", sizeof(kp_delete_groups_response_deletable_group_result_t), 4},
-    {"kp_create_partitions_request_create_partitions_assignment_t", sizeof(kp_create_partitions_request_create_partitions_assignment_t), 2},
-    {"kp_create_partitions_request_create_partitions_topic_t", sizeof(kp_create_partitions_request_create_partitions_topic_t), 7},
-    {"kp_create_partitions_response_create_partitions_topic_result_t", sizeof(kp_create_partitions_response_create_partitions_topic_result_t), 5},
-    {"kp_delete_records_request_delete_records_partition_t", sizeof(kp_delete_records_request_delete_records_partition_t), 12},
-    {"kp_delete_records_request_delete_records_topic_t", sizeof(kp_delete_records_request_delete_records_topic_t), 3},
-    {"kp_delete_records_response_delete_records_partition_result_t", sizeof(kp_delete_records_response_delete_records_partition_result_t), 14},
-    {"kp_delete_records_response_delete_records_topic_result_t", sizeof(kp_delete_records_response_delete_records_topic_result_t), 3},
-    {"kp_offset_for_leader_epoch_request_offset_for_leader_partition_t", sizeof(kp_offset_for_leader_epoch_request_offset_for_leader_partition_t), 8},
-    {"kp_offset_for_leader_epoch_request_offset_for_leader_topic_t", sizeof(kp_offset_for_leader_epoch_request_offset_for_leader_topic_t), 3},
-    {"kp_offset_for_leader_epoch_response_epoch_end_offset_t", sizeof(kp_offset_for_leader_epoch_response_epoch_end_offset_t), 14},
-    {"kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t", sizeof(kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t), 3},
-    {"kp_describe_cluster_response_describe_cluster_broker_t", sizeof(kp_describe_cluster_response_describe_cluster_broker_t), 11},
+    {"kp_describe_groups_response_described_group_member_t",
+     sizeof(kp_describe_groups_response_described_group_member_t), 7},
+    {"kp_describe_groups_response_described_group_t",
+     sizeof(kp_describe_groups_response_described_group_t), 12},
+    {"kp_delete_groups_response_deletable_group_result_t",
+     sizeof(kp_delete_groups_response_deletable_group_result_t), 4},
+    {"kp_create_partitions_request_create_partitions_assignment_t",
+     sizeof(kp_create_partitions_request_create_partitions_assignment_t), 2},
+    {"kp_create_partitions_request_create_partitions_topic_t",
+     sizeof(kp_create_partitions_request_create_partitions_topic_t), 7},
+    {"kp_create_partitions_response_create_partitions_topic_result_t",
+     sizeof(kp_create_partitions_response_create_partitions_topic_result_t), 5},
+    {"kp_delete_records_request_delete_records_partition_t",
+     sizeof(kp_delete_records_request_delete_records_partition_t), 12},
+    {"kp_delete_records_request_delete_records_topic_t",
+     sizeof(kp_delete_records_request_delete_records_topic_t), 3},
+    {"kp_delete_records_response_delete_records_partition_result_t",
+     sizeof(kp_delete_records_response_delete_records_partition_result_t), 14},
+    {"kp_delete_records_response_delete_records_topic_result_t",
+     sizeof(kp_delete_records_response_delete_records_topic_result_t), 3},
+    {"kp_offset_for_leader_epoch_request_offset_for_leader_partition_t",
+     sizeof(kp_offset_for_leader_epoch_request_offset_for_leader_partition_t), 8},
+    {"kp_offset_for_leader_epoch_request_offset_for_leader_topic_t",
+     sizeof(kp_offset_for_leader_epoch_request_offset_for_leader_topic_t), 3},
+    {"kp_offset_for_leader_epoch_response_epoch_end_offset_t",
+     sizeof(kp_offset_for_leader_epoch_response_epoch_end_offset_t), 14},
+    {"kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t",
+     sizeof(kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t), 3},
+    {"kp_describe_cluster_response_describe_cluster_broker_t",
+     sizeof(kp_describe_cluster_response_describe_cluster_broker_t), 11},
 };
 const size_t kp_alloc_types_count = sizeof kp_alloc_types / sizeof kp_alloc_types[0];

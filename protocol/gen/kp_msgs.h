@@ -241,9 +241,11 @@ typedef struct kp_request_header {
 } kp_request_header_t;
 
 void kp_request_header_init(kp_request_header_t *m);
-kp_derr_t kp_request_header_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_request_header_t *m);
+kp_derr_t kp_request_header_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                   kp_request_header_t *m);
 kp_werr_t kp_request_header_encode(kp_writer_t *w, int16_t version, const kp_request_header_t *m);
-bool kp_request_header_eq(const kp_request_header_t *a, const kp_request_header_t *b, int16_t version);
+bool kp_request_header_eq(const kp_request_header_t *a, const kp_request_header_t *b,
+                          int16_t version);
 void kp_request_header_fill(kp_request_header_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
@@ -262,10 +264,13 @@ typedef struct kp_response_header {
 } kp_response_header_t;
 
 void kp_response_header_init(kp_response_header_t *m);
-kp_derr_t kp_response_header_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_response_header_t *m);
+kp_derr_t kp_response_header_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                    kp_response_header_t *m);
 kp_werr_t kp_response_header_encode(kp_writer_t *w, int16_t version, const kp_response_header_t *m);
-bool kp_response_header_eq(const kp_response_header_t *a, const kp_response_header_t *b, int16_t version);
-void kp_response_header_fill(kp_response_header_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+bool kp_response_header_eq(const kp_response_header_t *a, const kp_response_header_t *b,
+                           int16_t version);
+void kp_response_header_fill(kp_response_header_t *m, kp_arena_t *a, int16_t version,
+                             uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* ApiVersionsRequest                                                     */
@@ -285,10 +290,14 @@ typedef struct kp_api_versions_request {
 } kp_api_versions_request_t;
 
 void kp_api_versions_request_init(kp_api_versions_request_t *m);
-kp_derr_t kp_api_versions_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_api_versions_request_t *m);
-kp_werr_t kp_api_versions_request_encode(kp_writer_t *w, int16_t version, const kp_api_versions_request_t *m);
-bool kp_api_versions_request_eq(const kp_api_versions_request_t *a, const kp_api_versions_request_t *b, int16_t version);
-void kp_api_versions_request_fill(kp_api_versions_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_api_versions_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_api_versions_request_t *m);
+kp_werr_t kp_api_versions_request_encode(kp_writer_t *w, int16_t version,
+                                         const kp_api_versions_request_t *m);
+bool kp_api_versions_request_eq(const kp_api_versions_request_t *a,
+                                const kp_api_versions_request_t *b, int16_t version);
+void kp_api_versions_request_fill(kp_api_versions_request_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* ApiVersionsResponse                                                    */
@@ -367,19 +376,26 @@ typedef struct kp_api_versions_response {
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;
-    /* Bit i: the i-th known tagged field was present on decode
-     * (0 = supported_features, 1 = finalized_features_epoch, 2 = finalized_features, 3 = zk_migration_ready); a set bit makes encode write it. */
+    /* Bit i: the i-th known tagged field was present on decode (0 = supported_features,
+     * 1 = finalized_features_epoch, 2 = finalized_features, 3 = zk_migration_ready); a
+     * set bit makes encode write it. */
     uint32_t _tags_present;
 } kp_api_versions_response_t;
 
 void kp_api_versions_response_api_version_init(kp_api_versions_response_api_version_t *m);
-void kp_api_versions_response_supported_feature_key_init(kp_api_versions_response_supported_feature_key_t *m);
-void kp_api_versions_response_finalized_feature_key_init(kp_api_versions_response_finalized_feature_key_t *m);
+void kp_api_versions_response_supported_feature_key_init(
+    kp_api_versions_response_supported_feature_key_t *m);
+void kp_api_versions_response_finalized_feature_key_init(
+    kp_api_versions_response_finalized_feature_key_t *m);
 void kp_api_versions_response_init(kp_api_versions_response_t *m);
-kp_derr_t kp_api_versions_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_api_versions_response_t *m);
-kp_werr_t kp_api_versions_response_encode(kp_writer_t *w, int16_t version, const kp_api_versions_response_t *m);
-bool kp_api_versions_response_eq(const kp_api_versions_response_t *a, const kp_api_versions_response_t *b, int16_t version);
-void kp_api_versions_response_fill(kp_api_versions_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_api_versions_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_api_versions_response_t *m);
+kp_werr_t kp_api_versions_response_encode(kp_writer_t *w, int16_t version,
+                                          const kp_api_versions_response_t *m);
+bool kp_api_versions_response_eq(const kp_api_versions_response_t *a,
+                                 const kp_api_versions_response_t *b, int16_t version);
+void kp_api_versions_response_fill(kp_api_versions_response_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* MetadataRequest                                                        */
@@ -417,12 +433,17 @@ typedef struct kp_metadata_request {
     uint32_t _tags_present;
 } kp_metadata_request_t;
 
-void kp_metadata_request_metadata_request_topic_init(kp_metadata_request_metadata_request_topic_t *m);
+void kp_metadata_request_metadata_request_topic_init(
+    kp_metadata_request_metadata_request_topic_t *m);
 void kp_metadata_request_init(kp_metadata_request_t *m);
-kp_derr_t kp_metadata_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_metadata_request_t *m);
-kp_werr_t kp_metadata_request_encode(kp_writer_t *w, int16_t version, const kp_metadata_request_t *m);
-bool kp_metadata_request_eq(const kp_metadata_request_t *a, const kp_metadata_request_t *b, int16_t version);
-void kp_metadata_request_fill(kp_metadata_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_metadata_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                     kp_metadata_request_t *m);
+kp_werr_t kp_metadata_request_encode(kp_writer_t *w, int16_t version,
+                                     const kp_metadata_request_t *m);
+bool kp_metadata_request_eq(const kp_metadata_request_t *a, const kp_metadata_request_t *b,
+                            int16_t version);
+void kp_metadata_request_fill(kp_metadata_request_t *m, kp_arena_t *a, int16_t version,
+                              uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* MetadataResponse                                                       */
@@ -524,14 +545,21 @@ typedef struct kp_metadata_response {
     uint32_t _tags_present;
 } kp_metadata_response_t;
 
-void kp_metadata_response_metadata_response_broker_init(kp_metadata_response_metadata_response_broker_t *m);
-void kp_metadata_response_metadata_response_partition_init(kp_metadata_response_metadata_response_partition_t *m);
-void kp_metadata_response_metadata_response_topic_init(kp_metadata_response_metadata_response_topic_t *m);
+void kp_metadata_response_metadata_response_broker_init(
+    kp_metadata_response_metadata_response_broker_t *m);
+void kp_metadata_response_metadata_response_partition_init(
+    kp_metadata_response_metadata_response_partition_t *m);
+void kp_metadata_response_metadata_response_topic_init(
+    kp_metadata_response_metadata_response_topic_t *m);
 void kp_metadata_response_init(kp_metadata_response_t *m);
-kp_derr_t kp_metadata_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_metadata_response_t *m);
-kp_werr_t kp_metadata_response_encode(kp_writer_t *w, int16_t version, const kp_metadata_response_t *m);
-bool kp_metadata_response_eq(const kp_metadata_response_t *a, const kp_metadata_response_t *b, int16_t version);
-void kp_metadata_response_fill(kp_metadata_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_metadata_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                      kp_metadata_response_t *m);
+kp_werr_t kp_metadata_response_encode(kp_writer_t *w, int16_t version,
+                                      const kp_metadata_response_t *m);
+bool kp_metadata_response_eq(const kp_metadata_response_t *a, const kp_metadata_response_t *b,
+                             int16_t version);
+void kp_metadata_response_fill(kp_metadata_response_t *m, kp_arena_t *a, int16_t version,
+                               uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* ProduceRequest                                                         */
@@ -588,10 +616,13 @@ typedef struct kp_produce_request {
 void kp_produce_request_partition_produce_data_init(kp_produce_request_partition_produce_data_t *m);
 void kp_produce_request_topic_produce_data_init(kp_produce_request_topic_produce_data_t *m);
 void kp_produce_request_init(kp_produce_request_t *m);
-kp_derr_t kp_produce_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_produce_request_t *m);
+kp_derr_t kp_produce_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                    kp_produce_request_t *m);
 kp_werr_t kp_produce_request_encode(kp_writer_t *w, int16_t version, const kp_produce_request_t *m);
-bool kp_produce_request_eq(const kp_produce_request_t *a, const kp_produce_request_t *b, int16_t version);
-void kp_produce_request_fill(kp_produce_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+bool kp_produce_request_eq(const kp_produce_request_t *a, const kp_produce_request_t *b,
+                           int16_t version);
+void kp_produce_request_fill(kp_produce_request_t *m, kp_arena_t *a, int16_t version,
+                             uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* ProduceResponse                                                        */
@@ -650,8 +681,8 @@ typedef struct kp_produce_response_partition_produce_response {
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;
-    /* Bit i: the i-th known tagged field was present on decode
-     * (0 = current_leader); a set bit makes encode write it. */
+    /* Bit i: the i-th known tagged field was present on decode (0 = current_leader); a
+     * set bit makes encode write it. */
     uint32_t _tags_present;
 } kp_produce_response_partition_produce_response_t;
 
@@ -702,21 +733,28 @@ typedef struct kp_produce_response {
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;
-    /* Bit i: the i-th known tagged field was present on decode
-     * (0 = node_endpoints); a set bit makes encode write it. */
+    /* Bit i: the i-th known tagged field was present on decode (0 = node_endpoints); a
+     * set bit makes encode write it. */
     uint32_t _tags_present;
 } kp_produce_response_t;
 
-void kp_produce_response_batch_index_and_error_message_init(kp_produce_response_batch_index_and_error_message_t *m);
+void kp_produce_response_batch_index_and_error_message_init(
+    kp_produce_response_batch_index_and_error_message_t *m);
 void kp_produce_response_leader_id_and_epoch_init(kp_produce_response_leader_id_and_epoch_t *m);
-void kp_produce_response_partition_produce_response_init(kp_produce_response_partition_produce_response_t *m);
-void kp_produce_response_topic_produce_response_init(kp_produce_response_topic_produce_response_t *m);
+void kp_produce_response_partition_produce_response_init(
+    kp_produce_response_partition_produce_response_t *m);
+void kp_produce_response_topic_produce_response_init(
+    kp_produce_response_topic_produce_response_t *m);
 void kp_produce_response_node_endpoint_init(kp_produce_response_node_endpoint_t *m);
 void kp_produce_response_init(kp_produce_response_t *m);
-kp_derr_t kp_produce_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_produce_response_t *m);
-kp_werr_t kp_produce_response_encode(kp_writer_t *w, int16_t version, const kp_produce_response_t *m);
-bool kp_produce_response_eq(const kp_produce_response_t *a, const kp_produce_response_t *b, int16_t version);
-void kp_produce_response_fill(kp_produce_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_produce_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                     kp_produce_response_t *m);
+kp_werr_t kp_produce_response_encode(kp_writer_t *w, int16_t version,
+                                     const kp_produce_response_t *m);
+bool kp_produce_response_eq(const kp_produce_response_t *a, const kp_produce_response_t *b,
+                            int16_t version);
+void kp_produce_response_fill(kp_produce_response_t *m, kp_arena_t *a, int16_t version,
+                              uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* FetchRequest                                                           */
@@ -757,8 +795,8 @@ typedef struct kp_fetch_request_fetch_partition {
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;
-    /* Bit i: the i-th known tagged field was present on decode
-     * (0 = replica_directory_id); a set bit makes encode write it. */
+    /* Bit i: the i-th known tagged field was present on decode (0 =
+     * replica_directory_id); a set bit makes encode write it. */
     uint32_t _tags_present;
 } kp_fetch_request_fetch_partition_t;
 
@@ -835,8 +873,8 @@ typedef struct kp_fetch_request {
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;
-    /* Bit i: the i-th known tagged field was present on decode
-     * (0 = cluster_id, 1 = replica_state); a set bit makes encode write it. */
+    /* Bit i: the i-th known tagged field was present on decode (0 = cluster_id, 1 =
+     * replica_state); a set bit makes encode write it. */
     uint32_t _tags_present;
 } kp_fetch_request_t;
 
@@ -845,7 +883,8 @@ void kp_fetch_request_fetch_partition_init(kp_fetch_request_fetch_partition_t *m
 void kp_fetch_request_fetch_topic_init(kp_fetch_request_fetch_topic_t *m);
 void kp_fetch_request_forgotten_topic_init(kp_fetch_request_forgotten_topic_t *m);
 void kp_fetch_request_init(kp_fetch_request_t *m);
-kp_derr_t kp_fetch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_fetch_request_t *m);
+kp_derr_t kp_fetch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                  kp_fetch_request_t *m);
 kp_werr_t kp_fetch_request_encode(kp_writer_t *w, int16_t version, const kp_fetch_request_t *m);
 bool kp_fetch_request_eq(const kp_fetch_request_t *a, const kp_fetch_request_t *b, int16_t version);
 void kp_fetch_request_fill(kp_fetch_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
@@ -942,8 +981,8 @@ typedef struct kp_fetch_response_partition_data {
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;
-    /* Bit i: the i-th known tagged field was present on decode
-     * (0 = diverging_epoch, 1 = current_leader, 2 = snapshot_id); a set bit makes encode write it. */
+    /* Bit i: the i-th known tagged field was present on decode (0 = diverging_epoch, 1
+     * = current_leader, 2 = snapshot_id); a set bit makes encode write it. */
     uint32_t _tags_present;
 } kp_fetch_response_partition_data_t;
 
@@ -1001,8 +1040,8 @@ typedef struct kp_fetch_response {
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;
-    /* Bit i: the i-th known tagged field was present on decode
-     * (0 = node_endpoints); a set bit makes encode write it. */
+    /* Bit i: the i-th known tagged field was present on decode (0 = node_endpoints); a
+     * set bit makes encode write it. */
     uint32_t _tags_present;
 } kp_fetch_response_t;
 
@@ -1011,12 +1050,15 @@ void kp_fetch_response_leader_id_and_epoch_init(kp_fetch_response_leader_id_and_
 void kp_fetch_response_snapshot_id_init(kp_fetch_response_snapshot_id_t *m);
 void kp_fetch_response_aborted_transaction_init(kp_fetch_response_aborted_transaction_t *m);
 void kp_fetch_response_partition_data_init(kp_fetch_response_partition_data_t *m);
-void kp_fetch_response_fetchable_topic_response_init(kp_fetch_response_fetchable_topic_response_t *m);
+void kp_fetch_response_fetchable_topic_response_init(
+    kp_fetch_response_fetchable_topic_response_t *m);
 void kp_fetch_response_node_endpoint_init(kp_fetch_response_node_endpoint_t *m);
 void kp_fetch_response_init(kp_fetch_response_t *m);
-kp_derr_t kp_fetch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_fetch_response_t *m);
+kp_derr_t kp_fetch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                   kp_fetch_response_t *m);
 kp_werr_t kp_fetch_response_encode(kp_writer_t *w, int16_t version, const kp_fetch_response_t *m);
-bool kp_fetch_response_eq(const kp_fetch_response_t *a, const kp_fetch_response_t *b, int16_t version);
+bool kp_fetch_response_eq(const kp_fetch_response_t *a, const kp_fetch_response_t *b,
+                          int16_t version);
 void kp_fetch_response_fill(kp_fetch_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
@@ -1080,13 +1122,19 @@ typedef struct kp_list_offsets_request {
     uint32_t _tags_present;
 } kp_list_offsets_request_t;
 
-void kp_list_offsets_request_list_offsets_partition_init(kp_list_offsets_request_list_offsets_partition_t *m);
-void kp_list_offsets_request_list_offsets_topic_init(kp_list_offsets_request_list_offsets_topic_t *m);
+void kp_list_offsets_request_list_offsets_partition_init(
+    kp_list_offsets_request_list_offsets_partition_t *m);
+void kp_list_offsets_request_list_offsets_topic_init(
+    kp_list_offsets_request_list_offsets_topic_t *m);
 void kp_list_offsets_request_init(kp_list_offsets_request_t *m);
-kp_derr_t kp_list_offsets_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_list_offsets_request_t *m);
-kp_werr_t kp_list_offsets_request_encode(kp_writer_t *w, int16_t version, const kp_list_offsets_request_t *m);
-bool kp_list_offsets_request_eq(const kp_list_offsets_request_t *a, const kp_list_offsets_request_t *b, int16_t version);
-void kp_list_offsets_request_fill(kp_list_offsets_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_list_offsets_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_list_offsets_request_t *m);
+kp_werr_t kp_list_offsets_request_encode(kp_writer_t *w, int16_t version,
+                                         const kp_list_offsets_request_t *m);
+bool kp_list_offsets_request_eq(const kp_list_offsets_request_t *a,
+                                const kp_list_offsets_request_t *b, int16_t version);
+void kp_list_offsets_request_fill(kp_list_offsets_request_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* ListOffsetsResponse                                                    */
@@ -1143,13 +1191,19 @@ typedef struct kp_list_offsets_response {
     uint32_t _tags_present;
 } kp_list_offsets_response_t;
 
-void kp_list_offsets_response_list_offsets_partition_response_init(kp_list_offsets_response_list_offsets_partition_response_t *m);
-void kp_list_offsets_response_list_offsets_topic_response_init(kp_list_offsets_response_list_offsets_topic_response_t *m);
+void kp_list_offsets_response_list_offsets_partition_response_init(
+    kp_list_offsets_response_list_offsets_partition_response_t *m);
+void kp_list_offsets_response_list_offsets_topic_response_init(
+    kp_list_offsets_response_list_offsets_topic_response_t *m);
 void kp_list_offsets_response_init(kp_list_offsets_response_t *m);
-kp_derr_t kp_list_offsets_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_list_offsets_response_t *m);
-kp_werr_t kp_list_offsets_response_encode(kp_writer_t *w, int16_t version, const kp_list_offsets_response_t *m);
-bool kp_list_offsets_response_eq(const kp_list_offsets_response_t *a, const kp_list_offsets_response_t *b, int16_t version);
-void kp_list_offsets_response_fill(kp_list_offsets_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_list_offsets_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_list_offsets_response_t *m);
+kp_werr_t kp_list_offsets_response_encode(kp_writer_t *w, int16_t version,
+                                          const kp_list_offsets_response_t *m);
+bool kp_list_offsets_response_eq(const kp_list_offsets_response_t *a,
+                                 const kp_list_offsets_response_t *b, int16_t version);
+void kp_list_offsets_response_fill(kp_list_offsets_response_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* CreateTopicsRequest                                                    */
@@ -1225,14 +1279,20 @@ typedef struct kp_create_topics_request {
     uint32_t _tags_present;
 } kp_create_topics_request_t;
 
-void kp_create_topics_request_creatable_replica_assignment_init(kp_create_topics_request_creatable_replica_assignment_t *m);
-void kp_create_topics_request_creatable_topic_config_init(kp_create_topics_request_creatable_topic_config_t *m);
+void kp_create_topics_request_creatable_replica_assignment_init(
+    kp_create_topics_request_creatable_replica_assignment_t *m);
+void kp_create_topics_request_creatable_topic_config_init(
+    kp_create_topics_request_creatable_topic_config_t *m);
 void kp_create_topics_request_creatable_topic_init(kp_create_topics_request_creatable_topic_t *m);
 void kp_create_topics_request_init(kp_create_topics_request_t *m);
-kp_derr_t kp_create_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_create_topics_request_t *m);
-kp_werr_t kp_create_topics_request_encode(kp_writer_t *w, int16_t version, const kp_create_topics_request_t *m);
-bool kp_create_topics_request_eq(const kp_create_topics_request_t *a, const kp_create_topics_request_t *b, int16_t version);
-void kp_create_topics_request_fill(kp_create_topics_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_create_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_create_topics_request_t *m);
+kp_werr_t kp_create_topics_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_create_topics_request_t *m);
+bool kp_create_topics_request_eq(const kp_create_topics_request_t *a,
+                                 const kp_create_topics_request_t *b, int16_t version);
+void kp_create_topics_request_fill(kp_create_topics_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* CreateTopicsResponse                                                   */
@@ -1280,8 +1340,8 @@ typedef struct kp_create_topics_response_creatable_topic_result {
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;
-    /* Bit i: the i-th known tagged field was present on decode
-     * (0 = topic_config_error_code); a set bit makes encode write it. */
+    /* Bit i: the i-th known tagged field was present on decode (0 =
+     * topic_config_error_code); a set bit makes encode write it. */
     uint32_t _tags_present;
 } kp_create_topics_response_creatable_topic_result_t;
 
@@ -1300,13 +1360,19 @@ typedef struct kp_create_topics_response {
     uint32_t _tags_present;
 } kp_create_topics_response_t;
 
-void kp_create_topics_response_creatable_topic_configs_init(kp_create_topics_response_creatable_topic_configs_t *m);
-void kp_create_topics_response_creatable_topic_result_init(kp_create_topics_response_creatable_topic_result_t *m);
+void kp_create_topics_response_creatable_topic_configs_init(
+    kp_create_topics_response_creatable_topic_configs_t *m);
+void kp_create_topics_response_creatable_topic_result_init(
+    kp_create_topics_response_creatable_topic_result_t *m);
 void kp_create_topics_response_init(kp_create_topics_response_t *m);
-kp_derr_t kp_create_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_create_topics_response_t *m);
-kp_werr_t kp_create_topics_response_encode(kp_writer_t *w, int16_t version, const kp_create_topics_response_t *m);
-bool kp_create_topics_response_eq(const kp_create_topics_response_t *a, const kp_create_topics_response_t *b, int16_t version);
-void kp_create_topics_response_fill(kp_create_topics_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_create_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_create_topics_response_t *m);
+kp_werr_t kp_create_topics_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_create_topics_response_t *m);
+bool kp_create_topics_response_eq(const kp_create_topics_response_t *a,
+                                  const kp_create_topics_response_t *b, int16_t version);
+void kp_create_topics_response_fill(kp_create_topics_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DeleteTopicsRequest                                                    */
@@ -1342,12 +1408,17 @@ typedef struct kp_delete_topics_request {
     uint32_t _tags_present;
 } kp_delete_topics_request_t;
 
-void kp_delete_topics_request_delete_topic_state_init(kp_delete_topics_request_delete_topic_state_t *m);
+void kp_delete_topics_request_delete_topic_state_init(
+    kp_delete_topics_request_delete_topic_state_t *m);
 void kp_delete_topics_request_init(kp_delete_topics_request_t *m);
-kp_derr_t kp_delete_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_topics_request_t *m);
-kp_werr_t kp_delete_topics_request_encode(kp_writer_t *w, int16_t version, const kp_delete_topics_request_t *m);
-bool kp_delete_topics_request_eq(const kp_delete_topics_request_t *a, const kp_delete_topics_request_t *b, int16_t version);
-void kp_delete_topics_request_fill(kp_delete_topics_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_delete_topics_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_delete_topics_request_t *m);
+kp_werr_t kp_delete_topics_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_delete_topics_request_t *m);
+bool kp_delete_topics_request_eq(const kp_delete_topics_request_t *a,
+                                 const kp_delete_topics_request_t *b, int16_t version);
+void kp_delete_topics_request_fill(kp_delete_topics_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DeleteTopicsResponse                                                   */
@@ -1386,12 +1457,17 @@ typedef struct kp_delete_topics_response {
     uint32_t _tags_present;
 } kp_delete_topics_response_t;
 
-void kp_delete_topics_response_deletable_topic_result_init(kp_delete_topics_response_deletable_topic_result_t *m);
+void kp_delete_topics_response_deletable_topic_result_init(
+    kp_delete_topics_response_deletable_topic_result_t *m);
 void kp_delete_topics_response_init(kp_delete_topics_response_t *m);
-kp_derr_t kp_delete_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_topics_response_t *m);
-kp_werr_t kp_delete_topics_response_encode(kp_writer_t *w, int16_t version, const kp_delete_topics_response_t *m);
-bool kp_delete_topics_response_eq(const kp_delete_topics_response_t *a, const kp_delete_topics_response_t *b, int16_t version);
-void kp_delete_topics_response_fill(kp_delete_topics_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_delete_topics_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_delete_topics_response_t *m);
+kp_werr_t kp_delete_topics_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_delete_topics_response_t *m);
+bool kp_delete_topics_response_eq(const kp_delete_topics_response_t *a,
+                                  const kp_delete_topics_response_t *b, int16_t version);
+void kp_delete_topics_response_fill(kp_delete_topics_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DescribeConfigsRequest                                                 */
@@ -1430,12 +1506,17 @@ typedef struct kp_describe_configs_request {
     uint32_t _tags_present;
 } kp_describe_configs_request_t;
 
-void kp_describe_configs_request_describe_configs_resource_init(kp_describe_configs_request_describe_configs_resource_t *m);
+void kp_describe_configs_request_describe_configs_resource_init(
+    kp_describe_configs_request_describe_configs_resource_t *m);
 void kp_describe_configs_request_init(kp_describe_configs_request_t *m);
-kp_derr_t kp_describe_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_configs_request_t *m);
-kp_werr_t kp_describe_configs_request_encode(kp_writer_t *w, int16_t version, const kp_describe_configs_request_t *m);
-bool kp_describe_configs_request_eq(const kp_describe_configs_request_t *a, const kp_describe_configs_request_t *b, int16_t version);
-void kp_describe_configs_request_fill(kp_describe_configs_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_describe_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_describe_configs_request_t *m);
+kp_werr_t kp_describe_configs_request_encode(kp_writer_t *w, int16_t version,
+                                             const kp_describe_configs_request_t *m);
+bool kp_describe_configs_request_eq(const kp_describe_configs_request_t *a,
+                                    const kp_describe_configs_request_t *b, int16_t version);
+void kp_describe_configs_request_fill(kp_describe_configs_request_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DescribeConfigsResponse                                                */
@@ -1522,14 +1603,21 @@ typedef struct kp_describe_configs_response {
     uint32_t _tags_present;
 } kp_describe_configs_response_t;
 
-void kp_describe_configs_response_describe_configs_synonym_init(kp_describe_configs_response_describe_configs_synonym_t *m);
-void kp_describe_configs_response_describe_configs_resource_result_init(kp_describe_configs_response_describe_configs_resource_result_t *m);
-void kp_describe_configs_response_describe_configs_result_init(kp_describe_configs_response_describe_configs_result_t *m);
+void kp_describe_configs_response_describe_configs_synonym_init(
+    kp_describe_configs_response_describe_configs_synonym_t *m);
+void kp_describe_configs_response_describe_configs_resource_result_init(
+    kp_describe_configs_response_describe_configs_resource_result_t *m);
+void kp_describe_configs_response_describe_configs_result_init(
+    kp_describe_configs_response_describe_configs_result_t *m);
 void kp_describe_configs_response_init(kp_describe_configs_response_t *m);
-kp_derr_t kp_describe_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_configs_response_t *m);
-kp_werr_t kp_describe_configs_response_encode(kp_writer_t *w, int16_t version, const kp_describe_configs_response_t *m);
-bool kp_describe_configs_response_eq(const kp_describe_configs_response_t *a, const kp_describe_configs_response_t *b, int16_t version);
-void kp_describe_configs_response_fill(kp_describe_configs_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_describe_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_describe_configs_response_t *m);
+kp_werr_t kp_describe_configs_response_encode(kp_writer_t *w, int16_t version,
+                                              const kp_describe_configs_response_t *m);
+bool kp_describe_configs_response_eq(const kp_describe_configs_response_t *a,
+                                     const kp_describe_configs_response_t *b, int16_t version);
+void kp_describe_configs_response_fill(kp_describe_configs_response_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* AlterConfigsRequest                                                    */
@@ -1579,12 +1667,17 @@ typedef struct kp_alter_configs_request {
 } kp_alter_configs_request_t;
 
 void kp_alter_configs_request_alterable_config_init(kp_alter_configs_request_alterable_config_t *m);
-void kp_alter_configs_request_alter_configs_resource_init(kp_alter_configs_request_alter_configs_resource_t *m);
+void kp_alter_configs_request_alter_configs_resource_init(
+    kp_alter_configs_request_alter_configs_resource_t *m);
 void kp_alter_configs_request_init(kp_alter_configs_request_t *m);
-kp_derr_t kp_alter_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_alter_configs_request_t *m);
-kp_werr_t kp_alter_configs_request_encode(kp_writer_t *w, int16_t version, const kp_alter_configs_request_t *m);
-bool kp_alter_configs_request_eq(const kp_alter_configs_request_t *a, const kp_alter_configs_request_t *b, int16_t version);
-void kp_alter_configs_request_fill(kp_alter_configs_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_alter_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_alter_configs_request_t *m);
+kp_werr_t kp_alter_configs_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_alter_configs_request_t *m);
+bool kp_alter_configs_request_eq(const kp_alter_configs_request_t *a,
+                                 const kp_alter_configs_request_t *b, int16_t version);
+void kp_alter_configs_request_fill(kp_alter_configs_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* AlterConfigsResponse                                                   */
@@ -1622,12 +1715,17 @@ typedef struct kp_alter_configs_response {
     uint32_t _tags_present;
 } kp_alter_configs_response_t;
 
-void kp_alter_configs_response_alter_configs_resource_response_init(kp_alter_configs_response_alter_configs_resource_response_t *m);
+void kp_alter_configs_response_alter_configs_resource_response_init(
+    kp_alter_configs_response_alter_configs_resource_response_t *m);
 void kp_alter_configs_response_init(kp_alter_configs_response_t *m);
-kp_derr_t kp_alter_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_alter_configs_response_t *m);
-kp_werr_t kp_alter_configs_response_encode(kp_writer_t *w, int16_t version, const kp_alter_configs_response_t *m);
-bool kp_alter_configs_response_eq(const kp_alter_configs_response_t *a, const kp_alter_configs_response_t *b, int16_t version);
-void kp_alter_configs_response_fill(kp_alter_configs_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_alter_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_alter_configs_response_t *m);
+kp_werr_t kp_alter_configs_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_alter_configs_response_t *m);
+bool kp_alter_configs_response_eq(const kp_alter_configs_response_t *a,
+                                  const kp_alter_configs_response_t *b, int16_t version);
+void kp_alter_configs_response_fill(kp_alter_configs_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* IncrementalAlterConfigsRequest                                         */
@@ -1678,13 +1776,21 @@ typedef struct kp_incremental_alter_configs_request {
     uint32_t _tags_present;
 } kp_incremental_alter_configs_request_t;
 
-void kp_incremental_alter_configs_request_alterable_config_init(kp_incremental_alter_configs_request_alterable_config_t *m);
-void kp_incremental_alter_configs_request_alter_configs_resource_init(kp_incremental_alter_configs_request_alter_configs_resource_t *m);
+void kp_incremental_alter_configs_request_alterable_config_init(
+    kp_incremental_alter_configs_request_alterable_config_t *m);
+void kp_incremental_alter_configs_request_alter_configs_resource_init(
+    kp_incremental_alter_configs_request_alter_configs_resource_t *m);
 void kp_incremental_alter_configs_request_init(kp_incremental_alter_configs_request_t *m);
-kp_derr_t kp_incremental_alter_configs_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_incremental_alter_configs_request_t *m);
-kp_werr_t kp_incremental_alter_configs_request_encode(kp_writer_t *w, int16_t version, const kp_incremental_alter_configs_request_t *m);
-bool kp_incremental_alter_configs_request_eq(const kp_incremental_alter_configs_request_t *a, const kp_incremental_alter_configs_request_t *b, int16_t version);
-void kp_incremental_alter_configs_request_fill(kp_incremental_alter_configs_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_incremental_alter_configs_request_decode(kp_reader_t *r, kp_arena_t *a,
+                                                      int16_t version,
+                                                      kp_incremental_alter_configs_request_t *m);
+kp_werr_t kp_incremental_alter_configs_request_encode(
+    kp_writer_t *w, int16_t version, const kp_incremental_alter_configs_request_t *m);
+bool kp_incremental_alter_configs_request_eq(const kp_incremental_alter_configs_request_t *a,
+                                             const kp_incremental_alter_configs_request_t *b,
+                                             int16_t version);
+void kp_incremental_alter_configs_request_fill(kp_incremental_alter_configs_request_t *m,
+                                               kp_arena_t *a, int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* IncrementalAlterConfigsResponse                                        */
@@ -1722,12 +1828,19 @@ typedef struct kp_incremental_alter_configs_response {
     uint32_t _tags_present;
 } kp_incremental_alter_configs_response_t;
 
-void kp_incremental_alter_configs_response_alter_configs_resource_response_init(kp_incremental_alter_configs_response_alter_configs_resource_response_t *m);
+void kp_incremental_alter_configs_response_alter_configs_resource_response_init(
+    kp_incremental_alter_configs_response_alter_configs_resource_response_t *m);
 void kp_incremental_alter_configs_response_init(kp_incremental_alter_configs_response_t *m);
-kp_derr_t kp_incremental_alter_configs_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_incremental_alter_configs_response_t *m);
-kp_werr_t kp_incremental_alter_configs_response_encode(kp_writer_t *w, int16_t version, const kp_incremental_alter_configs_response_t *m);
-bool kp_incremental_alter_configs_response_eq(const kp_incremental_alter_configs_response_t *a, const kp_incremental_alter_configs_response_t *b, int16_t version);
-void kp_incremental_alter_configs_response_fill(kp_incremental_alter_configs_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_incremental_alter_configs_response_decode(kp_reader_t *r, kp_arena_t *a,
+                                                       int16_t version,
+                                                       kp_incremental_alter_configs_response_t *m);
+kp_werr_t kp_incremental_alter_configs_response_encode(
+    kp_writer_t *w, int16_t version, const kp_incremental_alter_configs_response_t *m);
+bool kp_incremental_alter_configs_response_eq(const kp_incremental_alter_configs_response_t *a,
+                                              const kp_incremental_alter_configs_response_t *b,
+                                              int16_t version);
+void kp_incremental_alter_configs_response_fill(kp_incremental_alter_configs_response_t *m,
+                                                kp_arena_t *a, int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* FindCoordinatorRequest                                                 */
@@ -1750,10 +1863,14 @@ typedef struct kp_find_coordinator_request {
 } kp_find_coordinator_request_t;
 
 void kp_find_coordinator_request_init(kp_find_coordinator_request_t *m);
-kp_derr_t kp_find_coordinator_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_find_coordinator_request_t *m);
-kp_werr_t kp_find_coordinator_request_encode(kp_writer_t *w, int16_t version, const kp_find_coordinator_request_t *m);
-bool kp_find_coordinator_request_eq(const kp_find_coordinator_request_t *a, const kp_find_coordinator_request_t *b, int16_t version);
-void kp_find_coordinator_request_fill(kp_find_coordinator_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_find_coordinator_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_find_coordinator_request_t *m);
+kp_werr_t kp_find_coordinator_request_encode(kp_writer_t *w, int16_t version,
+                                             const kp_find_coordinator_request_t *m);
+bool kp_find_coordinator_request_eq(const kp_find_coordinator_request_t *a,
+                                    const kp_find_coordinator_request_t *b, int16_t version);
+void kp_find_coordinator_request_fill(kp_find_coordinator_request_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* FindCoordinatorResponse                                                */
@@ -1807,10 +1924,14 @@ typedef struct kp_find_coordinator_response {
 
 void kp_find_coordinator_response_coordinator_init(kp_find_coordinator_response_coordinator_t *m);
 void kp_find_coordinator_response_init(kp_find_coordinator_response_t *m);
-kp_derr_t kp_find_coordinator_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_find_coordinator_response_t *m);
-kp_werr_t kp_find_coordinator_response_encode(kp_writer_t *w, int16_t version, const kp_find_coordinator_response_t *m);
-bool kp_find_coordinator_response_eq(const kp_find_coordinator_response_t *a, const kp_find_coordinator_response_t *b, int16_t version);
-void kp_find_coordinator_response_fill(kp_find_coordinator_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_find_coordinator_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_find_coordinator_response_t *m);
+kp_werr_t kp_find_coordinator_response_encode(kp_writer_t *w, int16_t version,
+                                              const kp_find_coordinator_response_t *m);
+bool kp_find_coordinator_response_eq(const kp_find_coordinator_response_t *a,
+                                     const kp_find_coordinator_response_t *b, int16_t version);
+void kp_find_coordinator_response_fill(kp_find_coordinator_response_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* JoinGroupRequest                                                       */
@@ -1859,12 +1980,17 @@ typedef struct kp_join_group_request {
     uint32_t _tags_present;
 } kp_join_group_request_t;
 
-void kp_join_group_request_join_group_request_protocol_init(kp_join_group_request_join_group_request_protocol_t *m);
+void kp_join_group_request_join_group_request_protocol_init(
+    kp_join_group_request_join_group_request_protocol_t *m);
 void kp_join_group_request_init(kp_join_group_request_t *m);
-kp_derr_t kp_join_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_join_group_request_t *m);
-kp_werr_t kp_join_group_request_encode(kp_writer_t *w, int16_t version, const kp_join_group_request_t *m);
-bool kp_join_group_request_eq(const kp_join_group_request_t *a, const kp_join_group_request_t *b, int16_t version);
-void kp_join_group_request_fill(kp_join_group_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_join_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                       kp_join_group_request_t *m);
+kp_werr_t kp_join_group_request_encode(kp_writer_t *w, int16_t version,
+                                       const kp_join_group_request_t *m);
+bool kp_join_group_request_eq(const kp_join_group_request_t *a, const kp_join_group_request_t *b,
+                              int16_t version);
+void kp_join_group_request_fill(kp_join_group_request_t *m, kp_arena_t *a, int16_t version,
+                                uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* JoinGroupResponse                                                      */
@@ -1915,12 +2041,17 @@ typedef struct kp_join_group_response {
     uint32_t _tags_present;
 } kp_join_group_response_t;
 
-void kp_join_group_response_join_group_response_member_init(kp_join_group_response_join_group_response_member_t *m);
+void kp_join_group_response_join_group_response_member_init(
+    kp_join_group_response_join_group_response_member_t *m);
 void kp_join_group_response_init(kp_join_group_response_t *m);
-kp_derr_t kp_join_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_join_group_response_t *m);
-kp_werr_t kp_join_group_response_encode(kp_writer_t *w, int16_t version, const kp_join_group_response_t *m);
-bool kp_join_group_response_eq(const kp_join_group_response_t *a, const kp_join_group_response_t *b, int16_t version);
-void kp_join_group_response_fill(kp_join_group_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_join_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                        kp_join_group_response_t *m);
+kp_werr_t kp_join_group_response_encode(kp_writer_t *w, int16_t version,
+                                        const kp_join_group_response_t *m);
+bool kp_join_group_response_eq(const kp_join_group_response_t *a, const kp_join_group_response_t *b,
+                               int16_t version);
+void kp_join_group_response_fill(kp_join_group_response_t *m, kp_arena_t *a, int16_t version,
+                                 uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* SyncGroupRequest                                                       */
@@ -1964,12 +2095,17 @@ typedef struct kp_sync_group_request {
     uint32_t _tags_present;
 } kp_sync_group_request_t;
 
-void kp_sync_group_request_sync_group_request_assignment_init(kp_sync_group_request_sync_group_request_assignment_t *m);
+void kp_sync_group_request_sync_group_request_assignment_init(
+    kp_sync_group_request_sync_group_request_assignment_t *m);
 void kp_sync_group_request_init(kp_sync_group_request_t *m);
-kp_derr_t kp_sync_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sync_group_request_t *m);
-kp_werr_t kp_sync_group_request_encode(kp_writer_t *w, int16_t version, const kp_sync_group_request_t *m);
-bool kp_sync_group_request_eq(const kp_sync_group_request_t *a, const kp_sync_group_request_t *b, int16_t version);
-void kp_sync_group_request_fill(kp_sync_group_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_sync_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                       kp_sync_group_request_t *m);
+kp_werr_t kp_sync_group_request_encode(kp_writer_t *w, int16_t version,
+                                       const kp_sync_group_request_t *m);
+bool kp_sync_group_request_eq(const kp_sync_group_request_t *a, const kp_sync_group_request_t *b,
+                              int16_t version);
+void kp_sync_group_request_fill(kp_sync_group_request_t *m, kp_arena_t *a, int16_t version,
+                                uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* SyncGroupResponse                                                      */
@@ -1996,10 +2132,14 @@ typedef struct kp_sync_group_response {
 } kp_sync_group_response_t;
 
 void kp_sync_group_response_init(kp_sync_group_response_t *m);
-kp_derr_t kp_sync_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sync_group_response_t *m);
-kp_werr_t kp_sync_group_response_encode(kp_writer_t *w, int16_t version, const kp_sync_group_response_t *m);
-bool kp_sync_group_response_eq(const kp_sync_group_response_t *a, const kp_sync_group_response_t *b, int16_t version);
-void kp_sync_group_response_fill(kp_sync_group_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_sync_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                        kp_sync_group_response_t *m);
+kp_werr_t kp_sync_group_response_encode(kp_writer_t *w, int16_t version,
+                                        const kp_sync_group_response_t *m);
+bool kp_sync_group_response_eq(const kp_sync_group_response_t *a, const kp_sync_group_response_t *b,
+                               int16_t version);
+void kp_sync_group_response_fill(kp_sync_group_response_t *m, kp_arena_t *a, int16_t version,
+                                 uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* HeartbeatRequest                                                       */
@@ -2024,10 +2164,14 @@ typedef struct kp_heartbeat_request {
 } kp_heartbeat_request_t;
 
 void kp_heartbeat_request_init(kp_heartbeat_request_t *m);
-kp_derr_t kp_heartbeat_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_heartbeat_request_t *m);
-kp_werr_t kp_heartbeat_request_encode(kp_writer_t *w, int16_t version, const kp_heartbeat_request_t *m);
-bool kp_heartbeat_request_eq(const kp_heartbeat_request_t *a, const kp_heartbeat_request_t *b, int16_t version);
-void kp_heartbeat_request_fill(kp_heartbeat_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_heartbeat_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                      kp_heartbeat_request_t *m);
+kp_werr_t kp_heartbeat_request_encode(kp_writer_t *w, int16_t version,
+                                      const kp_heartbeat_request_t *m);
+bool kp_heartbeat_request_eq(const kp_heartbeat_request_t *a, const kp_heartbeat_request_t *b,
+                             int16_t version);
+void kp_heartbeat_request_fill(kp_heartbeat_request_t *m, kp_arena_t *a, int16_t version,
+                               uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* HeartbeatResponse                                                      */
@@ -2048,10 +2192,14 @@ typedef struct kp_heartbeat_response {
 } kp_heartbeat_response_t;
 
 void kp_heartbeat_response_init(kp_heartbeat_response_t *m);
-kp_derr_t kp_heartbeat_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_heartbeat_response_t *m);
-kp_werr_t kp_heartbeat_response_encode(kp_writer_t *w, int16_t version, const kp_heartbeat_response_t *m);
-bool kp_heartbeat_response_eq(const kp_heartbeat_response_t *a, const kp_heartbeat_response_t *b, int16_t version);
-void kp_heartbeat_response_fill(kp_heartbeat_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_heartbeat_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                       kp_heartbeat_response_t *m);
+kp_werr_t kp_heartbeat_response_encode(kp_writer_t *w, int16_t version,
+                                       const kp_heartbeat_response_t *m);
+bool kp_heartbeat_response_eq(const kp_heartbeat_response_t *a, const kp_heartbeat_response_t *b,
+                              int16_t version);
+void kp_heartbeat_response_fill(kp_heartbeat_response_t *m, kp_arena_t *a, int16_t version,
+                                uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* LeaveGroupRequest                                                      */
@@ -2090,10 +2238,14 @@ typedef struct kp_leave_group_request {
 
 void kp_leave_group_request_member_identity_init(kp_leave_group_request_member_identity_t *m);
 void kp_leave_group_request_init(kp_leave_group_request_t *m);
-kp_derr_t kp_leave_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_leave_group_request_t *m);
-kp_werr_t kp_leave_group_request_encode(kp_writer_t *w, int16_t version, const kp_leave_group_request_t *m);
-bool kp_leave_group_request_eq(const kp_leave_group_request_t *a, const kp_leave_group_request_t *b, int16_t version);
-void kp_leave_group_request_fill(kp_leave_group_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_leave_group_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                        kp_leave_group_request_t *m);
+kp_werr_t kp_leave_group_request_encode(kp_writer_t *w, int16_t version,
+                                        const kp_leave_group_request_t *m);
+bool kp_leave_group_request_eq(const kp_leave_group_request_t *a, const kp_leave_group_request_t *b,
+                               int16_t version);
+void kp_leave_group_request_fill(kp_leave_group_request_t *m, kp_arena_t *a, int16_t version,
+                                 uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* LeaveGroupResponse                                                     */
@@ -2133,10 +2285,14 @@ typedef struct kp_leave_group_response {
 
 void kp_leave_group_response_member_response_init(kp_leave_group_response_member_response_t *m);
 void kp_leave_group_response_init(kp_leave_group_response_t *m);
-kp_derr_t kp_leave_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_leave_group_response_t *m);
-kp_werr_t kp_leave_group_response_encode(kp_writer_t *w, int16_t version, const kp_leave_group_response_t *m);
-bool kp_leave_group_response_eq(const kp_leave_group_response_t *a, const kp_leave_group_response_t *b, int16_t version);
-void kp_leave_group_response_fill(kp_leave_group_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_leave_group_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_leave_group_response_t *m);
+kp_werr_t kp_leave_group_response_encode(kp_writer_t *w, int16_t version,
+                                         const kp_leave_group_response_t *m);
+bool kp_leave_group_response_eq(const kp_leave_group_response_t *a,
+                                const kp_leave_group_response_t *b, int16_t version);
+void kp_leave_group_response_fill(kp_leave_group_response_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* OffsetCommitRequest                                                    */
@@ -2199,13 +2355,19 @@ typedef struct kp_offset_commit_request {
     uint32_t _tags_present;
 } kp_offset_commit_request_t;
 
-void kp_offset_commit_request_offset_commit_request_partition_init(kp_offset_commit_request_offset_commit_request_partition_t *m);
-void kp_offset_commit_request_offset_commit_request_topic_init(kp_offset_commit_request_offset_commit_request_topic_t *m);
+void kp_offset_commit_request_offset_commit_request_partition_init(
+    kp_offset_commit_request_offset_commit_request_partition_t *m);
+void kp_offset_commit_request_offset_commit_request_topic_init(
+    kp_offset_commit_request_offset_commit_request_topic_t *m);
 void kp_offset_commit_request_init(kp_offset_commit_request_t *m);
-kp_derr_t kp_offset_commit_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_commit_request_t *m);
-kp_werr_t kp_offset_commit_request_encode(kp_writer_t *w, int16_t version, const kp_offset_commit_request_t *m);
-bool kp_offset_commit_request_eq(const kp_offset_commit_request_t *a, const kp_offset_commit_request_t *b, int16_t version);
-void kp_offset_commit_request_fill(kp_offset_commit_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_offset_commit_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_offset_commit_request_t *m);
+kp_werr_t kp_offset_commit_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_offset_commit_request_t *m);
+bool kp_offset_commit_request_eq(const kp_offset_commit_request_t *a,
+                                 const kp_offset_commit_request_t *b, int16_t version);
+void kp_offset_commit_request_fill(kp_offset_commit_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* OffsetCommitResponse                                                   */
@@ -2253,13 +2415,19 @@ typedef struct kp_offset_commit_response {
     uint32_t _tags_present;
 } kp_offset_commit_response_t;
 
-void kp_offset_commit_response_offset_commit_response_partition_init(kp_offset_commit_response_offset_commit_response_partition_t *m);
-void kp_offset_commit_response_offset_commit_response_topic_init(kp_offset_commit_response_offset_commit_response_topic_t *m);
+void kp_offset_commit_response_offset_commit_response_partition_init(
+    kp_offset_commit_response_offset_commit_response_partition_t *m);
+void kp_offset_commit_response_offset_commit_response_topic_init(
+    kp_offset_commit_response_offset_commit_response_topic_t *m);
 void kp_offset_commit_response_init(kp_offset_commit_response_t *m);
-kp_derr_t kp_offset_commit_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_commit_response_t *m);
-kp_werr_t kp_offset_commit_response_encode(kp_writer_t *w, int16_t version, const kp_offset_commit_response_t *m);
-bool kp_offset_commit_response_eq(const kp_offset_commit_response_t *a, const kp_offset_commit_response_t *b, int16_t version);
-void kp_offset_commit_response_fill(kp_offset_commit_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_offset_commit_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_offset_commit_response_t *m);
+kp_werr_t kp_offset_commit_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_offset_commit_response_t *m);
+bool kp_offset_commit_response_eq(const kp_offset_commit_response_t *a,
+                                  const kp_offset_commit_response_t *b, int16_t version);
+void kp_offset_commit_response_fill(kp_offset_commit_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* OffsetFetchRequest                                                     */
@@ -2334,14 +2502,21 @@ typedef struct kp_offset_fetch_request {
     uint32_t _tags_present;
 } kp_offset_fetch_request_t;
 
-void kp_offset_fetch_request_offset_fetch_request_topic_init(kp_offset_fetch_request_offset_fetch_request_topic_t *m);
-void kp_offset_fetch_request_offset_fetch_request_topics_init(kp_offset_fetch_request_offset_fetch_request_topics_t *m);
-void kp_offset_fetch_request_offset_fetch_request_group_init(kp_offset_fetch_request_offset_fetch_request_group_t *m);
+void kp_offset_fetch_request_offset_fetch_request_topic_init(
+    kp_offset_fetch_request_offset_fetch_request_topic_t *m);
+void kp_offset_fetch_request_offset_fetch_request_topics_init(
+    kp_offset_fetch_request_offset_fetch_request_topics_t *m);
+void kp_offset_fetch_request_offset_fetch_request_group_init(
+    kp_offset_fetch_request_offset_fetch_request_group_t *m);
 void kp_offset_fetch_request_init(kp_offset_fetch_request_t *m);
-kp_derr_t kp_offset_fetch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_fetch_request_t *m);
-kp_werr_t kp_offset_fetch_request_encode(kp_writer_t *w, int16_t version, const kp_offset_fetch_request_t *m);
-bool kp_offset_fetch_request_eq(const kp_offset_fetch_request_t *a, const kp_offset_fetch_request_t *b, int16_t version);
-void kp_offset_fetch_request_fill(kp_offset_fetch_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_offset_fetch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_offset_fetch_request_t *m);
+kp_werr_t kp_offset_fetch_request_encode(kp_writer_t *w, int16_t version,
+                                         const kp_offset_fetch_request_t *m);
+bool kp_offset_fetch_request_eq(const kp_offset_fetch_request_t *a,
+                                const kp_offset_fetch_request_t *b, int16_t version);
+void kp_offset_fetch_request_fill(kp_offset_fetch_request_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* OffsetFetchResponse                                                    */
@@ -2449,16 +2624,25 @@ typedef struct kp_offset_fetch_response {
     uint32_t _tags_present;
 } kp_offset_fetch_response_t;
 
-void kp_offset_fetch_response_offset_fetch_response_partition_init(kp_offset_fetch_response_offset_fetch_response_partition_t *m);
-void kp_offset_fetch_response_offset_fetch_response_topic_init(kp_offset_fetch_response_offset_fetch_response_topic_t *m);
-void kp_offset_fetch_response_offset_fetch_response_partitions_init(kp_offset_fetch_response_offset_fetch_response_partitions_t *m);
-void kp_offset_fetch_response_offset_fetch_response_topics_init(kp_offset_fetch_response_offset_fetch_response_topics_t *m);
-void kp_offset_fetch_response_offset_fetch_response_group_init(kp_offset_fetch_response_offset_fetch_response_group_t *m);
+void kp_offset_fetch_response_offset_fetch_response_partition_init(
+    kp_offset_fetch_response_offset_fetch_response_partition_t *m);
+void kp_offset_fetch_response_offset_fetch_response_topic_init(
+    kp_offset_fetch_response_offset_fetch_response_topic_t *m);
+void kp_offset_fetch_response_offset_fetch_response_partitions_init(
+    kp_offset_fetch_response_offset_fetch_response_partitions_t *m);
+void kp_offset_fetch_response_offset_fetch_response_topics_init(
+    kp_offset_fetch_response_offset_fetch_response_topics_t *m);
+void kp_offset_fetch_response_offset_fetch_response_group_init(
+    kp_offset_fetch_response_offset_fetch_response_group_t *m);
 void kp_offset_fetch_response_init(kp_offset_fetch_response_t *m);
-kp_derr_t kp_offset_fetch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_fetch_response_t *m);
-kp_werr_t kp_offset_fetch_response_encode(kp_writer_t *w, int16_t version, const kp_offset_fetch_response_t *m);
-bool kp_offset_fetch_response_eq(const kp_offset_fetch_response_t *a, const kp_offset_fetch_response_t *b, int16_t version);
-void kp_offset_fetch_response_fill(kp_offset_fetch_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_offset_fetch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_offset_fetch_response_t *m);
+kp_werr_t kp_offset_fetch_response_encode(kp_writer_t *w, int16_t version,
+                                          const kp_offset_fetch_response_t *m);
+bool kp_offset_fetch_response_eq(const kp_offset_fetch_response_t *a,
+                                 const kp_offset_fetch_response_t *b, int16_t version);
+void kp_offset_fetch_response_fill(kp_offset_fetch_response_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* OffsetDeleteRequest                                                    */
@@ -2488,13 +2672,19 @@ typedef struct kp_offset_delete_request {
     int32_t topics_count; /* elements in topics; -1 = null */
 } kp_offset_delete_request_t;
 
-void kp_offset_delete_request_offset_delete_request_partition_init(kp_offset_delete_request_offset_delete_request_partition_t *m);
-void kp_offset_delete_request_offset_delete_request_topic_init(kp_offset_delete_request_offset_delete_request_topic_t *m);
+void kp_offset_delete_request_offset_delete_request_partition_init(
+    kp_offset_delete_request_offset_delete_request_partition_t *m);
+void kp_offset_delete_request_offset_delete_request_topic_init(
+    kp_offset_delete_request_offset_delete_request_topic_t *m);
 void kp_offset_delete_request_init(kp_offset_delete_request_t *m);
-kp_derr_t kp_offset_delete_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_delete_request_t *m);
-kp_werr_t kp_offset_delete_request_encode(kp_writer_t *w, int16_t version, const kp_offset_delete_request_t *m);
-bool kp_offset_delete_request_eq(const kp_offset_delete_request_t *a, const kp_offset_delete_request_t *b, int16_t version);
-void kp_offset_delete_request_fill(kp_offset_delete_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_offset_delete_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_offset_delete_request_t *m);
+kp_werr_t kp_offset_delete_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_offset_delete_request_t *m);
+bool kp_offset_delete_request_eq(const kp_offset_delete_request_t *a,
+                                 const kp_offset_delete_request_t *b, int16_t version);
+void kp_offset_delete_request_fill(kp_offset_delete_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* OffsetDeleteResponse                                                   */
@@ -2529,13 +2719,19 @@ typedef struct kp_offset_delete_response {
     int32_t topics_count; /* elements in topics; -1 = null */
 } kp_offset_delete_response_t;
 
-void kp_offset_delete_response_offset_delete_response_partition_init(kp_offset_delete_response_offset_delete_response_partition_t *m);
-void kp_offset_delete_response_offset_delete_response_topic_init(kp_offset_delete_response_offset_delete_response_topic_t *m);
+void kp_offset_delete_response_offset_delete_response_partition_init(
+    kp_offset_delete_response_offset_delete_response_partition_t *m);
+void kp_offset_delete_response_offset_delete_response_topic_init(
+    kp_offset_delete_response_offset_delete_response_topic_t *m);
 void kp_offset_delete_response_init(kp_offset_delete_response_t *m);
-kp_derr_t kp_offset_delete_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_delete_response_t *m);
-kp_werr_t kp_offset_delete_response_encode(kp_writer_t *w, int16_t version, const kp_offset_delete_response_t *m);
-bool kp_offset_delete_response_eq(const kp_offset_delete_response_t *a, const kp_offset_delete_response_t *b, int16_t version);
-void kp_offset_delete_response_fill(kp_offset_delete_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_offset_delete_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_offset_delete_response_t *m);
+kp_werr_t kp_offset_delete_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_offset_delete_response_t *m);
+bool kp_offset_delete_response_eq(const kp_offset_delete_response_t *a,
+                                  const kp_offset_delete_response_t *b, int16_t version);
+void kp_offset_delete_response_fill(kp_offset_delete_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* ListGroupsRequest                                                      */
@@ -2559,10 +2755,14 @@ typedef struct kp_list_groups_request {
 } kp_list_groups_request_t;
 
 void kp_list_groups_request_init(kp_list_groups_request_t *m);
-kp_derr_t kp_list_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_list_groups_request_t *m);
-kp_werr_t kp_list_groups_request_encode(kp_writer_t *w, int16_t version, const kp_list_groups_request_t *m);
-bool kp_list_groups_request_eq(const kp_list_groups_request_t *a, const kp_list_groups_request_t *b, int16_t version);
-void kp_list_groups_request_fill(kp_list_groups_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_list_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                        kp_list_groups_request_t *m);
+kp_werr_t kp_list_groups_request_encode(kp_writer_t *w, int16_t version,
+                                        const kp_list_groups_request_t *m);
+bool kp_list_groups_request_eq(const kp_list_groups_request_t *a, const kp_list_groups_request_t *b,
+                               int16_t version);
+void kp_list_groups_request_fill(kp_list_groups_request_t *m, kp_arena_t *a, int16_t version,
+                                 uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* ListGroupsResponse                                                     */
@@ -2604,10 +2804,14 @@ typedef struct kp_list_groups_response {
 
 void kp_list_groups_response_listed_group_init(kp_list_groups_response_listed_group_t *m);
 void kp_list_groups_response_init(kp_list_groups_response_t *m);
-kp_derr_t kp_list_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_list_groups_response_t *m);
-kp_werr_t kp_list_groups_response_encode(kp_writer_t *w, int16_t version, const kp_list_groups_response_t *m);
-bool kp_list_groups_response_eq(const kp_list_groups_response_t *a, const kp_list_groups_response_t *b, int16_t version);
-void kp_list_groups_response_fill(kp_list_groups_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_list_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                         kp_list_groups_response_t *m);
+kp_werr_t kp_list_groups_response_encode(kp_writer_t *w, int16_t version,
+                                         const kp_list_groups_response_t *m);
+bool kp_list_groups_response_eq(const kp_list_groups_response_t *a,
+                                const kp_list_groups_response_t *b, int16_t version);
+void kp_list_groups_response_fill(kp_list_groups_response_t *m, kp_arena_t *a, int16_t version,
+                                  uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DescribeGroupsRequest                                                  */
@@ -2628,10 +2832,14 @@ typedef struct kp_describe_groups_request {
 } kp_describe_groups_request_t;
 
 void kp_describe_groups_request_init(kp_describe_groups_request_t *m);
-kp_derr_t kp_describe_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_groups_request_t *m);
-kp_werr_t kp_describe_groups_request_encode(kp_writer_t *w, int16_t version, const kp_describe_groups_request_t *m);
-bool kp_describe_groups_request_eq(const kp_describe_groups_request_t *a, const kp_describe_groups_request_t *b, int16_t version);
-void kp_describe_groups_request_fill(kp_describe_groups_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_describe_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                            kp_describe_groups_request_t *m);
+kp_werr_t kp_describe_groups_request_encode(kp_writer_t *w, int16_t version,
+                                            const kp_describe_groups_request_t *m);
+bool kp_describe_groups_request_eq(const kp_describe_groups_request_t *a,
+                                   const kp_describe_groups_request_t *b, int16_t version);
+void kp_describe_groups_request_fill(kp_describe_groups_request_t *m, kp_arena_t *a,
+                                     int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DescribeGroupsResponse                                                 */
@@ -2699,13 +2907,19 @@ typedef struct kp_describe_groups_response {
     uint32_t _tags_present;
 } kp_describe_groups_response_t;
 
-void kp_describe_groups_response_described_group_member_init(kp_describe_groups_response_described_group_member_t *m);
-void kp_describe_groups_response_described_group_init(kp_describe_groups_response_described_group_t *m);
+void kp_describe_groups_response_described_group_member_init(
+    kp_describe_groups_response_described_group_member_t *m);
+void kp_describe_groups_response_described_group_init(
+    kp_describe_groups_response_described_group_t *m);
 void kp_describe_groups_response_init(kp_describe_groups_response_t *m);
-kp_derr_t kp_describe_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_groups_response_t *m);
-kp_werr_t kp_describe_groups_response_encode(kp_writer_t *w, int16_t version, const kp_describe_groups_response_t *m);
-bool kp_describe_groups_response_eq(const kp_describe_groups_response_t *a, const kp_describe_groups_response_t *b, int16_t version);
-void kp_describe_groups_response_fill(kp_describe_groups_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_describe_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_describe_groups_response_t *m);
+kp_werr_t kp_describe_groups_response_encode(kp_writer_t *w, int16_t version,
+                                             const kp_describe_groups_response_t *m);
+bool kp_describe_groups_response_eq(const kp_describe_groups_response_t *a,
+                                    const kp_describe_groups_response_t *b, int16_t version);
+void kp_describe_groups_response_fill(kp_describe_groups_response_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DeleteGroupsRequest                                                    */
@@ -2724,10 +2938,14 @@ typedef struct kp_delete_groups_request {
 } kp_delete_groups_request_t;
 
 void kp_delete_groups_request_init(kp_delete_groups_request_t *m);
-kp_derr_t kp_delete_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_groups_request_t *m);
-kp_werr_t kp_delete_groups_request_encode(kp_writer_t *w, int16_t version, const kp_delete_groups_request_t *m);
-bool kp_delete_groups_request_eq(const kp_delete_groups_request_t *a, const kp_delete_groups_request_t *b, int16_t version);
-void kp_delete_groups_request_fill(kp_delete_groups_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_delete_groups_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                          kp_delete_groups_request_t *m);
+kp_werr_t kp_delete_groups_request_encode(kp_writer_t *w, int16_t version,
+                                          const kp_delete_groups_request_t *m);
+bool kp_delete_groups_request_eq(const kp_delete_groups_request_t *a,
+                                 const kp_delete_groups_request_t *b, int16_t version);
+void kp_delete_groups_request_fill(kp_delete_groups_request_t *m, kp_arena_t *a, int16_t version,
+                                   uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DeleteGroupsResponse                                                   */
@@ -2761,12 +2979,17 @@ typedef struct kp_delete_groups_response {
     uint32_t _tags_present;
 } kp_delete_groups_response_t;
 
-void kp_delete_groups_response_deletable_group_result_init(kp_delete_groups_response_deletable_group_result_t *m);
+void kp_delete_groups_response_deletable_group_result_init(
+    kp_delete_groups_response_deletable_group_result_t *m);
 void kp_delete_groups_response_init(kp_delete_groups_response_t *m);
-kp_derr_t kp_delete_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_groups_response_t *m);
-kp_werr_t kp_delete_groups_response_encode(kp_writer_t *w, int16_t version, const kp_delete_groups_response_t *m);
-bool kp_delete_groups_response_eq(const kp_delete_groups_response_t *a, const kp_delete_groups_response_t *b, int16_t version);
-void kp_delete_groups_response_fill(kp_delete_groups_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_delete_groups_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_delete_groups_response_t *m);
+kp_werr_t kp_delete_groups_response_encode(kp_writer_t *w, int16_t version,
+                                           const kp_delete_groups_response_t *m);
+bool kp_delete_groups_response_eq(const kp_delete_groups_response_t *a,
+                                  const kp_delete_groups_response_t *b, int16_t version);
+void kp_delete_groups_response_fill(kp_delete_groups_response_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* InitProducerIdRequest                                                  */
@@ -2795,10 +3018,14 @@ typedef struct kp_init_producer_id_request {
 } kp_init_producer_id_request_t;
 
 void kp_init_producer_id_request_init(kp_init_producer_id_request_t *m);
-kp_derr_t kp_init_producer_id_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_init_producer_id_request_t *m);
-kp_werr_t kp_init_producer_id_request_encode(kp_writer_t *w, int16_t version, const kp_init_producer_id_request_t *m);
-bool kp_init_producer_id_request_eq(const kp_init_producer_id_request_t *a, const kp_init_producer_id_request_t *b, int16_t version);
-void kp_init_producer_id_request_fill(kp_init_producer_id_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_init_producer_id_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_init_producer_id_request_t *m);
+kp_werr_t kp_init_producer_id_request_encode(kp_writer_t *w, int16_t version,
+                                             const kp_init_producer_id_request_t *m);
+bool kp_init_producer_id_request_eq(const kp_init_producer_id_request_t *a,
+                                    const kp_init_producer_id_request_t *b, int16_t version);
+void kp_init_producer_id_request_fill(kp_init_producer_id_request_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* InitProducerIdResponse                                                 */
@@ -2823,10 +3050,14 @@ typedef struct kp_init_producer_id_response {
 } kp_init_producer_id_response_t;
 
 void kp_init_producer_id_response_init(kp_init_producer_id_response_t *m);
-kp_derr_t kp_init_producer_id_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_init_producer_id_response_t *m);
-kp_werr_t kp_init_producer_id_response_encode(kp_writer_t *w, int16_t version, const kp_init_producer_id_response_t *m);
-bool kp_init_producer_id_response_eq(const kp_init_producer_id_response_t *a, const kp_init_producer_id_response_t *b, int16_t version);
-void kp_init_producer_id_response_fill(kp_init_producer_id_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_init_producer_id_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_init_producer_id_response_t *m);
+kp_werr_t kp_init_producer_id_response_encode(kp_writer_t *w, int16_t version,
+                                              const kp_init_producer_id_response_t *m);
+bool kp_init_producer_id_response_eq(const kp_init_producer_id_response_t *a,
+                                     const kp_init_producer_id_response_t *b, int16_t version);
+void kp_init_producer_id_response_fill(kp_init_producer_id_response_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* CreatePartitionsRequest                                                */
@@ -2877,13 +3108,19 @@ typedef struct kp_create_partitions_request {
     uint32_t _tags_present;
 } kp_create_partitions_request_t;
 
-void kp_create_partitions_request_create_partitions_assignment_init(kp_create_partitions_request_create_partitions_assignment_t *m);
-void kp_create_partitions_request_create_partitions_topic_init(kp_create_partitions_request_create_partitions_topic_t *m);
+void kp_create_partitions_request_create_partitions_assignment_init(
+    kp_create_partitions_request_create_partitions_assignment_t *m);
+void kp_create_partitions_request_create_partitions_topic_init(
+    kp_create_partitions_request_create_partitions_topic_t *m);
 void kp_create_partitions_request_init(kp_create_partitions_request_t *m);
-kp_derr_t kp_create_partitions_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_create_partitions_request_t *m);
-kp_werr_t kp_create_partitions_request_encode(kp_writer_t *w, int16_t version, const kp_create_partitions_request_t *m);
-bool kp_create_partitions_request_eq(const kp_create_partitions_request_t *a, const kp_create_partitions_request_t *b, int16_t version);
-void kp_create_partitions_request_fill(kp_create_partitions_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_create_partitions_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_create_partitions_request_t *m);
+kp_werr_t kp_create_partitions_request_encode(kp_writer_t *w, int16_t version,
+                                              const kp_create_partitions_request_t *m);
+bool kp_create_partitions_request_eq(const kp_create_partitions_request_t *a,
+                                     const kp_create_partitions_request_t *b, int16_t version);
+void kp_create_partitions_request_fill(kp_create_partitions_request_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* CreatePartitionsResponse                                               */
@@ -2920,12 +3157,17 @@ typedef struct kp_create_partitions_response {
     uint32_t _tags_present;
 } kp_create_partitions_response_t;
 
-void kp_create_partitions_response_create_partitions_topic_result_init(kp_create_partitions_response_create_partitions_topic_result_t *m);
+void kp_create_partitions_response_create_partitions_topic_result_init(
+    kp_create_partitions_response_create_partitions_topic_result_t *m);
 void kp_create_partitions_response_init(kp_create_partitions_response_t *m);
-kp_derr_t kp_create_partitions_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_create_partitions_response_t *m);
-kp_werr_t kp_create_partitions_response_encode(kp_writer_t *w, int16_t version, const kp_create_partitions_response_t *m);
-bool kp_create_partitions_response_eq(const kp_create_partitions_response_t *a, const kp_create_partitions_response_t *b, int16_t version);
-void kp_create_partitions_response_fill(kp_create_partitions_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_create_partitions_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                               kp_create_partitions_response_t *m);
+kp_werr_t kp_create_partitions_response_encode(kp_writer_t *w, int16_t version,
+                                               const kp_create_partitions_response_t *m);
+bool kp_create_partitions_response_eq(const kp_create_partitions_response_t *a,
+                                      const kp_create_partitions_response_t *b, int16_t version);
+void kp_create_partitions_response_fill(kp_create_partitions_response_t *m, kp_arena_t *a,
+                                        int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DeleteRecordsRequest                                                   */
@@ -2972,13 +3214,19 @@ typedef struct kp_delete_records_request {
     uint32_t _tags_present;
 } kp_delete_records_request_t;
 
-void kp_delete_records_request_delete_records_partition_init(kp_delete_records_request_delete_records_partition_t *m);
-void kp_delete_records_request_delete_records_topic_init(kp_delete_records_request_delete_records_topic_t *m);
+void kp_delete_records_request_delete_records_partition_init(
+    kp_delete_records_request_delete_records_partition_t *m);
+void kp_delete_records_request_delete_records_topic_init(
+    kp_delete_records_request_delete_records_topic_t *m);
 void kp_delete_records_request_init(kp_delete_records_request_t *m);
-kp_derr_t kp_delete_records_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_records_request_t *m);
-kp_werr_t kp_delete_records_request_encode(kp_writer_t *w, int16_t version, const kp_delete_records_request_t *m);
-bool kp_delete_records_request_eq(const kp_delete_records_request_t *a, const kp_delete_records_request_t *b, int16_t version);
-void kp_delete_records_request_fill(kp_delete_records_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_delete_records_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_delete_records_request_t *m);
+kp_werr_t kp_delete_records_request_encode(kp_writer_t *w, int16_t version,
+                                           const kp_delete_records_request_t *m);
+bool kp_delete_records_request_eq(const kp_delete_records_request_t *a,
+                                  const kp_delete_records_request_t *b, int16_t version);
+void kp_delete_records_request_fill(kp_delete_records_request_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DeleteRecordsResponse                                                  */
@@ -3028,13 +3276,19 @@ typedef struct kp_delete_records_response {
     uint32_t _tags_present;
 } kp_delete_records_response_t;
 
-void kp_delete_records_response_delete_records_partition_result_init(kp_delete_records_response_delete_records_partition_result_t *m);
-void kp_delete_records_response_delete_records_topic_result_init(kp_delete_records_response_delete_records_topic_result_t *m);
+void kp_delete_records_response_delete_records_partition_result_init(
+    kp_delete_records_response_delete_records_partition_result_t *m);
+void kp_delete_records_response_delete_records_topic_result_init(
+    kp_delete_records_response_delete_records_topic_result_t *m);
 void kp_delete_records_response_init(kp_delete_records_response_t *m);
-kp_derr_t kp_delete_records_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_delete_records_response_t *m);
-kp_werr_t kp_delete_records_response_encode(kp_writer_t *w, int16_t version, const kp_delete_records_response_t *m);
-bool kp_delete_records_response_eq(const kp_delete_records_response_t *a, const kp_delete_records_response_t *b, int16_t version);
-void kp_delete_records_response_fill(kp_delete_records_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_delete_records_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                            kp_delete_records_response_t *m);
+kp_werr_t kp_delete_records_response_encode(kp_writer_t *w, int16_t version,
+                                            const kp_delete_records_response_t *m);
+bool kp_delete_records_response_eq(const kp_delete_records_response_t *a,
+                                   const kp_delete_records_response_t *b, int16_t version);
+void kp_delete_records_response_fill(kp_delete_records_response_t *m, kp_arena_t *a,
+                                     int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* OffsetForLeaderEpochRequest                                            */
@@ -3088,13 +3342,20 @@ typedef struct kp_offset_for_leader_epoch_request {
     uint32_t _tags_present;
 } kp_offset_for_leader_epoch_request_t;
 
-void kp_offset_for_leader_epoch_request_offset_for_leader_partition_init(kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m);
-void kp_offset_for_leader_epoch_request_offset_for_leader_topic_init(kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m);
+void kp_offset_for_leader_epoch_request_offset_for_leader_partition_init(
+    kp_offset_for_leader_epoch_request_offset_for_leader_partition_t *m);
+void kp_offset_for_leader_epoch_request_offset_for_leader_topic_init(
+    kp_offset_for_leader_epoch_request_offset_for_leader_topic_t *m);
 void kp_offset_for_leader_epoch_request_init(kp_offset_for_leader_epoch_request_t *m);
-kp_derr_t kp_offset_for_leader_epoch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_for_leader_epoch_request_t *m);
-kp_werr_t kp_offset_for_leader_epoch_request_encode(kp_writer_t *w, int16_t version, const kp_offset_for_leader_epoch_request_t *m);
-bool kp_offset_for_leader_epoch_request_eq(const kp_offset_for_leader_epoch_request_t *a, const kp_offset_for_leader_epoch_request_t *b, int16_t version);
-void kp_offset_for_leader_epoch_request_fill(kp_offset_for_leader_epoch_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_offset_for_leader_epoch_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                                    kp_offset_for_leader_epoch_request_t *m);
+kp_werr_t kp_offset_for_leader_epoch_request_encode(kp_writer_t *w, int16_t version,
+                                                    const kp_offset_for_leader_epoch_request_t *m);
+bool kp_offset_for_leader_epoch_request_eq(const kp_offset_for_leader_epoch_request_t *a,
+                                           const kp_offset_for_leader_epoch_request_t *b,
+                                           int16_t version);
+void kp_offset_for_leader_epoch_request_fill(kp_offset_for_leader_epoch_request_t *m, kp_arena_t *a,
+                                             int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* OffsetForLeaderEpochResponse                                           */
@@ -3146,13 +3407,20 @@ typedef struct kp_offset_for_leader_epoch_response {
     uint32_t _tags_present;
 } kp_offset_for_leader_epoch_response_t;
 
-void kp_offset_for_leader_epoch_response_epoch_end_offset_init(kp_offset_for_leader_epoch_response_epoch_end_offset_t *m);
-void kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m);
+void kp_offset_for_leader_epoch_response_epoch_end_offset_init(
+    kp_offset_for_leader_epoch_response_epoch_end_offset_t *m);
+void kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(
+    kp_offset_for_leader_epoch_response_offset_for_leader_topic_result_t *m);
 void kp_offset_for_leader_epoch_response_init(kp_offset_for_leader_epoch_response_t *m);
-kp_derr_t kp_offset_for_leader_epoch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_offset_for_leader_epoch_response_t *m);
-kp_werr_t kp_offset_for_leader_epoch_response_encode(kp_writer_t *w, int16_t version, const kp_offset_for_leader_epoch_response_t *m);
-bool kp_offset_for_leader_epoch_response_eq(const kp_offset_for_leader_epoch_response_t *a, const kp_offset_for_leader_epoch_response_t *b, int16_t version);
-void kp_offset_for_leader_epoch_response_fill(kp_offset_for_leader_epoch_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_offset_for_leader_epoch_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                                     kp_offset_for_leader_epoch_response_t *m);
+kp_werr_t kp_offset_for_leader_epoch_response_encode(
+    kp_writer_t *w, int16_t version, const kp_offset_for_leader_epoch_response_t *m);
+bool kp_offset_for_leader_epoch_response_eq(const kp_offset_for_leader_epoch_response_t *a,
+                                            const kp_offset_for_leader_epoch_response_t *b,
+                                            int16_t version);
+void kp_offset_for_leader_epoch_response_fill(kp_offset_for_leader_epoch_response_t *m,
+                                              kp_arena_t *a, int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DescribeClusterRequest                                                 */
@@ -3172,10 +3440,14 @@ typedef struct kp_describe_cluster_request {
 } kp_describe_cluster_request_t;
 
 void kp_describe_cluster_request_init(kp_describe_cluster_request_t *m);
-kp_derr_t kp_describe_cluster_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_cluster_request_t *m);
-kp_werr_t kp_describe_cluster_request_encode(kp_writer_t *w, int16_t version, const kp_describe_cluster_request_t *m);
-bool kp_describe_cluster_request_eq(const kp_describe_cluster_request_t *a, const kp_describe_cluster_request_t *b, int16_t version);
-void kp_describe_cluster_request_fill(kp_describe_cluster_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_describe_cluster_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                             kp_describe_cluster_request_t *m);
+kp_werr_t kp_describe_cluster_request_encode(kp_writer_t *w, int16_t version,
+                                             const kp_describe_cluster_request_t *m);
+bool kp_describe_cluster_request_eq(const kp_describe_cluster_request_t *a,
+                                    const kp_describe_cluster_request_t *b, int16_t version);
+void kp_describe_cluster_request_fill(kp_describe_cluster_request_t *m, kp_arena_t *a,
+                                      int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* DescribeClusterResponse                                                */
@@ -3228,12 +3500,17 @@ typedef struct kp_describe_cluster_response {
     uint32_t _tags_present;
 } kp_describe_cluster_response_t;
 
-void kp_describe_cluster_response_describe_cluster_broker_init(kp_describe_cluster_response_describe_cluster_broker_t *m);
+void kp_describe_cluster_response_describe_cluster_broker_init(
+    kp_describe_cluster_response_describe_cluster_broker_t *m);
 void kp_describe_cluster_response_init(kp_describe_cluster_response_t *m);
-kp_derr_t kp_describe_cluster_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_describe_cluster_response_t *m);
-kp_werr_t kp_describe_cluster_response_encode(kp_writer_t *w, int16_t version, const kp_describe_cluster_response_t *m);
-bool kp_describe_cluster_response_eq(const kp_describe_cluster_response_t *a, const kp_describe_cluster_response_t *b, int16_t version);
-void kp_describe_cluster_response_fill(kp_describe_cluster_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_describe_cluster_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_describe_cluster_response_t *m);
+kp_werr_t kp_describe_cluster_response_encode(kp_writer_t *w, int16_t version,
+                                              const kp_describe_cluster_response_t *m);
+bool kp_describe_cluster_response_eq(const kp_describe_cluster_response_t *a,
+                                     const kp_describe_cluster_response_t *b, int16_t version);
+void kp_describe_cluster_response_fill(kp_describe_cluster_response_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* SaslHandshakeRequest                                                   */
@@ -3246,10 +3523,14 @@ typedef struct kp_sasl_handshake_request {
 } kp_sasl_handshake_request_t;
 
 void kp_sasl_handshake_request_init(kp_sasl_handshake_request_t *m);
-kp_derr_t kp_sasl_handshake_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sasl_handshake_request_t *m);
-kp_werr_t kp_sasl_handshake_request_encode(kp_writer_t *w, int16_t version, const kp_sasl_handshake_request_t *m);
-bool kp_sasl_handshake_request_eq(const kp_sasl_handshake_request_t *a, const kp_sasl_handshake_request_t *b, int16_t version);
-void kp_sasl_handshake_request_fill(kp_sasl_handshake_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_sasl_handshake_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                           kp_sasl_handshake_request_t *m);
+kp_werr_t kp_sasl_handshake_request_encode(kp_writer_t *w, int16_t version,
+                                           const kp_sasl_handshake_request_t *m);
+bool kp_sasl_handshake_request_eq(const kp_sasl_handshake_request_t *a,
+                                  const kp_sasl_handshake_request_t *b, int16_t version);
+void kp_sasl_handshake_request_fill(kp_sasl_handshake_request_t *m, kp_arena_t *a, int16_t version,
+                                    uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* SaslHandshakeResponse                                                  */
@@ -3265,10 +3546,14 @@ typedef struct kp_sasl_handshake_response {
 } kp_sasl_handshake_response_t;
 
 void kp_sasl_handshake_response_init(kp_sasl_handshake_response_t *m);
-kp_derr_t kp_sasl_handshake_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sasl_handshake_response_t *m);
-kp_werr_t kp_sasl_handshake_response_encode(kp_writer_t *w, int16_t version, const kp_sasl_handshake_response_t *m);
-bool kp_sasl_handshake_response_eq(const kp_sasl_handshake_response_t *a, const kp_sasl_handshake_response_t *b, int16_t version);
-void kp_sasl_handshake_response_fill(kp_sasl_handshake_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_sasl_handshake_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                            kp_sasl_handshake_response_t *m);
+kp_werr_t kp_sasl_handshake_response_encode(kp_writer_t *w, int16_t version,
+                                            const kp_sasl_handshake_response_t *m);
+bool kp_sasl_handshake_response_eq(const kp_sasl_handshake_response_t *a,
+                                   const kp_sasl_handshake_response_t *b, int16_t version);
+void kp_sasl_handshake_response_fill(kp_sasl_handshake_response_t *m, kp_arena_t *a,
+                                     int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* SaslAuthenticateRequest                                                */
@@ -3287,10 +3572,14 @@ typedef struct kp_sasl_authenticate_request {
 } kp_sasl_authenticate_request_t;
 
 void kp_sasl_authenticate_request_init(kp_sasl_authenticate_request_t *m);
-kp_derr_t kp_sasl_authenticate_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sasl_authenticate_request_t *m);
-kp_werr_t kp_sasl_authenticate_request_encode(kp_writer_t *w, int16_t version, const kp_sasl_authenticate_request_t *m);
-bool kp_sasl_authenticate_request_eq(const kp_sasl_authenticate_request_t *a, const kp_sasl_authenticate_request_t *b, int16_t version);
-void kp_sasl_authenticate_request_fill(kp_sasl_authenticate_request_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_sasl_authenticate_request_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                              kp_sasl_authenticate_request_t *m);
+kp_werr_t kp_sasl_authenticate_request_encode(kp_writer_t *w, int16_t version,
+                                              const kp_sasl_authenticate_request_t *m);
+bool kp_sasl_authenticate_request_eq(const kp_sasl_authenticate_request_t *a,
+                                     const kp_sasl_authenticate_request_t *b, int16_t version);
+void kp_sasl_authenticate_request_fill(kp_sasl_authenticate_request_t *m, kp_arena_t *a,
+                                       int16_t version, uint64_t *seed);
 
 /* ---------------------------------------------------------------------- */
 /* SaslAuthenticateResponse                                               */
@@ -3316,9 +3605,13 @@ typedef struct kp_sasl_authenticate_response {
 } kp_sasl_authenticate_response_t;
 
 void kp_sasl_authenticate_response_init(kp_sasl_authenticate_response_t *m);
-kp_derr_t kp_sasl_authenticate_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version, kp_sasl_authenticate_response_t *m);
-kp_werr_t kp_sasl_authenticate_response_encode(kp_writer_t *w, int16_t version, const kp_sasl_authenticate_response_t *m);
-bool kp_sasl_authenticate_response_eq(const kp_sasl_authenticate_response_t *a, const kp_sasl_authenticate_response_t *b, int16_t version);
-void kp_sasl_authenticate_response_fill(kp_sasl_authenticate_response_t *m, kp_arena_t *a, int16_t version, uint64_t *seed);
+kp_derr_t kp_sasl_authenticate_response_decode(kp_reader_t *r, kp_arena_t *a, int16_t version,
+                                               kp_sasl_authenticate_response_t *m);
+kp_werr_t kp_sasl_authenticate_response_encode(kp_writer_t *w, int16_t version,
+                                               const kp_sasl_authenticate_response_t *m);
+bool kp_sasl_authenticate_response_eq(const kp_sasl_authenticate_response_t *a,
+                                      const kp_sasl_authenticate_response_t *b, int16_t version);
+void kp_sasl_authenticate_response_fill(kp_sasl_authenticate_response_t *m, kp_arena_t *a,
+                                        int16_t version, uint64_t *seed);
 
 #endif
