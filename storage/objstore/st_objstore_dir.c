@@ -1,0 +1,800 @@
+/*
+ * st_objstore_dir.c: the object store on a local directory.
+ *
+ * Object `a/b/c` is the file <root>/a/b/c.  A put writes a temporary file
+ * (".tmp-...", never listed) in the target directory, fsyncs it, moves it
+ * into place with renameat2(RENAME_NOREPLACE) -- or link()+unlink() where the
+ * file system lacks it -- so an existing object is never replaced, then
+ * fsyncs the directory.  A directory is fsynced into its parent once per
+ * store before the first object lands in it (see dir_durable).
+ *
+ * Every operation is one job on an st_pool: the work (all file I/O) runs on a
+ * worker thread against a directory fd opened once at start (so later cwd
+ * changes do not matter), and the callback runs from the pool's completion
+ * on the loop thread.  Even a rejected key completes that way, so no
+ * callback ever runs inside the call that started it.
+ *
+ * Directories are never removed: a deleted object leaves its (possibly
+ * empty) directory behind.  This keeps puts free of races with a concurrent
+ * rmdir; listings simply walk past empty directories.
+ */
+#include "st_objstore.h"
+#include "st_pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KEY_MAX 1024         /* bytes in a key, as S3 */
+#define NAME_MAX_BYTES 255   /* bytes in one path component (NAME_MAX on Linux) */
+#define TMP_PREFIX ".tmp-"   /* temporary files; a key component may not start so */
+#define TMP_PREFIX_LEN 5
+#define WRITE_CHUNK (1u << 30) /* bytes per write(): Linux caps one call below 2 GiB */
+
+/* An add-only set of directory paths (relative to root) whose entry in the
+ * parent directory is known to be durable.  Guarded by dirs_mu. */
+typedef struct dirset {
+    char **slots; /* open addressing, NULL = empty */
+    size_t cap;   /* power of two, or 0 */
+    size_t n;     /* used slots; n <= cap / 2 */
+} dirset_t;
+
+typedef struct st_objstore_dir {
+    st_objstore_t os;       /* must be first: the vtable header */
+    st_pool_t *pool;        /* workers that run every operation */
+    int rootfd;             /* O_DIRECTORY fd of the root; all paths are relative to it */
+    uint64_t tmp_salt;      /* mixed into temp file names: unique per store instance */
+    atomic_uint_fast64_t tmp_seq; /* next temp file number */
+    pthread_mutex_t dirs_mu;
+    dirset_t dirs;          /* directories already fsynced into their parent */
+} st_objstore_dir_t;
+
+typedef enum op_kind { OP_PUT, OP_GET, OP_LIST, OP_DEL } op_kind_t;
+
+typedef struct dir_op {
+    st_objstore_dir_t *ds;
+    op_kind_t kind;
+    st_err_t err;     /* result; set before submit for a rejected argument (work skips) */
+    char *key;        /* owned copy; the prefix for OP_LIST */
+    union {
+        st_done_cb done; /* put, del */
+        st_data_cb data; /* get */
+        st_list_cb list; /* list */
+    } cb;
+    void *arg;
+    uint8_t *buf;     /* put: the data (owned); get: bytes read (owned) */
+    size_t len;       /* bytes in buf */
+    uint64_t off;     /* get: first byte */
+    uint64_t want;    /* get: bytes asked for, ST_OBJ_TO_END = all */
+    char *start_after;    /* list: owned copy, or NULL */
+    size_t max_keys;      /* list: page size */
+    st_obj_info_t *objs;  /* list: owned; each objs[i].key is owned */
+    size_t nobjs;         /* list: entries in objs */
+    size_t cap_objs;      /* list: allocated entries */
+    bool more;            /* list: the listing was truncated at max_keys */
+} dir_op_t;
+
+/* ---------------------------------------------------------------- keys */
+
+/* 1 when @comp (@n bytes) may be a path component of a key. */
+static int comp_ok(const char *comp, size_t n)
+{
+    if (n == 0 || n > NAME_MAX_BYTES)
+        return 0;
+    if ((n == 1 && comp[0] == '.') || (n == 2 && comp[0] == '.' && comp[1] == '.'))
+        return 0;
+    if (n >= TMP_PREFIX_LEN && memcmp(comp, TMP_PREFIX, TMP_PREFIX_LEN) == 0)
+        return 0;
+    return 1;
+}
+
+/* 1 when the first @n bytes of @s are '/'-separated valid components. */
+static int path_ok(const char *s, size_t n)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == '/') {
+            if (!comp_ok(s + start, i - start))
+                return 0;
+            start = i + 1;
+        }
+    }
+    return 1;
+}
+
+/* A key: 1..KEY_MAX bytes, relative, no empty, ".", ".." or temp-named
+ * components.  (A C string cannot carry an inner NUL: the key ends there.) */
+static int key_ok(const char *key)
+{
+    if (!key)
+        return 0;
+    size_t n = strnlen(key, KEY_MAX + 1);
+    if (n == 0 || n > KEY_MAX)
+        return 0;
+    return path_ok(key, n);
+}
+
+/* ---------------------------------------------------------------- dirset */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int dirset_has(const dirset_t *set, const char *path)
+{
+    if (set->cap == 0)
+        return 0;
+    for (size_t i = hash_str(path) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
+        if (!set->slots[i])
+            return 0;
+        if (strcmp(set->slots[i], path) == 0)
+            return 1;
+    }
+}
+
+static void dirset_place(char **slots, size_t cap, char *path)
+{
+    size_t i = hash_str(path) & (cap - 1);
+    while (slots[i])
+        i = (i + 1) & (cap - 1);
+    slots[i] = path;
+}
+
+/* Best effort: on allocation failure the path is simply not remembered (it
+ * costs one more fsync later, never correctness). */
+static void dirset_add(dirset_t *set, const char *path)
+{
+    if (dirset_has(set, path))
+        return;
+    if ((set->n + 1) * 2 > set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        char **slots = calloc(cap, sizeof(*slots));
+        if (!slots)
+            return;
+        for (size_t i = 0; i < set->cap; i++)
+            if (set->slots[i])
+                dirset_place(slots, cap, set->slots[i]);
+        free(set->slots);
+        set->slots = slots;
+        set->cap = cap;
+    }
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    dirset_place(set->slots, set->cap, copy);
+    set->n++;
+}
+
+static void dirset_deinit(dirset_t *set)
+{
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->slots[i]);
+    free(set->slots);
+    memset(set, 0, sizeof(*set));
+}
+
+/* ---------------------------------------------------------------- file helpers */
+
+/* fsync the directory @path under @rootfd ("" = the root itself). */
+static int fsync_dir(int rootfd, const char *path)
+{
+    if (!*path)
+        return fsync(rootfd);
+    int fd = openat(rootfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/*
+ * Make every directory of @dir ("a/b/c", relative to the root) exist and be
+ * durable: after mkdir, a directory's entry lives in its parent, so the
+ * parent is fsynced -- also when the directory already existed but this
+ * store has not fsynced it yet, because a concurrent put (or a process that
+ * crashed) may have created it without the fsync having happened.
+ * @returns 0, or -1 with errno (ENOTDIR when a component is a file).
+ * @thread worker
+ */
+static int dir_durable(st_objstore_dir_t *ds, const char *dir)
+{
+    char path[KEY_MAX + 1];
+    size_t n = strlen(dir);
+    memcpy(path, dir, n + 1);
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && path[i] != '/')
+            continue;
+        path[i] = '\0';
+        pthread_mutex_lock(&ds->dirs_mu);
+        int known = dirset_has(&ds->dirs, path);
+        pthread_mutex_unlock(&ds->dirs_mu);
+        if (!known) {
+            struct stat st;
+            if (mkdirat(ds->rootfd, path, 0755) != 0) {
+                if (errno != EEXIST)
+                    return -1;
+                if (fstatat(ds->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                    return -1;
+                if (!S_ISDIR(st.st_mode)) {
+                    errno = ENOTDIR;
+                    return -1;
+                }
+            }
+            /* The parent is path[0..last '/'), or the root. */
+            char *slash = strrchr(path, '/');
+            if (slash)
+                *slash = '\0';
+            int rc = fsync_dir(ds->rootfd, slash ? path : "");
+            if (slash)
+                *slash = '/';
+            if (rc != 0)
+                return -1;
+            pthread_mutex_lock(&ds->dirs_mu);
+            dirset_add(&ds->dirs, path);
+            pthread_mutex_unlock(&ds->dirs_mu);
+        }
+        if (i < n)
+            path[i] = '/';
+    }
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n < WRITE_CHUNK ? n : WRITE_CHUNK);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Move @tmp to @name in @dfd unless @name exists (then -1 with EEXIST). */
+static int link_noreplace(int dfd, const char *tmp, const char *name)
+{
+    if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return -1;
+    /* The file system cannot rename without replacing; link() never
+     * replaces either.  A leftover temp name after a successful link is
+     * harmless: it is never listed. */
+    if (linkat(dfd, tmp, dfd, name, 0) != 0)
+        return -1;
+    unlinkat(dfd, tmp, 0);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- put */
+
+/* Create a fresh temp file in @dfd; its name goes to @tmp (@tmp_size bytes). */
+static int tmp_create(st_objstore_dir_t *ds, int dfd, char *tmp, size_t tmp_size)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint64_t seq = atomic_fetch_add(&ds->tmp_seq, 1);
+        snprintf(tmp, tmp_size, TMP_PREFIX "%ld-%016llx-%llu", (long)getpid(),
+                 (unsigned long long)ds->tmp_salt, (unsigned long long)seq);
+        int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+/* Write, fsync and publish the temp file; @returns the result code. */
+static st_err_t put_into(st_objstore_dir_t *ds, int dfd, const char *name, const uint8_t *data,
+                         size_t len)
+{
+    struct stat st;
+    /* Cheap early refusal; the no-replace move below is what guarantees it. */
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return ST_ERR_EXISTS;
+    char tmp[96];
+    int fd = tmp_create(ds, dfd, tmp, sizeof tmp);
+    if (fd < 0)
+        return ST_ERR_IO;
+    st_err_t err = ST_OK;
+    if (write_all(fd, data, len) != 0 || fsync(fd) != 0)
+        err = ST_ERR_IO;
+    if (close(fd) != 0 && err == ST_OK)
+        err = ST_ERR_IO;
+    if (err == ST_OK && link_noreplace(dfd, tmp, name) != 0)
+        err = errno == EEXIST ? ST_ERR_EXISTS : ST_ERR_IO;
+    if (err != ST_OK) {
+        unlinkat(dfd, tmp, 0);
+        return err;
+    }
+    /* The new name must survive a crash before the put is acknowledged. */
+    if (fsync(dfd) != 0)
+        return ST_ERR_IO;
+    return ST_OK;
+}
+
+static void put_work(dir_op_t *op)
+{
+    st_objstore_dir_t *ds = op->ds;
+    const char *slash = strrchr(op->key, '/');
+    if (!slash) {
+        op->err = put_into(ds, ds->rootfd, op->key, op->buf, op->len);
+        return;
+    }
+    char dir[KEY_MAX + 1];
+    size_t dlen = (size_t)(slash - op->key);
+    memcpy(dir, op->key, dlen);
+    dir[dlen] = '\0';
+    if (dir_durable(ds, dir) != 0) {
+        op->err = ST_ERR_IO;
+        return;
+    }
+    int dfd = openat(ds->rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        op->err = ST_ERR_IO;
+        return;
+    }
+    op->err = put_into(ds, dfd, slash + 1, op->buf, op->len);
+    close(dfd);
+}
+
+/* ---------------------------------------------------------------- get */
+
+static void get_work(dir_op_t *op)
+{
+    int fd = openat(op->ds->rootfd, op->key, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        op->err = (errno == ENOENT || errno == ENOTDIR) ? ST_ERR_NOT_FOUND : ST_ERR_IO;
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        op->err = ST_ERR_IO;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) { /* a directory is a key prefix, not an object */
+        op->err = ST_ERR_NOT_FOUND;
+        goto out;
+    }
+    /* Size the buffer from the file, never from the caller's length. */
+    uint64_t size = (uint64_t)st.st_size;
+    uint64_t avail = op->off < size ? size - op->off : 0;
+    if (op->want < avail)
+        avail = op->want;
+    if (avail > SIZE_MAX) {
+        op->err = ST_ERR_NOMEM;
+        goto out;
+    }
+    op->buf = malloc(avail ? (size_t)avail : 1);
+    if (!op->buf) {
+        op->err = ST_ERR_NOMEM;
+        goto out;
+    }
+    size_t got = 0;
+    while (got < avail) {
+        ssize_t r = pread(fd, op->buf + got, (size_t)avail - got, (off_t)(op->off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            op->err = ST_ERR_IO;
+            goto out;
+        }
+        if (r == 0)
+            break; /* shorter than fstat said: return what exists */
+        got += (size_t)r;
+    }
+    op->len = got;
+    op->err = ST_OK;
+out:
+    close(fd);
+}
+
+/* ---------------------------------------------------------------- list */
+
+static int info_cmp(const void *a, const void *b)
+{
+    return strcmp(((const st_obj_info_t *)a)->key, ((const st_obj_info_t *)b)->key);
+}
+
+static int list_add(dir_op_t *op, const char *key, const struct stat *st)
+{
+    if (op->nobjs == op->cap_objs) {
+        size_t cap = op->cap_objs ? op->cap_objs * 2 : 64;
+        st_obj_info_t *objs = realloc(op->objs, cap * sizeof(*objs));
+        if (!objs)
+            return -1;
+        op->objs = objs;
+        op->cap_objs = cap;
+    }
+    char *copy = strdup(key);
+    if (!copy)
+        return -1;
+    op->objs[op->nobjs++] = (st_obj_info_t){
+        .key = copy,
+        .size = (uint64_t)st->st_size,
+        .mtime_ms = (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000,
+    };
+    return 0;
+}
+
+/* 1 when no key under directory path @dir ("x/y/") can sort after
+ * @start_after: @dir is not a prefix of it and compares below it. */
+static int subtree_before(const char *dir, size_t dlen, const char *start_after)
+{
+    return start_after && strncmp(start_after, dir, dlen) != 0 && strcmp(start_after, dir) > 0;
+}
+
+/*
+ * Collect the objects in directory @dfd (taken: closed here), whose path
+ * relative to the root is @path[0..@plen) ("" or ending in '/').  Only
+ * names starting with @filter (NULL: all) are considered at this level.
+ * @returns ST_OK or the first error.
+ * @thread worker
+ */
+static st_err_t list_walk(dir_op_t *op, int dfd, char *path, size_t plen, const char *filter)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return ST_ERR_IO;
+    }
+    st_err_t err = ST_OK;
+    size_t flen = filter ? strlen(filter) : 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno != 0)
+                err = ST_ERR_IO;
+            break;
+        }
+        const char *name = de->d_name;
+        size_t nlen = strlen(name);
+        if (!comp_ok(name, nlen) || (filter && strncmp(name, filter, flen) != 0))
+            continue; /* ".", "..", temp files */
+        if (plen + nlen > KEY_MAX)
+            continue; /* too long to be a key */
+        memcpy(path + plen, name, nlen + 1);
+        struct stat st;
+        if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT)
+                continue; /* deleted while we looked */
+            err = ST_ERR_IO;
+            break;
+        }
+        if (S_ISREG(st.st_mode)) {
+            if (op->start_after && strcmp(path, op->start_after) <= 0)
+                continue;
+            if (list_add(op, path, &st) != 0) {
+                err = ST_ERR_NOMEM;
+                break;
+            }
+        } else if (S_ISDIR(st.st_mode)) {
+            if (plen + nlen + 1 >= KEY_MAX)
+                continue; /* no key fits below it */
+            path[plen + nlen] = '/';
+            path[plen + nlen + 1] = '\0';
+            if (subtree_before(path, plen + nlen + 1, op->start_after))
+                continue;
+            int cfd = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (cfd < 0) {
+                if (errno == ENOENT)
+                    continue;
+                err = ST_ERR_IO;
+                break;
+            }
+            err = list_walk(op, cfd, path, plen + nlen + 1, NULL);
+            if (err != ST_OK)
+                break;
+        } /* symlinks, sockets, ...: not objects */
+    }
+    closedir(d);
+    path[plen] = '\0';
+    return err;
+}
+
+static void list_work(dir_op_t *op)
+{
+    const char *prefix = op->key;
+    const char *slash = strrchr(prefix, '/');
+    size_t dlen = slash ? (size_t)(slash - prefix) + 1 : 0; /* directory part, with its '/' */
+    op->err = ST_OK;
+    /* A prefix whose directory part no key can have lists nothing. */
+    if (dlen > KEY_MAX || (dlen > 0 && !path_ok(prefix, dlen - 1)))
+        return;
+    char path[KEY_MAX + 2];
+    memcpy(path, prefix, dlen);
+    path[dlen] = '\0';
+    int dfd = openat(op->ds->rootfd, dlen ? path : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        if (errno != ENOENT && errno != ENOTDIR)
+            op->err = ST_ERR_IO;
+        return;
+    }
+    op->err = list_walk(op, dfd, path, dlen, prefix + dlen);
+    if (op->err != ST_OK)
+        return;
+    /* Byte order of whole keys (as S3): "a-b" < "a/b", so directories cannot
+     * be listed in walk order. */
+    qsort(op->objs, op->nobjs, sizeof(*op->objs), info_cmp);
+    if (op->nobjs > op->max_keys) {
+        for (size_t i = op->max_keys; i < op->nobjs; i++)
+            free((char *)op->objs[i].key);
+        op->nobjs = op->max_keys;
+        op->more = true;
+    }
+}
+
+/* ---------------------------------------------------------------- del */
+
+static void del_work(dir_op_t *op)
+{
+    st_objstore_dir_t *ds = op->ds;
+    if (unlinkat(ds->rootfd, op->key, 0) != 0) {
+        /* Missing (or a directory, which is no object): nothing to delete. */
+        op->err = (errno == ENOENT || errno == ENOTDIR || errno == EISDIR) ? ST_OK : ST_ERR_IO;
+        return;
+    }
+    char dir[KEY_MAX + 1];
+    const char *slash = strrchr(op->key, '/');
+    size_t dlen = slash ? (size_t)(slash - op->key) : 0;
+    memcpy(dir, op->key, dlen);
+    dir[dlen] = '\0';
+    op->err = fsync_dir(ds->rootfd, dir) == 0 ? ST_OK : ST_ERR_IO;
+}
+
+/* ---------------------------------------------------------------- plumbing */
+
+static void op_free(dir_op_t *op)
+{
+    free(op->key);
+    free(op->buf);
+    free(op->start_after);
+    for (size_t i = 0; i < op->nobjs; i++)
+        free((char *)op->objs[i].key);
+    free(op->objs);
+    free(op);
+}
+
+static void op_work(void *arg)
+{
+    dir_op_t *op = arg;
+    if (op->err != ST_OK)
+        return; /* rejected before submit; only the callback runs */
+    switch (op->kind) {
+    case OP_PUT:
+        put_work(op);
+        break;
+    case OP_GET:
+        get_work(op);
+        break;
+    case OP_LIST:
+        list_work(op);
+        break;
+    case OP_DEL:
+        del_work(op);
+        break;
+    }
+}
+
+static void op_after(void *arg)
+{
+    dir_op_t *op = arg;
+    switch (op->kind) {
+    case OP_PUT:
+    case OP_DEL:
+        op->cb.done(op->err, op->arg);
+        break;
+    case OP_GET:
+        if (op->err == ST_OK)
+            op->cb.data(ST_OK, op->buf, op->len, op->arg);
+        else
+            op->cb.data(op->err, NULL, 0, op->arg);
+        break;
+    case OP_LIST:
+        if (op->err == ST_OK)
+            op->cb.list(ST_OK, op->objs, op->nobjs, op->more, op->arg);
+        else
+            op->cb.list(op->err, NULL, 0, false, op->arg);
+        break;
+    }
+    op_free(op);
+}
+
+/* A new op on @os for @key (copied; may be NULL); a bad key sets ST_ERR_INVALID
+ * so that the error arrives through the callback. */
+static dir_op_t *op_new(st_objstore_t *os, op_kind_t kind, const char *key, void *arg)
+{
+    dir_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->ds = (st_objstore_dir_t *)os;
+    op->kind = kind;
+    op->arg = arg;
+    if (kind == OP_LIST || key_ok(key)) {
+        op->key = strdup(key ? key : "");
+        if (!op->key) {
+            free(op);
+            return NULL;
+        }
+    } else {
+        op->err = ST_ERR_INVALID;
+    }
+    return op;
+}
+
+static int op_submit(dir_op_t *op)
+{
+    if (st_pool_submit(op->ds->pool, op_work, op_after, op) != 0) {
+        op_free(op);
+        return -1;
+    }
+    return 0;
+}
+
+static int dir_put(st_objstore_t *os, const char *key, uint8_t *data, size_t len, st_done_cb cb,
+                   void *arg)
+{
+    dir_op_t *op = op_new(os, OP_PUT, key, arg);
+    if (!op) {
+        free(data);
+        return -1;
+    }
+    op->cb.done = cb;
+    op->buf = data;
+    op->len = len;
+    return op_submit(op);
+}
+
+static int dir_get_range(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
+                         st_data_cb cb, void *arg)
+{
+    dir_op_t *op = op_new(os, OP_GET, key, arg);
+    if (!op)
+        return -1;
+    op->cb.data = cb;
+    op->off = off;
+    op->want = len;
+    return op_submit(op);
+}
+
+static int dir_list(st_objstore_t *os, const char *prefix, const char *start_after,
+                    size_t max_keys, st_list_cb cb, void *arg)
+{
+    dir_op_t *op = op_new(os, OP_LIST, prefix, arg);
+    if (!op)
+        return -1;
+    op->cb.list = cb;
+    op->max_keys = max_keys;
+    if (start_after && !(op->start_after = strdup(start_after))) {
+        op_free(op);
+        return -1;
+    }
+    return op_submit(op);
+}
+
+static int dir_del(st_objstore_t *os, const char *key, st_done_cb cb, void *arg)
+{
+    dir_op_t *op = op_new(os, OP_DEL, key, arg);
+    if (!op)
+        return -1;
+    op->cb.done = cb;
+    return op_submit(op);
+}
+
+static void dir_free(st_objstore_t *os)
+{
+    st_objstore_dir_t *ds = (st_objstore_dir_t *)os;
+    st_pool_free(ds->pool); /* runs the queued work and every remaining callback */
+    if (ds->rootfd >= 0)
+        close(ds->rootfd);
+    pthread_mutex_destroy(&ds->dirs_mu);
+    dirset_deinit(&ds->dirs);
+    free(ds);
+}
+
+static const st_objstore_ops_t dir_ops = {
+    .name = "dir",
+    .put = dir_put,
+    .get_range = dir_get_range,
+    .list = dir_list,
+    .del = dir_del,
+    .free = dir_free,
+};
+
+/* mkdir -p @root, fsyncing the parent of each directory it creates. */
+static int mkdir_root(const char *root)
+{
+    size_t n = strlen(root);
+    char *path = strdup(root);
+    if (!path)
+        return -1;
+    int rc = 0;
+    for (size_t i = 1; i <= n && rc == 0; i++) {
+        if (i < n && path[i] != '/')
+            continue;
+        if (i < n && path[i - 1] == '/')
+            continue; /* "a//b" */
+        path[i] = '\0';
+        if (mkdir(path, 0755) == 0) {
+            char *slash = strrchr(path, '/');
+            const char *parent = slash == path ? "/" : slash ? path : ".";
+            if (slash && slash != path)
+                *slash = '\0';
+            int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (fd < 0 || fsync(fd) != 0)
+                rc = -1;
+            if (fd >= 0)
+                close(fd);
+            if (slash && slash != path)
+                *slash = '/';
+        } else if (errno != EEXIST) {
+            rc = -1;
+        }
+        if (i < n)
+            path[i] = '/';
+    }
+    int e = errno;
+    free(path);
+    errno = e;
+    return rc;
+}
+
+st_objstore_t *st_objstore_dir_new(struct event_base *base, const char *root, int nthreads,
+                                   char *errstr, size_t errstr_size)
+{
+    if (!root || !*root) {
+        snprintf(errstr, errstr_size, "object store directory: empty path");
+        return NULL;
+    }
+    if (mkdir_root(root) != 0) {
+        snprintf(errstr, errstr_size, "object store directory %s: %s", root, strerror(errno));
+        return NULL;
+    }
+    int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) {
+        snprintf(errstr, errstr_size, "object store directory %s: %s", root, strerror(errno));
+        return NULL;
+    }
+    st_objstore_dir_t *ds = calloc(1, sizeof(*ds));
+    if (!ds) {
+        close(rootfd);
+        snprintf(errstr, errstr_size, "object store directory %s: out of memory", root);
+        return NULL;
+    }
+    ds->os.ops = &dir_ops;
+    ds->rootfd = rootfd;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ds->tmp_salt = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)ds;
+    atomic_init(&ds->tmp_seq, 0);
+    pthread_mutex_init(&ds->dirs_mu, NULL);
+    ds->pool = st_pool_new(base, nthreads, "nh-objdir");
+    if (!ds->pool) {
+        snprintf(errstr, errstr_size, "object store directory %s: cannot start worker threads",
+                 root);
+        close(rootfd);
+        pthread_mutex_destroy(&ds->dirs_mu);
+        free(ds);
+        return NULL;
+    }
+    return &ds->os;
+}
