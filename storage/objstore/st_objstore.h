@@ -54,7 +54,8 @@ typedef struct st_objstore_ops {
                 st_list_cb cb, void *arg);
     /* Delete @key; deleting a missing key succeeds. */
     int (*del)(st_objstore_t *os, const char *key, st_done_cb cb, void *arg);
-    /* Finish in-flight operations (their callbacks run), then free. */
+    /* Finish in-flight operations (their callbacks run), then free.  Not
+     * from inside one of this store's own callbacks. */
     void (*free)(st_objstore_t *os);
 } st_objstore_ops_t;
 
@@ -99,5 +100,45 @@ struct event_base;
  * @returns owned, or NULL with a reason in @errstr. */
 st_objstore_t *st_objstore_dir_new(struct event_base *base, const char *root, int nthreads,
                                    char *errstr, size_t errstr_size);
+
+/* Kinds of operation, for st_objstore_faulty_set. */
+typedef enum st_obj_op {
+    ST_OBJ_OP_PUT,
+    ST_OBJ_OP_GET, /* get_range */
+    ST_OBJ_OP_LIST,
+    ST_OBJ_OP_DEL,
+    ST_OBJ_OP__NUM
+} st_obj_op_t;
+
+/* What the fault-injecting wrapper does to one kind of operation.  Counts
+ * start when the plan is set: nth = 1 is the next operation of the kind. */
+typedef struct st_objstore_fault {
+    uint64_t fail_nth;  /* fail this operation (1-based); 0 = none */
+    bool fail_all;      /* fail every operation while set */
+    st_err_t err;       /* what a failure reports; ST_OK is taken as ST_ERR_IO */
+    bool fail_after;    /* a failing operation still runs on the inner store and
+                         * only its result is replaced (a lost reply: the put
+                         * may have landed); otherwise it never reaches it */
+    uint64_t delay_nth; /* delay this operation's completion (1-based); 0 = none */
+    bool delay_all;     /* delay every completion while set */
+    unsigned delay_ms;  /* the delay, ms (a libevent timer) */
+} st_objstore_fault_t;
+
+/* A wrapper around @inner that fails or delays chosen operations, for tests
+ * of failure paths.  Until st_objstore_faulty_set is called it passes
+ * everything through.  Failures are delivered like real results: later,
+ * from the loop, never from inside the starting call.  Freeing the wrapper
+ * delivers delayed completions at once, then frees @inner.
+ * @param inner  taken (freed on error, too).
+ * @returns owned, or NULL when out of memory.
+ * @thread loop */
+st_objstore_t *st_objstore_faulty_new(st_objstore_t *inner, struct event_base *base);
+
+/* Replace the plan for @op (@fault borrowed; NULL = no faults) of a store
+ * made by st_objstore_faulty_new.  @thread loop */
+void st_objstore_faulty_set(st_objstore_t *os, st_obj_op_t op, const st_objstore_fault_t *fault);
+
+/* Operations of kind @op started on the wrapper so far.  @thread loop */
+uint64_t st_objstore_faulty_count(const st_objstore_t *os, st_obj_op_t op);
 
 #endif
