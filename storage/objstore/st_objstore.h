@@ -33,8 +33,7 @@ typedef struct st_obj_info {
 
 /* One page of a listing in key order.  @more: another page follows (call
  * list again with start_after = the last key). */
-typedef void (*st_list_cb)(st_err_t err, const st_obj_info_t *objs, size_t n, bool more,
-                           void *arg);
+typedef void (*st_list_cb)(st_err_t err, const st_obj_info_t *objs, size_t n, bool more, void *arg);
 
 #define ST_OBJ_TO_END UINT64_MAX
 
@@ -46,8 +45,8 @@ typedef struct st_objstore_ops {
     /* Read [@off, @off + @len) of @key (@len ST_OBJ_TO_END: to the end).
      * Reading past the end returns the bytes that exist; a missing key is
      * ST_ERR_NOT_FOUND. */
-    int (*get_range)(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
-                     st_data_cb cb, void *arg);
+    int (*get_range)(st_objstore_t *os, const char *key, uint64_t off, uint64_t len, st_data_cb cb,
+                     void *arg);
     /* Keys that start with @prefix and sort after @start_after (NULL: from
      * the first), at most @max_keys of them. */
     int (*list)(st_objstore_t *os, const char *prefix, const char *start_after, size_t max_keys,

@@ -33,9 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KEY_MAX 1024         /* bytes in a key, as S3 */
-#define NAME_MAX_BYTES 255   /* bytes in one path component (NAME_MAX on Linux) */
-#define TMP_PREFIX ".tmp-"   /* temporary files; a key component may not start so */
+#define KEY_MAX 1024       /* bytes in a key, as S3 */
+#define NAME_MAX_BYTES 255 /* bytes in one path component (NAME_MAX on Linux) */
+#define TMP_PREFIX ".tmp-" /* temporary files; a key component may not start so */
 #define TMP_PREFIX_LEN 5
 #define WRITE_CHUNK (1u << 30) /* bytes per write(): Linux caps one call below 2 GiB */
 
@@ -48,13 +48,13 @@ typedef struct dirset {
 } dirset_t;
 
 typedef struct st_objstore_dir {
-    st_objstore_t os;       /* must be first: the vtable header */
-    st_pool_t *pool;        /* workers that run every operation */
-    int rootfd;             /* O_DIRECTORY fd of the root; all paths are relative to it */
-    uint64_t tmp_salt;      /* mixed into temp file names: unique per store instance */
+    st_objstore_t os;             /* must be first: the vtable header */
+    st_pool_t *pool;              /* workers that run every operation */
+    int rootfd;                   /* O_DIRECTORY fd of the root; all paths are relative to it */
+    uint64_t tmp_salt;            /* mixed into temp file names: unique per store instance */
     atomic_uint_fast64_t tmp_seq; /* next temp file number */
     pthread_mutex_t dirs_mu;
-    dirset_t dirs;          /* directories already fsynced into their parent */
+    dirset_t dirs; /* directories already fsynced into their parent */
 } st_objstore_dir_t;
 
 typedef enum op_kind { OP_PUT, OP_GET, OP_LIST, OP_DEL } op_kind_t;
@@ -62,24 +62,24 @@ typedef enum op_kind { OP_PUT, OP_GET, OP_LIST, OP_DEL } op_kind_t;
 typedef struct dir_op {
     st_objstore_dir_t *ds;
     op_kind_t kind;
-    st_err_t err;     /* result; set before submit for a rejected argument (work skips) */
-    char *key;        /* owned copy; the prefix for OP_LIST */
+    st_err_t err; /* result; set before submit for a rejected argument (work skips) */
+    char *key;    /* owned copy; the prefix for OP_LIST */
     union {
         st_done_cb done; /* put, del */
         st_data_cb data; /* get */
         st_list_cb list; /* list */
     } cb;
     void *arg;
-    uint8_t *buf;     /* put: the data (owned); get: bytes read (owned) */
-    size_t len;       /* bytes in buf */
-    uint64_t off;     /* get: first byte */
-    uint64_t want;    /* get: bytes asked for, ST_OBJ_TO_END = all */
-    char *start_after;    /* list: owned copy, or NULL */
-    size_t max_keys;      /* list: page size */
-    st_obj_info_t *objs;  /* list: owned; each objs[i].key is owned */
-    size_t nobjs;         /* list: entries in objs */
-    size_t cap_objs;      /* list: allocated entries */
-    bool more;            /* list: the listing was truncated at max_keys */
+    uint8_t *buf;        /* put: the data (owned); get: bytes read (owned) */
+    size_t len;          /* bytes in buf */
+    uint64_t off;        /* get: first byte */
+    uint64_t want;       /* get: bytes asked for, ST_OBJ_TO_END = all */
+    char *start_after;   /* list: owned copy, or NULL */
+    size_t max_keys;     /* list: page size */
+    st_obj_info_t *objs; /* list: owned; each objs[i].key is owned */
+    size_t nobjs;        /* list: entries in objs */
+    size_t cap_objs;     /* list: allocated entries */
+    bool more;           /* list: the listing was truncated at max_keys */
 } dir_op_t;
 
 /* ---------------------------------------------------------------- keys */
@@ -534,7 +534,8 @@ static void list_work(dir_op_t *op)
         return;
     /* Byte order of whole keys (as S3): "a-b" < "a/b", so directories cannot
      * be listed in walk order. */
-    qsort(op->objs, op->nobjs, sizeof(*op->objs), info_cmp);
+    if (op->nobjs > 1)
+        qsort(op->objs, op->nobjs, sizeof(*op->objs), info_cmp);
     if (op->nobjs > op->max_keys) {
         for (size_t i = op->max_keys; i < op->nobjs; i++)
             free((char *)op->objs[i].key);
@@ -676,8 +677,8 @@ static int dir_get_range(st_objstore_t *os, const char *key, uint64_t off, uint6
     return op_submit(op);
 }
 
-static int dir_list(st_objstore_t *os, const char *prefix, const char *start_after,
-                    size_t max_keys, st_list_cb cb, void *arg)
+static int dir_list(st_objstore_t *os, const char *prefix, const char *start_after, size_t max_keys,
+                    st_list_cb cb, void *arg)
 {
     dir_op_t *op = op_new(os, OP_LIST, prefix, arg);
     if (!op)

@@ -22,34 +22,34 @@
 typedef struct fault_op fault_op_t;
 
 typedef struct st_objstore_faulty {
-    st_objstore_t os;                     /* must be first: the vtable header */
-    st_objstore_t *inner;                 /* owned */
-    struct event_base *base;              /* borrowed; runs the timers */
+    st_objstore_t os;        /* must be first: the vtable header */
+    st_objstore_t *inner;    /* owned */
+    struct event_base *base; /* borrowed; runs the timers */
     st_objstore_fault_t plan[ST_OBJ_OP__NUM];
-    uint64_t count[ST_OBJ_OP__NUM];       /* operations started, per kind */
-    uint64_t fail_at[ST_OBJ_OP__NUM];     /* count that fails; 0 = none */
-    uint64_t delay_at[ST_OBJ_OP__NUM];    /* count that is delayed; 0 = none */
-    fault_op_t *timed;                    /* ops whose timer is armed (doubly linked) */
-    bool closing;                         /* in free: refuse new ops, deliver at once */
+    uint64_t count[ST_OBJ_OP__NUM];    /* operations started, per kind */
+    uint64_t fail_at[ST_OBJ_OP__NUM];  /* count that fails; 0 = none */
+    uint64_t delay_at[ST_OBJ_OP__NUM]; /* count that is delayed; 0 = none */
+    fault_op_t *timed;                 /* ops whose timer is armed (doubly linked) */
+    bool closing;                      /* in free: refuse new ops, deliver at once */
 } st_objstore_faulty_t;
 
 struct fault_op {
     fault_op_t *prev, *next; /* in fs->timed while the timer is armed */
     st_objstore_faulty_t *fs;
     st_obj_op_t kind;
-    st_err_t fail;           /* ST_OK, or the error to report instead of the result */
-    unsigned delay_ms;       /* 0 = deliver as soon as the result is known */
-    struct event *timer;     /* owned, while armed */
+    st_err_t fail;       /* ST_OK, or the error to report instead of the result */
+    unsigned delay_ms;   /* 0 = deliver as soon as the result is known */
+    struct event *timer; /* owned, while armed */
     union {
         st_done_cb done;
         st_data_cb data;
         st_list_cb list;
     } cb;
     void *arg;
-    st_err_t err;            /* result to deliver */
-    uint8_t *data;           /* get: owned copy of the bytes */
+    st_err_t err;  /* result to deliver */
+    uint8_t *data; /* get: owned copy of the bytes */
     size_t len;
-    st_obj_info_t *objs;     /* list: owned copies (keys too) */
+    st_obj_info_t *objs; /* list: owned copies (keys too) */
     size_t nobjs;
     bool more;
 };
@@ -186,8 +186,8 @@ static void put_done(st_err_t err, void *arg)
     fop_finish(op);
 }
 
-static int faulty_put(st_objstore_t *os, const char *key, uint8_t *data, size_t len,
-                      st_done_cb cb, void *arg)
+static int faulty_put(st_objstore_t *os, const char *key, uint8_t *data, size_t len, st_done_cb cb,
+                      void *arg)
 {
     fault_op_t *op = fop_new(os, ST_OBJ_OP_PUT, arg);
     if (!op) {
