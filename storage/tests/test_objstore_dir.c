@@ -1,0 +1,843 @@
+/*
+ * test_objstore_dir.c: the directory object store -- round trips, ranges,
+ * no overwrite, listing order and paging, key rules, concurrency, reopening,
+ * failure paths -- and the fault-injecting wrapper.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "st_objstore.h"
+
+#define WAIT_LIMIT_S 60 /* a test that waits longer than this has hung */
+
+typedef struct fix {
+    struct event_base *base;
+    struct event *keepalive; /* keeps the loop blocking in epoll, not spinning */
+    char root[64];           /* temporary directory, removed in teardown */
+    char store_root[96];     /* root/store: the store's root */
+    st_objstore_t *os;
+} fix_t;
+
+/* One operation's result, filled by the callbacks below. */
+typedef struct res {
+    int done;    /* callbacks run so far (must end at exactly 1) */
+    int in_call; /* set while the starting call runs */
+    st_err_t err;
+    uint8_t *data; /* get: owned copy */
+    size_t len;
+    char **keys; /* list: owned copies */
+    uint64_t *sizes;
+    int64_t *mtimes;
+    size_t n;
+    bool more;
+    pthread_t thread; /* thread the callback ran on */
+} res_t;
+
+static void res_reset(res_t *r)
+{
+    free(r->data);
+    for (size_t i = 0; i < r->n; i++)
+        free(r->keys[i]);
+    free(r->keys);
+    free(r->sizes);
+    free(r->mtimes);
+    memset(r, 0, sizeof(*r));
+}
+
+static void done_cb(st_err_t err, void *arg)
+{
+    res_t *r = arg;
+    assert_int_equal(r->in_call, 0);
+    r->err = err;
+    r->thread = pthread_self();
+    r->done++;
+}
+
+static void data_cb(st_err_t err, const uint8_t *data, size_t len, void *arg)
+{
+    res_t *r = arg;
+    assert_int_equal(r->in_call, 0);
+    r->err = err;
+    r->thread = pthread_self();
+    r->done++;
+    if (err != ST_OK) {
+        assert_null(data);
+        assert_int_equal(len, 0);
+        return;
+    }
+    assert_non_null(data);
+    r->data = malloc(len + 1);
+    memcpy(r->data, data, len);
+    r->data[len] = 0;
+    r->len = len;
+}
+
+static void list_cb(st_err_t err, const st_obj_info_t *objs, size_t n, bool more, void *arg)
+{
+    res_t *r = arg;
+    assert_int_equal(r->in_call, 0);
+    r->err = err;
+    r->thread = pthread_self();
+    r->done++;
+    r->more = more;
+    r->n = n;
+    r->keys = calloc(n + 1, sizeof(char *));
+    r->sizes = calloc(n + 1, sizeof(uint64_t));
+    r->mtimes = calloc(n + 1, sizeof(int64_t));
+    for (size_t i = 0; i < n; i++) {
+        r->keys[i] = strdup(objs[i].key);
+        r->sizes[i] = objs[i].size;
+        r->mtimes[i] = objs[i].mtime_ms;
+    }
+}
+
+static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Run the loop until @r's callback (or @n results' callbacks) ran. */
+static void wait_n(fix_t *f, res_t *r, size_t n)
+{
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++) {
+        while (!r[i].done) {
+            assert_true(now_s() - t0 < WAIT_LIMIT_S);
+            event_base_loop(f->base, EVLOOP_ONCE);
+        }
+        assert_int_equal(r[i].done, 1);
+    }
+}
+
+static void wait1(fix_t *f, res_t *r)
+{
+    wait_n(f, r, 1);
+}
+
+static st_objstore_t *open_store(fix_t *f, int nthreads)
+{
+    char errstr[256] = "";
+    st_objstore_t *os =
+        st_objstore_dir_new(f->base, f->store_root, nthreads, errstr, sizeof errstr);
+    if (!os)
+        fail_msg("st_objstore_dir_new: %s", errstr);
+    return os;
+}
+
+static int setup(void **state)
+{
+    fix_t *f = calloc(1, sizeof(*f));
+    snprintf(f->root, sizeof f->root, "/tmp/nh-objdir-XXXXXX");
+    if (!mkdtemp(f->root))
+        return -1;
+    snprintf(f->store_root, sizeof f->store_root, "%s/store", f->root);
+    f->base = event_base_new();
+    f->keepalive = event_new(f->base, -1, EV_PERSIST, keepalive_cb, NULL);
+    struct timeval tv = {3600, 0};
+    event_add(f->keepalive, &tv);
+    f->os = open_store(f, 2);
+    *state = f;
+    return 0;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    chmod(path, 0755);
+    remove(path);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fix_t *f = *state;
+    st_objstore_free(f->os);
+    event_free(f->keepalive);
+    event_base_free(f->base);
+    nftw(f->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static st_err_t put_str(fix_t *f, const char *key, const char *s)
+{
+    res_t r = {0};
+    size_t len = strlen(s);
+    uint8_t *data = malloc(len ? len : 1);
+    memcpy(data, s, len);
+    r.in_call = 1;
+    assert_int_equal(st_objstore_put(f->os, key, data, len, done_cb, &r), 0);
+    r.in_call = 0;
+    assert_int_equal(r.done, 0);
+    wait1(f, &r);
+    assert_true(pthread_equal(r.thread, pthread_self())); /* on the loop thread */
+    return r.err;
+}
+
+/* Get [off, off + len) of key into @r (reset first). */
+static void get(fix_t *f, const char *key, uint64_t off, uint64_t len, res_t *r)
+{
+    res_reset(r);
+    r->in_call = 1;
+    assert_int_equal(st_objstore_get_range(f->os, key, off, len, data_cb, r), 0);
+    r->in_call = 0;
+    assert_int_equal(r->done, 0);
+    wait1(f, r);
+}
+
+static void list(fix_t *f, const char *prefix, const char *start_after, size_t max, res_t *r)
+{
+    res_reset(r);
+    r->in_call = 1;
+    assert_int_equal(st_objstore_list(f->os, prefix, start_after, max, list_cb, r), 0);
+    r->in_call = 0;
+    assert_int_equal(r->done, 0);
+    wait1(f, r);
+}
+
+static st_err_t del(fix_t *f, const char *key)
+{
+    res_t r = {0};
+    r.in_call = 1;
+    assert_int_equal(st_objstore_del(f->os, key, done_cb, &r), 0);
+    r.in_call = 0;
+    assert_int_equal(r.done, 0);
+    wait1(f, &r);
+    return r.err;
+}
+
+/* The listing in @r, joined with spaces, for compact comparisons. */
+static const char *joined(const res_t *r)
+{
+    static char buf[4096];
+    buf[0] = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (i)
+            strcat(buf, " ");
+        strcat(buf, r->keys[i]);
+    }
+    return buf;
+}
+
+/* Number of ".tmp-" files anywhere under @dir. */
+static int count_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (!strncmp(de->d_name, ".tmp-", 5))
+            n++;
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+            n += count_tmp(sub);
+    }
+    closedir(d);
+    return n;
+}
+
+static void write_file(const char *path, const char *s)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(s, fp);
+    fclose(fp);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_round_trip(void **state)
+{
+    fix_t *f = *state;
+    res_t r = {0};
+    assert_int_equal(put_str(f, "hello", "hello, world"), ST_OK);
+    get(f, "hello", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 12);
+    assert_memory_equal(r.data, "hello, world", 12);
+    assert_true(pthread_equal(r.thread, pthread_self()));
+
+    assert_int_equal(put_str(f, "empty", ""), ST_OK);
+    get(f, "empty", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 0);
+
+    list(f, "", NULL, 100, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_string_equal(joined(&r), "empty hello");
+    assert_int_equal(r.sizes[0], 0);
+    assert_int_equal(r.sizes[1], 12);
+    assert_true(r.mtimes[1] > 1600000000000LL);
+    assert_false(r.more);
+
+    assert_int_equal(del(f, "hello"), ST_OK);
+    get(f, "hello", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    assert_int_equal(del(f, "hello"), ST_OK); /* missing: still success */
+    assert_int_equal(del(f, "never/was"), ST_OK);
+    list(f, "", NULL, 100, &r);
+    assert_string_equal(joined(&r), "empty");
+    res_reset(&r);
+}
+
+static void test_ranges(void **state)
+{
+    fix_t *f = *state;
+    res_t r = {0};
+    char buf[101];
+    for (int i = 0; i < 100; i++)
+        buf[i] = (char)('A' + i % 26);
+    buf[100] = 0;
+    assert_int_equal(put_str(f, "r/obj", buf), ST_OK);
+
+    get(f, "r/obj", 10, 20, &r); /* middle */
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 20);
+    assert_memory_equal(r.data, buf + 10, 20);
+
+    get(f, "r/obj", 90, ST_OBJ_TO_END, &r); /* to the end */
+    assert_int_equal(r.len, 10);
+    assert_memory_equal(r.data, buf + 90, 10);
+
+    get(f, "r/obj", 95, 50, &r); /* runs past the end: what exists */
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 5);
+    assert_memory_equal(r.data, buf + 95, 5);
+
+    get(f, "r/obj", 100, 10, &r); /* at the end */
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 0);
+
+    get(f, "r/obj", 5000, ST_OBJ_TO_END, &r); /* beyond the end */
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 0);
+
+    get(f, "r/obj", UINT64_MAX - 1, UINT64_MAX - 1, &r); /* no overflow */
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 0);
+
+    get(f, "r/obj", 0, 0, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 0);
+
+    get(f, "r/obj", 0, UINT64_MAX - 5, &r); /* a huge length is clamped, not allocated */
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 100);
+
+    get(f, "r/missing", 0, 10, &r);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    get(f, "r", 0, 10, &r); /* a directory is no object */
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    get(f, "r/obj/below", 0, 10, &r); /* a file in the path */
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    res_reset(&r);
+}
+
+static void test_never_overwrite(void **state)
+{
+    fix_t *f = *state;
+    res_t r = {0};
+    assert_int_equal(put_str(f, "k/once", "first"), ST_OK);
+    assert_int_equal(put_str(f, "k/once", "second, longer"), ST_ERR_EXISTS);
+    get(f, "k/once", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.len, 5);
+    assert_memory_equal(r.data, "first", 5);
+    /* A key that names a directory of other keys cannot be stored. */
+    assert_int_equal(put_str(f, "k", "x"), ST_ERR_EXISTS);
+    assert_int_equal(count_tmp(f->store_root), 0);
+    res_reset(&r);
+}
+
+static void test_never_reenters(void **state)
+{
+    /* Every helper asserts that the callback did not run inside the
+     * starting call and ran exactly once; here the early-failing paths. */
+    fix_t *f = *state;
+    res_t r = {0};
+    assert_int_equal(put_str(f, "../escape", "x"), ST_ERR_INVALID);
+    get(f, "", 0, 1, &r);
+    assert_int_equal(r.err, ST_ERR_INVALID);
+    assert_int_equal(del(f, "/abs"), ST_ERR_INVALID);
+    get(f, "nothing", 0, 1, &r);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    list(f, "../", NULL, 10, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.n, 0);
+    res_reset(&r);
+}
+
+static void test_list(void **state)
+{
+    fix_t *f = *state;
+    res_t r = {0};
+    const char *keys[] = {"a/b/1", "a/b/2", "a/c", "a-x", "b", "ab/x", "a/bb/3", "z/y/x/w"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        assert_int_equal(put_str(f, keys[i], keys[i]), ST_OK);
+    /* Temp files (a put in progress, or a crashed one) are never listed. */
+    char p[256];
+    snprintf(p, sizeof p, "%s/.tmp-left-over", f->store_root);
+    write_file(p, "junk");
+    snprintf(p, sizeof p, "%s/a/b/.tmp-123", f->store_root);
+    write_file(p, "junk");
+
+    list(f, "", NULL, 100, &r); /* byte order of whole keys: '-' < '/' < 'b' */
+    assert_string_equal(joined(&r), "a-x a/b/1 a/b/2 a/bb/3 a/c ab/x b z/y/x/w");
+    assert_false(r.more);
+    assert_int_equal(r.sizes[0], 3);
+
+    list(f, "a/", NULL, 100, &r);
+    assert_string_equal(joined(&r), "a/b/1 a/b/2 a/bb/3 a/c");
+    list(f, "a/b", NULL, 100, &r); /* ends mid-component */
+    assert_string_equal(joined(&r), "a/b/1 a/b/2 a/bb/3");
+    list(f, "a/b/", NULL, 100, &r);
+    assert_string_equal(joined(&r), "a/b/1 a/b/2");
+    list(f, "a", NULL, 100, &r);
+    assert_string_equal(joined(&r), "a-x a/b/1 a/b/2 a/bb/3 a/c ab/x");
+    list(f, "z/y/x/w", NULL, 100, &r); /* a whole key */
+    assert_string_equal(joined(&r), "z/y/x/w");
+    list(f, "nope/", NULL, 100, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.n, 0);
+    assert_false(r.more);
+    list(f, "b/", NULL, 100, &r); /* "b" is a file, not a directory */
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.n, 0);
+    list(f, ".tmp", NULL, 100, &r);
+    assert_int_equal(r.n, 0);
+
+    /* Paging with start_after. */
+    list(f, "", NULL, 3, &r);
+    assert_string_equal(joined(&r), "a-x a/b/1 a/b/2");
+    assert_true(r.more);
+    list(f, "", "a/b/2", 3, &r);
+    assert_string_equal(joined(&r), "a/bb/3 a/c ab/x");
+    assert_true(r.more);
+    list(f, "", "ab/x", 3, &r);
+    assert_string_equal(joined(&r), "b z/y/x/w");
+    assert_false(r.more);
+    list(f, "", "z", 3, &r);
+    assert_string_equal(joined(&r), "z/y/x/w");
+    list(f, "", "z/y/x/w", 3, &r);
+    assert_int_equal(r.n, 0);
+    assert_false(r.more);
+    list(f, "a/", "a/b", 2, &r); /* start_after need not be a key */
+    assert_string_equal(joined(&r), "a/b/1 a/b/2");
+    assert_true(r.more);
+    list(f, "", "a/b/1x", 100, &r); /* between keys, inside a directory */
+    assert_string_equal(joined(&r), "a/b/2 a/bb/3 a/c ab/x b z/y/x/w");
+
+    /* Exactly max_keys left: not truncated. */
+    list(f, "a/b/", NULL, 2, &r);
+    assert_int_equal(r.n, 2);
+    assert_false(r.more);
+
+    /* Deleted objects leave their directory, which lists as nothing. */
+    assert_int_equal(del(f, "z/y/x/w"), ST_OK);
+    list(f, "z", NULL, 100, &r);
+    assert_int_equal(r.n, 0);
+    res_reset(&r);
+}
+
+static void test_bad_keys(void **state)
+{
+    fix_t *f = *state;
+    res_t r = {0};
+    char long_key[1100], long_comp[300];
+    memset(long_key, 'k', sizeof long_key);
+    long_key[1025] = 0; /* 1025 bytes */
+    memset(long_comp, 'c', sizeof long_comp);
+    long_comp[256] = 0; /* one 256-byte component */
+    const char *bad[] = {"",  "/abs",   "a/../b",     "..",     "../x",   "a/..",
+                         ".", "./a",    "a/./b",      "a/.",    "a//b",   "a/",
+                         "/", ".tmp-x", "a/.tmp-y/z", long_key, long_comp};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(put_str(f, bad[i], "x"), ST_ERR_INVALID);
+        get(f, bad[i], 0, 1, &r);
+        assert_int_equal(r.err, ST_ERR_INVALID);
+        assert_int_equal(del(f, bad[i]), ST_ERR_INVALID);
+    }
+    res_t n = {0};
+    n.in_call = 1;
+    assert_int_equal(st_objstore_get_range(f->os, NULL, 0, 1, data_cb, &n), 0);
+    n.in_call = 0;
+    wait1(f, &n);
+    assert_int_equal(n.err, ST_ERR_INVALID);
+
+    /* Names that merely look odd are fine. */
+    assert_int_equal(put_str(f, "...", "x"), ST_OK);
+    assert_int_equal(put_str(f, ".hidden/.x", "x"), ST_OK);
+    assert_int_equal(put_str(f, "sp ace/ü", "x"), ST_OK);
+
+    /* The longest key: 1024 bytes, components of at most 255. */
+    char key[1025];
+    size_t k = 0;
+    for (int c = 0; c < 5; c++) {
+        size_t clen = c < 4 ? 200 : 220;
+        memset(key + k, 'a' + c, clen);
+        k += clen;
+        if (c < 4)
+            key[k++] = '/';
+    }
+    key[k] = 0;
+    assert_int_equal(strlen(key), 1024);
+    assert_int_equal(put_str(f, key, "longest"), ST_OK);
+    get(f, key, 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 7);
+    list(f, "aaaa", NULL, 10, &r);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.keys[0], key);
+
+    list(f, "", NULL, 100, &r);
+    assert_int_equal(r.n, 4);
+    assert_int_equal(count_tmp(f->store_root), 0);
+    res_reset(&r);
+}
+
+enum { NPUT = 100 };
+
+static void test_concurrent_puts(void **state)
+{
+    fix_t *f = *state;
+    st_objstore_free(f->os);
+    f->os = open_store(f, 4);
+    static res_t rs[NPUT];
+    memset(rs, 0, sizeof rs);
+    for (int i = 0; i < NPUT; i++) {
+        char key[64], val[64];
+        snprintf(key, sizeof key, "c/%d/%03d", i % 7, i);
+        snprintf(val, sizeof val, "value %d", i);
+        rs[i].in_call = 1;
+        assert_int_equal(
+            st_objstore_put(f->os, key, (uint8_t *)strdup(val), strlen(val), done_cb, &rs[i]), 0);
+        rs[i].in_call = 0;
+    }
+    wait_n(f, rs, NPUT);
+    for (int i = 0; i < NPUT; i++)
+        assert_int_equal(rs[i].err, ST_OK);
+
+    /* All landed: page through the listing, then read each. */
+    res_t r = {0};
+    size_t total = 0;
+    char after[64] = "";
+    do {
+        list(f, "c/", total ? after : NULL, 30, &r);
+        assert_int_equal(r.err, ST_OK);
+        total += r.n;
+        if (r.n)
+            snprintf(after, sizeof after, "%s", r.keys[r.n - 1]);
+    } while (r.more);
+    assert_int_equal(total, NPUT);
+    for (int i = 0; i < NPUT; i++) {
+        char key[64], val[64];
+        snprintf(key, sizeof key, "c/%d/%03d", i % 7, i);
+        snprintf(val, sizeof val, "value %d", i);
+        get(f, key, 0, ST_OBJ_TO_END, &r);
+        assert_int_equal(r.err, ST_OK);
+        assert_int_equal(r.len, strlen(val));
+        assert_memory_equal(r.data, val, r.len);
+    }
+
+    /* Racing puts of one key: exactly one wins, the rest are refused. */
+    enum { NRACE = 16 };
+    res_t race[NRACE];
+    memset(race, 0, sizeof race);
+    for (int i = 0; i < NRACE; i++) {
+        char val[16];
+        snprintf(val, sizeof val, "racer %02d", i);
+        assert_int_equal(st_objstore_put(f->os, "race/one", (uint8_t *)strdup(val), strlen(val),
+                                         done_cb, &race[i]),
+                         0);
+    }
+    wait_n(f, race, NRACE);
+    int winner = -1, won = 0;
+    for (int i = 0; i < NRACE; i++) {
+        if (race[i].err == ST_OK) {
+            won++;
+            winner = i;
+        } else {
+            assert_int_equal(race[i].err, ST_ERR_EXISTS);
+        }
+    }
+    assert_int_equal(won, 1);
+    get(f, "race/one", 0, ST_OBJ_TO_END, &r);
+    char want[16];
+    snprintf(want, sizeof want, "racer %02d", winner);
+    assert_string_equal((char *)r.data, want);
+    assert_int_equal(count_tmp(f->store_root), 0);
+    res_reset(&r);
+}
+
+static void test_free_drains_and_reopen(void **state)
+{
+    fix_t *f = *state;
+    enum { N = 20 };
+    res_t rs[N];
+    memset(rs, 0, sizeof rs);
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "keep/%02d", i);
+        assert_int_equal(
+            st_objstore_put(f->os, key, (uint8_t *)strdup(key), strlen(key), done_cb, &rs[i]), 0);
+    }
+    st_objstore_free(f->os); /* waits for the puts; their callbacks run */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rs[i].done, 1);
+        assert_int_equal(rs[i].err, ST_OK);
+    }
+
+    f->os = open_store(f, 1);
+    res_t r = {0};
+    list(f, "keep/", NULL, 100, &r);
+    assert_int_equal(r.n, N);
+    get(f, "keep/07", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_string_equal((char *)r.data, "keep/07");
+    /* Still never overwritten after reopening. */
+    assert_int_equal(put_str(f, "keep/07", "other"), ST_ERR_EXISTS);
+    /* A new store instance writes alongside the old objects. */
+    assert_int_equal(put_str(f, "keep/new", "new"), ST_OK);
+    res_reset(&r);
+}
+
+static void test_new_fails(void **state)
+{
+    fix_t *f = *state;
+    char path[256], errstr[256] = "";
+    snprintf(path, sizeof path, "%s/plain-file", f->root);
+    write_file(path, "x");
+    snprintf(path, sizeof path, "%s/plain-file/store", f->root);
+    assert_null(st_objstore_dir_new(f->base, path, 1, errstr, sizeof errstr));
+    assert_non_null(strstr(errstr, "plain-file"));
+    errstr[0] = 0;
+    assert_null(st_objstore_dir_new(f->base, "", 1, errstr, sizeof errstr));
+    assert_true(errstr[0] != 0);
+}
+
+static void test_put_io_errors(void **state)
+{
+    fix_t *f = *state;
+    res_t r = {0};
+
+    /* A key whose parent is a regular file. */
+    assert_int_equal(put_str(f, "file", "x"), ST_OK);
+    assert_int_equal(put_str(f, "file/below", "x"), ST_ERR_IO);
+    assert_int_equal(put_str(f, "file/deeper/still", "x"), ST_ERR_IO);
+
+    /* Writing fails half way (the file-size limit stands in for a full
+     * disk): the temp file is removed and nothing appears. */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_sa;
+    sigaction(SIGXFSZ, &ign, &old_sa);
+    struct rlimit old_rl, rl;
+    getrlimit(RLIMIT_FSIZE, &old_rl);
+    rl = old_rl;
+    rl.rlim_cur = 4096;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    size_t big = 64 * 1024;
+    uint8_t *data = calloc(1, big);
+    res_t p = {0};
+    assert_int_equal(st_objstore_put(f->os, "big/one", data, big, done_cb, &p), 0);
+    wait1(f, &p);
+    setrlimit(RLIMIT_FSIZE, &old_rl);
+    sigaction(SIGXFSZ, &old_sa, NULL);
+    assert_int_equal(p.err, ST_ERR_IO);
+    assert_int_equal(count_tmp(f->store_root), 0);
+    get(f, "big/one", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    assert_int_equal(put_str(f, "big/one", "fits now"), ST_OK); /* and the key is free */
+
+    /* A read-only root (permissions do not bind root, so only then). */
+    if (geteuid() != 0) {
+        assert_int_equal(chmod(f->store_root, 0555), 0);
+        assert_int_equal(put_str(f, "ro", "x"), ST_ERR_IO);
+        assert_int_equal(put_str(f, "ro/sub", "x"), ST_ERR_IO);
+        assert_int_equal(chmod(f->store_root, 0755), 0);
+        assert_int_equal(count_tmp(f->store_root), 0);
+    }
+
+    /* The root vanishes under an open store. */
+    char gone[128];
+    snprintf(gone, sizeof gone, "%s/gone", f->root);
+    assert_int_equal(rename(f->store_root, gone), 0);
+    /* The store still writes into its (renamed) root: it holds the directory. */
+    assert_int_equal(put_str(f, "still/here", "x"), ST_OK);
+    char moved[256];
+    snprintf(moved, sizeof moved, "%s/still/here", gone);
+    assert_int_equal(access(moved, F_OK), 0);
+    nftw(gone, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(put_str(f, "x", "x"), ST_ERR_IO);
+    assert_int_equal(put_str(f, "y/z", "x"), ST_ERR_IO);
+    list(f, "", NULL, 10, &r);
+    assert_int_equal(r.err, ST_OK); /* a deleted directory simply has no entries */
+    assert_int_equal(r.n, 0);
+    res_reset(&r);
+}
+
+/* ---------------------------------------------------------------- faulty wrapper */
+
+static void test_faulty(void **state)
+{
+    fix_t *f = *state;
+    res_t r = {0};
+    f->os = st_objstore_faulty_new(f->os, f->base);
+    assert_non_null(f->os);
+
+    /* Pass-through until a plan is set. */
+    assert_int_equal(put_str(f, "f/0", "zero"), ST_OK);
+    get(f, "f/0", 1, 2, &r);
+    assert_memory_equal(r.data, "er", 2);
+
+    /* Fail the 2nd put from now; the failure never reaches the store. */
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.fail_nth = 2, .err = ST_ERR_TIMEOUT});
+    assert_int_equal(put_str(f, "f/1", "one"), ST_OK);
+    assert_int_equal(put_str(f, "f/2", "two"), ST_ERR_TIMEOUT);
+    assert_int_equal(put_str(f, "f/3", "three"), ST_OK);
+    get(f, "f/2", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT), 4);
+
+    /* A lost reply: the put lands but reports an error. */
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.fail_nth = 1, .fail_after = true});
+    assert_int_equal(put_str(f, "f/4", "four"), ST_ERR_IO);
+    get(f, "f/4", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(put_str(f, "f/4", "again"), ST_ERR_EXISTS);
+
+    /* Delay the next put's completion by 150 ms; the one after is prompt. */
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.delay_nth = 1, .delay_ms = 150});
+    double t0 = now_s();
+    assert_int_equal(put_str(f, "f/5", "five"), ST_OK);
+    assert_true(now_s() - t0 >= 0.14);
+    t0 = now_s();
+    assert_int_equal(put_str(f, "f/6", "six"), ST_OK);
+    assert_true(now_s() - t0 < 0.14);
+
+    /* A delayed get keeps its bytes until it completes; a delayed list too. */
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_GET,
+                           &(st_objstore_fault_t){.delay_all = true, .delay_ms = 50});
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_LIST,
+                           &(st_objstore_fault_t){.delay_all = true, .delay_ms = 50});
+    t0 = now_s();
+    get(f, "f/5", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.len, 4);
+    assert_memory_equal(r.data, "five", 4);
+    list(f, "f/", NULL, 3, &r);
+    assert_string_equal(joined(&r), "f/0 f/1 f/3");
+    assert_true(r.more);
+    assert_true(now_s() - t0 >= 0.09);
+
+    /* Every delete fails while the flag is set; a failed get carries no bytes. */
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_DEL,
+                           &(st_objstore_fault_t){.fail_all = true, .err = ST_ERR_IO});
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_GET,
+                           &(st_objstore_fault_t){.fail_nth = 1, .err = ST_ERR_CORRUPT});
+    assert_int_equal(del(f, "f/1"), ST_ERR_IO);
+    assert_int_equal(del(f, "f/1"), ST_ERR_IO);
+    get(f, "f/1", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_ERR_CORRUPT);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_DEL, NULL);
+    assert_int_equal(del(f, "f/1"), ST_OK);
+    get(f, "f/1", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_LIST,
+                           &(st_objstore_fault_t){.fail_nth = 1, .err = ST_ERR_IO});
+    list(f, "", NULL, 10, &r);
+    assert_int_equal(r.err, ST_ERR_IO);
+    assert_int_equal(r.n, 0);
+
+    res_reset(&r);
+}
+
+static void test_faulty_free_delivers(void **state)
+{
+    fix_t *f = *state;
+    f->os = st_objstore_faulty_new(f->os, f->base);
+    assert_non_null(f->os);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.delay_all = true, .delay_ms = 60000});
+    st_objstore_faulty_set(
+        f->os, ST_OBJ_OP_DEL,
+        &(st_objstore_fault_t){
+            .fail_all = true, .delay_all = true, .delay_ms = 60000, .err = ST_ERR_CLOSED});
+    res_t a = {0}, b = {0}, c = {0};
+    assert_int_equal(st_objstore_put(f->os, "d/a", (uint8_t *)strdup("a"), 1, done_cb, &a), 0);
+    assert_int_equal(st_objstore_del(f->os, "d/zz", done_cb, &b), 0);
+    /* Let the put reach the disk so its completion sits on the 60 s timer. */
+    double t0 = now_s();
+    while (now_s() - t0 < 0.2)
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(st_objstore_put(f->os, "d/c", (uint8_t *)strdup("c"), 1, done_cb, &c), 0);
+    assert_int_equal(a.done + b.done + c.done, 0);
+    st_objstore_free(f->os);
+    assert_int_equal(a.done, 1);
+    assert_int_equal(a.err, ST_OK);
+    assert_int_equal(b.done, 1);
+    assert_int_equal(b.err, ST_ERR_CLOSED);
+    assert_int_equal(c.done, 1);
+    assert_int_equal(c.err, ST_OK);
+    f->os = open_store(f, 1);
+    res_t r = {0};
+    list(f, "d/", NULL, 10, &r);
+    assert_string_equal(joined(&r), "d/a d/c");
+    res_reset(&r);
+}
+
+int main(void)
+{
+    evthread_use_pthreads();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_never_overwrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_never_reenters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_puts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_drains_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_io_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_faulty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_faulty_free_delivers, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
