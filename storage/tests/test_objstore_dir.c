@@ -637,6 +637,41 @@ static void test_free_drains_and_reopen(void **state)
     res_reset(&r);
 }
 
+typedef struct late {
+    st_objstore_t *os;
+    int done;
+    int refused; /* operations the store refused to start from the callback */
+} late_t;
+
+static void late_cb(st_err_t err, void *arg)
+{
+    late_t *l = arg;
+    assert_int_equal(err, ST_OK);
+    l->done++;
+    /* The store is being freed: it must refuse new work, not crash. */
+    if (st_objstore_put(l->os, "late/more", (uint8_t *)strdup("x"), 1, late_cb, l) != 0)
+        l->refused++;
+    if (st_objstore_get_range(l->os, "late/one", 0, 1, data_cb, NULL) != 0)
+        l->refused++;
+}
+
+static void test_free_refuses_new_work(void **state)
+{
+    fix_t *f = *state;
+    for (int wrap = 0; wrap < 2; wrap++) {
+        if (wrap)
+            f->os = st_objstore_faulty_new(open_store(f, 2), f->base);
+        char key[32];
+        snprintf(key, sizeof key, "late/%d", wrap);
+        late_t l = {.os = f->os};
+        assert_int_equal(st_objstore_put(f->os, key, (uint8_t *)strdup("x"), 1, late_cb, &l), 0);
+        st_objstore_free(f->os);
+        f->os = NULL;
+        assert_int_equal(l.done, 1);
+        assert_int_equal(l.refused, 2);
+    }
+}
+
 static void test_new_fails(void **state)
 {
     fix_t *f = *state;
@@ -742,15 +777,15 @@ static void test_faulty(void **state)
     assert_int_equal(r.err, ST_OK);
     assert_int_equal(put_str(f, "f/4", "again"), ST_ERR_EXISTS);
 
-    /* Delay the next put's completion by 150 ms; the one after is prompt. */
+    /* Delay the next put's completion by 400 ms; the one after is prompt. */
     st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
-                           &(st_objstore_fault_t){.delay_nth = 1, .delay_ms = 150});
+                           &(st_objstore_fault_t){.delay_nth = 1, .delay_ms = 400});
     double t0 = now_s();
     assert_int_equal(put_str(f, "f/5", "five"), ST_OK);
-    assert_true(now_s() - t0 >= 0.14);
+    assert_true(now_s() - t0 >= 0.39);
     t0 = now_s();
     assert_int_equal(put_str(f, "f/6", "six"), ST_OK);
-    assert_true(now_s() - t0 < 0.14);
+    assert_true(now_s() - t0 < 0.39);
 
     /* A delayed get keeps its bytes until it completes; a delayed list too. */
     st_objstore_faulty_set(f->os, ST_OBJ_OP_GET,
@@ -834,6 +869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_puts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_drains_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_refuses_new_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_io_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faulty, setup, teardown),
