@@ -95,8 +95,14 @@ struct event_base;
 /* The directory backend: objects are files under @root (keys may contain
  * '/', which become subdirectories).  A put writes a temporary file, fsyncs
  * it, links it into place without replacing anything, and fsyncs the
- * directory.  Blocking I/O runs on @nthreads worker threads.
- * @returns owned, or NULL with a reason in @errstr. */
+ * directory.  Blocking I/O runs on @nthreads (at least 1) worker threads.
+ * Keys are 1..1024 bytes of '/'-separated components of 1..255 bytes, none
+ * ".", ".." or starting with ".tmp-"; other keys fail with ST_ERR_INVALID
+ * (through the callback).  A key that is also a directory of other keys
+ * ("a" beside "a/b") is no object: get finds nothing, put fails
+ * ST_ERR_EXISTS.  @root is created when missing.
+ * @returns owned, or NULL with a reason in @errstr.
+ * @thread loop (creating and opening @root blocks briefly) */
 st_objstore_t *st_objstore_dir_new(struct event_base *base, const char *root, int nthreads,
                                    char *errstr, size_t errstr_size);
 
