@@ -199,9 +199,10 @@ static kp_zerr_t unsnappy_block(const uint8_t *in, size_t len, kp_zout_t *out)
     kp_zerr_t e = zout_ensure(out, n);
     if (e != KP_Z_OK)
         return e;
+    char none; /* an empty block still gets validated; buf may be NULL then */
+    char *dst = n ? (char *)out->buf + out->len : &none;
     size_t got = n;
-    if (snappy_uncompress((const char *)in, len, (char *)out->buf + out->len, &got) != SNAPPY_OK ||
-        got != n)
+    if (snappy_uncompress((const char *)in, len, dst, &got) != SNAPPY_OK || got != n)
         return KP_Z_CORRUPT;
     out->len += got;
     return KP_Z_OK;

@@ -1097,6 +1097,17 @@ static void test_snappy_xerial_by_hand(void **state)
     /* Raw snappy of the same. */
     assert_int_equal(kp_decompress(KP_COMPRESSION_SNAPPY, framed + 20, 5, &zout), KP_Z_OK);
     assert_int_equal(zout.len, 3);
+    /* Empty blocks, into a sink that has allocated nothing yet (found by
+     * fuzz_batch: the output pointer was NULL + 0). */
+    static const uint8_t empty_chunks[] = {0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0, 0, 0, 0,
+                                           1,    0,   0,   0,   1,   0,   0,   0, 1, 0};
+    kp_zout_init_alloc(&zout, 64, NULL, NULL);
+    assert_int_equal(kp_decompress(KP_COMPRESSION_SNAPPY, empty_chunks + 20, 1, &zout), KP_Z_OK);
+    assert_int_equal(kp_decompress(KP_COMPRESSION_SNAPPY, empty_chunks, sizeof empty_chunks, &zout),
+                     KP_Z_OK);
+    assert_int_equal(zout.len, 0);
+    assert_null(zout.buf);
+    kp_zout_deinit(&zout);
 }
 
 static void test_builder_errors(void **state)
