@@ -124,7 +124,10 @@ typedef struct st_meta_ops {
     int (*lease_keepalive)(st_meta_t *m, int64_t lease_id, st_lease_cb cb, void *arg);
     int (*lease_revoke)(st_meta_t *m, int64_t lease_id, st_meta_done_cb cb, void *arg);
     /* Events for keys starting with @prefix from revision @start_rev (0:
-     * from now on).  @returns owned handle (cancel with watch_cancel). */
+     * from now on).  A @start_rev whose history is no longer kept gets one
+     * callback with ST_ERR_NOT_FOUND and nothing more (SQLite keeps no
+     * history: it serves only 0 and current revision + 1 onwards).
+     * @returns owned handle (cancel with watch_cancel). */
     st_meta_watch_t *(*watch)(st_meta_t *m, const char *prefix, int64_t start_rev,
                               st_watch_cb cb, void *arg);
     /* After cancel returns, @cb is never called again. */
@@ -186,7 +189,8 @@ struct event_base;
 
 /* The SQLite backend on the file @path (created if absent; WAL mode,
  * synchronous=FULL so a committed transaction survives power loss).  All
- * SQLite calls run on one worker thread, in issue order.
+ * SQLite calls run on one worker thread, in issue order.  The watch events
+ * of a write are delivered before the callback of the op that made it.
  * @returns owned, or NULL with a reason in @errstr. */
 st_meta_t *st_meta_sqlite_new(struct event_base *base, const char *path, char *errstr,
                               size_t errstr_size);
