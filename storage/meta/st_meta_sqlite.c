@@ -15,15 +15,20 @@
  *   or later is served; an older start_rev gets one ST_ERR_NOT_FOUND callback
  *   later on the loop (after the ops issued before it), then nothing more.
  * - Leases: a lease past its deadline is gone for keepalive and for PUTs
- *   (ST_ERR_NOT_FOUND) even before the timer expires it; the timer fires at
- *   the earliest deadline (re-checked at least every second, as deadlines
- *   are wall-clock times so that they survive restarts).
+ *   (ST_ERR_NOT_FOUND) even before the timer expires it (revoke still
+ *   succeeds and deletes its keys); the timer fires at the earliest deadline
+ *   (re-checked at least every second, as deadlines are wall-clock times so
+ *   that they survive restarts).  Each expired lease that had keys gets a
+ *   revision of its own, as if revoked.
+ * - Errors: any failing SQLite step rolls the op back and reports ST_ERR_IO;
+ *   a write waits at most 1 s for a lock held by another connection.
  * - A txn with more than ST_META_MAX_TXN_OPS compares, success ops or
  *   failure ops (each counted alone, as etcd's --max-txn-ops) is refused
  *   with -1.  A txn whose branch puts one key twice, or puts a key that
  *   the branch also deletes, fails with ST_ERR_INVALID (etcd refuses it as
  *   "duplicate key given in txn request").
- * - grant with ttl_ms <= 0 fails with ST_ERR_INVALID.
+ * - grant with ttl_ms <= 0 or above etcd's maximum (9e9 s) fails with
+ *   ST_ERR_INVALID.
  * - free() frees the watchers that were not cancelled.  It must not be
  *   called from inside one of the store's callbacks.
  */
@@ -151,15 +156,16 @@ static void deliver_events(st_meta_sqlite_t *sq, const st_evvec_t *evs)
 
 static int submit(st_meta_sqlite_t *sq, job_t *job);
 
-static void lease_timer_arm(st_meta_sqlite_t *sq)
+/* Fire at the earliest deadline, but not before @min_ms from now. */
+static void lease_timer_arm(st_meta_sqlite_t *sq, int64_t min_ms)
 {
     if (sq->closing || sq->expire_queued || sq->next_deadline_ms == 0) {
         evtimer_del(sq->lease_ev);
         return;
     }
     int64_t ms = sq->next_deadline_ms - st_sqlite__now_ms();
-    if (ms < 0)
-        ms = 0;
+    if (ms < min_ms)
+        ms = min_ms;
     if (ms > LEASE_RECHECK_MS)
         ms = LEASE_RECHECK_MS;
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
@@ -174,17 +180,16 @@ static void lease_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (sq->closing || sq->expire_queued || sq->next_deadline_ms == 0)
         return;
     if (st_sqlite__now_ms() < sq->next_deadline_ms) {
-        lease_timer_arm(sq);
+        lease_timer_arm(sq, 0);
         return;
     }
     job_t *job = calloc(1, sizeof(*job));
-    if (!job) {
-        lease_timer_arm(sq); /* try again later */
-        return;
-    }
-    job->req.kind = ST_SQ_EXPIRE;
-    if (submit(sq, job) == 0)
+    if (job)
+        job->req.kind = ST_SQ_EXPIRE;
+    if (job && submit(sq, job) == 0)
         sq->expire_queued = true;
+    else
+        lease_timer_arm(sq, LEASE_RECHECK_MS); /* out of memory: try again later */
 }
 
 /* ------------------------------------------------------------------- jobs */
@@ -247,12 +252,12 @@ static void job_after(void *arg)
     sq->rev = job->res.rev;
     if (job->req.kind == ST_SQ_EXPIRE)
         sq->expire_queued = false;
-    if (job->res.has_deadline) {
+    if (job->res.has_deadline)
         sq->next_deadline_ms = job->res.next_deadline_ms;
-        lease_timer_arm(sq);
-    } else if (job->req.kind == ST_SQ_EXPIRE) {
-        lease_timer_arm(sq); /* the deadline is unknown: retry in a while */
-    }
+    if (job->req.kind == ST_SQ_EXPIRE && job->res.err != ST_OK)
+        lease_timer_arm(sq, LEASE_RECHECK_MS); /* failed: retry in a while, not at once */
+    else if (job->res.has_deadline)
+        lease_timer_arm(sq, 0);
     if (job->res.events.n)
         deliver_events(sq, &job->res.events);
     cb_enter(sq);
@@ -600,7 +605,7 @@ st_meta_t *st_meta_sqlite_new(struct event_base *base, const char *path, char *e
     }
     if (open_on_worker(sq, path, errstr, errstr_size) != 0)
         goto fail;
-    lease_timer_arm(sq); /* leases persisted by an earlier run keep their deadline */
+    lease_timer_arm(sq, 0); /* leases persisted by an earlier run keep their deadline */
     return &sq->meta;
 fail:
     st_pool_free(sq->pool);

@@ -25,6 +25,9 @@
  * Only this process writes the file, so a wait means something is wrong. */
 #define BUSY_TIMEOUT_MS 1000
 
+/* etcd's largest lease TTL (9e9 s), in ms; keeps deadlines far from overflow. */
+#define MAX_TTL_MS (9000000000LL * 1000)
+
 /* ------------------------------------------------------------------ arena */
 
 struct st_arena_chunk {
@@ -630,7 +633,7 @@ static st_err_t lease_drop(wtx_t *tx, int64_t id)
 static void run_grant(st_sqlite_db_t *db, const st_sqlite_req_t *req, st_sqlite_res_t *res,
                       st_arena_t *a)
 {
-    if (req->ttl_ms <= 0) {
+    if (req->ttl_ms <= 0 || req->ttl_ms > MAX_TTL_MS) {
         res->err = ST_ERR_INVALID;
         return;
     }
@@ -805,8 +808,12 @@ static int open_setup(st_sqlite_db_t *db, char *errstr, size_t errstr_size)
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(db->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK)
         return open_fail(db, "journal_mode", errstr, errstr_size);
-    int wal = sqlite3_step(s) == SQLITE_ROW &&
-              strcmp((const char *)sqlite3_column_text(s, 0), "wal") == 0;
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        sqlite3_finalize(s);
+        return open_fail(db, "journal_mode", errstr, errstr_size);
+    }
+    const char *mode = (const char *)sqlite3_column_text(s, 0);
+    bool wal = mode && strcmp(mode, "wal") == 0;
     sqlite3_finalize(s);
     if (!wal) {
         snprintf(errstr, errstr_size, "sqlite: cannot use WAL journal mode");
