@@ -324,7 +324,7 @@ static st_err_t read_keys(st_sqlite_db_t *db, const char *key, bool prefix, size
         bind_blob(s, 1, key, strlen(key));
     }
     st_err_t err = ST_OK;
-    int rc;
+    int rc = SQLITE_DONE;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (limit && out->n == limit) {
             if (more)
@@ -607,7 +607,7 @@ static st_err_t lease_drop(wtx_t *tx, int64_t id)
     sqlite3_stmt *s = stmt(db, S_KV_LEASE_KEYS);
     sqlite3_bind_int64(s, 1, id);
     st_err_t err = ST_OK;
-    int rc;
+    int rc = SQLITE_DONE;
     size_t nkeys = 0;
     while (err == ST_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         err = add_delete_event(tx, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
@@ -724,7 +724,7 @@ static void run_expire(st_sqlite_db_t *db, st_sqlite_res_t *res, st_arena_t *a)
     st_kvvec_t ids = {0}; /* lease ids in .lease; collected before deleting */
     sqlite3_stmt *s = stmt(db, S_LEASE_EXPIRED);
     sqlite3_bind_int64(s, 1, tx.now_ms);
-    int rc;
+    int rc = SQLITE_DONE;
     while (err == ST_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         st_kv_t *kv = kvvec_push(a, &ids);
         if (kv)
