@@ -1,0 +1,433 @@
+/*
+ * gw_url.c: the Kafka listener and the store URLs; see gw_url.h.
+ */
+#include "gw_url.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gw_log.h" /* GW_PRINTF */
+
+static int fail(char *err, size_t err_size, const char *fmt, ...) GW_PRINTF(3, 4);
+
+static int fail(char *err, size_t err_size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_size, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+#define SHOW_MAX 80 /* bytes of a value shown in a message */
+
+/* Room for SHOW_MAX bytes escaped as \xNN, "..." and the NUL. */
+typedef struct shown {
+    char s[SHOW_MAX * 4 + 4];
+} shown_t;
+
+/* @s[0..len) made printable on one line: control characters escaped, cut
+ * after SHOW_MAX bytes.  Returns sh->s. */
+static const char *show_n(shown_t *sh, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < SHOW_MAX; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            sh->s[o++] = '\\';
+            sh->s[o++] = 'x';
+            sh->s[o++] = hex[c >> 4];
+            sh->s[o++] = hex[c & 15];
+        } else {
+            sh->s[o++] = (char)c;
+        }
+    }
+    if (len > SHOW_MAX) {
+        memcpy(sh->s + o, "...", 3);
+        o += 3;
+    }
+    sh->s[o] = '\0';
+    return sh->s;
+}
+
+static const char *show(shown_t *sh, const char *s)
+{
+    return show_n(sh, s, strlen(s));
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\f' || c == '\n' || c == '\r' || c == '\v';
+}
+
+/* A TCP port, "0".."65535". */
+static int parse_port(const char *s, size_t len)
+{
+    if (len == 0 || len > 5)
+        return -1;
+    int port = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_digit(s[i]))
+            return -1;
+        port = port * 10 + (s[i] - '0');
+    }
+    return port <= 65535 ? port : -1;
+}
+
+/* Host names and IPv4 literals: letters, digits, '.', '-', '_'. */
+static bool host_chars_ok(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* An IPv6 literal, optionally with a "%zone". */
+static bool ipv6_ok(const char *s, size_t len)
+{
+    char buf[64];
+    const char *pct = memchr(s, '%', len);
+    size_t addr_len = pct ? (size_t)(pct - s) : len;
+    if (addr_len >= sizeof buf)
+        return false;
+    if (pct && !host_chars_ok(pct + 1, len - addr_len - 1))
+        return false;
+    memcpy(buf, s, addr_len);
+    buf[addr_len] = '\0';
+    struct in6_addr a6;
+    return inet_pton(AF_INET6, buf, &a6) == 1;
+}
+
+bool gw_host_is_wildcard(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (host[0] == '\0')
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return a4.s_addr == htonl(INADDR_ANY);
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return memcmp(&a6, &in6addr_any, sizeof a6) == 0;
+    return false;
+}
+
+/* "HOST:PORT" or "[IPV6]:PORT" at @s[0..len) into @out.  Returns 0, or -1
+ * with the reason in @why (the caller adds key and value). */
+static int parse_hostport(const char *s, size_t len, gw_listener_t *out, char *why, size_t why_size)
+{
+    const char *host, *colon;
+    size_t host_len;
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (!close)
+            return fail(why, why_size, "no ']' after the IPv6 address");
+        host = s + 1;
+        host_len = (size_t)(close - host);
+        if (!ipv6_ok(host, host_len))
+            return fail(why, why_size, "'%.*s' is not an IPv6 address", (int)host_len, host);
+        colon = close + 1;
+        if (colon == s + len || *colon != ':')
+            return fail(why, why_size, "no ':PORT' after the host");
+    } else {
+        colon = NULL;
+        for (const char *p = s; p < s + len; p++)
+            if (*p == ':')
+                colon = p;
+        if (!colon)
+            return fail(why, why_size, "no ':PORT' after the host");
+        host = s;
+        host_len = (size_t)(colon - s);
+        if (memchr(host, ':', host_len))
+            return fail(why, why_size, "an IPv6 address goes in brackets, as in [::1]:9092");
+        if (!host_chars_ok(host, host_len))
+            return fail(why, why_size, "'%.*s' is not a host name or address", (int)host_len, host);
+    }
+    if (host_len >= sizeof out->host)
+        return fail(why, why_size, "the host is longer than %zu bytes", sizeof out->host - 1);
+    size_t port_len = (size_t)(s + len - (colon + 1));
+    int port = parse_port(colon + 1, port_len);
+    if (port < 0)
+        return fail(why, why_size, "bad port '%.*s' (expected 0..65535)", (int)port_len, colon + 1);
+    memcpy(out->host, host, host_len);
+    out->host[host_len] = '\0';
+    out->port = port;
+    return 0;
+}
+
+int gw_listener_parse(const char *key, const char *v, bool advertised, gw_listener_t *out,
+                      char *err, size_t err_size)
+{
+    shown_t sh;
+    char why[256];
+    if (strchr(v, ',')) {
+        int count = 0;
+        for (const char *p = v; p; p = strchr(p, ',')) {
+            p += *p == ',';
+            const char *q = p;
+            while (*q && *q != ',' && is_space(*q))
+                q++;
+            count += *q && *q != ',';
+        }
+        if (count > 1)
+            return fail(err, err_size, "%s: only one listener is supported, got %d in '%s'", key,
+                        count, show(&sh, v));
+        return fail(err, err_size, "%s: '%s': give a single listener without commas", key,
+                    show(&sh, v));
+    }
+    const char *sep = strstr(v, "://");
+    if (!sep)
+        return fail(err, err_size, "%s: '%s' is not a listener (expected PLAINTEXT://HOST:PORT)",
+                    key, show(&sh, v));
+    size_t name_len = (size_t)(sep - v);
+    if (name_len != 9 || strncasecmp(v, "PLAINTEXT", 9) != 0)
+        return fail(err, err_size, "%s: listener '%s' is not supported (only PLAINTEXT://)", key,
+                    show_n(&sh, v, name_len));
+    gw_listener_t l;
+    if (parse_hostport(sep + 3, strlen(sep + 3), &l, why, sizeof why) < 0)
+        return fail(err, err_size, "%s: '%s': %s", key, show(&sh, v), why);
+    if (advertised && gw_host_is_wildcard(l.host))
+        return fail(err, err_size,
+                    "%s: '%s': cannot advertise a wildcard address; name a host clients can "
+                    "reach",
+                    key, show(&sh, v));
+    if (advertised && l.port == 0)
+        return fail(err, err_size, "%s: '%s': cannot advertise port 0", key, show(&sh, v));
+    *out = l;
+    return 0;
+}
+
+void gw_listener_format(const gw_listener_t *l, char *buf, size_t size)
+{
+    bool v6 = strchr(l->host, ':') != NULL;
+    snprintf(buf, size, "PLAINTEXT://%s%s%s:%d", v6 ? "[" : "", l->host, v6 ? "]" : "", l->port);
+}
+
+/* Percent-decode @s into @out (@size bytes).  -1 on a bad escape or %00,
+ * -2 when it does not fit. */
+static int percent_decode(const char *s, char *out, size_t size)
+{
+    size_t o = 0;
+    for (; *s; s++) {
+        char c = *s;
+        if (c == '%') {
+            char hex[3] = {s[1], s[1] ? s[2] : '\0', '\0'};
+            char *end;
+            if (!hex[0] || !hex[1] ||
+                !((hex[0] >= '0' && hex[0] <= '9') || (hex[0] >= 'a' && hex[0] <= 'f') ||
+                  (hex[0] >= 'A' && hex[0] <= 'F')))
+                return -1;
+            long b = strtol(hex, &end, 16);
+            if (*end != '\0' || b == 0)
+                return -1;
+            c = (char)b;
+            s += 2;
+        }
+        if (o + 1 >= size)
+            return -2;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/*
+ * The local-path forms of a "file:" or "sqlite:" URL; @rest follows the
+ * scheme and its colon.  "//" + "" or "localhost" + "/abs/path" is the
+ * standard form (RFC 8089); "rel/path" or "/abs/path" without "//" is
+ * accepted too, as SQLite does for "file:".  Decoded into @path.
+ */
+static int parse_local(const char *key, const char *url, const char *scheme, const char *rest,
+                       char *path, size_t path_size, char *err, size_t err_size)
+{
+    shown_t sh;
+    const char *p = rest;
+    if (p[0] == '/' && p[1] == '/') {
+        p += 2;
+        const char *slash = strchr(p, '/');
+        size_t host_len = slash ? (size_t)(slash - p) : strlen(p);
+        if (host_len != 0 && !(host_len == 9 && strncasecmp(p, "localhost", 9) == 0))
+            return fail(err, err_size,
+                        "%s: '%s' names the host '%.*s'; only local paths work "
+                        "(%s:///absolute/path or %s:relative/path)",
+                        key, show(&sh, url), (int)host_len, p, scheme, scheme);
+        p += host_len;
+    }
+    if (*p == '\0')
+        return fail(err, err_size, "%s: '%s' has no path", key, show(&sh, url));
+    if (strpbrk(p, "?#"))
+        return fail(err, err_size,
+                    "%s: '%s': a %s: URL takes no query or fragment (write '?' as %%3F, "
+                    "'#' as %%23)",
+                    key, show(&sh, url), scheme);
+    int rc = percent_decode(p, path, path_size);
+    if (rc == -1)
+        return fail(err, err_size, "%s: '%s': bad percent-escape", key, show(&sh, url));
+    if (rc == -2)
+        return fail(err, err_size, "%s: the path is longer than %zu bytes", key, path_size - 1);
+    return 0;
+}
+
+/* s3://BUCKET[/PREFIX][?endpoint=URL&region=R&addressing=path|virtual] */
+static int check_s3(const char *key, const char *url, const char *rest, char *err, size_t err_size)
+{
+    shown_t sh, sh_key;
+    size_t bucket_len = strcspn(rest, "/?#");
+    bool bucket_ok = bucket_len >= 3 && bucket_len <= 63;
+    for (size_t i = 0; i < bucket_len; i++) {
+        char c = rest[i];
+        bucket_ok = bucket_ok && ((c >= 'a' && c <= 'z') || is_digit(c) || c == '.' || c == '-');
+    }
+    if (!bucket_ok)
+        return fail(err, err_size, "%s: '%s': bad bucket name (3 to 63 of a-z, 0-9, '.', '-')", key,
+                    show(&sh, url));
+    const char *q = strchr(rest, '?');
+    while (q && *q) {
+        q++;
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        const char *val = eq ? eq + 1 : q + len;
+        size_t vlen = (size_t)(q + len - val);
+        bool ok;
+        if (klen == 8 && memcmp(q, "endpoint", 8) == 0)
+            ok = (vlen > 7 && memcmp(val, "http://", 7) == 0) ||
+                 (vlen > 8 && memcmp(val, "https://", 8) == 0);
+        else if (klen == 6 && memcmp(q, "region", 6) == 0)
+            ok = vlen > 0;
+        else if (klen == 10 && memcmp(q, "addressing", 10) == 0)
+            ok = (vlen == 4 && memcmp(val, "path", 4) == 0) ||
+                 (vlen == 7 && memcmp(val, "virtual", 7) == 0);
+        else
+            return fail(err, err_size,
+                        "%s: '%s': unknown parameter '%s' (expected endpoint, region, "
+                        "addressing)",
+                        key, show(&sh, url), show_n(&sh_key, q, klen));
+        if (!ok)
+            return fail(err, err_size, "%s: '%s': bad value for '%.*s'", key, show(&sh, url),
+                        (int)klen, q);
+        q += len;
+    }
+    return 0;
+}
+
+/* etcd://HOST:PORT[,HOST:PORT]...[/PREFIX] */
+static int check_etcd(const char *key, const char *url, const char *rest, char *err,
+                      size_t err_size)
+{
+    shown_t sh;
+    char why[256];
+    size_t hosts_len = strcspn(rest, "/");
+    const char *p = rest, *end = rest + hosts_len;
+    if (hosts_len == 0)
+        return fail(err, err_size, "%s: '%s' names no etcd endpoint", key, show(&sh, url));
+    while (p <= end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *item_end = comma ? comma : end;
+        gw_listener_t hp;
+        if (parse_hostport(p, (size_t)(item_end - p), &hp, why, sizeof why) < 0)
+            return fail(err, err_size, "%s: '%s': %s", key, show(&sh, url), why);
+        if (hp.host[0] == '\0' || hp.port == 0)
+            return fail(err, err_size, "%s: '%s': an etcd endpoint needs a host and a port", key,
+                        show(&sh, url));
+        p = item_end + 1;
+    }
+    return 0;
+}
+
+int gw_storage_url_parse(const char *key, const char *v, gw_storage_url_t *out, char *err,
+                         size_t err_size)
+{
+    shown_t sh;
+    if (strlen(v) >= sizeof out->url)
+        return fail(err, err_size, "%s: longer than %zu bytes", key, sizeof out->url - 1);
+    if (strncasecmp(v, "file:", 5) == 0) {
+        if (parse_local(key, v, "file", v + 5, out->path, sizeof out->path, err, err_size) < 0)
+            return -1;
+        out->kind = GW_STORAGE_DIR;
+        snprintf(out->url, sizeof out->url, "%s", v);
+        return 0;
+    }
+    if (strncasecmp(v, "s3://", 5) == 0) {
+        if (check_s3(key, v, v + 5, err, err_size) < 0)
+            return -1;
+        return fail(err, err_size, "%s: s3:// storage is not built yet (use file:///path)", key);
+    }
+    if (strstr(v, "://"))
+        return fail(err, err_size, "%s: unsupported URL scheme in '%s' (expected file: or s3://)",
+                    key, show(&sh, v));
+    return fail(err, err_size,
+                "%s: '%s' is not a URL (expected file:///absolute/dir or file:relative/dir)", key,
+                show(&sh, v));
+}
+
+int gw_metadata_url_parse(const char *key, const char *v, gw_metadata_url_t *out, char *err,
+                          size_t err_size)
+{
+    shown_t sh;
+    if (strlen(v) >= sizeof out->url)
+        return fail(err, err_size, "%s: longer than %zu bytes", key, sizeof out->url - 1);
+    if (strncasecmp(v, "sqlite:", 7) == 0) {
+        if (parse_local(key, v, "sqlite", v + 7, out->path, sizeof out->path, err, err_size) < 0)
+            return -1;
+        out->kind = GW_METADATA_SQLITE;
+        snprintf(out->url, sizeof out->url, "%s", v);
+        return 0;
+    }
+    if (strncasecmp(v, "etcd://", 7) == 0) {
+        if (check_etcd(key, v, v + 7, err, err_size) < 0)
+            return -1;
+        return fail(err, err_size, "%s: etcd:// metadata is not built yet (use sqlite:///path)",
+                    key);
+    }
+    if (strstr(v, "://"))
+        return fail(err, err_size,
+                    "%s: unsupported URL scheme in '%s' (expected sqlite: or etcd://)", key,
+                    show(&sh, v));
+    return fail(err, err_size,
+                "%s: '%s' is not a URL (expected sqlite:///absolute/file or sqlite:relative/file)",
+                key, show(&sh, v));
+}
+
+int gw_url_from_path(const char *scheme, const char *dir, const char *leaf, char *buf, size_t size)
+{
+    static const char keep[] = "-._~/!$&'()*+,;=:@";
+    static const char hex[] = "0123456789ABCDEF";
+    size_t dir_len = strlen(dir);
+    while (dir_len > 0 && dir[dir_len - 1] == '/')
+        dir_len--; /* "/data/" -> "/data", "/" -> "" */
+    int n = snprintf(buf, size, "%s:%s", scheme, dir[0] == '/' ? "//" : "");
+    if (n < 0 || (size_t)n >= size)
+        return -1;
+    size_t len = (size_t)n;
+    for (size_t i = 0; i < dir_len; i++) {
+        unsigned char c = (unsigned char)dir[i];
+        if (len + 4 > size)
+            return -1;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit((char)c) ||
+            (c != '\0' && strchr(keep, c))) {
+            buf[len++] = (char)c;
+        } else {
+            buf[len++] = '%';
+            buf[len++] = hex[c >> 4];
+            buf[len++] = hex[c & 15];
+        }
+    }
+    n = snprintf(buf + len, size - len, "/%s", leaf);
+    return n < 0 || (size_t)n >= size - len ? -1 : 0;
+}
