@@ -1,0 +1,91 @@
+#!/bin/sh
+# test_cli.sh NUTHATCH: the command line of the nuthatch executable -- exit
+# statuses, one-line errors on standard error, --help and --version.
+set -u
+bin=${1:?usage: test_cli.sh path/to/nuthatch}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nh-test-cli.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT INT TERM
+failures=0
+
+fail() {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+
+# run ARGS...: sets $status; output in $tmp/out and $tmp/err.
+run() {
+    "$bin" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    status=$?
+}
+
+# expect_error WORD ARGS...: exit 2, nothing on stdout, exactly one line on
+# stderr, starting "nuthatch: " and containing WORD.
+expect_error() {
+    word=$1
+    shift
+    run "$@"
+    [ "$status" -eq 2 ] || fail "'$*' exited $status, expected 2"
+    [ ! -s "$tmp/out" ] || fail "'$*' wrote to stdout"
+    lines=$(wc -l <"$tmp/err")
+    [ "$lines" -eq 1 ] || fail "'$*' wrote $lines lines to stderr: $(cat "$tmp/err")"
+    grep -q '^nuthatch: ' "$tmp/err" || fail "'$*': stderr does not start with 'nuthatch: '"
+    grep -qF -- "$word" "$tmp/err" || fail "'$*': stderr does not name '$word': $(cat "$tmp/err")"
+}
+
+expect_error "'bogus'" --bogus 1
+expect_error "'bogus'" --bogus=1
+expect_error num.partitions --num.partitions 0
+expect_error num.partitions --num.partitions abc
+expect_error log.level --log.level loud
+expect_error listeners --listeners PLAINTEXT://localhost:99999
+expect_error node.id --node.id
+expect_error "'stray'" stray
+expect_error log.retention.ms --log.retention.ms 1
+expect_error storage.url --storage.url s3://bucket/prefix
+expect_error metadata.url --metadata.url etcd://localhost:2379/nh
+expect_error "config file" --config "$tmp/missing.properties"
+
+printf 'node.id=1\nnum.partitions = 0\n' >"$tmp/bad.properties"
+expect_error "line 2: num.partitions" --config "$tmp/bad.properties"
+
+# --help: exit 0, every key on stdout, nothing on stderr.
+for h in --help -h; do
+    run "$h"
+    [ "$status" -eq 0 ] || fail "$h exited $status"
+    [ ! -s "$tmp/err" ] || fail "$h wrote to stderr"
+    for key in listeners advertised.listeners node.id data.dir storage.url metadata.url \
+        auto.create.topics.enable num.partitions default.replication.factor \
+        message.max.bytes socket.request.max.bytes connections.max.idle.ms max.connections \
+        request.receive.budget.bytes request.partial.timeout.ms flush.max.bytes \
+        flush.max.inflight log.level log.retention.ms log.retention.bytes metrics.listen \
+        shutdown.timeout.ms read.cache.bytes tail.cache.bytes cluster.id; do
+        grep -q -- "--$key (" "$tmp/out" || fail "$h does not list $key"
+    done
+done
+run --bogus 1 --help
+[ "$status" -eq 0 ] || fail "--help after a mistake exited $status"
+
+run --version
+[ "$status" -eq 0 ] || fail "--version exited $status"
+grep -q '^nuthatch [0-9]' "$tmp/out" || fail "--version printed: $(cat "$tmp/out")"
+
+# A good configuration gets as far as the (not yet built) listener: the file
+# is read, the command line overrides it, and the log lines are well formed.
+# When the server lands this becomes a start-and-stop test.
+printf 'node.id = 3\nnum.partitions: 4\n' >"$tmp/good.properties"
+run --num.partitions 5 --config "$tmp/good.properties" --data.dir "$tmp/data" --log.level debug
+[ "$status" -eq 1 ] || fail "a good configuration exited $status, expected 1 (listener not built)"
+grep -q 'ERROR main: the Kafka listener is not built yet' "$tmp/err" ||
+    fail "no 'not built yet' line: $(cat "$tmp/err")"
+grep -q 'INFO main: nuthatch .* node.id=3 ' "$tmp/err" || fail "node.id from the file not logged"
+grep -q 'num.partitions=5' "$tmp/err" || fail "the command line did not override the file"
+grep -q 'DEBUG config: num.partitions = 5$' "$tmp/err" || fail "no debug line per key"
+bad=$(grep -cvE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z (ERROR|WARN|INFO|DEBUG) [a-z]+: ' "$tmp/err")
+[ "$bad" -eq 0 ] || fail "$bad malformed log lines: $(cat "$tmp/err")"
+[ ! -e "$tmp/data" ] || fail "loading the configuration created data.dir"
+
+if [ "$failures" -ne 0 ]; then
+    echo "test_cli: $failures failure(s)" >&2
+    exit 1
+fi
+echo "test_cli: ok"
