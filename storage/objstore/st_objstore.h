@@ -2,9 +2,11 @@
  * st_objstore.h: immutable objects -- put, ranged get, list, delete -- behind
  * one interface with a backend per file (st_objstore_dir.c, later s3).
  *
- * Ownership: keys are borrowed (copied if kept).  put takes @data (the store
- * frees it with free(), even on error).  Data handed to callbacks is borrowed
- * and valid only during the callback.
+ * Ownership: keys are borrowed (copied if kept).  put borrows @data: the
+ * caller keeps it alive and unchanged until the put's callback has run (or,
+ * when put returns -1, until put returns); the store never frees or modifies
+ * it.  Data handed to callbacks is borrowed and valid only during the
+ * callback.
  * Threading: every function is called on the event-loop thread; every
  * callback runs later on the loop thread, never from inside the call that
  * started the operation.
@@ -39,8 +41,8 @@ typedef void (*st_list_cb)(st_err_t err, const st_obj_info_t *objs, size_t n, bo
 
 typedef struct st_objstore_ops {
     const char *name; /* "dir", "s3" */
-    /* Store @len bytes at @key; takes @data. */
-    int (*put)(st_objstore_t *os, const char *key, uint8_t *data, size_t len, st_done_cb cb,
+    /* Store @len bytes at @key; borrows @data (see Ownership above). */
+    int (*put)(st_objstore_t *os, const char *key, const uint8_t *data, size_t len, st_done_cb cb,
                void *arg);
     /* Read [@off, @off + @len) of @key (@len ST_OBJ_TO_END: to the end).
      * Reading past the end returns the bytes that exist; a missing key is
@@ -63,10 +65,11 @@ struct st_objstore {
 };
 
 /* Calls through the vtable.  Each returns 0 when the operation was started
- * (its callback will run exactly once), or -1 when it could not be started
- * (no callback will run; @data of put is freed). */
-static inline int st_objstore_put(st_objstore_t *os, const char *key, uint8_t *data, size_t len,
-                                  st_done_cb cb, void *arg)
+ * (its callback will run exactly once; put's @data stays borrowed until
+ * then), or -1 when it could not be started (no callback will run; put's
+ * @data is the caller's again at once, neither freed nor changed). */
+static inline int st_objstore_put(st_objstore_t *os, const char *key, const uint8_t *data,
+                                  size_t len, st_done_cb cb, void *arg)
 {
     return os->ops->put(os, key, data, len, cb, arg);
 }
@@ -132,8 +135,10 @@ typedef struct st_objstore_fault {
 /* A wrapper around @inner that fails or delays chosen operations, for tests
  * of failure paths.  Until st_objstore_faulty_set is called it passes
  * everything through.  Failures are delivered like real results: later,
- * from the loop, never from inside the starting call.  Freeing the wrapper
- * delivers delayed completions at once, then frees @inner.
+ * from the loop, never from inside the starting call.  A put borrows its
+ * data as with any store, also when it fails without reaching @inner (the
+ * bytes are then never read).  Freeing the wrapper delivers delayed
+ * completions at once, then frees @inner.
  * @param inner  taken (freed on error, too).
  * @returns owned, or NULL when out of memory.
  * @thread loop */

@@ -12,7 +12,9 @@
  * worker thread against a directory fd opened once at start (so later cwd
  * changes do not matter), and the callback runs from the pool's completion
  * on the loop thread.  Even a rejected key completes that way, so no
- * callback ever runs inside the call that started it.
+ * callback ever runs inside the call that started it.  A put's bytes are the
+ * caller's: the worker only reads them, and only before the completion that
+ * runs the callback; nothing here frees them.
  *
  * Directories are never removed: a deleted object leaves its (possibly
  * empty) directory behind.  This keeps puts free of races with a concurrent
@@ -70,8 +72,9 @@ typedef struct dir_op {
         st_list_cb list; /* list */
     } cb;
     void *arg;
-    uint8_t *buf;        /* put: the data (owned); get: bytes read (owned) */
-    size_t len;          /* bytes in buf */
+    const uint8_t *data; /* put: the caller's bytes (borrowed until the callback) */
+    uint8_t *buf;        /* get: bytes read (owned) */
+    size_t len;          /* bytes in data (put) or buf (get) */
     uint64_t off;        /* get: first byte */
     uint64_t want;       /* get: bytes asked for, ST_OBJ_TO_END = all */
     char *start_after;   /* list: owned copy, or NULL */
@@ -336,7 +339,7 @@ static void put_work(dir_op_t *op)
     st_objstore_dir_t *ds = op->ds;
     const char *slash = strrchr(op->key, '/');
     if (!slash) {
-        op->err = put_into(ds, ds->rootfd, op->key, op->buf, op->len);
+        op->err = put_into(ds, ds->rootfd, op->key, op->data, op->len);
         return;
     }
     char dir[KEY_MAX + 1];
@@ -352,7 +355,7 @@ static void put_work(dir_op_t *op)
         op->err = ST_ERR_IO;
         return;
     }
-    op->err = put_into(ds, dfd, slash + 1, op->buf, op->len);
+    op->err = put_into(ds, dfd, slash + 1, op->data, op->len);
     close(dfd);
 }
 
@@ -651,16 +654,14 @@ static int op_submit(dir_op_t *op)
     return 0;
 }
 
-static int dir_put(st_objstore_t *os, const char *key, uint8_t *data, size_t len, st_done_cb cb,
-                   void *arg)
+static int dir_put(st_objstore_t *os, const char *key, const uint8_t *data, size_t len,
+                   st_done_cb cb, void *arg)
 {
     dir_op_t *op = op_new(os, OP_PUT, key, arg);
-    if (!op) {
-        free(data);
+    if (!op)
         return -1;
-    }
     op->cb.done = cb;
-    op->buf = data;
+    op->data = data; /* borrowed: put_work reads it, op_free leaves it alone */
     op->len = len;
     return op_submit(op);
 }

@@ -10,7 +10,10 @@
  * from inside the starting call) or, with fail_after, runs there and has its
  * result replaced.  A delayed completion holds a copy of what the inner
  * store returned (borrowed data lives only during the inner callback) until
- * its timer fires.
+ * its timer fires.  A put's bytes stay the caller's throughout: they go to
+ * the inner store as borrowed as they came, are never kept past the inner
+ * put's callback (which runs before the caller's), and are never freed --
+ * not when the put fails without reaching the inner store either.
  */
 #include "st_objstore.h"
 
@@ -186,19 +189,15 @@ static void put_done(st_err_t err, void *arg)
     fop_finish(op);
 }
 
-static int faulty_put(st_objstore_t *os, const char *key, uint8_t *data, size_t len, st_done_cb cb,
-                      void *arg)
+static int faulty_put(st_objstore_t *os, const char *key, const uint8_t *data, size_t len,
+                      st_done_cb cb, void *arg)
 {
     fault_op_t *op = fop_new(os, ST_OBJ_OP_PUT, arg);
-    if (!op) {
-        free(data);
+    if (!op)
         return -1;
-    }
     op->cb.done = cb;
-    if (fails_before(op)) {
-        free(data);
-        return fop_fail_now(op);
-    }
+    if (fails_before(op))
+        return fop_fail_now(op); /* @data untouched: it stays the caller's */
     if (st_objstore_put(op->fs->inner, key, data, len, put_done, op) != 0) {
         fop_free(op);
         return -1;

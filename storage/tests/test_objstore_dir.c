@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -190,6 +191,8 @@ static int teardown(void **state)
 
 /* ---------------------------------------------------------------- helpers */
 
+/* Put @s at @key from a heap copy that stays ours: it must come back
+ * unchanged once the callback ran, and we free it. */
 static st_err_t put_str(fix_t *f, const char *key, const char *s)
 {
     res_t r = {0};
@@ -202,6 +205,8 @@ static st_err_t put_str(fix_t *f, const char *key, const char *s)
     assert_int_equal(r.done, 0);
     wait1(f, &r);
     assert_true(pthread_equal(r.thread, pthread_self())); /* on the loop thread */
+    assert_memory_equal(data, s, len);
+    free(data);
     return r.err;
 }
 
@@ -539,19 +544,26 @@ static void test_concurrent_puts(void **state)
     st_objstore_free(f->os);
     f->os = open_store(f, 4);
     static res_t rs[NPUT];
+    static char *vals[NPUT]; /* each put's bytes: ours, kept until its callback ran */
     memset(rs, 0, sizeof rs);
     for (int i = 0; i < NPUT; i++) {
         char key[64], val[64];
         snprintf(key, sizeof key, "c/%d/%03d", i % 7, i);
         snprintf(val, sizeof val, "value %d", i);
+        vals[i] = strdup(val);
         rs[i].in_call = 1;
         assert_int_equal(
-            st_objstore_put(f->os, key, (uint8_t *)strdup(val), strlen(val), done_cb, &rs[i]), 0);
+            st_objstore_put(f->os, key, (const uint8_t *)vals[i], strlen(val), done_cb, &rs[i]), 0);
         rs[i].in_call = 0;
     }
     wait_n(f, rs, NPUT);
-    for (int i = 0; i < NPUT; i++)
+    for (int i = 0; i < NPUT; i++) {
         assert_int_equal(rs[i].err, ST_OK);
+        char val[64];
+        snprintf(val, sizeof val, "value %d", i);
+        assert_string_equal(vals[i], val);
+        free(vals[i]);
+    }
 
     /* All landed: page through the listing, then read each. */
     res_t r = {0};
@@ -578,15 +590,19 @@ static void test_concurrent_puts(void **state)
     /* Racing puts of one key: exactly one wins, the rest are refused. */
     enum { NRACE = 16 };
     res_t race[NRACE];
+    char *racers[NRACE];
     memset(race, 0, sizeof race);
     for (int i = 0; i < NRACE; i++) {
         char val[16];
         snprintf(val, sizeof val, "racer %02d", i);
-        assert_int_equal(st_objstore_put(f->os, "race/one", (uint8_t *)strdup(val), strlen(val),
+        racers[i] = strdup(val);
+        assert_int_equal(st_objstore_put(f->os, "race/one", (const uint8_t *)racers[i], strlen(val),
                                          done_cb, &race[i]),
                          0);
     }
     wait_n(f, race, NRACE);
+    for (int i = 0; i < NRACE; i++)
+        free(racers[i]); /* losers' bytes too: refused puts never free them */
     int winner = -1, won = 0;
     for (int i = 0; i < NRACE; i++) {
         if (race[i].err == ST_OK) {
@@ -610,17 +626,20 @@ static void test_free_drains_and_reopen(void **state)
     fix_t *f = *state;
     enum { N = 20 };
     res_t rs[N];
+    char *vals[N];
     memset(rs, 0, sizeof rs);
     for (int i = 0; i < N; i++) {
         char key[32];
         snprintf(key, sizeof key, "keep/%02d", i);
+        vals[i] = strdup(key);
         assert_int_equal(
-            st_objstore_put(f->os, key, (uint8_t *)strdup(key), strlen(key), done_cb, &rs[i]), 0);
+            st_objstore_put(f->os, key, (const uint8_t *)vals[i], strlen(key), done_cb, &rs[i]), 0);
     }
     st_objstore_free(f->os); /* waits for the puts; their callbacks run */
     for (int i = 0; i < N; i++) {
         assert_int_equal(rs[i].done, 1);
         assert_int_equal(rs[i].err, ST_OK);
+        free(vals[i]);
     }
 
     f->os = open_store(f, 1);
@@ -639,6 +658,7 @@ static void test_free_drains_and_reopen(void **state)
 
 typedef struct late {
     st_objstore_t *os;
+    uint8_t *more; /* bytes of the put tried from the callback; ours */
     int done;
     int refused; /* operations the store refused to start from the callback */
 } late_t;
@@ -648,9 +668,12 @@ static void late_cb(st_err_t err, void *arg)
     late_t *l = arg;
     assert_int_equal(err, ST_OK);
     l->done++;
-    /* The store is being freed: it must refuse new work, not crash. */
-    if (st_objstore_put(l->os, "late/more", (uint8_t *)strdup("x"), 1, late_cb, l) != 0)
+    /* The store is being freed: it must refuse new work, not crash.  A
+     * refused put hands its bytes straight back, untouched. */
+    if (st_objstore_put(l->os, "late/more", l->more, 1, late_cb, l) != 0) {
+        assert_int_equal(l->more[0], 'y');
         l->refused++;
+    }
     if (st_objstore_get_range(l->os, "late/one", 0, 1, data_cb, NULL) != 0)
         l->refused++;
 }
@@ -663,12 +686,16 @@ static void test_free_refuses_new_work(void **state)
             f->os = st_objstore_faulty_new(open_store(f, 2), f->base);
         char key[32];
         snprintf(key, sizeof key, "late/%d", wrap);
-        late_t l = {.os = f->os};
-        assert_int_equal(st_objstore_put(f->os, key, (uint8_t *)strdup("x"), 1, late_cb, &l), 0);
+        uint8_t *data = (uint8_t *)strdup("x");
+        late_t l = {.os = f->os, .more = (uint8_t *)strdup("y")};
+        assert_int_equal(st_objstore_put(f->os, key, data, 1, late_cb, &l), 0);
         st_objstore_free(f->os);
         f->os = NULL;
         assert_int_equal(l.done, 1);
         assert_int_equal(l.refused, 2);
+        assert_int_equal(data[0], 'x');
+        free(data);
+        free(l.more);
     }
 }
 
@@ -713,6 +740,7 @@ static void test_put_io_errors(void **state)
     setrlimit(RLIMIT_FSIZE, &old_rl);
     sigaction(SIGXFSZ, &old_sa, NULL);
     assert_int_equal(p.err, ST_ERR_IO);
+    free(data); /* a failed put leaves the bytes to us as well */
     assert_int_equal(count_tmp(f->store_root), 0);
     get(f, "big/one", 0, ST_OBJ_TO_END, &r);
     assert_int_equal(r.err, ST_ERR_NOT_FOUND);
@@ -742,6 +770,95 @@ static void test_put_io_errors(void **state)
     list(f, "", NULL, 10, &r);
     assert_int_equal(r.err, ST_OK); /* a deleted directory simply has no entries */
     assert_int_equal(r.n, 0);
+    res_reset(&r);
+}
+
+/* Put @len bytes of @data at @key and wait for the callback; @data stays ours. */
+static st_err_t put_bytes(fix_t *f, const char *key, const uint8_t *data, size_t len)
+{
+    res_t r = {0};
+    r.in_call = 1;
+    assert_int_equal(st_objstore_put(f->os, key, data, len, done_cb, &r), 0);
+    r.in_call = 0;
+    assert_int_equal(r.done, 0);
+    wait1(f, &r);
+    return r.err;
+}
+
+static void fill_pattern(uint8_t *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 31u + seed);
+}
+
+static void test_put_borrows(void **state)
+{
+    /* put borrows the caller's bytes: they come back unchanged and unfreed
+     * (freeing them here would be a double free, reading them a
+     * use-after-free, under the sanitizers) on every path. */
+    fix_t *f = *state;
+    res_t r = {0};
+    const size_t sizes[] = {1, 100, 64 * 1024 + 3};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        size_t n = sizes[i];
+        uint8_t *data = malloc(n), *want = malloc(n);
+        fill_pattern(data, n, (unsigned)i);
+        memcpy(want, data, n);
+        char key[32];
+        snprintf(key, sizeof key, "b/heap-%zu", n);
+        assert_int_equal(put_bytes(f, key, data, n), ST_OK);
+        assert_memory_equal(data, want, n);
+        assert_int_equal(put_bytes(f, key, data, n), ST_ERR_EXISTS); /* failed: still ours */
+        assert_memory_equal(data, want, n);
+        assert_int_equal(put_bytes(f, "b/../bad", data, n), ST_ERR_INVALID);
+        assert_memory_equal(data, want, n);
+        free(data);
+        get(f, key, 0, ST_OBJ_TO_END, &r);
+        assert_int_equal(r.err, ST_OK);
+        assert_int_equal(r.len, n);
+        assert_memory_equal(r.data, want, n);
+        free(want);
+    }
+
+    /* Read-only memory that malloc never handed out: a store that wrote to
+     * the bytes would fault, one that freed them would abort. */
+    long page = sysconf(_SC_PAGESIZE);
+    size_t n = (size_t)page * 2;
+    uint8_t *ro = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(ro != MAP_FAILED);
+    fill_pattern(ro, n, 7);
+    assert_int_equal(mprotect(ro, n, PROT_READ), 0);
+    assert_int_equal(put_bytes(f, "b/ro", ro, n), ST_OK);
+    assert_int_equal(put_bytes(f, "b/ro", ro, n), ST_ERR_EXISTS);
+
+    /* Each path through the fault-injecting wrapper borrows as well. */
+    f->os = st_objstore_faulty_new(f->os, f->base);
+    assert_non_null(f->os);
+    assert_int_equal(put_bytes(f, "b/w/pass", ro, n), ST_OK);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT, &(st_objstore_fault_t){.fail_nth = 1});
+    assert_int_equal(put_bytes(f, "b/w/never", ro, n), ST_ERR_IO); /* never reaches the store */
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.fail_nth = 1, .fail_after = true});
+    assert_int_equal(put_bytes(f, "b/w/lost", ro, n), ST_ERR_IO); /* lands, reply lost */
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.delay_nth = 1, .delay_ms = 20});
+    assert_int_equal(put_bytes(f, "b/w/late", ro, n), ST_OK);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT, NULL);
+
+    uint8_t *want = malloc(n);
+    fill_pattern(want, n, 7);
+    assert_memory_equal(ro, want, n);
+    const char *landed[] = {"b/ro", "b/w/pass", "b/w/lost", "b/w/late"};
+    for (size_t i = 0; i < sizeof landed / sizeof *landed; i++) {
+        get(f, landed[i], 0, ST_OBJ_TO_END, &r);
+        assert_int_equal(r.err, ST_OK);
+        assert_int_equal(r.len, n);
+        assert_memory_equal(r.data, want, n);
+    }
+    get(f, "b/w/never", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    assert_int_equal(munmap(ro, n), 0);
+    free(want);
     res_reset(&r);
 }
 
@@ -835,13 +952,14 @@ static void test_faulty_free_delivers(void **state)
         &(st_objstore_fault_t){
             .fail_all = true, .delay_all = true, .delay_ms = 60000, .err = ST_ERR_CLOSED});
     res_t a = {0}, b = {0}, c = {0};
-    assert_int_equal(st_objstore_put(f->os, "d/a", (uint8_t *)strdup("a"), 1, done_cb, &a), 0);
+    uint8_t *da = (uint8_t *)strdup("a"), *dc = (uint8_t *)strdup("c");
+    assert_int_equal(st_objstore_put(f->os, "d/a", da, 1, done_cb, &a), 0);
     assert_int_equal(st_objstore_del(f->os, "d/zz", done_cb, &b), 0);
     /* Let the put reach the disk so its completion sits on the 60 s timer. */
     double t0 = now_s();
     while (now_s() - t0 < 0.2)
         event_base_loop(f->base, EVLOOP_NONBLOCK);
-    assert_int_equal(st_objstore_put(f->os, "d/c", (uint8_t *)strdup("c"), 1, done_cb, &c), 0);
+    assert_int_equal(st_objstore_put(f->os, "d/c", dc, 1, done_cb, &c), 0);
     assert_int_equal(a.done + b.done + c.done, 0);
     st_objstore_free(f->os);
     assert_int_equal(a.done, 1);
@@ -850,6 +968,10 @@ static void test_faulty_free_delivers(void **state)
     assert_int_equal(b.err, ST_ERR_CLOSED);
     assert_int_equal(c.done, 1);
     assert_int_equal(c.err, ST_OK);
+    assert_int_equal(da[0], 'a');
+    assert_int_equal(dc[0], 'c');
+    free(da);
+    free(dc);
     f->os = open_store(f, 1);
     res_t r = {0};
     list(f, "d/", NULL, 10, &r);
@@ -872,6 +994,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_refuses_new_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_io_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_borrows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faulty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faulty_free_delivers, setup, teardown),
     };
