@@ -69,20 +69,25 @@ run --version
 [ "$status" -eq 0 ] || fail "--version exited $status"
 grep -q '^nuthatch [0-9]' "$tmp/out" || fail "--version printed: $(cat "$tmp/out")"
 
-# A good configuration gets as far as the (not yet built) listener: the file
-# is read, the command line overrides it, and the log lines are well formed.
-# When the server lands this becomes a start-and-stop test.
+# A good configuration gets past loading: the file is read, the command line
+# overrides it, the effective configuration is logged in well-formed lines.
+# The listener address is TEST-NET-1 (RFC 5737), which no host owns, so the
+# gateway fails at the latest when it binds (today: the listener is not
+# built yet) and exits 1 instead of serving.
 printf 'node.id = 3\nnum.partitions: 4\n' >"$tmp/good.properties"
-run --num.partitions 5 --config "$tmp/good.properties" --data.dir "$tmp/data" --log.level debug
-[ "$status" -eq 1 ] || fail "a good configuration exited $status, expected 1 (listener not built)"
-grep -q 'ERROR main: the Kafka listener is not built yet' "$tmp/err" ||
-    fail "no 'not built yet' line: $(cat "$tmp/err")"
+run_timeout() {
+    timeout 30 "$bin" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    status=$?
+}
+run_timeout --num.partitions 5 --config "$tmp/good.properties" --data.dir "$tmp/data" \
+    --listeners PLAINTEXT://192.0.2.1:9092 --log.level debug
+[ "$status" -eq 1 ] || fail "a good configuration exited $status, expected 1 (cannot listen)"
+grep -q ' ERROR [a-z0-9_.-]*: ' "$tmp/err" || fail "no error line saying why: $(cat "$tmp/err")"
 grep -q 'INFO main: nuthatch .* node.id=3 ' "$tmp/err" || fail "node.id from the file not logged"
 grep -q 'num.partitions=5' "$tmp/err" || fail "the command line did not override the file"
 grep -q 'DEBUG config: num.partitions = 5$' "$tmp/err" || fail "no debug line per key"
-bad=$(grep -cvE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z (ERROR|WARN|INFO|DEBUG) [a-z]+: ' "$tmp/err")
+bad=$(grep -cvE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z (ERROR|WARN|INFO|DEBUG) [a-z0-9_.-]+: ' "$tmp/err")
 [ "$bad" -eq 0 ] || fail "$bad malformed log lines: $(cat "$tmp/err")"
-[ ! -e "$tmp/data" ] || fail "loading the configuration created data.dir"
 
 if [ "$failures" -ne 0 ]; then
     echo "test_cli: $failures failure(s)" >&2
