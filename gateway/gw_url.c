@@ -8,7 +8,6 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -65,6 +64,17 @@ static const char *show(shown_t *sh, const char *s)
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
 }
 
 static bool is_space(char c)
@@ -170,20 +180,29 @@ static int parse_hostport(const char *s, size_t len, gw_listener_t *out, char *w
     return 0;
 }
 
+/* Non-blank items in a comma-separated list. */
+static int count_items(const char *v)
+{
+    int count = 0;
+    bool in_item = false;
+    for (; *v; v++) {
+        if (*v == ',') {
+            in_item = false;
+        } else if (!in_item && !is_space(*v)) {
+            in_item = true;
+            count++;
+        }
+    }
+    return count;
+}
+
 int gw_listener_parse(const char *key, const char *v, bool advertised, gw_listener_t *out,
                       char *err, size_t err_size)
 {
     shown_t sh;
     char why[256];
     if (strchr(v, ',')) {
-        int count = 0;
-        for (const char *p = v; p; p = strchr(p, ',')) {
-            p += *p == ',';
-            const char *q = p;
-            while (*q && *q != ',' && is_space(*q))
-                q++;
-            count += *q && *q != ',';
-        }
+        int count = count_items(v);
         if (count > 1)
             return fail(err, err_size, "%s: only one listener is supported, got %d in '%s'", key,
                         count, show(&sh, v));
@@ -226,16 +245,10 @@ static int percent_decode(const char *s, char *out, size_t size)
     for (; *s; s++) {
         char c = *s;
         if (c == '%') {
-            char hex[3] = {s[1], s[1] ? s[2] : '\0', '\0'};
-            char *end;
-            if (!hex[0] || !hex[1] ||
-                !((hex[0] >= '0' && hex[0] <= '9') || (hex[0] >= 'a' && hex[0] <= 'f') ||
-                  (hex[0] >= 'A' && hex[0] <= 'F')))
+            int hi = hex_value(s[1]), lo = hi < 0 ? -1 : hex_value(s[2]);
+            if (lo < 0 || (hi == 0 && lo == 0))
                 return -1;
-            long b = strtol(hex, &end, 16);
-            if (*end != '\0' || b == 0)
-                return -1;
-            c = (char)b;
+            c = (char)(hi << 4 | lo);
             s += 2;
         }
         if (o + 1 >= size)
