@@ -614,7 +614,7 @@ static void test_concurrent_puts(void **state)
     }
     assert_int_equal(won, 1);
     get(f, "race/one", 0, ST_OBJ_TO_END, &r);
-    char want[16];
+    char want[32];
     snprintf(want, sizeof want, "racer %02d", winner);
     assert_string_equal((char *)r.data, want);
     assert_int_equal(count_tmp(f->store_root), 0);

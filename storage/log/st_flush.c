@@ -1,0 +1,440 @@
+/*
+ * st_flush.c: the write path -- provisional offsets, adaptive group-commit
+ * flushing of every partition's pending batches into one object, the
+ * manifest commit in flush order, and the failure rule (DESIGN §3.6).
+ */
+#include "st_log_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kp_batch.h"
+#include "kp_crc32c.h"
+
+/* A manifest entry is 64 bytes: 8192 partitions keep one manifest at
+ * 512 KiB, well inside etcd's 1.5 MiB request limit. */
+#define FLUSH_MAX_PARTS 8192
+
+static void try_commit(st_log_t *log);
+
+/* ---------------------------------------------------------------- append */
+
+int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_cb cb, void *arg)
+{
+    st_log_t *log = part->log;
+    if (!log->open || log->closing || part->topic->deleting || len < KP_BATCH_HEADER_SIZE)
+        return -1;
+    st_pend_t *b = malloc(sizeof(*b));
+    uint8_t *copy = malloc(len);
+    if (!b || !copy) {
+        free(b);
+        free(copy);
+        return -1;
+    }
+    memcpy(copy, batch, len);
+    int32_t last_delta = (int32_t)kp_be32(copy + KP_BATCH_OFF_LAST_OFFSET_DELTA);
+    if (last_delta < 0)
+        last_delta = 0;
+    /* Offsets are provisional until the flush commits; the CRC does not
+     * cover base offset and leader epoch, so patching keeps it valid. */
+    kp_batch_set_base_offset(copy, part->leo);
+    kp_batch_set_leader_epoch(copy, part->epoch);
+    b->next = NULL;
+    b->data = copy;
+    b->len = len;
+    b->base = part->leo;
+    b->last = part->leo + last_delta;
+    b->max_ts = (int64_t)kp_be64(copy + KP_BATCH_OFF_MAX_TIMESTAMP);
+    b->cb = cb;
+    b->arg = arg;
+    part->leo = b->last + 1;
+    if (part->pend_tail)
+        part->pend_tail->next = b;
+    else
+        part->pend_head = b;
+    part->pend_tail = b;
+    part->pend_bytes += len;
+    log->pend_bytes += len;
+    if (!part->dirty) {
+        part->dirty = true;
+        st_list_push(&log->dirty, &part->dirty_link);
+    }
+    st_log__kick(log);
+    return 0;
+}
+
+/* Call every batch's callback with @err and free the batches.  The state
+ * (offsets, lists) must already be consistent: callbacks may re-enter. */
+static void fail_batches(st_pend_t *b, st_err_t err)
+{
+    while (b) {
+        st_pend_t *next = b->next;
+        if (b->cb)
+            b->cb(err, -1, b->arg);
+        free(b->data);
+        free(b);
+        b = next;
+    }
+}
+
+/* Detach @part's pending batches, rewinding its log end offset. */
+static st_pend_t *detach_pending(st_part_t *part)
+{
+    st_pend_t *b = part->pend_head;
+    if (b && b->base < part->leo)
+        part->leo = b->base;
+    part->log->pend_bytes -= part->pend_bytes;
+    part->pend_head = part->pend_tail = NULL;
+    part->pend_bytes = 0;
+    if (part->dirty) {
+        part->dirty = false;
+        st_list_del(&part->dirty_link);
+    }
+    return b;
+}
+
+void st_log__fail_pending(st_part_t *part, st_err_t err)
+{
+    fail_batches(detach_pending(part), err);
+}
+
+/* ---------------------------------------------------------------- flush */
+
+void st_log__kick(st_log_t *log)
+{
+    if (st_list_empty(&log->dirty) || log->inflight >= log->cfg.flush_max_inflight)
+        return;
+    /* Adaptive group commit: flush at once when nothing is in flight;
+     * while uploads are in flight, accumulate until one completes (which
+     * kicks again) or flush.max.bytes is pending. */
+    if (log->inflight == 0 || log->closing || log->pend_bytes >= log->cfg.flush_max_bytes)
+        event_active(log->kick, EV_TIMEOUT, 0); /* deferred: batches of this turn join */
+}
+
+static void flush_free(st_flush_t *f)
+{
+    st_log_t *log = f->log;
+    st_list_del(&f->link);
+    free(f->parts);
+    st_buf_unref(f->obj);
+    free(f);
+    st_log__op_done(log);
+}
+
+/* Move one dirty partition's pending batches into @fp, writing the chunk. */
+static void take_partition(kp_writer_t *w, st_fpart_t *fp, st_part_t *part)
+{
+    fp->part = part;
+    fp->batches = part->pend_head;
+    st_chunk_desc_t *d = &fp->desc;
+    d->topic_id = part->topic->id;
+    d->partition = part->index;
+    d->base_offset = part->pend_head->base;
+    d->last_offset = part->pend_tail->last;
+    d->max_timestamp = INT64_MIN;
+    d->pos = w->len;
+    for (st_pend_t *b = part->pend_head; b; b = b->next) {
+        kp_write_raw(w, b->data, b->len);
+        free(b->data);
+        b->data = NULL;
+        d->batches++;
+        if (b->max_ts > d->max_timestamp)
+            d->max_timestamp = b->max_ts;
+    }
+    d->len = (uint32_t)(w->len - d->pos);
+    d->crc = w->err ? 0 : kp_crc32c(0, w->buf + d->pos, d->len);
+    part->log->pend_bytes -= part->pend_bytes;
+    part->pend_head = part->pend_tail = NULL;
+    part->pend_bytes = 0;
+    part->dirty = false;
+    st_list_del(&part->dirty_link);
+}
+
+static void put_done(st_err_t err, void *arg);
+
+/* Build one object from the dirty partitions (in arrival order). */
+static st_flush_t *flush_build(st_log_t *log)
+{
+    size_t nparts = 0, bytes = ST_OBJ_HEADER_SIZE + 4 + ST_OBJ_TRAILER_SIZE;
+    for (st_link_t *l = log->dirty.next; l != &log->dirty && nparts < FLUSH_MAX_PARTS;
+         l = l->next, nparts++)
+        bytes += st_container_of(l, st_part_t, dirty_link)->pend_bytes + ST_OBJ_ENTRY_SIZE;
+    st_flush_t *f = calloc(1, sizeof(*f));
+    st_fpart_t *fps = calloc(nparts, sizeof(*fps));
+    st_chunk_desc_t *descs = calloc(nparts, sizeof(*descs));
+    kp_writer_t w;
+    kp_writer_init(&w, bytes);
+    if (!f || !fps || !descs || w.err)
+        goto fail;
+    f->log = log;
+    f->seq = log->next_seq++;
+    snprintf(f->key, sizeof f->key, "objects/%" PRId32 "/%010" PRId64 "-%012" PRId64 ".nho",
+             log->cfg.node_id, log->incarnation, f->seq);
+    st_obj_write_header(&w, &(st_obj_header_t){log->cfg.node_id, log->incarnation, f->seq});
+    for (size_t i = 0; i < nparts; i++) {
+        take_partition(&w, &fps[i], st_container_of(log->dirty.next, st_part_t, dirty_link));
+        descs[i] = fps[i].desc;
+    }
+    st_obj_write_footer(&w, descs, nparts);
+    free(descs);
+    descs = NULL;
+    f->parts = fps;
+    f->nparts = nparts;
+    if (w.err) {
+        f->state = ST_FLUSH_FAILED;
+        f->err = ST_ERR_NOMEM;
+        kp_writer_deinit(&w);
+        return f;
+    }
+    size_t len;
+    uint8_t *data = kp_writer_take(&w, &len);
+    f->obj = st_buf_wrap(data, len);
+    if (!f->obj) {
+        free(data);
+        f->state = ST_FLUSH_FAILED;
+        f->err = ST_ERR_NOMEM;
+    }
+    return f;
+fail:
+    free(f);
+    free(fps);
+    free(descs);
+    kp_writer_deinit(&w);
+    return NULL;
+}
+
+/* Fail @from and every later flush, and everything pending (DESIGN §3.6):
+ * the log end offsets return to where the failed data began. */
+static void fail_from(st_log_t *log, st_flush_t *from, st_err_t err)
+{
+    st_pend_t *failed = NULL, **tailp = &failed;
+    log->stats.flush_failures++;
+    for (st_link_t *l = &from->link, *next; l != &log->flushes; l = next) {
+        next = l->next;
+        st_flush_t *f = st_container_of(l, st_flush_t, link);
+        if (f->state == ST_FLUSH_FAILED && f->nparts == 0)
+            continue;
+        if (f->state != ST_FLUSH_FAILED) {
+            f->state = ST_FLUSH_FAILED;
+            log->inflight--;
+        }
+        f->err = err;
+        for (size_t i = 0; i < f->nparts; i++) {
+            st_pend_t *b = f->parts[i].batches;
+            if (b && b->base < f->parts[i].part->leo)
+                f->parts[i].part->leo = b->base;
+            *tailp = b;
+            while (*tailp)
+                tailp = &(*tailp)->next;
+            f->parts[i].batches = NULL;
+        }
+        f->nparts = 0;
+    }
+    while (!st_list_empty(&log->dirty)) {
+        *tailp = detach_pending(st_container_of(log->dirty.next, st_part_t, dirty_link));
+        while (*tailp)
+            tailp = &(*tailp)->next;
+    }
+    /* Flushes whose upload already returned can go; the others are freed
+     * when it does (their objects stay unreferenced: orphans for GC). */
+    for (st_link_t *l = log->flushes.next, *next; l != &log->flushes; l = next) {
+        next = l->next;
+        st_flush_t *f = st_container_of(l, st_flush_t, link);
+        if (f->state == ST_FLUSH_FAILED && f->upload_done)
+            flush_free(f);
+    }
+    fail_batches(failed, err);
+}
+
+void st_log__flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    st_log_t *log = arg;
+    while (!st_list_empty(&log->dirty) && log->inflight < log->cfg.flush_max_inflight) {
+        st_flush_t *f = flush_build(log);
+        if (!f) {
+            fail_from(log, st_container_of(&log->flushes, st_flush_t, link), ST_ERR_NOMEM);
+            return;
+        }
+        st_list_push(&log->flushes, &f->link);
+        log->async_ops++;
+        log->inflight++;
+        if (f->state == ST_FLUSH_FAILED) {
+            f->upload_done = true;
+            log->inflight--;
+            f->state = ST_FLUSH_UPLOADING;
+            fail_from(log, f, f->err);
+            return;
+        }
+        f->state = ST_FLUSH_UPLOADING;
+        if (st_objstore_put(log->os, f->key, f->obj->data, f->obj->len, put_done, f) != 0) {
+            f->upload_done = true;
+            fail_from(log, f, ST_ERR_IO);
+            return;
+        }
+        /* One object at a time unless enough is pending to justify another
+         * in parallel. */
+        if (log->pend_bytes < log->cfg.flush_max_bytes)
+            break;
+    }
+}
+
+static void put_done(st_err_t err, void *arg)
+{
+    st_flush_t *f = arg;
+    st_log_t *log = f->log;
+    f->upload_done = true;
+    if (f->state == ST_FLUSH_FAILED) {
+        flush_free(f); /* abandoned earlier; its object is an orphan */
+        return;
+    }
+    if (err != ST_OK) {
+        fail_from(log, f, err);
+        return;
+    }
+    f->state = ST_FLUSH_UPLOADED;
+    try_commit(log);
+}
+
+/* ---------------------------------------------------------------- commit */
+
+typedef struct commit {
+    st_log_t *log;
+    size_t n;
+    st_flush_t *flushes[]; /* in flush order */
+} commit_t;
+
+static void manifest_key(char *key, size_t cap, const st_log_t *log, int64_t seq)
+{
+    snprintf(key, cap, "%s/manifests/%" PRId32 "/%010" PRId64 "/%012" PRId64, ST_KEY_ROOT,
+             log->cfg.node_id, log->incarnation, seq);
+}
+
+static void apply_flush(st_log_t *log, st_flush_t *f);
+static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                        void *arg);
+
+/* Commit every uploaded flush at the head of the line (in flush order) in
+ * one transaction: one compare on this node's fence, one put per flush. */
+static void try_commit(st_log_t *log)
+{
+    if (log->committing)
+        return;
+    size_t n = 0;
+    st_flush_t *batch[ST_META_MAX_TXN_OPS - 1];
+    for (st_link_t *l = log->flushes.next; l != &log->flushes; l = l->next) {
+        st_flush_t *f = st_container_of(l, st_flush_t, link);
+        if (f->state == ST_FLUSH_FAILED)
+            continue;
+        if (f->state != ST_FLUSH_UPLOADED || n == ST_META_MAX_TXN_OPS - 1)
+            break;
+        batch[n++] = f;
+    }
+    if (n == 0)
+        return;
+    commit_t *c = malloc(sizeof(*c) + n * sizeof(st_flush_t *));
+    st_op_t *ops = calloc(n, sizeof(*ops));
+    char(*keys)[128] = calloc(n, sizeof(*keys));
+    kp_writer_t *vals = calloc(n, sizeof(*vals));
+    int rc = (c && ops && keys && vals) ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        st_flush_t *f = batch[i];
+        st_chunk_desc_t *descs = calloc(f->nparts ? f->nparts : 1, sizeof(*descs));
+        for (size_t k = 0; descs && k < f->nparts; k++)
+            descs[k] = f->parts[k].desc;
+        st_manifest_t m = {log->cfg.node_id, log->incarnation, f->seq, kp_str(f->key),
+                           f->obj->len, descs, f->nparts};
+        kp_writer_init(&vals[i], 64 + 64 * f->nparts);
+        if (descs)
+            st_manifest_encode(&vals[i], &m);
+        free(descs);
+        if (!descs || vals[i].err)
+            rc = -1;
+        manifest_key(keys[i], sizeof keys[i], log, f->seq);
+        ops[i] = (st_op_t){.type = ST_OP_PUT, .key = keys[i], .val = vals[i].buf,
+                           .val_len = vals[i].len};
+        c->flushes[i] = f;
+    }
+    st_cmp_t fence = {.key = log->fence_key, .target = ST_CMP_VALUE, .op = ST_CMP_EQ,
+                      .val = (const uint8_t *)log->fence_val, .val_len = strlen(log->fence_val)};
+    st_txn_t txn = {.cmps = &fence, .ncmps = 1, .success = ops, .nsuccess = n};
+    if (rc == 0) {
+        c->log = log;
+        c->n = n;
+        rc = st_meta_txn(log->meta, &txn, commit_done, c);
+    }
+    for (size_t i = 0; vals && i < n; i++)
+        kp_writer_deinit(&vals[i]);
+    free(vals);
+    free(keys);
+    free(ops);
+    if (rc != 0) {
+        free(c);
+        fail_from(log, batch[0], ST_ERR_NOMEM);
+        return;
+    }
+    log->committing = true;
+    for (size_t i = 0; i < n; i++)
+        batch[i]->state = ST_FLUSH_COMMITTING;
+}
+
+static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                        void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    commit_t *c = arg;
+    st_log_t *log = c->log;
+    log->committing = false;
+    if (err == ST_OK && !ok)
+        err = ST_ERR_CONFLICT; /* fenced: another incarnation took over */
+    /* An unknown outcome (a remote store's timeout) is treated as a failure
+     * here; the remote backends resolve it by reading the manifest key
+     * before reporting. */
+    if (err != ST_OK) {
+        fail_from(log, c->flushes[0], err);
+    } else {
+        for (size_t i = 0; i < c->n; i++)
+            apply_flush(log, c->flushes[i]);
+    }
+    free(c);
+    try_commit(log);
+    st_log__kick(log);
+}
+
+/* A committed flush: index its chunks, keep them in the memory tail,
+ * advance high watermarks, acknowledge, wake fetches. */
+static void apply_flush(st_log_t *log, st_flush_t *f)
+{
+    st_obj_t *obj = st_log__obj_new(f->key, strlen(f->key), f->obj->len);
+    log->inflight--;
+    log->stats.flushes++;
+    log->stats.flush_bytes += f->obj->len;
+    for (size_t i = 0; i < f->nparts; i++) {
+        st_fpart_t *fp = &f->parts[i];
+        st_part_t *part = fp->part;
+        st_err_t err = ST_OK;
+        if (part->topic->deleting) {
+            err = ST_ERR_NOT_FOUND;
+        } else if (obj && st_log__chunk_add(part, obj, &fp->desc)) {
+            st_log__tail_add(log, part->chunks[part->nchunks - 1], f->obj, fp->desc.pos);
+        }
+        if (err == ST_OK)
+            part->hw = fp->desc.last_offset + 1;
+        for (st_pend_t *b = fp->batches, *next; b; b = next) {
+            next = b->next;
+            if (err == ST_OK)
+                log->stats.appends++;
+            if (b->cb)
+                b->cb(err, err == ST_OK ? b->base : -1, b->arg);
+            free(b);
+        }
+        fp->batches = NULL;
+        if (err == ST_OK)
+            st_log__wake(part);
+    }
+    st_log__obj_unref(obj);
+    f->nparts = 0;
+    flush_free(f);
+}

@@ -1,0 +1,987 @@
+/*
+ * st_log.c: the log's lifecycle (open with recovery, close, free), the
+ * topic catalog, consumer offsets and shared helpers.  The write path is in
+ * st_flush.c, the read path in st_read.c.
+ */
+#include "st_log_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define KEY_MAX 1024
+#define OFFSETS_TXN_OPS 64 /* DESIGN §5: multi-key writes in txns of <= 64 ops */
+
+/* ---------------------------------------------------------------- buffers */
+
+st_buf_t *st_buf_new(size_t len)
+{
+    uint8_t *d = malloc(len ? len : 1);
+    if (!d)
+        return NULL;
+    st_buf_t *b = st_buf_wrap(d, len);
+    if (!b)
+        free(d);
+    return b;
+}
+
+st_buf_t *st_buf_wrap(uint8_t *data, size_t len)
+{
+    st_buf_t *b = malloc(sizeof(*b));
+    if (!b)
+        return NULL;
+    b->data = data;
+    b->len = len;
+    b->refs = 1;
+    return b;
+}
+
+void st_buf_unref(st_buf_t *b)
+{
+    if (b && --b->refs == 0) {
+        free(b->data);
+        free(b);
+    }
+}
+
+st_obj_t *st_log__obj_new(const char *key, size_t key_len, uint64_t size)
+{
+    st_obj_t *o = calloc(1, sizeof(*o));
+    if (!o || !(o->key = strndup(key, key_len))) {
+        free(o);
+        return NULL;
+    }
+    o->size = size;
+    o->refs = 1;
+    return o;
+}
+
+void st_log__obj_unref(st_obj_t *o)
+{
+    if (o && --o->refs == 0) {
+        free(o->key);
+        free(o);
+    }
+}
+
+/* ---------------------------------------------------------------- topics */
+
+static void part_free(st_log_t *log, st_part_t *part)
+{
+    for (size_t i = 0; i < part->nchunks; i++)
+        st_log__chunk_free(log, part->chunks[i]);
+    free(part->chunks);
+    free(part);
+}
+
+static void topic_free(st_log_t *log, st_topic_t *t)
+{
+    for (int32_t i = 0; i < t->nparts; i++)
+        if (t->parts[i])
+            part_free(log, t->parts[i]);
+    for (size_t i = 0; i < t->nconfigs; i++) {
+        free(t->configs[i].name);
+        free(t->configs[i].value);
+    }
+    free(t->configs);
+    free(t->parts);
+    free(t->name);
+    free(t);
+}
+
+static int cfg_cmp(const void *a, const void *b)
+{
+    return strcmp(((const st_topic_config_t *)a)->name, ((const st_topic_config_t *)b)->name);
+}
+
+static st_topic_t *topic_new(st_log_t *log, const char *name, size_t name_len, kp_uuid_t id,
+                             int32_t nparts)
+{
+    st_topic_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->name = strndup(name, name_len);
+    t->id = id;
+    t->nparts = nparts;
+    t->parts = calloc((size_t)nparts, sizeof(*t->parts));
+    if (!t->name || !t->parts)
+        goto fail;
+    for (int32_t i = 0; i < nparts; i++) {
+        st_part_t *p = calloc(1, sizeof(*p));
+        if (!p)
+            goto fail;
+        p->log = log;
+        p->topic = t;
+        p->index = i;
+        st_list_init(&p->dirty_link);
+        st_list_init(&p->waiters);
+        t->parts[i] = p;
+    }
+    return t;
+fail:
+    for (int32_t i = 0; t->parts && i < nparts; i++)
+        free(t->parts[i]);
+    free(t->parts);
+    free(t->name);
+    free(t);
+    return NULL;
+}
+
+static bool topic_add_config(st_topic_t *t, const char *name, const char *value)
+{
+    st_topic_config_t *c = realloc(t->configs, (t->nconfigs + 1) * sizeof(*c));
+    if (!c)
+        return false;
+    t->configs = c;
+    c[t->nconfigs].name = strdup(name);
+    c[t->nconfigs].value = strdup(value);
+    if (!c[t->nconfigs].name || !c[t->nconfigs].value) {
+        free(c[t->nconfigs].name);
+        free(c[t->nconfigs].value);
+        return false;
+    }
+    t->nconfigs++;
+    qsort(t->configs, t->nconfigs, sizeof(*c), cfg_cmp);
+    return true;
+}
+
+/* Index of the first topic whose name is >= @name. */
+static size_t topic_lower_bound(const st_log_t *log, const char *name, size_t len)
+{
+    size_t lo = 0, hi = log->ntopics;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const char *m = log->topics[mid]->name;
+        size_t mlen = strlen(m);
+        int c = memcmp(m, name, mlen < len ? mlen : len);
+        if (c < 0 || (c == 0 && mlen < len))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool topic_insert(st_log_t *log, st_topic_t *t)
+{
+    if (log->ntopics == log->topics_cap) {
+        size_t cap = log->topics_cap ? log->topics_cap * 2 : 16;
+        st_topic_t **n = realloc(log->topics, cap * sizeof(*n));
+        if (!n)
+            return false;
+        log->topics = n;
+        log->topics_cap = cap;
+    }
+    size_t i = topic_lower_bound(log, t->name, strlen(t->name));
+    memmove(&log->topics[i + 1], &log->topics[i], (log->ntopics - i) * sizeof(*log->topics));
+    log->topics[i] = t;
+    log->ntopics++;
+    return true;
+}
+
+static void topic_remove(st_log_t *log, st_topic_t *t)
+{
+    for (size_t i = 0; i < log->ntopics; i++) {
+        if (log->topics[i] == t) {
+            memmove(&log->topics[i], &log->topics[i + 1],
+                    (log->ntopics - i - 1) * sizeof(*log->topics));
+            log->ntopics--;
+            return;
+        }
+    }
+}
+
+st_topic_t *st_log_topic(st_log_t *log, const char *name, size_t name_len)
+{
+    size_t i = topic_lower_bound(log, name, name_len);
+    if (i < log->ntopics && strlen(log->topics[i]->name) == name_len &&
+        memcmp(log->topics[i]->name, name, name_len) == 0)
+        return log->topics[i];
+    return NULL;
+}
+
+st_topic_t *st_log_topic_by_id(st_log_t *log, kp_uuid_t id)
+{
+    for (size_t i = 0; i < log->ntopics; i++)
+        if (memcmp(log->topics[i]->id.b, id.b, 16) == 0)
+            return log->topics[i];
+    return NULL;
+}
+
+st_topic_t *st_log_topic_at(st_log_t *log, size_t i)
+{
+    return i < log->ntopics ? log->topics[i] : NULL;
+}
+
+size_t st_log_topic_count(const st_log_t *log)
+{
+    return log->ntopics;
+}
+
+/* Topic value: text lines "id=<hex>", "partitions=<n>", "config.<k>=<v>". */
+static char *topic_encode(const st_topic_t *t, size_t *len)
+{
+    char hex[33];
+    st_uuid_hex(t->id, hex);
+    size_t cap = 128;
+    for (size_t i = 0; i < t->nconfigs; i++)
+        cap += strlen(t->configs[i].name) + strlen(t->configs[i].value) + 16;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    size_t n = (size_t)snprintf(s, cap, "id=%s\npartitions=%" PRId32 "\n", hex, t->nparts);
+    for (size_t i = 0; i < t->nconfigs; i++)
+        n += (size_t)snprintf(s + n, cap - n, "config.%s=%s\n", t->configs[i].name,
+                              t->configs[i].value);
+    *len = n;
+    return s;
+}
+
+static st_topic_t *topic_decode(st_log_t *log, const char *name, const uint8_t *val, size_t len)
+{
+    char *text = strndup((const char *)val, len);
+    if (!text)
+        return NULL;
+    kp_uuid_t id;
+    long nparts = -1;
+    bool have_id = false;
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(l, "id=", 3) == 0)
+            have_id = st_uuid_parse(l + 3, &id);
+        else if (strncmp(l, "partitions=", 11) == 0)
+            nparts = strtol(l + 11, NULL, 10);
+    }
+    st_topic_t *t = NULL;
+    if (have_id && nparts >= 1 && nparts <= 1000000)
+        t = topic_new(log, name, strlen(name), id, (int32_t)nparts);
+    /* second pass for configs, now that the topic exists */
+    free(text);
+    text = strndup((const char *)val, len);
+    for (char *l = strtok_r(text, "\n", &save); t && l; l = strtok_r(NULL, "\n", &save)) {
+        char *eq = strchr(l, '=');
+        if (strncmp(l, "config.", 7) == 0 && eq) {
+            *eq = '\0';
+            topic_add_config(t, l + 7, eq + 1);
+        }
+    }
+    free(text);
+    return t;
+}
+
+static void topic_key(char *key, size_t cap, const char *name, size_t len)
+{
+    snprintf(key, cap, "%s/topics/", ST_KEY_ROOT);
+    st_key_escape(key, cap, name, len);
+}
+
+typedef struct create_op {
+    st_log_t *log;
+    st_topic_t *topic;
+    st_topic_cb cb;
+    void *arg;
+    char *value;
+} create_op_t;
+
+/* Topics whose creation transaction is in flight (not yet visible). */
+static bool creating_has(const st_log_t *log, const char *name, size_t len)
+{
+    for (size_t i = 0; i < log->ncreating; i++)
+        if (strlen(log->creating[i]->name) == len && memcmp(log->creating[i]->name, name, len) == 0)
+            return true;
+    return false;
+}
+
+static void creating_remove(st_log_t *log, st_topic_t *t)
+{
+    for (size_t i = 0; i < log->ncreating; i++) {
+        if (log->creating[i] == t) {
+            log->creating[i] = log->creating[--log->ncreating];
+            return;
+        }
+    }
+}
+
+static void create_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                        void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    create_op_t *op = arg;
+    st_log_t *log = op->log;
+    st_topic_t *t = op->topic;
+    creating_remove(log, t);
+    if (err == ST_OK && !ok)
+        err = ST_ERR_EXISTS;
+    if (err == ST_OK) {
+        if (!topic_insert(log, t))
+            err = ST_ERR_NOMEM;
+    }
+    op->cb(err, err == ST_OK ? t : NULL, op->arg);
+    if (err != ST_OK)
+        topic_free(log, t);
+    free(op->value);
+    free(op);
+    st_log__op_done(log);
+}
+
+static void create_exists(void *arg)
+{
+    create_op_t *op = arg;
+    st_log_t *log = op->log;
+    op->cb(ST_ERR_EXISTS, NULL, op->arg);
+    free(op);
+    st_log__op_done(log);
+}
+
+int st_log_create_topic(st_log_t *log, const char *name, size_t name_len, int32_t nparts,
+                        const st_topic_config_t *configs, size_t nconfigs, st_topic_cb cb,
+                        void *arg)
+{
+    if (nparts == -1)
+        nparts = log->cfg.default_partitions;
+    if (!log->open || log->closing || nparts < 1 || name_len == 0 || name_len > 249)
+        return -1;
+    st_topic_t *t = NULL;
+    create_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -1;
+    if (st_log_topic(log, name, name_len) || creating_has(log, name, name_len)) {
+        op->log = log;
+        op->cb = cb;
+        op->arg = arg;
+        if (st_log__defer(log, create_exists, op) != 0)
+            goto fail;
+        log->async_ops++;
+        return 0;
+    }
+    t = topic_new(log, name, name_len, st_uuid_random(), nparts);
+    if (!t)
+        goto fail;
+    for (size_t i = 0; i < nconfigs; i++)
+        if (!topic_add_config(t, configs[i].name, configs[i].value))
+            goto fail;
+    size_t vlen;
+    op->value = topic_encode(t, &vlen);
+    if (!op->value)
+        goto fail;
+    char key[KEY_MAX];
+    topic_key(key, sizeof key, name, name_len);
+    st_cmp_t cmp = {.key = key, .target = ST_CMP_VERSION, .op = ST_CMP_EQ, .num = 0};
+    st_op_t put = {.type = ST_OP_PUT, .key = key, .val = (uint8_t *)op->value, .val_len = vlen};
+    st_txn_t txn = {.cmps = &cmp, .ncmps = 1, .success = &put, .nsuccess = 1};
+    op->log = log;
+    op->topic = t;
+    op->cb = cb;
+    op->arg = arg;
+    st_topic_t **cr = realloc(log->creating, (log->ncreating + 1) * sizeof(*cr));
+    if (!cr)
+        goto fail;
+    log->creating = cr;
+    if (st_meta_txn(log->meta, &txn, create_done, op) != 0)
+        goto fail;
+    /* Invisible until committed, but a second create of the name fails. */
+    log->creating[log->ncreating++] = t;
+    log->async_ops++;
+    return 0;
+fail:
+    if (t)
+        topic_free(log, t);
+    if (op)
+        free(op->value);
+    free(op);
+    return -1;
+}
+
+typedef struct delete_op {
+    st_log_t *log;
+    st_topic_t *topic;
+    void (*cb)(st_err_t err, void *arg);
+    void *arg;
+} delete_op_t;
+
+static void delete_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                        void *arg)
+{
+    (void)ok, (void)rev, (void)res, (void)n;
+    delete_op_t *op = arg;
+    st_log_t *log = op->log;
+    op->cb(err, op->arg);
+    free(op);
+    st_log__op_done(log);
+}
+
+int st_log_delete_topic(st_log_t *log, st_topic_t *t, void (*cb)(st_err_t err, void *arg),
+                        void *arg)
+{
+    if (!log->open || t->deleting)
+        return -1;
+    st_topic_t **g = realloc(log->graveyard, (log->ngraveyard + 1) * sizeof(*g));
+    delete_op_t *op = calloc(1, sizeof(*op));
+    if (!g || !op) {
+        if (g)
+            log->graveyard = g;
+        free(op);
+        return -1;
+    }
+    log->graveyard = g;
+    char key[KEY_MAX], parts[KEY_MAX], producers[KEY_MAX], hex[33];
+    topic_key(key, sizeof key, t->name, strlen(t->name));
+    st_uuid_hex(t->id, hex);
+    snprintf(parts, sizeof parts, "%s/partitions/%s/", ST_KEY_ROOT, hex);
+    snprintf(producers, sizeof producers, "%s/producers/%s/", ST_KEY_ROOT, hex);
+    st_op_t ops[3] = {
+        {.type = ST_OP_DEL, .key = key},
+        {.type = ST_OP_DEL_PREFIX, .key = parts},
+        {.type = ST_OP_DEL_PREFIX, .key = producers},
+    };
+    st_txn_t txn = {.success = ops, .nsuccess = 3};
+    op->log = log;
+    op->topic = t;
+    op->cb = cb;
+    op->arg = arg;
+    if (st_meta_txn(log->meta, &txn, delete_done, op) != 0) {
+        free(op);
+        return -1;
+    }
+    log->async_ops++;
+    /* The topic vanishes at once: later lookups miss it, pending appends
+     * fail, parked fetches wake.  Its memory waits in the graveyard until no
+     * flush or read can still refer to it. */
+    t->deleting = true;
+    topic_remove(log, t);
+    log->graveyard[log->ngraveyard++] = t;
+    for (int32_t i = 0; i < t->nparts; i++) {
+        st_log__fail_pending(t->parts[i], ST_ERR_NOT_FOUND);
+        st_log__wake(t->parts[i]);
+    }
+    return 0;
+}
+
+void st_log__op_done(st_log_t *log)
+{
+    log->async_ops--;
+    if (log->async_ops == 0 && st_list_empty(&log->flushes)) {
+        for (size_t i = 0; i < log->ngraveyard; i++)
+            topic_free(log, log->graveyard[i]);
+        log->ngraveyard = 0;
+    }
+    if (log->closing && log->close_cb && log->async_ops == 0 && st_list_empty(&log->flushes) &&
+        st_list_empty(&log->dirty)) {
+        void (*cb)(void *) = log->close_cb;
+        log->close_cb = NULL;
+        cb(log->close_arg);
+    }
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+typedef struct defer {
+    void (*fn)(void *arg);
+    void *arg;
+} defer_t;
+
+static void defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    defer_t d = *(defer_t *)arg;
+    free(arg);
+    d.fn(d.arg);
+}
+
+int st_log__defer(st_log_t *log, void (*fn)(void *arg), void *arg)
+{
+    defer_t *d = malloc(sizeof(*d));
+    if (!d)
+        return -1;
+    d->fn = fn;
+    d->arg = arg;
+    struct timeval zero = {0, 0};
+    if (event_base_once(log->base, -1, EV_TIMEOUT, defer_cb, d, &zero) != 0) {
+        free(d);
+        return -1;
+    }
+    return 0;
+}
+
+void st_log_stats(const st_log_t *log, st_log_stats_t *out)
+{
+    *out = log->stats;
+}
+
+const char *st_log_cluster_id(const st_log_t *log)
+{
+    return log->cluster_id;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+st_log_t *st_log_new(struct event_base *base, st_objstore_t *os, st_meta_t *meta,
+                     const st_log_cfg_t *cfg)
+{
+    st_log_t *log = calloc(1, sizeof(*log));
+    if (!log)
+        return NULL;
+    log->base = base;
+    log->os = os;
+    log->meta = meta;
+    log->cfg = *cfg;
+    if (log->cfg.flush_max_inflight < 1)
+        log->cfg.flush_max_inflight = 1;
+    if (log->cfg.default_partitions < 1)
+        log->cfg.default_partitions = 1;
+    st_list_init(&log->dirty);
+    st_list_init(&log->flushes);
+    st_list_init(&log->tail_lru);
+    st_list_init(&log->cache_lru);
+    log->kick = event_new(base, -1, 0, st_log__flush_cb, log);
+    if (!log->kick) {
+        free(log);
+        return NULL;
+    }
+    return log;
+}
+
+void st_log_free(st_log_t *log)
+{
+    if (!log)
+        return;
+    while (!st_list_empty(&log->flushes)) {
+        st_flush_t *f = st_container_of(log->flushes.next, st_flush_t, link);
+        st_list_del(&f->link);
+        for (size_t i = 0; i < f->nparts; i++) {
+            for (st_pend_t *b = f->parts[i].batches, *nx; b; b = nx) {
+                nx = b->next;
+                free(b->data);
+                free(b);
+            }
+        }
+        free(f->parts);
+        st_buf_unref(f->obj);
+        free(f);
+    }
+    for (size_t i = 0; i < log->ntopics; i++) {
+        st_topic_t *t = log->topics[i];
+        for (int32_t p = 0; p < t->nparts; p++)
+            for (st_pend_t *b = t->parts[p]->pend_head, *nx; b; b = nx) {
+                nx = b->next;
+                free(b->data);
+                free(b);
+            }
+        topic_free(log, t);
+    }
+    for (size_t i = 0; i < log->ngraveyard; i++)
+        topic_free(log, log->graveyard[i]);
+    for (size_t i = 0; i < log->ncreating; i++)
+        topic_free(log, log->creating[i]);
+    free(log->topics);
+    free(log->graveyard);
+    free(log->creating);
+    event_free(log->kick);
+    free(log);
+}
+
+void st_log_close(st_log_t *log, void (*cb)(void *arg), void *arg)
+{
+    log->closing = true;
+    log->close_cb = cb;
+    log->close_arg = arg;
+    st_log__kick(log); /* flush what is pending now */
+    log->async_ops++;  /* balanced below: reports completion when idle */
+    st_log__op_done(log);
+}
+
+/* ---------------------------------------------------------------- open */
+
+typedef struct open_op {
+    st_log_t *log;
+    void (*cb)(st_err_t err, void *arg);
+    void *arg;
+    int tries;
+    char key[KEY_MAX];
+    char val[64];
+} open_op_t;
+
+static void open_finish(open_op_t *op, st_err_t err)
+{
+    if (err == ST_OK)
+        op->log->open = true;
+    op->cb(err, op->arg);
+    free(op);
+}
+
+static void open_cluster_id(open_op_t *op);
+static void open_incarnation(open_op_t *op);
+static void open_topics(open_op_t *op);
+static void open_manifests(open_op_t *op);
+
+int st_log_open(st_log_t *log, void (*cb)(st_err_t err, void *arg), void *arg)
+{
+    open_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -1;
+    op->log = log;
+    op->cb = cb;
+    op->arg = arg;
+    open_cluster_id(op);
+    return 0;
+}
+
+static void cluster_id_put_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res,
+                                size_t n, void *arg)
+{
+    (void)rev, (void)res, (void)n, (void)ok;
+    open_op_t *op = arg;
+    if (err != ST_OK)
+        return open_finish(op, err);
+    if (++op->tries > 5)
+        return open_finish(op, ST_ERR_CONFLICT);
+    open_cluster_id(op); /* read back what won */
+}
+
+static void cluster_id_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                           void *arg)
+{
+    (void)more, (void)rev;
+    open_op_t *op = arg;
+    if (err != ST_OK)
+        return open_finish(op, err);
+    if (n == 1 && kvs[0].val_len > 0 && kvs[0].val_len < sizeof op->log->cluster_id) {
+        memcpy(op->log->cluster_id, kvs[0].val, kvs[0].val_len);
+        op->log->cluster_id[kvs[0].val_len] = '\0';
+        op->tries = 0;
+        return open_incarnation(op);
+    }
+    /* First start: a random id, base64url without padding (22 chars). */
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    kp_uuid_t u = st_uuid_random();
+    uint8_t in[18] = {0};
+    memcpy(in, u.b, 16);
+    size_t o = 0;
+    for (size_t i = 0; i < 18 && o < 22; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        for (int k = 3; k >= 0 && o < 22; k--)
+            op->val[o++] = b64[(v >> (6 * k)) & 63];
+    }
+    op->val[22] = '\0';
+    st_cmp_t cmp = {.key = op->key, .target = ST_CMP_VERSION, .op = ST_CMP_EQ, .num = 0};
+    st_op_t put = {.type = ST_OP_PUT, .key = op->key, .val = (uint8_t *)op->val, .val_len = 22};
+    st_txn_t txn = {.cmps = &cmp, .ncmps = 1, .success = &put, .nsuccess = 1};
+    if (st_meta_txn(op->log->meta, &txn, cluster_id_put_done, op) != 0)
+        open_finish(op, ST_ERR_NOMEM);
+}
+
+static void open_cluster_id(open_op_t *op)
+{
+    snprintf(op->key, sizeof op->key, "%s/cluster/id", ST_KEY_ROOT);
+    if (st_meta_range(op->log->meta, op->key, false, 0, cluster_id_got, op) != 0)
+        open_finish(op, ST_ERR_NOMEM);
+}
+
+static void incarnation_put_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res,
+                                 size_t n, void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    open_op_t *op = arg;
+    if (err != ST_OK)
+        return open_finish(op, err);
+    if (!ok) {
+        if (++op->tries > 5)
+            return open_finish(op, ST_ERR_CONFLICT);
+        return open_incarnation(op); /* another start of this node raced us */
+    }
+    open_topics(op);
+}
+
+static void incarnation_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                            void *arg)
+{
+    (void)more, (void)rev;
+    open_op_t *op = arg;
+    st_log_t *log = op->log;
+    if (err != ST_OK)
+        return open_finish(op, err);
+    int64_t cur = 0, mod = 0;
+    if (n == 1) {
+        char tmp[32] = {0};
+        memcpy(tmp, kvs[0].val, kvs[0].val_len < 31 ? kvs[0].val_len : 31);
+        cur = strtoll(tmp, NULL, 10);
+        mod = kvs[0].mod_rev;
+    }
+    log->incarnation = cur + 1;
+    log->next_seq = 1;
+    snprintf(op->val, sizeof op->val, "%" PRId64, log->incarnation);
+    snprintf(log->fence_key, sizeof log->fence_key, "%s/nodes/%" PRId32 "/fence", ST_KEY_ROOT,
+             log->cfg.node_id);
+    snprintf(log->fence_val, sizeof log->fence_val, "%" PRId64, log->incarnation);
+    /* Bumping the fence fences out any older incarnation of this node
+     * still running: its next commit fails the fence compare. */
+    st_cmp_t cmp = {.key = op->key, .target = ST_CMP_MOD, .op = ST_CMP_EQ, .num = mod};
+    st_op_t puts[2] = {
+        {.type = ST_OP_PUT, .key = op->key, .val = (uint8_t *)op->val, .val_len = strlen(op->val)},
+        {.type = ST_OP_PUT, .key = log->fence_key, .val = (uint8_t *)log->fence_val,
+         .val_len = strlen(log->fence_val)},
+    };
+    st_txn_t txn = {.cmps = &cmp, .ncmps = 1, .success = puts, .nsuccess = 2};
+    if (st_meta_txn(log->meta, &txn, incarnation_put_done, op) != 0)
+        open_finish(op, ST_ERR_NOMEM);
+}
+
+static void open_incarnation(open_op_t *op)
+{
+    snprintf(op->key, sizeof op->key, "%s/counters/incarnation/%" PRId32, ST_KEY_ROOT,
+             op->log->cfg.node_id);
+    if (st_meta_range(op->log->meta, op->key, false, 0, incarnation_got, op) != 0)
+        open_finish(op, ST_ERR_NOMEM);
+}
+
+static void topics_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                       void *arg)
+{
+    (void)more, (void)rev;
+    open_op_t *op = arg;
+    st_log_t *log = op->log;
+    if (err != ST_OK)
+        return open_finish(op, err);
+    size_t plen = strlen(op->key);
+    for (size_t i = 0; i < n; i++) {
+        char *name = strdup(kvs[i].key + plen);
+        if (!name || !st_key_unescape(name)) {
+            free(name);
+            continue;
+        }
+        st_topic_t *t = topic_decode(log, name, kvs[i].val, kvs[i].val_len);
+        free(name);
+        if (t && !topic_insert(log, t))
+            topic_free(log, t);
+    }
+    open_manifests(op);
+}
+
+static void open_topics(open_op_t *op)
+{
+    snprintf(op->key, sizeof op->key, "%s/topics/", ST_KEY_ROOT);
+    if (st_meta_range(op->log->meta, op->key, true, 0, topics_got, op) != 0)
+        open_finish(op, ST_ERR_NOMEM);
+}
+
+/* Apply one committed manifest to the partitions it names. */
+static void apply_manifest(st_log_t *log, const st_manifest_t *m)
+{
+    st_obj_t *obj = st_log__obj_new(m->object_key.ptr, (size_t)m->object_key.len, m->object_size);
+    if (!obj)
+        return;
+    for (size_t i = 0; i < m->nchunks; i++) {
+        const st_chunk_desc_t *d = &m->chunks[i];
+        st_topic_t *t = st_log_topic_by_id(log, d->topic_id);
+        if (!t || d->partition < 0 || d->partition >= t->nparts)
+            continue; /* a deleted topic's data, reclaimed by GC */
+        st_part_t *part = t->parts[d->partition];
+        if (d->base_offset < part->hw)
+            continue; /* already applied (never expected: commits are fenced) */
+        if (st_log__chunk_add(part, obj, d)) {
+            part->hw = part->leo = d->last_offset + 1;
+        }
+    }
+    st_log__obj_unref(obj);
+}
+
+static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                          void *arg)
+{
+    (void)more, (void)rev;
+    open_op_t *op = arg;
+    if (err != ST_OK)
+        return open_finish(op, err);
+    /* Keys sort by node, incarnation and sequence (zero-padded), which is
+     * commit order for each partition: a partition is led by one node at
+     * a time and a leader's commits are fenced in order. */
+    for (size_t i = 0; i < n; i++) {
+        st_manifest_t m;
+        if (st_manifest_decode(kvs[i].val, kvs[i].val_len, &m) != ST_OK) {
+            open_finish(op, ST_ERR_CORRUPT);
+            return;
+        }
+        apply_manifest(op->log, &m);
+        free((void *)m.chunks);
+    }
+    open_finish(op, ST_OK);
+}
+
+static void open_manifests(open_op_t *op)
+{
+    snprintf(op->key, sizeof op->key, "%s/manifests/", ST_KEY_ROOT);
+    if (st_meta_range(op->log->meta, op->key, true, 0, manifests_got, op) != 0)
+        open_finish(op, ST_ERR_NOMEM);
+}
+
+/* ---------------------------------------------------------------- offsets */
+
+static void offsets_prefix(char *key, size_t cap, const char *group)
+{
+    snprintf(key, cap, "%s/groups/", ST_KEY_ROOT);
+    st_key_escape(key, cap, group, strlen(group));
+    size_t n = strlen(key);
+    snprintf(key + n, cap - n, "/offsets/");
+}
+
+typedef struct commit_op {
+    st_log_t *log;
+    void (*cb)(st_err_t err, void *arg);
+    void *arg;
+    size_t outstanding; /* transactions not yet answered */
+    st_err_t err;       /* first failure */
+} commit_op_t;
+
+static void offsets_txn_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res,
+                             size_t n, void *arg)
+{
+    (void)ok, (void)rev, (void)res, (void)n;
+    commit_op_t *op = arg;
+    if (err != ST_OK && op->err == ST_OK)
+        op->err = err;
+    if (--op->outstanding > 0)
+        return;
+    st_log_t *log = op->log;
+    op->cb(op->err, op->arg);
+    free(op);
+    st_log__op_done(log);
+}
+
+/* Value: offset i64, leader epoch i32, metadata (nullable string). */
+static int offsets_txn(st_log_t *log, commit_op_t *op, const char *group,
+                       const st_offset_commit_t *offs, size_t n)
+{
+    st_op_t ops[OFFSETS_TXN_OPS];
+    char keys[OFFSETS_TXN_OPS][KEY_MAX];
+    kp_writer_t vals[OFFSETS_TXN_OPS];
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        offsets_prefix(keys[i], KEY_MAX, group);
+        st_key_escape(keys[i], KEY_MAX, offs[i].topic, strlen(offs[i].topic));
+        size_t kl = strlen(keys[i]);
+        snprintf(keys[i] + kl, KEY_MAX - kl, "/%" PRId32, offs[i].partition);
+        kp_writer_init(&vals[i], 64);
+        kp_write_i64(&vals[i], offs[i].offset);
+        kp_write_i32(&vals[i], offs[i].leader_epoch);
+        kp_write_string(&vals[i], offs[i].metadata ? kp_str(offs[i].metadata) : KP_STR_NULL, true,
+                        true);
+        if (vals[i].err)
+            rc = -1;
+        ops[i] = (st_op_t){.type = ST_OP_PUT, .key = keys[i], .val = vals[i].buf,
+                           .val_len = vals[i].len};
+    }
+    st_txn_t txn = {.success = ops, .nsuccess = n};
+    if (rc == 0)
+        rc = st_meta_txn(log->meta, &txn, offsets_txn_done, op);
+    for (size_t i = 0; i < n; i++)
+        kp_writer_deinit(&vals[i]);
+    return rc;
+}
+
+static void offsets_release(void *arg)
+{
+    offsets_txn_done(ST_OK, true, 0, NULL, 0, arg);
+}
+
+int st_log_commit_offsets(st_log_t *log, const char *group, const st_offset_commit_t *offs,
+                          size_t n, void (*cb)(st_err_t err, void *arg), void *arg)
+{
+    commit_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -1;
+    op->log = log;
+    op->cb = cb;
+    op->arg = arg;
+    op->outstanding = 1; /* held until every transaction is issued */
+    log->async_ops++;
+    for (size_t i = 0; i < n; i += OFFSETS_TXN_OPS) {
+        size_t k = n - i < OFFSETS_TXN_OPS ? n - i : OFFSETS_TXN_OPS;
+        op->outstanding++;
+        if (offsets_txn(log, op, group, offs + i, k) != 0) {
+            op->outstanding--;
+            op->err = ST_ERR_NOMEM;
+            break;
+        }
+    }
+    if (op->outstanding > 1) {
+        op->outstanding--; /* a transaction is in flight: its callback ends the op */
+        return 0;
+    }
+    /* Nothing issued: complete later, never from inside this call. */
+    if (st_log__defer(log, offsets_release, op) != 0) {
+        free(op);
+        log->async_ops--;
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct fetch_op {
+    st_log_t *log;
+    st_offsets_cb cb;
+    void *arg;
+    size_t prefix_len;
+} fetch_op_t;
+
+static void offsets_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                        void *arg)
+{
+    (void)more, (void)rev;
+    fetch_op_t *op = arg;
+    st_offset_commit_t *offs = calloc(n ? n : 1, sizeof(*offs));
+    char **strs = calloc(n ? 2 * n : 1, sizeof(char *));
+    size_t m = 0;
+    if (!offs || !strs)
+        err = ST_ERR_NOMEM;
+    for (size_t i = 0; err == ST_OK && i < n; i++) {
+        /* key: <prefix><escaped topic>/<partition> */
+        char *rest = strdup(kvs[i].key + op->prefix_len);
+        char *slash = rest ? strrchr(rest, '/') : NULL;
+        kp_reader_t r;
+        kp_reader_init(&r, kvs[i].val, kvs[i].val_len);
+        int64_t off = kp_read_i64(&r);
+        int32_t epoch = kp_read_i32(&r);
+        kp_str_t md = kp_read_string(&r, true, true);
+        if (!slash || r.err || !(*slash = '\0', st_key_unescape(rest))) {
+            free(rest);
+            continue;
+        }
+        strs[2 * m] = rest;
+        strs[2 * m + 1] = md.len >= 0 ? strndup(md.ptr, (size_t)md.len) : NULL;
+        offs[m] = (st_offset_commit_t){.topic = rest,
+                                       .partition = (int32_t)strtol(slash + 1, NULL, 10),
+                                       .offset = off,
+                                       .leader_epoch = epoch,
+                                       .metadata = strs[2 * m + 1]};
+        m++;
+    }
+    st_log_t *log = op->log;
+    op->cb(err, offs, err == ST_OK ? m : 0, op->arg);
+    for (size_t i = 0; strs && i < 2 * m; i++)
+        free(strs[i]);
+    free(strs);
+    free(offs);
+    free(op);
+    st_log__op_done(log);
+}
+
+int st_log_fetch_offsets(st_log_t *log, const char *group, st_offsets_cb cb, void *arg)
+{
+    fetch_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -1;
+    char key[KEY_MAX];
+    offsets_prefix(key, sizeof key, group);
+    op->log = log;
+    op->cb = cb;
+    op->arg = arg;
+    op->prefix_len = strlen(key);
+    if (st_meta_range(log->meta, key, true, 0, offsets_got, op) != 0) {
+        free(op);
+        return -1;
+    }
+    log->async_ops++;
+    return 0;
+}

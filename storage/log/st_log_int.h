@@ -1,0 +1,183 @@
+/*
+ * st_log_int.h: the log's internal structures, shared by st_log.c
+ * (lifecycle, recovery, catalog, offsets), st_flush.c (append, flush,
+ * commit) and st_read.c (read path and caches).  Not for use outside
+ * storage/log/.
+ */
+#ifndef ST_LOG_INT_H
+#define ST_LOG_INT_H
+
+#include "st_format.h"
+#include "st_log.h"
+
+#include <event2/event.h>
+
+/* A doubly linked list link; lists have a sentinel head. */
+typedef struct st_link {
+    struct st_link *next, *prev;
+} st_link_t;
+
+static inline void st_list_init(st_link_t *h)
+{
+    h->next = h->prev = h;
+}
+static inline bool st_list_empty(const st_link_t *h)
+{
+    return h->next == h;
+}
+static inline void st_list_push(st_link_t *h, st_link_t *l) /* at the tail */
+{
+    l->prev = h->prev;
+    l->next = h;
+    h->prev->next = l;
+    h->prev = l;
+}
+static inline void st_list_del(st_link_t *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->next = l->prev = l;
+}
+#define st_container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* An object in the store that committed chunks point into. */
+typedef struct st_obj {
+    char *key;     /* object key, owned */
+    uint64_t size; /* bytes */
+    int refs;      /* chunks referring to it */
+} st_obj_t;
+
+typedef enum st_chunk_where {
+    ST_CHUNK_STORE, /* only in the object store */
+    ST_CHUNK_TAIL,  /* buf is the object this node flushed (memory tail) */
+    ST_CHUNK_CACHE, /* buf holds the chunk, read back from the store */
+} st_chunk_where_t;
+
+typedef struct st_load st_load_t;
+
+/* One committed chunk: a run of batches of one partition in one object. */
+typedef struct st_chunk {
+    int64_t base;     /* first offset */
+    int64_t last;     /* last offset; base <= last */
+    int64_t max_ts;   /* largest batch max timestamp in the chunk */
+    int64_t run_max_ts; /* max of max_ts over this and every earlier chunk */
+    int32_t batches;  /* RecordBatches in the chunk */
+    uint32_t len;     /* bytes */
+    uint32_t crc;     /* CRC32C of the chunk bytes */
+    uint64_t pos;     /* position in obj */
+    st_obj_t *obj;    /* referenced */
+    st_chunk_where_t where;
+    st_buf_t *buf;    /* TAIL/CACHE: referenced bytes; chunk at buf->data + buf_off */
+    size_t buf_off;
+    st_link_t lru;    /* in log->tail_lru or log->cache_lru by where */
+    st_load_t *load;  /* ranged GET in flight, or NULL */
+    st_part_t *part;
+} st_chunk_t;
+
+/* One appended batch waiting for its flush to commit. */
+typedef struct st_pend {
+    struct st_pend *next;
+    uint8_t *data;   /* owned copy, base offset and epoch patched; freed once in an object */
+    size_t len;
+    int64_t base;    /* first offset (provisional until commit) */
+    int64_t last;    /* last offset */
+    int64_t max_ts;  /* batch max timestamp */
+    st_append_cb cb;
+    void *arg;
+} st_pend_t;
+
+struct st_part {
+    st_log_t *log;
+    st_topic_t *topic;
+    int32_t index;
+    int32_t epoch;       /* leader epoch */
+    int64_t hw;          /* high watermark: last committed offset + 1 */
+    int64_t leo;         /* log end offset: next offset to assign; hw <= leo */
+    int64_t log_start;   /* first offset still stored */
+    st_chunk_t **chunks; /* committed chunks in offset order */
+    size_t nchunks, chunks_cap;
+    st_pend_t *pend_head, *pend_tail; /* appended, not yet in a flush */
+    size_t pend_bytes;
+    bool dirty;          /* on log->dirty (has pending batches) */
+    st_link_t dirty_link;
+    st_link_t waiters;   /* st_waiter_t, woken on commit */
+};
+
+typedef enum st_flush_state {
+    ST_FLUSH_UPLOADING,
+    ST_FLUSH_UPLOADED,
+    ST_FLUSH_COMMITTING,
+    ST_FLUSH_FAILED, /* abandoned; waits for its upload to return */
+} st_flush_state_t;
+
+/* One partition's chunk in a flush. */
+typedef struct st_fpart {
+    st_part_t *part;
+    st_pend_t *batches; /* list, offset order */
+    st_chunk_desc_t desc;
+} st_fpart_t;
+
+typedef struct st_flush {
+    st_link_t link;        /* in log->flushes, flush order */
+    st_log_t *log;
+    int64_t seq;
+    st_flush_state_t state;
+    bool upload_done;      /* the put's callback ran */
+    st_err_t err;          /* why it failed */
+    st_fpart_t *parts;
+    size_t nparts;
+    st_buf_t *obj;         /* the object bytes */
+    char key[96];
+} st_flush_t;
+
+struct st_log {
+    struct event_base *base;
+    st_objstore_t *os;     /* borrowed */
+    st_meta_t *meta;       /* borrowed */
+    st_log_cfg_t cfg;
+    bool open, closing;
+    int64_t incarnation;   /* this start's number; object keys and the fence carry it */
+    int64_t next_seq;      /* sequence of the next flush */
+    char fence_key[128];
+    char fence_val[32];
+    char cluster_id[32];
+    /* catalog: topics sorted by name */
+    st_topic_t **topics;
+    size_t ntopics, topics_cap;
+    st_topic_t **creating; /* creation in flight, not in topics */
+    size_t ncreating;
+    st_topic_t **graveyard; /* deleted topics, freed when no async op can see them */
+    size_t ngraveyard;
+    unsigned async_ops;    /* flushes, reads and metadata ops in flight */
+    /* write path */
+    st_link_t dirty;       /* st_part_t with pending batches, in arrival order */
+    size_t pend_bytes;     /* bytes pending over all partitions */
+    st_link_t flushes;     /* st_flush_t in flush order */
+    int inflight;          /* flushes uploading or committing */
+    bool committing;       /* a commit transaction is in flight */
+    struct event *kick;    /* deferred flush trigger */
+    void (*close_cb)(void *arg);
+    void *close_arg;
+    /* read path */
+    st_link_t tail_lru;    /* chunks in the memory tail, oldest first */
+    st_link_t cache_lru;   /* chunks in the read cache, least recent first */
+    st_log_stats_t stats;
+};
+
+/* st_flush.c */
+void st_log__kick(st_log_t *log);
+void st_log__flush_cb(evutil_socket_t fd, short what, void *arg);
+void st_log__fail_pending(st_part_t *part, st_err_t err);
+/* st_read.c */
+void st_log__chunk_free(st_log_t *log, st_chunk_t *c);
+bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d);
+void st_log__tail_add(st_log_t *log, st_chunk_t *c, st_buf_t *obj, size_t off);
+void st_log__wake(st_part_t *part);
+/* st_log.c */
+/* Run @fn(@arg) on the loop soon, never from inside this call. */
+int st_log__defer(st_log_t *log, void (*fn)(void *arg), void *arg);
+void st_log__op_done(st_log_t *log);
+st_obj_t *st_log__obj_new(const char *key, size_t key_len, uint64_t size);
+void st_log__obj_unref(st_obj_t *o);
+
+#endif

@@ -1,0 +1,458 @@
+/*
+ * st_read.c: the read path -- the chunk index, the memory tail of recently
+ * committed chunks, the read cache of chunks read back from the object
+ * store, ranged reads of missing chunks, waiters, and lookups by timestamp.
+ */
+#include "st_log_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kp_batch.h"
+#include "kp_compress.h"
+#include "kp_crc32c.h"
+
+/* Most slices one read returns (batches are merged when contiguous). */
+#define READ_MAX_SLICES 64
+
+/* ---------------------------------------------------------------- index */
+
+bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d)
+{
+    if (part->nchunks == part->chunks_cap) {
+        size_t cap = part->chunks_cap ? part->chunks_cap * 2 : 4;
+        st_chunk_t **n = realloc(part->chunks, cap * sizeof(*n));
+        if (!n)
+            return false;
+        part->chunks = n;
+        part->chunks_cap = cap;
+    }
+    st_chunk_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return false;
+    c->base = d->base_offset;
+    c->last = d->last_offset;
+    c->max_ts = d->max_timestamp;
+    c->run_max_ts = c->max_ts;
+    if (part->nchunks > 0 && part->chunks[part->nchunks - 1]->run_max_ts > c->run_max_ts)
+        c->run_max_ts = part->chunks[part->nchunks - 1]->run_max_ts;
+    c->batches = d->batches;
+    c->len = d->len;
+    c->crc = d->crc;
+    c->pos = d->pos;
+    c->obj = obj;
+    obj->refs++;
+    c->where = ST_CHUNK_STORE;
+    st_list_init(&c->lru);
+    c->part = part;
+    part->chunks[part->nchunks++] = c;
+    return true;
+}
+
+static void chunk_drop_buf(st_log_t *log, st_chunk_t *c)
+{
+    if (c->where == ST_CHUNK_TAIL)
+        log->stats.tail_bytes -= c->len;
+    else if (c->where == ST_CHUNK_CACHE)
+        log->stats.cache_bytes -= c->len;
+    if (c->buf)
+        st_buf_unref(c->buf);
+    c->buf = NULL;
+    c->where = ST_CHUNK_STORE;
+    st_list_del(&c->lru);
+}
+
+struct st_load {
+    st_chunk_t *chunk; /* NULL once the chunk was freed */
+    st_log_t *log;
+    struct read_op *waiting; /* reads to resume when the bytes arrive */
+};
+
+void st_log__chunk_free(st_log_t *log, st_chunk_t *c)
+{
+    chunk_drop_buf(log, c);
+    if (c->load)
+        c->load->chunk = NULL;
+    st_log__obj_unref(c->obj);
+    free(c);
+}
+
+/* Keep the memory tail and the read cache within their budgets. */
+static void evict(st_log_t *log, st_link_t *lru, size_t *bytes, size_t budget)
+{
+    while (*bytes > budget && !st_list_empty(lru))
+        chunk_drop_buf(log, st_container_of(lru->next, st_chunk_t, lru));
+}
+
+void st_log__tail_add(st_log_t *log, st_chunk_t *c, st_buf_t *obj, size_t off)
+{
+    c->where = ST_CHUNK_TAIL;
+    c->buf = st_buf_ref(obj);
+    c->buf_off = off;
+    log->stats.tail_bytes += c->len;
+    st_list_push(&log->tail_lru, &c->lru);
+    evict(log, &log->tail_lru, &log->stats.tail_bytes, log->cfg.tail_cache_bytes);
+}
+
+static void cache_add(st_log_t *log, st_chunk_t *c, st_buf_t *buf)
+{
+    c->where = ST_CHUNK_CACHE;
+    c->buf = buf;
+    c->buf_off = 0;
+    log->stats.cache_bytes += c->len;
+    st_list_push(&log->cache_lru, &c->lru);
+    evict(log, &log->cache_lru, &log->stats.cache_bytes, log->cfg.read_cache_bytes);
+}
+
+/* ---------------------------------------------------------------- waiters */
+
+void st_part_wait(st_part_t *part, st_waiter_t *w)
+{
+    st_link_t *l = (st_link_t *)w; /* next/prev lead the struct */
+    w->part = part;
+    st_list_push(&part->waiters, l);
+}
+
+void st_part_unwait(st_waiter_t *w)
+{
+    if (w->part) {
+        st_list_del((st_link_t *)w);
+        w->part = NULL;
+    }
+}
+
+void st_log__wake(st_part_t *part)
+{
+    /* Detach the list first: a woken waiter may wait again. */
+    st_link_t woken;
+    st_list_init(&woken);
+    if (!st_list_empty(&part->waiters)) {
+        woken.next = part->waiters.next;
+        woken.prev = part->waiters.prev;
+        woken.next->prev = &woken;
+        woken.prev->next = &woken;
+        st_list_init(&part->waiters);
+    }
+    while (!st_list_empty(&woken)) {
+        st_waiter_t *w = (st_waiter_t *)woken.next;
+        st_list_del((st_link_t *)w);
+        w->part = NULL;
+        w->fn(w, w->arg);
+    }
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+st_topic_t *st_part_topic(const st_part_t *part)
+{
+    return part->topic;
+}
+int32_t st_part_index(const st_part_t *part)
+{
+    return part->index;
+}
+int64_t st_part_hw(const st_part_t *part)
+{
+    return part->hw;
+}
+int64_t st_part_log_start(const st_part_t *part)
+{
+    return part->log_start;
+}
+int64_t st_part_leo(const st_part_t *part)
+{
+    return part->leo;
+}
+int32_t st_part_leader_epoch(const st_part_t *part)
+{
+    return part->epoch;
+}
+
+/* Index of the first chunk whose last offset >= @offset (nchunks if none). */
+static size_t chunk_find(const st_part_t *part, int64_t offset)
+{
+    size_t lo = 0, hi = part->nchunks;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (part->chunks[mid]->last < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+typedef enum read_kind { READ_BATCHES, READ_TIME } read_kind_t;
+
+typedef struct read_op {
+    struct read_op *next; /* in a load's waiting list */
+    read_kind_t kind;
+    st_part_t *part;
+    int64_t offset;       /* READ_BATCHES: first wanted offset; READ_TIME: timestamp */
+    size_t max_bytes;
+    st_read_cb cb;
+    st_offset_cb ocb;
+    void *arg;
+    st_err_t err;
+    size_t n;             /* slices gathered */
+    size_t bytes;
+    st_slice_t slices[READ_MAX_SLICES];
+    int64_t found_offset, found_ts; /* READ_TIME result */
+} read_op_t;
+
+static void op_finish(void *arg)
+{
+    read_op_t *op = arg;
+    st_log_t *log = op->part->log;
+    if (op->kind == READ_BATCHES)
+        op->cb(op->err, op->slices, op->err == ST_OK ? op->n : 0, op->arg);
+    else
+        op->ocb(op->err, op->found_offset, op->found_ts, op->arg);
+    for (size_t i = 0; i < op->n; i++)
+        st_buf_unref(op->slices[i].buf);
+    free(op);
+    st_log__op_done(log);
+}
+
+static void add_slice(read_op_t *op, st_buf_t *buf, size_t off, size_t len)
+{
+    st_slice_t *last = op->n ? &op->slices[op->n - 1] : NULL;
+    if (last && last->buf == buf && last->off + last->len == off) {
+        last->len += len;
+    } else {
+        op->slices[op->n++] = (st_slice_t){st_buf_ref(buf), off, len};
+    }
+    op->bytes += len;
+}
+
+/* Take batches of an in-memory chunk; false when the read is full. */
+static bool gather_chunk(read_op_t *op, const st_chunk_t *c)
+{
+    const uint8_t *data = c->buf->data + c->buf_off;
+    kp_batch_cursor_t cur;
+    kp_batch_cursor_init(&cur, data, c->len, c->len);
+    const uint8_t *b;
+    size_t size;
+    while (kp_batch_cursor_next(&cur, &b, &size)) {
+        int64_t base = (int64_t)kp_be64(b + KP_BATCH_OFF_BASE_OFFSET);
+        int64_t last = base + (int32_t)kp_be32(b + KP_BATCH_OFF_LAST_OFFSET_DELTA);
+        if (last < op->offset)
+            continue;
+        if (op->bytes > 0 && (op->bytes + size > op->max_bytes || op->n == READ_MAX_SLICES))
+            return false;
+        add_slice(op, c->buf, c->buf_off + (size_t)(b - data), size);
+    }
+    return true;
+}
+
+static void load_start(st_log_t *log, st_chunk_t *c, read_op_t *op);
+static void time_resume(read_op_t *op);
+
+/* Gather from the chunk at @i on while chunks are in memory; start a load
+ * when the first needed chunk is not. */
+static void read_gather(read_op_t *op)
+{
+    st_part_t *part = op->part;
+    st_log_t *log = part->log;
+    if (part->topic->deleting) {
+        op->err = ST_ERR_NOT_FOUND;
+    } else if (op->bytes == 0 && (op->offset < part->log_start || op->offset > part->hw)) {
+        op->err = ST_ERR_RANGE;
+    } else {
+        for (size_t i = chunk_find(part, op->offset); i < part->nchunks; i++) {
+            st_chunk_t *c = part->chunks[i];
+            if (c->base >= part->hw)
+                break;
+            if (c->where == ST_CHUNK_STORE) {
+                if (op->bytes == 0) {
+                    load_start(log, c, op);
+                    return;
+                }
+                break;
+            }
+            if (c->where == ST_CHUNK_CACHE) { /* most recently used */
+                st_list_del(&c->lru);
+                st_list_push(&log->cache_lru, &c->lru);
+            }
+            if (!gather_chunk(op, c))
+                break;
+        }
+    }
+    if (st_log__defer(log, op_finish, op) != 0)
+        op_finish(op); /* out of memory: answering now beats never */
+}
+
+static void load_done(st_err_t err, const uint8_t *data, size_t len, void *arg)
+{
+    st_load_t *ld = arg;
+    st_chunk_t *c = ld->chunk;
+    st_buf_t *buf = NULL;
+    if (!c)
+        err = ST_ERR_NOT_FOUND; /* the topic went away meanwhile */
+    else
+        c->load = NULL;
+    if (err == ST_OK && (len != c->len || kp_crc32c(0, data, len) != c->crc))
+        err = ST_ERR_CORRUPT;
+    if (err == ST_OK && (buf = st_buf_new(len)) != NULL)
+        memcpy(buf->data, data, len);
+    else if (err == ST_OK)
+        err = ST_ERR_NOMEM;
+    if (buf) {
+        c->where = ST_CHUNK_CACHE; /* readable for the waiting ops first ... */
+        c->buf = buf;
+        c->buf_off = 0;
+    }
+    ld->log->stats.object_gets++;
+    for (read_op_t *op = ld->waiting, *next; op; op = next) {
+        next = op->next;
+        op->next = NULL;
+        if (err != ST_OK) {
+            op->err = err;
+            op_finish(op);
+        } else if (op->kind == READ_BATCHES) {
+            read_gather(op);
+        } else {
+            time_resume(op);
+        }
+    }
+    if (buf) {
+        c->where = ST_CHUNK_STORE; /* ... then under the cache's budget */
+        c->buf = NULL;
+        cache_add(ld->log, c, buf);
+    }
+    free(ld);
+}
+
+static void load_start(st_log_t *log, st_chunk_t *c, read_op_t *op)
+{
+    if (c->load) { /* a GET for this chunk is in flight: wait for it */
+        op->next = c->load->waiting;
+        c->load->waiting = op;
+        return;
+    }
+    st_load_t *ld = calloc(1, sizeof(*ld));
+    if (!ld) {
+        op->err = ST_ERR_NOMEM;
+        op_finish(op);
+        return;
+    }
+    ld->chunk = c;
+    ld->log = log;
+    ld->waiting = op;
+    c->load = ld;
+    if (st_objstore_get_range(log->os, c->obj->key, c->pos, c->len, load_done, ld) != 0) {
+        c->load = NULL;
+        free(ld);
+        op->err = ST_ERR_IO;
+        if (st_log__defer(log, op_finish, op) != 0)
+            op_finish(op);
+    }
+}
+
+static read_op_t *op_new(st_part_t *part, read_kind_t kind, void *arg)
+{
+    read_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->kind = kind;
+    op->part = part;
+    op->arg = arg;
+    part->log->async_ops++;
+    return op;
+}
+
+int st_part_read(st_part_t *part, int64_t offset, size_t max_bytes, st_read_cb cb, void *arg)
+{
+    read_op_t *op = op_new(part, READ_BATCHES, arg);
+    if (!op)
+        return -1;
+    op->offset = offset;
+    op->max_bytes = max_bytes;
+    op->cb = cb;
+    read_gather(op);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- by time */
+
+/* Find the first record with timestamp >= op->offset in the chunk @c (in
+ * memory); true when found. */
+static bool time_in_chunk(read_op_t *op, const st_chunk_t *c)
+{
+    const uint8_t *data = c->buf->data + c->buf_off;
+    kp_batch_cursor_t cur;
+    kp_batch_cursor_init(&cur, data, c->len, c->len);
+    const uint8_t *b;
+    size_t size;
+    bool found = false;
+    while (!found && kp_batch_cursor_next(&cur, &b, &size)) {
+        if ((int64_t)kp_be64(b + KP_BATCH_OFF_MAX_TIMESTAMP) < op->offset)
+            continue;
+        kp_zout_t z;
+        kp_zout_init_alloc(&z, KP_BATCH_DEFAULT_MAX_DECOMPRESSED, NULL, NULL);
+        kp_record_iter_t it;
+        kp_record_t rec;
+        if (kp_record_iter_init(&it, b, size, 0, &z) == KP_BATCH_OK) {
+            while (kp_record_iter_next(&it, &rec)) {
+                if (rec.timestamp >= op->offset) {
+                    op->found_offset = rec.offset;
+                    op->found_ts = rec.timestamp;
+                    found = true;
+                    break;
+                }
+            }
+        }
+        if (!found) { /* undecodable records: answer at batch granularity */
+            op->found_offset = (int64_t)kp_be64(b + KP_BATCH_OFF_BASE_OFFSET);
+            op->found_ts = (int64_t)kp_be64(b + KP_BATCH_OFF_MAX_TIMESTAMP);
+            found = true;
+        }
+        kp_zout_deinit(&z);
+    }
+    return found;
+}
+
+static void time_resume(read_op_t *op)
+{
+    st_part_t *part = op->part;
+    st_log_t *log = part->log;
+    op->found_offset = -1;
+    op->found_ts = -1;
+    if (part->topic->deleting) {
+        op->err = ST_ERR_NOT_FOUND;
+    } else {
+        /* run_max_ts never decreases: the first chunk that reaches the
+         * target holds the first record that does. */
+        size_t lo = 0, hi = part->nchunks;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (part->chunks[mid]->run_max_ts < op->offset)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < part->nchunks && part->chunks[lo]->base < part->hw) {
+            st_chunk_t *c = part->chunks[lo];
+            if (c->where == ST_CHUNK_STORE) {
+                load_start(log, c, op);
+                return;
+            }
+            time_in_chunk(op, c);
+        }
+    }
+    if (st_log__defer(log, op_finish, op) != 0)
+        op_finish(op);
+}
+
+int st_part_offset_for_time(st_part_t *part, int64_t ts, st_offset_cb cb, void *arg)
+{
+    read_op_t *op = op_new(part, READ_TIME, arg);
+    if (!op)
+        return -1;
+    op->offset = ts;
+    op->ocb = cb;
+    time_resume(op);
+    return 0;
+}

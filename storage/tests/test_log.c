@@ -1,0 +1,535 @@
+/*
+ * test_log.c: the log over the directory object store and the SQLite
+ * metadata store -- offset assignment, one object per flush, acks after
+ * commit, failure rollback, fencing, recovery, reads, offsets.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kp_batch.h"
+#include "st_log.h"
+#include "st_meta.h"
+#include "st_objstore.h"
+
+typedef struct fx {
+    char dir[256];
+    struct event_base *base;
+    st_objstore_t *os;     /* faulty wrapper around dir */
+    st_meta_t *meta;
+    st_log_t *log;
+    st_log_cfg_t cfg;
+} fx_t;
+
+typedef struct res {
+    int done;
+    st_err_t err;
+    int64_t off;
+    int64_t ts;
+    st_topic_t *topic;
+} res_t;
+
+/* Run the loop until *flag reaches @want (at most ~10 s).  Completions
+ * from worker threads activate events, so an idle loop is polled. */
+static void run_until(fx_t *f, const int *flag, int want)
+{
+    for (int i = 0; i < 10000 && *flag < want; i++)
+        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 || *flag < want)
+            usleep(1000);
+    assert_true(*flag >= want);
+}
+
+static void open_cb(st_err_t err, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->done++;
+}
+
+static void fx_open(fx_t *f)
+{
+    char errstr[256], path[512];
+    snprintf(path, sizeof path, "%s/objects", f->dir);
+    st_objstore_t *dir = st_objstore_dir_new(f->base, path, 2, errstr, sizeof errstr);
+    assert_non_null(dir);
+    f->os = st_objstore_faulty_new(dir, f->base);
+    snprintf(path, sizeof path, "%s/meta.db", f->dir);
+    f->meta = st_meta_sqlite_new(f->base, path, errstr, sizeof errstr);
+    assert_non_null(f->meta);
+    f->log = st_log_new(f->base, f->os, f->meta, &f->cfg);
+    res_t r = {0};
+    assert_int_equal(st_log_open(f->log, open_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+}
+
+static void close_cb(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void fx_close(fx_t *f)
+{
+    int closed = 0;
+    st_log_close(f->log, close_cb, &closed);
+    run_until(f, &closed, 1);
+    st_log_free(f->log);
+    st_meta_free(f->meta);
+    st_objstore_free(f->os);
+}
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof f->dir, "/tmp/nh-test-log-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->base = event_base_new();
+    f->cfg = (st_log_cfg_t){.node_id = 1,
+                            .flush_max_bytes = 1 << 20,
+                            .flush_max_inflight = 2,
+                            .tail_cache_bytes = 1 << 20,
+                            .read_cache_bytes = 1 << 20,
+                            .default_partitions = 1};
+    fx_open(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    fx_close(f);
+    event_base_free(f->base);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static void topic_cb(st_err_t err, st_topic_t *t, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->topic = t;
+    r->done++;
+}
+
+static st_topic_t *create(fx_t *f, const char *name, int32_t nparts)
+{
+    res_t r = {0};
+    assert_int_equal(st_log_create_topic(f->log, name, strlen(name), nparts, NULL, 0, topic_cb, &r),
+                     0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    return r.topic;
+}
+
+/* A batch of @n records "v<i>" with timestamps ts0 + i. */
+static uint8_t *make_batch(int n, int64_t ts0, kp_compression_t codec, size_t *len)
+{
+    kp_record_in_t recs[16];
+    char vals[16][16];
+    assert_true(n <= 16);
+    for (int i = 0; i < n; i++) {
+        snprintf(vals[i], sizeof vals[i], "v%d", i);
+        recs[i] = (kp_record_in_t){.timestamp = ts0 + i,
+                                   .key = KP_BYTES_NULL,
+                                   .value = {(const uint8_t *)vals[i], (int32_t)strlen(vals[i])}};
+    }
+    kp_batch_spec_t spec = {.leader_epoch = -1, .codec = codec, .producer_id = -1,
+                            .producer_epoch = -1, .base_sequence = -1};
+    kp_writer_t w;
+    kp_writer_init(&w, 256);
+    assert_int_equal(kp_batch_build(&w, &spec, recs, n), KP_BATCH_OK);
+    return kp_writer_take(&w, len);
+}
+
+static void append_cb(st_err_t err, int64_t off, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->off = off;
+    r->done++;
+}
+
+static size_t count_objects(fx_t *f)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "find %s/objects -type f -name '*.nho' | wc -l", f->dir);
+    FILE *p = popen(cmd, "r");
+    size_t n = 0;
+    assert_int_equal(fscanf(p, "%zu", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* Appends to several partitions in one loop turn go into one object, are
+ * acknowledged after the commit, and get contiguous offsets. */
+static void test_one_object_per_flush(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "grouped", 4);
+    size_t len;
+    uint8_t *b = make_batch(3, 1000, KP_COMPRESSION_NONE, &len);
+    res_t r[8] = {{0}};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(st_part_append(t->parts[i % 4], b, len, append_cb, &r[i]), 0);
+    assert_int_equal(r[0].done, 0); /* nothing acknowledged before the commit */
+    assert_int_equal(st_part_hw(t->parts[0]), 0);
+    assert_int_equal(st_part_leo(t->parts[0]), 6);
+    for (int i = 0; i < 8; i++) {
+        run_until(f, &r[i].done, 1);
+        assert_int_equal(r[i].err, ST_OK);
+        assert_int_equal(r[i].off, i < 4 ? 0 : 3);
+    }
+    assert_int_equal(count_objects(f), 1);
+    assert_int_equal(st_part_hw(t->parts[3]), 6);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.flushes, 1);
+    free(b);
+}
+
+typedef struct rd {
+    int done;
+    st_err_t err;
+    uint8_t data[65536];
+    size_t len;
+} rd_t;
+
+static void read_cb(st_err_t err, const st_slice_t *sl, size_t n, void *arg)
+{
+    rd_t *r = arg;
+    r->err = err;
+    r->len = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(r->data + r->len, sl[i].buf->data + sl[i].off, sl[i].len);
+        r->len += sl[i].len;
+    }
+    r->done++;
+}
+
+static void read_all(fx_t *f, st_part_t *p, int64_t off, rd_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(st_part_read(p, off, sizeof r->data, read_cb, r), 0);
+    assert_int_equal(r->done, 0);
+    run_until(f, &r->done, 1);
+}
+
+/* Committed batches read back byte-exactly (offsets patched), from the
+ * tail and, after a restart, from the object store. */
+static void test_read_and_recover(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "rr", 1);
+    size_t len;
+    uint8_t *b = make_batch(5, 2000, KP_COMPRESSION_ZSTD, &len);
+    res_t r[3] = {{0}};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[i]), 0);
+        run_until(f, &r[i].done, 1);
+        assert_int_equal(r[i].off, 5 * i);
+    }
+    rd_t rd;
+    read_all(f, t->parts[0], 7, &rd); /* starts at the batch holding offset 7 */
+    assert_int_equal(rd.err, ST_OK);
+    assert_int_equal(rd.len, 2 * len);
+    assert_int_equal(kp_be64(rd.data), 5);
+    assert_memory_equal(rd.data + 12 + 4, b + 12 + 4, len - 16);
+    read_all(f, t->parts[0], 15, &rd); /* at the high watermark: nothing */
+    assert_int_equal(rd.err, ST_OK);
+    assert_int_equal(rd.len, 0);
+    read_all(f, t->parts[0], 16, &rd);
+    assert_int_equal(rd.err, ST_ERR_RANGE);
+
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "rr", 2);
+    assert_non_null(t);
+    assert_int_equal(st_part_hw(t->parts[0]), 15);
+    /* From the store, a read returns what one ranged GET brought back (a
+     * chunk per flush here); reading on continues where it stopped. */
+    int64_t next = 0;
+    for (int i = 0; i < 3; i++) {
+        read_all(f, t->parts[0], next, &rd);
+        assert_int_equal(rd.err, ST_OK);
+        assert_int_equal(rd.len, len);
+        assert_int_equal(kp_be64(rd.data), next);
+        assert_memory_equal(rd.data + 16, b + 16, len - 16);
+        next += 5;
+    }
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_true(s.object_gets >= 1);
+    /* appends continue after the recovered offsets */
+    res_t r4 = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r4), 0);
+    run_until(f, &r4.done, 1);
+    assert_int_equal(r4.off, 15);
+    free(b);
+}
+
+/* A failed upload is never acknowledged; the log end offset returns to
+ * the high watermark and a retry lands at the same offsets. */
+static void test_failed_flush_rolls_back(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "fail", 2);
+    size_t len;
+    uint8_t *b = make_batch(2, 3000, KP_COMPRESSION_NONE, &len);
+    res_t ok = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &ok), 0);
+    run_until(f, &ok.done, 1);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.fail_nth = 1, .err = ST_ERR_IO});
+    res_t r[3] = {{0}};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[0]), 0);
+    assert_int_equal(st_part_append(t->parts[1], b, len, append_cb, &r[1]), 0);
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[2]), 0);
+    for (int i = 0; i < 3; i++) {
+        run_until(f, &r[i].done, 1);
+        assert_int_equal(r[i].err, ST_ERR_IO);
+    }
+    assert_int_equal(st_part_leo(t->parts[0]), 2);
+    assert_int_equal(st_part_hw(t->parts[0]), 2);
+    assert_int_equal(st_part_leo(t->parts[1]), 0);
+    res_t again = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &again), 0);
+    run_until(f, &again.done, 1);
+    assert_int_equal(again.err, ST_OK);
+    assert_int_equal(again.off, 2);
+    free(b);
+}
+
+/* While an upload is in flight, appends accumulate into the next object. */
+static void test_accumulates_while_inflight(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "acc", 1);
+    size_t len;
+    uint8_t *b = make_batch(1, 4000, KP_COMPRESSION_NONE, &len);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.delay_nth = 1, .delay_ms = 200});
+    size_t before = count_objects(f);
+    res_t r[20] = {{0}};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[0]), 0);
+    event_base_loop(f->base, EVLOOP_NONBLOCK); /* the first flush starts */
+    for (int i = 1; i < 20; i++)
+        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[i]), 0);
+    for (int i = 0; i < 20; i++) {
+        run_until(f, &r[i].done, 1);
+        assert_int_equal(r[i].err, ST_OK);
+        assert_int_equal(r[i].off, i);
+    }
+    assert_int_equal(count_objects(f) - before, 2);
+    free(b);
+}
+
+static void txn_cb(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                   void *arg)
+{
+    (void)rev, (void)res, (void)n, (void)ok;
+    res_t *r = arg;
+    r->err = err;
+    r->done++;
+}
+
+/* A bumped fence (another incarnation took over) fails the commit. */
+static void test_fenced_commit_fails(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "fenced", 1);
+    st_op_t put = {.type = ST_OP_PUT, .key = "/nuthatch/nodes/1/fence",
+                   .val = (const uint8_t *)"999", .val_len = 3};
+    st_txn_t txn = {.success = &put, .nsuccess = 1};
+    res_t tr = {0};
+    assert_int_equal(st_meta_txn(f->meta, &txn, txn_cb, &tr), 0);
+    run_until(f, &tr.done, 1);
+    size_t len;
+    uint8_t *b = make_batch(1, 5000, KP_COMPRESSION_NONE, &len);
+    res_t r = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_ERR_CONFLICT);
+    assert_int_equal(st_part_hw(t->parts[0]), 0);
+    assert_int_equal(st_part_leo(t->parts[0]), 0);
+    free(b);
+}
+
+static void time_cb(st_err_t err, int64_t off, int64_t ts, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->off = off;
+    r->ts = ts;
+    r->done++;
+}
+
+static void test_offset_for_time(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "time", 1);
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        uint8_t *b = make_batch(4, 10000 + 100 * i, i == 1 ? KP_COMPRESSION_LZ4 : KP_COMPRESSION_NONE,
+                                &len);
+        res_t r = {0};
+        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+        run_until(f, &r.done, 1);
+        free(b);
+    }
+    static const struct { int64_t ts, off; } cases[] = {
+        {0, 0}, {10002, 2}, {10050, 4}, {10101, 5}, {10203, 11}, {10204, -1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        res_t r = {0};
+        assert_int_equal(st_part_offset_for_time(t->parts[0], cases[i].ts, time_cb, &r), 0);
+        run_until(f, &r.done, 1);
+        assert_int_equal(r.err, ST_OK);
+        assert_int_equal(r.off, cases[i].off);
+    }
+}
+
+static void done_cb(st_err_t err, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->done++;
+}
+
+typedef struct offs_res {
+    int done;
+    st_err_t err;
+    size_t n;
+    int64_t off[4];
+    char md[4][32];
+} offs_res_t;
+
+static void offsets_cb(st_err_t err, const st_offset_commit_t *o, size_t n, void *arg)
+{
+    offs_res_t *r = arg;
+    r->err = err;
+    r->n = n;
+    for (size_t i = 0; i < n && i < 4; i++) {
+        r->off[i] = o[i].offset;
+        snprintf(r->md[i], sizeof r->md[i], "%s", o[i].metadata ? o[i].metadata : "(null)");
+    }
+    r->done++;
+}
+
+static void test_offsets_survive_restart(void **state)
+{
+    fx_t *f = *state;
+    st_offset_commit_t offs[2] = {
+        {.topic = "a", .partition = 0, .offset = 42, .leader_epoch = -1, .metadata = "m"},
+        {.topic = "a", .partition = 1, .offset = 7, .leader_epoch = 3, .metadata = NULL},
+    };
+    res_t r = {0};
+    assert_int_equal(st_log_commit_offsets(f->log, "g/1 x", offs, 2, done_cb, &r), 0);
+    assert_int_equal(r.done, 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    fx_close(f);
+    fx_open(f);
+    offs_res_t o = {0};
+    assert_int_equal(st_log_fetch_offsets(f->log, "g/1 x", offsets_cb, &o), 0);
+    run_until(f, &o.done, 1);
+    assert_int_equal(o.n, 2);
+    assert_int_equal(o.off[0], 42);
+    assert_string_equal(o.md[0], "m");
+    assert_int_equal(o.off[1], 7);
+    assert_string_equal(o.md[1], "(null)");
+}
+
+static void test_delete_and_recreate(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "gone", 1);
+    kp_uuid_t old = t->id;
+    size_t len;
+    uint8_t *b = make_batch(2, 6000, KP_COMPRESSION_NONE, &len);
+    res_t a = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &a), 0);
+    run_until(f, &a.done, 1);
+    res_t d = {0};
+    assert_int_equal(st_log_delete_topic(f->log, t, done_cb, &d), 0);
+    assert_null(st_log_topic(f->log, "gone", 4)); /* vanishes at once */
+    run_until(f, &d.done, 1);
+    assert_int_equal(d.err, ST_OK);
+    t = create(f, "gone", 1);
+    assert_memory_not_equal(t->id.b, old.b, 16);
+    assert_int_equal(st_part_hw(t->parts[0]), 0);
+    res_t a2 = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &a2), 0);
+    run_until(f, &a2.done, 1);
+    assert_int_equal(a2.off, 0);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "gone", 4);
+    assert_non_null(t);
+    assert_int_equal(st_part_hw(t->parts[0]), 2); /* the old topic's data is not resurrected */
+    /* creating an existing topic fails asynchronously */
+    res_t c = {0};
+    assert_int_equal(st_log_create_topic(f->log, "gone", 4, 1, NULL, 0, topic_cb, &c), 0);
+    assert_int_equal(c.done, 0);
+    run_until(f, &c.done, 1);
+    assert_int_equal(c.err, ST_ERR_EXISTS);
+    free(b);
+}
+
+static void wake_fn(st_waiter_t *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+}
+
+static void test_waiters_woken_by_commit(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "wait", 1);
+    int woken = 0;
+    st_waiter_t w = {.fn = wake_fn, .arg = &woken};
+    st_part_wait(t->parts[0], &w);
+    size_t len;
+    uint8_t *b = make_batch(1, 7000, KP_COMPRESSION_NONE, &len);
+    res_t r = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+    run_until(f, &woken, 1);
+    assert_int_equal(r.done, 1); /* acknowledged before waiters run */
+    assert_null(w.part);
+    st_waiter_t w2 = {.fn = wake_fn, .arg = &woken};
+    st_part_wait(t->parts[0], &w2);
+    st_part_unwait(&w2);
+    res_t r2 = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r2), 0);
+    run_until(f, &r2.done, 1);
+    assert_int_equal(woken, 1);
+    free(b);
+}
+
+int main(void)
+{
+    evthread_use_pthreads();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_one_object_per_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_and_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_flush_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accumulates_while_inflight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_commit_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offset_for_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offsets_survive_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_and_recreate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiters_woken_by_commit, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
