@@ -42,7 +42,8 @@ enum {
 typedef struct gw_config {
     gw_listener_t listeners;                   /* where to accept Kafka clients */
     gw_listener_t advertised_listeners;        /* what Metadata responses tell clients to dial;
-                                                  never a wildcard host (see gw_config.c) */
+                                                  never a wildcard host (see gw_config.c);
+                                                  port 0 (from listeners) = the bound port */
     int32_t node_id;                           /* this gateway's broker id, 0..2^31-1 */
     char data_dir[GW_PATH_MAX];                /* directory for local state; non-empty */
     gw_storage_url_t storage_url;              /* object store */
