@@ -23,7 +23,7 @@
 /* ---------------------------------------------------------------- helpers */
 
 typedef struct fixture {
-    gw_config_t *cfg; /* heap: the struct is ~17 KiB */
+    gw_config_t *cfg; /* heap: the struct is about 21 KiB */
     char err[1024];   /* errstr of the last load */
     char path[64];    /* temporary properties file, "" when none */
 } fixture_t;
