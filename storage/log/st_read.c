@@ -100,6 +100,7 @@ static void cache_add(st_log_t *log, st_chunk_t *c, st_buf_t *buf)
     c->buf = buf;
     c->buf_off = 0;
     log->stats.cache_bytes += c->len;
+    st_list_del(&c->lru); /* waiting reads may have touched it as recently used */
     st_list_push(&log->cache_lru, &c->lru);
     evict(log, &log->cache_lru, &log->stats.cache_bytes, log->cfg.read_cache_bytes);
 }
