@@ -10,6 +10,7 @@
 
 #include "gw_config.h"
 #include "gw_log.h"
+#include "gw_server.h"
 
 /* Two info records: who we are and where we serve and store, then every
  * setting that differs from its default.  Every key follows at debug. */
@@ -61,6 +62,5 @@ int main(int argc, char **argv)
     gw_log_set_level(cfg->log_level);
     log_config(cfg);
 
-    gw_log_error("main", "the Kafka listener is not built yet");
-    return 1;
+    return gw_server_run(cfg);
 }

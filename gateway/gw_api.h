@@ -1,0 +1,85 @@
+/*
+ * gw_api.h: the Kafka API handlers (one per gw_api_<name>.c) and what they
+ * share: the one mapping from storage errors to Kafka errors, topic-name
+ * rules, topic look-ups and automatic topic creation.
+ *
+ * Ownership: handlers borrow the request; everything they put in a response
+ * lives in req->resp_arena or in the log (topic names), and is encoded before
+ * control returns to the loop.
+ * Threading: loop thread only.
+ */
+#ifndef GW_API_H
+#define GW_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gw_conn.h"
+#include "gw_server.h"
+#include "kp_errors.h"
+#include "st_err.h"
+#include "st_log.h"
+
+/* Kafka's topic-name rules (Topic.validate): at most this many characters
+ * of [a-zA-Z0-9._-], and not "." or "..". */
+#define GW_TOPIC_NAME_MAX 249
+
+/* OffsetCommit metadata longer than this is OFFSET_METADATA_TOO_LARGE
+ * (Kafka's offset.metadata.max.bytes default). */
+#define GW_OFFSET_METADATA_MAX 4096
+
+/* Kafka's config resource types (DescribeConfigs). */
+#define GW_RESOURCE_TOPIC 2
+#define GW_RESOURCE_BROKER 4
+
+int gw_api_api_versions(gw_req_t *req);
+int gw_api_metadata(gw_req_t *req);
+int gw_api_produce(gw_req_t *req);
+int gw_api_fetch(gw_req_t *req);
+int gw_api_list_offsets(gw_req_t *req);
+int gw_api_create_topics(gw_req_t *req);
+int gw_api_delete_topics(gw_req_t *req);
+int gw_api_describe_configs(gw_req_t *req);
+int gw_api_find_coordinator(gw_req_t *req);
+int gw_api_offset_commit(gw_req_t *req);
+int gw_api_offset_fetch(gw_req_t *req);
+
+/* The only place a storage error becomes a Kafka error (STYLE §8). */
+kp_err_t gw_err_from_st(st_err_t err);
+
+/* The st_err_t of an st_log call that returned @rc != 0 without starting
+ * (the header promises only "nonzero"; a value that is an st_err_t is kept). */
+st_err_t gw_st_start_err(int rc);
+
+/* True when @name follows Kafka's topic-name rules. */
+bool gw_topic_name_valid(kp_str_t name);
+
+/* The live topic called @name, or NULL (absent or being deleted). */
+st_topic_t *gw_topic_find(gw_server_t *srv, kp_str_t name);
+
+/* The live topic with id @id, or NULL. */
+st_topic_t *gw_topic_find_id(gw_server_t *srv, kp_uuid_t id);
+
+/* Partition @index of @topic, or NULL when out of range. */
+st_part_t *gw_topic_part(st_topic_t *topic, int32_t index);
+
+/* True when a request of this kind may create missing topics: the server
+ * allows it (auto.create.topics.enable) and so does the request. */
+bool gw_autocreate_allowed(const gw_server_t *srv, bool request_allows);
+
+/**
+ * Create topic @name with the default partition count.
+ * @returns 0 when started (@cb will run later), or an st_err_t when it
+ *          could not start (no callback).
+ */
+st_err_t gw_topic_autocreate(gw_server_t *srv, kp_str_t name, st_topic_cb cb, void *arg);
+
+/* The broker this node advertises: host and port (port 0 in the config
+ * means the bound port). */
+const char *gw_advertised_host(const gw_server_t *srv);
+int32_t gw_advertised_port(const gw_server_t *srv);
+
+/* The cluster id reported to clients: cluster.id when set, else the log's. */
+const char *gw_cluster_id(const gw_server_t *srv);
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * gw_api_describe_configs.c: DescribeConfigs (key 32), v0-4.
+ *
+ * A topic (resource type 2) lists its overrides plus the defaults the
+ * gateway applies (retention, message size, cleanup policy, ...); a broker
+ * (type 4, named by its node id or "") lists every configuration key of
+ * the gateway with its effective value, read-only.  Other types are
+ * INVALID_REQUEST.
+ */
+#include "gw_api.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ConfigSource values (DescribeConfigsResponse). */
+#define SRC_TOPIC_CONFIG 1
+#define SRC_STATIC_BROKER_CONFIG 4
+#define SRC_DEFAULT_CONFIG 5
+
+/* ConfigType values (v3+). */
+#define TYPE_UNKNOWN 0
+#define TYPE_STRING 2
+#define TYPE_INT 3
+#define TYPE_LONG 5
+#define TYPE_LIST 7
+
+typedef kp_describe_configs_response_describe_configs_resource_result_t cfg_entry_t;
+typedef kp_describe_configs_response_describe_configs_result_t cfg_result_t;
+
+/* One topic-level default: its name, type, the value the gateway applies
+ * and, when it comes from a broker key, that key. */
+typedef struct topic_default {
+    const char *name;
+    int8_t type;
+    const char *fixed;      /* value when not from a broker key */
+    const char *broker_key; /* gw_config key whose value applies, or NULL */
+} topic_default_t;
+
+static const topic_default_t topic_defaults[] = {
+    {"cleanup.policy", TYPE_LIST, "delete", NULL},
+    {"compression.type", TYPE_STRING, "producer", NULL},
+    {"max.message.bytes", TYPE_INT, NULL, "message.max.bytes"},
+    {"message.timestamp.type", TYPE_STRING, "CreateTime", NULL},
+    {"min.insync.replicas", TYPE_INT, "1", NULL},
+    {"retention.bytes", TYPE_LONG, NULL, "log.retention.bytes"},
+    {"retention.ms", TYPE_LONG, NULL, "log.retention.ms"},
+    {"segment.bytes", TYPE_INT, "1073741824", NULL},
+};
+#define N_TOPIC_DEFAULTS (sizeof topic_defaults / sizeof topic_defaults[0])
+
+/* True when @name is asked for (@keys null: everything). */
+static bool wanted(const kp_describe_configs_request_describe_configs_resource_t *res,
+                   const char *name)
+{
+    if (res->configuration_keys_count < 0)
+        return true;
+    for (int32_t i = 0; i < res->configuration_keys_count; i++)
+        if (kp_str_eq(res->configuration_keys[i], name))
+            return true;
+    return false;
+}
+
+static void add_entry(gw_req_t *req, cfg_result_t *r, const char *name, const char *value,
+                      bool is_default, int8_t source, int8_t type, bool read_only)
+{
+    cfg_entry_t *e = &r->configs[r->configs_count++];
+    kp_describe_configs_response_describe_configs_resource_result_init(e);
+    e->name = kp_str(gw_req_strdup(req, name, strlen(name)));
+    e->value = kp_str(gw_req_strdup(req, value, strlen(value)));
+    e->read_only = read_only;
+    e->is_default = is_default; /* v0 */
+    e->config_source = source;  /* v1+ */
+    e->is_sensitive = false;
+    e->synonyms_count = 0; /* v1+ */
+    e->config_type = type; /* v3+ */
+    e->documentation = KP_STR_NULL;
+}
+
+/* The value of broker key @key in @cfg. */
+static const char *broker_value(gw_req_t *req, const gw_config_t *cfg, const char *key)
+{
+    char buf[GW_URL_MAX];
+    if (gw_config_value_str(cfg, key, buf, sizeof buf) != 0)
+        buf[0] = '\0';
+    return gw_req_strdup(req, buf, strlen(buf));
+}
+
+static const char *override_of(const st_topic_t *topic, const char *name)
+{
+    for (size_t i = 0; i < topic->nconfigs; i++)
+        if (strcmp(topic->configs[i].name, name) == 0)
+            return topic->configs[i].value;
+    return NULL;
+}
+
+static void describe_topic(gw_req_t *req,
+                           const kp_describe_configs_request_describe_configs_resource_t *res,
+                           cfg_result_t *r)
+{
+    st_topic_t *topic = gw_topic_find(req->srv, res->resource_name);
+    if (!topic) {
+        r->error_code = KP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        r->error_message = kp_str("unknown topic");
+        return;
+    }
+    r->configs = gw_req_alloc(req, (N_TOPIC_DEFAULTS + topic->nconfigs) * sizeof *r->configs);
+    for (size_t i = 0; i < N_TOPIC_DEFAULTS; i++) {
+        const topic_default_t *d = &topic_defaults[i];
+        if (!wanted(res, d->name))
+            continue;
+        const char *ov = override_of(topic, d->name);
+        if (ov) {
+            add_entry(req, r, d->name, ov, false, SRC_TOPIC_CONFIG, d->type, false);
+            continue;
+        }
+        if (!d->broker_key) {
+            add_entry(req, r, d->name, d->fixed, true, SRC_DEFAULT_CONFIG, d->type, false);
+            continue;
+        }
+        const char *v = broker_value(req, req->srv->cfg, d->broker_key);
+        bool dflt = strcmp(v, broker_value(req, &req->srv->defaults, d->broker_key)) == 0;
+        add_entry(req, r, d->name, v, dflt, dflt ? SRC_DEFAULT_CONFIG : SRC_STATIC_BROKER_CONFIG,
+                  d->type, false);
+    }
+    /* Overrides of keys without a listed default. */
+    for (size_t i = 0; i < topic->nconfigs; i++) {
+        const st_topic_config_t *c = &topic->configs[i];
+        bool listed = false;
+        for (size_t k = 0; k < N_TOPIC_DEFAULTS && !listed; k++)
+            listed = strcmp(topic_defaults[k].name, c->name) == 0;
+        if (!listed && wanted(res, c->name))
+            add_entry(req, r, c->name, c->value, false, SRC_TOPIC_CONFIG, TYPE_UNKNOWN, false);
+    }
+}
+
+static void describe_broker(gw_req_t *req,
+                            const kp_describe_configs_request_describe_configs_resource_t *res,
+                            cfg_result_t *r)
+{
+    const gw_config_t *cfg = req->srv->cfg;
+    char id[16];
+    snprintf(id, sizeof id, "%d", cfg->node_id);
+    if (res->resource_name.len > 0 && !kp_str_eq(res->resource_name, id)) {
+        r->error_code = KP_ERR_INVALID_REQUEST;
+        r->error_message = kp_str("no such broker on this node");
+        return;
+    }
+    size_t n = gw_config_key_count();
+    r->configs = gw_req_alloc(req, n * sizeof *r->configs);
+    for (size_t i = 0; i < n; i++) {
+        const char *key = gw_config_key_name(i);
+        if (!wanted(res, key))
+            continue;
+        const char *v = broker_value(req, cfg, key);
+        bool dflt = strcmp(v, broker_value(req, &req->srv->defaults, key)) == 0;
+        add_entry(req, r, key, v, dflt, dflt ? SRC_DEFAULT_CONFIG : SRC_STATIC_BROKER_CONFIG,
+                  TYPE_UNKNOWN, true);
+    }
+}
+
+int gw_api_describe_configs(gw_req_t *req)
+{
+    const kp_describe_configs_request_t *rq = req->body;
+    kp_describe_configs_response_t resp;
+    kp_describe_configs_response_init(&resp);
+    resp.throttle_time_ms = 0;
+    int32_t n = rq->resources_count > 0 ? rq->resources_count : 0;
+    resp.results = gw_req_alloc(req, (size_t)n * sizeof *resp.results);
+    resp.results_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        const kp_describe_configs_request_describe_configs_resource_t *res = &rq->resources[i];
+        cfg_result_t *r = &resp.results[i];
+        kp_describe_configs_response_describe_configs_result_init(r);
+        r->error_code = KP_ERR_NONE;
+        r->error_message = KP_STR_NULL;
+        r->resource_type = res->resource_type;
+        r->resource_name = res->resource_name;
+        r->configs_count = 0;
+        if (res->resource_type == GW_RESOURCE_TOPIC) {
+            describe_topic(req, res, r);
+        } else if (res->resource_type == GW_RESOURCE_BROKER) {
+            describe_broker(req, res, r);
+        } else {
+            r->error_code = KP_ERR_INVALID_REQUEST;
+            r->error_message = kp_str("unsupported resource type");
+        }
+    }
+    gw_req_respond(req, &resp);
+    return 0;
+}

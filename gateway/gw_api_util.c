@@ -1,0 +1,115 @@
+/*
+ * gw_api_util.c: what the handlers share -- the storage-to-Kafka error
+ * mapping, topic-name rules, look-ups and automatic topic creation.
+ */
+#include "gw_api.h"
+
+#include <string.h>
+
+kp_err_t gw_err_from_st(st_err_t err)
+{
+    switch (err) {
+    case ST_OK:
+        return KP_ERR_NONE;
+    case ST_ERR_NOT_FOUND:
+        return KP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    case ST_ERR_IO:
+    case ST_ERR_TIMEOUT:
+    case ST_ERR_FULL:    /* a storage budget: retriable, like a slow disk */
+    case ST_ERR_NOMEM:   /* retriable as well; UNKNOWN_SERVER_ERROR would not be */
+    case ST_ERR_CORRUPT: /* stored bytes fail their checks: the storage is at fault */
+        return KP_ERR_KAFKA_STORAGE_ERROR;
+    case ST_ERR_CONFLICT: /* fenced: another node leads now; refresh metadata */
+        return KP_ERR_NOT_LEADER_OR_FOLLOWER;
+    case ST_ERR_CLOSED: /* shutting down: the client retries elsewhere or later */
+        return KP_ERR_NOT_LEADER_OR_FOLLOWER;
+    case ST_ERR_EXISTS:
+        return KP_ERR_TOPIC_ALREADY_EXISTS;
+    case ST_ERR_INVALID:
+        return KP_ERR_INVALID_REQUEST;
+    case ST_ERR_RANGE:
+        return KP_ERR_OFFSET_OUT_OF_RANGE;
+    case ST_ERR__NUM:
+        break;
+    }
+    return KP_ERR_UNKNOWN_SERVER_ERROR;
+}
+
+st_err_t gw_st_start_err(int rc)
+{
+    if (rc > 0 && rc < ST_ERR__NUM)
+        return (st_err_t)rc;
+    return ST_ERR_IO;
+}
+
+bool gw_topic_name_valid(kp_str_t name)
+{
+    if (name.len <= 0 || name.len > GW_TOPIC_NAME_MAX)
+        return false;
+    if ((name.len == 1 && name.ptr[0] == '.') ||
+        (name.len == 2 && name.ptr[0] == '.' && name.ptr[1] == '.'))
+        return false;
+    for (int32_t i = 0; i < name.len; i++) {
+        char c = name.ptr[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+st_topic_t *gw_topic_find(gw_server_t *srv, kp_str_t name)
+{
+    if (name.len < 0)
+        return NULL;
+    st_topic_t *topic = st_log_topic(srv->log, name.ptr, (size_t)name.len);
+    return topic && !topic->deleting ? topic : NULL;
+}
+
+st_topic_t *gw_topic_find_id(gw_server_t *srv, kp_uuid_t id)
+{
+    st_topic_t *topic = st_log_topic_by_id(srv->log, id);
+    return topic && !topic->deleting ? topic : NULL;
+}
+
+st_part_t *gw_topic_part(st_topic_t *topic, int32_t index)
+{
+    if (index < 0 || index >= topic->nparts)
+        return NULL;
+    return topic->parts[index];
+}
+
+bool gw_autocreate_allowed(const gw_server_t *srv, bool request_allows)
+{
+    return srv->cfg->auto_create_topics_enable && request_allows;
+}
+
+st_err_t gw_topic_autocreate(gw_server_t *srv, kp_str_t name, st_topic_cb cb, void *arg)
+{
+    int rc = st_log_create_topic(srv->log, name.ptr, (size_t)name.len, srv->cfg->num_partitions,
+                                 NULL, 0, cb, arg);
+    return rc == 0 ? ST_OK : gw_st_start_err(rc);
+}
+
+const char *gw_advertised_host(const gw_server_t *srv)
+{
+    const char *h = srv->cfg->advertised_listeners.host;
+    if (h[0])
+        return h;
+    h = srv->cfg->listeners.host;
+    return h[0] ? h : "localhost";
+}
+
+int32_t gw_advertised_port(const gw_server_t *srv)
+{
+    int port = srv->cfg->advertised_listeners.port;
+    return port ? port : srv->port;
+}
+
+const char *gw_cluster_id(const gw_server_t *srv)
+{
+    if (srv->cfg->cluster_id[0])
+        return srv->cfg->cluster_id;
+    return st_log_cluster_id(srv->log);
+}

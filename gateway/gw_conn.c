@@ -1,0 +1,533 @@
+/*
+ * gw_conn.c: connection lifecycle, framing and the in-order response FIFO.
+ * See gw_conn.h for the contract.
+ */
+#include "gw_conn.h"
+
+#include <assert.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "gw_dispatch.h"
+#include "gw_log.h"
+#include "gw_server.h"
+
+static const char *const state_names[GW_CONN__NUM] = {"reading", "blocked", "draining", "closed"};
+
+static void conn_read_frames(gw_conn_t *conn);
+static void conn_flush(gw_conn_t *conn);
+
+void gw_conn_set_state(gw_conn_t *conn, gw_conn_state_t st)
+{
+    assert(st >= 0 && st < GW_CONN__NUM);
+    if (conn->state != st)
+        gw_log_debug("conn", "conn %llu: %s -> %s", (unsigned long long)conn->id,
+                     state_names[conn->state], state_names[st]);
+    conn->state = st;
+}
+
+static void ms_to_tv(int64_t ms, struct timeval *tv)
+{
+    tv->tv_sec = (time_t)(ms / 1000);
+    tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+/* ------------------------------------------------------------------ */
+
+/* A request holding a frame of @len bytes; the budget reservation moves
+ * from the connection to the request. */
+static gw_req_t *req_new(gw_conn_t *conn, size_t len)
+{
+    gw_req_t *req = calloc(1, sizeof *req);
+    uint8_t *frame = malloc(len);
+    if (!req || !frame) {
+        free(req);
+        free(frame);
+        return NULL;
+    }
+    req->conn = conn;
+    req->srv = conn->srv;
+    req->frame = frame;
+    req->frame_len = len;
+    kp_arena_init(&req->arena, kp_arena_limit_for(len));
+    kp_arena_init(&req->resp_arena, SIZE_MAX);
+    return req;
+}
+
+/* The only place a request is freed: after its response was queued (or
+ * dropped with its closed connection). */
+static void req_free(gw_req_t *req)
+{
+    if (req->hfree)
+        req->hfree(req);
+    kp_arena_deinit(&req->arena);
+    kp_arena_deinit(&req->resp_arena);
+    free(req->frame);
+    free(req->resp);
+    if (req->reserved)
+        gw_server__budget_release(req->srv, req->reserved);
+    free(req);
+}
+
+void *gw_req_alloc(gw_req_t *req, size_t n)
+{
+    void *p = kp_arena_alloc(&req->resp_arena, n ? n : 1);
+    if (!p) {
+        gw_log_error("conn", "out of memory allocating %zu bytes for a response", n);
+        abort();
+    }
+    return p;
+}
+
+char *gw_req_strdup(gw_req_t *req, const char *s, size_t len)
+{
+    char *p = gw_req_alloc(req, len + 1);
+    if (len)
+        memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+bool gw_req_conn_open(const gw_req_t *req)
+{
+    return req->conn->state != GW_CONN_CLOSED;
+}
+
+static void req_done(gw_req_t *req)
+{
+    assert(!req->done);
+    req->done = true;
+    conn_flush(req->conn);
+}
+
+void gw_req_finish_silent(gw_req_t *req)
+{
+    req_done(req);
+}
+
+int gw_req_respond_version(gw_req_t *req, int16_t version, const void *body)
+{
+    const kp_api_desc_t *d = kp_api_desc(req->api_key);
+    assert(d);
+    if (req->conn->state == GW_CONN_CLOSED) {
+        req_done(req); /* nobody to answer */
+        return 0;
+    }
+    kp_writer_t w;
+    kp_writer_init(&w, 256);
+    size_t pos = kp_writer_reserve_i32(&w); /* frame length, patched below */
+    kp_response_header_t h;
+    kp_response_header_init(&h);
+    h.correlation_id = req->hdr.correlation_id;
+    /* ApiVersions' response header is v0 whatever the version (DESIGN §8). */
+    kp_response_header_encode(&w, kp_response_header_version(req->api_key, version), &h);
+    d->response.encode(&w, version, body);
+    if (w.err != KP_ENCODE_OK || w.len - 4 > INT32_MAX) {
+        gw_log_error("conn", "conn %llu: cannot encode %s v%d response (error %d)",
+                     (unsigned long long)req->conn->id, d->name, version, (int)w.err);
+        kp_writer_deinit(&w);
+        gw_conn_close(req->conn, "response encoding failed");
+        req_done(req);
+        return -1;
+    }
+    kp_writer_patch_i32(&w, pos, (int32_t)(w.len - 4));
+    req->resp = kp_writer_take(&w, &req->resp_len);
+    req_done(req);
+    return 0;
+}
+
+int gw_req_respond(gw_req_t *req, const void *body)
+{
+    return gw_req_respond_version(req, req->api_version, body);
+}
+
+static void free_resp_cb(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* Write the finished responses at the head of the FIFO, in order, and free
+ * their requests; then resume, drain or free the connection as due. */
+static void conn_flush(gw_conn_t *conn)
+{
+    struct evbuffer *out = conn->bev ? bufferevent_get_output(conn->bev) : NULL;
+    while (conn->head && conn->head->done) {
+        gw_req_t *req = conn->head;
+        conn->head = req->next;
+        if (!conn->head)
+            conn->tail = NULL;
+        conn->inflight--;
+        if (out && req->resp) {
+            /* The evbuffer takes the response without copying it. */
+            if (evbuffer_add_reference(out, req->resp, req->resp_len, free_resp_cb, NULL) == 0)
+                req->resp = NULL;
+        }
+        req_free(req);
+    }
+    switch (conn->state) {
+    case GW_CONN_CLOSED:
+        if (!conn->head)
+            event_active(conn->free_ev, 0, 0);
+        break;
+    case GW_CONN_BLOCKED:
+        if (!conn->in_budget_queue)
+            gw_conn_resume(conn);
+        break;
+    case GW_CONN_DRAINING:
+        if (!conn->head && evbuffer_get_length(out) == 0)
+            gw_conn_close(conn, "server stopping");
+        break;
+    case GW_CONN_READING:
+        if (!conn->head && conn->frame_len == 0 && conn->srv->cfg->connections_max_idle_ms > 0) {
+            struct timeval tv;
+            ms_to_tv(conn->srv->cfg->connections_max_idle_ms, &tv);
+            evtimer_add(conn->idle_timer, &tv);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Framing                                                             */
+/* ------------------------------------------------------------------ */
+
+static void set_read_window(gw_conn_t *conn, size_t n)
+{
+    /* Low = high: wake when exactly @n bytes are there and read no more,
+     * so nothing beyond the reserved frame is ever buffered. */
+    bufferevent_setwatermark(conn->bev, EV_READ, n, n);
+}
+
+static void conn_block(gw_conn_t *conn)
+{
+    gw_conn_set_state(conn, GW_CONN_BLOCKED);
+    bufferevent_disable(conn->bev, EV_READ);
+}
+
+/* Read the next frame's length.  Returns false when more bytes are needed
+ * or the connection was closed. */
+static bool read_length(gw_conn_t *conn, struct evbuffer *in)
+{
+    uint8_t lenbuf[4];
+    if (evbuffer_copyout(in, lenbuf, 4) < 4) {
+        set_read_window(conn, 4);
+        return false;
+    }
+    evbuffer_drain(in, 4);
+    int32_t len = (int32_t)kp_be32(lenbuf);
+    if (len < GW_MIN_FRAME || len > conn->srv->cfg->socket_request_max_bytes) {
+        conn->srv->stats.bad_frames++;
+        gw_log_info("conn", "conn %llu from %s: frame length %d outside [%d, %d], closing",
+                    (unsigned long long)conn->id, conn->peer, len, GW_MIN_FRAME,
+                    conn->srv->cfg->socket_request_max_bytes);
+        gw_conn_close(conn, "bad frame length");
+        return false;
+    }
+    conn->frame_len = len;
+    evtimer_del(conn->idle_timer);
+    return true;
+}
+
+/* Reserve the frame's bytes; false (and queued for budget) when they do
+ * not fit. */
+static bool reserve_frame(gw_conn_t *conn)
+{
+    if (!gw_server__budget_reserve(conn->srv, conn->frame_len)) {
+        gw_log_debug("conn", "conn %llu: receive budget exhausted, waiting for %d bytes",
+                     (unsigned long long)conn->id, conn->frame_len);
+        conn_block(conn);
+        gw_server__budget_wait(conn->srv, conn);
+        return false;
+    }
+    conn->frame_reserved = true;
+    struct timeval tv;
+    ms_to_tv(conn->srv->cfg->request_partial_timeout_ms, &tv);
+    evtimer_add(conn->partial_timer, &tv);
+    set_read_window(conn, (size_t)conn->frame_len);
+    return true;
+}
+
+/* The whole frame is buffered: move it into a request and dispatch it. */
+static void take_frame(gw_conn_t *conn, struct evbuffer *in)
+{
+    size_t len = (size_t)conn->frame_len;
+    evtimer_del(conn->partial_timer);
+    gw_req_t *req = req_new(conn, len);
+    if (!req) {
+        gw_log_error("conn", "conn %llu: out of memory for a %zu-byte request",
+                     (unsigned long long)conn->id, len);
+        gw_conn_close(conn, "out of memory");
+        return;
+    }
+    evbuffer_remove(in, req->frame, len);
+    req->reserved = conn->frame_len;
+    conn->frame_reserved = false;
+    conn->frame_len = 0;
+    set_read_window(conn, 4);
+    if (conn->tail)
+        conn->tail->next = req;
+    else
+        conn->head = req;
+    conn->tail = req;
+    conn->inflight++;
+    conn->srv->stats.requests++;
+    gw_dispatch(req);
+}
+
+/* Read and dispatch every whole frame buffered, within the limits. */
+static void conn_read_frames(gw_conn_t *conn)
+{
+    while (conn->state == GW_CONN_READING) {
+        struct evbuffer *in = bufferevent_get_input(conn->bev);
+        struct evbuffer *out = bufferevent_get_output(conn->bev);
+        if (conn->inflight >= conn->srv->max_inflight ||
+            evbuffer_get_length(out) >= GW_CONN_MAX_OUTPUT) {
+            conn_block(conn); /* resumed by conn_flush() / the write callback */
+            return;
+        }
+        if (conn->frame_len == 0 && !read_length(conn, in))
+            return;
+        if (!conn->frame_reserved && !reserve_frame(conn))
+            return;
+        if (evbuffer_get_length(in) < (size_t)conn->frame_len)
+            return; /* the read callback fires when the rest is here */
+        take_frame(conn, in);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* libevent callbacks                                                  */
+/* ------------------------------------------------------------------ */
+
+static void readcb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_read_frames(arg);
+}
+
+static void writecb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    gw_conn_t *conn = arg;
+    /* The output drained: a connection blocked on its backlog reads again,
+     * a draining one closes once it has nothing left. */
+    if (conn->state == GW_CONN_BLOCKED && !conn->in_budget_queue)
+        gw_conn_resume(conn);
+    else if (conn->state == GW_CONN_DRAINING && !conn->head)
+        gw_conn_close(conn, "server stopping");
+}
+
+static void eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    gw_conn_t *conn = arg;
+    if (what & BEV_EVENT_EOF)
+        gw_conn_close(conn, "closed by client");
+    else if (what & BEV_EVENT_ERROR)
+        gw_conn_close(conn, "socket error");
+}
+
+static void partial_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_conn_t *conn = arg;
+    conn->srv->stats.bad_frames++;
+    gw_log_info("conn", "conn %llu from %s: frame of %d bytes not received within %d ms",
+                (unsigned long long)conn->id, conn->peer, conn->frame_len,
+                conn->srv->cfg->request_partial_timeout_ms);
+    gw_conn_close(conn, "partial frame timeout");
+}
+
+static void idle_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_conn_t *conn = arg;
+    if (conn->head || conn->frame_len)
+        return; /* not idle after all */
+    gw_conn_close(conn, "idle");
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_conn_t *conn = arg;
+    if (conn->state == GW_CONN_READING)
+        conn_read_frames(conn);
+}
+
+static void conn_free(gw_conn_t *conn)
+{
+    assert(conn->state == GW_CONN_CLOSED && !conn->head);
+    event_free(conn->partial_timer);
+    event_free(conn->idle_timer);
+    event_free(conn->resume_ev);
+    event_free(conn->free_ev);
+    gw_server__conn_gone(conn->srv, conn);
+    free(conn);
+}
+
+static void free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_conn_t *conn = arg;
+    if (conn->state == GW_CONN_CLOSED && !conn->head)
+        conn_free(conn);
+}
+
+/* ------------------------------------------------------------------ */
+/* Lifecycle                                                           */
+/* ------------------------------------------------------------------ */
+
+gw_conn_t *gw_conn_new(gw_server_t *srv, int fd, const char *peer)
+{
+    gw_conn_t *conn = calloc(1, sizeof *conn);
+    if (!conn) {
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    conn->srv = srv;
+    conn->id = ++srv->next_conn_id;
+    snprintf(conn->peer, sizeof conn->peer, "%s", peer);
+    conn->state = GW_CONN_READING;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails on non-TCP: fine */
+    evutil_make_socket_nonblocking(fd);
+    conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    conn->partial_timer = evtimer_new(srv->base, partial_timeout_cb, conn);
+    conn->idle_timer = evtimer_new(srv->base, idle_timeout_cb, conn);
+    conn->resume_ev = event_new(srv->base, -1, 0, resume_cb, conn);
+    conn->free_ev = event_new(srv->base, -1, 0, free_cb, conn);
+    if (!conn->bev || !conn->partial_timer || !conn->idle_timer || !conn->resume_ev ||
+        !conn->free_ev) {
+        if (conn->bev)
+            bufferevent_free(conn->bev);
+        else
+            evutil_closesocket(fd);
+        if (conn->partial_timer)
+            event_free(conn->partial_timer);
+        if (conn->idle_timer)
+            event_free(conn->idle_timer);
+        if (conn->resume_ev)
+            event_free(conn->resume_ev);
+        if (conn->free_ev)
+            event_free(conn->free_ev);
+        free(conn);
+        return NULL;
+    }
+    conn->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = conn;
+    srv->conns = conn;
+    srv->nconns_open++;
+    bufferevent_setcb(conn->bev, readcb, writecb, eventcb, conn);
+    /* Read large frames in large steps (libevent's default is 16 KiB). */
+    bufferevent_set_max_single_read(conn->bev, 1 << 20);
+    set_read_window(conn, 4);
+    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    if (srv->cfg->connections_max_idle_ms > 0) {
+        struct timeval tv;
+        ms_to_tv(srv->cfg->connections_max_idle_ms, &tv);
+        evtimer_add(conn->idle_timer, &tv);
+    }
+    gw_log_debug("conn", "conn %llu: accepted from %s", (unsigned long long)conn->id, peer);
+    return conn;
+}
+
+/* Ask every request that waits on a timer rather than storage to answer
+ * now.  An answer may free requests (conn_flush), so start over from the
+ * head after each one; cancel is cleared first, so this ends. */
+static void cancel_waiting(gw_conn_t *conn)
+{
+    for (;;) {
+        gw_req_t *req = conn->head;
+        while (req && (req->done || !req->cancel))
+            req = req->next;
+        if (!req)
+            return;
+        void (*cancel)(gw_req_t *) = req->cancel;
+        req->cancel = NULL;
+        cancel(req);
+    }
+}
+
+void gw_conn_close(gw_conn_t *conn, const char *reason)
+{
+    if (conn->state == GW_CONN_CLOSED)
+        return;
+    gw_log_debug("conn", "conn %llu from %s: closing: %s", (unsigned long long)conn->id, conn->peer,
+                 reason);
+    gw_conn_set_state(conn, GW_CONN_CLOSED);
+    evtimer_del(conn->partial_timer);
+    evtimer_del(conn->idle_timer);
+    event_del(conn->resume_ev);
+    gw_server__budget_unwait(conn->srv, conn);
+    if (conn->frame_reserved) {
+        conn->frame_reserved = false;
+        gw_server__budget_release(conn->srv, conn->frame_len);
+    }
+    conn->frame_len = 0;
+    /* Closing inside the bufferevent's own callback is safe: libevent
+     * defers the actual free until the callback returns. */
+    bufferevent_free(conn->bev);
+    conn->bev = NULL;
+    conn->srv->nconns_open--;
+    /* Requests on the FIFO keep the connection alive until they finish;
+     * answers to a closed connection are dropped in conn_flush(). */
+    cancel_waiting(conn);
+    conn_flush(conn);
+}
+
+void gw_conn_drain(gw_conn_t *conn)
+{
+    if (conn->state == GW_CONN_CLOSED || conn->state == GW_CONN_DRAINING)
+        return;
+    gw_server__budget_unwait(conn->srv, conn);
+    gw_conn_set_state(conn, GW_CONN_DRAINING);
+    bufferevent_disable(conn->bev, EV_READ);
+    evtimer_del(conn->idle_timer);
+    evtimer_del(conn->partial_timer);
+    cancel_waiting(conn);
+    if (conn->state == GW_CONN_DRAINING && !conn->head &&
+        evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+        gw_conn_close(conn, "server stopping");
+}
+
+void gw_conn_resume(gw_conn_t *conn)
+{
+    if (conn->state != GW_CONN_BLOCKED)
+        return;
+    gw_conn_set_state(conn, GW_CONN_READING);
+    bufferevent_enable(conn->bev, EV_READ);
+    event_active(conn->resume_ev, 0, 0);
+}
+
+void gw_conn__abandon(gw_conn_t *conn)
+{
+    assert(conn->state == GW_CONN_CLOSED);
+    while (conn->head) {
+        gw_req_t *req = conn->head;
+        conn->head = req->next;
+        req_free(req);
+    }
+    conn->tail = NULL;
+    conn->inflight = 0;
+    conn_free(conn);
+}
