@@ -19,8 +19,9 @@
  * Ownership: batch bytes are borrowed; records and headers are views into
  * them or, for compressed batches, into the caller's kp_zout_t sink, valid
  * until the sink is reused or deinit'ed.  The builder appends to the
- * caller's kp_writer_t.  Nothing here allocates except through the caller's
- * sink and writer (and the codec libraries, see kp_compress.h).
+ * caller's kp_writer_t.  Validation and iteration allocate only through the
+ * caller's sink (and the codec libraries, see kp_compress.h); the builder
+ * also stages a compressed batch's records in a temporary kp_writer_t.
  * Threading: no global state; each iterator is used by one thread at a time.
  */
 #ifndef KP_BATCH_H
