@@ -99,13 +99,14 @@ void gw_dispatch(gw_req_t *req)
     kp_derr_t err = KP_DECODE_VERSION;
     if (in_range) {
         err = kp_decode_request(req->frame, req->frame_len, &req->arena, &req->hdr, &req->body);
-    } else if (req->api_key == KP_API_API_VERSIONS) {
-        /* Only the header is needed (read as v1: ClientId is never
-         * compact); the body of an unknown version is not parsed. */
+    } else {
+        /* Only the header is needed, read as v1 (ClientId is never
+         * compact): ApiVersions answers with it, the others log it.  The
+         * body of an unknown version is not parsed. */
         kp_reader_t r;
         kp_reader_init(&r, req->frame, req->frame_len);
         err = kp_request_header_decode(&r, &req->arena, 1, &req->hdr);
-        if (err == KP_DECODE_OK) {
+        if (err == KP_DECODE_OK && req->api_key == KP_API_API_VERSIONS) {
             api_versions_unsupported(req);
             return;
         }
