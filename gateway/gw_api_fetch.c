@@ -199,8 +199,9 @@ static void round_done(gw_req_t *req)
         total += fs->parts[i].bytes;
         error |= fs->parts[i].pd->error_code != KP_ERR_NONE;
     }
-    if (error || fs->expired || rq->max_wait_ms <= 0 || total >= (size_t)(int64_t)rq->min_bytes ||
-        req->srv->stopping || !gw_req_conn_open(req)) {
+    bool enough = rq->min_bytes <= 0 || total >= (size_t)rq->min_bytes;
+    if (error || enough || fs->expired || rq->max_wait_ms <= 0 || req->srv->stopping ||
+        !gw_req_conn_open(req)) {
         respond(req);
         return;
     }

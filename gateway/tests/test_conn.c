@@ -85,6 +85,7 @@ static int setup(void **state)
     assert_int_equal(gw_config_defaults(&f->cfg, errstr, sizeof errstr), 0);
     snprintf(f->cfg.listeners.host, sizeof f->cfg.listeners.host, "127.0.0.1");
     f->cfg.listeners.port = 0;
+    f->cfg.advertised_listeners = f->cfg.listeners; /* port 0: the bound port */
     snprintf(path, sizeof path, "%s/objects", f->dir);
     f->os = st_objstore_dir_new(f->base, path, 1, errstr, sizeof errstr);
     snprintf(path, sizeof path, "%s/meta.db", f->dir);
@@ -651,6 +652,129 @@ static void test_fetch_long_poll(void **state)
     close(cfd);
 }
 
+/* Send one request and decode its answer (body in @a); asserts the
+ * correlation id. */
+static void *call(fx_t *f, int fd, int16_t key, int16_t ver, const void *body, kp_arena_t *a)
+{
+    static int32_t corr = 1000;
+    size_t len;
+    uint8_t *b = build(key, ver, ++corr, body, &len);
+    send_all(f, fd, b, len);
+    free(b);
+    static uint8_t buf[1 << 16];
+    int n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    assert_true(n > 0);
+    kp_reader_t r;
+    kp_reader_init(&r, buf, (size_t)n);
+    kp_response_header_t h;
+    assert_int_equal(kp_response_header_decode(&r, a, kp_response_header_version(key, ver), &h),
+                     KP_DECODE_OK);
+    assert_int_equal(h.correlation_id, corr);
+    const kp_api_desc_t *d = kp_api_desc(key);
+    void *resp = kp_arena_alloc(a, d->response.size);
+    assert_int_equal(d->response.decode(&r, a, ver, resp), KP_DECODE_OK);
+    return resp;
+}
+
+static kp_metadata_response_t *metadata(fx_t *f, int fd, int16_t ver, const char *topic,
+                                        int32_t count, bool allow, kp_arena_t *a)
+{
+    kp_metadata_request_metadata_request_topic_t t;
+    kp_metadata_request_metadata_request_topic_init(&t);
+    t.name = kp_str(topic);
+    kp_metadata_request_t rq;
+    kp_metadata_request_init(&rq);
+    rq.topics = count > 0 ? &t : NULL;
+    rq.topics_count = count;
+    rq.allow_auto_topic_creation = allow;
+    return call(f, fd, KP_API_METADATA, ver, &rq, a);
+}
+
+/* Metadata: which topics, auto-creation rules, names, ids, the broker. */
+static void test_metadata(void **state)
+{
+    fx_t *f = *state;
+    int fd = client(f);
+    kp_arena_t a;
+    kp_arena_init(&a, SIZE_MAX);
+    kp_metadata_response_t *m = metadata(f, fd, 4, "m-created", 1, true, &a);
+    assert_int_equal(m->topics_count, 1);
+    assert_int_equal(m->topics[0].error_code, 0);
+    assert_int_equal(m->topics[0].partitions_count, 1);
+    assert_int_equal(m->topics[0].partitions[0].leader_id, 1);
+    assert_int_equal(m->topics[0].partitions[0].replica_nodes_count, 1);
+    assert_int_equal(m->topics[0].partitions[0].replica_nodes[0], 1);
+    assert_int_equal(m->topics[0].partitions[0].isr_nodes[0], 1);
+    assert_int_equal(m->controller_id, 1);
+    assert_int_equal(m->brokers_count, 1);
+    assert_int_equal(m->brokers[0].port, f->srv->port);
+    m = metadata(f, fd, 4, "m-not-created", 1, false, &a);
+    assert_int_equal(m->topics[0].error_code, KP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+    m = metadata(f, fd, 1, "bad name", 1, true, &a);
+    assert_int_equal(m->topics[0].error_code, KP_ERR_INVALID_TOPIC_EXCEPTION);
+    m = metadata(f, fd, 0, NULL, 0, true, &a); /* v0: empty = all */
+    assert_int_equal(m->topics_count, 1);
+    assert_true(kp_str_eq(m->topics[0].name, "m-created"));
+    m = metadata(f, fd, 1, NULL, 0, true, &a); /* v1+: empty = none */
+    assert_int_equal(m->topics_count, 0);
+    m = metadata(f, fd, 12, NULL, -1, true, &a); /* v1+: null = all */
+    assert_int_equal(m->topics_count, 1);
+    assert_non_null(m->cluster_id.ptr);
+    kp_uuid_t zero = {{0}};
+    assert_memory_not_equal(&m->topics[0].topic_id, &zero, sizeof zero);
+    /* v13 Fetch names the topic by that id; an unknown id is an error. */
+    kp_uuid_t id = m->topics[0].topic_id;
+    kp_fetch_request_fetch_partition_t fp;
+    kp_fetch_request_fetch_partition_init(&fp);
+    fp.partition_max_bytes = 1024;
+    kp_fetch_request_fetch_topic_t ft;
+    kp_fetch_request_fetch_topic_init(&ft);
+    ft.topic_id = id;
+    ft.partitions = &fp;
+    ft.partitions_count = 1;
+    kp_fetch_request_t rq;
+    kp_fetch_request_init(&rq);
+    rq.max_bytes = 1024;
+    rq.topics = &ft;
+    rq.topics_count = 1;
+    kp_fetch_response_t *fr = call(f, fd, KP_API_FETCH, 13, &rq, &a);
+    assert_int_equal(fr->responses[0].partitions[0].error_code, 0);
+    assert_int_equal(fr->responses[0].partitions[0].high_watermark, 0);
+    ft.topic_id.b[0] ^= 1;
+    fr = call(f, fd, KP_API_FETCH, 13, &rq, &a);
+    assert_int_equal(fr->responses[0].partitions[0].error_code, KP_ERR_UNKNOWN_TOPIC_ID);
+    kp_arena_deinit(&a);
+    close(fd);
+}
+
+static void test_find_coordinator(void **state)
+{
+    fx_t *f = *state;
+    int fd = client(f);
+    kp_arena_t a;
+    kp_arena_init(&a, SIZE_MAX);
+    kp_find_coordinator_request_t rq;
+    kp_find_coordinator_request_init(&rq);
+    rq.key = kp_str("g");
+    kp_find_coordinator_response_t *r = call(f, fd, KP_API_FIND_COORDINATOR, 3, &rq, &a);
+    assert_int_equal(r->error_code, 0);
+    assert_int_equal(r->node_id, 1);
+    assert_int_equal(r->port, f->srv->port);
+    rq.key_type = 1; /* transaction */
+    r = call(f, fd, KP_API_FIND_COORDINATOR, 3, &rq, &a);
+    assert_int_equal(r->error_code, KP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    kp_str_t keys[2] = {kp_str("a"), kp_str("b")};
+    rq.key_type = 0;
+    rq.coordinator_keys = keys;
+    rq.coordinator_keys_count = 2;
+    r = call(f, fd, KP_API_FIND_COORDINATOR, 4, &rq, &a);
+    assert_int_equal(r->coordinators_count, 2);
+    assert_true(kp_str_eq(r->coordinators[1].key, "b"));
+    assert_int_equal(r->coordinators[1].node_id, 1);
+    kp_arena_deinit(&a);
+    close(fd);
+}
+
 /* Stopping answers a waiting fetch at once and closes the connection. */
 static void test_stop_answers_long_poll(void **state)
 {
@@ -721,6 +845,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_produce_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_long_poll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_answers_long_poll, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_coordinator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
