@@ -50,11 +50,13 @@ class NuthatchServer:
         for k, v in self.settings.items():
             args += ["--" + k, str(v)]
         log = open(self.log_path, "ab")
+        skip = log.tell()  # a restart appends: look only at this run's lines
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log_path, "r", errors="replace") as f:
+                f.seek(skip)
                 m = LISTENING.search(f.read())
             if m:
                 self.port = int(m.group(1))
