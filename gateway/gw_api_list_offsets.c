@@ -7,6 +7,13 @@
  * producers' timestamps rarely go backwards across batches), and any other
  * value the first offset whose batch holds a timestamp >= it
  * (st_part_offset_for_time).  Only committed offsets are ever returned.
+ *
+ * Proposed for st_log.h: the manifests already carry each partition's
+ * running max timestamp, so
+ *     int st_part_max_timestamp(st_part_t *part, st_offset_cb cb, void *arg);
+ * (the offset and timestamp of the record with the largest timestamp in
+ * the whole log) would let -3 follow Kafka exactly instead of looking at
+ * the last batch only.
  */
 #include "gw_api.h"
 

@@ -1,6 +1,14 @@
 /*
  * gw_api_util.c: what the handlers share -- the storage-to-Kafka error
  * mapping, topic-name rules, look-ups and automatic topic creation.
+ *
+ * Proposed for st_log.h:
+ *   - `const char *cluster_id` in st_log_cfg_t (NULL: generate and keep
+ *     one), so that a configured cluster.id is the one the metadata store
+ *     keeps; until then gw_cluster_id() prefers the configuration's.
+ *   - the starting calls (st_part_append, st_part_read, ...) returning
+ *     st_err_t rather than "nonzero", so that a refusal says why;
+ *     gw_st_start_err() keeps a value that already is one.
  */
 #include "gw_api.h"
 
