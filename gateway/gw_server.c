@@ -413,12 +413,12 @@ static void log_opened_cb(st_err_t err, void *arg)
     if (ctx->stopping)
         return;
     gw_server_start(ctx->srv);
-    gw_log_info("server", "node %d listening on %s:%d (advertised %s:%d), cluster %s",
-                ctx->cfg->node_id, ctx->cfg->listeners.host[0] ? ctx->cfg->listeners.host : "*",
-                gw_server_port(ctx->srv), ctx->cfg->advertised_listeners.host,
-                ctx->cfg->advertised_listeners.port ? ctx->cfg->advertised_listeners.port
-                                                    : gw_server_port(ctx->srv),
-                st_log_cluster_id(ctx->log));
+    const gw_listener_t *l = &ctx->cfg->listeners, *adv = &ctx->cfg->advertised_listeners;
+    bool v6 = strchr(l->host, ':') != NULL, adv6 = strchr(adv->host, ':') != NULL;
+    gw_log_info("server", "node %d listening on %s%s%s:%d (advertised %s%s%s:%d), cluster %s",
+                ctx->cfg->node_id, v6 ? "[" : "", l->host[0] ? l->host : "*", v6 ? "]" : "",
+                gw_server_port(ctx->srv), adv6 ? "[" : "", adv->host, adv6 ? "]" : "",
+                adv->port ? adv->port : gw_server_port(ctx->srv), st_log_cluster_id(ctx->log));
 }
 
 /* Open the stores and the log and bind the listener; 0 or -1 with @errstr. */
