@@ -775,6 +775,116 @@ static void test_find_coordinator(void **state)
     close(fd);
 }
 
+static int64_t list_offset(fx_t *f, int fd, const char *topic, int64_t ts, int64_t *ts_out,
+                           kp_arena_t *a)
+{
+    kp_list_offsets_request_list_offsets_partition_t lp;
+    kp_list_offsets_request_list_offsets_partition_init(&lp);
+    lp.timestamp = ts;
+    kp_list_offsets_request_list_offsets_topic_t lt;
+    kp_list_offsets_request_list_offsets_topic_init(&lt);
+    lt.name = kp_str(topic);
+    lt.partitions = &lp;
+    lt.partitions_count = 1;
+    kp_list_offsets_request_t rq;
+    kp_list_offsets_request_init(&rq);
+    rq.replica_id = -1;
+    rq.topics = &lt;
+    rq.topics_count = 1;
+    kp_list_offsets_response_t *r = call(f, fd, KP_API_LIST_OFFSETS, 7, &rq, a);
+    assert_int_equal(r->topics[0].partitions[0].error_code, 0);
+    *ts_out = r->topics[0].partitions[0].timestamp;
+    return r->topics[0].partitions[0].offset;
+}
+
+/* ListOffsets: latest, earliest, max timestamp (v7) and by timestamp. */
+static void test_list_offsets(void **state)
+{
+    fx_t *f = *state;
+    int fd = client(f);
+    uint8_t buf[512];
+    for (int i = 1; i <= 2; i++) {
+        size_t len;
+        uint8_t *p = build_produce("listed", 1, i, false, &len);
+        send_all(f, fd, p, len);
+        free(p);
+        check_produce_resp(buf, recv_frame(f, fd, buf, sizeof buf, 5000), i, 0, i - 1);
+    }
+    kp_arena_t a;
+    kp_arena_init(&a, SIZE_MAX);
+    int64_t ts;
+    assert_int_equal(list_offset(f, fd, "listed", -1, &ts, &a), 2);
+    assert_int_equal(list_offset(f, fd, "listed", -2, &ts, &a), 0);
+    assert_int_equal(list_offset(f, fd, "listed", -3, &ts, &a), 1);
+    assert_int_equal(ts, 1700000000000);
+    assert_int_equal(list_offset(f, fd, "listed", 1600000000000, &ts, &a), 0);
+    assert_int_equal(list_offset(f, fd, "listed", 1800000000000, &ts, &a), -1);
+    kp_arena_deinit(&a);
+    close(fd);
+}
+
+/* OffsetCommit without a group, then OffsetFetch v8 for two groups. */
+static void test_offsets_commit_fetch(void **state)
+{
+    fx_t *f = *state;
+    int fd = client(f);
+    kp_arena_t a;
+    kp_arena_init(&a, SIZE_MAX);
+    metadata(f, fd, 4, "committed", 1, true, &a); /* create it */
+    kp_offset_commit_request_offset_commit_request_partition_t cp;
+    kp_offset_commit_request_offset_commit_request_partition_init(&cp);
+    cp.committed_offset = 42;
+    cp.committed_metadata = kp_str("m");
+    kp_offset_commit_request_offset_commit_request_topic_t ct;
+    kp_offset_commit_request_offset_commit_request_topic_init(&ct);
+    ct.name = kp_str("committed");
+    ct.partitions = &cp;
+    ct.partitions_count = 1;
+    kp_offset_commit_request_t oc;
+    kp_offset_commit_request_init(&oc);
+    oc.group_id = kp_str("g1");
+    oc.topics = &ct;
+    oc.topics_count = 1;
+    kp_offset_commit_response_t *cr = call(f, fd, KP_API_OFFSET_COMMIT, 8, &oc, &a);
+    assert_int_equal(cr->topics[0].partitions[0].error_code, 0);
+    oc.member_id = kp_str("member-1"); /* a group member: no coordinator yet */
+    cr = call(f, fd, KP_API_OFFSET_COMMIT, 2, &oc, &a);
+    assert_int_equal(cr->topics[0].partitions[0].error_code, KP_ERR_UNKNOWN_MEMBER_ID);
+    ct.name = kp_str("no-such-topic");
+    oc.member_id = kp_str("");
+    cr = call(f, fd, KP_API_OFFSET_COMMIT, 8, &oc, &a);
+    assert_int_equal(cr->topics[0].partitions[0].error_code, KP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+
+    int32_t parts[2] = {0, 3};
+    kp_offset_fetch_request_offset_fetch_request_topics_t ft;
+    kp_offset_fetch_request_offset_fetch_request_topics_init(&ft);
+    ft.name = kp_str("committed");
+    ft.partition_indexes = parts;
+    ft.partition_indexes_count = 2;
+    kp_offset_fetch_request_offset_fetch_request_group_t groups[2];
+    kp_offset_fetch_request_offset_fetch_request_group_init(&groups[0]);
+    kp_offset_fetch_request_offset_fetch_request_group_init(&groups[1]);
+    groups[0].group_id = kp_str("g1");
+    groups[0].topics = &ft;
+    groups[0].topics_count = 1;
+    groups[1].group_id = kp_str("g1");
+    groups[1].topics_count = -1; /* every committed offset */
+    kp_offset_fetch_request_t of;
+    kp_offset_fetch_request_init(&of);
+    of.groups = groups;
+    of.groups_count = 2;
+    kp_offset_fetch_response_t *fr = call(f, fd, KP_API_OFFSET_FETCH, 8, &of, &a);
+    assert_int_equal(fr->groups_count, 2);
+    assert_int_equal(fr->groups[0].topics[0].partitions[0].committed_offset, 42);
+    assert_true(kp_str_eq(fr->groups[0].topics[0].partitions[0].metadata, "m"));
+    assert_int_equal(fr->groups[0].topics[0].partitions[1].committed_offset, -1);
+    assert_int_equal(fr->groups[1].topics_count, 1);
+    assert_int_equal(fr->groups[1].topics[0].partitions_count, 1);
+    assert_int_equal(fr->groups[1].topics[0].partitions[0].committed_offset, 42);
+    kp_arena_deinit(&a);
+    close(fd);
+}
+
 /* Stopping answers a waiting fetch at once and closes the connection. */
 static void test_stop_answers_long_poll(void **state)
 {
@@ -847,6 +957,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_answers_long_poll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_coordinator, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offsets_commit_fetch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
