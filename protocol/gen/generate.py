@@ -362,7 +362,8 @@ class Message:
                 return
             seen.add(st.cname)
             for f in st.fields:
-                if f.struct is not None:
+                # Structs of fields absent from every version are not emitted.
+                if f.struct is not None and f.versions & st.domain:
                     visit(f.struct)
             out.append(st)
 
@@ -463,7 +464,7 @@ class Gen:
         text = ", ".join(parts)
         if f.about:
             text += ": " + f.about.strip()
-        return text
+        return text.replace("*/", "* /")
 
     def emit_struct_decl(self, st):
         h = self.h
@@ -511,7 +512,7 @@ class Gen:
             else:
                 h.append("    /* No known tagged fields: always 0. */")
             h.append("    uint32_t _tags_present;")
-        if not st.fields and not msg.flex:
+        if not msg.flex and not any(f.versions & st.domain for f in st.fields):
             h.append("    char _empty; /* no fields in any version */")
         h.append("} kp_%s_t;" % st.cname)
         h.append("")
@@ -1423,7 +1424,7 @@ int16_t kp_response_header_version(int16_t api_key, int16_t api_version)
 {
     /* Clients parse the ApiVersions response before they know the broker's
      * versions, so its header never carries tagged fields. */
-    if (api_key == KP_API_API_VERSIONS)
+    if (api_key == 18) /* ApiVersions */
         return 0;
     const kp_api_desc_t *d = kp_api_desc(api_key);
     return d && d->flex_version >= 0 && api_version >= d->flex_version ? 1 : 0;

@@ -15381,7 +15381,7 @@ int16_t kp_response_header_version(int16_t api_key, int16_t api_version)
 {
     /* Clients parse the ApiVersions response before they know the broker's
      * versions, so its header never carries tagged fields. */
-    if (api_key == KP_API_API_VERSIONS)
+    if (api_key == 18) /* ApiVersions */
         return 0;
     const kp_api_desc_t *d = kp_api_desc(api_key);
     return d && d->flex_version >= 0 && api_version >= d->flex_version ? 1 : 0;
