@@ -450,6 +450,8 @@ static int run_open(run_ctx_t *ctx, st_objstore_t **os, st_meta_t **meta, char *
     ctx->srv = gw_server_new(ctx->base, cfg, ctx->log, errstr, n);
     if (!ctx->srv)
         return -1;
+    ctx->srv->os = *os;
+    ctx->srv->meta = *meta;
     if (st_log_open(ctx->log, log_opened_cb, ctx) != 0) {
         snprintf(errstr, n, "cannot start opening the log");
         return -1;

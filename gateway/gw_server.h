@@ -48,6 +48,8 @@ typedef struct gw_server {
     gw_config_t defaults;            /* every key at its default (for DescribeConfigs) */
     struct event_base *base;         /* borrowed */
     st_log_t *log;                   /* borrowed; topics, partitions, offsets */
+    st_objstore_t *os;               /* borrowed, may be NULL (tests): the object store */
+    st_meta_t *meta;                 /* borrowed, may be NULL (tests): the metadata store */
     struct evconnlistener *listener; /* owned; NULL once stopped */
     int port;                        /* TCP port actually bound (cfg may say 0) */
     gw_conn_t *conns;                /* every connection not yet freed (closed ones wait
