@@ -74,6 +74,8 @@ void kp_arena_reset(kp_arena_t *a)
 
 void *kp_arena_alloc(kp_arena_t *a, size_t n)
 {
+    if (n > SIZE_MAX - 7)
+        return NULL;
     n = (n + 7) & ~(size_t)7;
     if (n == 0)
         n = 8;
