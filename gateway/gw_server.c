@@ -335,7 +335,7 @@ static int mkdirs(const char *path, char *errstr, size_t n)
         char c = *p;
         *p = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-            snprintf(errstr, n, "cannot create directory '%s': %s", buf, strerror(errno));
+            snprintf(errstr, n, "cannot create directory '%.400s': %s", buf, strerror(errno));
             return -1;
         }
         *p = c;
