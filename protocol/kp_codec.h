@@ -127,7 +127,7 @@ typedef struct kp_reader {
 static inline void kp_reader_init(kp_reader_t *r, const uint8_t *buf, size_t len)
 {
     r->p = buf;
-    r->end = buf + len;
+    r->end = buf ? buf + len : buf; /* NULL + 0 is undefined in C */
     r->err = KP_DECODE_OK;
 }
 static inline size_t kp_reader_remaining(const kp_reader_t *r)
