@@ -24,6 +24,10 @@
  * of [a-zA-Z0-9._-], and not "." or "..". */
 #define GW_TOPIC_NAME_MAX 249
 
+/* Most partitions one topic may have: CreateTopics beyond it is
+ * INVALID_PARTITIONS (each partition costs memory whether used or not). */
+#define GW_MAX_PARTITIONS 100000
+
 /* OffsetCommit metadata longer than this is OFFSET_METADATA_TOO_LARGE
  * (Kafka's offset.metadata.max.bytes default). */
 #define GW_OFFSET_METADATA_MAX 4096

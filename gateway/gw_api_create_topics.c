@@ -1,7 +1,8 @@
 /*
  * gw_api_create_topics.c: CreateTopics (key 19), v2-7.
  *
- * Partitions -1 take num.partitions; 0 or below -1 is INVALID_PARTITIONS.
+ * Partitions -1 take num.partitions; 0, below -1 or above GW_MAX_PARTITIONS
+ * is INVALID_PARTITIONS.
  * Replication factor -1 or any value >= 1 is accepted (durability comes
  * from the object store, DESIGN §8); 0 or below -1 is
  * INVALID_REPLICATION_FACTOR.  Manual replica assignments are
@@ -98,8 +99,9 @@ static void create_one(gw_req_t *req, const kp_create_topics_request_creatable_t
         set_error(tr, KP_ERR_INVALID_REQUEST, "manual replica assignment is not supported");
         return;
     }
-    if (ct->num_partitions == 0 || ct->num_partitions < -1) {
-        set_error(tr, KP_ERR_INVALID_PARTITIONS, "partitions must be -1 or >= 1");
+    if (ct->num_partitions == 0 || ct->num_partitions < -1 ||
+        ct->num_partitions > GW_MAX_PARTITIONS) {
+        set_error(tr, KP_ERR_INVALID_PARTITIONS, "partitions must be -1 or 1..100000");
         return;
     }
     if (ct->replication_factor == 0 || ct->replication_factor < -1) {

@@ -30,205 +30,8 @@
 #include "gw_conn.h"
 #include "gw_dispatch.h"
 #include "gw_server.h"
+#include "gw_test_fx.h"
 #include "kp_batch.h"
-
-typedef struct fx {
-    char dir[256];
-    struct event_base *base;
-    st_objstore_t *os;
-    st_meta_t *meta;
-    st_log_t *log;
-    gw_config_t cfg;
-    gw_server_t *srv;
-} fx_t;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Run the loop once without blocking; sleep a little when idle. */
-static void pump(fx_t *f)
-{
-    event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    usleep(500);
-}
-
-static void flag_cb(st_err_t err, void *arg)
-{
-    assert_int_equal(err, ST_OK);
-    (*(int *)arg)++;
-}
-
-static void closed_cb(void *arg)
-{
-    (*(int *)arg)++;
-}
-
-static void run_until(fx_t *f, const int *flag, int want)
-{
-    int64_t end = now_ms() + 10000;
-    while (*flag < want && now_ms() < end)
-        pump(f);
-    assert_true(*flag >= want);
-}
-
-static int setup(void **state)
-{
-    fx_t *f = calloc(1, sizeof *f);
-    char errstr[256], path[512];
-    snprintf(f->dir, sizeof f->dir, "/tmp/nh-test-conn-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->base = event_base_new();
-    assert_int_equal(gw_config_defaults(&f->cfg, errstr, sizeof errstr), 0);
-    snprintf(f->cfg.listeners.host, sizeof f->cfg.listeners.host, "127.0.0.1");
-    f->cfg.listeners.port = 0;
-    f->cfg.advertised_listeners = f->cfg.listeners; /* port 0: the bound port */
-    snprintf(path, sizeof path, "%s/objects", f->dir);
-    f->os = st_objstore_dir_new(f->base, path, 1, errstr, sizeof errstr);
-    snprintf(path, sizeof path, "%s/meta.db", f->dir);
-    f->meta = st_meta_sqlite_new(f->base, path, errstr, sizeof errstr);
-    assert_non_null(f->os);
-    assert_non_null(f->meta);
-    st_log_cfg_t lcfg = {.node_id = 1,
-                         .flush_max_bytes = 1 << 20,
-                         .flush_max_inflight = 2,
-                         .tail_cache_bytes = 1 << 20,
-                         .read_cache_bytes = 1 << 20,
-                         .default_partitions = 1};
-    f->log = st_log_new(f->base, f->os, f->meta, &lcfg);
-    int opened = 0;
-    assert_int_equal(st_log_open(f->log, flag_cb, &opened), 0);
-    run_until(f, &opened, 1);
-    f->srv = gw_server_new(f->base, &f->cfg, f->log, errstr, sizeof errstr);
-    assert_non_null(f->srv);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx_t *f = *state;
-    int stopped = 0;
-    if (!f->srv->stopping)
-        gw_server_stop(f->srv, closed_cb, &stopped);
-    else
-        stopped = 1;
-    run_until(f, &stopped, 1);
-    gw_server_free(f->srv);
-    int closed = 0;
-    st_log_close(f->log, closed_cb, &closed);
-    run_until(f, &closed, 1);
-    st_log_free(f->log);
-    st_meta_free(f->meta);
-    st_objstore_free(f->os);
-    event_base_free(f->base);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
-
-/* A connection over a socketpair; returns the client's end (nonblocking). */
-static int client(fx_t *f)
-{
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    assert_non_null(gw_conn_new(f->srv, sv[0], "test"));
-    fcntl(sv[1], F_SETFL, O_NONBLOCK);
-    return sv[1];
-}
-
-static void send_all(fx_t *f, int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0) {
-            assert_true(errno == EAGAIN);
-            pump(f);
-            continue;
-        }
-        b += w;
-        n -= (size_t)w;
-    }
-}
-
-/* Read exactly @n bytes, pumping the loop; 0, -1 on EOF, -2 on timeout. */
-static int recv_exact(fx_t *f, int fd, uint8_t *buf, size_t n, int timeout_ms)
-{
-    int64_t end = now_ms() + timeout_ms;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r == 0)
-            return -1;
-        if (r > 0) {
-            got += (size_t)r;
-            continue;
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -1;
-        if (now_ms() > end)
-            return -2;
-        pump(f);
-    }
-    return 0;
-}
-
-/* One response frame into @buf (without its length); its length, -1 on
- * EOF, -2 on timeout. */
-static int recv_frame(fx_t *f, int fd, uint8_t *buf, size_t cap, int timeout_ms)
-{
-    uint8_t lenbuf[4];
-    int rc = recv_exact(f, fd, lenbuf, 4, timeout_ms);
-    if (rc != 0)
-        return rc;
-    uint32_t len = kp_be32(lenbuf);
-    assert_true(len <= cap);
-    rc = recv_exact(f, fd, buf, len, timeout_ms);
-    return rc != 0 ? rc : (int)len;
-}
-
-static bool is_closed(fx_t *f, int fd, int timeout_ms)
-{
-    uint8_t b;
-    return recv_exact(f, fd, &b, 1, timeout_ms) == -1;
-}
-
-/* Encode a request: length, header, body. */
-static uint8_t *build(int16_t key, int16_t ver, int32_t corr, const void *body, size_t *len)
-{
-    kp_writer_t w;
-    kp_writer_init(&w, 128);
-    size_t pos = kp_writer_reserve_i32(&w);
-    kp_request_header_t h;
-    kp_request_header_init(&h);
-    h.request_api_key = key;
-    h.request_api_version = ver;
-    h.correlation_id = corr;
-    h.client_id = kp_str("test");
-    kp_request_header_encode(&w, kp_request_header_version(key, ver), &h);
-    kp_api_desc(key)->request.encode(&w, ver, body);
-    assert_int_equal(w.err, KP_ENCODE_OK);
-    kp_writer_patch_i32(&w, pos, (int32_t)(w.len - 4));
-    return kp_writer_take(&w, len);
-}
-
-static void send_api_versions(fx_t *f, int fd, int16_t ver, int32_t corr)
-{
-    kp_api_versions_request_t rq;
-    kp_api_versions_request_init(&rq);
-    rq.client_software_name = kp_str("test");
-    rq.client_software_version = kp_str("1");
-    size_t len;
-    uint8_t *b = build(KP_API_API_VERSIONS, ver, corr, &rq, &len);
-    send_all(f, fd, b, len);
-    free(b);
-}
 
 /* ------------------------------------------------------------------ */
 /* Dispatch table and ApiVersions bytes                                */
@@ -264,12 +67,12 @@ static const uint8_t ranges_v0[] = {
 static void test_api_versions_v99(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
+    int fd = fx_client(f);
     /* Header v1 by hand: key 18, version 99, correlation 7, client "t". */
     static const uint8_t req[] = {0, 0, 0, 11, 0, 18, 0, 99, 0, 0, 0, 7, 0, 1, 't'};
-    send_all(f, fd, req, sizeof req);
+    fx_send_all(f, fd, req, sizeof req);
     uint8_t buf[256];
-    int n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     /* Header v0 (correlation id), ErrorCode 35, ApiKeys int32 count 11. */
     static const uint8_t head[] = {0, 0, 0, 7, 0, 35, 0, 0, 0, 11};
     assert_int_equal(n, (int)(sizeof head + sizeof ranges_v0));
@@ -277,8 +80,8 @@ static void test_api_versions_v99(void **state)
     assert_memory_equal(buf + sizeof head, ranges_v0, sizeof ranges_v0);
     /* The connection stays usable: v4 (a version the codec knows but the
      * table does not list) gets the same v0 answer. */
-    send_api_versions(f, fd, 4, 8);
-    n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    fx_send_api_versions(f, fd, 4, 8);
+    n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     assert_int_equal(n, (int)(sizeof head + sizeof ranges_v0));
     assert_int_equal(buf[3], 8);
     assert_int_equal(buf[5], 35);
@@ -288,10 +91,10 @@ static void test_api_versions_v99(void **state)
 static void test_api_versions_v3(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
-    send_api_versions(f, fd, 3, 9);
+    int fd = fx_client(f);
+    fx_send_api_versions(f, fd, 3, 9);
     uint8_t buf[256];
-    int n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     /* Header v0 even for a flexible version: correlation id, no tags. */
     uint8_t want[128], *w = want;
     static const uint8_t head[] = {0, 0, 0, 9, 0, 0, 12}; /* compact array: 11 + 1 */
@@ -317,10 +120,10 @@ static void test_api_versions_v3(void **state)
 static void test_frame_too_small(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
+    int fd = fx_client(f);
     static const uint8_t req[] = {0, 0, 0, 7, 0, 18, 0, 0, 0, 0, 0};
-    send_all(f, fd, req, sizeof req);
-    assert_true(is_closed(f, fd, 2000));
+    fx_send_all(f, fd, req, sizeof req);
+    assert_true(fx_is_closed(f, fd, 2000));
     close(fd);
 }
 
@@ -328,16 +131,16 @@ static void test_frame_too_large(void **state)
 {
     fx_t *f = *state;
     f->cfg.socket_request_max_bytes = 1000;
-    int fd = client(f);
+    int fd = fx_client(f);
     static const uint8_t req[] = {0, 0, 0x03, 0xe9}; /* 1001 */
-    send_all(f, fd, req, sizeof req);
-    assert_true(is_closed(f, fd, 2000));
+    fx_send_all(f, fd, req, sizeof req);
+    assert_true(fx_is_closed(f, fd, 2000));
     close(fd);
     /* A negative length is refused just the same. */
-    fd = client(f);
+    fd = fx_client(f);
     static const uint8_t neg[] = {0xff, 0xff, 0xff, 0xf0};
-    send_all(f, fd, neg, sizeof neg);
-    assert_true(is_closed(f, fd, 2000));
+    fx_send_all(f, fd, neg, sizeof neg);
+    assert_true(fx_is_closed(f, fd, 2000));
     close(fd);
     assert_int_equal(f->srv->recv_reserved, 0);
 }
@@ -346,12 +149,12 @@ static void test_partial_timeout(void **state)
 {
     fx_t *f = *state;
     f->cfg.request_partial_timeout_ms = 100;
-    int fd = client(f);
+    int fd = fx_client(f);
     static const uint8_t req[] = {0, 0, 0, 20, 0, 18, 0, 0};
-    send_all(f, fd, req, sizeof req);
-    int64_t t0 = now_ms();
-    assert_true(is_closed(f, fd, 3000));
-    assert_true(now_ms() - t0 >= 80);
+    fx_send_all(f, fd, req, sizeof req);
+    int64_t t0 = fx_now_ms();
+    assert_true(fx_is_closed(f, fd, 3000));
+    assert_true(fx_now_ms() - t0 >= 80);
     assert_int_equal(f->srv->recv_reserved, 0);
     close(fd);
 }
@@ -360,11 +163,11 @@ static void test_idle_timeout(void **state)
 {
     fx_t *f = *state;
     f->cfg.connections_max_idle_ms = 150;
-    int fd = client(f);
-    send_api_versions(f, fd, 0, 1);
+    int fd = fx_client(f);
+    fx_send_api_versions(f, fd, 0, 1);
     uint8_t buf[256];
-    assert_true(recv_frame(f, fd, buf, sizeof buf, 2000) > 0);
-    assert_true(is_closed(f, fd, 3000));
+    assert_true(fx_recv_frame(f, fd, buf, sizeof buf, 2000) > 0);
+    assert_true(fx_is_closed(f, fd, 3000));
     close(fd);
 }
 
@@ -375,20 +178,20 @@ static void test_receive_budget(void **state)
     fx_t *f = *state;
     f->cfg.socket_request_max_bytes = 1000;
     f->cfg.request_receive_budget_bytes = 1000;
-    int a = client(f), b = client(f);
+    int a = fx_client(f), b = fx_client(f);
     /* A: an ApiVersions v0 padded to 1000 bytes, its first half only. */
     uint8_t big[1004] = {0, 0, 0x03, 0xe8, 0, 18, 0, 0, 0, 0, 0, 1, 0, 0};
-    send_all(f, a, big, 500);
+    fx_send_all(f, a, big, 500);
     for (int i = 0; i < 50; i++)
-        pump(f);
+        fx_pump(f);
     assert_int_equal(f->srv->recv_reserved, 1000);
-    send_api_versions(f, b, 0, 2);
+    fx_send_api_versions(f, b, 0, 2);
     uint8_t buf[256];
-    assert_int_equal(recv_frame(f, b, buf, sizeof buf, 200), -2); /* waits for budget */
-    send_all(f, a, big + 500, sizeof big - 500);
-    assert_true(recv_frame(f, a, buf, sizeof buf, 2000) > 0);
+    assert_int_equal(fx_recv_frame(f, b, buf, sizeof buf, 200), -2); /* waits for budget */
+    fx_send_all(f, a, big + 500, sizeof big - 500);
+    assert_true(fx_recv_frame(f, a, buf, sizeof buf, 2000) > 0);
     assert_int_equal(kp_be32(buf), 1);
-    assert_true(recv_frame(f, b, buf, sizeof buf, 2000) > 0);
+    assert_true(fx_recv_frame(f, b, buf, sizeof buf, 2000) > 0);
     assert_int_equal(kp_be32(buf), 2);
     close(a);
     close(b);
@@ -398,28 +201,28 @@ static void test_rejects(void **state)
 {
     fx_t *f = *state;
     /* An API without a handler (JoinGroup). */
-    int fd = client(f);
+    int fd = fx_client(f);
     static const uint8_t join[] = {0, 0, 0, 10, 0, 11, 0, 0, 0, 0, 0, 1, 0, 0};
-    send_all(f, fd, join, sizeof join);
-    assert_true(is_closed(f, fd, 2000));
+    fx_send_all(f, fd, join, sizeof join);
+    assert_true(fx_is_closed(f, fd, 2000));
     close(fd);
     /* An unknown key. */
-    fd = client(f);
+    fd = fx_client(f);
     static const uint8_t unknown[] = {0, 0, 0, 8, 0x03, 0xe7, 0, 0, 0, 0, 0, 1};
-    send_all(f, fd, unknown, sizeof unknown);
-    assert_true(is_closed(f, fd, 2000));
+    fx_send_all(f, fd, unknown, sizeof unknown);
+    assert_true(fx_is_closed(f, fd, 2000));
     close(fd);
     /* A known API at a version outside its range (Produce v2). */
-    fd = client(f);
+    fd = fx_client(f);
     static const uint8_t produce_v2[] = {0, 0, 0, 10, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0};
-    send_all(f, fd, produce_v2, sizeof produce_v2);
-    assert_true(is_closed(f, fd, 2000));
+    fx_send_all(f, fd, produce_v2, sizeof produce_v2);
+    assert_true(fx_is_closed(f, fd, 2000));
     close(fd);
     /* A malformed body: Metadata v1 whose topic array runs past the end. */
-    fd = client(f);
+    fd = fx_client(f);
     static const uint8_t bad[] = {0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 5};
-    send_all(f, fd, bad, sizeof bad);
-    assert_true(is_closed(f, fd, 2000));
+    fx_send_all(f, fd, bad, sizeof bad);
+    assert_true(fx_is_closed(f, fd, 2000));
     close(fd);
 }
 
@@ -459,7 +262,7 @@ static uint8_t *build_produce(const char *topic, int16_t acks, int32_t corr, boo
     rq.timeout_ms = 5000;
     rq.topic_data = &td;
     rq.topic_data_count = 1;
-    uint8_t *out = build(KP_API_PRODUCE, 7, corr, &rq, len);
+    uint8_t *out = fx_build(KP_API_PRODUCE, 7, corr, &rq, len);
     kp_writer_deinit(&bw);
     return out;
 }
@@ -487,24 +290,24 @@ static void check_produce_resp(const uint8_t *buf, int n, int32_t corr, int16_t 
 static void test_pipelined_order(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
+    int fd = fx_client(f);
     size_t len;
     uint8_t *p = build_produce("ordered", 1, 1, false, &len);
-    send_all(f, fd, p, len);
+    fx_send_all(f, fd, p, len);
     free(p);
-    send_api_versions(f, fd, 0, 2);
+    fx_send_api_versions(f, fd, 0, 2);
     p = build_produce("ordered", -1, 3, false, &len);
-    send_all(f, fd, p, len);
+    fx_send_all(f, fd, p, len);
     free(p);
-    send_api_versions(f, fd, 1, 4);
+    fx_send_api_versions(f, fd, 1, 4);
     uint8_t buf[512];
-    int n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     check_produce_resp(buf, n, 1, 0, 0);
-    n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     assert_int_equal(kp_be32(buf), 2);
-    n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     check_produce_resp(buf, n, 3, 0, 1);
-    n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     assert_int_equal(kp_be32(buf), 4);
     close(fd);
 }
@@ -515,16 +318,16 @@ static void test_inflight_cap(void **state)
 {
     fx_t *f = *state;
     f->srv->max_inflight = 1;
-    int fd = client(f);
+    int fd = fx_client(f);
     for (int i = 1; i <= 3; i++) {
         size_t len;
         uint8_t *p = build_produce("capped", 1, i, false, &len);
-        send_all(f, fd, p, len);
+        fx_send_all(f, fd, p, len);
         free(p);
     }
     uint8_t buf[512];
     for (int i = 1; i <= 3; i++) {
-        int n = recv_frame(f, fd, buf, sizeof buf, 5000);
+        int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
         check_produce_resp(buf, n, i, 0, i - 1);
     }
     close(fd);
@@ -533,31 +336,31 @@ static void test_inflight_cap(void **state)
 static void test_produce_errors(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
+    int fd = fx_client(f);
     size_t len;
     uint8_t *p = build_produce("errs", 1, 1, true, &len);
-    send_all(f, fd, p, len);
+    fx_send_all(f, fd, p, len);
     free(p);
     uint8_t buf[512];
-    int n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     check_produce_resp(buf, n, 1, KP_ERR_CORRUPT_MESSAGE, -1);
     p = build_produce("bad/name", 1, 2, false, &len);
-    send_all(f, fd, p, len);
+    fx_send_all(f, fd, p, len);
     free(p);
-    n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     check_produce_resp(buf, n, 2, KP_ERR_INVALID_TOPIC_EXCEPTION, -1);
     /* acks=0: no answer when it works (the next answer is the next
      * request's), the connection closed when it does not. */
     p = build_produce("errs", 0, 3, false, &len);
-    send_all(f, fd, p, len);
+    fx_send_all(f, fd, p, len);
     free(p);
-    send_api_versions(f, fd, 0, 4);
-    n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    fx_send_api_versions(f, fd, 0, 4);
+    n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     assert_int_equal(kp_be32(buf), 4);
     p = build_produce("errs", 0, 5, true, &len);
-    send_all(f, fd, p, len);
+    fx_send_all(f, fd, p, len);
     free(p);
-    assert_true(is_closed(f, fd, 5000));
+    assert_true(fx_is_closed(f, fd, 5000));
     close(fd);
 }
 
@@ -581,7 +384,7 @@ static uint8_t *build_fetch(const char *topic, int64_t offset, int32_t max_wait,
     rq.max_bytes = 1 << 20;
     rq.topics = &ft;
     rq.topics_count = 1;
-    return build(KP_API_FETCH, 11, corr, &rq, len);
+    return fx_build(KP_API_FETCH, 11, corr, &rq, len);
 }
 
 /* Decode a Fetch v11 answer; returns the records' length of partition 0. */
@@ -605,75 +408,51 @@ static int32_t fetch_records(const uint8_t *buf, int n, int16_t *err, int64_t *h
 static void test_fetch_long_poll(void **state)
 {
     fx_t *f = *state;
-    int pfd = client(f), cfd = client(f);
+    int pfd = fx_client(f), cfd = fx_client(f);
     size_t len;
     uint8_t *p = build_produce("polled", 1, 1, false, &len);
-    send_all(f, pfd, p, len);
+    fx_send_all(f, pfd, p, len);
     free(p);
     uint8_t buf[4096];
-    int n = recv_frame(f, pfd, buf, sizeof buf, 5000);
+    int n = fx_recv_frame(f, pfd, buf, sizeof buf, 5000);
     check_produce_resp(buf, n, 1, 0, 0);
     /* Empty at the high watermark: max_wait 200 ms passes. */
-    int64_t t0 = now_ms();
+    int64_t t0 = fx_now_ms();
     p = build_fetch("polled", 1, 200, 2, &len);
-    send_all(f, cfd, p, len);
+    fx_send_all(f, cfd, p, len);
     free(p);
-    n = recv_frame(f, cfd, buf, sizeof buf, 5000);
-    assert_true(now_ms() - t0 >= 150);
+    n = fx_recv_frame(f, cfd, buf, sizeof buf, 5000);
+    assert_true(fx_now_ms() - t0 >= 150);
     int16_t err;
     int64_t hw;
     assert_int_equal(fetch_records(buf, n, &err, &hw), 0);
     assert_int_equal(err, 0);
     assert_int_equal(hw, 1);
     /* Waiting 10 s, woken by the next commit. */
-    t0 = now_ms();
+    t0 = fx_now_ms();
     p = build_fetch("polled", 1, 10000, 3, &len);
-    send_all(f, cfd, p, len);
+    fx_send_all(f, cfd, p, len);
     free(p);
     for (int i = 0; i < 20; i++)
-        pump(f);
+        fx_pump(f);
     p = build_produce("polled", 1, 4, false, &len);
-    send_all(f, pfd, p, len);
+    fx_send_all(f, pfd, p, len);
     free(p);
-    n = recv_frame(f, cfd, buf, sizeof buf, 5000);
-    assert_true(now_ms() - t0 < 5000);
+    n = fx_recv_frame(f, cfd, buf, sizeof buf, 5000);
+    assert_true(fx_now_ms() - t0 < 5000);
     assert_true(fetch_records(buf, n, &err, &hw) > 0);
     assert_int_equal(hw, 2);
-    n = recv_frame(f, pfd, buf, sizeof buf, 5000);
+    n = fx_recv_frame(f, pfd, buf, sizeof buf, 5000);
     check_produce_resp(buf, n, 4, 0, 1);
     /* Out of range. */
     p = build_fetch("polled", 7, 0, 5, &len);
-    send_all(f, cfd, p, len);
+    fx_send_all(f, cfd, p, len);
     free(p);
-    n = recv_frame(f, cfd, buf, sizeof buf, 5000);
+    n = fx_recv_frame(f, cfd, buf, sizeof buf, 5000);
     fetch_records(buf, n, &err, &hw);
     assert_int_equal(err, KP_ERR_OFFSET_OUT_OF_RANGE);
     close(pfd);
     close(cfd);
-}
-
-/* Send one request and decode its answer (body in @a); asserts the
- * correlation id. */
-static void *call(fx_t *f, int fd, int16_t key, int16_t ver, const void *body, kp_arena_t *a)
-{
-    static int32_t corr = 1000;
-    size_t len;
-    uint8_t *b = build(key, ver, ++corr, body, &len);
-    send_all(f, fd, b, len);
-    free(b);
-    static uint8_t buf[1 << 16];
-    int n = recv_frame(f, fd, buf, sizeof buf, 5000);
-    assert_true(n > 0);
-    kp_reader_t r;
-    kp_reader_init(&r, buf, (size_t)n);
-    kp_response_header_t h;
-    assert_int_equal(kp_response_header_decode(&r, a, kp_response_header_version(key, ver), &h),
-                     KP_DECODE_OK);
-    assert_int_equal(h.correlation_id, corr);
-    const kp_api_desc_t *d = kp_api_desc(key);
-    void *resp = kp_arena_alloc(a, d->response.size);
-    assert_int_equal(d->response.decode(&r, a, ver, resp), KP_DECODE_OK);
-    return resp;
 }
 
 static kp_metadata_response_t *metadata(fx_t *f, int fd, int16_t ver, const char *topic,
@@ -687,14 +466,14 @@ static kp_metadata_response_t *metadata(fx_t *f, int fd, int16_t ver, const char
     rq.topics = count > 0 ? &t : NULL;
     rq.topics_count = count;
     rq.allow_auto_topic_creation = allow;
-    return call(f, fd, KP_API_METADATA, ver, &rq, a);
+    return fx_call(f, fd, KP_API_METADATA, ver, &rq, a);
 }
 
 /* Metadata: which topics, auto-creation rules, names, ids, the broker. */
 static void test_metadata(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
+    int fd = fx_client(f);
     kp_arena_t a;
     kp_arena_init(&a, SIZE_MAX);
     kp_metadata_response_t *m = metadata(f, fd, 4, "m-created", 1, true, &a);
@@ -737,11 +516,11 @@ static void test_metadata(void **state)
     rq.max_bytes = 1024;
     rq.topics = &ft;
     rq.topics_count = 1;
-    kp_fetch_response_t *fr = call(f, fd, KP_API_FETCH, 13, &rq, &a);
+    kp_fetch_response_t *fr = fx_call(f, fd, KP_API_FETCH, 13, &rq, &a);
     assert_int_equal(fr->responses[0].partitions[0].error_code, 0);
     assert_int_equal(fr->responses[0].partitions[0].high_watermark, 0);
     ft.topic_id.b[0] ^= 1;
-    fr = call(f, fd, KP_API_FETCH, 13, &rq, &a);
+    fr = fx_call(f, fd, KP_API_FETCH, 13, &rq, &a);
     assert_int_equal(fr->responses[0].partitions[0].error_code, KP_ERR_UNKNOWN_TOPIC_ID);
     kp_arena_deinit(&a);
     close(fd);
@@ -750,24 +529,24 @@ static void test_metadata(void **state)
 static void test_find_coordinator(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
+    int fd = fx_client(f);
     kp_arena_t a;
     kp_arena_init(&a, SIZE_MAX);
     kp_find_coordinator_request_t rq;
     kp_find_coordinator_request_init(&rq);
     rq.key = kp_str("g");
-    kp_find_coordinator_response_t *r = call(f, fd, KP_API_FIND_COORDINATOR, 3, &rq, &a);
+    kp_find_coordinator_response_t *r = fx_call(f, fd, KP_API_FIND_COORDINATOR, 3, &rq, &a);
     assert_int_equal(r->error_code, 0);
     assert_int_equal(r->node_id, 1);
     assert_int_equal(r->port, f->srv->port);
     rq.key_type = 1; /* transaction */
-    r = call(f, fd, KP_API_FIND_COORDINATOR, 3, &rq, &a);
+    r = fx_call(f, fd, KP_API_FIND_COORDINATOR, 3, &rq, &a);
     assert_int_equal(r->error_code, KP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     kp_str_t keys[2] = {kp_str("a"), kp_str("b")};
     rq.key_type = 0;
     rq.coordinator_keys = keys;
     rq.coordinator_keys_count = 2;
-    r = call(f, fd, KP_API_FIND_COORDINATOR, 4, &rq, &a);
+    r = fx_call(f, fd, KP_API_FIND_COORDINATOR, 4, &rq, &a);
     assert_int_equal(r->coordinators_count, 2);
     assert_true(kp_str_eq(r->coordinators[1].key, "b"));
     assert_int_equal(r->coordinators[1].node_id, 1);
@@ -791,7 +570,7 @@ static int64_t list_offset(fx_t *f, int fd, const char *topic, int64_t ts, int64
     rq.replica_id = -1;
     rq.topics = &lt;
     rq.topics_count = 1;
-    kp_list_offsets_response_t *r = call(f, fd, KP_API_LIST_OFFSETS, 7, &rq, a);
+    kp_list_offsets_response_t *r = fx_call(f, fd, KP_API_LIST_OFFSETS, 7, &rq, a);
     assert_int_equal(r->topics[0].partitions[0].error_code, 0);
     *ts_out = r->topics[0].partitions[0].timestamp;
     return r->topics[0].partitions[0].offset;
@@ -801,14 +580,14 @@ static int64_t list_offset(fx_t *f, int fd, const char *topic, int64_t ts, int64
 static void test_list_offsets(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
+    int fd = fx_client(f);
     uint8_t buf[512];
     for (int i = 1; i <= 2; i++) {
         size_t len;
         uint8_t *p = build_produce("listed", 1, i, false, &len);
-        send_all(f, fd, p, len);
+        fx_send_all(f, fd, p, len);
         free(p);
-        check_produce_resp(buf, recv_frame(f, fd, buf, sizeof buf, 5000), i, 0, i - 1);
+        check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), i, 0, i - 1);
     }
     kp_arena_t a;
     kp_arena_init(&a, SIZE_MAX);
@@ -827,7 +606,7 @@ static void test_list_offsets(void **state)
 static void test_offsets_commit_fetch(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
+    int fd = fx_client(f);
     kp_arena_t a;
     kp_arena_init(&a, SIZE_MAX);
     metadata(f, fd, 4, "committed", 1, true, &a); /* create it */
@@ -845,14 +624,14 @@ static void test_offsets_commit_fetch(void **state)
     oc.group_id = kp_str("g1");
     oc.topics = &ct;
     oc.topics_count = 1;
-    kp_offset_commit_response_t *cr = call(f, fd, KP_API_OFFSET_COMMIT, 8, &oc, &a);
+    kp_offset_commit_response_t *cr = fx_call(f, fd, KP_API_OFFSET_COMMIT, 8, &oc, &a);
     assert_int_equal(cr->topics[0].partitions[0].error_code, 0);
     oc.member_id = kp_str("member-1"); /* a group member: no coordinator yet */
-    cr = call(f, fd, KP_API_OFFSET_COMMIT, 2, &oc, &a);
+    cr = fx_call(f, fd, KP_API_OFFSET_COMMIT, 2, &oc, &a);
     assert_int_equal(cr->topics[0].partitions[0].error_code, KP_ERR_UNKNOWN_MEMBER_ID);
     ct.name = kp_str("no-such-topic");
     oc.member_id = kp_str("");
-    cr = call(f, fd, KP_API_OFFSET_COMMIT, 8, &oc, &a);
+    cr = fx_call(f, fd, KP_API_OFFSET_COMMIT, 8, &oc, &a);
     assert_int_equal(cr->topics[0].partitions[0].error_code, KP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
 
     int32_t parts[2] = {0, 3};
@@ -873,7 +652,7 @@ static void test_offsets_commit_fetch(void **state)
     kp_offset_fetch_request_init(&of);
     of.groups = groups;
     of.groups_count = 2;
-    kp_offset_fetch_response_t *fr = call(f, fd, KP_API_OFFSET_FETCH, 8, &of, &a);
+    kp_offset_fetch_response_t *fr = fx_call(f, fd, KP_API_OFFSET_FETCH, 8, &of, &a);
     assert_int_equal(fr->groups_count, 2);
     assert_int_equal(fr->groups[0].topics[0].partitions[0].committed_offset, 42);
     assert_true(kp_str_eq(fr->groups[0].topics[0].partitions[0].metadata, "m"));
@@ -889,27 +668,27 @@ static void test_offsets_commit_fetch(void **state)
 static void test_stop_answers_long_poll(void **state)
 {
     fx_t *f = *state;
-    int fd = client(f);
+    int fd = fx_client(f);
     size_t len;
     uint8_t *p = build_produce("stopping", 1, 1, false, &len);
-    send_all(f, fd, p, len);
+    fx_send_all(f, fd, p, len);
     free(p);
     uint8_t buf[4096];
-    recv_frame(f, fd, buf, sizeof buf, 5000);
+    fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     p = build_fetch("stopping", 1, 30000, 2, &len);
-    send_all(f, fd, p, len);
+    fx_send_all(f, fd, p, len);
     free(p);
     for (int i = 0; i < 20; i++)
-        pump(f);
+        fx_pump(f);
     int stopped = 0;
-    int64_t t0 = now_ms();
-    gw_server_stop(f->srv, closed_cb, &stopped);
-    int n = recv_frame(f, fd, buf, sizeof buf, 5000);
+    int64_t t0 = fx_now_ms();
+    gw_server_stop(f->srv, fx_closed_cb, &stopped);
+    int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     assert_int_equal(kp_be32(buf), 2);
     assert_true(n > 0);
-    assert_true(is_closed(f, fd, 5000));
-    run_until(f, &stopped, 1);
-    assert_true(now_ms() - t0 < 5000);
+    assert_true(fx_is_closed(f, fd, 5000));
+    fx_run_until(f, &stopped, 1);
+    assert_true(fx_now_ms() - t0 < 5000);
     close(fd);
 }
 
@@ -925,13 +704,13 @@ static void test_connection_limit(void **state)
     assert_int_equal(connect(a, (struct sockaddr *)&sa, sizeof sa), 0);
     fcntl(a, F_SETFL, O_NONBLOCK);
     for (int i = 0; i < 50 && f->srv->nconns_open < 1; i++)
-        pump(f);
+        fx_pump(f);
     assert_int_equal(connect(b, (struct sockaddr *)&sa, sizeof sa), 0);
     fcntl(b, F_SETFL, O_NONBLOCK);
-    assert_true(is_closed(f, b, 3000));
-    send_api_versions(f, a, 0, 1);
+    assert_true(fx_is_closed(f, b, 3000));
+    fx_send_api_versions(f, a, 0, 1);
     uint8_t buf[256];
-    assert_true(recv_frame(f, a, buf, sizeof buf, 3000) > 0);
+    assert_true(fx_recv_frame(f, a, buf, sizeof buf, 3000) > 0);
     assert_int_equal(f->srv->stats.conns_refused, 1);
     close(a);
     close(b);
@@ -942,24 +721,24 @@ int main(void)
     evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
-        cmocka_unit_test_setup_teardown(test_api_versions_v99, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_api_versions_v3, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_frame_too_small, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_frame_too_large, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_partial_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_receive_budget, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rejects, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipelined_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_inflight_cap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_produce_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fetch_long_poll, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_answers_long_poll, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_find_coordinator, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_offsets, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_offsets_commit_fetch, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_versions_v99, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_api_versions_v3, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_frame_too_small, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_frame_too_large, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_partial_timeout, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_timeout, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_receive_budget, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rejects, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_order, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_inflight_cap, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_produce_errors, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_long_poll, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stop_answers_long_poll, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_metadata, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_find_coordinator, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_list_offsets, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_offsets_commit_fetch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_connection_limit, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
