@@ -224,8 +224,7 @@ static int64_t read_len(kp_reader_t *r, bool compact, bool wide, bool nullable, 
 
 kp_str_t kp_read_string(kp_reader_t *r, bool compact, bool nullable)
 {
-    int64_t n = read_len(r, compact, false, nullable,
-                         compact ? KP_MAX_COMPACT_STR : KP_MAX_STRING);
+    int64_t n = read_len(r, compact, false, nullable, compact ? KP_MAX_COMPACT_STR : KP_MAX_STRING);
     if (n == -1)
         return KP_STR_NULL;
     kp_str_t s = {"", 0};

@@ -20,11 +20,11 @@
 
 /* Named maxima: every length and count read from the wire is checked against
  * one of these, and against the bytes remaining, before anything is used. */
-#define KP_MAX_STRING      32767         /* classic STRING: int16 length */
-#define KP_MAX_COMPACT_STR (1 << 20)     /* compact strings: 1 MiB is far above any name */
-#define KP_MAX_BYTES       0x7ffffffe    /* BYTES/RECORDS: bounded by the frame anyway */
-#define KP_MAX_ARRAY       (1 << 24)     /* array element count */
-#define KP_MAX_TAGS        1024          /* tagged fields in one tag buffer */
+#define KP_MAX_STRING 32767          /* classic STRING: int16 length */
+#define KP_MAX_COMPACT_STR (1 << 20) /* compact strings: 1 MiB is far above any name */
+#define KP_MAX_BYTES 0x7ffffffe      /* BYTES/RECORDS: bounded by the frame anyway */
+#define KP_MAX_ARRAY (1 << 24)       /* array element count */
+#define KP_MAX_TAGS 1024             /* tagged fields in one tag buffer */
 
 /* Decoding allocates (from the arena) at most this many bytes per byte of
  * input.  Each array element and tag takes at least one wire byte, and the
@@ -34,13 +34,13 @@
 
 typedef enum kp_derr {
     KP_DECODE_OK = 0,
-    KP_DECODE_UNDERFLOW,   /* fewer bytes remain than a field needs */
-    KP_DECODE_RANGE,       /* negative or over-maximum length / count */
-    KP_DECODE_BAD_VARINT,  /* varint longer than its type allows */
-    KP_DECODE_NULL,        /* null where the version does not allow null */
-    KP_DECODE_NOMEM,       /* arena limit reached */
-    KP_DECODE_VERSION,     /* version outside validVersions */
-    KP_DECODE_BAD_TAGS,    /* tagged fields out of order or duplicated */
+    KP_DECODE_UNDERFLOW,  /* fewer bytes remain than a field needs */
+    KP_DECODE_RANGE,      /* negative or over-maximum length / count */
+    KP_DECODE_BAD_VARINT, /* varint longer than its type allows */
+    KP_DECODE_NULL,       /* null where the version does not allow null */
+    KP_DECODE_NOMEM,      /* arena limit reached */
+    KP_DECODE_VERSION,    /* version outside validVersions */
+    KP_DECODE_BAD_TAGS,   /* tagged fields out of order or duplicated */
     KP_DECODE__NUM
 } kp_derr_t;
 
@@ -70,7 +70,7 @@ typedef struct kp_tag {
 } kp_tag_t;
 
 typedef struct kp_tags {
-    kp_tag_t *items;  /* arena memory, sorted by tag */
+    kp_tag_t *items; /* arena memory, sorted by tag */
     int32_t count;
 } kp_tags_t;
 

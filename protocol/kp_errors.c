@@ -6,8 +6,8 @@
 const char *kp_err_str(int err)
 {
     switch (err) {
-#define KP_ERR_CASE_(name, v) \
-    case v: \
+#define KP_ERR_CASE_(name, v)                                                                      \
+    case v:                                                                                        \
         return #name;
         KP_ERRORS(KP_ERR_CASE_)
 #undef KP_ERR_CASE_

@@ -5,6 +5,7 @@
 #define KP_ERRORS_H
 
 /* X(name, wire value) for every error code Kafka defines up to 106. */
+/* clang-format off */
 #define KP_ERRORS(X) \
     X(UNKNOWN_SERVER_ERROR, -1) \
     X(NONE, 0) \
@@ -114,6 +115,7 @@
     X(INCONSISTENT_CLUSTER_ID, 104) \
     X(TRANSACTIONAL_ID_NOT_FOUND, 105) \
     X(FETCH_SESSION_TOPIC_ID_ERROR, 106)
+/* clang-format on */
 
 typedef enum kp_err {
 #define KP_ERR_ENUM_(name, v) KP_ERR_##name = v,

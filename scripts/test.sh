@@ -6,6 +6,9 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 step() { printf '\n=== %s\n' "$*"; }
 
+step "source format (clang-format)"
+make -s format-check
+
 step "unit tests (plain build)"
 (cd build && ctest --output-on-failure -j "$JOBS")
 

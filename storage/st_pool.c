@@ -24,11 +24,11 @@ struct st_pool {
     struct event_base *base;
     struct event *done_ev; /* activated by workers when `done` gains jobs */
     pthread_mutex_t mu;
-    pthread_cond_t cv;     /* signalled when `todo` gains jobs or on stop */
-    st_jobq_t todo;        /* submitted, not started */
-    st_jobq_t done;        /* worked, waiting for `after` on the loop */
-    unsigned pending;      /* submitted and `after` not yet run */
-    int stopping;          /* workers exit once `todo` is empty */
+    pthread_cond_t cv; /* signalled when `todo` gains jobs or on stop */
+    st_jobq_t todo;    /* submitted, not started */
+    st_jobq_t done;    /* worked, waiting for `after` on the loop */
+    unsigned pending;  /* submitted and `after` not yet run */
+    int stopping;      /* workers exit once `todo` is empty */
     int nthreads;
     pthread_t *threads;
     char name[16];

@@ -19,8 +19,8 @@
 static void test_read_fixed(void **state)
 {
     (void)state;
-    READER(r, 0x7f, 0x80, 0x01, 0xff, 0xff, 0xff, 0xfe, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06,
-           0x07, 0x08, 0xff, 0xfe);
+    READER(r, 0x7f, 0x80, 0x01, 0xff, 0xff, 0xff, 0xfe, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+           0x08, 0xff, 0xfe);
     assert_int_equal(kp_read_i8(&r), 127);
     assert_int_equal(kp_read_i16(&r), (int16_t)0x8001);
     assert_int_equal(kp_read_i32(&r), -2);
@@ -41,10 +41,18 @@ static void test_read_underflow(void **state)
         kp_reader_t r;
         kp_reader_init(&r, buf, sizes[i] - 1);
         switch (sizes[i]) {
-        case 1: assert_int_equal(kp_read_i8(&r), 0); break;
-        case 2: assert_int_equal(kp_read_i16(&r), 0); break;
-        case 4: assert_int_equal(kp_read_i32(&r), 0); break;
-        case 8: assert_true(kp_read_i64(&r) == 0); break;
+        case 1:
+            assert_int_equal(kp_read_i8(&r), 0);
+            break;
+        case 2:
+            assert_int_equal(kp_read_i16(&r), 0);
+            break;
+        case 4:
+            assert_int_equal(kp_read_i32(&r), 0);
+            break;
+        case 8:
+            assert_true(kp_read_i64(&r) == 0);
+            break;
         case 16: {
             kp_uuid_t u = kp_read_uuid(&r);
             assert_int_equal(u.b[0], 0);
@@ -106,37 +114,37 @@ static void test_varint_edges(void **state)
 static void test_varint_malformed(void **state)
 {
     (void)state;
-    {   /* 5th byte with more than 4 bits: exceeds uint32 */
+    { /* 5th byte with more than 4 bits: exceeds uint32 */
         READER(r, 0xff, 0xff, 0xff, 0xff, 0x1f);
         assert_int_equal(kp_read_uvarint(&r), 0);
         assert_int_equal(r.err, KP_DECODE_BAD_VARINT);
     }
-    {   /* six bytes of continuation */
+    { /* six bytes of continuation */
         READER(r, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00);
         kp_read_uvarint(&r);
         assert_int_equal(r.err, KP_DECODE_BAD_VARINT);
     }
-    {   /* truncated: continuation bit on the last byte */
+    { /* truncated: continuation bit on the last byte */
         READER(r, 0x80, 0x80);
         kp_read_uvarint(&r);
         assert_int_equal(r.err, KP_DECODE_UNDERFLOW);
     }
-    {   /* 11-byte varlong */
+    { /* 11-byte varlong */
         READER(r, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01);
         kp_read_uvarlong(&r);
         assert_int_equal(r.err, KP_DECODE_BAD_VARINT);
     }
-    {   /* 10th byte above 1 overflows 64 bits */
+    { /* 10th byte above 1 overflows 64 bits */
         READER(r, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02);
         kp_read_uvarlong(&r);
         assert_int_equal(r.err, KP_DECODE_BAD_VARINT);
     }
-    {   /* largest 10-byte varlong is fine */
+    { /* largest 10-byte varlong is fine */
         READER(r, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01);
         assert_true(kp_read_uvarlong(&r) == UINT64_MAX);
         assert_int_equal(r.err, KP_DECODE_OK);
     }
-    {   /* empty input */
+    { /* empty input */
         kp_reader_t r;
         kp_reader_init(&r, NULL, 0);
         kp_read_varlong(&r);
@@ -161,27 +169,27 @@ static void test_strings(void **state)
         assert_int_equal(s.len, -1);
         assert_int_equal(r.err, KP_DECODE_OK);
     }
-    {   /* null where not nullable */
+    { /* null where not nullable */
         READER(r, 0xff, 0xff);
         kp_read_string(&r, false, false);
         assert_int_equal(r.err, KP_DECODE_NULL);
     }
-    {   /* negative length other than -1 */
+    { /* negative length other than -1 */
         READER(r, 0xff, 0xfe);
         kp_read_string(&r, false, true);
         assert_int_equal(r.err, KP_DECODE_RANGE);
     }
-    {   /* length beyond the buffer */
+    { /* length beyond the buffer */
         READER(r, 0x00, 0x05, 'a');
         kp_read_string(&r, false, false);
         assert_int_equal(r.err, KP_DECODE_UNDERFLOW);
     }
-    {   /* compact length above the maximum */
+    { /* compact length above the maximum */
         READER(r, 0xff, 0xff, 0xff, 0xff, 0x0f);
         kp_read_string(&r, true, true);
         assert_int_equal(r.err, KP_DECODE_RANGE);
     }
-    {   /* bytes: int32 length and compact */
+    { /* bytes: int32 length and compact */
         READER(r, 0x00, 0x00, 0x00, 0x02, 0xde, 0xad, 0xff, 0xff, 0xff, 0xff, 0x02, 0x01, 0x00);
         kp_bytes_t b = kp_read_bytes(&r, false, false);
         assert_int_equal(b.len, 2);
@@ -194,7 +202,7 @@ static void test_strings(void **state)
         kp_read_bytes(&r, true, false); /* compact null where not nullable */
         assert_int_equal(r.err, KP_DECODE_NULL);
     }
-    {   /* huge int32 bytes length */
+    { /* huge int32 bytes length */
         READER(r, 0x7f, 0xff, 0xff, 0xff, 0x00);
         kp_read_bytes(&r, false, true);
         assert_int_equal(r.err, KP_DECODE_RANGE);
@@ -212,8 +220,8 @@ static void test_string_roundtrip(void **state)
     kp_write_string(&w, KP_STR_NULL, true, true);
     kp_write_bytes(&w, (kp_bytes_t){(const uint8_t *)"\x01\x02", 2}, true, true);
     kp_write_bytes(&w, KP_BYTES_NULL, false, true);
-    const uint8_t want[] = {0, 5, 'h', 'e', 'l', 'l', 'o', 0xff, 0xff, 3, 'h', 'i', 0,
-                            3, 1, 2, 0xff, 0xff, 0xff, 0xff};
+    const uint8_t want[] = {0,   5,   'h', 'e', 'l', 'l', 'o',  0xff, 0xff, 3,
+                            'h', 'i', 0,   3,   1,   2,   0xff, 0xff, 0xff, 0xff};
     assert_int_equal(w.err, KP_ENCODE_OK);
     assert_int_equal(w.len, sizeof want);
     assert_memory_equal(w.buf, want, sizeof want);
@@ -228,28 +236,28 @@ static void test_string_roundtrip(void **state)
 static void test_array_len(void **state)
 {
     (void)state;
-    {   /* count larger than the bytes left can hold */
+    { /* count larger than the bytes left can hold */
         READER(r, 0x00, 0x01, 0x00, 0x00, 0xaa, 0xbb);
         assert_int_equal(kp_read_array_len(&r, false, false, 1), 0);
         assert_int_equal(r.err, KP_DECODE_UNDERFLOW);
     }
-    {   /* exactly fits with 2-byte elements */
+    { /* exactly fits with 2-byte elements */
         READER(r, 0x00, 0x00, 0x00, 0x02, 0xaa, 0xbb, 0xcc, 0xdd);
         assert_int_equal(kp_read_array_len(&r, false, false, 2), 2);
         assert_int_equal(r.err, KP_DECODE_OK);
     }
-    {   /* min element size makes it too big */
+    { /* min element size makes it too big */
         READER(r, 0x00, 0x00, 0x00, 0x02, 0xaa, 0xbb, 0xcc);
         kp_read_array_len(&r, false, false, 2);
         assert_int_equal(r.err, KP_DECODE_UNDERFLOW);
     }
-    {   /* null arrays */
+    { /* null arrays */
         READER(r, 0xff, 0xff, 0xff, 0xff, 0x00);
         assert_int_equal(kp_read_array_len(&r, false, true, 1), -1);
         assert_int_equal(kp_read_array_len(&r, true, true, 1), -1);
         assert_int_equal(r.err, KP_DECODE_OK);
     }
-    {   /* null where not nullable; other negatives */
+    { /* null where not nullable; other negatives */
         READER(r, 0x00);
         kp_read_array_len(&r, true, false, 1);
         assert_int_equal(r.err, KP_DECODE_NULL);
@@ -257,7 +265,7 @@ static void test_array_len(void **state)
         kp_read_array_len(&q, false, true, 1);
         assert_int_equal(q.err, KP_DECODE_RANGE);
     }
-    {   /* compact count of 2^32-2 in a short buffer */
+    { /* compact count of 2^32-2 in a short buffer */
         READER(r, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00);
         kp_read_array_len(&r, true, false, 1);
         assert_int_equal(r.err, KP_DECODE_RANGE);
@@ -289,7 +297,7 @@ static void test_tags(void **state)
         assert_int_equal(b.len, 2);
         assert_int_equal(r.err, KP_DECODE_OK);
     }
-    {   /* out of order */
+    { /* out of order */
         READER(r, 0x02, 0x05, 0x00, 0x01, 0x00);
         kp_read_tag_count(&r);
         uint32_t tag;
@@ -297,12 +305,12 @@ static void test_tags(void **state)
         kp_read_tag(&r, tag, &tag);
         assert_int_equal(r.err, KP_DECODE_BAD_TAGS);
     }
-    {   /* more tags than bytes */
+    { /* more tags than bytes */
         READER(r, 0x7f, 0x00, 0x00);
         kp_read_tag_count(&r);
         assert_int_equal(r.err, KP_DECODE_UNDERFLOW);
     }
-    {   /* tag size beyond buffer */
+    { /* tag size beyond buffer */
         READER(r, 0x01, 0x00, 0x09, 0x00);
         kp_read_tag_count(&r);
         uint32_t tag;
@@ -392,16 +400,11 @@ static void test_error_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_fixed),
-        cmocka_unit_test(test_read_underflow),
-        cmocka_unit_test(test_varint_edges),
-        cmocka_unit_test(test_varint_malformed),
-        cmocka_unit_test(test_strings),
-        cmocka_unit_test(test_string_roundtrip),
-        cmocka_unit_test(test_array_len),
-        cmocka_unit_test(test_tags),
-        cmocka_unit_test(test_arena_limit),
-        cmocka_unit_test(test_writer_patch),
+        cmocka_unit_test(test_read_fixed),   cmocka_unit_test(test_read_underflow),
+        cmocka_unit_test(test_varint_edges), cmocka_unit_test(test_varint_malformed),
+        cmocka_unit_test(test_strings),      cmocka_unit_test(test_string_roundtrip),
+        cmocka_unit_test(test_array_len),    cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_arena_limit),  cmocka_unit_test(test_writer_patch),
         cmocka_unit_test(test_error_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -95,8 +95,8 @@ static int roundtrip_request(const uint8_t *buf, size_t len, const vec_t *e)
     }
     kp_writer_t w;
     kp_writer_init(&w, len);
-    kp_request_header_encode(&w, kp_request_header_version(hdr.request_api_key,
-                                                           hdr.request_api_version), &hdr);
+    kp_request_header_encode(
+        &w, kp_request_header_version(hdr.request_api_key, hdr.request_api_version), &hdr);
     kp_api_desc(hdr.request_api_key)->request.encode(&w, hdr.request_api_version, body);
     if (w.err == KP_ENCODE_OK && w.len == len && memcmp(w.buf, buf, len) == 0)
         rc = 0;
@@ -189,9 +189,9 @@ static void test_vectors_coverage(void **state)
 {
     (void)state;
     static const int16_t required[] = {
-        KP_API_API_VERSIONS, KP_API_METADATA,      KP_API_PRODUCE,        KP_API_FETCH,
-        KP_API_LIST_OFFSETS, KP_API_OFFSET_COMMIT, KP_API_OFFSET_FETCH,   KP_API_FIND_COORDINATOR,
-        KP_API_JOIN_GROUP,   KP_API_SYNC_GROUP,    KP_API_CREATE_TOPICS,  KP_API_INIT_PRODUCER_ID,
+        KP_API_API_VERSIONS, KP_API_METADATA,      KP_API_PRODUCE,       KP_API_FETCH,
+        KP_API_LIST_OFFSETS, KP_API_OFFSET_COMMIT, KP_API_OFFSET_FETCH,  KP_API_FIND_COORDINATOR,
+        KP_API_JOIN_GROUP,   KP_API_SYNC_GROUP,    KP_API_CREATE_TOPICS, KP_API_INIT_PRODUCER_ID,
     };
     vec_t *v;
     size_t n = load_index(&v);

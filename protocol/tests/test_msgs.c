@@ -209,8 +209,8 @@ static void test_unknown_tag_top_level(void **state)
 {
     (void)state;
     static const uint8_t in[] = {
-        0x04, 'a', 'b', 'c',         /* ClientSoftwareName "abc" */
-        0x04, '1', '.', '0',         /* ClientSoftwareVersion "1.0" */
+        0x04, 'a',  'b',  'c',       /* ClientSoftwareName "abc" */
+        0x04, '1',  '.',  '0',       /* ClientSoftwareVersion "1.0" */
         0x01,                        /* one tagged field */
         0x07, 0x03, 0xde, 0xad, 0xbe /* tag 7, 3 bytes */
     };
@@ -247,15 +247,16 @@ static void test_unknown_tag_top_level(void **state)
  * known tag present with its default value is re-encoded because it was
  * present. */
 static const uint8_t av_resp_v3[] = {
-    0x00, 0x00,                   /* ErrorCode */
-    0x02,                         /* ApiKeys: 1 element */
+    0x00, 0x00,                         /* ErrorCode */
+    0x02,                               /* ApiKeys: 1 element */
     0x00, 0x12, 0x00, 0x00, 0x00, 0x04, /* ApiKey 18, MinVersion 0, MaxVersion 4 */
-    0x01, 0x05, 0x01, 0x42,       /* element tags: unknown tag 5, 1 byte */
-    0x00, 0x00, 0x00, 0x07,       /* ThrottleTimeMs */
-    0x03,                         /* three tagged fields */
-    0x01, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* tag 1 FinalizedFeaturesEpoch -1 */
-    0x03, 0x01, 0x01,             /* tag 3 ZkMigrationReady true */
-    0x09, 0x02, 0x11, 0x22,       /* tag 9 unknown */
+    0x01, 0x05, 0x01, 0x42,             /* element tags: unknown tag 5, 1 byte */
+    0x00, 0x00, 0x00, 0x07,             /* ThrottleTimeMs */
+    0x03,                               /* three tagged fields */
+    0x01, 0x08, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, /* tag 1 FinalizedFeaturesEpoch -1 */
+    0x03, 0x01, 0x01,       /* tag 3 ZkMigrationReady true */
+    0x09, 0x02, 0x11, 0x22, /* tag 9 unknown */
 };
 #define AV_TAG1 19 /* offset of tag 1's size byte in av_resp_v3 */
 
@@ -385,8 +386,8 @@ static void test_nullable(void **state)
     kp_writer_init(&w, 16);
     assert_int_equal(kp_produce_request_encode(&w, 3, &p), KP_ENCODE_NULL);
     kp_writer_deinit(&w);
-    static const uint8_t null_name[] = {0xff, 0xff, 0x00, 0x01, 0x00, 0x00, 0x03, 0xe8,
-                                        0x00, 0x00, 0x00, 0x01, 0xff, 0xff, 0, 0, 0, 0};
+    static const uint8_t null_name[] = {0xff, 0xff, 0x00, 0x01, 0x00, 0x00, 0x03, 0xe8, 0x00,
+                                        0x00, 0x00, 0x01, 0xff, 0xff, 0,    0,    0,    0};
     kp_reader_init(&r, null_name, sizeof null_name);
     assert_int_equal(kp_produce_request_decode(&r, &a, 3, &p2), KP_DECODE_NULL);
 
@@ -429,7 +430,10 @@ static void test_nullable(void **state)
     kp_writer_init(&w, 16);
     assert_int_equal(kp_fetch_request_encode(&w, 12, &f), KP_ENCODE_OK);
     assert_int_equal(w.len, plain + 5);
-    assert_memory_equal(w.buf + plain - 1, "\x01\x00\x03\x03" "c1", 6);
+    assert_memory_equal(w.buf + plain - 1,
+                        "\x01\x00\x03\x03"
+                        "c1",
+                        6);
     kp_reader_init(&r, w.buf, w.len);
     assert_int_equal(kp_fetch_request_decode(&r, &a, 12, &f2), KP_DECODE_OK);
     assert_true(kp_str_eq(f2.cluster_id, "c1"));
@@ -448,8 +452,8 @@ static void test_request_header(void **state)
     kp_writer_t w;
 
     /* v1: ClientId is a classic nullable string. */
-    static const uint8_t v1[] = {0x00, 0x03, 0x00, 0x05, 0x00, 0x00, 0x00, 0x2a,
-                                 0x00, 0x03, 'c', 'l', 'i'};
+    static const uint8_t v1[] = {0x00, 0x03, 0x00, 0x05, 0x00, 0x00, 0x00,
+                                 0x2a, 0x00, 0x03, 'c',  'l',  'i'};
     kp_reader_init(&r, v1, sizeof v1);
     assert_int_equal(kp_request_header_decode(&r, &a, 1, &h), KP_DECODE_OK);
     assert_int_equal(kp_reader_remaining(&r), 0);
@@ -464,8 +468,8 @@ static void test_request_header(void **state)
     kp_writer_deinit(&w);
 
     /* v2: the same ClientId (never compact), then a tag buffer. */
-    static const uint8_t v2[] = {0x00, 0x03, 0x00, 0x09, 0x00, 0x00, 0x00, 0x2a,
-                                 0x00, 0x03, 'c', 'l', 'i', 0x00};
+    static const uint8_t v2[] = {0x00, 0x03, 0x00, 0x09, 0x00, 0x00, 0x00,
+                                 0x2a, 0x00, 0x03, 'c',  'l',  'i',  0x00};
     kp_reader_init(&r, v2, sizeof v2);
     assert_int_equal(kp_request_header_decode(&r, &a, 2, &h), KP_DECODE_OK);
     assert_int_equal(kp_reader_remaining(&r), 0);
@@ -574,8 +578,8 @@ static void test_decode_request(void **state)
 
     /* ApiVersions v3: header v2, then the flexible body. */
     static const uint8_t frame[] = {0x00, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x07,
-                                    0x00, 0x02, 'i', 'd', 0x00, /* ClientId "id", no tags */
-                                    0x03, 'l', 'i', 0x04, '2', '.', '0', 0x00};
+                                    0x00, 0x02, 'i',  'd',  0x00, /* ClientId "id", no tags */
+                                    0x03, 'l',  'i',  0x04, '2',  '.',  '0',  0x00};
     kp_arena_init(&a, kp_arena_limit_for(sizeof frame));
     assert_int_equal(kp_decode_request(frame, sizeof frame, &a, &h, &body), KP_DECODE_OK);
     assert_int_equal(h.request_api_key, KP_API_API_VERSIONS);
@@ -657,8 +661,8 @@ static void test_expansion_bound(void **state)
     for (size_t i = 0; i < kp_alloc_types_count; i++) {
         const kp_alloc_type_t *t = &kp_alloc_types[i];
         CHECK(t->min_wire >= 1, "%s: min wire 0\n", t->name);
-        CHECK(t->size <= KP_DECODE_MAX_EXPANSION * t->min_wire, "%s: %zu bytes for %zu on the wire\n",
-              t->name, t->size, t->min_wire);
+        CHECK(t->size <= KP_DECODE_MAX_EXPANSION * t->min_wire,
+              "%s: %zu bytes for %zu on the wire\n", t->name, t->size, t->min_wire);
         if (strcmp(t->name, "kp_tag_t") == 0) {
             have_tag = true;
             assert_int_equal(t->size, sizeof(kp_tag_t));

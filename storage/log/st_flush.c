@@ -344,8 +344,9 @@ static void try_commit(st_log_t *log)
         st_chunk_desc_t *descs = calloc(f->nparts ? f->nparts : 1, sizeof(*descs));
         for (size_t k = 0; descs && k < f->nparts; k++)
             descs[k] = f->parts[k].desc;
-        st_manifest_t m = {log->cfg.node_id, log->incarnation, f->seq, kp_str(f->key),
-                           f->obj->len, descs, f->nparts};
+        st_manifest_t m = {log->cfg.node_id, log->incarnation, f->seq,
+                           kp_str(f->key),   f->obj->len,      descs,
+                           f->nparts};
         kp_writer_init(&vals[i], 64 + 64 * f->nparts);
         if (descs)
             st_manifest_encode(&vals[i], &m);
@@ -353,12 +354,15 @@ static void try_commit(st_log_t *log)
         if (!descs || vals[i].err)
             rc = -1;
         manifest_key(keys[i], sizeof keys[i], log, f->seq);
-        ops[i] = (st_op_t){.type = ST_OP_PUT, .key = keys[i], .val = vals[i].buf,
-                           .val_len = vals[i].len};
+        ops[i] = (st_op_t){
+            .type = ST_OP_PUT, .key = keys[i], .val = vals[i].buf, .val_len = vals[i].len};
         c->flushes[i] = f;
     }
-    st_cmp_t fence = {.key = log->fence_key, .target = ST_CMP_VALUE, .op = ST_CMP_EQ,
-                      .val = (const uint8_t *)log->fence_val, .val_len = strlen(log->fence_val)};
+    st_cmp_t fence = {.key = log->fence_key,
+                      .target = ST_CMP_VALUE,
+                      .op = ST_CMP_EQ,
+                      .val = (const uint8_t *)log->fence_val,
+                      .val_len = strlen(log->fence_val)};
     st_txn_t txn = {.cmps = &fence, .ncmps = 1, .success = ops, .nsuccess = n};
     if (rc == 0) {
         c->log = log;

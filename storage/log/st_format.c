@@ -73,8 +73,8 @@ static bool chunk_sane(const st_chunk_desc_t *c, uint64_t data_end)
            c->len <= data_end - c->pos;
 }
 
-st_err_t st_obj_parse(const uint8_t *obj, size_t len, st_obj_header_t *h,
-                      st_chunk_desc_t **chunks, size_t *n)
+st_err_t st_obj_parse(const uint8_t *obj, size_t len, st_obj_header_t *h, st_chunk_desc_t **chunks,
+                      size_t *n)
 {
     if (len < ST_OBJ_HEADER_SIZE + 4 + ST_OBJ_TRAILER_SIZE || memcmp(obj, ST_OBJ_MAGIC, 8) != 0 ||
         memcmp(obj + len - 8, ST_OBJ_END_MAGIC, 8) != 0)

@@ -31,13 +31,13 @@
 typedef struct st_chunk_desc {
     kp_uuid_t topic_id;
     int32_t partition;
-    int32_t batches;      /* RecordBatches in the chunk, >= 1 */
-    int64_t base_offset;  /* first offset of the first batch */
-    int64_t last_offset;  /* last offset of the last batch */
+    int32_t batches;       /* RecordBatches in the chunk, >= 1 */
+    int64_t base_offset;   /* first offset of the first batch */
+    int64_t last_offset;   /* last offset of the last batch */
     int64_t max_timestamp; /* largest batch max timestamp in the chunk */
-    uint64_t pos;         /* byte position of the chunk in the object */
-    uint32_t len;         /* chunk bytes */
-    uint32_t crc;         /* CRC32C of the chunk bytes */
+    uint64_t pos;          /* byte position of the chunk in the object */
+    uint32_t len;          /* chunk bytes */
+    uint32_t crc;          /* CRC32C of the chunk bytes */
 } st_chunk_desc_t;
 
 typedef struct st_obj_header {
@@ -53,8 +53,8 @@ void st_obj_write_header(kp_writer_t *w, const st_obj_header_t *h);
 void st_obj_write_footer(kp_writer_t *w, const st_chunk_desc_t *chunks, size_t n);
 /* Parse a whole object: header, trailer, footer (checksums verified).
  * @chunks returns owned (free()) on ST_OK. */
-st_err_t st_obj_parse(const uint8_t *obj, size_t len, st_obj_header_t *h,
-                      st_chunk_desc_t **chunks, size_t *n);
+st_err_t st_obj_parse(const uint8_t *obj, size_t len, st_obj_header_t *h, st_chunk_desc_t **chunks,
+                      size_t *n);
 
 /* -------------------------------------------------------------- manifest */
 
@@ -65,7 +65,7 @@ typedef struct st_manifest {
     int32_t node_id;
     int64_t incarnation;
     int64_t seq;
-    kp_str_t object_key;     /* view */
+    kp_str_t object_key; /* view */
     uint64_t object_size;
     const st_chunk_desc_t *chunks; /* decode: owned array (free()) */
     size_t nchunks;

@@ -720,7 +720,9 @@ static void incarnation_got(st_err_t err, const st_kv_t *kvs, size_t n, bool mor
     st_cmp_t cmp = {.key = op->key, .target = ST_CMP_MOD, .op = ST_CMP_EQ, .num = mod};
     st_op_t puts[2] = {
         {.type = ST_OP_PUT, .key = op->key, .val = (uint8_t *)op->val, .val_len = strlen(op->val)},
-        {.type = ST_OP_PUT, .key = log->fence_key, .val = (uint8_t *)log->fence_val,
+        {.type = ST_OP_PUT,
+         .key = log->fence_key,
+         .val = (uint8_t *)log->fence_val,
          .val_len = strlen(log->fence_val)},
     };
     st_txn_t txn = {.cmps = &cmp, .ncmps = 1, .success = puts, .nsuccess = 2};
@@ -869,8 +871,8 @@ static int offsets_txn(st_log_t *log, commit_op_t *op, const char *group,
                         true);
         if (vals[i].err)
             rc = -1;
-        ops[i] = (st_op_t){.type = ST_OP_PUT, .key = keys[i], .val = vals[i].buf,
-                           .val_len = vals[i].len};
+        ops[i] = (st_op_t){
+            .type = ST_OP_PUT, .key = keys[i], .val = vals[i].buf, .val_len = vals[i].len};
     }
     st_txn_t txn = {.success = ops, .nsuccess = n};
     if (rc == 0)

@@ -73,10 +73,10 @@ typedef struct st_slice {
 
 typedef struct st_log_cfg {
     int32_t node_id;
-    size_t flush_max_bytes;  /* close a pending flush at this many bytes */
-    int flush_max_inflight;  /* object uploads in parallel, >= 1 */
-    size_t tail_cache_bytes; /* committed batches kept in memory, all partitions */
-    size_t read_cache_bytes; /* object ranges cached for reads, all partitions */
+    size_t flush_max_bytes;     /* close a pending flush at this many bytes */
+    int flush_max_inflight;     /* object uploads in parallel, >= 1 */
+    size_t tail_cache_bytes;    /* committed batches kept in memory, all partitions */
+    size_t read_cache_bytes;    /* object ranges cached for reads, all partitions */
     int32_t default_partitions; /* for st_log_create_topic with nparts -1 */
 } st_log_cfg_t;
 
@@ -102,13 +102,13 @@ const char *st_log_cluster_id(const st_log_t *log);
 
 /* Counters for metrics and tests. */
 typedef struct st_log_stats {
-    uint64_t flushes;         /* objects written and committed */
-    uint64_t flush_failures;  /* flushes that failed or were fenced */
-    uint64_t flush_bytes;     /* bytes in committed objects */
-    uint64_t appends;         /* batches acknowledged */
-    uint64_t object_gets;     /* ranged reads that missed the caches */
-    size_t tail_bytes;        /* bytes held by memory tails */
-    size_t cache_bytes;       /* bytes held by the read cache */
+    uint64_t flushes;        /* objects written and committed */
+    uint64_t flush_failures; /* flushes that failed or were fenced */
+    uint64_t flush_bytes;    /* bytes in committed objects */
+    uint64_t appends;        /* batches acknowledged */
+    uint64_t object_gets;    /* ranged reads that missed the caches */
+    size_t tail_bytes;       /* bytes held by memory tails */
+    size_t cache_bytes;      /* bytes held by the read cache */
 } st_log_stats_t;
 void st_log_stats(const st_log_t *log, st_log_stats_t *out);
 
@@ -118,18 +118,18 @@ void st_log_stats(const st_log_t *log, st_log_stats_t *out);
 
 /* A per-topic configuration override. */
 typedef struct st_topic_config {
-    char *name;  /* e.g. "retention.ms" */
+    char *name; /* e.g. "retention.ms" */
     char *value;
 } st_topic_config_t;
 
 struct st_topic {
-    char *name;               /* owned, NUL-terminated */
-    kp_uuid_t id;             /* random v4 UUID, new for every creation */
-    int32_t nparts;           /* partitions, >= 1 */
-    st_part_t **parts;        /* nparts partitions */
+    char *name;                 /* owned, NUL-terminated */
+    kp_uuid_t id;               /* random v4 UUID, new for every creation */
+    int32_t nparts;             /* partitions, >= 1 */
+    st_part_t **parts;          /* nparts partitions */
     st_topic_config_t *configs; /* overrides, sorted by name */
     size_t nconfigs;
-    bool deleting;            /* deletion in progress: treat as absent */
+    bool deleting; /* deletion in progress: treat as absent */
 };
 
 st_topic_t *st_log_topic(st_log_t *log, const char *name, size_t name_len);

@@ -57,31 +57,31 @@ typedef struct st_load st_load_t;
 
 /* One committed chunk: a run of batches of one partition in one object. */
 typedef struct st_chunk {
-    int64_t base;     /* first offset */
-    int64_t last;     /* last offset; base <= last */
-    int64_t max_ts;   /* largest batch max timestamp in the chunk */
+    int64_t base;       /* first offset */
+    int64_t last;       /* last offset; base <= last */
+    int64_t max_ts;     /* largest batch max timestamp in the chunk */
     int64_t run_max_ts; /* max of max_ts over this and every earlier chunk */
-    int32_t batches;  /* RecordBatches in the chunk */
-    uint32_t len;     /* bytes */
-    uint32_t crc;     /* CRC32C of the chunk bytes */
-    uint64_t pos;     /* position in obj */
-    st_obj_t *obj;    /* referenced */
+    int32_t batches;    /* RecordBatches in the chunk */
+    uint32_t len;       /* bytes */
+    uint32_t crc;       /* CRC32C of the chunk bytes */
+    uint64_t pos;       /* position in obj */
+    st_obj_t *obj;      /* referenced */
     st_chunk_where_t where;
-    st_buf_t *buf;    /* TAIL/CACHE: referenced bytes; chunk at buf->data + buf_off */
+    st_buf_t *buf; /* TAIL/CACHE: referenced bytes; chunk at buf->data + buf_off */
     size_t buf_off;
-    st_link_t lru;    /* in log->tail_lru or log->cache_lru by where */
-    st_load_t *load;  /* ranged GET in flight, or NULL */
+    st_link_t lru;   /* in log->tail_lru or log->cache_lru by where */
+    st_load_t *load; /* ranged GET in flight, or NULL */
     st_part_t *part;
 } st_chunk_t;
 
 /* One appended batch waiting for its flush to commit. */
 typedef struct st_pend {
     struct st_pend *next;
-    uint8_t *data;   /* owned copy, base offset and epoch patched; freed once in an object */
+    uint8_t *data; /* owned copy, base offset and epoch patched; freed once in an object */
     size_t len;
-    int64_t base;    /* first offset (provisional until commit) */
-    int64_t last;    /* last offset */
-    int64_t max_ts;  /* batch max timestamp */
+    int64_t base;   /* first offset (provisional until commit) */
+    int64_t last;   /* last offset */
+    int64_t max_ts; /* batch max timestamp */
     st_append_cb cb;
     void *arg;
 } st_pend_t;
@@ -98,9 +98,9 @@ struct st_part {
     size_t nchunks, chunks_cap;
     st_pend_t *pend_head, *pend_tail; /* appended, not yet in a flush */
     size_t pend_bytes;
-    bool dirty;          /* on log->dirty (has pending batches) */
+    bool dirty; /* on log->dirty (has pending batches) */
     st_link_t dirty_link;
-    st_link_t waiters;   /* st_waiter_t, woken on commit */
+    st_link_t waiters; /* st_waiter_t, woken on commit */
 };
 
 typedef enum st_flush_state {
@@ -118,26 +118,26 @@ typedef struct st_fpart {
 } st_fpart_t;
 
 typedef struct st_flush {
-    st_link_t link;        /* in log->flushes, flush order */
+    st_link_t link; /* in log->flushes, flush order */
     st_log_t *log;
     int64_t seq;
     st_flush_state_t state;
-    bool upload_done;      /* the put's callback ran */
-    st_err_t err;          /* why it failed */
+    bool upload_done; /* the put's callback ran */
+    st_err_t err;     /* why it failed */
     st_fpart_t *parts;
     size_t nparts;
-    st_buf_t *obj;         /* the object bytes */
+    st_buf_t *obj; /* the object bytes */
     char key[96];
 } st_flush_t;
 
 struct st_log {
     struct event_base *base;
-    st_objstore_t *os;     /* borrowed */
-    st_meta_t *meta;       /* borrowed */
+    st_objstore_t *os; /* borrowed */
+    st_meta_t *meta;   /* borrowed */
     st_log_cfg_t cfg;
     bool open, closing;
-    int64_t incarnation;   /* this start's number; object keys and the fence carry it */
-    int64_t next_seq;      /* sequence of the next flush */
+    int64_t incarnation; /* this start's number; object keys and the fence carry it */
+    int64_t next_seq;    /* sequence of the next flush */
     char fence_key[128];
     char fence_val[32];
     char cluster_id[32];
@@ -148,19 +148,19 @@ struct st_log {
     size_t ncreating;
     st_topic_t **graveyard; /* deleted topics, freed when no async op can see them */
     size_t ngraveyard;
-    unsigned async_ops;    /* flushes, reads and metadata ops in flight */
+    unsigned async_ops; /* flushes, reads and metadata ops in flight */
     /* write path */
-    st_link_t dirty;       /* st_part_t with pending batches, in arrival order */
-    size_t pend_bytes;     /* bytes pending over all partitions */
-    st_link_t flushes;     /* st_flush_t in flush order */
-    int inflight;          /* flushes uploading or committing */
-    bool committing;       /* a commit transaction is in flight */
-    struct event *kick;    /* deferred flush trigger */
+    st_link_t dirty;    /* st_part_t with pending batches, in arrival order */
+    size_t pend_bytes;  /* bytes pending over all partitions */
+    st_link_t flushes;  /* st_flush_t in flush order */
+    int inflight;       /* flushes uploading or committing */
+    bool committing;    /* a commit transaction is in flight */
+    struct event *kick; /* deferred flush trigger */
     void (*close_cb)(void *arg);
     void *close_arg;
     /* read path */
-    st_link_t tail_lru;    /* chunks in the memory tail, oldest first */
-    st_link_t cache_lru;   /* chunks in the read cache, least recent first */
+    st_link_t tail_lru;  /* chunks in the memory tail, oldest first */
+    st_link_t cache_lru; /* chunks in the read cache, least recent first */
     st_log_stats_t stats;
 };
 

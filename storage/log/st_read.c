@@ -191,13 +191,13 @@ typedef struct read_op {
     struct read_op *next; /* in a load's waiting list */
     read_kind_t kind;
     st_part_t *part;
-    int64_t offset;       /* READ_BATCHES: first wanted offset; READ_TIME: timestamp */
+    int64_t offset; /* READ_BATCHES: first wanted offset; READ_TIME: timestamp */
     size_t max_bytes;
     st_read_cb cb;
     st_offset_cb ocb;
     void *arg;
     st_err_t err;
-    size_t n;             /* slices gathered */
+    size_t n; /* slices gathered */
     size_t bytes;
     st_slice_t slices[READ_MAX_SLICES];
     int64_t found_offset, found_ts; /* READ_TIME result */

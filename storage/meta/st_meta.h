@@ -93,8 +93,8 @@ typedef struct st_op_result {
  * store's revision after the transaction.  @results: one per op of the
  * branch that ran.  On err != ST_OK nothing was applied (or, for
  * ST_ERR_TIMEOUT on a remote store, the outcome is unknown). */
-typedef void (*st_txn_cb)(st_err_t err, bool succeeded, int64_t rev,
-                          const st_op_result_t *results, size_t nresults, void *arg);
+typedef void (*st_txn_cb)(st_err_t err, bool succeeded, int64_t rev, const st_op_result_t *results,
+                          size_t nresults, void *arg);
 /* @kvs sorted by key; @more: @limit cut the result short. */
 typedef void (*st_range_cb)(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
                             void *arg);
@@ -128,8 +128,8 @@ typedef struct st_meta_ops {
      * callback with ST_ERR_NOT_FOUND and nothing more (SQLite keeps no
      * history: it serves only 0 and current revision + 1 onwards).
      * @returns owned handle (cancel with watch_cancel). */
-    st_meta_watch_t *(*watch)(st_meta_t *m, const char *prefix, int64_t start_rev,
-                              st_watch_cb cb, void *arg);
+    st_meta_watch_t *(*watch)(st_meta_t *m, const char *prefix, int64_t start_rev, st_watch_cb cb,
+                              void *arg);
     /* After cancel returns, @cb is never called again. */
     void (*watch_cancel)(st_meta_t *m, st_meta_watch_t *w);
     /* Drop history before @rev (a no-op where no history is kept). */

@@ -24,7 +24,7 @@
 typedef struct fx {
     char dir[256];
     struct event_base *base;
-    st_objstore_t *os;     /* faulty wrapper around dir */
+    st_objstore_t *os; /* faulty wrapper around dir */
     st_meta_t *meta;
     st_log_t *log;
     st_log_cfg_t cfg;
@@ -146,8 +146,11 @@ static uint8_t *make_batch(int n, int64_t ts0, kp_compression_t codec, size_t *l
                                    .key = KP_BYTES_NULL,
                                    .value = {(const uint8_t *)vals[i], (int32_t)strlen(vals[i])}};
     }
-    kp_batch_spec_t spec = {.leader_epoch = -1, .codec = codec, .producer_id = -1,
-                            .producer_epoch = -1, .base_sequence = -1};
+    kp_batch_spec_t spec = {.leader_epoch = -1,
+                            .codec = codec,
+                            .producer_id = -1,
+                            .producer_epoch = -1,
+                            .base_sequence = -1};
     kp_writer_t w;
     kp_writer_init(&w, 256);
     assert_int_equal(kp_batch_build(&w, &spec, recs, n), KP_BATCH_OK);
@@ -350,8 +353,10 @@ static void test_fenced_commit_fails(void **state)
 {
     fx_t *f = *state;
     st_topic_t *t = create(f, "fenced", 1);
-    st_op_t put = {.type = ST_OP_PUT, .key = "/nuthatch/nodes/1/fence",
-                   .val = (const uint8_t *)"999", .val_len = 3};
+    st_op_t put = {.type = ST_OP_PUT,
+                   .key = "/nuthatch/nodes/1/fence",
+                   .val = (const uint8_t *)"999",
+                   .val_len = 3};
     st_txn_t txn = {.success = &put, .nsuccess = 1};
     res_t tr = {0};
     assert_int_equal(st_meta_txn(f->meta, &txn, txn_cb, &tr), 0);
@@ -382,15 +387,16 @@ static void test_offset_for_time(void **state)
     st_topic_t *t = create(f, "time", 1);
     for (int i = 0; i < 3; i++) {
         size_t len;
-        uint8_t *b = make_batch(4, 10000 + 100 * i, i == 1 ? KP_COMPRESSION_LZ4 : KP_COMPRESSION_NONE,
-                                &len);
+        uint8_t *b =
+            make_batch(4, 10000 + 100 * i, i == 1 ? KP_COMPRESSION_LZ4 : KP_COMPRESSION_NONE, &len);
         res_t r = {0};
         assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
         run_until(f, &r.done, 1);
         free(b);
     }
-    static const struct { int64_t ts, off; } cases[] = {
-        {0, 0}, {10002, 2}, {10050, 4}, {10101, 5}, {10203, 11}, {10204, -1}};
+    static const struct {
+        int64_t ts, off;
+    } cases[] = {{0, 0}, {10002, 2}, {10050, 4}, {10101, 5}, {10203, 11}, {10204, -1}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         res_t r = {0};
         assert_int_equal(st_part_offset_for_time(t->parts[0], cases[i].ts, time_cb, &r), 0);

@@ -21,7 +21,7 @@ typedef struct job {
     pthread_t after_on; /* thread that ran after */
     int *order;         /* shared completion log */
     int *norder;
-    int in_submit;      /* set while st_pool_submit runs */
+    int in_submit; /* set while st_pool_submit runs */
 } job_t;
 
 static void work(void *arg)
@@ -37,7 +37,6 @@ static void after(void *arg)
     assert_int_equal(j->in_submit, 0); /* never called from inside submit */
     j->order[(*j->norder)++] = j->id;
 }
-
 
 static void test_serial_order(void **state)
 {
