@@ -26,7 +26,18 @@ if ! command -v npm >/dev/null 2>&1; then
     missing+=(nodejs npm)
 fi
 
+install_js_clients() {
+    # kafkajs for the compatibility tests, pinned in compat-tests/js.
+    local js
+    js="$(cd "$(dirname "$0")/.." && pwd)/compat-tests/js"
+    if [ -f "$js/package-lock.json" ] && [ ! -d "$js/node_modules/kafkajs" ]; then
+        echo "install-deps: npm ci in compat-tests/js" >&2
+        (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+    install_js_clients
     exit 0
 fi
 
@@ -39,3 +50,4 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_js_clients
