@@ -3,9 +3,6 @@
  * mapping, topic-name rules, look-ups and automatic topic creation.
  *
  * Proposed for st_log.h:
- *   - `const char *cluster_id` in st_log_cfg_t (NULL: generate and keep
- *     one), so that a configured cluster.id is the one the metadata store
- *     keeps; until then gw_cluster_id() prefers the configuration's.
  *   - the starting calls (st_part_append, st_part_read, ...) returning
  *     st_err_t rather than "nonzero", so that a refusal says why;
  *     gw_st_start_err() keeps a value that already is one.
@@ -117,7 +114,5 @@ int32_t gw_advertised_port(const gw_server_t *srv)
 
 const char *gw_cluster_id(const gw_server_t *srv)
 {
-    if (srv->cfg->cluster_id[0])
-        return srv->cfg->cluster_id;
-    return st_log_cluster_id(srv->log);
+    return st_log_cluster_id(srv->log); /* the configured one when cluster.id is set */
 }

@@ -405,7 +405,7 @@ static void log_opened_cb(st_err_t err, void *arg)
 {
     run_ctx_t *ctx = arg;
     if (err != ST_OK) {
-        gw_log_error("server", "cannot open the log: %s", st_err_str(err));
+        gw_log_error("server", "cannot open the log: %s", st_log_open_error(ctx->log));
         ctx->status = 1;
         event_base_loopbreak(ctx->base);
         return;
@@ -441,6 +441,7 @@ static int run_open(run_ctx_t *ctx, st_objstore_t **os, st_meta_t **meta, char *
         .tail_cache_bytes = (size_t)cfg->tail_cache_bytes,
         .read_cache_bytes = (size_t)cfg->read_cache_bytes,
         .default_partitions = cfg->num_partitions,
+        .cluster_id = cfg->cluster_id,
     };
     ctx->log = st_log_new(ctx->base, *os, *meta, &lcfg);
     if (!ctx->log) {

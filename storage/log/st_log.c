@@ -515,6 +515,11 @@ const char *st_log_cluster_id(const st_log_t *log)
     return log->cluster_id;
 }
 
+const char *st_log_open_error(const st_log_t *log)
+{
+    return log->open_error;
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 st_log_t *st_log_new(struct event_base *base, st_objstore_t *os, st_meta_t *meta,
@@ -527,6 +532,9 @@ st_log_t *st_log_new(struct event_base *base, st_objstore_t *os, st_meta_t *meta
     log->os = os;
     log->meta = meta;
     log->cfg = *cfg;
+    if (cfg->cluster_id)
+        snprintf(log->want_cluster_id, sizeof log->want_cluster_id, "%s", cfg->cluster_id);
+    log->cfg.cluster_id = NULL; /* borrowed only during st_log_new */
     if (log->cfg.flush_max_inflight < 1)
         log->cfg.flush_max_inflight = 1;
     if (log->cfg.default_partitions < 1)
@@ -600,18 +608,22 @@ typedef struct open_op {
     void *arg;
     int tries;
     char key[KEY_MAX];
-    char val[64];
+    char val[72];
 } open_op_t;
 
 static void open_finish(open_op_t *op, st_err_t err)
 {
     if (err == ST_OK)
         op->log->open = true;
+    else if (!op->log->open_error[0])
+        snprintf(op->log->open_error, sizeof op->log->open_error, "metadata store: %s",
+                 st_err_str(err));
     op->cb(err, op->arg);
     free(op);
 }
 
 static void open_cluster_id(open_op_t *op);
+static void put_cluster_id(open_op_t *op);
 static void open_incarnation(open_op_t *op);
 static void open_topics(open_op_t *op);
 static void open_manifests(open_op_t *op);
@@ -624,6 +636,7 @@ int st_log_open(st_log_t *log, void (*cb)(st_err_t err, void *arg), void *arg)
     op->log = log;
     op->cb = cb;
     op->arg = arg;
+    log->open_error[0] = '\0';
     open_cluster_id(op);
     return 0;
 }
@@ -647,11 +660,23 @@ static void cluster_id_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more
     open_op_t *op = arg;
     if (err != ST_OK)
         return open_finish(op, err);
-    if (n == 1 && kvs[0].val_len > 0 && kvs[0].val_len < sizeof op->log->cluster_id) {
-        memcpy(op->log->cluster_id, kvs[0].val, kvs[0].val_len);
-        op->log->cluster_id[kvs[0].val_len] = '\0';
+    st_log_t *log = op->log;
+    if (n == 1 && kvs[0].val_len > 0 && kvs[0].val_len < sizeof log->cluster_id) {
+        memcpy(log->cluster_id, kvs[0].val, kvs[0].val_len);
+        log->cluster_id[kvs[0].val_len] = '\0';
+        if (log->want_cluster_id[0] && strcmp(log->want_cluster_id, log->cluster_id) != 0) {
+            /* Like Kafka: data of another cluster is not served by mistake. */
+            snprintf(log->open_error, sizeof log->open_error,
+                     "the metadata store belongs to cluster '%s', not the configured '%s'",
+                     log->cluster_id, log->want_cluster_id);
+            return open_finish(op, ST_ERR_INVALID);
+        }
         op->tries = 0;
         return open_incarnation(op);
+    }
+    if (log->want_cluster_id[0]) {
+        snprintf(op->val, sizeof op->val, "%s", log->want_cluster_id);
+        return put_cluster_id(op);
     }
     /* First start: a random id, base64url without padding (22 chars). */
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -665,8 +690,15 @@ static void cluster_id_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more
             op->val[o++] = b64[(v >> (6 * k)) & 63];
     }
     op->val[22] = '\0';
+    put_cluster_id(op);
+}
+
+/* Keep op->val as the cluster id unless another start put one first. */
+static void put_cluster_id(open_op_t *op)
+{
     st_cmp_t cmp = {.key = op->key, .target = ST_CMP_VERSION, .op = ST_CMP_EQ, .num = 0};
-    st_op_t put = {.type = ST_OP_PUT, .key = op->key, .val = (uint8_t *)op->val, .val_len = 22};
+    st_op_t put = {
+        .type = ST_OP_PUT, .key = op->key, .val = (uint8_t *)op->val, .val_len = strlen(op->val)};
     st_txn_t txn = {.cmps = &cmp, .ncmps = 1, .success = &put, .nsuccess = 1};
     if (st_meta_txn(op->log->meta, &txn, cluster_id_put_done, op) != 0)
         open_finish(op, ST_ERR_NOMEM);

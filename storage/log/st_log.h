@@ -78,6 +78,9 @@ typedef struct st_log_cfg {
     size_t tail_cache_bytes;    /* committed batches kept in memory, all partitions */
     size_t read_cache_bytes;    /* object ranges cached for reads, all partitions */
     int32_t default_partitions; /* for st_log_create_topic with nparts -1 */
+    const char *cluster_id;     /* NULL or "": generate one at the first start;
+                                 * else the id to keep (a different stored id
+                                 * fails st_log_open); borrowed during new */
 } st_log_cfg_t;
 
 /* @returns owned (st_log_free); borrows @base, @os and @meta, which must
@@ -96,9 +99,12 @@ void st_log_close(st_log_t *log, void (*cb)(void *arg), void *arg);
 /* Free everything; pending callbacks are not called. */
 void st_log_free(st_log_t *log);
 
-/* A stable cluster id (22 characters, base64url of a random UUID), created
- * at the first start and kept in the metadata store. */
+/* A stable cluster id, kept in the metadata store: the configured one, or
+ * at the first start 22 characters of base64url of a random UUID. */
 const char *st_log_cluster_id(const st_log_t *log);
+
+/* Why the last st_log_open failed, one line ("" when it did not). */
+const char *st_log_open_error(const st_log_t *log);
 
 /* Counters for metrics and tests. */
 typedef struct st_log_stats {

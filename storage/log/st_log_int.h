@@ -140,7 +140,9 @@ struct st_log {
     int64_t next_seq;    /* sequence of the next flush */
     char fence_key[128];
     char fence_val[32];
-    char cluster_id[32];
+    char cluster_id[65];      /* up to 64 characters */
+    char want_cluster_id[65]; /* configured, or "" */
+    char open_error[256];
     /* catalog: topics sorted by name */
     st_topic_t **topics;
     size_t ntopics, topics_cap;

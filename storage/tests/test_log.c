@@ -523,6 +523,36 @@ static void test_waiters_woken_by_commit(void **state)
     free(b);
 }
 
+/* A configured cluster id is kept; a store of another cluster is refused. */
+static void test_configured_cluster_id(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(strlen(st_log_cluster_id(f->log)), 22); /* generated */
+    fx_close(f);
+    f->cfg.cluster_id = "other-cluster";
+    char errstr[256], path[512];
+    snprintf(path, sizeof path, "%s/objects", f->dir);
+    f->os = st_objstore_dir_new(f->base, path, 1, errstr, sizeof errstr);
+    snprintf(path, sizeof path, "%s/meta.db", f->dir);
+    f->meta = st_meta_sqlite_new(f->base, path, errstr, sizeof errstr);
+    f->log = st_log_new(f->base, f->os, f->meta, &f->cfg);
+    res_t r = {0};
+    assert_int_equal(st_log_open(f->log, open_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_ERR_INVALID);
+    assert_non_null(strstr(st_log_open_error(f->log), "not the configured 'other-cluster'"));
+    st_log_free(f->log);
+    st_meta_free(f->meta);
+    st_objstore_free(f->os);
+    /* a fresh store takes the configured id */
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/objects %s/meta.db*", f->dir, f->dir);
+    assert_int_equal(system(cmd), 0);
+    fx_open(f);
+    assert_string_equal(st_log_cluster_id(f->log), "other-cluster");
+    f->cfg.cluster_id = NULL;
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -536,6 +566,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offsets_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_and_recreate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiters_woken_by_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_configured_cluster_id, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
