@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build test unit fuzz run clean format-check regen
+.PHONY: all deps build test unit fuzz run bench clean format-check regen
 
 all: build
 
@@ -31,6 +31,10 @@ run: build
 	@if [ ! -x $(BUILD)/nuthatch ]; then \
 	    echo "make run: $(BUILD)/nuthatch is not part of this tree yet" >&2; exit 1; fi
 	@exec $(BUILD)/nuthatch $(ARGS)
+
+# A first benchmark against a fresh local gateway (bench/run.sh; ARGS go to nh-bench).
+bench: build
+	@bash bench/run.sh $(ARGS)
 
 # Regenerate the protocol codec from ../shared/kafka-messages.
 regen:
