@@ -289,7 +289,7 @@ class Conn:
     def __init__(self, addr):
         self.s = socket.create_connection(addr, timeout=5)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self.buf = bytearray()
         self.closed = False
 
     def send(self, data):
@@ -323,7 +323,7 @@ class Conn:
         n = struct.unpack_from(">i", self.buf)[0]
         if n < 4 or len(self.buf) < 4 + n:
             return None
-        return self.buf[4:4 + n]
+        return bytes(self.buf[4:4 + n])
 
     def wait(self, deadline, want_frame=True):
         """Until a whole frame (when @want_frame) or a close, or the deadline.
@@ -408,6 +408,7 @@ class Gen:
             ("garbage_body", 15, self.garbage_body),
             ("mutated", 12, self.mutated),
             ("pipelined", 6, self.pipelined),
+            ("big", 1, self.big),
         ]
         self.total_w = sum(w for _, w, _ in self.kinds)
 
@@ -629,6 +630,34 @@ class Gen:
         return Case("mutated", data, "answer_or_close", corr=struct.unpack_from(">i", data, 8)[0])
 
 
+    def big(self, rng, corr):
+        """Large frames (up to 1 MiB), sent whole: noise after a valid header,
+        or requests with very many (mostly unknown) topics or partitions.
+        Larger ones only measure how much the allocator keeps, not the
+        gateway's use."""
+        c = rng.randrange(4)
+        if c == 0:
+            key = rng.choice(sorted(self.apis))
+            ver = rng.randint(*self.apis[key])
+            size = rng.choice([1 << 16, 1 << 20, rng.randint(1 << 16, 1 << 20)])
+            data = request(key, ver, corr, rng.randbytes(size))
+        else:
+            # Blocks of 1000 entries, repeated (building each entry would be slow here).
+            reps = rng.randint(10, 60)
+            if c == 1:
+                names = ["nh-bad-x%d" % k for k in range(999)] + [T_MUT]
+                body = i32(1000 * reps) + b"".join(string(n) for n in names) * reps
+                data = request(3, 1, corr, body)
+            elif c == 2:
+                parts = b"".join(i32(k % 11 - 5) + i32(-1) for k in range(1000))
+                data = request(0, 3, corr, string(None) + i16(1) + i32(1000) + i32(1) +
+                               string(T_MUT) + i32(1000 * reps) + parts * reps)
+            else:
+                parts = b"".join(i32(k % 5) + i64(-1) for k in range(1000))
+                data = request(2, 1, corr, i32(-1) + i32(1) + string(T_MUT) + i32(1000 * reps) +
+                               parts * reps)
+        return Case("big", data, "answer_or_close", corr=corr)
+
     def pipelined(self, rng, corr):
         """Good requests (one may wait on storage or a timer), then a frame
         that must close the connection, then more: the answers that come are
@@ -744,7 +773,7 @@ def run_case(addr, i, case, st, seed):
                 st.count(case.kind, "hang")
                 return
             got = []
-            buf = c.buf
+            buf = bytes(c.buf)
             while len(buf) >= 8 and len(buf) >= 4 + struct.unpack_from(">i", buf)[0]:
                 n = struct.unpack_from(">i", buf)[0]
                 got.append(struct.unpack_from(">i", buf, 4)[0])
@@ -775,7 +804,7 @@ def run_case(addr, i, case, st, seed):
                 fail("%s: %d bytes of an incomplete answer, then closed" % (where, len(c.buf)))
         if case.expect in ("close", "partial", "idle"):
             if c.buf:
-                fail("%s: answered %r where a close was due" % (where, c.buf[:32]))
+                fail("%s: answered %r where a close was due" % (where, bytes(c.buf[:32])))
             if case.expect == "partial" and t_len is not None and not c.buf:
                 with st.lock:
                     st.partial_close.append(t_end - t_len)
