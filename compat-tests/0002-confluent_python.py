@@ -54,9 +54,28 @@ def admin_checks(bs):
     broker = ConfigResource(ConfigResource.Type.BROKER, "1")
     bcfgs = admin.describe_configs([broker])[broker].result(10)
     check(bcfgs["num.partitions"].value == "2", "broker num.partitions")
+    p = Producer({"bootstrap.servers": bs})
+    for i in range(5):
+        p.produce("py-admin", value=b"old-%d" % i, partition=0)
+    p.flush(30)
     admin.delete_topics(["py-admin"], operation_timeout=10)["py-admin"].result(10)
     time.sleep(0.5)
     check("py-admin" not in admin.list_topics(timeout=10).topics, "py-admin deleted")
+    # Re-created, the topic starts empty at offset 0: the old records are gone.
+    admin.create_topics([NewTopic("py-admin", 1, 1)], operation_timeout=10)["py-admin"].result(10)
+    delivered = []
+    p.produce("py-admin", value=b"new", partition=0,
+              on_delivery=lambda err, msg: delivered.append((err, msg.offset())))
+    p.flush(30)
+    check(delivered == [(None, 0)], "re-created topic's first record at offset 0: %s" % delivered)
+    c = Consumer({"bootstrap.servers": bs, "group.id": "py-recreate"})
+    lo, hi = c.get_watermark_offsets(TopicPartition("py-admin", 0), timeout=10)
+    check((lo, hi) == (0, 1), "re-created topic watermarks %s" % ((lo, hi),))
+    c.assign([TopicPartition("py-admin", 0, 0)])
+    m = c.poll(10)
+    check(m is not None and m.error() is None and m.value() == b"new" and m.offset() == 0,
+          "re-created topic holds only the new record")
+    c.close()
 
 
 def produce_consume(bs):
