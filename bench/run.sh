@@ -68,7 +68,8 @@ if [ -n "$(kv produce_mb_s)" ]; then
 fi
 if [ -n "$(kv consume_mb_s)" ]; then
     row "consume them from the start" \
-        "$(kv consume_mb_s) MB/s ($(kv consume_records_s) records/s, $(kv consume_seconds) s)"
+        "$(kv consume_mb_s) MB/s ($(kv consume_records_s) records/s, $(kv consume_seconds) s; \
+first record after $(kv consume_first_ms) ms)"
 fi
 if [ -n "$(kv latency_p50_ms)" ]; then
     row "produce latency, acks=all, $(kv latency_rate)/s" \
