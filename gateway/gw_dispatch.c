@@ -27,7 +27,12 @@
  * client always uses the highest version both sides list, so only tested
  * versions are listed (DESIGN §8).  Raise one when a test exercises it. */
 static const gw_api_t apis[KP_API_MAX_KEY + 1] = {
-    [KP_API_PRODUCE] = {3, 7, gw_api_produce},           /* 7: librdkafka, kafka-python, kafkajs */
+    /* Produce is listed from v0 though v0-v2 (message formats 0 and 1) are
+     * refused: librdkafka sends gzip, snappy and lz4 batches uncompressed
+     * to a broker that does not list Produce v0 (librdkafka issue #4956;
+     * Kafka 4.0 lists them the same way, KAFKA-18659). */
+    [KP_API_PRODUCE] = {3, 7, gw_api_produce,
+                        .list_from_v0 = true},           /* 7: librdkafka, kafka-python, kafkajs */
     [KP_API_FETCH] = {4, 11, gw_api_fetch},              /* 11: librdkafka, kafkajs */
     [KP_API_LIST_OFFSETS] = {1, 3, gw_api_list_offsets}, /* 3: kafkajs */
     [KP_API_METADATA] = {0, 6, gw_api_metadata},         /* 6: kafkajs */
@@ -62,7 +67,7 @@ void gw_api_versions_fill(gw_req_t *req, int16_t error_code, kp_api_versions_res
             continue;
         kp_api_versions_response_api_version_init(&resp->api_keys[i]);
         resp->api_keys[i].api_key = (int16_t)k;
-        resp->api_keys[i].min_version = apis[k].min_ver;
+        resp->api_keys[i].min_version = apis[k].list_from_v0 ? 0 : apis[k].min_ver;
         resp->api_keys[i].max_version = apis[k].max_ver;
         i++;
     }

@@ -25,6 +25,8 @@ typedef int (*gw_api_fn)(gw_req_t *req);
 typedef struct gw_api {
     int16_t min_ver, max_ver; /* versions answered, inclusive; the ones ApiVersions lists */
     gw_api_fn handle;         /* NULL: not handled (the key closes the connection) */
+    bool list_from_v0;        /* ApiVersions lists the range from v0 (below min_ver, the
+                               * versions are still refused): see Produce in the table */
 } gw_api_t;
 
 /* The row of @api_key, or NULL when the gateway does not handle it. */

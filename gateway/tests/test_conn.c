@@ -59,7 +59,7 @@ static void test_table(void **state)
 
 /* The version ranges as ApiVersions v0 lists them: key, min, max. */
 static const uint8_t ranges_v0[] = {
-    0, 0,  0, 3, 0, 7,  /* Produce */
+    0, 0,  0, 0, 0, 7,  /* Produce: listed from v0, answered from v3 */
     0, 1,  0, 4, 0, 11, /* Fetch */
     0, 2,  0, 1, 0, 3,  /* ListOffsets */
     0, 3,  0, 0, 0, 6,  /* Metadata */
