@@ -689,8 +689,13 @@ class Gen:
         data += bad.data
         if rng.random() < 0.5:  # never to be read
             data += request(18, 0, (corr + 100) & 0x7FFFFFFF, b"")
-        return Case("pipelined", data, "answers_then_close", corr=corrs,
+        case = Case("pipelined", data, "answers_then_close", corr=corrs,
                     reset=rng.random() < 0.25)
+        # A well-framed bad request closes the connection only after the
+        # requests before it are answered (as Kafka does); a bad length
+        # breaks the framing and closes at once.
+        case.all_answers = bad.kind != "bad_length" and not case.reset
+        return case
 
 
 def check_api_versions_unsupported(payload, want):
@@ -786,6 +791,9 @@ def run_case(addr, i, case, st, seed):
             if buf or got != case.corr[:len(got)]:
                 fail("%s: answers %s (and %d stray bytes) to requests %s"
                      % (where, got, len(buf), case.corr))
+            elif getattr(case, "all_answers", False) and got != case.corr:
+                fail("%s: closed after answering %s of the requests %s before the bad one"
+                     % (where, got, case.corr))
             st.count(case.kind, "closed")
             with st.lock:
                 st.pipe_answered += len(got)

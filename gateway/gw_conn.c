@@ -187,7 +187,7 @@ static void conn_flush(gw_conn_t *conn)
         break;
     case GW_CONN_DRAINING:
         if (!conn->head && evbuffer_get_length(out) == 0)
-            gw_conn_close(conn, "server stopping");
+            gw_conn_close(conn, conn->drain_reason);
         break;
     case GW_CONN_READING:
         if (!conn->head && conn->frame_len == 0 && conn->srv->cfg->connections_max_idle_ms > 0) {
@@ -328,7 +328,7 @@ static void writecb(struct bufferevent *bev, void *arg)
     if (conn->state == GW_CONN_BLOCKED && !conn->in_budget_queue)
         gw_conn_resume(conn);
     else if (conn->state == GW_CONN_DRAINING && !conn->head)
-        gw_conn_close(conn, "server stopping");
+        gw_conn_close(conn, conn->drain_reason);
 }
 
 static void eventcb(struct bufferevent *bev, short what, void *arg)
@@ -495,11 +495,17 @@ void gw_conn_close(gw_conn_t *conn, const char *reason)
     conn_flush(conn);
 }
 
-void gw_conn_drain(gw_conn_t *conn)
+void gw_conn_drain(gw_conn_t *conn, const char *reason)
 {
     if (conn->state == GW_CONN_CLOSED || conn->state == GW_CONN_DRAINING)
         return;
+    conn->drain_reason = reason;
     gw_server__budget_unwait(conn->srv, conn);
+    if (conn->frame_reserved) { /* a frame being received is never read now */
+        conn->frame_reserved = false;
+        gw_server__budget_release(conn->srv, conn->frame_len);
+    }
+    conn->frame_len = 0;
     gw_conn_set_state(conn, GW_CONN_DRAINING);
     bufferevent_disable(conn->bev, EV_READ);
     evtimer_del(conn->idle_timer);
@@ -507,7 +513,7 @@ void gw_conn_drain(gw_conn_t *conn)
     cancel_waiting(conn);
     if (conn->state == GW_CONN_DRAINING && !conn->head &&
         evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
-        gw_conn_close(conn, "server stopping");
+        gw_conn_close(conn, reason);
 }
 
 void gw_conn_resume(gw_conn_t *conn)

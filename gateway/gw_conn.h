@@ -86,6 +86,7 @@ struct gw_conn {
     struct event *idle_timer;    /* connections.max.idle.ms with nothing in flight */
     struct event *resume_ev;     /* deferred: read frames already buffered */
     struct event *free_ev;       /* deferred free once CLOSED and the FIFO is empty */
+    const char *drain_reason;    /* DRAINING: why it will close (static string) */
 };
 
 /**
@@ -106,8 +107,8 @@ void gw_conn_set_state(gw_conn_t *conn, gw_conn_state_t st);
 void gw_conn_close(gw_conn_t *conn, const char *reason);
 
 /* Stop reading new requests; close after the ones in flight are answered
- * and written.  @thread loop */
-void gw_conn_drain(gw_conn_t *conn);
+ * and written.  @reason (a static string) is logged.  @thread loop */
+void gw_conn_drain(gw_conn_t *conn, const char *reason);
 
 /* Resume reading (budget freed, in-flight requests answered), from the
  * loop rather than the caller's stack.  @thread loop */

@@ -86,14 +86,16 @@ static void api_versions_unsupported(gw_req_t *req)
     gw_req_respond_version(req, 0, &resp);
 }
 
-/* Close the connection for a request we will not answer. */
+/* Close the connection for a request we will not answer -- after the
+ * requests before it are answered, as Kafka does: a produce stored just
+ * before a bad frame is still acknowledged rather than retried twice. */
 static void reject(gw_req_t *req, const char *why)
 {
     req->srv->stats.bad_frames++;
     gw_log_info("dispatch", "conn %llu from %s: %s (api %d v%d, correlation id %d), closing",
                 (unsigned long long)req->conn->id, req->conn->peer, why, req->api_key,
                 req->api_version, req->hdr.correlation_id);
-    gw_conn_close(req->conn, why);
+    gw_conn_drain(req->conn, why);
     gw_req_finish_silent(req);
 }
 

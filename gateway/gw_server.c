@@ -288,7 +288,7 @@ void gw_server_stop(gw_server_t *srv, void (*cb)(void *arg), void *arg)
     }
     /* Draining may close (never free) connections: the list stays intact. */
     for (gw_conn_t *conn = srv->conns; conn; conn = conn->next)
-        gw_conn_drain(conn);
+        gw_conn_drain(conn, "server stopping");
     if (!srv->conns)
         event_active(srv->stopped_ev, 0, 0);
 }
