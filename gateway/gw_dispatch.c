@@ -31,18 +31,17 @@ static const gw_api_t apis[KP_API_MAX_KEY + 1] = {
      * refused: librdkafka sends gzip, snappy and lz4 batches uncompressed
      * to a broker that does not list Produce v0 (librdkafka issue #4956;
      * Kafka 4.0 lists them the same way, KAFKA-18659). */
-    [KP_API_PRODUCE] = {3, 7, gw_api_produce,
-                        .list_from_v0 = true},           /* 7: librdkafka, kafka-python, kafkajs */
-    [KP_API_FETCH] = {4, 11, gw_api_fetch},              /* 11: librdkafka, kafkajs */
-    [KP_API_LIST_OFFSETS] = {1, 3, gw_api_list_offsets}, /* 3: kafkajs */
-    [KP_API_METADATA] = {0, 6, gw_api_metadata},         /* 6: kafkajs */
-    [KP_API_OFFSET_COMMIT] = {2, 7, gw_api_offset_commit},       /* 7: librdkafka */
-    [KP_API_OFFSET_FETCH] = {1, 7, gw_api_offset_fetch},         /* 7: librdkafka */
-    [KP_API_FIND_COORDINATOR] = {0, 2, gw_api_find_coordinator}, /* 2: librdkafka, kafkajs */
-    [KP_API_API_VERSIONS] = {0, 3, gw_api_api_versions},         /* 3: librdkafka */
-    [KP_API_CREATE_TOPICS] = {2, 4, gw_api_create_topics},       /* 4: confluent-kafka */
-    [KP_API_DELETE_TOPICS] = {1, 3, gw_api_delete_topics},       /* 3: kafka-python */
-    [KP_API_DESCRIBE_CONFIGS] = {0, 2, gw_api_describe_configs}, /* 2: kafkajs */
+    [KP_API_PRODUCE] = {3, 7, gw_api_produce, true}, /* 7: librdkafka, kafka-python, kafkajs */
+    [KP_API_FETCH] = {4, 11, gw_api_fetch, false},   /* 11: librdkafka, kafkajs */
+    [KP_API_LIST_OFFSETS] = {1, 3, gw_api_list_offsets, false},         /* 3: kafkajs */
+    [KP_API_METADATA] = {0, 6, gw_api_metadata, false},                 /* 6: kafkajs */
+    [KP_API_OFFSET_COMMIT] = {2, 7, gw_api_offset_commit, false},       /* 7: librdkafka */
+    [KP_API_OFFSET_FETCH] = {1, 7, gw_api_offset_fetch, false},         /* 7: librdkafka */
+    [KP_API_FIND_COORDINATOR] = {0, 2, gw_api_find_coordinator, false}, /* 2: librdkafka, kafkajs */
+    [KP_API_API_VERSIONS] = {0, 3, gw_api_api_versions, false},         /* 3: librdkafka */
+    [KP_API_CREATE_TOPICS] = {2, 4, gw_api_create_topics, false},       /* 4: confluent-kafka */
+    [KP_API_DELETE_TOPICS] = {1, 3, gw_api_delete_topics, false},       /* 3: kafka-python */
+    [KP_API_DESCRIBE_CONFIGS] = {0, 2, gw_api_describe_configs, false}, /* 2: kafkajs */
 };
 
 const gw_api_t *gw_api_lookup(int16_t api_key)
