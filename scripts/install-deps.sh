@@ -8,6 +8,7 @@ PKGS=(
     libevent-dev libcurl4-openssl-dev
     libzstd-dev zlib1g-dev libsnappy-dev liblz4-dev
     libcmocka-dev libsqlite3-dev sqlite3
+    libjansson-dev etcd-server etcd-client
     librdkafka-dev kcat
     python3 python3-confluent-kafka python3-kafka
     procps
