@@ -303,8 +303,15 @@ static void put_done(st_err_t err, void *arg)
 typedef struct commit {
     st_log_t *log;
     size_t n;
+    unsigned tries;        /* attempts to resolve an unknown outcome */
+    char key0[128];        /* the first manifest key of the transaction */
+    char new_fence[32];    /* the fence value a resolution puts */
     st_flush_t *flushes[]; /* in flush order */
 } commit_t;
+
+/* Manifests of one commit transaction stay well inside etcd's 1.5 MiB
+ * request limit once base64-encoded. */
+#define COMMIT_MAX_MANIFEST_BYTES (768u << 10)
 
 static void manifest_key(char *key, size_t cap, const st_log_t *log, int64_t seq)
 {
@@ -324,12 +331,16 @@ static void try_commit(st_log_t *log)
         return;
     size_t n = 0;
     st_flush_t *batch[ST_META_MAX_TXN_OPS - 1];
+    size_t bytes = 0;
     for (st_link_t *l = log->flushes.next; l != &log->flushes; l = l->next) {
         st_flush_t *f = st_container_of(l, st_flush_t, link);
         if (f->state == ST_FLUSH_FAILED)
             continue;
-        if (f->state != ST_FLUSH_UPLOADED || n == ST_META_MAX_TXN_OPS - 1)
+        size_t mbytes = 64 + ST_MANIFEST_ENTRY_SIZE * f->nparts;
+        if (f->state != ST_FLUSH_UPLOADED || n == ST_META_MAX_TXN_OPS - 1 ||
+            (n > 0 && bytes + mbytes > COMMIT_MAX_MANIFEST_BYTES))
             break;
+        bytes += mbytes;
         batch[n++] = f;
     }
     if (n == 0)
@@ -367,6 +378,8 @@ static void try_commit(st_log_t *log)
     if (rc == 0) {
         c->log = log;
         c->n = n;
+        c->tries = 0;
+        snprintf(c->key0, sizeof c->key0, "%s", keys[0]);
         rc = st_meta_txn(log->meta, &txn, commit_done, c);
     }
     for (size_t i = 0; vals && i < n; i++)
@@ -384,18 +397,12 @@ static void try_commit(st_log_t *log)
         batch[i]->state = ST_FLUSH_COMMITTING;
 }
 
-static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
-                        void *arg)
+/* The end of a commit: apply its flushes, or fail them and everything
+ * after them; then commit what is next in line. */
+static void commit_end(commit_t *c, st_err_t err)
 {
-    (void)rev, (void)res, (void)n;
-    commit_t *c = arg;
     st_log_t *log = c->log;
     log->committing = false;
-    if (err == ST_OK && !ok)
-        err = ST_ERR_CONFLICT; /* fenced: another incarnation took over */
-    /* An unknown outcome (a remote store's timeout) is treated as a failure
-     * here; the remote backends resolve it by reading the manifest key
-     * before reporting. */
     if (err != ST_OK) {
         fail_from(log, c->flushes[0], err);
     } else {
@@ -405,6 +412,81 @@ static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
     free(c);
     try_commit(log);
     st_log__kick(log);
+}
+
+static void resolve(commit_t *c);
+
+static void resolve_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    resolve(arg);
+}
+
+/* The resolution transaction answered: the fence moved on, so the
+ * commit in doubt can no longer apply; whether its manifest is there
+ * decides. */
+static void resolve_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                         void *arg)
+{
+    (void)rev;
+    commit_t *c = arg;
+    st_log_t *log = c->log;
+    if (err != ST_OK) { /* still in doubt: try again, backing off up to 2 s */
+        unsigned ms = c->tries < 4 ? 100u << c->tries : 2000u;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        if (event_base_once(log->base, -1, EV_TIMEOUT, resolve_retry, c, &tv) != 0)
+            commit_end(c, ST_ERR_NOMEM);
+        return;
+    }
+    if (!ok) /* someone else moved the fence: fenced, whatever happened */
+        return commit_end(c, ST_ERR_CONFLICT);
+    snprintf(log->fence_val, sizeof log->fence_val, "%s", c->new_fence);
+    bool committed = n == 2 && res[1].n == 1;
+    commit_end(c, committed ? ST_OK : ST_ERR_TIMEOUT);
+}
+
+/* A commit's outcome is unknown (a remote store timed out after the
+ * request left): in one transaction, move this node's fence to a new
+ * value -- so that the commit, if it is still on its way, fails its
+ * compare -- and read its first manifest key.  Linearizability makes the
+ * answer final: the manifests are there (all of them: one transaction)
+ * or they never will be. */
+static void resolve(commit_t *c)
+{
+    st_log_t *log = c->log;
+    c->tries++;
+    snprintf(c->new_fence, sizeof c->new_fence, "%" PRId64 ".%u", log->incarnation,
+             ++log->fence_gen);
+    st_cmp_t fence = {.key = log->fence_key,
+                      .target = ST_CMP_VALUE,
+                      .op = ST_CMP_EQ,
+                      .val = (const uint8_t *)log->fence_val,
+                      .val_len = strlen(log->fence_val)};
+    st_op_t ops[2] = {
+        {.type = ST_OP_PUT,
+         .key = log->fence_key,
+         .val = (const uint8_t *)c->new_fence,
+         .val_len = strlen(c->new_fence)},
+        {.type = ST_OP_GET, .key = c->key0},
+    };
+    st_txn_t txn = {.cmps = &fence, .ncmps = 1, .success = ops, .nsuccess = 2};
+    if (st_meta_txn(log->meta, &txn, resolve_done, c) != 0)
+        commit_end(c, ST_ERR_NOMEM);
+}
+
+static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                        void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    commit_t *c = arg;
+    if (err == ST_ERR_TIMEOUT) {
+        c->log->stats.commits_in_doubt++;
+        resolve(c);
+        return;
+    }
+    if (err == ST_OK && !ok)
+        err = ST_ERR_CONFLICT; /* fenced: another incarnation took over */
+    commit_end(c, err);
 }
 
 /* A committed flush: index its chunks, keep them in the memory tail,

@@ -108,13 +108,14 @@ const char *st_log_open_error(const st_log_t *log);
 
 /* Counters for metrics and tests. */
 typedef struct st_log_stats {
-    uint64_t flushes;        /* objects written and committed */
-    uint64_t flush_failures; /* flushes that failed or were fenced */
-    uint64_t flush_bytes;    /* bytes in committed objects */
-    uint64_t appends;        /* batches acknowledged */
-    uint64_t object_gets;    /* ranged reads that missed the caches */
-    size_t tail_bytes;       /* bytes held by memory tails */
-    size_t cache_bytes;      /* bytes held by the read cache */
+    uint64_t flushes;          /* objects written and committed */
+    uint64_t flush_failures;   /* flushes that failed or were fenced */
+    uint64_t commits_in_doubt; /* commits whose outcome had to be resolved */
+    uint64_t flush_bytes;      /* bytes in committed objects */
+    uint64_t appends;          /* batches acknowledged */
+    uint64_t object_gets;      /* ranged reads that missed the caches */
+    size_t tail_bytes;         /* bytes held by memory tails */
+    size_t cache_bytes;        /* bytes held by the read cache */
 } st_log_stats_t;
 void st_log_stats(const st_log_t *log, st_log_stats_t *out);
 

@@ -139,7 +139,8 @@ struct st_log {
     int64_t incarnation; /* this start's number; object keys and the fence carry it */
     int64_t next_seq;    /* sequence of the next flush */
     char fence_key[128];
-    char fence_val[32];
+    char fence_val[32];       /* the fence value this node's commits compare with */
+    unsigned fence_gen;       /* resolutions of commits in doubt so far */
     char cluster_id[65];      /* up to 64 characters */
     char want_cluster_id[65]; /* configured, or "" */
     char open_error[256];

@@ -195,4 +195,22 @@ struct event_base;
 st_meta_t *st_meta_sqlite_new(struct event_base *base, const char *path, char *errstr,
                               size_t errstr_size);
 
+/* What the fault-injecting wrapper does to transactions. */
+typedef struct st_meta_fault {
+    uint64_t txn_nth; /* the Nth transaction after the plan is set (1-based); 0 = none */
+    bool txn_all;     /* every transaction while set */
+    bool txn_apply;   /* apply it on the inner store, then report @err (a lost
+                       * reply); otherwise it never reaches the inner store */
+    st_err_t err;     /* what is reported (ST_ERR_TIMEOUT: outcome unknown);
+                       * ST_OK is taken as ST_ERR_IO */
+} st_meta_fault_t;
+
+/* A wrapper around @inner (taken, freed with the wrapper) that fails chosen
+ * transactions, for tests; everything else passes through.  A transaction
+ * failed without reaching the inner store completes from a deferred event,
+ * possibly before earlier operations still in flight.  @thread loop */
+st_meta_t *st_meta_faulty_new(st_meta_t *inner, struct event_base *base);
+/* Replace the plan (NULL: pass everything through); counting restarts. */
+void st_meta_faulty_set(st_meta_t *m, const st_meta_fault_t *plan);
+
 #endif

@@ -63,8 +63,9 @@ static void fx_open(fx_t *f)
     assert_non_null(dir);
     f->os = st_objstore_faulty_new(dir, f->base);
     snprintf(path, sizeof path, "%s/meta.db", f->dir);
-    f->meta = st_meta_sqlite_new(f->base, path, errstr, sizeof errstr);
-    assert_non_null(f->meta);
+    st_meta_t *sqlite = st_meta_sqlite_new(f->base, path, errstr, sizeof errstr);
+    assert_non_null(sqlite);
+    f->meta = st_meta_faulty_new(sqlite, f->base);
     f->log = st_log_new(f->base, f->os, f->meta, &f->cfg);
     res_t r = {0};
     assert_int_equal(st_log_open(f->log, open_cb, &r), 0);
@@ -553,6 +554,80 @@ static void test_configured_cluster_id(void **state)
     f->cfg.cluster_id = NULL;
 }
 
+/* Append one batch of @n records and wait for its result. */
+static res_t append_one(fx_t *f, st_part_t *p, int n, int64_t ts)
+{
+    size_t len;
+    uint8_t *b = make_batch(n, ts, KP_COMPRESSION_NONE, &len);
+    res_t r = {0};
+    assert_int_equal(st_part_append(p, b, len, append_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    free(b);
+    return r;
+}
+
+/* A commit whose reply is lost after it applied is resolved as committed:
+ * acknowledged, and there after a restart. */
+static void test_commit_in_doubt_applied(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "doubt1", 1);
+    assert_int_equal(append_one(f, t->parts[0], 2, 100).off, 0);
+    st_meta_faulty_set(f->meta,
+                       &(st_meta_fault_t){.txn_nth = 1, .txn_apply = true, .err = ST_ERR_TIMEOUT});
+    res_t r = append_one(f, t->parts[0], 3, 200);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.off, 2);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.commits_in_doubt, 1);
+    /* the fence moved on; later commits use the new value */
+    assert_int_equal(append_one(f, t->parts[0], 1, 300).off, 5);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "doubt1", 6);
+    assert_int_equal(st_part_hw(t->parts[0]), 6);
+}
+
+/* A commit whose request was lost before it applied is resolved as not
+ * committed: never acknowledged, the offsets are taken again, and it does
+ * not appear after a restart. */
+static void test_commit_in_doubt_lost(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "doubt2", 1);
+    assert_int_equal(append_one(f, t->parts[0], 2, 100).off, 0);
+    st_meta_faulty_set(f->meta, &(st_meta_fault_t){.txn_nth = 1, .err = ST_ERR_TIMEOUT});
+    res_t r = append_one(f, t->parts[0], 3, 200);
+    assert_int_equal(r.err, ST_ERR_TIMEOUT);
+    assert_int_equal(st_part_leo(t->parts[0]), 2);
+    assert_int_equal(append_one(f, t->parts[0], 4, 300).off, 2);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "doubt2", 6);
+    assert_int_equal(st_part_hw(t->parts[0]), 6);
+    rd_t rd;
+    read_all(f, t->parts[0], 2, &rd);
+    assert_int_equal(rd.err, ST_OK);
+    assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), 4); /* the retry's batch */
+}
+
+/* A commit that fails outright (the store said no) is never acknowledged. */
+static void test_commit_fails(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "cfail", 1);
+    st_meta_faulty_set(f->meta, &(st_meta_fault_t){.txn_nth = 1, .err = ST_ERR_IO});
+    res_t r = append_one(f, t->parts[0], 3, 200);
+    assert_int_equal(r.err, ST_ERR_IO);
+    assert_int_equal(st_part_hw(t->parts[0]), 0);
+    assert_int_equal(st_part_leo(t->parts[0]), 0);
+    assert_int_equal(append_one(f, t->parts[0], 1, 300).off, 0);
+    fx_close(f);
+    fx_open(f);
+    assert_int_equal(st_part_hw(st_log_topic(f->log, "cfail", 5)->parts[0]), 1);
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -567,6 +642,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_and_recreate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiters_woken_by_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configured_cluster_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_in_doubt_applied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_in_doubt_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_fails, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
