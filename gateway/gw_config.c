@@ -142,6 +142,11 @@ static const opt_t opts[] = {
              "wait, in bytes"},
     {.name = "flush.max.inflight", .type = T_INT, FIELD(flush_max_inflight), .min = 1,
      .max = 1024, .def = "4", .help = "Flush objects uploaded in parallel"},
+    {.name = "write.buffer.bytes", .type = T_LONG, FIELD(write_buffer_bytes), .min = 1,
+     .max = INT64_MAX, .def = "268435456",
+     .help = "Bytes of produced batches not yet committed (waiting or uploading) above which "
+             "connections stop reading produce requests until commits make room; at least "
+             "message.max.bytes"},
     {.name = "log.level", .type = T_ENUM, FIELD(log_level), .names = level_names, .def = "info",
      .help = "Most verbose log level written to standard error"},
     {.name = "log.retention.ms", .type = T_LONG, FIELD(log_retention_ms), .min = -1,
@@ -536,6 +541,11 @@ static int check(const gw_config_t *cfg, char *err, size_t err_size)
                     "message.max.bytes (%" PRId32 ") exceeds socket.request.max.bytes (%" PRId32
                     "): no request could carry the largest batch",
                     cfg->message_max_bytes, cfg->socket_request_max_bytes);
+    if (cfg->write_buffer_bytes < cfg->message_max_bytes)
+        return fail(err, err_size,
+                    "write.buffer.bytes (%" PRId64 ") is below message.max.bytes (%" PRId32
+                    "): the largest batch would never fit",
+                    cfg->write_buffer_bytes, cfg->message_max_bytes);
     if (cfg->request_receive_budget_bytes < cfg->socket_request_max_bytes)
         return fail(err, err_size,
                     "request.receive.budget.bytes (%" PRId64

@@ -66,6 +66,8 @@ typedef struct gw_config {
     int64_t flush_max_bytes;                   /* close a flush object at this many bytes
                                                   while uploads are in flight */
     int32_t flush_max_inflight;                /* flush uploads in parallel, >= 1 */
+    int64_t write_buffer_bytes;                /* produced bytes not yet committed above
+                                                  which produce requests wait (not read) */
     gw_log_level_t log_level;                  /* most verbose level logged */
     int64_t log_retention_ms;                  /* not built: only the default 604800000 */
     int64_t log_retention_bytes;               /* not built: only the default -1 */

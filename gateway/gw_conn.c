@@ -182,7 +182,7 @@ static void conn_flush(gw_conn_t *conn)
             event_active(conn->free_ev, 0, 0);
         break;
     case GW_CONN_BLOCKED:
-        if (!conn->in_budget_queue)
+        if (!conn->in_budget_queue && !conn->in_space_wait)
             gw_conn_resume(conn);
         break;
     case GW_CONN_DRAINING:
@@ -261,6 +261,34 @@ static bool reserve_frame(gw_conn_t *conn)
     return true;
 }
 
+static void space_cb(st_waiter_t *w, void *arg)
+{
+    (void)w;
+    gw_conn_t *conn = arg;
+    conn->in_space_wait = false;
+    gw_conn_resume(conn);
+}
+
+/* Back-pressure before errors: while the log's write buffer is full, a
+ * connection whose next request is a Produce stops reading until there is
+ * room.  The frame itself stays buffered (its bytes are already in the
+ * receive budget).  Returns true when the connection now waits. */
+static bool produce_must_wait(gw_conn_t *conn, struct evbuffer *in)
+{
+    uint8_t key[2];
+    if (!st_log_buffer_full(conn->srv->log) || evbuffer_copyout(in, key, 2) < 2 ||
+        kp_be16(key) != KP_API_PRODUCE)
+        return false;
+    evtimer_del(conn->partial_timer); /* the frame is complete */
+    conn_block(conn);
+    conn->space_wait.fn = space_cb;
+    conn->space_wait.arg = conn;
+    conn->in_space_wait = true;
+    st_log_wait_space(conn->srv->log, &conn->space_wait);
+    conn->srv->stats.produce_waits++;
+    return true;
+}
+
 /* The whole frame is buffered: move it into a request and dispatch it. */
 static void take_frame(gw_conn_t *conn, struct evbuffer *in)
 {
@@ -305,6 +333,8 @@ static void conn_read_frames(gw_conn_t *conn)
             return;
         if (evbuffer_get_length(in) < (size_t)conn->frame_len)
             return; /* the read callback fires when the rest is here */
+        if (produce_must_wait(conn, in))
+            return;
         take_frame(conn, in);
     }
 }
@@ -325,7 +355,7 @@ static void writecb(struct bufferevent *bev, void *arg)
     gw_conn_t *conn = arg;
     /* The output drained: a connection blocked on its backlog reads again,
      * a draining one closes once it has nothing left. */
-    if (conn->state == GW_CONN_BLOCKED && !conn->in_budget_queue)
+    if (conn->state == GW_CONN_BLOCKED && !conn->in_budget_queue && !conn->in_space_wait)
         gw_conn_resume(conn);
     else if (conn->state == GW_CONN_DRAINING && !conn->head)
         gw_conn_close(conn, conn->drain_reason);
@@ -479,6 +509,10 @@ void gw_conn_close(gw_conn_t *conn, const char *reason)
     evtimer_del(conn->idle_timer);
     event_del(conn->resume_ev);
     gw_server__budget_unwait(conn->srv, conn);
+    if (conn->in_space_wait) {
+        st_log_unwait_space(&conn->space_wait);
+        conn->in_space_wait = false;
+    }
     if (conn->frame_reserved) {
         conn->frame_reserved = false;
         gw_server__budget_release(conn->srv, conn->frame_len);
@@ -501,6 +535,10 @@ void gw_conn_drain(gw_conn_t *conn, const char *reason)
         return;
     conn->drain_reason = reason;
     gw_server__budget_unwait(conn->srv, conn);
+    if (conn->in_space_wait) {
+        st_log_unwait_space(&conn->space_wait);
+        conn->in_space_wait = false;
+    }
     if (conn->frame_reserved) { /* a frame being received is never read now */
         conn->frame_reserved = false;
         gw_server__budget_release(conn->srv, conn->frame_len);

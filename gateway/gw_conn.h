@@ -29,6 +29,7 @@
 
 #include "kp_codec.h"
 #include "kp_msgs.h"
+#include "st_log.h"
 
 typedef struct gw_server gw_server_t;
 typedef struct gw_conn gw_conn_t;
@@ -74,6 +75,8 @@ struct gw_conn {
     gw_conn_t *prev, *next;      /* server's connection list */
     gw_conn_t *budget_next;      /* server's budget queue link */
     bool in_budget_queue;        /* waiting for receive budget */
+    st_waiter_t space_wait;      /* waiting for room in the log's write buffer */
+    bool in_space_wait;          /* space_wait is registered */
     uint64_t id;                 /* 1, 2, ... in accept order; for logs */
     char peer[64];               /* "host:port" of the client */
     gw_conn_state_t state;       /* change only with gw_conn_set_state() */

@@ -442,6 +442,7 @@ static int run_open(run_ctx_t *ctx, st_objstore_t **os, st_meta_t **meta, char *
         .read_cache_bytes = (size_t)cfg->read_cache_bytes,
         .default_partitions = cfg->num_partitions,
         .cluster_id = cfg->cluster_id,
+        .write_buffer_bytes = (size_t)cfg->write_buffer_bytes,
     };
     ctx->log = st_log_new(ctx->base, *os, *meta, &lcfg);
     if (!ctx->log) {

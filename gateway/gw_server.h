@@ -41,6 +41,7 @@ typedef struct gw_stats {
     uint64_t conns_refused;  /* connections closed at once: max.connections reached */
     uint64_t requests;       /* requests decoded and dispatched */
     uint64_t bad_frames;     /* connections closed for a bad length, timeout or decode error */
+    uint64_t produce_waits;  /* times a connection stopped reading: write buffer full */
 } gw_stats_t;
 
 typedef struct gw_server {

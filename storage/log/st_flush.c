@@ -97,7 +97,9 @@ static st_pend_t *detach_pending(st_part_t *part)
 
 void st_log__fail_pending(st_part_t *part, st_err_t err)
 {
+    st_log_t *log = part->log;
     fail_batches(detach_pending(part), err);
+    st_log__space_check(log);
 }
 
 /* ---------------------------------------------------------------- flush */
@@ -118,9 +120,46 @@ static void flush_free(st_flush_t *f)
     st_log_t *log = f->log;
     st_list_del(&f->link);
     free(f->parts);
+    if (f->obj)
+        log->flight_bytes -= f->obj->len;
     st_buf_unref(f->obj);
     free(f);
+    st_log__space_check(log);
     st_log__op_done(log);
+}
+
+size_t st_log_buffered(const st_log_t *log)
+{
+    return log->pend_bytes + log->flight_bytes;
+}
+
+bool st_log_buffer_full(const st_log_t *log)
+{
+    return log->cfg.write_buffer_bytes > 0 && st_log_buffered(log) >= log->cfg.write_buffer_bytes;
+}
+
+void st_log_wait_space(st_log_t *log, st_waiter_t *w)
+{
+    w->part = NULL;
+    st_list_push(&log->space_waiters, (st_link_t *)w);
+}
+
+void st_log_unwait_space(st_waiter_t *w)
+{
+    st_link_t *l = (st_link_t *)w;
+    if (l->next && l->next != l)
+        st_list_del(l);
+    l->next = l->prev = NULL;
+}
+
+void st_log__space_check(st_log_t *log)
+{
+    /* Wake every waiter at once: each re-checks and may wait again. */
+    while (!st_log_buffer_full(log) && !st_list_empty(&log->space_waiters)) {
+        st_waiter_t *w = (st_waiter_t *)log->space_waiters.next;
+        st_log_unwait_space(w);
+        w->fn(w, w->arg);
+    }
 }
 
 /* Move one dirty partition's pending batches into @fp, writing the chunk. */
@@ -191,6 +230,8 @@ static st_flush_t *flush_build(st_log_t *log)
     size_t len;
     uint8_t *data = kp_writer_take(&w, &len);
     f->obj = st_buf_wrap(data, len);
+    if (f->obj)
+        log->flight_bytes += len;
     if (!f->obj) {
         free(data);
         f->state = ST_FLUSH_FAILED;
@@ -246,6 +287,7 @@ static void fail_from(st_log_t *log, st_flush_t *from, st_err_t err)
             flush_free(f);
     }
     fail_batches(failed, err);
+    st_log__space_check(log);
 }
 
 void st_log__flush_cb(evutil_socket_t fd, short what, void *arg)

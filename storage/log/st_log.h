@@ -78,6 +78,9 @@ typedef struct st_log_cfg {
     size_t tail_cache_bytes;    /* committed batches kept in memory, all partitions */
     size_t read_cache_bytes;    /* object ranges cached for reads, all partitions */
     int32_t default_partitions; /* for st_log_create_topic with nparts -1 */
+    size_t write_buffer_bytes;  /* bytes of appended batches not yet committed (pending
+                                 * and in flight) above which st_log_buffer_full() says
+                                 * so; 0 = no limit */
     const char *cluster_id;     /* NULL or "": generate one at the first start;
                                  * else the id to keep (a different stored id
                                  * fails st_log_open); borrowed during new */
@@ -105,6 +108,20 @@ const char *st_log_cluster_id(const st_log_t *log);
 
 /* Why the last st_log_open failed, one line ("" when it did not). */
 const char *st_log_open_error(const st_log_t *log);
+
+/* True when the write buffer (appended batches not yet committed) holds
+ * at least cfg.write_buffer_bytes: callers should stop taking produce
+ * requests until st_log_wait_space() wakes them.  Appends are still
+ * accepted (a request already read is not refused). */
+bool st_log_buffer_full(const st_log_t *log);
+/* Bytes appended and not yet committed or failed. */
+size_t st_log_buffered(const st_log_t *log);
+
+struct st_waiter;
+/* Wake @w (once; its fn is called and it is removed) when the write buffer
+ * drops below its budget.  Remove it earlier with st_log_unwait_space(). */
+void st_log_wait_space(st_log_t *log, struct st_waiter *w);
+void st_log_unwait_space(struct st_waiter *w);
 
 /* Counters for metrics and tests. */
 typedef struct st_log_stats {

@@ -155,6 +155,8 @@ struct st_log {
     /* write path */
     st_link_t dirty;    /* st_part_t with pending batches, in arrival order */
     size_t pend_bytes;  /* bytes pending over all partitions */
+    size_t flight_bytes; /* bytes of flush objects not yet freed (uploading, committing) */
+    st_link_t space_waiters; /* st_waiter_t woken when the write buffer has room */
     st_link_t flushes;  /* st_flush_t in flush order */
     int inflight;       /* flushes uploading or committing */
     bool committing;    /* a commit transaction is in flight */
@@ -168,6 +170,7 @@ struct st_log {
 };
 
 /* st_flush.c */
+void st_log__space_check(st_log_t *log);
 void st_log__kick(st_log_t *log);
 void st_log__flush_cb(evutil_socket_t fd, short what, void *arg);
 void st_log__fail_pending(st_part_t *part, st_err_t err);

@@ -628,6 +628,47 @@ static void test_commit_fails(void **state)
     assert_int_equal(st_part_hw(st_log_topic(f->log, "cfail", 5)->parts[0]), 1);
 }
 
+/* The write buffer counts pending and in-flight bytes; a space waiter is
+ * woken once commits bring it below the budget. */
+static void test_write_buffer_budget(void **state)
+{
+    fx_t *f = *state;
+    fx_close(f);
+    f->cfg.write_buffer_bytes = 2000;
+    fx_open(f);
+    st_topic_t *t = create(f, "budget", 1);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.delay_all = true, .delay_ms = 300});
+    size_t len;
+    uint8_t *b = make_batch(8, 100, KP_COMPRESSION_NONE, &len);
+    res_t r[40] = {{0}};
+    int n = 0;
+    while (!st_log_buffer_full(f->log) && n < 40) {
+        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[n]), 0);
+        n++;
+    }
+    assert_true(st_log_buffer_full(f->log));
+    assert_true(st_log_buffered(f->log) >= 2000);
+    int woken = 0;
+    st_waiter_t w = {.fn = wake_fn, .arg = &woken};
+    st_log_wait_space(f->log, &w);
+    run_until(f, &woken, 1);
+    assert_false(st_log_buffer_full(f->log));
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT, NULL);
+    for (int i = 0; i < n; i++) {
+        run_until(f, &r[i].done, 1);
+        assert_int_equal(r[i].err, ST_OK);
+    }
+    /* a waiter removed before it is woken is never called */
+    st_waiter_t w2 = {.fn = wake_fn, .arg = &woken};
+    st_log_wait_space(f->log, &w2);
+    st_log_unwait_space(&w2);
+    assert_int_equal(woken, 1);
+    assert_int_equal(st_log_buffered(f->log), 0);
+    free(b);
+    f->cfg.write_buffer_bytes = 0;
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -645,6 +686,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_in_doubt_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_in_doubt_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_buffer_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
