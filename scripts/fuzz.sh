@@ -12,19 +12,22 @@ CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DNH_FUZZ=ON -DNH_SANITIZE=ON >/dev/null
 cmake --build build-fuzz -j "$JOBS"
 
-# target -> seed sources (committed corpus first, then derived seeds)
-seed_dirs() {
-    case "$1" in
-    fuzz_request) echo protocol/fuzz/corpus/request ;;
-    fuzz_batch)   echo protocol/fuzz/corpus/batch ;;
-    esac
-}
+# target:source:committed seed corpus (CMakeLists.txt builds the same list)
+TARGETS="
+fuzz_request:protocol/fuzz/fuzz_request.c:protocol/fuzz/corpus/request
+fuzz_batch:protocol/fuzz/fuzz_batch.c:protocol/fuzz/corpus/batch
+fuzz_object:storage/fuzz/fuzz_object.c:storage/fuzz/corpus/object
+fuzz_s3_xml:storage/fuzz/fuzz_s3_xml.c:storage/fuzz/corpus/s3_xml
+fuzz_etcd_json:storage/fuzz/fuzz_etcd_json.c:storage/fuzz/corpus/etcd_json
+"
 
 status=0
-for t in fuzz_request fuzz_batch; do
+for entry in $TARGETS; do
+    IFS=: read -r t src seeds <<<"$entry"
+    [ -f "$src" ] || continue
     bin=build-fuzz/$t
     [ -x "$bin" ] || { echo "fuzz: $bin missing" >&2; exit 1; }
-    seeds=$(seed_dirs "$t")
+    mkdir -p "$seeds"
     scratch=fuzz-scratch/$t
     rm -rf "$scratch" && mkdir -p "$scratch/corpus" "$scratch/crashes"
     cp "$seeds"/* "$scratch/corpus/" 2>/dev/null || true
