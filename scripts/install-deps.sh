@@ -9,6 +9,7 @@ PKGS=(
     libzstd-dev zlib1g-dev libsnappy-dev liblz4-dev
     libcmocka-dev libsqlite3-dev sqlite3
     libjansson-dev etcd-server etcd-client
+    libexpat1-dev libssl-dev
     librdkafka-dev kcat
     python3 python3-confluent-kafka python3-kafka
     procps
@@ -28,10 +29,12 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 
 install_js_clients() {
-    # kafkajs for the compatibility tests, pinned in compat-tests/js.
+    # kafkajs for the compatibility tests and s3rver (a local S3 server for
+    # the tests), pinned in compat-tests/js.
     local js
     js="$(cd "$(dirname "$0")/.." && pwd)/compat-tests/js"
-    if [ -f "$js/package-lock.json" ] && [ ! -d "$js/node_modules/kafkajs" ]; then
+    if [ -f "$js/package-lock.json" ] &&
+        { [ ! -d "$js/node_modules/kafkajs" ] || [ ! -d "$js/node_modules/s3rver" ]; }; then
         echo "install-deps: npm ci in compat-tests/js" >&2
         (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     fi
