@@ -1,6 +1,6 @@
 /*
  * st_objstore.h: immutable objects -- put, ranged get, list, delete -- behind
- * one interface with a backend per file (st_objstore_dir.c, later s3).
+ * one interface with a backend per file (st_objstore_dir.c, st_objstore_s3.c).
  *
  * Ownership: keys are borrowed (copied if kept).  put borrows @data: the
  * caller keeps it alive and unchanged until the put's callback has run (or,
@@ -108,6 +108,78 @@ struct event_base;
  * @thread loop (creating and opening @root blocks briefly) */
 st_objstore_t *st_objstore_dir_new(struct event_base *base, const char *root, int nthreads,
                                    char *errstr, size_t errstr_size);
+
+struct st_curl;
+
+/* How requests name the bucket. */
+typedef enum st_s3_addressing {
+    ST_S3_ADDR_PATH,    /* http://endpoint/BUCKET/KEY (MinIO, s3rver, most self-hosted) */
+    ST_S3_ADDR_VIRTUAL, /* http://BUCKET.endpoint/KEY (AWS's default) */
+} st_s3_addressing_t;
+
+/* Settings of an S3 store.  Strings are borrowed by st_objstore_s3_new and
+ * copied; zero values mean the defaults given. */
+typedef struct st_s3_cfg {
+    const char *bucket;            /* required */
+    const char *prefix;            /* objects are stored as PREFIX/KEY; NULL or "" = none;
+                                    * '/' at either end is ignored */
+    const char *endpoint;          /* "http://HOST[:PORT]" or "https://HOST[:PORT]" (IPv6 in
+                                    * brackets); NULL = https://s3.REGION.amazonaws.com */
+    const char *region;            /* signing region; NULL = "us-east-1" */
+    st_s3_addressing_t addressing; /* path (default) or virtual-hosted */
+    const char *access_key;        /* required: AWS_ACCESS_KEY_ID */
+    const char *secret_key;        /* required: AWS_SECRET_ACCESS_KEY */
+    const char *session_token;     /* AWS_SESSION_TOKEN; NULL or "" = none */
+    unsigned max_inflight;         /* HTTP requests in flight at once; later ones wait in
+                                    * order; 0 = 16 */
+    unsigned retry_budget_ms;      /* total time of one operation (one LIST page), from its
+                                    * first attempt, retries included; 0 = 30000 */
+    unsigned attempt_timeout_ms;   /* one attempt, connecting included (never beyond the
+                                    * budget); 0 = 10000 */
+    unsigned backoff_base_ms;      /* retry n waits a random 0..base * 2^(n-1) ms ("full
+                                    * jitter"); 0 = 100 */
+    unsigned backoff_max_ms;       /* cap of one wait; 0 = 5000 */
+    unsigned list_page_keys;       /* max-keys per LIST request (S3 caps it at 1000); longer
+                                    * listings follow continuation tokens; 0 = 1000 */
+    const char *const *connect_to; /* NULL-terminated CURLOPT_CONNECT_TO entries
+                                    * ("HOST:PORT:CONNECT-HOST:CONNECT-PORT"), or NULL */
+    bool no_etag_check;            /* do not compare a PUT's ETag with the body's MD5 (with
+                                    * SSE-KMS or SSE-C the ETag is no MD5) */
+    void (*log)(void *log_arg, const char *msg); /* retries and failures; NULL = none */
+    void *log_arg;
+} st_s3_cfg_t;
+
+/*
+ * The S3 backend: objects in @cfg->bucket under @cfg->prefix, over HTTP(S)
+ * with requests signed by AWS Signature Version 4, on @curl's connections.
+ * A put sends Content-MD5, x-amz-content-sha256 (the body's SHA-256) and
+ * If-None-Match: * (so an existing object is never replaced: 412 is
+ * ST_ERR_EXISTS), and compares the returned ETag with the body's MD5: a
+ * mismatch -- the server stored other bytes than were sent -- fails the put
+ * ST_ERR_CORRUPT without retrying (the key now holds those bytes; write the
+ * data under a new key).  A get past the end is ST_OK with 0 bytes; a list
+ * follows ListObjectsV2; a delete of a missing key succeeds.
+ * Failures: 5xx, 429, S3's RequestTimeout/SlowDown/BadDigest codes, timeouts
+ * and connection errors are retried with exponential backoff and full
+ * jitter within the retry budget, then reported (ST_ERR_IO, ST_ERR_TIMEOUT,
+ * ST_ERR_CORRUPT for digest mismatches); other 4xx fail at once (ST_ERR_IO;
+ * the S3 error code is in st_objstore_s3_last_error).  Keys follow the
+ * directory backend's component rules (no empty, "." or ".." components),
+ * are at most 1024 bytes with the prefix and carry no control characters;
+ * others fail ST_ERR_INVALID through the callback.
+ * Freeing the store ends operations still running or waiting with
+ * ST_ERR_CLOSED (a put so ended may or may not have landed).
+ * @param curl  borrowed: must outlive the store.
+ * @returns owned, or NULL with a reason in @errstr.
+ * @thread loop
+ */
+st_objstore_t *st_objstore_s3_new(struct event_base *base, struct st_curl *curl,
+                                  const st_s3_cfg_t *cfg, char *errstr, size_t errstr_size);
+
+/* The last failure of an S3 store, for logs ("PUT key: HTTP 403 AccessDenied:
+ * Access Denied"); "" when none.  Borrowed: valid until the next operation
+ * completes.  @thread loop */
+const char *st_objstore_s3_last_error(const st_objstore_t *os);
 
 /* Kinds of operation, for st_objstore_faulty_set. */
 typedef enum st_obj_op {
