@@ -154,7 +154,9 @@ typedef struct st_s3_cfg {
  * with requests signed by AWS Signature Version 4, on @curl's connections.
  * A put sends Content-MD5, x-amz-content-sha256 (the body's SHA-256) and
  * If-None-Match: * (so an existing object is never replaced: 412 is
- * ST_ERR_EXISTS), and compares the returned ETag with the body's MD5: a
+ * ST_ERR_EXISTS -- AWS S3 and MinIO honour it; s3rver ignores it and
+ * overwrites, which keys unique per writer make harmless), and compares the
+ * returned ETag with the body's MD5: a
  * mismatch -- the server stored other bytes than were sent -- fails the put
  * ST_ERR_CORRUPT without retrying (the key now holds those bytes; write the
  * data under a new key).  A get past the end is ST_OK with 0 bytes; a list
@@ -177,8 +179,8 @@ st_objstore_t *st_objstore_s3_new(struct event_base *base, struct st_curl *curl,
                                   const st_s3_cfg_t *cfg, char *errstr, size_t errstr_size);
 
 /* The last failure of an S3 store, for logs ("PUT key: HTTP 403 AccessDenied:
- * Access Denied"); "" when none.  Borrowed: valid until the next operation
- * completes.  @thread loop */
+ * Access Denied"); "" when none or when @os is no S3 store.  Borrowed: valid
+ * until the next operation completes.  @thread loop */
 const char *st_objstore_s3_last_error(const st_objstore_t *os);
 
 /* Kinds of operation, for st_objstore_faulty_set. */

@@ -1114,9 +1114,11 @@ static void s3_free(st_objstore_t *os)
     store_free_fields(s);
 }
 
+static const st_objstore_ops_t s3_ops;
+
 const char *st_objstore_s3_last_error(const st_objstore_t *os)
 {
-    return ((const s3_store_t *)os)->last_error;
+    return os->ops == &s3_ops ? ((const s3_store_t *)os)->last_error : "";
 }
 
 static const st_objstore_ops_t s3_ops = {
