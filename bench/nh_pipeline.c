@@ -1,0 +1,271 @@
+/*
+ * nh_pipeline.c: the raw limit of an object store plus etcd, as Nuthatch
+ * uses them -- per object one signed PUT (Content-MD5, SHA-256), then one
+ * etcd transaction (a compare on a fence key and a put of a manifest-sized
+ * value), with P objects in flight.  bench/run.sh runs it beside the
+ * gateway in the S3 + etcd configuration, at the gateway's object size and
+ * parallelism, so the two can be compared in one run.
+ *
+ *   nh-pipeline --s3 http://127.0.0.1:PORT --bucket B --etcd http://127.0.0.1:PORT
+ *               [--region R] [--size BYTES] [--parallel P] [--objects N]
+ *               [--manifest BYTES]
+ *
+ * Prints one line: objects, MB/s, objects/s and per-object latency p50,
+ * p99, p99.9 (ms), from the PUT's start to the transaction's answer.
+ */
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "st_s3_sign.h"
+
+typedef struct opts {
+    const char *s3, *bucket, *region, *etcd;
+    size_t size, manifest;
+    int parallel;
+    long objects;
+} opts_t;
+
+static opts_t o = {
+    .region = "us-east-1", .size = 4 << 20, .manifest = 128, .parallel = 4, .objects = 200};
+static atomic_long next_obj;
+static double *lat_ms; /* per object */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static size_t sink(char *p, size_t sz, size_t n, void *arg)
+{
+    (void)p, (void)arg;
+    return sz * n;
+}
+
+typedef struct body {
+    char *buf;
+    size_t len;
+} body_t;
+
+static size_t collect(char *p, size_t sz, size_t n, void *arg)
+{
+    body_t *b = arg;
+    size_t k = sz * n;
+    char *nb = realloc(b->buf, b->len + k + 1);
+    if (!nb)
+        return 0;
+    memcpy(nb + b->len, p, k);
+    b->buf = nb;
+    b->len += k;
+    b->buf[b->len] = '\0';
+    return k;
+}
+
+/* One signed PUT of @data to /bucket/@key; 0 on HTTP 200. */
+static int s3_put(CURL *c, const char *key, const uint8_t *data, size_t len)
+{
+    char sha[65], md5b64[32], date[17], host[256], url[1024], path[512];
+    uint8_t md5[16];
+    st_s3_sha256_hex(data, len, sha);
+    st_s3_md5(data, len, md5);
+    st_s3_base64(md5, 16, md5b64);
+    st_s3_amz_date(time(NULL), date);
+    const char *h = strstr(o.s3, "://");
+    snprintf(host, sizeof host, "%s", h ? h + 3 : o.s3);
+    snprintf(path, sizeof path, "/%s/%s", o.bucket, key);
+    snprintf(url, sizeof url, "%s%s", o.s3, path);
+    st_s3_kv_t hdrs[] = {{"host", host},
+                         {"x-amz-date", date},
+                         {"x-amz-content-sha256", sha},
+                         {"content-md5", md5b64}};
+    st_s3_sign_req_t req = {.method = "PUT",
+                            .path = path,
+                            .headers = hdrs,
+                            .nheaders = 4,
+                            .payload_sha256 = sha,
+                            .amz_date = date,
+                            .region = o.region,
+                            .service = "s3",
+                            .access_key = getenv("AWS_ACCESS_KEY_ID"),
+                            .secret_key = getenv("AWS_SECRET_ACCESS_KEY")};
+    char *auth = st_s3_sign(&req, NULL);
+    if (!auth)
+        return -1;
+    char l1[128], l2[128], l3[128], l4[1024];
+    snprintf(l1, sizeof l1, "x-amz-date: %s", date);
+    snprintf(l2, sizeof l2, "x-amz-content-sha256: %s", sha);
+    snprintf(l3, sizeof l3, "Content-MD5: %s", md5b64);
+    snprintf(l4, sizeof l4, "Authorization: %s", auth);
+    struct curl_slist *sl = NULL;
+    sl = curl_slist_append(sl, l1);
+    sl = curl_slist_append(sl, l2);
+    sl = curl_slist_append(sl, l3);
+    sl = curl_slist_append(sl, l4);
+    sl = curl_slist_append(sl, "Expect:");
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)data);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    CURLcode rc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(sl);
+    free(auth);
+    return rc == CURLE_OK && code == 200 ? 0 : -1;
+}
+
+static char *b64(const void *p, size_t n)
+{
+    char *s = malloc(4 * ((n + 2) / 3) + 1);
+    if (s)
+        st_s3_base64(p, n, s);
+    return s;
+}
+
+/* One etcd transaction shaped like a commit: compare the fence's value,
+ * put a manifest of o.manifest bytes.  0 when it succeeded. */
+static int etcd_txn(CURL *c, const char *key, const char *fence_b64, const char *val_b64)
+{
+    char *kb = b64(key, strlen(key));
+    size_t cap = strlen(val_b64) + 512;
+    char *json = malloc(cap), url[512];
+    snprintf(
+        json, cap,
+        "{\"compare\":[{\"key\":\"%s\",\"target\":\"VALUE\",\"result\":\"EQUAL\","
+        "\"value\":\"%s\"}],\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\"}}]}",
+        fence_b64, fence_b64, kb, val_b64);
+    snprintf(url, sizeof url, "%s/v3/kv/txn", o.etcd);
+    body_t resp = {0};
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
+    CURLcode rc = curl_easy_perform(c);
+    int ok = rc == CURLE_OK && resp.buf && strstr(resp.buf, "\"succeeded\":true");
+    free(resp.buf);
+    free(json);
+    free(kb);
+    return ok ? 0 : -1;
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    CURL *s3 = curl_easy_init(), *etcd = curl_easy_init();
+    uint8_t *data = malloc(o.size);
+    uint8_t *man = malloc(o.manifest);
+    for (size_t i = 0; i < o.size; i++)
+        data[i] = (uint8_t)(rand() & 0xff); /* incompressible-ish */
+    memset(man, 'm', o.manifest);
+    char *man_b64 = b64(man, o.manifest);
+    long i;
+    while ((i = atomic_fetch_add(&next_obj, 1)) < o.objects) {
+        char key[128];
+        snprintf(key, sizeof key, "bench/%ld-%d.obj", i, (int)getpid());
+        double t0 = now_ms();
+        memcpy(data, &i, sizeof i); /* every object differs */
+        if (s3_put(s3, key, data, o.size) != 0) {
+            fprintf(stderr, "nh-pipeline: PUT %s failed\n", key);
+            exit(1);
+        }
+        char mkey[128];
+        snprintf(mkey, sizeof mkey, "/bench/manifests/%012ld", i);
+        if (etcd_txn(etcd, mkey, "L2JlbmNoL2ZlbmNl", man_b64) != 0) {
+            fprintf(stderr, "nh-pipeline: etcd transaction failed\n");
+            exit(1);
+        }
+        lat_ms[i] = now_ms() - t0;
+    }
+    free(man_b64);
+    free(man);
+    free(data);
+    curl_easy_cleanup(s3);
+    curl_easy_cleanup(etcd);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: nh-pipeline --s3 URL --bucket B --etcd URL [--region R] [--size BYTES]"
+                    " [--parallel P] [--objects N] [--manifest BYTES]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--s3"))
+            o.s3 = v;
+        else if (!strcmp(k, "--bucket"))
+            o.bucket = v;
+        else if (!strcmp(k, "--etcd"))
+            o.etcd = v;
+        else if (!strcmp(k, "--region"))
+            o.region = v;
+        else if (!strcmp(k, "--size"))
+            o.size = (size_t)strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--parallel"))
+            o.parallel = atoi(v);
+        else if (!strcmp(k, "--objects"))
+            o.objects = atol(v);
+        else if (!strcmp(k, "--manifest"))
+            o.manifest = (size_t)strtoull(v, NULL, 10);
+        else
+            usage();
+    }
+    if (!o.s3 || !o.bucket || !o.etcd || o.size == 0 || o.parallel < 1 || o.objects < 1 ||
+        !getenv("AWS_ACCESS_KEY_ID") || !getenv("AWS_SECRET_ACCESS_KEY"))
+        usage();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* The fence the transactions compare with: key /bench/fence, whose
+     * value is set to its own name (base64 "L2JlbmNoL2ZlbmNl"). */
+    CURL *c = curl_easy_init();
+    char url[512], json[256];
+    snprintf(url, sizeof url, "%s/v3/kv/put", o.etcd);
+    snprintf(json, sizeof json, "{\"key\":\"L2JlbmNoL2ZlbmNl\",\"value\":\"L2JlbmNoL2ZlbmNl\"}");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    if (curl_easy_perform(c) != CURLE_OK) {
+        fprintf(stderr, "nh-pipeline: cannot reach etcd at %s\n", o.etcd);
+        return 1;
+    }
+    curl_easy_cleanup(c);
+    lat_ms = calloc((size_t)o.objects, sizeof(double));
+    pthread_t *t = calloc((size_t)o.parallel, sizeof(pthread_t));
+    double t0 = now_ms();
+    for (int i = 0; i < o.parallel; i++)
+        pthread_create(&t[i], NULL, worker, NULL);
+    for (int i = 0; i < o.parallel; i++)
+        pthread_join(t[i], NULL);
+    double secs = (now_ms() - t0) / 1e3;
+    qsort(lat_ms, (size_t)o.objects, sizeof(double), cmp_double);
+    size_t n = (size_t)o.objects;
+    printf("pipeline objects=%ld size=%zu parallel=%d MB/s=%.1f objects/s=%.1f p50_ms=%.2f "
+           "p99_ms=%.2f p999_ms=%.2f\n",
+           o.objects, o.size, o.parallel, (double)o.size * (double)n / 1e6 / secs, (double)n / secs,
+           lat_ms[n / 2], lat_ms[n * 99 / 100], lat_ms[n * 999 / 1000]);
+    free(lat_ms);
+    free(t);
+    curl_global_cleanup();
+    return 0;
+}
