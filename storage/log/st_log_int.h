@@ -153,14 +153,14 @@ struct st_log {
     size_t ngraveyard;
     unsigned async_ops; /* flushes, reads and metadata ops in flight */
     /* write path */
-    st_link_t dirty;    /* st_part_t with pending batches, in arrival order */
-    size_t pend_bytes;  /* bytes pending over all partitions */
-    size_t flight_bytes; /* bytes of flush objects not yet freed (uploading, committing) */
+    st_link_t dirty;         /* st_part_t with pending batches, in arrival order */
+    size_t pend_bytes;       /* bytes pending over all partitions */
+    size_t flight_bytes;     /* bytes of flush objects not yet freed (uploading, committing) */
     st_link_t space_waiters; /* st_waiter_t woken when the write buffer has room */
-    st_link_t flushes;  /* st_flush_t in flush order */
-    int inflight;       /* flushes uploading or committing */
-    bool committing;    /* a commit transaction is in flight */
-    struct event *kick; /* deferred flush trigger */
+    st_link_t flushes;       /* st_flush_t in flush order */
+    int inflight;            /* flushes uploading or committing */
+    bool committing;         /* a commit transaction is in flight */
+    struct event *kick;      /* deferred flush trigger */
     void (*close_cb)(void *arg);
     void *close_arg;
     /* read path */
