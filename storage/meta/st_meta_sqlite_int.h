@@ -18,20 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "st_arena.h"
 #include "st_meta.h"
-
-/* A bump allocator: many small allocations, one free. */
-typedef struct st_arena_chunk st_arena_chunk_t;
-typedef struct st_arena {
-    st_arena_chunk_t *head; /* newest chunk first; NULL = nothing allocated */
-} st_arena_t;
-
-/* @returns owned by @a: @n bytes aligned to 8, or NULL when out of memory. */
-void *st_arena__alloc(st_arena_t *a, size_t n);
-/* Copies @n bytes of @p plus a NUL byte after them (never NULL unless out
- * of memory, even for @n == 0).  @p borrowed. */
-void *st_arena__dup(st_arena_t *a, const void *p, size_t n);
-void st_arena__free(st_arena_t *a);
 
 /* A growable array of kvs or events in an arena (growth copies; the old
  * array stays in the arena until it is freed). */
