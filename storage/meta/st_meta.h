@@ -1,8 +1,9 @@
 /*
  * st_meta.h: an etcd-shaped key-value store for Nuthatch's metadata -- get,
  * range by prefix, transactions with compares, leases, watch.  Backends:
- * SQLite (st_meta_sqlite.c, the embedded default) and, later, etcd.  All of
- * Nuthatch's metadata logic is written once against this interface.
+ * SQLite (st_meta_sqlite.c, the embedded default) and etcd (st_meta_etcd.c,
+ * etcd v3's JSON gateway).  All of Nuthatch's metadata logic is written once
+ * against this interface.
  *
  * Semantics follow etcd v3: every transaction that writes bumps one global
  * revision; each key has create_rev, mod_rev and version (number of puts
@@ -194,6 +195,74 @@ struct event_base;
  * @returns owned, or NULL with a reason in @errstr. */
 st_meta_t *st_meta_sqlite_new(struct event_base *base, const char *path, char *errstr,
                               size_t errstr_size);
+
+typedef struct st_curl st_curl_t;
+
+/* Where and how the etcd backend talks to etcd.  Every pointer is borrowed
+ * for the duration of st_meta_etcd_new() (it copies them). */
+typedef struct st_etcd_cfg {
+    const char *const *endpoints; /* "http://host:port" each; tried in order, >= 1 */
+    size_t nendpoints;
+    const char *prefix;        /* prepended to every key as is; NULL or "" = none */
+    const char *user;          /* NULL = no authentication */
+    const char *password;      /* with @user (the gateway reads NUTHATCH_ETCD_PASSWORD) */
+    long timeout_ms;           /* per HTTP request; 0 = 5000 */
+    long connect_timeout_ms;   /* per connection attempt; 0 = 1000 */
+    size_t max_response_bytes; /* largest response body or watch message; 0 = 64 MiB */
+} st_etcd_cfg_t;
+
+/* The etcd backend over etcd v3's JSON gateway (etcd >= 3.4, /v3/...),
+ * through @curl on @base (both borrowed; they must outlive the store).
+ * Keys: the etcd key of st_meta key K is cfg->prefix followed by K (plain
+ * concatenation; "etcd://h:p/nuthatch-test-1" gives the prefix
+ * "/nuthatch-test-1").  Nothing is sent before the first op.
+ *
+ * Behaviour beyond the interface:
+ * - Issue order: a write (txn, lease op, compact) goes out only when every
+ *   op issued before it has completed, and nothing issued after it goes out
+ *   before it completes; consecutive ranges run in parallel.  Completions
+ *   are delivered in issue order.  Watch events and op callbacks are not
+ *   ordered with each other (events come over another connection).
+ * - Endpoints: one is in use; a connection error, a timeout or an
+ *   "unavailable" answer (no leader, leader changed) moves to the next one
+ *   in the list, which is then kept while it works.  An op that surely was
+ *   not sent (connection refused) is retried on the next endpoint, as is
+ *   any read, keep-alive, grant or compaction; each endpoint is tried at
+ *   most once per op.
+ * - Errors: a txn or revoke sent whose answer is lost (timeout, connection
+ *   dropped, "unavailable", an answer that is not etcd's) is ST_ERR_TIMEOUT:
+ *   the outcome is unknown, the caller resolves it by reading back.  Every
+ *   endpoint refusing connections (nothing sent) is ST_ERR_IO; other ops
+ *   whose tries all timed out are ST_ERR_TIMEOUT.  etcd's own refusals:
+ *   lease not found -> ST_ERR_NOT_FOUND; bad request, duplicate key in a
+ *   txn, permission denied, authentication failed -> ST_ERR_INVALID; no
+ *   space -> ST_ERR_FULL; a response larger than max_response_bytes ->
+ *   ST_ERR_FULL (ST_ERR_TIMEOUT for a txn).  succeeded is true only when
+ *   etcd's answer says "succeeded": true.
+ * - Authentication: with @user, a token from /v3/auth/authenticate is sent
+ *   as the Authorization header; when etcd calls it invalid (expired), the
+ *   store authenticates again and resends.  A failed authentication fails
+ *   the ops waiting for it (ST_ERR_INVALID for a wrong password).
+ * - Leases: TTLs are whole seconds in etcd (ttl_ms is rounded up, and etcd
+ *   raises TTLs below its minimum, about 2 s); the callback reports etcd's
+ *   TTL.  A keep-alive of an unknown or expired lease is ST_ERR_NOT_FOUND.
+ * - Watches: a stream each; a stream that ends or fails is reopened from the
+ *   revision after the last event delivered; a watch from a compacted
+ *   revision gets ST_ERR_NOT_FOUND, a watch message that is not etcd's gets
+ *   ST_ERR_CORRUPT, one larger than max_response_bytes ST_ERR_FULL (then
+ *   nothing more).  start_rev 0 means the revision after those of the ops
+ *   issued before the watch call.
+ * - compact(rev) of a revision already compacted succeeds; of a future
+ *   revision is ST_ERR_INVALID.
+ * - free() runs the loop until the ops in flight complete (it must be
+ *   called outside the loop, not from one of its callbacks).
+ * @returns owned, or NULL with a reason in @errstr.  @thread loop */
+st_meta_t *st_meta_etcd_new(struct event_base *base, st_curl_t *curl, const st_etcd_cfg_t *cfg,
+                            char *errstr, size_t errstr_size);
+/* The endpoint in use (borrowed, valid until the next op completes). */
+const char *st_meta_etcd_endpoint(const st_meta_t *m);
+/* The last failure seen, for logs ("" when none; borrowed, as above). */
+const char *st_meta_etcd_last_error(const st_meta_t *m);
 
 /* What the fault-injecting wrapper does to transactions. */
 typedef struct st_meta_fault {
