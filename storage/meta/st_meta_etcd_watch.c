@@ -28,8 +28,6 @@
 
 #define BACKOFF_FIRST_MS 50
 #define BACKOFF_MAX_MS 2000
-/* How often a reconnect waiting for a token looks again. */
-#define AUTH_WAIT_MS 50
 
 /* Events decoded from one message, waiting for delivery. */
 typedef struct wbatch {
@@ -321,7 +319,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     if (w->cancelled || w->state == W_BROKEN || w->state == W_PROBING || e->closing)
         return;
     if (!st_etcd__auth_ready(e)) {
-        schedule(w, AUTH_WAIT_MS);
+        schedule_reconnect(w); /* backing off: a wrong password stays wrong */
         return;
     }
     stream_open(w);
