@@ -27,6 +27,12 @@
  *   - max.connections defaults to 10000 instead of Kafka's 2^31-1;
  *   - keys whose feature is not built yet (log.retention.*, metrics.listen)
  *     are known, listed in --help, and refused unless left at the default.
+ *
+ * Secrets never enter gw_config_t (it is logged): S3 credentials come from
+ * AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN and the etcd
+ * password from NUTHATCH_ETCD_PASSWORD.  Loading checks that the ones the
+ * configured stores need are set, so that a missing one is a configuration
+ * error (exit 2), not a start-up failure.
  */
 #include "gw_config.h"
 #include "gw_props.h"
@@ -97,15 +103,49 @@ static const opt_t opts[] = {
      .help = "This gateway's broker id, unique among the gateways sharing a metadata store"},
     {.name = "data.dir", .type = T_STRING, FIELD(data_dir), .nonempty = true,
      .def = "./nuthatch-data",
-     .help = "Directory for local state; the default object and metadata stores live in it"},
+     .help = "Directory for local state; the default object and metadata stores live in it "
+             "(with s3:// storage and etcd:// metadata nothing is written there, and it is "
+             "not created)"},
     {.name = "storage.url", .type = T_STORAGE, FIELD(storage_url),
      .def_note = "file:<data.dir>/objects",
-     .help = "Object store: file:///absolute/dir or file:relative/dir (s3://bucket/prefix"
-             "?endpoint=...&region=...&addressing=path|virtual is not built yet)"},
+     .help = "Object store: file:///absolute/dir, file:relative/dir, or "
+             "s3://BUCKET[/PREFIX]?endpoint=URL[&region=R][&addressing=path|virtual] "
+             "(endpoint http://HOST[:PORT] or https://HOST[:PORT], required; region default "
+             "us-east-1; addressing default path; "
+             "credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally "
+             "AWS_SESSION_TOKEN)"},
     {.name = "metadata.url", .type = T_METADATA, FIELD(metadata_url),
      .def_note = "sqlite:<data.dir>/meta.db",
-     .help = "Metadata store: sqlite:///absolute/file or sqlite:relative/file "
-             "(etcd://host:port[,host:port]/prefix is not built yet)"},
+     .help = "Metadata store: sqlite:///absolute/file, sqlite:relative/file, or "
+             "etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (PREFIX, default none, is put before "
+             "every key Nuthatch writes, all of which start with /nuthatch/)"},
+    {.name = "metadata.etcd.user", .type = T_STRING, FIELD(metadata_etcd_user), .def = "",
+     .help = "etcd user to authenticate as (empty = no authentication); the password is "
+             "read from the environment variable NUTHATCH_ETCD_PASSWORD"},
+    {.name = "metadata.etcd.request.timeout.ms", .type = T_INT,
+     FIELD(metadata_etcd_request_timeout_ms), .min = 1, .max = INT32_MAX, .def = "5000",
+     .help = "With etcd:// metadata: how long one request to an etcd endpoint may take before "
+             "the next endpoint is tried (or the outcome of a write is checked), in "
+             "milliseconds"},
+    {.name = "metadata.etcd.connect.timeout.ms", .type = T_INT,
+     FIELD(metadata_etcd_connect_timeout_ms), .min = 1, .max = INT32_MAX, .def = "1000",
+     .help = "With etcd:// metadata: how long connecting to an etcd endpoint may take, in "
+             "milliseconds"},
+    {.name = "storage.s3.request.timeout.ms", .type = T_INT,
+     FIELD(storage_s3_request_timeout_ms), .min = 1, .max = INT32_MAX, .def = "30000",
+     .help = "With s3:// storage: how long one object-store operation may take, retries "
+             "included, before it fails, in milliseconds"},
+    {.name = "storage.s3.attempt.timeout.ms", .type = T_INT,
+     FIELD(storage_s3_attempt_timeout_ms), .min = 1, .max = INT32_MAX, .def = "10000",
+     .help = "With s3:// storage: how long one HTTP attempt may take, connecting included, "
+             "before it is retried, in milliseconds"},
+    {.name = "storage.s3.max.requests", .type = T_INT, FIELD(storage_s3_max_requests),
+     .min = 1, .max = 1024, .def = "16",
+     .help = "With s3:// storage: HTTP requests in flight at once; more wait in order"},
+    {.name = "storage.s3.verify.etag", .type = T_BOOL, FIELD(storage_s3_verify_etag),
+     .def = "true",
+     .help = "With s3:// storage: check that the ETag of each uploaded object is the MD5 of "
+             "the bytes sent (turn off only where the ETag is no MD5: SSE-KMS, SSE-C)"},
     {.name = "auto.create.topics.enable", .type = T_BOOL, FIELD(auto_create_topics_enable),
      .def = "true", .help = "Create a topic when a client asks for metadata of or produces to it"},
     {.name = "num.partitions", .type = T_INT, FIELD(num_partitions), .min = 1, .max = INT32_MAX,
@@ -157,6 +197,10 @@ static const opt_t opts[] = {
      .help = "Delete the oldest data of a partition above this size, in bytes (-1 = no limit)"},
     {.name = "metrics.listen", .type = T_STRING, FIELD(metrics_listen), .def = "",
      .not_built = true, .help = "HOST:PORT serving Prometheus metrics at /metrics (empty = off)"},
+    {.name = "startup.timeout.ms", .type = T_LONG, FIELD(startup_timeout_ms), .min = 0,
+     .max = INT64_MAX, .def = "30000",
+     .help = "At start-up, keep retrying to reach the metadata and object stores this long "
+             "before giving up (exit status 1), in milliseconds"},
     {.name = "shutdown.timeout.ms", .type = T_LONG, FIELD(shutdown_timeout_ms), .min = 0,
      .max = INT64_MAX, .def = "5000",
      .help = "On SIGTERM or SIGINT, wait this long for in-flight flushes and responses, in "
@@ -509,8 +553,43 @@ static int derive(gw_config_t *cfg, const bool *set, char *err, size_t err_size)
     return 0;
 }
 
+static bool env_set(const char *name)
+{
+    const char *v = getenv(name);
+    return v && v[0] != '\0';
+}
+
+/* What the stores need from the environment: S3 credentials, the etcd
+ * password.  Only their presence is checked here; the values are read where
+ * the stores are made and never enter gw_config_t (which is logged). */
+static int check_env(const gw_config_t *cfg, char *err, size_t err_size)
+{
+    if (cfg->storage_url.kind == GW_STORAGE_S3) {
+        bool id = env_set("AWS_ACCESS_KEY_ID"), secret = env_set("AWS_SECRET_ACCESS_KEY");
+        if (!id || !secret)
+            return fail(err, err_size,
+                        "storage.url: s3:// needs credentials in the environment, and %s %s not "
+                        "set (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optionally "
+                        "AWS_SESSION_TOKEN)",
+                        !id && !secret ? "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                        : !id          ? "AWS_ACCESS_KEY_ID"
+                                       : "AWS_SECRET_ACCESS_KEY",
+                        !id && !secret ? "are" : "is");
+    }
+    if (cfg->metadata_etcd_user[0] != '\0') {
+        if (cfg->metadata_url.kind != GW_METADATA_ETCD)
+            return fail(err, err_size,
+                        "metadata.etcd.user: set, but metadata.url is not an etcd:// URL");
+        if (!env_set("NUTHATCH_ETCD_PASSWORD"))
+            return fail(err, err_size,
+                        "metadata.etcd.user: set, but the environment variable "
+                        "NUTHATCH_ETCD_PASSWORD (its password) is not");
+    }
+    return 0;
+}
+
 /* Keys whose feature is not built must keep their default; then the rules
- * that involve two keys. */
+ * that involve two keys, and the environment the stores need. */
 static int check(const gw_config_t *cfg, char *err, size_t err_size)
 {
     gw_config_t *def = malloc(sizeof *def);
@@ -552,7 +631,7 @@ static int check(const gw_config_t *cfg, char *err, size_t err_size)
                     ") is below socket.request.max.bytes (%" PRId32
                     "): the largest request could never be received",
                     cfg->request_receive_budget_bytes, cfg->socket_request_max_bytes);
-    return 0;
+    return check_env(cfg, err, err_size);
 }
 
 typedef struct file_ctx {

@@ -48,6 +48,16 @@ typedef struct gw_config {
     char data_dir[GW_PATH_MAX];                /* directory for local state; non-empty */
     gw_storage_url_t storage_url;              /* object store */
     gw_metadata_url_t metadata_url;            /* metadata store */
+    char metadata_etcd_user[GW_HOST_MAX];      /* etcd user; "" = no authentication (the
+                                                  password is in NUTHATCH_ETCD_PASSWORD) */
+    int32_t metadata_etcd_request_timeout_ms;  /* one etcd request, ms */
+    int32_t metadata_etcd_connect_timeout_ms;  /* connecting to an etcd endpoint, ms */
+    int32_t storage_s3_request_timeout_ms;     /* one S3 operation, retries included, ms */
+    int32_t storage_s3_attempt_timeout_ms;     /* one HTTP attempt, ms */
+    int32_t storage_s3_max_requests;           /* S3 requests in flight at once */
+    bool storage_s3_verify_etag;               /* compare a PUT's ETag with its MD5 */
+    int64_t startup_timeout_ms;                /* keep retrying the stores this long at
+                                                  start-up, ms */
     bool auto_create_topics_enable;            /* create unknown topics on Metadata/Produce */
     int32_t num_partitions;                    /* partitions of an auto-created topic, >= 1 */
     int32_t default_replication_factor;        /* reported for auto-created topics, 1..32767;
@@ -85,6 +95,10 @@ typedef struct gw_config {
 /*
  * Fill @cfg from the defaults, then the --config file, then the other
  * command-line settings.  @argv[0] is the program name and is skipped.
+ * Checks that the environment holds the secrets the configured stores need
+ * (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://,
+ * NUTHATCH_ETCD_PASSWORD with metadata.etcd.user); their values are read
+ * only where the stores are made.
  * @param cfg  written in full on 0; unspecified otherwise.
  * @returns 0; GW_CONFIG_HELP or GW_CONFIG_VERSION (nothing loaded); or -1
  *          with a one-line reason naming the key in @errstr ("unknown

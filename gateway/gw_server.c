@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -22,6 +23,7 @@
 
 #include "gw_conn.h"
 #include "gw_log.h"
+#include "st_curl.h"
 
 #define LISTEN_BACKLOG 511
 
@@ -316,12 +318,20 @@ void gw_server_free(gw_server_t *srv)
 typedef struct run_ctx {
     const gw_config_t *cfg;
     struct event_base *base;
-    st_log_t *log;
+    st_curl_t *curl;   /* the process's HTTP client, with an s3:// or etcd:// store */
+    st_objstore_t *os; /* object store */
+    st_meta_t *meta;   /* metadata store */
+    st_log_t *log;     /* the log being opened or serving */
+    st_log_t *old_log; /* a log whose open failed, freed before the next try */
     gw_server_t *srv;
     struct event *sigterm, *sigint, *deadline;
-    int status;    /* exit status */
-    bool stopping; /* a signal arrived */
-    bool clean;    /* the log closed within the deadline */
+    struct event *retry; /* start-up: the next try to reach the stores */
+    int64_t give_up_ms;  /* start-up: no new try after this (monotonic ms) */
+    int tries;           /* start-up tries so far */
+    int status;          /* exit status */
+    bool stopping;       /* a signal arrived */
+    bool opened;         /* the log opened: serving */
+    bool clean;          /* the log closed within the deadline */
 } run_ctx_t;
 
 /* mkdir -p @path (a directory). */
@@ -354,6 +364,13 @@ static int mkdirs_parent(const char *path, char *errstr, size_t n)
         return 0;
     *slash = '\0';
     return mkdirs(buf, errstr, n);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void log_closed_cb(void *arg)
@@ -392,24 +409,75 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     ctx->stopping = true;
     gw_log_info("server", "signal %d: stopping", (int)sig);
+    if (!ctx->opened) {
+        event_base_loopbreak(ctx->base); /* still starting: nothing to drain */
+        return;
+    }
     struct timeval tv = {(time_t)(ctx->cfg->shutdown_timeout_ms / 1000),
                          (suseconds_t)(ctx->cfg->shutdown_timeout_ms % 1000) * 1000};
     evtimer_add(ctx->deadline, &tv);
-    if (ctx->srv)
-        gw_server_stop(ctx->srv, drained_cb, ctx);
-    else
-        event_base_loopbreak(ctx->base); /* still opening: nothing to drain */
+    gw_server_stop(ctx->srv, drained_cb, ctx);
+}
+
+static void start_failed(run_ctx_t *ctx, const char *why)
+{
+    gw_log_error("server", "%s", why);
+    ctx->status = 1;
+    event_base_loopbreak(ctx->base);
+}
+
+/* A start-up try failed with @why: try again after a pause while
+ * startup.timeout.ms allows, else give up (exit 1). */
+static void start_retry(run_ctx_t *ctx, const char *why)
+{
+    int64_t pause = ctx->tries < 5 ? 250LL << ctx->tries : 5000; /* 0.5, 1, 2, 4, 5, 5 ... s */
+    if (pause > 5000)
+        pause = 5000;
+    int64_t now = now_ms();
+    if (ctx->stopping)
+        return;
+    if (pause > ctx->give_up_ms - now)
+        pause = ctx->give_up_ms - now; /* one last try at the deadline */
+    if (pause <= 0) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "%s; gave up after %d tries (startup.timeout.ms %lld)", why,
+                 ctx->tries, (long long)ctx->cfg->startup_timeout_ms);
+        start_failed(ctx, msg);
+        return;
+    }
+    gw_log_warn("server", "%s; trying again in %lld ms", why, (long long)pause);
+    struct timeval tv = {(time_t)(pause / 1000), (suseconds_t)(pause % 1000) * 1000};
+    evtimer_add(ctx->retry, &tv);
+}
+
+/* The metadata store's own account of its last failure, if it has one. */
+static const char *meta_detail(const run_ctx_t *ctx)
+{
+    if (ctx->cfg->metadata_url.kind == GW_METADATA_ETCD)
+        return st_meta_etcd_last_error(ctx->meta);
+    return "";
 }
 
 static void log_opened_cb(st_err_t err, void *arg)
 {
     run_ctx_t *ctx = arg;
     if (err != ST_OK) {
-        gw_log_error("server", "cannot open the log: %s", st_log_open_error(ctx->log));
-        ctx->status = 1;
-        event_base_loopbreak(ctx->base);
+        char why[700];
+        const char *detail = meta_detail(ctx);
+        snprintf(why, sizeof why, "cannot open the log: %s%s%s", st_log_open_error(ctx->log),
+                 detail[0] ? ": " : "", detail);
+        /* Unreachable or unanswering stores may come back; a refusal
+         * (authentication, another cluster's data, a full store) will not. */
+        ctx->old_log = ctx->log; /* freed from the loop, not from its callback */
+        ctx->log = NULL;
+        if (err == ST_ERR_IO || err == ST_ERR_TIMEOUT)
+            start_retry(ctx, why);
+        else
+            start_failed(ctx, why);
         return;
     }
+    ctx->opened = true;
+    ctx->srv->log = ctx->log;
     if (ctx->stopping)
         return;
     gw_server_start(ctx->srv);
@@ -421,19 +489,10 @@ static void log_opened_cb(st_err_t err, void *arg)
                 adv->port ? adv->port : gw_server_port(ctx->srv), st_log_cluster_id(ctx->log));
 }
 
-/* Open the stores and the log and bind the listener; 0 or -1 with @errstr. */
-static int run_open(run_ctx_t *ctx, st_objstore_t **os, st_meta_t **meta, char *errstr, size_t n)
+/* Make and open the log over the stores. */
+static void open_log(run_ctx_t *ctx)
 {
     const gw_config_t *cfg = ctx->cfg;
-    if (mkdirs(cfg->data_dir, errstr, n) != 0 || mkdirs(cfg->storage_url.path, errstr, n) != 0 ||
-        mkdirs_parent(cfg->metadata_url.path, errstr, n) != 0)
-        return -1;
-    *os = st_objstore_dir_new(ctx->base, cfg->storage_url.path, 2, errstr, n);
-    if (!*os)
-        return -1;
-    *meta = st_meta_sqlite_new(ctx->base, cfg->metadata_url.path, errstr, n);
-    if (!*meta)
-        return -1;
     st_log_cfg_t lcfg = {
         .node_id = cfg->node_id,
         .flush_max_bytes = (size_t)cfg->flush_max_bytes,
@@ -444,20 +503,177 @@ static int run_open(run_ctx_t *ctx, st_objstore_t **os, st_meta_t **meta, char *
         .cluster_id = cfg->cluster_id,
         .write_buffer_bytes = (size_t)cfg->write_buffer_bytes,
     };
-    ctx->log = st_log_new(ctx->base, *os, *meta, &lcfg);
+    ctx->log = st_log_new(ctx->base, ctx->os, ctx->meta, &lcfg);
     if (!ctx->log) {
-        snprintf(errstr, n, "cannot create the log");
+        start_failed(ctx, "cannot create the log: out of memory");
+        return;
+    }
+    ctx->srv->log = ctx->log;
+    if (st_log_open(ctx->log, log_opened_cb, ctx) != 0)
+        start_failed(ctx, "cannot start opening the log: out of memory");
+}
+
+/* Does an S3 failure read as a refusal (HTTP 4xx other than 408 and 429),
+ * which waiting will not fix? */
+static bool s3_refused(const char *why)
+{
+    const char *h = strstr(why, "HTTP 4");
+    return h && strncmp(h, "HTTP 408", 8) != 0 && strncmp(h, "HTTP 429", 8) != 0;
+}
+
+/* The object store answered the probe: a bucket that exists and can be
+ * listed with these credentials. */
+static void probe_cb(st_err_t err, const st_obj_info_t *objs, size_t n, bool more, void *arg)
+{
+    (void)objs, (void)n, (void)more;
+    run_ctx_t *ctx = arg;
+    if (ctx->stopping)
+        return;
+    if (err == ST_OK) {
+        open_log(ctx);
+        return;
+    }
+    const gw_storage_url_t *u = &ctx->cfg->storage_url;
+    const char *detail = st_objstore_s3_last_error(ctx->os);
+    char why[700];
+    snprintf(why, sizeof why, "object store: cannot list bucket '%s' at %s: %s", u->bucket,
+             u->endpoint, detail[0] ? detail : st_err_str(err));
+    if (s3_refused(detail) || err == ST_ERR_INVALID)
+        start_failed(ctx, why);
+    else
+        start_retry(ctx, why);
+}
+
+/* One start-up try: check the bucket (S3), then open the log. */
+static void start_try(run_ctx_t *ctx)
+{
+    ctx->tries++;
+    if (ctx->old_log) {
+        st_log_free(ctx->old_log);
+        ctx->old_log = NULL;
+    }
+    if (ctx->cfg->storage_url.kind == GW_STORAGE_S3) {
+        if (st_objstore_list(ctx->os, "objects/", NULL, 1, probe_cb, ctx) != 0)
+            start_failed(ctx, "object store: cannot start listing the bucket: out of memory");
+        return;
+    }
+    open_log(ctx);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    start_try(arg);
+}
+
+static void s3_log(void *arg, const char *msg)
+{
+    (void)arg;
+    gw_log_warn("s3", "%s", msg);
+}
+
+/* The object store of storage.url. */
+static int open_objstore(run_ctx_t *ctx, char *errstr, size_t n)
+{
+    const gw_config_t *cfg = ctx->cfg;
+    const gw_storage_url_t *u = &cfg->storage_url;
+    if (u->kind == GW_STORAGE_DIR) {
+        if (mkdirs(u->path, errstr, n) != 0)
+            return -1;
+        ctx->os = st_objstore_dir_new(ctx->base, u->path, 2, errstr, n);
+        if (ctx->os)
+            gw_log_info("server", "object store: directory %s", u->path);
+        return ctx->os ? 0 : -1;
+    }
+    const char *session = getenv("AWS_SESSION_TOKEN");
+    st_s3_cfg_t s3 = {
+        .bucket = u->bucket,
+        .prefix = u->prefix,
+        .endpoint = u->endpoint,
+        .region = u->region,
+        .addressing = u->addressing == GW_S3_VIRTUAL ? ST_S3_ADDR_VIRTUAL : ST_S3_ADDR_PATH,
+        .access_key = getenv("AWS_ACCESS_KEY_ID"), /* checked by gw_config_load */
+        .secret_key = getenv("AWS_SECRET_ACCESS_KEY"),
+        .session_token = session && session[0] ? session : NULL,
+        .max_inflight = (unsigned)cfg->storage_s3_max_requests,
+        .retry_budget_ms = (unsigned)cfg->storage_s3_request_timeout_ms,
+        .attempt_timeout_ms = (unsigned)cfg->storage_s3_attempt_timeout_ms,
+        .no_etag_check = !cfg->storage_s3_verify_etag,
+        .log = s3_log,
+    };
+    if (!s3.access_key || !s3.secret_key) {
+        snprintf(errstr, n, "storage.url: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set");
         return -1;
     }
-    ctx->srv = gw_server_new(ctx->base, cfg, ctx->log, errstr, n);
+    ctx->os = st_objstore_s3_new(ctx->base, ctx->curl, &s3, errstr, n);
+    if (ctx->os)
+        gw_log_info("server", "object store: s3 bucket %s%s%s at %s (%s addressing, region %s)",
+                    u->bucket, u->prefix[0] ? ", prefix " : "", u->prefix, u->endpoint,
+                    u->addressing == GW_S3_VIRTUAL ? "virtual" : "path", u->region);
+    return ctx->os ? 0 : -1;
+}
+
+/* The metadata store of metadata.url. */
+static int open_meta(run_ctx_t *ctx, char *errstr, size_t n)
+{
+    const gw_config_t *cfg = ctx->cfg;
+    const gw_metadata_url_t *u = &cfg->metadata_url;
+    if (u->kind == GW_METADATA_SQLITE) {
+        if (mkdirs_parent(u->path, errstr, n) != 0)
+            return -1;
+        ctx->meta = st_meta_sqlite_new(ctx->base, u->path, errstr, n);
+        if (ctx->meta)
+            gw_log_info("server", "metadata store: SQLite %s", u->path);
+        return ctx->meta ? 0 : -1;
+    }
+    const char *eps[GW_ETCD_ENDPOINTS_MAX];
+    for (int i = 0; i < u->nendpoints; i++)
+        eps[i] = u->endpoints[i];
+    const char *password = getenv("NUTHATCH_ETCD_PASSWORD");
+    st_etcd_cfg_t ecfg = {
+        .endpoints = eps,
+        .nendpoints = (size_t)u->nendpoints,
+        .prefix = u->prefix,
+        .user = cfg->metadata_etcd_user[0] ? cfg->metadata_etcd_user : NULL,
+        .password = cfg->metadata_etcd_user[0] ? password : NULL,
+        .timeout_ms = cfg->metadata_etcd_request_timeout_ms,
+        .connect_timeout_ms = cfg->metadata_etcd_connect_timeout_ms,
+    };
+    ctx->meta = st_meta_etcd_new(ctx->base, ctx->curl, &ecfg, errstr, n);
+    if (ctx->meta)
+        gw_log_info("server", "metadata store: etcd %s (%d endpoint%s)%s%s%s%s", u->endpoints[0],
+                    u->nendpoints, u->nendpoints == 1 ? "" : "s", u->prefix[0] ? ", prefix " : "",
+                    u->prefix, ecfg.user ? ", user " : "", ecfg.user ? ecfg.user : "");
+    return ctx->meta ? 0 : -1;
+}
+
+/* Make the stores, bind the listener and start the first start-up try; 0
+ * or -1 with @errstr. */
+static int run_open(run_ctx_t *ctx, char *errstr, size_t n)
+{
+    const gw_config_t *cfg = ctx->cfg;
+    bool local =
+        cfg->storage_url.kind == GW_STORAGE_DIR || cfg->metadata_url.kind == GW_METADATA_SQLITE;
+    bool remote =
+        cfg->storage_url.kind == GW_STORAGE_S3 || cfg->metadata_url.kind == GW_METADATA_ETCD;
+    /* data.dir is created only when a store lives on local disk: with S3
+     * and etcd nothing is written there. */
+    if (local && mkdirs(cfg->data_dir, errstr, n) != 0)
+        return -1;
+    if (remote && !(ctx->curl = st_curl_new(ctx->base))) {
+        snprintf(errstr, n, "cannot set up the HTTP client (libcurl)");
+        return -1;
+    }
+    if (open_objstore(ctx, errstr, n) != 0 || open_meta(ctx, errstr, n) != 0)
+        return -1;
+    ctx->srv = gw_server_new(ctx->base, cfg, NULL, errstr, n);
     if (!ctx->srv)
         return -1;
-    ctx->srv->os = *os;
-    ctx->srv->meta = *meta;
-    if (st_log_open(ctx->log, log_opened_cb, ctx) != 0) {
-        snprintf(errstr, n, "cannot start opening the log");
-        return -1;
-    }
+    ctx->srv->os = ctx->os;
+    ctx->srv->meta = ctx->meta;
+    ctx->give_up_ms = now_ms() + cfg->startup_timeout_ms;
+    start_try(ctx);
     return 0;
 }
 
@@ -467,8 +683,6 @@ int gw_server_run(const gw_config_t *cfg)
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN); /* a peer that went away is an EPIPE, not a death */
     run_ctx_t ctx = {.cfg = cfg};
-    st_objstore_t *os = NULL;
-    st_meta_t *meta = NULL;
     char errstr[512] = "";
     ctx.base = event_base_new();
     if (!ctx.base) {
@@ -478,26 +692,30 @@ int gw_server_run(const gw_config_t *cfg)
     ctx.sigterm = evsignal_new(ctx.base, SIGTERM, signal_cb, &ctx);
     ctx.sigint = evsignal_new(ctx.base, SIGINT, signal_cb, &ctx);
     ctx.deadline = evtimer_new(ctx.base, deadline_cb, &ctx);
+    ctx.retry = evtimer_new(ctx.base, retry_cb, &ctx);
     evsignal_add(ctx.sigterm, NULL);
     evsignal_add(ctx.sigint, NULL);
-    if (run_open(&ctx, &os, &meta, errstr, sizeof errstr) != 0) {
+    if (run_open(&ctx, errstr, sizeof errstr) != 0) {
         gw_log_error("server", "%s", errstr);
         ctx.status = 1;
-    } else {
+    } else if (ctx.status == 0) {
         event_base_dispatch(ctx.base);
     }
     gw_server_free(ctx.srv);
-    if (ctx.log)
-        st_log_free(ctx.log);
-    if (ctx.clean || ctx.status != 0 || !ctx.stopping) {
+    st_log_free(ctx.log);
+    st_log_free(ctx.old_log);
+    bool idle = ctx.clean || ctx.status != 0 || !ctx.stopping;
+    if (idle) {
         /* Nothing in flight any more: the stores can finish and go. */
-        st_meta_free(meta);
-        st_objstore_free(os);
+        st_meta_free(ctx.meta);
+        st_objstore_free(ctx.os);
+        st_curl_free(ctx.curl);
     }
     event_free(ctx.sigterm);
     event_free(ctx.sigint);
     event_free(ctx.deadline);
-    if (ctx.clean || ctx.status != 0 || !ctx.stopping)
+    event_free(ctx.retry);
+    if (idle)
         event_base_free(ctx.base);
     return ctx.status;
 }

@@ -101,10 +101,15 @@ void gw_server_stop(gw_server_t *srv, void (*cb)(void *arg), void *arg);
 void gw_server_free(gw_server_t *srv);
 
 /**
- * The process's run path: create data.dir, the directory object store at
- * storage.url and the SQLite metadata store at metadata.url, open the log,
- * then serve until SIGTERM or SIGINT; then stop gracefully (in-flight
- * requests finish, the log flushes what it holds) within shutdown.timeout.ms.
+ * The process's run path: make the object store of storage.url (a directory,
+ * or S3) and the metadata store of metadata.url (SQLite, or etcd) -- with one
+ * HTTP client (st_curl) shared by the remote ones, and data.dir created only
+ * when a store lives on local disk -- bind the listener, check that the
+ * bucket can be listed (S3), open the log, then serve until SIGTERM or
+ * SIGINT; then stop gracefully (in-flight requests finish, the log flushes
+ * what it holds) within shutdown.timeout.ms.  Stores that do not answer at
+ * start-up are tried again for startup.timeout.ms; a refusal (a missing
+ * bucket, rejected credentials, another cluster's metadata) fails at once.
  * @param cfg  borrowed.
  * @returns the process exit status: 0 after a signal, 1 when start-up failed.
  * @thread main (creates and runs its own event loop)

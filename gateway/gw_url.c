@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -296,59 +297,269 @@ static int parse_local(const char *key, const char *url, const char *scheme, con
     return 0;
 }
 
-/* s3://BUCKET[/PREFIX][?endpoint=URL&region=R&addressing=path|virtual] */
-static int check_s3(const char *key, const char *url, const char *rest, char *err, size_t err_size)
+/* "HOST", "HOST:PORT", "[IPV6]" or "[IPV6]:PORT" at @s[0..len); @out->port
+ * is -1 without a port.  Returns 0, or -1 with the reason in @why. */
+static int parse_authority(const char *s, size_t len, gw_listener_t *out, char *why,
+                           size_t why_size)
+{
+    bool has_port;
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (!close)
+            return fail(why, why_size, "no ']' after the IPv6 address");
+        has_port = close + 1 < s + len;
+        if (!has_port) {
+            size_t host_len = (size_t)(close - s - 1);
+            if (!ipv6_ok(s + 1, host_len))
+                return fail(why, why_size, "'%.*s' is not an IPv6 address", (int)host_len, s + 1);
+            if (host_len >= sizeof out->host)
+                return fail(why, why_size, "the host is too long");
+            memcpy(out->host, s + 1, host_len);
+            out->host[host_len] = '\0';
+            out->port = -1;
+            return 0;
+        }
+    } else {
+        has_port = memchr(s, ':', len) != NULL;
+    }
+    if (has_port) {
+        if (parse_hostport(s, len, out, why, why_size) < 0)
+            return -1;
+    } else {
+        if (len == 0 || !host_chars_ok(s, len))
+            return fail(why, why_size, "'%.*s' is not a host name or address", (int)len, s);
+        if (len >= sizeof out->host)
+            return fail(why, why_size, "the host is longer than %zu bytes", sizeof out->host - 1);
+        memcpy(out->host, s, len);
+        out->host[len] = '\0';
+        out->port = -1;
+    }
+    if (out->host[0] == '\0')
+        return fail(why, why_size, "no host");
+    if (out->port == 0)
+        return fail(why, why_size, "port 0");
+    return 0;
+}
+
+/* "SCHEME://HOST[:PORT]" (brackets around an IPv6 host) into @out; -1 when
+ * it does not fit. */
+static int format_endpoint(const char *scheme, const gw_listener_t *hp, char *out, size_t size)
+{
+    bool v6 = strchr(hp->host, ':') != NULL;
+    char port[16] = "";
+    if (hp->port >= 0)
+        snprintf(port, sizeof port, ":%d", hp->port);
+    int n =
+        snprintf(out, size, "%s://%s%s%s%s", scheme, v6 ? "[" : "", hp->host, v6 ? "]" : "", port);
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* An S3 endpoint, "http[s]://HOST[:PORT][/]", normalized into @out. */
+static int parse_s3_endpoint(const char *v, char *out, size_t size, gw_listener_t *hp, char *why,
+                             size_t why_size)
+{
+    const char *scheme;
+    size_t skip;
+    if (strncasecmp(v, "http://", 7) == 0) {
+        scheme = "http";
+        skip = 7;
+    } else if (strncasecmp(v, "https://", 8) == 0) {
+        scheme = "https";
+        skip = 8;
+    } else {
+        return fail(why, why_size, "the endpoint must start with http:// or https://");
+    }
+    const char *auth = v + skip;
+    size_t len = strcspn(auth, "/?#");
+    if (auth[len] != '\0' && !(auth[len] == '/' && auth[len + 1] == '\0'))
+        return fail(why, why_size, "the endpoint takes no path, query or fragment");
+    char inner[256];
+    if (parse_authority(auth, len, hp, inner, sizeof inner) < 0)
+        return fail(why, why_size, "endpoint: %s", inner);
+    if (format_endpoint(scheme, hp, out, size) < 0)
+        return fail(why, why_size, "the endpoint is too long");
+    return 0;
+}
+
+/* S3's bucket naming rules (plus '_', which GCS allows; reported in
+ * @underscore). */
+static int check_bucket(const char *b, size_t len, bool *underscore, char *why, size_t why_size)
+{
+    *underscore = false;
+    if (len < 3 || len > 63)
+        return fail(why, why_size, "a bucket name has 3 to 63 characters");
+    for (size_t i = 0; i < len; i++) {
+        char c = b[i];
+        bool alnum = (c >= 'a' && c <= 'z') || is_digit(c);
+        if (!alnum && c != '.' && c != '-' && c != '_')
+            return fail(why, why_size,
+                        "a bucket name has only a-z, 0-9, '.', '-' (and '_' for GCS)");
+        if (!alnum && (i == 0 || i == len - 1))
+            return fail(why, why_size, "a bucket name starts and ends with a letter or digit");
+        if (c == '.' && b[i + 1] == '.')
+            return fail(why, why_size, "a bucket name has no '..'");
+        *underscore |= c == '_';
+    }
+    char buf[64];
+    memcpy(buf, b, len);
+    buf[len] = '\0';
+    struct in_addr a4;
+    if (inet_pton(AF_INET, buf, &a4) == 1)
+        return fail(why, why_size, "a bucket name is not an IP address");
+    return 0;
+}
+
+/* A key prefix or namespace at @s[0..len) ("" or "/" + the path):
+ * percent-decoded, one '/' at either end dropped (a leading one put back
+ * with @lead_slash), '/'-separated components none empty, "." or "..", no
+ * control characters.  Into @out ("" for none). */
+static int parse_prefix(const char *s, size_t len, bool lead_slash, char *out, size_t size,
+                        char *why, size_t why_size)
+{
+    char raw[GW_URL_MAX], dec[GW_URL_MAX];
+    if (len >= sizeof raw)
+        return fail(why, why_size, "the prefix is too long");
+    memcpy(raw, s, len);
+    raw[len] = '\0';
+    int rc = percent_decode(raw, dec, sizeof dec);
+    if (rc == -1)
+        return fail(why, why_size, "bad percent-escape in the prefix");
+    if (rc == -2)
+        return fail(why, why_size, "the prefix is too long");
+    const char *p = dec + (dec[0] == '/'); /* the '/' after the authority */
+    size_t n = strlen(p);
+    if (n > 0 && p[n - 1] == '/')
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+            return fail(why, why_size, "the prefix contains a control character");
+    for (size_t i = 0; i < n;) {
+        size_t c = strcspn(p + i, "/");
+        if (c > n - i)
+            c = n - i;
+        if (c == 0 || (c == 1 && p[i] == '.') || (c == 2 && p[i] == '.' && p[i + 1] == '.'))
+            return fail(why, why_size, "the prefix has an empty, '.' or '..' component");
+        i += c + 1;
+    }
+    size_t lead = lead_slash && n > 0 ? 1 : 0;
+    if (lead + n >= size)
+        return fail(why, why_size, "the prefix is longer than %zu bytes", size - 1 - lead);
+    out[0] = '/';
+    memcpy(out + lead, p, n);
+    out[lead + n] = '\0';
+    return 0;
+}
+
+/* s3://BUCKET[/PREFIX]?endpoint=URL[&region=R][&addressing=path|virtual] */
+static int parse_s3(const char *key, const char *url, const char *rest, gw_storage_url_t *out,
+                    char *err, size_t err_size)
 {
     shown_t sh, sh_key;
-    size_t bucket_len = strcspn(rest, "/?#");
-    bool bucket_ok = bucket_len >= 3 && bucket_len <= 63;
-    for (size_t i = 0; i < bucket_len; i++) {
-        char c = rest[i];
-        bucket_ok = bucket_ok && ((c >= 'a' && c <= 'z') || is_digit(c) || c == '.' || c == '-');
-    }
-    if (!bucket_ok)
-        return fail(err, err_size, "%s: '%s': bad bucket name (3 to 63 of a-z, 0-9, '.', '-')", key,
-                    show(&sh, url));
-    const char *q = strchr(rest, '?');
-    while (q && *q) {
-        q++;
-        size_t len = strcspn(q, "&");
-        const char *eq = memchr(q, '=', len);
-        size_t klen = eq ? (size_t)(eq - q) : len;
-        const char *val = eq ? eq + 1 : q + len;
-        size_t vlen = (size_t)(q + len - val);
-        bool ok;
-        if (klen == 8 && memcmp(q, "endpoint", 8) == 0)
-            ok = (vlen > 7 && memcmp(val, "http://", 7) == 0) ||
-                 (vlen > 8 && memcmp(val, "https://", 8) == 0);
-        else if (klen == 6 && memcmp(q, "region", 6) == 0)
-            ok = vlen > 0;
-        else if (klen == 10 && memcmp(q, "addressing", 10) == 0)
-            ok = (vlen == 4 && memcmp(val, "path", 4) == 0) ||
-                 (vlen == 7 && memcmp(val, "virtual", 7) == 0);
-        else
+    char why[300];
+    if (strchr(rest, '#'))
+        return fail(err, err_size, "%s: '%s': an s3:// URL takes no fragment", key, show(&sh, url));
+    size_t bucket_len = strcspn(rest, "/?");
+    bool underscore;
+    if (check_bucket(rest, bucket_len, &underscore, why, sizeof why) < 0)
+        return fail(err, err_size, "%s: '%s': bad bucket name: %s", key, show(&sh, url), why);
+    memcpy(out->bucket, rest, bucket_len);
+    out->bucket[bucket_len] = '\0';
+    const char *p = rest + bucket_len;
+    size_t prefix_len = strcspn(p, "?");
+    if (parse_prefix(p, prefix_len, false, out->prefix, sizeof out->prefix, why, sizeof why) < 0)
+        return fail(err, err_size, "%s: '%s': %s", key, show(&sh, url), why);
+    p += prefix_len;
+    gw_listener_t hp = {.port = -1};
+    bool seen[3] = {false, false, false};
+    snprintf(out->region, sizeof out->region, "%s", GW_S3_DEFAULT_REGION);
+    out->addressing = GW_S3_PATH;
+    while (*p == '?' || *p == '&') {
+        p++;
+        size_t len = strcspn(p, "&");
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq ? (size_t)(eq - p) : len;
+        const char *val = eq ? eq + 1 : p + len;
+        size_t vlen = (size_t)(p + len - val);
+        static const char *const names[] = {"endpoint", "region", "addressing"};
+        int which = -1;
+        for (int i = 0; i < 3; i++)
+            if (klen == strlen(names[i]) && memcmp(p, names[i], klen) == 0)
+                which = i;
+        if (which < 0)
             return fail(err, err_size,
                         "%s: '%s': unknown parameter '%s' (expected endpoint, region, "
                         "addressing)",
-                        key, show(&sh, url), show_n(&sh_key, q, klen));
+                        key, show(&sh, url), show_n(&sh_key, p, klen));
+        if (seen[which])
+            return fail(err, err_size, "%s: '%s': '%s' given twice", key, show(&sh, url),
+                        names[which]);
+        seen[which] = true;
+        char raw[GW_URL_MAX], v[GW_URL_MAX];
+        memcpy(raw, val, vlen);
+        raw[vlen] = '\0';
+        if (percent_decode(raw, v, sizeof v) != 0)
+            return fail(err, err_size, "%s: '%s': bad percent-escape in '%s'", key, show(&sh, url),
+                        names[which]);
+        bool ok = true;
+        if (which == 0) {
+            if (parse_s3_endpoint(v, out->endpoint, sizeof out->endpoint, &hp, why, sizeof why) < 0)
+                return fail(err, err_size, "%s: '%s': %s", key, show(&sh, url), why);
+        } else if (which == 1) {
+            ok = v[0] != '\0' && strlen(v) < sizeof out->region;
+            for (const char *c = v; *c && ok; c++)
+                ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || is_digit(*c) ||
+                     *c == '-' || *c == '_';
+            if (ok)
+                memcpy(out->region, v, strlen(v) + 1);
+        } else if (strcmp(v, "path") == 0) {
+            out->addressing = GW_S3_PATH;
+        } else if (strcmp(v, "virtual") == 0) {
+            out->addressing = GW_S3_VIRTUAL;
+        } else {
+            ok = false;
+        }
         if (!ok)
-            return fail(err, err_size, "%s: '%s': bad value for '%.*s'", key, show(&sh, url),
-                        (int)klen, q);
-        q += len;
+            return fail(err, err_size, "%s: '%s': bad value for '%s'", key, show(&sh, url),
+                        names[which]);
+        p += len;
+    }
+    if (!seen[0])
+        return fail(err, err_size,
+                    "%s: '%s': no endpoint (add ?endpoint=https://HOST[:PORT], e.g. "
+                    "https://s3.us-east-1.amazonaws.com)",
+                    key, show(&sh, url));
+    if (out->addressing == GW_S3_VIRTUAL) {
+        struct in_addr a4;
+        if (strchr(hp.host, ':') || inet_pton(AF_INET, hp.host, &a4) == 1)
+            return fail(err, err_size,
+                        "%s: '%s': virtual addressing needs an endpoint with a host name, not "
+                        "an IP address (or use addressing=path)",
+                        key, show(&sh, url));
+        if (underscore)
+            return fail(err, err_size,
+                        "%s: '%s': a bucket name with '_' cannot be a host name: use "
+                        "addressing=path",
+                        key, show(&sh, url));
     }
     return 0;
 }
 
 /* etcd://HOST:PORT[,HOST:PORT]...[/PREFIX] */
-static int check_etcd(const char *key, const char *url, const char *rest, char *err,
-                      size_t err_size)
+static int parse_etcd(const char *key, const char *url, const char *rest, gw_metadata_url_t *out,
+                      char *err, size_t err_size)
 {
     shown_t sh;
     char why[256];
+    if (strpbrk(rest, "?#"))
+        return fail(err, err_size,
+                    "%s: '%s': an etcd:// URL takes no query or fragment (write '?' as %%3F, "
+                    "'#' as %%23)",
+                    key, show(&sh, url));
     size_t hosts_len = strcspn(rest, "/");
     const char *p = rest, *end = rest + hosts_len;
     if (hosts_len == 0)
         return fail(err, err_size, "%s: '%s' names no etcd endpoint", key, show(&sh, url));
+    out->nendpoints = 0;
     while (p <= end) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *item_end = comma ? comma : end;
@@ -358,8 +569,21 @@ static int check_etcd(const char *key, const char *url, const char *rest, char *
         if (hp.host[0] == '\0' || hp.port == 0)
             return fail(err, err_size, "%s: '%s': an etcd endpoint needs a host and a port", key,
                         show(&sh, url));
+        if (out->nendpoints == GW_ETCD_ENDPOINTS_MAX)
+            return fail(err, err_size, "%s: '%s': more than %d endpoints", key, show(&sh, url),
+                        GW_ETCD_ENDPOINTS_MAX);
+        char *ep = out->endpoints[out->nendpoints];
+        if (format_endpoint("http", &hp, ep, GW_ENDPOINT_MAX) < 0)
+            return fail(err, err_size, "%s: '%s': an endpoint is too long", key, show(&sh, url));
+        for (int i = 0; i < out->nendpoints; i++)
+            if (strcmp(out->endpoints[i], ep) == 0)
+                return fail(err, err_size, "%s: '%s': endpoint %s given twice", key, show(&sh, url),
+                            ep);
+        out->nendpoints++;
         p = item_end + 1;
     }
+    if (parse_prefix(end, strlen(end), true, out->prefix, sizeof out->prefix, why, sizeof why) < 0)
+        return fail(err, err_size, "%s: '%s': %s", key, show(&sh, url), why);
     return 0;
 }
 
@@ -370,16 +594,30 @@ int gw_storage_url_parse(const char *key, const char *v, gw_storage_url_t *out, 
     if (strlen(v) >= sizeof out->url)
         return fail(err, err_size, "%s: longer than %zu bytes", key, sizeof out->url - 1);
     if (strncasecmp(v, "file:", 5) == 0) {
-        if (parse_local(key, v, "file", v + 5, out->path, sizeof out->path, err, err_size) < 0)
-            return -1;
-        out->kind = GW_STORAGE_DIR;
-        snprintf(out->url, sizeof out->url, "%s", v);
-        return 0;
+        gw_storage_url_t *u = calloc(1, sizeof *u); /* @out is untouched on error */
+        if (!u)
+            return fail(err, err_size, "%s: out of memory", key);
+        int rc = parse_local(key, v, "file", v + 5, u->path, sizeof u->path, err, err_size);
+        if (rc == 0) {
+            u->kind = GW_STORAGE_DIR;
+            snprintf(u->url, sizeof u->url, "%s", v);
+            *out = *u;
+        }
+        free(u);
+        return rc;
     }
     if (strncasecmp(v, "s3://", 5) == 0) {
-        if (check_s3(key, v, v + 5, err, err_size) < 0)
-            return -1;
-        return fail(err, err_size, "%s: s3:// storage is not built yet (use file:///path)", key);
+        gw_storage_url_t *u = calloc(1, sizeof *u); /* @out is untouched on error */
+        if (!u)
+            return fail(err, err_size, "%s: out of memory", key);
+        int rc = parse_s3(key, v, v + 5, u, err, err_size);
+        if (rc == 0) {
+            u->kind = GW_STORAGE_S3;
+            snprintf(u->url, sizeof u->url, "%s", v);
+            *out = *u;
+        }
+        free(u);
+        return rc;
     }
     if (strstr(v, "://"))
         return fail(err, err_size, "%s: unsupported URL scheme in '%s' (expected file: or s3://)",
@@ -396,17 +634,30 @@ int gw_metadata_url_parse(const char *key, const char *v, gw_metadata_url_t *out
     if (strlen(v) >= sizeof out->url)
         return fail(err, err_size, "%s: longer than %zu bytes", key, sizeof out->url - 1);
     if (strncasecmp(v, "sqlite:", 7) == 0) {
-        if (parse_local(key, v, "sqlite", v + 7, out->path, sizeof out->path, err, err_size) < 0)
-            return -1;
-        out->kind = GW_METADATA_SQLITE;
-        snprintf(out->url, sizeof out->url, "%s", v);
-        return 0;
+        gw_metadata_url_t *u = calloc(1, sizeof *u); /* @out is untouched on error */
+        if (!u)
+            return fail(err, err_size, "%s: out of memory", key);
+        int rc = parse_local(key, v, "sqlite", v + 7, u->path, sizeof u->path, err, err_size);
+        if (rc == 0) {
+            u->kind = GW_METADATA_SQLITE;
+            snprintf(u->url, sizeof u->url, "%s", v);
+            *out = *u;
+        }
+        free(u);
+        return rc;
     }
     if (strncasecmp(v, "etcd://", 7) == 0) {
-        if (check_etcd(key, v, v + 7, err, err_size) < 0)
-            return -1;
-        return fail(err, err_size, "%s: etcd:// metadata is not built yet (use sqlite:///path)",
-                    key);
+        gw_metadata_url_t *u = calloc(1, sizeof *u); /* @out is untouched on error */
+        if (!u)
+            return fail(err, err_size, "%s: out of memory", key);
+        int rc = parse_etcd(key, v, v + 7, u, err, err_size);
+        if (rc == 0) {
+            u->kind = GW_METADATA_ETCD;
+            snprintf(u->url, sizeof u->url, "%s", v);
+            *out = *u;
+        }
+        free(u);
+        return rc;
     }
     if (strstr(v, "://"))
         return fail(err, err_size,

@@ -42,7 +42,15 @@ expect_error node.id --node.id
 expect_error "'stray'" stray
 expect_error log.retention.ms --log.retention.ms 1
 expect_error storage.url --storage.url s3://bucket/prefix
-expect_error metadata.url --metadata.url etcd://localhost:2379/nh
+expect_error metadata.url --metadata.url etcd://localhost/nh
+# s3:// without credentials in the environment is a configuration error.
+s3url='s3://nh-bucket/p?endpoint=http://127.0.0.1:1'
+(unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+    expect_error AWS_ACCESS_KEY_ID --storage.url "$s3url"
+    exit "$failures") || failures=$((failures + $?))
+(unset NUTHATCH_ETCD_PASSWORD
+    expect_error NUTHATCH_ETCD_PASSWORD --metadata.url etcd://127.0.0.1:1 --metadata.etcd.user nh
+    exit "$failures") || failures=$((failures + $?))
 expect_error "config file" --config "$tmp/missing.properties"
 
 printf 'node.id=1\nnum.partitions = 0\n' >"$tmp/bad.properties"
@@ -58,7 +66,10 @@ for h in --help -h; do
         message.max.bytes socket.request.max.bytes connections.max.idle.ms max.connections \
         request.receive.budget.bytes request.partial.timeout.ms flush.max.bytes \
         flush.max.inflight log.level log.retention.ms log.retention.bytes metrics.listen \
-        shutdown.timeout.ms read.cache.bytes tail.cache.bytes cluster.id; do
+        shutdown.timeout.ms read.cache.bytes tail.cache.bytes cluster.id \
+        metadata.etcd.user metadata.etcd.request.timeout.ms metadata.etcd.connect.timeout.ms \
+        storage.s3.request.timeout.ms storage.s3.attempt.timeout.ms storage.s3.max.requests \
+        storage.s3.verify.etag startup.timeout.ms; do
         grep -q -- "--$key (" "$tmp/out" || fail "$h does not list $key"
     done
 done
@@ -88,6 +99,23 @@ grep -q 'num.partitions=5' "$tmp/err" || fail "the command line did not override
 grep -q 'DEBUG config: num.partitions = 5$' "$tmp/err" || fail "no debug line per key"
 bad=$(grep -cvE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z (ERROR|WARN|INFO|DEBUG) [a-z0-9_.-]+: ' "$tmp/err")
 [ "$bad" -eq 0 ] || fail "$bad malformed log lines: $(cat "$tmp/err")"
+
+# Stores that cannot be reached: start-up keeps trying for startup.timeout.ms,
+# says why on one error line, exits 1 -- and, with S3 and etcd, never
+# creates data.dir.  Port 1 on loopback refuses connections.
+t0=$(date +%s%3N)
+AWS_ACCESS_KEY_ID=id AWS_SECRET_ACCESS_KEY=secret run_timeout --data.dir "$tmp/never" \
+    --listeners PLAINTEXT://127.0.0.1:0 --storage.url "$s3url" \
+    --metadata.url etcd://127.0.0.1:1/nh --startup.timeout.ms 1500 \
+    --storage.s3.request.timeout.ms 300
+elapsed=$(($(date +%s%3N) - t0))
+[ "$status" -eq 1 ] || fail "unreachable stores: exited $status, expected 1: $(cat "$tmp/err")"
+[ "$elapsed" -lt 15000 ] || fail "unreachable stores: gave up after $elapsed ms"
+grep -q 'ERROR server: object store: .*nh-bucket.*gave up after' "$tmp/err" ||
+    fail "unreachable stores: no error line naming the bucket: $(cat "$tmp/err")"
+grep -q 'WARN server: .*trying again' "$tmp/err" ||
+    fail "unreachable stores: no retry logged: $(cat "$tmp/err")"
+[ ! -e "$tmp/never" ] || fail "data.dir was created with S3 and etcd stores"
 
 if [ "$failures" -ne 0 ]; then
     echo "test_cli: $failures failure(s)" >&2

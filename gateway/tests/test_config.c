@@ -131,6 +131,14 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->read_cache_bytes, 256 << 20);
     assert_int_equal(cfg->tail_cache_bytes, 64 << 20);
     assert_string_equal(cfg->cluster_id, "");
+    assert_string_equal(cfg->metadata_etcd_user, "");
+    assert_int_equal(cfg->metadata_etcd_request_timeout_ms, 5000);
+    assert_int_equal(cfg->metadata_etcd_connect_timeout_ms, 1000);
+    assert_int_equal(cfg->storage_s3_request_timeout_ms, 30000);
+    assert_int_equal(cfg->storage_s3_attempt_timeout_ms, 10000);
+    assert_int_equal(cfg->storage_s3_max_requests, 16);
+    assert_true(cfg->storage_s3_verify_etag);
+    assert_int_equal(cfg->startup_timeout_ms, 30000);
 
     /* gw_config_defaults() is the same thing. */
     gw_config_t *d = calloc(1, sizeof *d);
@@ -156,8 +164,9 @@ static void test_value_round_trip(void **state)
                      0);
     gw_config_t *first = malloc(sizeof *first);
     memcpy(first, f->cfg, sizeof *first);
-    static char args[32][GW_URL_MAX + 64];
-    char *argv[40] = {"nuthatch"};
+    static char args[64][GW_URL_MAX + 64];
+    char *argv[72] = {"nuthatch"};
+    assert_true(gw_config_key_count() <= 64);
     int argc = 1;
     for (size_t i = 0; i < gw_config_key_count(); i++) {
         char v[GW_URL_MAX];
@@ -430,6 +439,12 @@ static void test_errors(void **state)
         {{"--message.max.bytes", "2000", "--socket.request.max.bytes=1000"},
          "message.max.bytes",
          "socket.request.max.bytes"},
+        {{"--storage.s3.max.requests", "0"}, "storage.s3.max.requests", "below the minimum 1"},
+        {{"--storage.s3.verify.etag", "no"}, "storage.s3.verify.etag", "not true or false"},
+        {{"--startup.timeout.ms", "-1"}, "startup.timeout.ms", "below the minimum 0"},
+        {{"--metadata.etcd.request.timeout.ms", "0"},
+         "metadata.etcd.request.timeout.ms",
+         "below the minimum 1"},
         {{"--socket.request.max.bytes", "1000000000"},
          "request.receive.budget.bytes",
          "socket.request.max.bytes"},
@@ -606,13 +621,39 @@ static void test_storage_urls(void **state)
         {"file:///x%2", "bad percent-escape"},
         {"file:///x%zz", "bad percent-escape"},
         {"file:///x%00", "bad percent-escape"},
-        {"s3://bucket/prefix", "s3:// storage is not built yet"},
-        {"s3://bucket/p?endpoint=http://minio:9000&region=us-east-1&addressing=path",
-         "not built yet"},
-        {"s3://B/p", "bad bucket name"},
-        {"s3://bucket/p?addressing=sideways", "bad value for 'addressing'"},
-        {"s3://bucket/p?endpoint=minio:9000", "bad value for 'endpoint'"},
-        {"s3://bucket/p?color=blue", "unknown parameter 'color'"},
+        {"s3://bucket/prefix", "no endpoint"},
+        {"s3://bucket", "no endpoint"},
+        {"s3://B/p?endpoint=http://h", "bad bucket name"},
+        {"s3://ab?endpoint=http://h", "3 to 63 characters"},
+        {"s3://a234567890123456789012345678901234567890123456789012345678901234?endpoint=http://h",
+         "3 to 63 characters"},
+        {"s3://-bucket?endpoint=http://h", "starts and ends with a letter or digit"},
+        {"s3://bucket.?endpoint=http://h", "starts and ends"},
+        {"s3://my..bucket?endpoint=http://h", "no '..'"},
+        {"s3://192.168.1.1?endpoint=http://h", "not an IP address"},
+        {"s3://buck%65t?endpoint=http://h", "only a-z"},
+        {"s3://?endpoint=http://h", "bad bucket name"},
+        {"s3://bucket/p?addressing=sideways&endpoint=http://h", "bad value for 'addressing'"},
+        {"s3://bucket/p?endpoint=minio:9000", "must start with http:// or https://"},
+        {"s3://bucket/p?endpoint=ftp://minio:9000", "must start with http://"},
+        {"s3://bucket/p?endpoint=http://minio:9000/path", "no path"},
+        {"s3://bucket/p?endpoint=http://minio:99999", "bad port"},
+        {"s3://bucket/p?endpoint=http://minio:0", "port 0"},
+        {"s3://bucket/p?endpoint=http://", "not a host name"},
+        {"s3://bucket/p?endpoint=http://[::1", "no ']'"},
+        {"s3://bucket/p?endpoint=http://h&endpoint=http://g", "'endpoint' given twice"},
+        {"s3://bucket/p?endpoint=http://h&region=", "bad value for 'region'"},
+        {"s3://bucket/p?endpoint=http://h&region=us east", "bad value for 'region'"},
+        {"s3://bucket/p?endpoint=http://h&color=blue", "unknown parameter 'color'"},
+        {"s3://bucket/p?endpoint=http://h%zz", "bad percent-escape in 'endpoint'"},
+        {"s3://bucket/a//b?endpoint=http://h", "empty, '.' or '..' component"},
+        {"s3://bucket//a?endpoint=http://h", "empty, '.' or '..' component"},
+        {"s3://bucket/a/../b?endpoint=http://h", "'..' component"},
+        {"s3://bucket/a/%01?endpoint=http://h", "control character"},
+        {"s3://bucket/p?endpoint=http://h#frag", "no fragment"},
+        {"s3://bucket/p?endpoint=http://127.0.0.1:9000&addressing=virtual", "host name"},
+        {"s3://bucket/p?endpoint=http://[::1]:9000&addressing=virtual", "host name"},
+        {"s3://my_bucket?endpoint=http://s3.example&addressing=virtual", "addressing=path"},
         {"http://x/y", "unsupported URL scheme"},
         {"/var/lib/x", "is not a URL"},
     };
@@ -621,6 +662,92 @@ static void test_storage_urls(void **state)
         snprintf(arg, sizeof arg, "--storage.url=%s", bad[i].url);
         assert_error(f, load(f, arg, NULL), "storage.url", bad[i].needle);
     }
+}
+
+/* S3 and etcd loads below need the credentials in the environment. */
+static void set_s3_env(void)
+{
+    setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+}
+
+static void test_s3_urls(void **state)
+{
+    fixture_t *f = *state;
+    const gw_storage_url_t *u = &f->cfg->storage_url;
+    set_s3_env();
+    static const struct {
+        const char *url, *bucket, *prefix, *endpoint, *region;
+        gw_s3_addressing_t addressing;
+    } good[] = {
+        {"s3://bucket?endpoint=http://127.0.0.1:9000", "bucket", "", "http://127.0.0.1:9000",
+         "us-east-1", GW_S3_PATH},
+        {"s3://bucket/?endpoint=http://127.0.0.1:9000/", "bucket", "", "http://127.0.0.1:9000",
+         "us-east-1", GW_S3_PATH},
+        {"s3://my-bucket.v2/nh/cluster-a?endpoint=HTTPS://s3.eu-west-1.amazonaws.com"
+         "&region=eu-west-1&addressing=virtual",
+         "my-bucket.v2", "nh/cluster-a", "https://s3.eu-west-1.amazonaws.com", "eu-west-1",
+         GW_S3_VIRTUAL},
+        {"s3://b01/a%20b/c/?addressing=path&region=auto&endpoint=https%3A%2F%2Fstorage."
+         "googleapis.com",
+         "b01", "a b/c", "https://storage.googleapis.com", "auto", GW_S3_PATH},
+        {"s3://gcs_bucket/p?endpoint=http://[::1]:9000", "gcs_bucket", "p", "http://[::1]:9000",
+         "us-east-1", GW_S3_PATH},
+        {"s3://bkt/x?endpoint=http://localhost", "bkt", "x", "http://localhost", "us-east-1",
+         GW_S3_PATH},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        if (load(f, "--storage.url", good[i].url, NULL) != 0)
+            fail_msg("%s: %s", good[i].url, f->err);
+        assert_int_equal(u->kind, GW_STORAGE_S3);
+        assert_string_equal(u->url, good[i].url);
+        assert_string_equal(u->bucket, good[i].bucket);
+        assert_string_equal(u->prefix, good[i].prefix);
+        assert_string_equal(u->endpoint, good[i].endpoint);
+        assert_string_equal(u->region, good[i].region);
+        assert_int_equal(u->addressing, good[i].addressing);
+        assert_string_equal(u->path, "");
+    }
+    /* A file: URL after an s3:// one leaves no S3 field behind. */
+    assert_int_equal(load(f, "--storage.url", good[2].url, "--storage.url", "file:///x", NULL), 0);
+    assert_int_equal(u->kind, GW_STORAGE_DIR);
+    assert_string_equal(u->bucket, "");
+    assert_string_equal(u->endpoint, "");
+    /* A failed parse leaves the value that was there. */
+    gw_storage_url_t before;
+    assert_int_equal(gw_storage_url_parse("k", good[2].url, &before, f->err, sizeof f->err), 0);
+    gw_storage_url_t after = before;
+    assert_int_equal(gw_storage_url_parse("k", "s3://bucket/a//b?endpoint=http://h", &after, f->err,
+                                          sizeof f->err),
+                     -1);
+    assert_memory_equal(&before, &after, sizeof before);
+}
+
+/* s3:// needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: a configuration
+ * error naming them; file: does not. */
+static void test_s3_credentials(void **state)
+{
+    fixture_t *f = *state;
+    const char *url = "s3://bucket/p?endpoint=http://127.0.0.1:9000";
+    set_s3_env();
+    unsetenv("AWS_ACCESS_KEY_ID");
+    assert_error(f, load(f, "--storage.url", url, NULL), "storage.url", "AWS_ACCESS_KEY_ID is");
+    assert_null(strstr(f->err, "AWS_SECRET_ACCESS_KEY is"));
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    assert_error(f, load(f, "--storage.url", url, NULL), "storage.url",
+                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set");
+    setenv("AWS_ACCESS_KEY_ID", "id", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "", 1);
+    assert_error(f, load(f, "--storage.url", url, NULL), "storage.url",
+                 "AWS_SECRET_ACCESS_KEY is not set");
+    assert_int_equal(load(f, NULL), 0);
+    set_s3_env();
+    assert_int_equal(load(f, "--storage.url", url, NULL), 0);
+    /* The secrets are nowhere in the configuration's text. */
+    char buf[GW_LOG_LINE_MAX];
+    gw_config_format(f->cfg, false, buf, sizeof buf);
+    assert_null(strstr(buf, "AKIDEXAMPLE"));
+    assert_null(strstr(buf, "secret"));
 }
 
 static void test_metadata_urls(void **state)
@@ -637,9 +764,16 @@ static void test_metadata_urls(void **state)
     static const struct {
         const char *url, *needle;
     } bad[] = {
-        {"etcd://127.0.0.1:2379/nuthatch", "etcd:// metadata is not built yet"},
-        {"etcd://a:2379,b:2379,[::1]:2379", "not built yet"},
         {"etcd://a/nuthatch", "no ':PORT'"},
+        {"etcd://a:2379,,b:2379", "no ':PORT'"},
+        {"etcd://a:2379,a:2379", "given twice"},
+        {"etcd://a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9,a:10,a:11,a:12,a:13,a:14,a:15,a:16,a:17",
+         "more than 16 endpoints"},
+        {"etcd://a:2379/nh?x=1", "no query or fragment"},
+        {"etcd://a:2379/nh#x", "no query or fragment"},
+        {"etcd://a:2379//nh", "empty, '.' or '..' component"},
+        {"etcd://a:2379/a/./b", "component"},
+        {"etcd://a:2379/%zz", "bad percent-escape"},
         {"etcd://a:0/nuthatch", "needs a host and a port"},
         {"etcd:///nuthatch", "names no etcd endpoint"},
         {"sqlite://db.example/m.db", "names the host"},
@@ -652,6 +786,55 @@ static void test_metadata_urls(void **state)
         snprintf(arg, sizeof arg, "--metadata.url=%s", bad[i].url);
         assert_error(f, load(f, arg, NULL), "metadata.url", bad[i].needle);
     }
+}
+
+static void test_etcd_urls(void **state)
+{
+    fixture_t *f = *state;
+    const gw_metadata_url_t *u = &f->cfg->metadata_url;
+    assert_int_equal(load(f, "--metadata.url", "etcd://127.0.0.1:2379", NULL), 0);
+    assert_int_equal(u->kind, GW_METADATA_ETCD);
+    assert_int_equal(u->nendpoints, 1);
+    assert_string_equal(u->endpoints[0], "http://127.0.0.1:2379");
+    assert_string_equal(u->prefix, "");
+    assert_string_equal(u->path, "");
+    assert_int_equal(load(f, "--metadata.url", "ETCD://127.0.0.1:2379/", NULL), 0);
+    assert_string_equal(u->prefix, "");
+    assert_int_equal(
+        load(f, "--metadata.url", "etcd://a:2379,b.example:12379,[::1]:3/nh-cluster-a/x/", NULL),
+        0);
+    assert_int_equal(u->nendpoints, 3);
+    assert_string_equal(u->endpoints[0], "http://a:2379");
+    assert_string_equal(u->endpoints[1], "http://b.example:12379");
+    assert_string_equal(u->endpoints[2], "http://[::1]:3");
+    assert_string_equal(u->prefix, "/nh-cluster-a/x");
+    assert_int_equal(load(f, "--metadata.url", "etcd://h:1/a%20b", NULL), 0);
+    assert_string_equal(u->prefix, "/a b");
+    assert_string_equal(u->url, "etcd://h:1/a%20b");
+    /* sqlite: after etcd:// leaves nothing of it behind. */
+    assert_int_equal(
+        load(f, "--metadata.url", "etcd://h:1/p", "--metadata.url", "sqlite:///m.db", NULL), 0);
+    assert_int_equal(u->kind, GW_METADATA_SQLITE);
+    assert_int_equal(u->nendpoints, 0);
+    assert_string_equal(u->prefix, "");
+}
+
+/* metadata.etcd.user takes its password from NUTHATCH_ETCD_PASSWORD and
+ * goes only with etcd://. */
+static void test_etcd_user(void **state)
+{
+    fixture_t *f = *state;
+    unsetenv("NUTHATCH_ETCD_PASSWORD");
+    assert_error(f, load(f, "--metadata.url", "etcd://h:1", "--metadata.etcd.user", "nh", NULL),
+                 "metadata.etcd.user", "NUTHATCH_ETCD_PASSWORD");
+    setenv("NUTHATCH_ETCD_PASSWORD", "pw", 1);
+    assert_int_equal(load(f, "--metadata.url", "etcd://h:1", "--metadata.etcd.user", "nh", NULL),
+                     0);
+    assert_string_equal(f->cfg->metadata_etcd_user, "nh");
+    assert_error(f, load(f, "--metadata.etcd.user", "nh", NULL), "metadata.etcd.user",
+                 "not an etcd:// URL");
+    unsetenv("NUTHATCH_ETCD_PASSWORD");
+    assert_int_equal(load(f, "--metadata.url", "etcd://h:1", NULL), 0);
 }
 
 static void test_derived_urls(void **state)
@@ -787,7 +970,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_built_at_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listeners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_credentials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_etcd_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_etcd_user, setup, teardown),
         cmocka_unit_test_setup_teardown(test_derived_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format, setup, teardown),
         cmocka_unit_test(test_log_lines),
