@@ -5,8 +5,10 @@ For each codec (none, gzip, snappy, lz4, zstd) kcat and confluent-kafka-python
 each produce keyed records with headers to a topic of their own, and read
 them back.  The clients reach the gateway through a relay that keeps the
 record batches of every Produce request.  After a graceful stop,
-nuthatch-dump reads the data directory (no gateway) and, for every stored
-batch of each topic: its codec bits are the codec the producer was set to,
+nuthatch-dump reads the flush objects without the gateway (the files under
+the data directory, or in the S3 server's directory with NH_BACKEND=s3) and,
+for every stored batch of each topic: its codec bits are the codec the
+producer was set to,
 its CRC holds, it is byte for byte a batch the producer sent (apart from
 baseOffset and partitionLeaderEpoch, which the gateway sets), and its
 records decode to exactly what was produced.  A gateway that decompressed,
@@ -20,7 +22,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -305,26 +306,27 @@ def field(obj, name):
     return None if obj[name] is None else obj[name].encode()
 
 
-def topic_ids(data_dir):
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(data_dir, "meta.db"), uri=True)
+def topic_ids(srv):
     ids = {}
-    for key, val in db.execute("SELECT key, val FROM kv WHERE key >= ? AND key < ?",
-                               (b"/nuthatch/topics/", b"/nuthatch/topics0")):
-        name = bytes(key)[len(b"/nuthatch/topics/"):].decode()
-        for line in bytes(val).decode().splitlines():
+    for key, val in srv.meta_range(b"/nuthatch/topics/"):
+        name = key[len(b"/nuthatch/topics/"):].decode()
+        for line in val.decode().splitlines():
             if line.startswith("id="):
                 ids[name] = line[3:]
-    db.close()
     return ids
 
 
-def check_stored(data_dir, produced, tap):
-    d = subprocess.run([DUMP, "--json", "--records", data_dir], capture_output=True, text=True,
+def check_stored(srv, produced, tap):
+    # The objects as files: data.dir/objects, or s3rver's directory (NH_BACKEND=s3).
+    files = srv.object_files()
+    if not check(files, "no flush object on disk"):
+        return
+    d = subprocess.run([DUMP, "--json", "--records"] + files, capture_output=True, text=True,
                        timeout=120)
     if not check(d.returncode == 0, "nuthatch-dump exited %d: %s" % (d.returncode, d.stderr)):
         return
     lines = [json.loads(ln) for ln in d.stdout.splitlines()]
-    ids = topic_ids(data_dir)
+    ids = topic_ids(srv)
     objects = {}
     for topic, (codec, expect) in produced.items():
         tid = ids.get(topic)
@@ -397,7 +399,7 @@ def main():
         tap.close()
         check(not tap.errors, "relay: %s" % tap.errors[:3])
         print("0005: Produce versions seen: %s" % sorted(tap.produce_versions))
-        check_stored(os.path.join(srv.dir, "data"), produced, tap)
+        check_stored(srv, produced, tap)
         if failures:
             print(open(srv.log_path, errors="replace").read()[-3000:], file=sys.stderr)
     finally:
