@@ -4,6 +4,11 @@
 # against it, stop it, and print a table.  Not a test: nothing is compared
 # with a threshold.
 #
+# NH_BACKEND=s3 runs the gateway on S3 (s3rver) and etcd instead, and then
+# measures, on the same servers in the same run, the raw pipeline of one
+# PUT plus one etcd transaction per object (nh-pipeline) at the gateway's
+# average object size and its flush.max.inflight parallelism (4).
+#
 # BUILD (default build) names the build directory; NUTHATCH, NH_BENCH and
 # NUTHATCH_DUMP override the binaries; NH_KEEP=1 keeps the data directory.
 # Options are passed to nh-bench (e.g. --records 50000 --seconds 5).
@@ -14,6 +19,7 @@ case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 NUTHATCH=${NUTHATCH:-$BUILD/nuthatch}
 NH_BENCH=${NH_BENCH:-$BUILD/nh-bench}
 NUTHATCH_DUMP=${NUTHATCH_DUMP:-$(dirname "$NUTHATCH")/nuthatch-dump}
+NH_PIPELINE=${NH_PIPELINE:-$(dirname "$NUTHATCH")/nh-pipeline}
 . "$ROOT/compat-tests/lib/nh_server.sh"
 
 for b in "$NUTHATCH" "$NH_BENCH"; do
@@ -38,16 +44,30 @@ fi
 tck=$(getconf CLK_TCK)
 read -r utime stime < <(awk '{ print $14, $15 }' "/proc/$gw_pid/stat")
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$gw_pid/status")
-nh_stop
-status=$?
 
 # What the log holds: flush objects, their bytes, the batches in them.
-objects=$(find "$NH_DIR/data" -name '*.nho' | wc -l)
-obj_bytes=$(find "$NH_DIR/data" -name '*.nho' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+objects=$(nh_object_files | wc -l)
+obj_bytes=$(nh_object_files | xargs -r stat -c %s | awk '{ s += $1 } END { print s + 0 }')
 batches=?
-if [ -x "$NUTHATCH_DUMP" ]; then
+if [ -x "$NUTHATCH_DUMP" ] && [ "$NH_BACKEND" != s3 ]; then
     batches=$("$NUTHATCH_DUMP" --json "$NH_DIR/data" | grep -c '^{"type":"batch"')
 fi
+
+# The raw pipeline on the same S3 server and etcd, at the same object size
+# and parallelism, while the gateway is idle.
+pipeline=
+if [ "$NH_BACKEND" = s3 ] && [ -x "$NH_PIPELINE" ] && [ "$objects" -gt 0 ]; then
+    avg=$((obj_bytes / objects))
+    n=$((objects < 200 ? objects : 200))
+    pipeline=$(AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER "$NH_PIPELINE" \
+        --s3 "$NH_S3_ENDPOINT" --bucket "$NH_S3_BUCKET" --etcd "$NH_ETCD_ENDPOINT" \
+        --size "$avg" --parallel 4 --objects "$n")
+    pipeline1=$(AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER "$NH_PIPELINE" \
+        --s3 "$NH_S3_ENDPOINT" --bucket "$NH_S3_BUCKET" --etcd "$NH_ETCD_ENDPOINT" \
+        --size "$avg" --parallel 1 --objects "$n")
+fi
+nh_stop
+status=$?
 
 kv() { sed -n "s/^$1=//p" "$NH_DIR/bench.out"; }
 records=$(kv records)
@@ -77,6 +97,18 @@ if [ -n "$(kv latency_p50_ms)" ]; then
 max $(kv latency_max_ms) ms (n=$(kv latency_count))"
 fi
 row "stored" "$objects objects, $((obj_bytes / 1000000)) MB, $batches batches"
+if [ -n "$pipeline" ]; then
+    pv() { echo "$pipeline" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
+    row "raw pipeline: PUT + etcd txn per object" \
+        "$(pv MB/s) MB/s, $(pv objects/s) objects/s at $(pv size) B x $(pv parallel) in flight; \
+per object p50 $(pv p50_ms) ms, p99 $(pv p99_ms) ms"
+    row "raw pipeline, one object at a time" \
+        "per object p50 $(pipeline=$pipeline1 pv p50_ms) ms, p99 $(pipeline=$pipeline1 pv p99_ms) ms"
+    if [ -n "$(kv produce_mb_s)" ]; then
+        row "gateway produce / raw pipeline" \
+            "$(awk -v a="$(kv produce_mb_s)" -v b="$(pv MB/s)" 'BEGIN { printf "%.2f", a / b }')"
+    fi
+fi
 row "gateway CPU time, peak RSS" \
     "user $(awk -v t="$utime" -v h="$tck" 'BEGIN { printf "%.2f", t / h }') s, \
 sys $(awk -v t="$stime" -v h="$tck" 'BEGIN { printf "%.2f", t / h }') s, $((hwm / 1024)) MiB"
