@@ -9,7 +9,11 @@
  *       message has a distinct key, a value of varying length with binary
  *       bytes, and headers (some binary, some empty, some null).  Every
  *       successful delivery report is appended to ACKFILE as one line and
- *       written out before the next report is handled.
+ *       written out before the next report is handled.  The environment
+ *       may set the pace: NH_PRODUCE_RATE messages a second (default 1000)
+ *       and values with fewer than NH_PRODUCE_VALUE_MAX random bytes after
+ *       their "vID-SEQ:" prefix (default 300, at most 1048000);
+ *       NH_PRODUCE_LINGER_MS sets linger.ms (default 2).
  *   nh_compat_client dump BOOTSTRAP OUTFILE NPARTS TOPIC...
  *       Write every record of every partition, from offset 0 to the high
  *       watermark, to OUTFILE.
@@ -234,6 +238,20 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
+/* A non-negative integer from the environment variable @name, else @dflt. */
+static long env_long(const char *name, long dflt, long max)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return dflt;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < 0 || v > max)
+        die("%s=%s: expected an integer from 0 to %ld", name, s, max);
+    return v;
+}
+
 static int cmd_produce(const char *bootstrap, const char *ackfile, int id, int nparts,
                        char *topic_list)
 {
@@ -255,7 +273,8 @@ static int cmd_produce(const char *bootstrap, const char *ackfile, int id, int n
     set(conf, "bootstrap.servers", bootstrap);
     set(conf, "acks", "all");
     set(conf, "enable.idempotence", "false");
-    set(conf, "linger.ms", "2");
+    const char *linger = getenv("NH_PRODUCE_LINGER_MS");
+    set(conf, "linger.ms", linger && *linger ? linger : "2");
     set(conf, "message.timeout.ms", "120000");
     set(conf, "request.timeout.ms", "10000");
     set(conf, "retry.backoff.ms", "100");
@@ -272,20 +291,25 @@ static int cmd_produce(const char *bootstrap, const char *ackfile, int id, int n
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
 
+    long rate = env_long("NH_PRODUCE_RATE", 1000, 1000000);
+    size_t value_max = (size_t)env_long("NH_PRODUCE_VALUE_MAX", 300, 1048000);
+    unsigned char *value = malloc(value_max + 64);
+    if (!value)
+        die("out of memory");
+
     uint64_t rng = 0x9e3779b97f4a7c15ull * (uint64_t)(id + 1);
     long seq = 0;
-    unsigned char value[512];
     char key[64], seqs[32];
     int64_t start = now_ms();
     while (!stop_requested) {
-        /* About 1000 messages a second, in bursts of 10. */
-        int64_t due = (now_ms() - start) + 1;
+        /* About @rate messages a second, in bursts of rate / 100. */
+        int64_t due = (now_ms() - start) * rate / 1000 + 1;
         while (!stop_requested && seq < due) {
             const char *topic = topics[seq % ntopics];
             int32_t part = (int32_t)((seq / ntopics + id) % nparts);
             int klen = snprintf(key, sizeof key, "k%d-%ld", id, seq);
-            int vlen = snprintf((char *)value, sizeof value, "v%d-%ld:", id, seq);
-            size_t extra = (size_t)(rng_next(&rng) % 300);
+            int vlen = snprintf((char *)value, 64, "v%d-%ld:", id, seq);
+            size_t extra = value_max ? (size_t)(rng_next(&rng) % value_max) : 0;
             for (size_t i = 0; i < extra; i++)
                 value[vlen + (int)i] = (unsigned char)rng_next(&rng);
             snprintf(seqs, sizeof seqs, "%ld", seq);
@@ -324,6 +348,7 @@ static int cmd_produce(const char *bootstrap, const char *ackfile, int id, int n
     rd_kafka_destroy(rk);
     fclose(f);
     free(p.line.p);
+    free(value);
     return fe == RD_KAFKA_RESP_ERR_NO_ERROR && p.failed == 0 ? 0 : 1;
 }
 
