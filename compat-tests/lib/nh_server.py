@@ -19,6 +19,7 @@ gateway in either mode.  NH_S3_ADDRESSING=virtual makes the gateway name the
 bucket in the host name (BUCKET.s3.localhost) instead of the path.
 """
 
+import atexit
 import base64
 import json
 import os
@@ -56,6 +57,11 @@ def free_ports(n):
     return ports
 
 
+# Services die with the process that started them, even when it is killed
+# (PR_SET_PDEATHSIG through util-linux's setpriv, where it exists).
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
+
+
 def _stop_process(proc, timeout=5.0):
     if proc is None or proc.poll() is not None:
         return
@@ -88,6 +94,7 @@ class Services:
                 os.path.join(ROOT, "compat-tests", "js", "node_modules", "s3rver")):
             raise ServicesMissing("no s3rver (node, and npm ci in compat-tests/js)")
         self.dir = tempfile.mkdtemp(prefix="nh-services.")
+        atexit.register(self.stop)  # also when the test dies of an exception
         try:
             self._start_etcd(etcd_bin, timeout)
             self._start_s3(timeout)
@@ -105,7 +112,7 @@ class Services:
             shutil.rmtree(data, ignore_errors=True)
             out = open(os.path.join(self.dir, "etcd.out"), "ab")
             self.etcd = subprocess.Popen(
-                [etcd_bin, "--name", "nh-test", "--data-dir", data,
+                DIE_WITH_PARENT + [etcd_bin, "--name", "nh-test", "--data-dir", data,
                  "--listen-client-urls", self.etcd_endpoint,
                  "--advertise-client-urls", self.etcd_endpoint,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -132,8 +139,9 @@ class Services:
         log_path = os.path.join(self.dir, "s3rver.log")
         log = open(log_path, "ab")
         self.s3 = subprocess.Popen(
-            ["node", os.path.join(ROOT, "compat-tests", "lib", "s3rver.js"), "0", self.s3_dir,
-             self.bucket], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            DIE_WITH_PARENT + ["node", os.path.join(ROOT, "compat-tests", "lib", "s3rver.js"),
+                               "0", self.s3_dir, self.bucket],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.s3.poll() is None:
@@ -239,6 +247,7 @@ class NuthatchServer:
             raise RuntimeError("no executable at %s (build first, or set NUTHATCH)" % self.binary)
         if self.dir is None:
             self.dir = tempfile.mkdtemp(prefix="nh-compat.")
+            atexit.register(self.cleanup)  # also when the test dies of an exception
         if self.backend == "s3" and self.services is None:
             try:
                 self.services = Services().start()

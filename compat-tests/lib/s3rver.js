@@ -71,6 +71,10 @@ server.run().then(
 
 function stop() {
   server.close().finally(() => process.exit(0));
+  // Idle keep-alive connections would hold close() up.
+  if (server.httpServer && server.httpServer.closeAllConnections) {
+    server.httpServer.closeAllConnections();
+  }
   setTimeout(() => process.exit(0), 2000).unref();
 }
 process.on('SIGTERM', stop);

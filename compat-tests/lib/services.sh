@@ -26,6 +26,12 @@ NH_S3_DIR=
 
 nh_svc_log() { echo "services: $*" >&2; }
 
+# The services die with this shell, even when it is killed (PR_SET_PDEATHSIG
+# through util-linux's setpriv, where it exists); start them from the test's
+# own shell, not from a subshell.
+NH_SVC_WRAP=()
+! command -v setpriv >/dev/null || NH_SVC_WRAP=(setpriv --pdeathsig TERM)
+
 # N distinct free loopback TCP ports, on one line.
 nh_free_ports() {
     /usr/bin/python3 - "$1" <<'EOF'
@@ -62,7 +68,7 @@ nh_etcd_start() {
         read -r cport pport <<<"$(nh_free_ports 2)"
         NH_ETCD_ENDPOINT=http://127.0.0.1:$cport
         rm -rf "$NH_SVC_DIR/etcd"
-        "$NH_ETCD_BIN" --name nh-test --data-dir "$NH_SVC_DIR/etcd" \
+        "${NH_SVC_WRAP[@]}" "$NH_ETCD_BIN" --name nh-test --data-dir "$NH_SVC_DIR/etcd" \
             --listen-client-urls "$NH_ETCD_ENDPOINT" --advertise-client-urls "$NH_ETCD_ENDPOINT" \
             --listen-peer-urls "http://127.0.0.1:$pport" \
             --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
@@ -87,7 +93,7 @@ nh_s3_start() {
     NH_S3_DIR=$NH_SVC_DIR/s3
     mkdir -p "$NH_S3_DIR"
     # Port 0: s3rver binds a free port itself and says which.
-    node "$NH_SVC_ROOT/compat-tests/lib/s3rver.js" 0 "$NH_S3_DIR" "$NH_S3_BUCKET" \
+    "${NH_SVC_WRAP[@]}" node "$NH_SVC_ROOT/compat-tests/lib/s3rver.js" 0 "$NH_S3_DIR" "$NH_S3_BUCKET" \
         >"$NH_SVC_DIR/s3rver.log" 2>&1 </dev/null &
     NH_S3_PID=$!
     NH_WAIT_PID=$NH_S3_PID
