@@ -8,7 +8,9 @@
  * acks=-1 are answered after st_part_append() reports the batch durable;
  * acks=0 is not answered at all, and any failure closes the connection,
  * which is how a client learns of it.  Topics missing from the catalog are
- * created first when auto.create.topics.enable allows.
+ * created first when auto.create.topics.enable allows.  Once the log holds
+ * its copies of the batches the frame is freed: the write buffer bounds the
+ * bytes waiting for their commit, which would otherwise be in memory twice.
  */
 #include "gw_api.h"
 
@@ -23,7 +25,7 @@ typedef struct produce_state {
 /* Where one append's result goes. */
 typedef struct append_ctx {
     gw_req_t *req;
-    kp_str_t topic; /* view into the frame */
+    kp_str_t topic; /* the response's copy of the name */
     kp_produce_response_partition_produce_response_t *pr;
 } append_ctx_t;
 
@@ -142,9 +144,10 @@ static void append_all(gw_req_t *req)
     for (int32_t t = 0; t < rq->topic_data_count; t++) {
         const kp_produce_request_topic_produce_data_t *td = &rq->topic_data[t];
         for (int32_t p = 0; p < td->partition_data_count; p++)
-            produce_partition(req, td->name, &td->partition_data[p],
+            produce_partition(req, ps->resp.responses[t].name, &td->partition_data[p],
                               &ps->resp.responses[t].partition_responses[p]);
     }
+    gw_req_drop_frame(req); /* rq's views die with it; finish() reads only rq->acks */
     if (--req->pending == 0)
         finish(req);
 }
@@ -176,7 +179,9 @@ static void init_response(gw_req_t *req, kp_err_t err)
         const kp_produce_request_topic_produce_data_t *td = &rq->topic_data[t];
         kp_produce_response_topic_produce_response_t *tr = &ps->resp.responses[t];
         kp_produce_response_topic_produce_response_init(tr);
-        tr->name = td->name;
+        tr->name = td->name; /* copied: the frame goes before the answer */
+        if (td->name.len >= 0)
+            tr->name.ptr = gw_req_strdup(req, td->name.ptr, (size_t)td->name.len);
         int32_t np = td->partition_data_count > 0 ? td->partition_data_count : 0;
         tr->partition_responses = gw_req_alloc(req, (size_t)np * sizeof *tr->partition_responses);
         tr->partition_responses_count = np;

@@ -98,6 +98,17 @@ char *gw_req_strdup(gw_req_t *req, const char *s, size_t len)
     return p;
 }
 
+void gw_req_drop_frame(gw_req_t *req)
+{
+    free(req->frame);
+    req->frame = NULL;
+    req->frame_len = 0;
+    req->hdr.client_id = KP_STR_NULL;
+    if (req->reserved)
+        gw_server__budget_release(req->srv, req->reserved);
+    req->reserved = 0;
+}
+
 bool gw_req_conn_open(const gw_req_t *req)
 {
     return req->conn->state != GW_CONN_CLOSED;
@@ -280,6 +291,8 @@ static bool produce_must_wait(gw_conn_t *conn, struct evbuffer *in)
         kp_be16(key) != KP_API_PRODUCE)
         return false;
     evtimer_del(conn->partial_timer); /* the frame is complete */
+    gw_log_debug("conn", "conn %llu: write buffer full (%zu bytes), produce waits",
+                 (unsigned long long)conn->id, st_log_buffered(conn->srv->log));
     conn_block(conn);
     conn->space_wait.fn = space_cb;
     conn->space_wait.arg = conn;

@@ -147,4 +147,10 @@ void *gw_req_alloc(gw_req_t *req, size_t n);
 /* Copy of @len bytes of @s, NUL-terminated, living as long as @req. */
 char *gw_req_strdup(gw_req_t *req, const char *s, size_t len);
 
+/* Free @req's frame and release its receive budget before the request
+ * ends, once the handler has copied what it still needs (a produce whose
+ * batches the log holds): every view into the frame -- the decoded body's
+ * strings and bytes, hdr.client_id -- is invalid afterwards. */
+void gw_req_drop_frame(gw_req_t *req);
+
 #endif
