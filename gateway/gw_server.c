@@ -599,6 +599,10 @@ static int open_objstore(run_ctx_t *ctx, char *errstr, size_t n)
         .max_inflight = (unsigned)cfg->storage_s3_max_requests,
         .retry_budget_ms = (unsigned)cfg->storage_s3_request_timeout_ms,
         .attempt_timeout_ms = (unsigned)cfg->storage_s3_attempt_timeout_ms,
+        /* A retry waits at most 2 s, so that writes resume within 5 s of
+         * the store answering again (the store's default cap, 5 s, alone
+         * could use up that time). */
+        .backoff_max_ms = 2000,
         .no_etag_check = !cfg->storage_s3_verify_etag,
         .log = s3_log,
     };
