@@ -77,21 +77,39 @@ void st_log__chunk_free(st_log_t *log, st_chunk_t *c)
     free(c);
 }
 
-/* Keep the memory tail and the read cache within their budgets. */
+/* Keep the read cache within its budget. */
 static void evict(st_log_t *log, st_link_t *lru, size_t *bytes, size_t budget)
 {
     while (*bytes > budget && !st_list_empty(lru))
         chunk_drop_buf(log, st_container_of(lru->next, st_chunk_t, lru));
 }
 
+/* Keep the memory tail within its budget, a whole object at a time: a chunk
+ * in the tail holds its entire object, so one left behind by an eviction
+ * would keep all of it.  An object's chunks are neighbours in the list (one
+ * commit adds them). */
+static void evict_tail(st_log_t *log)
+{
+    const st_obj_t *last = NULL;
+    while (!st_list_empty(&log->tail_lru)) {
+        st_chunk_t *c = st_container_of(log->tail_lru.next, st_chunk_t, lru);
+        if (log->stats.tail_bytes <= log->cfg.tail_cache_bytes && c->obj != last)
+            break;
+        last = c->obj;
+        chunk_drop_buf(log, c);
+    }
+}
+
 void st_log__tail_add(st_log_t *log, st_chunk_t *c, st_buf_t *obj, size_t off)
 {
+    if (obj->len > log->cfg.tail_cache_bytes)
+        return; /* the object alone is over the budget it would be held in */
     c->where = ST_CHUNK_TAIL;
     c->buf = st_buf_ref(obj);
     c->buf_off = off;
     log->stats.tail_bytes += c->len;
     st_list_push(&log->tail_lru, &c->lru);
-    evict(log, &log->tail_lru, &log->stats.tail_bytes, log->cfg.tail_cache_bytes);
+    evict_tail(log);
 }
 
 static void cache_add(st_log_t *log, st_chunk_t *c, st_buf_t *buf)
