@@ -1276,7 +1276,10 @@ static void test_flipped_byte(void **state)
     proxy_ctl("POST", "/__proxy/fault?action=corrupt&count=1000&method=PUT");
     f->cfg.retry_budget_ms = 500;
     open_store(f, VIA_PROXY, ST_S3_ADDR_PATH);
-    assert_int_equal(put_str(f, "f/three", "always damaged"), ST_ERR_CORRUPT);
+    /* Never a success: the last answer's digest error, or the budget
+     * running out first on a slow (sanitized) build. */
+    st_err_t e = put_str(f, "f/three", "always damaged");
+    assert_true(e == ST_ERR_CORRUPT || e == ST_ERR_TIMEOUT);
     proxy_reset();
 }
 
