@@ -322,7 +322,16 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
 static void log_cb(void *arg, const char *msg)
 {
     fix_t *f = arg;
-    size_t have = strlen(f->logged);
+    size_t have = strlen(f->logged), need = strlen(msg) + 2;
+    if (need > sizeof f->logged)
+        return;
+    if (have + need > sizeof f->logged) { /* full: keep the newest lines */
+        size_t drop = have + need - sizeof f->logged;
+        const char *nl = strchr(f->logged + drop, '\n');
+        drop = nl ? (size_t)(nl + 1 - f->logged) : have;
+        memmove(f->logged, f->logged + drop, have - drop + 1);
+        have -= drop;
+    }
     snprintf(f->logged + have, sizeof f->logged - have, "%s\n", msg);
 }
 
