@@ -203,14 +203,16 @@ svc_kill() {
     esac
 }
 
+# From the test's own shell, like services.sh: the service dies with it.
 svc_restart() {
+    local wrap=(${NH_SVC_WRAP[@]+"${NH_SVC_WRAP[@]}"})
     case $1 in
     etcd)
-        "${DUR_ETCD_CMD[@]}" >>"$NH_SVC_DIR/etcd.out" 2>&1 </dev/null &
+        "${wrap[@]}" "${DUR_ETCD_CMD[@]}" >>"$NH_SVC_DIR/etcd.out" 2>&1 </dev/null &
         NH_ETCD_PID=$!
         ;;
     s3)
-        "${DUR_S3_CMD[@]}" >>"$NH_SVC_DIR/s3rver.log" 2>&1 </dev/null &
+        "${wrap[@]}" "${DUR_S3_CMD[@]}" >>"$NH_SVC_DIR/s3rver.log" 2>&1 </dev/null &
         NH_S3_PID=$!
         ;;
     esac
@@ -227,10 +229,11 @@ svc_answers() {
 # 30 s), the time until the acknowledgements grow; prints it (and how long
 # the service took to answer after SINCE, a time in ms, when given), and
 # fails beyond $DUR_RECOVERY_MS or when they do not grow within 30 s.  Sets
-# DUR_RECOVERED_MS (-1: never).
+# DUR_RECOVERED_MS (-1: never) and DUR_ANSWERED_AT (ms; 0: never).
 dur_recovery() {
     local label=$1 svc=$2 since=${3:-} t0 t1 b0 deadline
     DUR_RECOVERED_MS=-1
+    DUR_ANSWERED_AT=0
     deadline=$(($(ms) + 30000))
     until svc_answers "$svc"; do
         if [ "$(ms)" -ge "$deadline" ]; then
@@ -240,6 +243,7 @@ dur_recovery() {
         sleep 0.05
     done
     t0=$(ms)
+    DUR_ANSWERED_AT=$t0
     b0=$(dur_ack_bytes)
     [ -z "$since" ] || echo "$label: $svc answers again after $((t0 - since)) ms"
     deadline=$((t0 + 30000))
