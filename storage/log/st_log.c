@@ -96,6 +96,19 @@ static int cfg_cmp(const void *a, const void *b)
     return strcmp(((const st_topic_config_t *)a)->name, ((const st_topic_config_t *)b)->name);
 }
 
+st_part_t *st_log__part_new(st_log_t *log, st_topic_t *t, int32_t index)
+{
+    st_part_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->log = log;
+    p->topic = t;
+    p->index = index;
+    st_list_init(&p->dirty_link);
+    st_list_init(&p->waiters);
+    return p;
+}
+
 static st_topic_t *topic_new(st_log_t *log, const char *name, size_t name_len, kp_uuid_t id,
                              int32_t nparts)
 {
@@ -109,15 +122,8 @@ static st_topic_t *topic_new(st_log_t *log, const char *name, size_t name_len, k
     if (!t->name || !t->parts)
         goto fail;
     for (int32_t i = 0; i < nparts; i++) {
-        st_part_t *p = calloc(1, sizeof(*p));
-        if (!p)
+        if (!(t->parts[i] = st_log__part_new(log, t, i)))
             goto fail;
-        p->log = log;
-        p->topic = t;
-        p->index = i;
-        st_list_init(&p->dirty_link);
-        st_list_init(&p->waiters);
-        t->parts[i] = p;
     }
     return t;
 fail:
@@ -239,6 +245,11 @@ static char *topic_encode(const st_topic_t *t, size_t *len)
     return s;
 }
 
+char *st_log__topic_encode(const st_topic_t *t, size_t *len)
+{
+    return topic_encode(t, len);
+}
+
 static st_topic_t *topic_decode(st_log_t *log, const char *name, const uint8_t *val, size_t len)
 {
     char *text = strndup((const char *)val, len);
@@ -275,6 +286,11 @@ static void topic_key(char *key, size_t cap, const char *name, size_t len)
 {
     snprintf(key, cap, "%s/topics/", ST_KEY_ROOT);
     st_key_escape(key, cap, name, len);
+}
+
+void st_log__topic_key(char *key, size_t cap, const char *name, size_t len)
+{
+    topic_key(key, cap, name, len);
 }
 
 typedef struct create_op {
@@ -822,6 +838,11 @@ static void apply_manifest(st_log_t *log, const st_manifest_t *m)
     st_log__obj_unref(obj);
 }
 
+static void log_starts_done(st_err_t err, void *arg)
+{
+    open_finish(arg, err);
+}
+
 static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
                           void *arg)
 {
@@ -841,7 +862,8 @@ static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more,
         apply_manifest(op->log, &m);
         free((void *)m.chunks);
     }
-    open_finish(op, ST_OK);
+    if (st_log__load_log_starts(op->log, log_starts_done, op) != 0)
+        open_finish(op, ST_ERR_NOMEM);
 }
 
 static void open_manifests(open_op_t *op)

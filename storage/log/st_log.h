@@ -175,6 +175,21 @@ int st_log_create_topic(st_log_t *log, const char *name, size_t name_len, int32_
 int st_log_delete_topic(st_log_t *log, st_topic_t *topic, void (*cb)(st_err_t err, void *arg),
                         void *arg);
 
+/* Raise @topic's partition count to @nparts (more than it has): one
+ * transaction that compares the topic key with the value this node knows,
+ * so that of two concurrent changes only one wins (the other gets
+ * ST_ERR_CONFLICT).  The new partitions exist, empty, once @cb(ST_OK)
+ * runs.  ST_ERR_INVALID: @nparts is not larger. */
+int st_log_create_partitions(st_log_t *log, st_topic_t *topic, int32_t nparts,
+                             void (*cb)(st_err_t err, void *arg), void *arg);
+/* Replace every configuration override of @topic by @configs (borrowed;
+ * names unique), compared like st_log_create_partitions.  Names and values
+ * must not contain '\n' or '=' in names (ST_ERR_INVALID). */
+int st_log_set_topic_configs(st_log_t *log, st_topic_t *topic, const st_topic_config_t *configs,
+                             size_t nconfigs, void (*cb)(st_err_t err, void *arg), void *arg);
+/* The override of @name, or NULL. */
+const char *st_topic_config(const st_topic_t *topic, const char *name);
+
 /* ------------------------------------------------------------------ */
 /* Partitions                                                          */
 /* ------------------------------------------------------------------ */
@@ -205,11 +220,22 @@ typedef void (*st_read_cb)(st_err_t err, const st_slice_t *slices, size_t n, voi
  * @max_bytes (but always at least one whole batch). */
 int st_part_read(st_part_t *part, int64_t offset, size_t max_bytes, st_read_cb cb, void *arg);
 
-/* Offset of the first record whose timestamp >= @ts, and that timestamp;
- * offset -1 when there is none.  (Batch granularity: the first batch whose
- * max timestamp >= @ts.) */
+/* Offset of the first record at or above the log start and below the high
+ * watermark whose timestamp >= @ts, and that timestamp; offset -1 when there
+ * is none.  Record granularity: the batch is decompressed when needed (a
+ * batch whose records cannot be decoded answers with its base offset and
+ * max timestamp). */
 typedef void (*st_offset_cb)(st_err_t err, int64_t offset, int64_t timestamp, void *arg);
 int st_part_offset_for_time(st_part_t *part, int64_t ts, st_offset_cb cb, void *arg);
+
+/* Advance the log start offset to @offset durably (DeleteRecords): -1
+ * means the high watermark; above the high watermark or below -1 is
+ * ST_ERR_RANGE; at or below the current log start changes nothing.  The
+ * new start is visible to reads and ListOffsets once stored; the bytes
+ * below it are reclaimed later by garbage collection.  @cb gets the log
+ * start (low watermark) after the call. */
+typedef void (*st_log_start_cb)(st_err_t err, int64_t log_start, void *arg);
+int st_part_delete_records(st_part_t *part, int64_t offset, st_log_start_cb cb, void *arg);
 
 /* Waiters are woken (their fn called, then they are removed) when the
  * partition's high watermark advances or the topic is deleted.  Intrusive:

@@ -101,6 +101,8 @@ struct st_part {
     bool dirty; /* on log->dirty (has pending batches) */
     st_link_t dirty_link;
     st_link_t waiters; /* st_waiter_t, woken on commit */
+    /* The largest log start put to the store so far (st_admin.c). */
+    int64_t log_start_issued;
 };
 
 typedef enum st_flush_state {
@@ -179,7 +181,15 @@ void st_log__chunk_free(st_log_t *log, st_chunk_t *c);
 bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d);
 void st_log__tail_add(st_log_t *log, st_chunk_t *c, st_buf_t *obj, size_t off);
 void st_log__wake(st_part_t *part);
+/* st_admin.c */
+/* Load every partition's stored log start offset (after the manifests). */
+int st_log__load_log_starts(st_log_t *log, void (*cb)(st_err_t err, void *arg), void *arg);
 /* st_log.c */
+st_part_t *st_log__part_new(st_log_t *log, st_topic_t *t, int32_t index);
+/* The topic key's value (malloc'ed) and key. */
+char *st_log__topic_encode(const st_topic_t *t, size_t *len);
+void st_log__topic_key(char *key, size_t cap, const char *name, size_t len);
+#define ST_LOG_KEY_MAX 1024
 /* Run @fn(@arg) on the loop soon, never from inside this call. */
 int st_log__defer(st_log_t *log, void (*fn)(void *arg), void *arg);
 void st_log__op_done(st_log_t *log);

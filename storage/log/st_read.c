@@ -219,6 +219,8 @@ typedef struct read_op {
     size_t bytes;
     st_slice_t slices[READ_MAX_SLICES];
     int64_t found_offset, found_ts; /* READ_TIME result */
+    size_t chunk;                   /* READ_TIME: the chunk being searched */
+    bool started;                   /* READ_TIME: chunk was set */
 } read_op_t;
 
 static void op_finish(void *arg)
@@ -397,9 +399,11 @@ int st_part_read(st_part_t *part, int64_t offset, size_t max_bytes, st_read_cb c
 /* ---------------------------------------------------------------- by time */
 
 /* Find the first record with timestamp >= op->offset in the chunk @c (in
- * memory); true when found. */
+ * memory) at or above the log start and below the high watermark; true when
+ * found. */
 static bool time_in_chunk(read_op_t *op, const st_chunk_t *c)
 {
+    const st_part_t *part = op->part;
     const uint8_t *data = c->buf->data + c->buf_off;
     kp_batch_cursor_t cur;
     kp_batch_cursor_init(&cur, data, c->len, c->len);
@@ -407,14 +411,23 @@ static bool time_in_chunk(read_op_t *op, const st_chunk_t *c)
     size_t size;
     bool found = false;
     while (!found && kp_batch_cursor_next(&cur, &b, &size)) {
-        if ((int64_t)kp_be64(b + KP_BATCH_OFF_MAX_TIMESTAMP) < op->offset)
+        int64_t base = (int64_t)kp_be64(b + KP_BATCH_OFF_BASE_OFFSET);
+        int64_t last = base + (int32_t)kp_be32(b + KP_BATCH_OFF_LAST_OFFSET_DELTA);
+        if (base >= part->hw)
+            break;
+        if (last < part->log_start || (int64_t)kp_be64(b + KP_BATCH_OFF_MAX_TIMESTAMP) < op->offset)
             continue;
         kp_zout_t z;
         kp_zout_init_alloc(&z, KP_BATCH_DEFAULT_MAX_DECOMPRESSED, NULL, NULL);
         kp_record_iter_t it;
         kp_record_t rec;
+        bool decoded = false;
         if (kp_record_iter_init(&it, b, size, 0, &z) == KP_BATCH_OK) {
             while (kp_record_iter_next(&it, &rec)) {
+                if (rec.offset < part->log_start)
+                    continue;
+                if (rec.offset >= part->hw)
+                    break;
                 if (rec.timestamp >= op->offset) {
                     op->found_offset = rec.offset;
                     op->found_ts = rec.timestamp;
@@ -422,9 +435,10 @@ static bool time_in_chunk(read_op_t *op, const st_chunk_t *c)
                     break;
                 }
             }
+            decoded = found || it.err == KP_BATCH_OK;
         }
-        if (!found) { /* undecodable records: answer at batch granularity */
-            op->found_offset = (int64_t)kp_be64(b + KP_BATCH_OFF_BASE_OFFSET);
+        if (!decoded) { /* undecodable records: answer at batch granularity */
+            op->found_offset = base < part->log_start ? part->log_start : base;
             op->found_ts = (int64_t)kp_be64(b + KP_BATCH_OFF_MAX_TIMESTAMP);
             found = true;
         }
@@ -442,23 +456,34 @@ static void time_resume(read_op_t *op)
     if (part->topic->deleting) {
         op->err = ST_ERR_NOT_FOUND;
     } else {
-        /* run_max_ts never decreases: the first chunk that reaches the
-         * target holds the first record that does. */
-        size_t lo = 0, hi = part->nchunks;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (part->chunks[mid]->run_max_ts < op->offset)
-                lo = mid + 1;
-            else
-                hi = mid;
+        if (!op->started) {
+            /* run_max_ts never decreases: the first chunk that reaches the
+             * target holds the first record that does, unless that record
+             * is below the log start -- then later chunks are searched. */
+            size_t lo = 0, hi = part->nchunks;
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (part->chunks[mid]->run_max_ts < op->offset)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            size_t first = chunk_find(part, part->log_start);
+            op->chunk = lo > first ? lo : first;
+            op->started = true;
         }
-        if (lo < part->nchunks && part->chunks[lo]->base < part->hw) {
-            st_chunk_t *c = part->chunks[lo];
+        for (; op->chunk < part->nchunks; op->chunk++) {
+            st_chunk_t *c = part->chunks[op->chunk];
+            if (c->base >= part->hw)
+                break;
+            if (c->max_ts < op->offset || c->last < part->log_start)
+                continue;
             if (c->where == ST_CHUNK_STORE) {
                 load_start(log, c, op);
                 return;
             }
-            time_in_chunk(op, c);
+            if (time_in_chunk(op, c))
+                break;
         }
     }
     if (st_log__defer(log, op_finish, op) != 0)
