@@ -34,6 +34,10 @@ kp_err_t gw_err_from_st(st_err_t err)
         return KP_ERR_INVALID_REQUEST;
     case ST_ERR_RANGE:
         return KP_ERR_OFFSET_OUT_OF_RANGE;
+    case ST_ERR_SEQUENCE:
+        return KP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+    case ST_ERR_EPOCH:
+        return KP_ERR_INVALID_PRODUCER_EPOCH;
     case ST_ERR__NUM:
         break;
     }

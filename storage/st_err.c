@@ -18,6 +18,8 @@ const char *st_err_str(st_err_t e)
         [ST_ERR_CLOSED] = "store closed",
         [ST_ERR_CORRUPT] = "corrupt data",
         [ST_ERR_RANGE] = "offset out of range",
+        [ST_ERR_SEQUENCE] = "out of order sequence number",
+        [ST_ERR_EPOCH] = "stale producer epoch",
     };
     if ((unsigned)e >= ST_ERR__NUM)
         return "unknown storage error";

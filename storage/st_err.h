@@ -18,6 +18,8 @@ typedef enum st_err {
     ST_ERR_CLOSED,    /* the store is shutting down */
     ST_ERR_CORRUPT,   /* stored bytes fail their checksum or format */
     ST_ERR_RANGE,     /* offset outside the log (below start or above end) */
+    ST_ERR_SEQUENCE,  /* an idempotent producer's batch is out of sequence */
+    ST_ERR_EPOCH,     /* an idempotent producer's epoch is older than the known one */
     ST_ERR__NUM
 } st_err_t;
 

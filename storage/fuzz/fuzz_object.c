@@ -1,9 +1,9 @@
 /*
  * fuzz_object.c: libFuzzer target for the readers of what Nuthatch keeps --
- * a flush object (header, footer, trailer, chunk checksums), a manifest,
- * and the RecordBatches inside a chunk, as nuthatch-dump and recovery read
- * them.  Checks: no crash, no read past the input; a parsed object's chunks
- * lie inside it; a decoded manifest re-encodes to the same bytes.
+ * a flush object (header, footer, trailer, chunk checksums), a manifest
+ * (versions 1 and 2, with producer entries), and the RecordBatches inside a
+ * chunk, as nuthatch-dump and recovery read them.  Checks: no crash, no read past the input; a
+ * parsed object's chunks lie inside it; a decoded manifest re-encodes to the same bytes.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,6 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         kp_writer_deinit(&w);
         free((void *)m.chunks);
+        free((void *)m.prods);
     }
     return 0;
 }

@@ -21,22 +21,91 @@ static void try_commit(st_log_t *log);
 
 /* ---------------------------------------------------------------- append */
 
+typedef struct dup_answer {
+    st_log_t *log;
+    st_append_cb cb;
+    void *arg;
+    int64_t base;
+} dup_answer_t;
+
+static void dup_answer_cb(void *arg)
+{
+    dup_answer_t *d = arg;
+    st_log_t *log = d->log;
+    d->cb(ST_OK, d->base, d->arg);
+    free(d);
+    st_log__op_done(log);
+}
+
+/* Kafka's DefaultRecordBatch.incrementSequence: wraps at INT32_MAX. */
+static int32_t seq_add(int32_t seq, int32_t inc)
+{
+    return seq > INT32_MAX - inc ? inc - (INT32_MAX - seq) - 1 : seq + inc;
+}
+
+/* An idempotent batch: check it against the producer state.  0: append
+ * it; 1: answered as a retry; else the st_err_t refusing it. */
+static int check_producer(st_part_t *part, const uint8_t *batch, int32_t last_delta, st_pend_t *b,
+                          int64_t *pid, st_append_cb cb, void *arg)
+{
+    *pid = (int64_t)kp_be64(batch + KP_BATCH_OFF_PRODUCER_ID);
+    b->epoch = (int16_t)kp_be16(batch + KP_BATCH_OFF_PRODUCER_EPOCH);
+    b->first_seq = (int32_t)kp_be32(batch + KP_BATCH_OFF_BASE_SEQUENCE);
+    if (*pid < 0 || b->epoch < 0 || b->first_seq < 0)
+        return 0; /* not idempotent */
+    b->last_seq = seq_add(b->first_seq, last_delta);
+    st_pend_t *orig = NULL;
+    int64_t orig_base = -1;
+    st_err_t e = st_log__prod_check(part, *pid, b, &orig, &orig_base);
+    if (e == ST_OK)
+        return 0;
+    if (e != ST_ERR_EXISTS)
+        return (int)e;
+    if (orig) { /* still in flight: answered with its outcome */
+        st_dup_t *d = malloc(sizeof(*d));
+        if (!d)
+            return ST_ERR_NOMEM;
+        d->cb = cb;
+        d->arg = arg;
+        d->next = orig->dups;
+        orig->dups = d;
+        return 1;
+    }
+    dup_answer_t *d = malloc(sizeof(*d));
+    if (!d)
+        return ST_ERR_NOMEM;
+    *d = (dup_answer_t){part->log, cb, arg, orig_base};
+    if (st_log__defer(part->log, dup_answer_cb, d) != 0) {
+        free(d);
+        return ST_ERR_NOMEM;
+    }
+    part->log->async_ops++;
+    return 1;
+}
+
 int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_cb cb, void *arg)
 {
     st_log_t *log = part->log;
     if (!log->open || log->closing || part->topic->deleting || len < KP_BATCH_HEADER_SIZE)
         return -1;
-    st_pend_t *b = malloc(sizeof(*b));
-    uint8_t *copy = malloc(len);
-    if (!b || !copy) {
+    st_pend_t *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -1;
+    int32_t last_delta = (int32_t)kp_be32(batch + KP_BATCH_OFF_LAST_OFFSET_DELTA);
+    if (last_delta < 0)
+        last_delta = 0;
+    int64_t pid = -1;
+    int rc = check_producer(part, batch, last_delta, b, &pid, cb, arg);
+    if (rc != 0) {
         free(b);
-        free(copy);
+        return rc == 1 ? 0 : rc;
+    }
+    uint8_t *copy = malloc(len);
+    if (!copy) {
+        free(b);
         return -1;
     }
     memcpy(copy, batch, len);
-    int32_t last_delta = (int32_t)kp_be32(copy + KP_BATCH_OFF_LAST_OFFSET_DELTA);
-    if (last_delta < 0)
-        last_delta = 0;
     /* Offsets are provisional until the flush commits; the CRC does not
      * cover base offset and leader epoch, so patching keeps it valid. */
     kp_batch_set_base_offset(copy, part->leo);
@@ -49,6 +118,8 @@ int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_
     b->max_ts = (int64_t)kp_be64(copy + KP_BATCH_OFF_MAX_TIMESTAMP);
     b->cb = cb;
     b->arg = arg;
+    if (pid >= 0)
+        st_log__prod_link(part, pid, b);
     part->leo = b->last + 1;
     if (part->pend_tail)
         part->pend_tail->next = b;
@@ -65,14 +136,17 @@ int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_
     return 0;
 }
 
-/* Call every batch's callback with @err and free the batches.  The state
- * (offsets, lists) must already be consistent: callbacks may re-enter. */
+/* Call every batch's callback (and its retries') with @err and free the
+ * batches, after unlinking them from their producers' state (which returns
+ * to what was committed).  The state (offsets, lists) must already be
+ * consistent: callbacks may re-enter. */
 static void fail_batches(st_pend_t *b, st_err_t err)
 {
+    for (st_pend_t *u = b; u; u = u->next)
+        st_log__prod_unlink(u);
     while (b) {
         st_pend_t *next = b->next;
-        if (b->cb)
-            b->cb(err, -1, b->arg);
+        st_log__pend_answer(b, err, -1);
         free(b->data);
         free(b);
         b = next;
@@ -120,6 +194,7 @@ static void flush_free(st_flush_t *f)
     st_log_t *log = f->log;
     st_list_del(&f->link);
     free(f->parts);
+    free(f->prods);
     if (f->obj)
         log->flight_bytes -= f->obj->len;
     st_buf_unref(f->obj);
@@ -212,16 +287,20 @@ static st_flush_t *flush_build(st_log_t *log)
     snprintf(f->key, sizeof f->key, "objects/%" PRId32 "/%010" PRId64 "-%012" PRId64 ".nho",
              log->cfg.node_id, log->incarnation, f->seq);
     st_obj_write_header(&w, &(st_obj_header_t){log->cfg.node_id, log->incarnation, f->seq});
+    size_t prods_cap = 0;
+    bool prods_ok = true;
     for (size_t i = 0; i < nparts; i++) {
         take_partition(&w, &fps[i], st_container_of(log->dirty.next, st_part_t, dirty_link));
         descs[i] = fps[i].desc;
+        if (!st_log__prod_descs(fps[i].batches, (uint32_t)i, &f->prods, &f->nprods, &prods_cap))
+            prods_ok = false;
     }
     st_obj_write_footer(&w, descs, nparts);
     free(descs);
     descs = NULL;
     f->parts = fps;
     f->nparts = nparts;
-    if (w.err) {
+    if (w.err || !prods_ok) {
         f->state = ST_FLUSH_FAILED;
         f->err = ST_ERR_NOMEM;
         kp_writer_deinit(&w);
@@ -378,7 +457,8 @@ static void try_commit(st_log_t *log)
         st_flush_t *f = st_container_of(l, st_flush_t, link);
         if (f->state == ST_FLUSH_FAILED)
             continue;
-        size_t mbytes = 64 + ST_MANIFEST_ENTRY_SIZE * f->nparts;
+        size_t mbytes =
+            68 + ST_MANIFEST_ENTRY_SIZE * f->nparts + ST_MANIFEST_PRODUCER_SIZE * f->nprods;
         if (f->state != ST_FLUSH_UPLOADED || n == ST_META_MAX_TXN_OPS - 1 ||
             (n > 0 && bytes + mbytes > COMMIT_MAX_MANIFEST_BYTES))
             break;
@@ -397,10 +477,18 @@ static void try_commit(st_log_t *log)
         st_chunk_desc_t *descs = calloc(f->nparts ? f->nparts : 1, sizeof(*descs));
         for (size_t k = 0; descs && k < f->nparts; k++)
             descs[k] = f->parts[k].desc;
-        st_manifest_t m = {log->cfg.node_id, log->incarnation, f->seq,
-                           kp_str(f->key),   f->obj->len,      descs,
-                           f->nparts};
-        kp_writer_init(&vals[i], 64 + 64 * f->nparts);
+        st_manifest_t m = {.version = ST_MANIFEST_VERSION,
+                           .node_id = log->cfg.node_id,
+                           .incarnation = log->incarnation,
+                           .seq = f->seq,
+                           .object_key = kp_str(f->key),
+                           .object_size = f->obj->len,
+                           .chunks = descs,
+                           .nchunks = f->nparts,
+                           .prods = f->prods,
+                           .nprods = f->nprods};
+        kp_writer_init(&vals[i], 68 + ST_MANIFEST_ENTRY_SIZE * f->nparts +
+                                     ST_MANIFEST_PRODUCER_SIZE * f->nprods);
         if (descs)
             st_manifest_encode(&vals[i], &m);
         free(descs);
@@ -550,12 +638,18 @@ static void apply_flush(st_log_t *log, st_flush_t *f)
         }
         if (err == ST_OK)
             part->hw = fp->desc.last_offset + 1;
+        /* The producer state first: callbacks may append again. */
+        for (st_pend_t *b = fp->batches; b; b = b->next) {
+            if (err == ST_OK)
+                st_log__prod_commit(b);
+            else
+                st_log__prod_unlink(b);
+        }
         for (st_pend_t *b = fp->batches, *next; b; b = next) {
             next = b->next;
             if (err == ST_OK)
                 log->stats.appends++;
-            if (b->cb)
-                b->cb(err, err == ST_OK ? b->base : -1, b->arg);
+            st_log__pend_answer(b, err, b->base);
             free(b);
         }
         fp->batches = NULL;

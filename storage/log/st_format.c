@@ -118,7 +118,7 @@ st_err_t st_obj_parse(const uint8_t *obj, size_t len, st_obj_header_t *h, st_chu
 void st_manifest_encode(kp_writer_t *w, const st_manifest_t *m)
 {
     size_t start = w->len;
-    kp_write_i8(w, ST_MANIFEST_VERSION);
+    kp_write_i8(w, m->version);
     kp_write_i32(w, m->node_id);
     kp_write_i64(w, m->incarnation);
     kp_write_i64(w, m->seq);
@@ -127,9 +127,31 @@ void st_manifest_encode(kp_writer_t *w, const st_manifest_t *m)
     kp_write_u32(w, (uint32_t)m->nchunks);
     for (size_t i = 0; i < m->nchunks; i++)
         write_chunk_desc(w, &m->chunks[i]);
+    if (m->version >= 2) {
+        kp_write_u32(w, (uint32_t)m->nprods);
+        for (size_t i = 0; i < m->nprods; i++) {
+            const st_prod_desc_t *p = &m->prods[i];
+            kp_write_u32(w, p->chunk);
+            kp_write_i64(w, p->producer_id);
+            kp_write_i16(w, p->epoch);
+            kp_write_i32(w, p->first_seq);
+            kp_write_i32(w, p->last_seq);
+            kp_write_i64(w, p->base_offset);
+            kp_write_i64(w, p->last_offset);
+        }
+    }
     if (w->err)
         return;
     kp_write_u32(w, kp_crc32c(0, w->buf + start, w->len - start));
+}
+
+static bool prod_sane(const st_prod_desc_t *p, const st_chunk_desc_t *chunks, size_t n)
+{
+    if (p->chunk >= n || p->producer_id < 0 || p->epoch < 0 || p->first_seq < 0 ||
+        p->last_seq < 0 || p->last_offset < p->base_offset)
+        return false;
+    const st_chunk_desc_t *c = &chunks[p->chunk];
+    return p->base_offset >= c->base_offset && p->last_offset <= c->last_offset;
 }
 
 st_err_t st_manifest_decode(const uint8_t *buf, size_t len, st_manifest_t *m)
@@ -138,7 +160,8 @@ st_err_t st_manifest_decode(const uint8_t *buf, size_t len, st_manifest_t *m)
         return ST_ERR_CORRUPT;
     kp_reader_t r;
     kp_reader_init(&r, buf, len - 4);
-    if (kp_read_i8(&r) != ST_MANIFEST_VERSION)
+    m->version = kp_read_i8(&r);
+    if (m->version != 1 && m->version != 2)
         return ST_ERR_CORRUPT;
     m->node_id = kp_read_i32(&r);
     m->incarnation = kp_read_i64(&r);
@@ -146,7 +169,8 @@ st_err_t st_manifest_decode(const uint8_t *buf, size_t len, st_manifest_t *m)
     m->object_key = kp_read_string(&r, false, false);
     m->object_size = (uint64_t)kp_read_i64(&r);
     uint32_t n = kp_read_u32(&r);
-    if (r.err || (uint64_t)n * ST_MANIFEST_ENTRY_SIZE != kp_reader_remaining(&r))
+    if (r.err || (uint64_t)n * ST_MANIFEST_ENTRY_SIZE > kp_reader_remaining(&r) ||
+        (m->version == 1 && (uint64_t)n * ST_MANIFEST_ENTRY_SIZE != kp_reader_remaining(&r)))
         return ST_ERR_CORRUPT;
     st_chunk_desc_t *c = calloc(n ? n : 1, sizeof(*c));
     if (!c)
@@ -158,8 +182,38 @@ st_err_t st_manifest_decode(const uint8_t *buf, size_t len, st_manifest_t *m)
             return ST_ERR_CORRUPT;
         }
     }
+    st_prod_desc_t *p = NULL;
+    uint32_t np = 0;
+    if (m->version >= 2) {
+        np = kp_read_u32(&r);
+        if (r.err || (uint64_t)np * ST_MANIFEST_PRODUCER_SIZE != kp_reader_remaining(&r)) {
+            free(c);
+            return ST_ERR_CORRUPT;
+        }
+        p = calloc(np ? np : 1, sizeof(*p));
+        if (!p) {
+            free(c);
+            return ST_ERR_NOMEM;
+        }
+        for (uint32_t i = 0; i < np; i++) {
+            p[i].chunk = kp_read_u32(&r);
+            p[i].producer_id = kp_read_i64(&r);
+            p[i].epoch = kp_read_i16(&r);
+            p[i].first_seq = kp_read_i32(&r);
+            p[i].last_seq = kp_read_i32(&r);
+            p[i].base_offset = kp_read_i64(&r);
+            p[i].last_offset = kp_read_i64(&r);
+            if (!prod_sane(&p[i], c, n) || (i > 0 && p[i].chunk < p[i - 1].chunk)) {
+                free(p);
+                free(c);
+                return ST_ERR_CORRUPT;
+            }
+        }
+    }
     m->chunks = c;
     m->nchunks = n;
+    m->prods = p;
+    m->nprods = np;
     return ST_OK;
 }
 

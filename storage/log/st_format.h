@@ -58,10 +58,24 @@ st_err_t st_obj_parse(const uint8_t *obj, size_t len, st_obj_header_t *h, st_chu
 
 /* -------------------------------------------------------------- manifest */
 
-#define ST_MANIFEST_VERSION 1
+#define ST_MANIFEST_VERSION 2 /* written; version 1 (no producer entries) is still read */
 #define ST_MANIFEST_ENTRY_SIZE 64
+#define ST_MANIFEST_PRODUCER_SIZE 38
+
+/* One idempotent producer's batch in a manifest chunk: what the partition's
+ * producer state needs to recognise a retry after a restart. */
+typedef struct st_prod_desc {
+    uint32_t chunk;      /* index of the chunk (in the manifest) holding the batch */
+    int64_t producer_id; /* >= 0 */
+    int16_t epoch;       /* >= 0 */
+    int32_t first_seq;   /* base sequence, >= 0 */
+    int32_t last_seq;    /* last sequence (wraps at INT32_MAX), >= 0 */
+    int64_t base_offset; /* the batch's offsets, inside the chunk's range */
+    int64_t last_offset;
+} st_prod_desc_t;
 
 typedef struct st_manifest {
+    int8_t version; /* encode: ST_MANIFEST_VERSION, or 1 with nprods == 0 */
     int32_t node_id;
     int64_t incarnation;
     int64_t seq;
@@ -69,10 +83,13 @@ typedef struct st_manifest {
     uint64_t object_size;
     const st_chunk_desc_t *chunks; /* decode: owned array (free()) */
     size_t nchunks;
+    const st_prod_desc_t *prods; /* version 2, in chunk order; decode: owned (free()) or NULL */
+    size_t nprods;
 } st_manifest_t;
 
 void st_manifest_encode(kp_writer_t *w, const st_manifest_t *m);
-/* Decode; on ST_OK m->chunks is owned by the caller (free()). */
+/* Decode version 1 or 2; on ST_OK m->chunks and m->prods are owned by the
+ * caller (free()). */
 st_err_t st_manifest_decode(const uint8_t *buf, size_t len, st_manifest_t *m);
 
 /* ------------------------------------------------------------------ keys */

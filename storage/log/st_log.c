@@ -70,6 +70,7 @@ void st_log__obj_unref(st_obj_t *o)
 
 static void part_free(st_log_t *log, st_part_t *part)
 {
+    st_log__prod_free(part);
     for (size_t i = 0; i < part->nchunks; i++)
         st_log__chunk_free(log, part->chunks[i]);
     free(part->chunks);
@@ -583,6 +584,7 @@ void st_log_free(st_log_t *log)
             }
         }
         free(f->parts);
+        free(f->prods);
         st_buf_unref(f->obj);
         free(f);
     }
@@ -604,6 +606,7 @@ void st_log_free(st_log_t *log)
     free(log->graveyard);
     free(log->creating);
     event_free(log->kick);
+    st_log__pids_free(log);
     free(log);
 }
 
@@ -823,8 +826,12 @@ static void apply_manifest(st_log_t *log, const st_manifest_t *m)
     st_obj_t *obj = st_log__obj_new(m->object_key.ptr, (size_t)m->object_key.len, m->object_size);
     if (!obj)
         return;
+    size_t np = 0; /* producer entries are in chunk order */
     for (size_t i = 0; i < m->nchunks; i++) {
         const st_chunk_desc_t *d = &m->chunks[i];
+        size_t p0 = np;
+        while (np < m->nprods && m->prods[np].chunk == i)
+            np++;
         st_topic_t *t = st_log_topic_by_id(log, d->topic_id);
         if (!t || d->partition < 0 || d->partition >= t->nparts)
             continue; /* a deleted topic's data, reclaimed by GC */
@@ -833,6 +840,8 @@ static void apply_manifest(st_log_t *log, const st_manifest_t *m)
             continue; /* already applied (never expected: commits are fenced) */
         if (st_log__chunk_add(part, obj, d)) {
             part->hw = part->leo = d->last_offset + 1;
+            for (size_t k = p0; k < np; k++)
+                st_log__prod_replay(part, &m->prods[k]);
         }
     }
     st_log__obj_unref(obj);
@@ -861,6 +870,7 @@ static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more,
         }
         apply_manifest(op->log, &m);
         free((void *)m.chunks);
+        free((void *)m.prods);
     }
     if (st_log__load_log_starts(op->log, log_starts_done, op) != 0)
         open_finish(op, ST_ERR_NOMEM);

@@ -209,7 +209,16 @@ typedef void (*st_append_cb)(st_err_t err, int64_t base_offset, void *arg);
 /* Append one RecordBatch v2 the caller validated.  The batch is copied;
  * its base offset and leader epoch are set in the copy.  ST_ERR_IO /
  * ST_ERR_TIMEOUT: the flush failed; ST_ERR_CONFLICT: this node was fenced;
- * ST_ERR_NOT_FOUND: the topic was deleted; ST_ERR_CLOSED: shutting down. */
+ * ST_ERR_NOT_FOUND: the topic was deleted; ST_ERR_CLOSED: shutting down.
+ *
+ * A batch with a producer id (>= 0) is checked against the partition's
+ * state for that producer (Kafka >= 2.5, DESIGN §3): a retry of one of its
+ * last five batches (same epoch, first and last sequence) is not stored
+ * again and @cb gets the original base offset (once the original commits,
+ * or its failure, when it is still in flight).  Returns ST_ERR_EPOCH
+ * (no callback) for an epoch older than the producer's, ST_ERR_SEQUENCE
+ * for a gap, or a newer epoch not starting at sequence 0; a producer with
+ * no state on the partition is accepted at any sequence. */
 int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_cb cb, void *arg);
 
 /* @slices: whole batches from the one containing the requested offset,
@@ -249,6 +258,20 @@ typedef struct st_waiter {
 } st_waiter_t;
 void st_part_wait(st_part_t *part, st_waiter_t *w);
 void st_part_unwait(st_waiter_t *w);
+
+/* ------------------------------------------------------------------ */
+/* Producer ids                                                        */
+/* ------------------------------------------------------------------ */
+
+/* InitProducerId without a transactional id.  @pid and @epoch: the
+ * caller's current producer id and epoch (KIP-360), or -1.  When this log
+ * handed out @pid and its epoch is @epoch, the answer is @pid with the
+ * epoch bumped; when @epoch is another one, ST_ERR_EPOCH; otherwise a new
+ * id with epoch 0, from blocks taken off /nuthatch/counters/producer-id by
+ * compare-and-swap (unique across restarts and gateways sharing the
+ * metadata store).  Returns nonzero (no callback) when it cannot start. */
+typedef void (*st_producer_cb)(st_err_t err, int64_t pid, int16_t epoch, void *arg);
+int st_log_init_producer(st_log_t *log, int64_t pid, int16_t epoch, st_producer_cb cb, void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Consumer offsets (committed without a group coordinator)            */

@@ -74,10 +74,48 @@ typedef struct st_chunk {
     st_part_t *part;
 } st_chunk_t;
 
+/* Idempotent producers (st_producer.c): per partition and producer id,
+ * the epoch and the last ST_PROD_BATCHES committed batches, plus the
+ * batches appended and not yet committed.  At most ST_PROD_MAX_PER_PART
+ * producers per partition: the least recently used one without uncommitted
+ * batches is forgotten to make room (it is then a producer with no state,
+ * accepted at any sequence, as after Kafka's producer id expiration). */
+#define ST_PROD_BATCHES 5
+#define ST_PROD_MAX_PER_PART 1024
+
+typedef struct st_pbatch {
+    int32_t first_seq, last_seq;
+    int64_t base, last;
+} st_pbatch_t;
+
+struct st_pend;
+
+typedef struct st_prod {
+    st_link_t lru; /* in part->prods, most recently used first */
+    int64_t pid;
+    int16_t epoch;                       /* committed epoch */
+    int n;                               /* committed batches in b, oldest first */
+    st_pbatch_t b[ST_PROD_BATCHES];      /* the last committed batches of epoch */
+    struct st_pend *unc_head, *unc_tail; /* appended, not committed, in append order */
+    int scratch;                         /* flush_build's per-chunk count */
+} st_prod_t;
+
+/* A retry of a batch not yet committed, answered with the batch's outcome. */
+typedef struct st_dup {
+    struct st_dup *next;
+    st_append_cb cb;
+    void *arg;
+} st_dup_t;
+
 /* One appended batch waiting for its flush to commit. */
 typedef struct st_pend {
     struct st_pend *next;
-    uint8_t *data; /* owned copy, base offset and epoch patched; freed once in an object */
+    st_prod_t *prod;               /* idempotent batch: its producer; NULL otherwise */
+    struct st_pend *pnext, *pprev; /* in prod's uncommitted list */
+    int16_t epoch;                 /* producer epoch, first and last sequence */
+    int32_t first_seq, last_seq;
+    st_dup_t *dups; /* retries waiting for this batch */
+    uint8_t *data;  /* owned copy, base offset and epoch patched; freed once in an object */
     size_t len;
     int64_t base;   /* first offset (provisional until commit) */
     int64_t last;   /* last offset */
@@ -103,6 +141,8 @@ struct st_part {
     st_link_t waiters; /* st_waiter_t, woken on commit */
     /* The largest log start put to the store so far (st_admin.c). */
     int64_t log_start_issued;
+    st_link_t prods; /* st_prod_t, most recently used first */
+    size_t nprods;
 };
 
 typedef enum st_flush_state {
@@ -128,6 +168,8 @@ typedef struct st_flush {
     st_err_t err;     /* why it failed */
     st_fpart_t *parts;
     size_t nparts;
+    st_prod_desc_t *prods; /* idempotent batches for the manifest (chunk = index in parts) */
+    size_t nprods;
     st_buf_t *obj; /* the object bytes */
     char key[96];
 } st_flush_t;
@@ -169,6 +211,7 @@ struct st_log {
     st_link_t tail_lru;  /* chunks in the memory tail, oldest first */
     st_link_t cache_lru; /* chunks in the read cache, least recent first */
     st_log_stats_t stats;
+    struct st_pids *pids; /* producer id allocation (st_producer.c), or NULL */
 };
 
 /* st_flush.c */
@@ -176,6 +219,28 @@ void st_log__space_check(st_log_t *log);
 void st_log__kick(st_log_t *log);
 void st_log__flush_cb(evutil_socket_t fd, short what, void *arg);
 void st_log__fail_pending(st_part_t *part, st_err_t err);
+/* st_producer.c */
+/* Check an idempotent batch @b (prod NULL, epoch and sequences set) of
+ * @pid against @part's state.  ST_OK: a new batch, to be linked with
+ * prod_link once queued.  ST_ERR_EXISTS: a retry -- of a committed batch
+ * (*orig NULL, its base offset in *orig_base) or of the uncommitted *orig.
+ * ST_ERR_SEQUENCE / ST_ERR_EPOCH: refused.  ST_ERR_NOMEM. */
+st_err_t st_log__prod_check(st_part_t *part, int64_t pid, st_pend_t *b, st_pend_t **orig,
+                            int64_t *orig_base);
+void st_log__prod_link(st_part_t *part, int64_t pid, st_pend_t *b);
+/* @b committed at its offsets / failed: the producer state moves on / forgets it. */
+void st_log__prod_commit(st_pend_t *b);
+void st_log__prod_unlink(st_pend_t *b);
+/* Append the producer entries of the batches from @head to @arr (the last
+ * ST_PROD_BATCHES per producer), tagged @chunk; false when out of memory. */
+bool st_log__prod_descs(const st_pend_t *head, uint32_t chunk, st_prod_desc_t **arr, size_t *n,
+                        size_t *cap);
+/* A committed manifest's entry, at start-up. */
+void st_log__prod_replay(st_part_t *part, const st_prod_desc_t *d);
+void st_log__prod_free(st_part_t *part);
+void st_log__pids_free(st_log_t *log);
+/* Call @b's callback and its retries' with the outcome, free the retries. */
+void st_log__pend_answer(st_pend_t *b, st_err_t err, int64_t base);
 /* st_read.c */
 void st_log__chunk_free(st_log_t *log, st_chunk_t *c);
 bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d);

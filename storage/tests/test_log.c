@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "kp_batch.h"
+#include "st_format.h"
 #include "st_log.h"
 #include "st_meta.h"
 #include "st_objstore.h"
@@ -669,6 +670,306 @@ static void test_write_buffer_budget(void **state)
     f->cfg.write_buffer_bytes = 0;
 }
 
+/* ---------------------------------------------------------- idempotence */
+
+/* A batch of @n records from producer @pid, epoch @epoch, first sequence
+ * @seq. */
+static uint8_t *make_pbatch(int n, int64_t pid, int16_t epoch, int32_t seq, size_t *len)
+{
+    kp_record_in_t recs[16];
+    assert_true(n <= 16);
+    for (int i = 0; i < n; i++)
+        recs[i] = (kp_record_in_t){
+            .timestamp = 1000 + i, .key = KP_BYTES_NULL, .value = {(const uint8_t *)"p", 1}};
+    kp_batch_spec_t spec = {.leader_epoch = -1,
+                            .codec = KP_COMPRESSION_NONE,
+                            .producer_id = pid,
+                            .producer_epoch = epoch,
+                            .base_sequence = seq};
+    kp_writer_t w;
+    kp_writer_init(&w, 256);
+    assert_int_equal(kp_batch_build(&w, &spec, recs, n), KP_BATCH_OK);
+    return kp_writer_take(&w, len);
+}
+
+/* Append a producer's batch; the refusal (no callback) or the outcome. */
+static res_t pappend(fx_t *f, st_part_t *p, int n, int64_t pid, int16_t epoch, int32_t seq)
+{
+    size_t len;
+    uint8_t *b = make_pbatch(n, pid, epoch, seq, &len);
+    res_t r = {0};
+    int rc = st_part_append(p, b, len, append_cb, &r);
+    free(b);
+    if (rc != 0) {
+        r.err = (st_err_t)rc;
+        r.off = -2;
+        return r;
+    }
+    run_until(f, &r.done, 1);
+    return r;
+}
+
+/* Kafka >= 2.5 rules on one partition: any first sequence for a producer
+ * with no state, retries of the last five batches answered with their
+ * offsets and not stored again, the sixth-oldest out of sequence, gaps,
+ * stale and bumped epochs, sequences wrapping at INT32_MAX. */
+static void test_idem_rules(void **state)
+{
+    fx_t *f = *state;
+    st_part_t *p = create(f, "idem", 1)->parts[0];
+    assert_int_equal(pappend(f, p, 3, 7, 0, 40).off, 0); /* no state: any sequence */
+    for (int i = 0; i < 6; i++) { /* seq 43.. in batches of 2 at offsets 3.. */
+        res_t r = pappend(f, p, 2, 7, 0, 43 + 2 * i);
+        assert_int_equal(r.err, ST_OK);
+        assert_int_equal(r.off, 3 + 2 * i);
+    }
+    assert_int_equal(st_part_hw(p), 15);
+    /* the last five: 45-46 .. 53-54 at offsets 5 .. 13 */
+    for (int i = 1; i < 6; i++) {
+        res_t r = pappend(f, p, 2, 7, 0, 43 + 2 * i);
+        assert_int_equal(r.err, ST_OK);
+        assert_int_equal(r.off, 3 + 2 * i);
+    }
+    assert_int_equal(st_part_hw(p), 15);
+    assert_int_equal(st_part_leo(p), 15);
+    /* the sixth-oldest and the first are no longer known */
+    assert_int_equal(pappend(f, p, 2, 7, 0, 43).err, ST_ERR_SEQUENCE);
+    assert_int_equal(pappend(f, p, 3, 7, 0, 40).err, ST_ERR_SEQUENCE);
+    /* same first sequence, other last: not a retry */
+    assert_int_equal(pappend(f, p, 3, 7, 0, 53).err, ST_ERR_SEQUENCE);
+    /* a gap */
+    assert_int_equal(pappend(f, p, 1, 7, 0, 56).err, ST_ERR_SEQUENCE);
+    assert_int_equal(pappend(f, p, 1, 7, 0, 55).off, 15);
+    /* a newer epoch starts at 0 */
+    assert_int_equal(pappend(f, p, 1, 7, 1, 56).err, ST_ERR_SEQUENCE);
+    assert_int_equal(pappend(f, p, 1, 7, 1, 0).off, 16);
+    assert_int_equal(pappend(f, p, 1, 7, 0, 56).err, ST_ERR_EPOCH);
+    assert_int_equal(pappend(f, p, 1, 7, 1, 0).off, 16); /* retry */
+    assert_int_equal(pappend(f, p, 1, 7, 1, 1).off, 17);
+    /* another producer has its own state */
+    assert_int_equal(pappend(f, p, 1, 8, 3, 1000).off, 18);
+    /* wrapping: INT32_MAX - 1 .. INT32_MAX, then 0 */
+    assert_int_equal(pappend(f, p, 2, 9, 0, INT32_MAX - 1).off, 19);
+    assert_int_equal(pappend(f, p, 1, 9, 0, INT32_MAX).err, ST_ERR_SEQUENCE);
+    assert_int_equal(pappend(f, p, 1, 9, 0, 0).off, 21);
+    /* a batch wrapping inside: INT32_MAX, 0, 1 */
+    assert_int_equal(pappend(f, p, 1, 10, 0, INT32_MAX - 1).off, 22);
+    assert_int_equal(pappend(f, p, 3, 10, 0, INT32_MAX).off, 23);
+    assert_int_equal(pappend(f, p, 3, 10, 0, INT32_MAX).off, 23);
+    assert_int_equal(pappend(f, p, 1, 10, 0, 2).off, 26);
+    /* batches without a producer id are never checked */
+    assert_int_equal(append_one(f, p, 1, 5).off, 27);
+    assert_int_equal(append_one(f, p, 1, 5).off, 28);
+    assert_int_equal(st_part_hw(p), 29);
+}
+
+/* A retry of a batch still in flight is not stored again and is answered
+ * with the original's offset when it commits; the next batch may follow
+ * an uncommitted one. */
+static void test_idem_inflight_retry(void **state)
+{
+    fx_t *f = *state;
+    st_part_t *p = create(f, "inflight", 1)->parts[0];
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.delay_nth = 1, .delay_ms = 300});
+    size_t l1, l2;
+    uint8_t *b1 = make_pbatch(3, 5, 0, 0, &l1), *b2 = make_pbatch(2, 5, 0, 3, &l2);
+    res_t r[4] = {{0}};
+    assert_int_equal(st_part_append(p, b1, l1, append_cb, &r[0]), 0);
+    event_base_loop(f->base, EVLOOP_NONBLOCK);                        /* the first flush starts */
+    assert_int_equal(st_part_append(p, b1, l1, append_cb, &r[1]), 0); /* in flight */
+    assert_int_equal(st_part_append(p, b2, l2, append_cb, &r[2]), 0); /* pending */
+    assert_int_equal(st_part_append(p, b2, l2, append_cb, &r[3]), 0); /* pending */
+    assert_int_equal(st_part_leo(p), 5);
+    assert_int_equal(r[1].done, 0);
+    for (int i = 0; i < 4; i++) {
+        run_until(f, &r[i].done, 1);
+        assert_int_equal(r[i].err, ST_OK);
+        assert_int_equal(r[i].off, i < 2 ? 0 : 3);
+    }
+    assert_int_equal(st_part_hw(p), 5);
+    assert_int_equal(pappend(f, p, 1, 5, 0, 5).off, 5);
+    free(b1);
+    free(b2);
+}
+
+/* A failed flush leaves the producer state where the last commit put it:
+ * the failed batches (and their retries waiting) fail, the sequence that
+ * follows them is out of order, and the same batches retried land. */
+static void test_idem_failed_flush(void **state)
+{
+    fx_t *f = *state;
+    st_part_t *p = create(f, "idemfail", 1)->parts[0];
+    assert_int_equal(pappend(f, p, 3, 11, 2, 0).off, 0);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.fail_nth = 1, .err = ST_ERR_IO});
+    size_t l1, l2;
+    uint8_t *b1 = make_pbatch(2, 11, 2, 3, &l1), *b2 = make_pbatch(2, 11, 2, 5, &l2);
+    res_t r[3] = {{0}};
+    assert_int_equal(st_part_append(p, b1, l1, append_cb, &r[0]), 0);
+    assert_int_equal(st_part_append(p, b1, l1, append_cb, &r[1]), 0); /* retry waits */
+    assert_int_equal(st_part_append(p, b2, l2, append_cb, &r[2]), 0);
+    for (int i = 0; i < 3; i++) {
+        run_until(f, &r[i].done, 1);
+        assert_int_equal(r[i].err, ST_ERR_IO);
+    }
+    assert_int_equal(st_part_leo(p), 3);
+    assert_int_equal(pappend(f, p, 2, 11, 2, 5).err, ST_ERR_SEQUENCE);
+    assert_int_equal(pappend(f, p, 3, 11, 2, 0).off, 0); /* still known */
+    assert_int_equal(pappend(f, p, 2, 11, 2, 3).off, 3);
+    assert_int_equal(pappend(f, p, 2, 11, 2, 5).off, 5);
+    assert_int_equal(st_part_hw(p), 7);
+    free(b1);
+    free(b2);
+}
+
+/* The state is in the manifests: after a restart, the last five batches of
+ * each producer are known again, and epochs and sequences go on. */
+static void test_idem_restart(void **state)
+{
+    fx_t *f = *state;
+    st_part_t *p = create(f, "idemrs", 2)->parts[1];
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(pappend(f, p, 2, 21, 4, 2 * i).off, 2 * i);
+    assert_int_equal(pappend(f, p, 1, 22, 0, 9).off, 14);
+    fx_close(f);
+    fx_open(f);
+    p = st_log_topic(f->log, "idemrs", 6)->parts[1];
+    assert_int_equal(st_part_hw(p), 15);
+    for (int i = 2; i < 7; i++)
+        assert_int_equal(pappend(f, p, 2, 21, 4, 2 * i).off, 2 * i);
+    assert_int_equal(pappend(f, p, 2, 21, 4, 2).err, ST_ERR_SEQUENCE);
+    assert_int_equal(pappend(f, p, 2, 21, 4, 16).err, ST_ERR_SEQUENCE);
+    assert_int_equal(pappend(f, p, 1, 21, 3, 14).err, ST_ERR_EPOCH);
+    assert_int_equal(pappend(f, p, 1, 22, 0, 9).off, 14);
+    assert_int_equal(st_part_hw(p), 15);
+    assert_int_equal(pappend(f, p, 1, 21, 4, 14).off, 15);
+    assert_int_equal(pappend(f, p, 1, 21, 5, 0).off, 16);
+    /* and once more, with the bumped epoch committed */
+    fx_close(f);
+    fx_open(f);
+    p = st_log_topic(f->log, "idemrs", 6)->parts[1];
+    assert_int_equal(pappend(f, p, 1, 21, 5, 0).off, 16);
+    assert_int_equal(pappend(f, p, 1, 21, 4, 15).err, ST_ERR_EPOCH);
+    assert_int_equal(pappend(f, p, 1, 21, 5, 1).off, 17);
+}
+
+typedef struct pid_res {
+    int done;
+    st_err_t err;
+    int64_t pid;
+    int16_t epoch;
+} pid_res_t;
+
+static void pid_cb(st_err_t err, int64_t pid, int16_t epoch, void *arg)
+{
+    pid_res_t *r = arg;
+    r->err = err;
+    r->pid = pid;
+    r->epoch = epoch;
+    r->done++;
+}
+
+static pid_res_t init_producer(fx_t *f, int64_t pid, int16_t epoch)
+{
+    pid_res_t r = {0};
+    assert_int_equal(st_log_init_producer(f->log, pid, epoch, pid_cb, &r), 0);
+    assert_int_equal(r.done, 0); /* never from inside the call */
+    run_until(f, &r.done, 1);
+    return r;
+}
+
+/* Producer ids are unique across restarts; an id this log handed out gets
+ * its epoch bumped when its current epoch is given, an unknown one a new
+ * id. */
+static void test_init_producer(void **state)
+{
+    fx_t *f = *state;
+    pid_res_t a = init_producer(f, -1, -1), b = init_producer(f, -1, -1);
+    assert_int_equal(a.err, ST_OK);
+    assert_int_equal(a.epoch, 0);
+    assert_int_equal(b.pid, a.pid + 1);
+    pid_res_t c = init_producer(f, a.pid, 0);
+    assert_int_equal(c.err, ST_OK);
+    assert_int_equal(c.pid, a.pid);
+    assert_int_equal(c.epoch, 1);
+    assert_int_equal(init_producer(f, a.pid, 0).err, ST_ERR_EPOCH);
+    assert_int_equal(init_producer(f, a.pid, 1).epoch, 2);
+    pid_res_t d = init_producer(f, 123456789, 3); /* not ours: a new id */
+    assert_int_equal(d.epoch, 0);
+    assert_int_equal(d.pid, b.pid + 1);
+    /* several at once, while the first block is fetched after a restart */
+    fx_close(f);
+    fx_open(f);
+    pid_res_t r[3] = {{0}};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(st_log_init_producer(f->log, -1, -1, pid_cb, &r[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        run_until(f, &r[i].done, 1);
+        assert_int_equal(r[i].err, ST_OK);
+        assert_true(r[i].pid > d.pid);
+        assert_int_equal(r[i].pid, r[0].pid + i);
+    }
+    pid_res_t e = init_producer(f, a.pid, 2); /* known before the restart only */
+    assert_int_equal(e.epoch, 0);
+    assert_true(e.pid > r[2].pid);
+}
+
+/* Version 1 manifests (no producer entries) are still read; version 2
+ * round-trips its entries and refuses ones outside their chunk. */
+static void test_manifest_versions(void **state)
+{
+    (void)state;
+    st_chunk_desc_t c = {
+        .partition = 3, .batches = 2, .base_offset = 10, .last_offset = 19, .pos = 32, .len = 100};
+    st_prod_desc_t pd = {.chunk = 0,
+                         .producer_id = 4,
+                         .epoch = 1,
+                         .first_seq = 7,
+                         .last_seq = 9,
+                         .base_offset = 17,
+                         .last_offset = 19};
+    st_manifest_t m = {.version = 1,
+                       .node_id = 1,
+                       .incarnation = 2,
+                       .seq = 3,
+                       .object_key = kp_str("k"),
+                       .object_size = 1000,
+                       .chunks = &c,
+                       .nchunks = 1};
+    for (int v = 1; v <= 3; v++) {
+        m.version = (int8_t)(v == 3 ? 2 : v);
+        m.prods = v >= 2 ? &pd : NULL;
+        m.nprods = v >= 2 ? 1 : 0;
+        pd.last_offset = v == 3 ? 20 : 19; /* v == 3: past the chunk */
+        kp_writer_t w;
+        kp_writer_init(&w, 256);
+        st_manifest_encode(&w, &m);
+        st_manifest_t d;
+        st_err_t err = st_manifest_decode(w.buf, w.len, &d);
+        kp_writer_deinit(&w);
+        if (v == 3) {
+            assert_int_equal(err, ST_ERR_CORRUPT);
+            continue;
+        }
+        assert_int_equal(err, ST_OK);
+        assert_int_equal(d.version, m.version);
+        assert_int_equal(d.nchunks, 1);
+        assert_int_equal(d.nprods, m.nprods);
+        if (v == 2) {
+            assert_int_equal(d.prods[0].chunk, 0);
+            assert_int_equal(d.prods[0].producer_id, 4);
+            assert_int_equal(d.prods[0].epoch, 1);
+            assert_int_equal(d.prods[0].first_seq, 7);
+            assert_int_equal(d.prods[0].last_seq, 9);
+            assert_int_equal(d.prods[0].base_offset, 17);
+            assert_int_equal(d.prods[0].last_offset, 19);
+        }
+        free((void *)d.chunks);
+        free((void *)d.prods);
+    }
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -687,6 +988,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_in_doubt_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_buffer_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idem_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idem_inflight_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idem_failed_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idem_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_producer, setup, teardown),
+        cmocka_unit_test(test_manifest_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
