@@ -47,6 +47,25 @@ int gw_api_describe_configs(gw_req_t *req);
 int gw_api_find_coordinator(gw_req_t *req);
 int gw_api_offset_commit(gw_req_t *req);
 int gw_api_offset_fetch(gw_req_t *req);
+int gw_api_create_partitions(gw_req_t *req);
+int gw_api_delete_records(gw_req_t *req);
+int gw_api_offset_for_leader_epoch(gw_req_t *req);
+int gw_api_describe_cluster(gw_req_t *req);
+int gw_api_alter_configs(gw_req_t *req);
+int gw_api_incremental_alter_configs(gw_req_t *req);
+
+/* For each of @n names, whether it occurs more than once (an array in the
+ * request's arena; null names count as ""). */
+bool *gw_names_repeated(gw_req_t *req, const kp_str_t *names, int32_t n);
+
+/* Topic configurations that AlterConfigs and IncrementalAlterConfigs
+ * change: true for retention.ms, retention.bytes, max.message.bytes and
+ * cleanup.policy (gw_api_alter_configs.c). */
+bool gw_topic_config_alterable(const char *name);
+
+/* The largest record batch @topic accepts: its max.message.bytes override,
+ * else message.max.bytes. */
+int32_t gw_topic_max_message_bytes(const gw_server_t *srv, const st_topic_t *topic);
 
 /* The only place a storage error becomes a Kafka error (STYLE §8). */
 kp_err_t gw_err_from_st(st_err_t err);

@@ -2,10 +2,16 @@
  * gw_api_describe_configs.c: DescribeConfigs (key 32), v0-4.
  *
  * A topic (resource type 2) lists its overrides plus the defaults the
- * gateway applies (retention, message size, cleanup policy, ...); a broker
- * (type 4, named by its node id or "") lists every configuration key of
- * the gateway with its effective value, read-only.  Other types are
- * INVALID_REQUEST.
+ * gateway applies (retention, message size, cleanup policy, ...), each with
+ * its source: DYNAMIC_TOPIC_CONFIG (an override), STATIC_BROKER_CONFIG (a
+ * broker key set in the configuration) or DEFAULT_CONFIG; only those
+ * AlterConfigs can change are not read-only.  A broker (type 4, named by
+ * its node id or "") lists every configuration key of the gateway with its
+ * effective value, read-only.  With include_synonyms (v1+) each entry lists
+ * its synonyms: the override, then the broker key (or the topic name for a
+ * fixed default) with its value and source.  Nothing is sensitive (S3
+ * credentials come from the environment, never from a key).  Other types
+ * are INVALID_REQUEST.
  */
 #include "gw_api.h"
 
@@ -60,8 +66,8 @@ static bool wanted(const kp_describe_configs_request_describe_configs_resource_t
     return false;
 }
 
-static void add_entry(gw_req_t *req, cfg_result_t *r, const char *name, const char *value,
-                      bool is_default, int8_t source, int8_t type, bool read_only)
+static cfg_entry_t *add_entry(gw_req_t *req, cfg_result_t *r, const char *name, const char *value,
+                              bool is_default, int8_t source, int8_t type, bool read_only)
 {
     cfg_entry_t *e = &r->configs[r->configs_count++];
     kp_describe_configs_response_describe_configs_resource_result_init(e);
@@ -74,6 +80,32 @@ static void add_entry(gw_req_t *req, cfg_result_t *r, const char *name, const ch
     e->synonyms_count = 0; /* v1+ */
     e->config_type = type; /* v3+ */
     e->documentation = KP_STR_NULL;
+    return e;
+}
+
+/* Synonyms (v1+, when asked for): the sources of @e's value in precedence
+ * order -- the topic's override, then the broker key or the default. */
+static void add_synonyms(gw_req_t *req, cfg_entry_t *e, const char *override, const char *name,
+                         const char *value, int8_t source)
+{
+    const kp_describe_configs_request_t *rq = req->body;
+    if (req->api_version < 1 || !rq->include_synonyms)
+        return;
+    e->synonyms = gw_req_alloc(req, 2 * sizeof *e->synonyms);
+    e->synonyms_count = 0;
+    kp_describe_configs_response_describe_configs_synonym_t *y;
+    if (override) {
+        y = &e->synonyms[e->synonyms_count++];
+        kp_describe_configs_response_describe_configs_synonym_init(y);
+        y->name = e->name;
+        y->value = kp_str(gw_req_strdup(req, override, strlen(override)));
+        y->source = SRC_TOPIC_CONFIG;
+    }
+    y = &e->synonyms[e->synonyms_count++];
+    kp_describe_configs_response_describe_configs_synonym_init(y);
+    y->name = kp_str(gw_req_strdup(req, name, strlen(name)));
+    y->value = kp_str(gw_req_strdup(req, value, strlen(value)));
+    y->source = source;
 }
 
 /* The value of broker key @key in @cfg. */
@@ -109,18 +141,22 @@ static void describe_topic(gw_req_t *req,
         if (!wanted(res, d->name))
             continue;
         const char *ov = override_of(topic, d->name);
-        if (ov) {
-            add_entry(req, r, d->name, ov, false, SRC_TOPIC_CONFIG, d->type, false);
-            continue;
+        /* Only what AlterConfigs can change is writable. */
+        bool ro = !gw_topic_config_alterable(d->name);
+        const char *name = d->broker_key ? d->broker_key : d->name;
+        const char *v = d->fixed;
+        int8_t src = SRC_DEFAULT_CONFIG;
+        if (d->broker_key) {
+            v = broker_value(req, req->srv->cfg, d->broker_key);
+            if (strcmp(v, broker_value(req, &req->srv->defaults, d->broker_key)) != 0)
+                src = SRC_STATIC_BROKER_CONFIG;
         }
-        if (!d->broker_key) {
-            add_entry(req, r, d->name, d->fixed, true, SRC_DEFAULT_CONFIG, d->type, false);
-            continue;
-        }
-        const char *v = broker_value(req, req->srv->cfg, d->broker_key);
-        bool dflt = strcmp(v, broker_value(req, &req->srv->defaults, d->broker_key)) == 0;
-        add_entry(req, r, d->name, v, dflt, dflt ? SRC_DEFAULT_CONFIG : SRC_STATIC_BROKER_CONFIG,
-                  d->type, false);
+        cfg_entry_t *e;
+        if (ov)
+            e = add_entry(req, r, d->name, ov, false, SRC_TOPIC_CONFIG, d->type, ro);
+        else
+            e = add_entry(req, r, d->name, v, src == SRC_DEFAULT_CONFIG, src, d->type, ro);
+        add_synonyms(req, e, ov, name, v, src);
     }
     /* Overrides of keys without a listed default. */
     for (size_t i = 0; i < topic->nconfigs; i++) {
@@ -129,7 +165,7 @@ static void describe_topic(gw_req_t *req,
         for (size_t k = 0; k < N_TOPIC_DEFAULTS && !listed; k++)
             listed = strcmp(topic_defaults[k].name, c->name) == 0;
         if (!listed && wanted(res, c->name))
-            add_entry(req, r, c->name, c->value, false, SRC_TOPIC_CONFIG, TYPE_UNKNOWN, false);
+            add_entry(req, r, c->name, c->value, false, SRC_TOPIC_CONFIG, TYPE_UNKNOWN, true);
     }
 }
 
@@ -153,8 +189,9 @@ static void describe_broker(gw_req_t *req,
             continue;
         const char *v = broker_value(req, cfg, key);
         bool dflt = strcmp(v, broker_value(req, &req->srv->defaults, key)) == 0;
-        add_entry(req, r, key, v, dflt, dflt ? SRC_DEFAULT_CONFIG : SRC_STATIC_BROKER_CONFIG,
-                  TYPE_UNKNOWN, true);
+        int8_t src = dflt ? SRC_DEFAULT_CONFIG : SRC_STATIC_BROKER_CONFIG;
+        cfg_entry_t *e = add_entry(req, r, key, v, dflt, src, TYPE_UNKNOWN, true);
+        add_synonyms(req, e, NULL, key, v, src);
     }
 }
 

@@ -31,12 +31,13 @@ typedef struct append_ctx {
 
 /* The Kafka error for a partition's records, or NONE when they are one
  * valid batch. */
-static kp_err_t check_records(const gw_server_t *srv, kp_bytes_t records)
+static kp_err_t check_records(const gw_server_t *srv, const st_topic_t *topic, kp_bytes_t records)
 {
     if (records.len <= 0)
         return KP_ERR_INVALID_RECORD;
     kp_batch_limits_t lim = {
-        .max_size = (size_t)srv->cfg->message_max_bytes,
+        /* the topic's max.message.bytes, else message.max.bytes */
+        .max_size = (size_t)gw_topic_max_message_bytes(srv, topic),
         .flags = KP_BATCH_CHECK_PRODUCE,
         .zout = NULL, /* compressed payloads are stored as sent, not inspected */
     };
@@ -117,7 +118,7 @@ static void produce_partition(gw_req_t *req, kp_str_t tname,
                                              : KP_ERR_INVALID_TOPIC_EXCEPTION);
         return;
     }
-    kp_err_t err = check_records(req->srv, pd->records);
+    kp_err_t err = check_records(req->srv, topic, pd->records);
     if (err != KP_ERR_NONE) {
         gw_log_debug("produce", "%s/%d: refusing records: %s", topic->name, pd->index,
                      kp_err_str(err));

@@ -9,6 +9,7 @@
  */
 #include "gw_api.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 kp_err_t gw_err_from_st(st_err_t err)
@@ -119,4 +120,32 @@ int32_t gw_advertised_port(const gw_server_t *srv)
 const char *gw_cluster_id(const gw_server_t *srv)
 {
     return st_log_cluster_id(srv->log); /* the configured one when cluster.id is set */
+}
+
+typedef struct name_ix {
+    kp_str_t name;
+    int32_t i;
+} name_ix_t;
+
+static int name_cmp(const void *a, const void *b)
+{
+    kp_str_t x = ((const name_ix_t *)a)->name, y = ((const name_ix_t *)b)->name;
+    int c = memcmp(x.ptr, y.ptr, (size_t)(x.len < y.len ? x.len : y.len));
+    return c ? c : (x.len > y.len) - (x.len < y.len);
+}
+
+bool *gw_names_repeated(gw_req_t *req, const kp_str_t *names, int32_t n)
+{
+    n = n > 0 ? n : 0;
+    bool *dup = gw_req_alloc(req, (size_t)n * sizeof *dup + 1);
+    name_ix_t *ix = gw_req_alloc(req, (size_t)n * sizeof *ix + 1);
+    for (int32_t i = 0; i < n; i++) {
+        dup[i] = false;
+        ix[i] = (name_ix_t){names[i].len >= 0 ? names[i] : (kp_str_t){"", 0}, i};
+    }
+    qsort(ix, (size_t)n, sizeof *ix, name_cmp); /* n log n: requests may name millions */
+    for (int32_t k = 1; k < n; k++)
+        if (name_cmp(&ix[k - 1], &ix[k]) == 0)
+            dup[ix[k - 1].i] = dup[ix[k].i] = true;
+    return dup;
 }

@@ -42,6 +42,14 @@ static const gw_api_t apis[KP_API_MAX_KEY + 1] = {
     [KP_API_CREATE_TOPICS] = {2, 4, gw_api_create_topics, false},       /* 4: confluent-kafka */
     [KP_API_DELETE_TOPICS] = {1, 3, gw_api_delete_topics, false},       /* 3: kafka-python */
     [KP_API_DESCRIBE_CONFIGS] = {0, 2, gw_api_describe_configs, false}, /* 2: kafkajs */
+    [KP_API_ALTER_CONFIGS] = {0, 1, gw_api_alter_configs, false}, /* 1: kafkajs, kafka-python */
+    /* 0: hand-encoded (compat-tests/0044); no installed client sends it */
+    [KP_API_INCREMENTAL_ALTER_CONFIGS] = {0, 0, gw_api_incremental_alter_configs, false},
+    [KP_API_CREATE_PARTITIONS] = {0, 1, gw_api_create_partitions, false}, /* 1: kafkajs */
+    [KP_API_DELETE_RECORDS] = {0, 1, gw_api_delete_records, false},       /* 1: kafkajs, 0044 */
+    /* 3: hand-encoded v0-v3 (0044); librdkafka 2.0.2 does not send it */
+    [KP_API_OFFSET_FOR_LEADER_EPOCH] = {0, 3, gw_api_offset_for_leader_epoch, false},
+    [KP_API_DESCRIBE_CLUSTER] = {0, 0, gw_api_describe_cluster, false}, /* 0: hand-encoded (0044) */
 };
 
 const gw_api_t *gw_api_lookup(int16_t api_key)
