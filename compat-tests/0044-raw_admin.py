@@ -1,0 +1,342 @@
+#!/usr/bin/python3
+"""0044-raw_admin: the admin APIs no installed client sends, hand-encoded
+over a plain socket (the versions listed for them in gw_dispatch.c are the
+ones exercised here), with confluent-kafka-python 1.7.0 producing the data
+and reading the results back:
+
+- DescribeCluster v0 (flexible): cluster id as Metadata reports it, this
+  node as controller and only broker;
+- OffsetForLeaderEpoch v0-v3: the current epoch (0) ends at the high
+  watermark, an unknown higher epoch is -1/-1, current_leader_epoch above
+  the leader's is UNKNOWN_LEADER_EPOCH and below it FENCED_LEADER_EPOCH;
+- DeleteRecords v0 and v1: the low watermark, OFFSET_OUT_OF_RANGE above the
+  high watermark, -1 for the high watermark; then Fetch v4 below the log
+  start is OFFSET_OUT_OF_RANGE, at it not; watermarks and offsets by time
+  follow it, also after a restart;
+- IncrementalAlterConfigs v0: SET, DELETE, APPEND and SUBTRACT (cleanup.policy
+  only), INVALID_CONFIG for compact, an empty policy, other names, a SET
+  without a value and APPEND on a non-list; INVALID_REQUEST for a broker
+  and for a topic or configuration named twice; validate_only.
+"""
+
+import os
+import socket
+import struct
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from nh_server import NuthatchServer  # noqa: E402
+
+try:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+except ImportError:
+    print("0044: confluent_kafka not installed: skipped")
+    sys.exit(77)
+
+TOPIC = "raw-admin"
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, file=sys.stderr)
+
+
+# ------------------------------------------------------------------ encoding
+
+def i8(v):
+    return struct.pack(">b", v)
+
+
+def i16(v):
+    return struct.pack(">h", v)
+
+
+def i32(v):
+    return struct.pack(">i", v)
+
+
+def i64(v):
+    return struct.pack(">q", v)
+
+
+def string(s):
+    if s is None:
+        return i16(-1)
+    b = s.encode()
+    return i16(len(b)) + b
+
+
+def array(items):
+    return i32(len(items)) + b"".join(items)
+
+
+class Reader:
+    def __init__(self, data):
+        self.d, self.p = data, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.d, self.p)[0]
+        self.p += struct.calcsize(fmt)
+        return v
+
+    def i8(self):
+        return self.take(">b")
+
+    def i16(self):
+        return self.take(">h")
+
+    def i32(self):
+        return self.take(">i")
+
+    def i64(self):
+        return self.take(">q")
+
+    def uvarint(self):
+        v, shift = 0, 0
+        while True:
+            b = self.d[self.p]
+            self.p += 1
+            v |= (b & 0x7F) << shift
+            if b < 0x80:
+                return v
+            shift += 7
+
+    def string(self):
+        n = self.i16()
+        if n < 0:
+            return None
+        s = self.d[self.p:self.p + n].decode()
+        self.p += n
+        return s
+
+    def compact_string(self):
+        n = self.uvarint() - 1
+        if n < 0:
+            return None
+        s = self.d[self.p:self.p + n].decode()
+        self.p += n
+        return s
+
+    def array(self, fn):
+        return [fn() for _ in range(self.i32())]
+
+    def compact_array(self, fn):
+        return [fn() for _ in range(self.uvarint() - 1)]
+
+    def tags(self):
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.p += self.uvarint()
+
+
+class Conn:
+    def __init__(self, bootstrap):
+        host, port = bootstrap.rsplit(":", 1)
+        self.s = socket.create_connection((host, int(port)), timeout=15)
+        self.corr = 0
+
+    def call(self, key, version, body, flexible=False):
+        self.corr += 1
+        hdr = i16(key) + i16(version) + i32(self.corr) + string("nh-raw-admin")
+        if flexible:
+            hdr += b"\x00"  # no tagged fields
+        msg = hdr + body
+        self.s.sendall(i32(len(msg)) + msg)
+        n = struct.unpack(">i", self.recv(4))[0]
+        r = Reader(self.recv(n))
+        check(r.i32() == self.corr, "correlation id")
+        if flexible:
+            r.tags()
+        return r
+
+    def recv(self, n):
+        out = b""
+        while len(out) < n:
+            b = self.s.recv(n - len(out))
+            if not b:
+                raise RuntimeError("connection closed")
+            out += b
+        return out
+
+
+# ------------------------------------------------------------------ APIs
+
+def describe_cluster(c):
+    r = c.call(60, 0, b"\x00" + b"\x00", flexible=True)
+    out = {"throttle": r.i32(), "error": r.i16(), "message": r.compact_string(),
+           "cluster_id": r.compact_string(), "controller": r.i32()}
+
+    def broker():
+        b = (r.i32(), r.compact_string(), r.i32(), r.compact_string())
+        r.tags()
+        return b
+    out["brokers"] = r.compact_array(broker)
+    out["ops"] = r.i32()
+    r.tags()
+    return out
+
+
+def offset_for_leader_epoch(c, version, epoch, current=-1, topic=TOPIC, partition=0):
+    part = i32(partition) + (i32(current) if version >= 2 else b"") + i32(epoch)
+    body = (i32(-1) if version >= 3 else b"") + array([string(topic) + array([part])])
+    r = c.call(23, version, body)
+    if version >= 2:
+        r.i32()
+    topics = r.array(lambda: (r.string(), r.array(
+        lambda: (r.i16(), r.i32(), r.i32() if version >= 1 else None, r.i64()))))
+    err, _, ep, end = topics[0][1][0]
+    return err, ep, end
+
+
+def delete_records(c, version, offset, partition=0):
+    body = array([string(TOPIC) + array([i32(partition) + i64(offset)])]) + i32(10000)
+    r = c.call(21, version, body)
+    r.i32()
+    topics = r.array(lambda: (r.string(), r.array(lambda: (r.i32(), r.i64(), r.i16()))))
+    _, low, err = topics[0][1][0]
+    return err, low
+
+
+def fetch_error(c, offset):
+    part = i32(0) + i64(offset) + i32(1 << 20)
+    body = i32(-1) + i32(0) + i32(0) + i32(1 << 20) + i8(0) + array([string(TOPIC) +
+                                                                     array([part])])
+    r = c.call(1, 4, body)
+    r.i32()
+    r.i32()  # one topic
+    r.string()
+    r.i32()  # one partition
+    r.i32()
+    return r.i16()
+
+
+def incremental(c, resources, validate_only=False):
+    """resources: [(type, name, [(config, op, value)])] -> [(error, message)]"""
+    body = array([i8(t) + string(n) + array([string(k) + i8(op) + string(v) for k, op, v in cfgs])
+                  for t, n, cfgs in resources]) + i8(1 if validate_only else 0)
+    r = c.call(44, 0, body)
+    r.i32()
+    return r.array(lambda: (r.i16(), r.string(), r.i8(), r.string()))
+
+
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+
+def configs(admin):
+    res = ConfigResource(ConfigResource.Type.TOPIC, TOPIC)
+    return {k: v.value for k, v in admin.describe_configs([res])[res].result(15).items()}
+
+
+def watermarks(bs):
+    c = Consumer({"bootstrap.servers": bs, "group.id": "raw-admin"})
+    w = c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)
+    t = c.offsets_for_times([TopicPartition(TOPIC, 0, 0)], timeout=10)[0].offset
+    c.close()
+    return w, t
+
+
+def run(srv):
+    bs = srv.bootstrap
+    admin = AdminClient({"bootstrap.servers": bs})
+    admin.create_topics([NewTopic(TOPIC, 2, 1)])[TOPIC].result(15)
+    p = Producer({"bootstrap.servers": bs, "linger.ms": 50})
+    for i in range(10):
+        p.produce(TOPIC, value=b"r%d" % i, partition=0, timestamp=1600000000000 + i)
+    p.flush(30)
+    c = Conn(bs)
+
+    dc = describe_cluster(c)
+    cluster_id = admin.list_topics(timeout=10).cluster_id
+    check(dc["error"] == 0 and dc["cluster_id"] == cluster_id and dc["controller"] == 1
+          and dc["brokers"] == [(1, "127.0.0.1", srv.port, None)],
+          "DescribeCluster: %s (metadata cluster id %s)" % (dc, cluster_id))
+
+    for v in range(4):
+        err, ep, end = offset_for_leader_epoch(c, v, 0)
+        check(err == 0 and end == 10 and (v == 0 or ep == 0),
+              "OffsetForLeaderEpoch v%d epoch 0: %s" % (v, (err, ep, end)))
+        err, ep, end = offset_for_leader_epoch(c, v, 3)
+        check(err == 0 and end == -1 and (v == 0 or ep == -1),
+              "OffsetForLeaderEpoch v%d epoch 3 unknown: %s" % (v, (err, ep, end)))
+    check(offset_for_leader_epoch(c, 3, 0, current=1)[0] == 75, "UNKNOWN_LEADER_EPOCH")
+    check(offset_for_leader_epoch(c, 2, 0, current=-7)[0] == 74, "FENCED_LEADER_EPOCH")
+    check(offset_for_leader_epoch(c, 3, 0, current=0) == (0, 0, 10), "current epoch 0")
+    check(offset_for_leader_epoch(c, 3, 0, topic="nope")[0] == 3, "unknown topic")
+    check(offset_for_leader_epoch(c, 3, 0, partition=5)[0] == 3, "unknown partition")
+
+    check(delete_records(c, 0, 11) == (1, -1), "DeleteRecords above the hw: OFFSET_OUT_OF_RANGE")
+    check(delete_records(c, 0, 4) == (0, 4), "DeleteRecords v0 to 4")
+    check(delete_records(c, 1, 2) == (0, 4), "DeleteRecords v1 below the start: no change")
+    check(delete_records(c, 1, 3, partition=9) == (3, -1), "DeleteRecords unknown partition")
+    check(delete_records(c, 1, -1, partition=1) == (0, 0), "DeleteRecords empty partition")
+    check(fetch_error(c, 3) == 1, "Fetch below the log start: OFFSET_OUT_OF_RANGE")
+    check(fetch_error(c, 4) == 0, "Fetch at the log start")
+    check(watermarks(bs) == ((4, 10), 4), "watermarks and offset by time: %s"
+          % (watermarks(bs),))
+    check(offset_for_leader_epoch(c, 3, 0)[2] == 10, "epoch end after DeleteRecords")
+
+    ok = incremental(c, [(2, TOPIC, [("retention.ms", SET, "1000"),
+                                     ("cleanup.policy", APPEND, "delete"),
+                                     ("max.message.bytes", SET, "70000")])])
+    check([x[0] for x in ok] == [0], "incremental SET and APPEND: %s" % ok)
+    cfg = configs(admin)
+    check(cfg["retention.ms"] == "1000" and cfg["cleanup.policy"] == "delete"
+          and cfg["max.message.bytes"] == "70000", "after SET/APPEND: %s" % cfg)
+    for what, cfgs in (("APPEND compact", [("cleanup.policy", APPEND, "compact")]),
+                       ("SUBTRACT delete", [("cleanup.policy", SUBTRACT, "delete")]),
+                       ("SET compact", [("cleanup.policy", SET, "compact,delete")]),
+                       ("APPEND on a long", [("retention.ms", APPEND, "5")]),
+                       ("SET without value", [("retention.ms", SET, None)]),
+                       ("other name", [("segment.bytes", SET, "100000")]),
+                       ("other name DELETE", [("min.insync.replicas", DELETE, None)]),
+                       ("bad number", [("retention.bytes", SET, "-9")])):
+        r = incremental(c, [(2, TOPIC, cfgs)])
+        check(r[0][0] == 40 and r[0][1], "%s: INVALID_CONFIG: %s" % (what, r))
+    r = incremental(c, [(2, TOPIC, [("retention.ms", SET, "5"), ("retention.ms", DELETE, None)])])
+    check(r[0][0] == 42, "a configuration named twice: %s" % r)
+    r = incremental(c, [(2, TOPIC, [("retention.ms", SET, "5")]),
+                        (2, TOPIC, [("retention.bytes", SET, "5")])])
+    check([x[0] for x in r] == [42, 42], "a topic named twice: %s" % r)
+    r = incremental(c, [(4, "1", [("log.retention.ms", SET, "5")]),
+                        (2, "nope", [("retention.ms", SET, "5")])])
+    check([x[0] for x in r] == [42, 3], "broker and unknown topic: %s" % r)
+    r = incremental(c, [(2, TOPIC, [("retention.ms", DELETE, None)])], validate_only=True)
+    check(r[0][0] == 0 and configs(admin)["retention.ms"] == "1000", "validate_only DELETE")
+    r = incremental(c, [(2, TOPIC, [("retention.ms", DELETE, None),
+                                    ("cleanup.policy", SUBTRACT, "compact")])])
+    cfg = configs(admin)
+    check(r[0][0] == 0 and cfg["retention.ms"] == "604800000" and cfg["cleanup.policy"] == "delete",
+          "DELETE back to the default, SUBTRACT of an absent item: %s %s" % (r, cfg))
+    check(delete_records(c, 1, -1) == (0, 10), "DeleteRecords -1: the high watermark")
+
+
+def after_restart(srv):
+    bs = srv.bootstrap
+    c = Conn(bs)
+    check(watermarks(bs) == ((10, 10), -1), "log start after restart: %s" % (watermarks(bs),))
+    check(fetch_error(c, 9) == 1, "Fetch below the log start after restart")
+    check(configs(AdminClient({"bootstrap.servers": bs}))["max.message.bytes"] == "70000",
+          "incremental change after restart")
+    check(describe_cluster(c)["error"] == 0, "DescribeCluster after restart")
+
+
+def main():
+    srv = NuthatchServer()
+    with srv:
+        run(srv)
+        check(srv.stop() == 0, "clean stop")
+        srv.start()
+        after_restart(srv)
+        check(srv.stop() == 0, "clean stop after restart")
+    if failures:
+        print("0044-raw_admin: %d failures" % len(failures))
+        return 1
+    print("0044-raw_admin: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
