@@ -66,6 +66,7 @@ bool gw_topic_config_alterable(const char *name);
 /* The largest record batch @topic accepts: its max.message.bytes override,
  * else message.max.bytes. */
 int32_t gw_topic_max_message_bytes(const gw_server_t *srv, const st_topic_t *topic);
+int gw_api_init_producer_id(gw_req_t *req);
 
 /* The only place a storage error becomes a Kafka error (STYLE §8). */
 kp_err_t gw_err_from_st(st_err_t err);

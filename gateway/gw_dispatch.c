@@ -50,6 +50,8 @@ static const gw_api_t apis[KP_API_MAX_KEY + 1] = {
     /* 3: hand-encoded v0-v3 (0044); librdkafka 2.0.2 does not send it */
     [KP_API_OFFSET_FOR_LEADER_EPOCH] = {0, 3, gw_api_offset_for_leader_epoch, false},
     [KP_API_DESCRIBE_CLUSTER] = {0, 0, gw_api_describe_cluster, false}, /* 0: hand-encoded (0044) */
+    /* 4: librdkafka (KIP-360 epoch bumps from v3); kafkajs sends v1 */
+    [KP_API_INIT_PRODUCER_ID] = {0, 4, gw_api_init_producer_id, false},
 };
 
 const gw_api_t *gw_api_lookup(int16_t api_key)

@@ -43,11 +43,11 @@ static void test_table(void **state)
     static const int16_t want[][3] = {{18, 0, 3}, {3, 0, 6},  {0, 3, 7},  {1, 4, 11}, {2, 1, 3},
                                       {19, 2, 4}, {20, 1, 3}, {32, 0, 2}, {10, 0, 2}, {8, 2, 7},
                                       {9, 1, 7},  {21, 0, 1}, {23, 0, 3}, {33, 0, 1}, {37, 0, 1},
-                                      {44, 0, 0}, {60, 0, 0}};
+                                      {44, 0, 0}, {60, 0, 0}, {22, 0, 4}};
     int handled = 0;
     for (int k = -1; k <= KP_API_MAX_KEY + 1; k++)
         handled += gw_api_lookup((int16_t)k) != NULL;
-    assert_int_equal(handled, 17);
+    assert_int_equal(handled, 18);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const gw_api_t *api = gw_api_lookup(want[i][0]);
         assert_non_null(api);
@@ -55,7 +55,7 @@ static void test_table(void **state)
         assert_int_equal(api->max_ver, want[i][2]);
     }
     assert_null(gw_api_lookup(KP_API_JOIN_GROUP));
-    assert_null(gw_api_lookup(KP_API_INIT_PRODUCER_ID));
+    assert_null(gw_api_lookup(24)); /* AddPartitionsToTxn: transactions stay unadvertised */
 }
 
 /* The version ranges as ApiVersions v0 lists them: key, min, max. */
@@ -71,6 +71,7 @@ static const uint8_t ranges_v0[] = {
     0, 19, 0, 2, 0, 4,  /* CreateTopics */
     0, 20, 0, 1, 0, 3,  /* DeleteTopics */
     0, 21, 0, 0, 0, 1,  /* DeleteRecords */
+    0, 22, 0, 0, 0, 4,  /* InitProducerId */
     0, 23, 0, 0, 0, 3,  /* OffsetForLeaderEpoch */
     0, 32, 0, 0, 0, 2,  /* DescribeConfigs */
     0, 33, 0, 0, 0, 1,  /* AlterConfigs */
@@ -88,8 +89,8 @@ static void test_api_versions_v99(void **state)
     fx_send_all(f, fd, req, sizeof req);
     uint8_t buf[256];
     int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
-    /* Header v0 (correlation id), ErrorCode 35, ApiKeys int32 count 17. */
-    static const uint8_t head[] = {0, 0, 0, 7, 0, 35, 0, 0, 0, 17};
+    /* Header v0 (correlation id), ErrorCode 35, ApiKeys int32 count 18. */
+    static const uint8_t head[] = {0, 0, 0, 7, 0, 35, 0, 0, 0, 18};
     assert_int_equal(n, (int)(sizeof head + sizeof ranges_v0));
     assert_memory_equal(buf, head, sizeof head);
     assert_memory_equal(buf + sizeof head, ranges_v0, sizeof ranges_v0);
@@ -112,7 +113,7 @@ static void test_api_versions_v3(void **state)
     int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     /* Header v0 even for a flexible version: correlation id, no tags. */
     uint8_t want[256], *w = want;
-    static const uint8_t head[] = {0, 0, 0, 9, 0, 0, 18}; /* compact array: 17 + 1 */
+    static const uint8_t head[] = {0, 0, 0, 9, 0, 0, 19}; /* compact array: 18 + 1 */
     memcpy(w, head, sizeof head);
     w += sizeof head;
     for (size_t i = 0; i < sizeof ranges_v0; i += 6) {
