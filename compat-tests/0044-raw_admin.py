@@ -13,6 +13,9 @@ and reading the results back:
   high watermark, -1 for the high watermark; then Fetch v4 below the log
   start is OFFSET_OUT_OF_RANGE, at it not; watermarks and offsets by time
   follow it, also after a restart;
+- ListOffsets v4-v7 (v6+ flexible): latest, earliest, by time inside a
+  batch, current_leader_epoch checks, and -3 (v7, KIP-734): the first record
+  with the largest timestamp, in a batch whose timestamps go back and forth;
 - IncrementalAlterConfigs v0: SET, DELETE, APPEND and SUBTRACT (cleanup.policy
   only), INVALID_CONFIG for compact, an empty policy, other names, a SET
   without a value and APPEND on a non-list; INVALID_REQUEST for a broker
@@ -35,6 +38,8 @@ except ImportError:
     sys.exit(77)
 
 TOPIC = "raw-admin"
+LO_TOPIC = "raw-list-offsets"
+LO_TS = [1600000001000, 1600000005000, 1600000003000, 1600000005000, 1600000002000]
 failures = []
 
 
@@ -213,6 +218,72 @@ def fetch_error(c, offset):
     return r.i16()
 
 
+def uvarint(v):
+    out = bytearray()
+    while True:
+        if v < 0x80:
+            out.append(v)
+            return bytes(out)
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+
+
+def compact_string(s):
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def list_offsets(c, version, ts, current=-1, topic=LO_TOPIC, partition=0):
+    """ListOffsets v4-v7 (v6+ flexible): (error, timestamp, offset, leader epoch)."""
+    flex = version >= 6
+    part = i32(partition) + i32(current) + i64(ts) + (b"\x00" if flex else b"")
+    if flex:
+        topics = uvarint(2) + compact_string(topic) + uvarint(2) + part + b"\x00"
+    else:
+        topics = array([string(topic) + array([part])])
+    body = i32(-1) + i8(0) + topics + (b"\x00" if flex else b"")
+    r = c.call(2, version, body, flexible=flex)
+    r.i32()
+
+    def partition_result():
+        out = (r.i32(), r.i16(), r.i64(), r.i64(), r.i32())
+        if flex:
+            r.tags()
+        return out
+
+    def topic_result():
+        name = r.compact_string() if flex else r.string()
+        parts = r.compact_array(partition_result) if flex else r.array(partition_result)
+        if flex:
+            r.tags()
+        return name, parts
+    topics = r.compact_array(topic_result) if flex else r.array(topic_result)
+    _, err, t, off, ep = topics[0][1][0]
+    return err, t, off, ep
+
+
+def check_list_offsets(c, when):
+    """Records 0-4 of LO_TOPIC have the timestamps LO_TS."""
+    for v in (4, 5, 6, 7):
+        check(list_offsets(c, v, -1) == (0, -1, 5, 0), "%s ListOffsets v%d latest: %s"
+              % (when, v, list_offsets(c, v, -1)))
+        check(list_offsets(c, v, -2)[2] == 0, "%s ListOffsets v%d earliest" % (when, v))
+        check(list_offsets(c, v, LO_TS[1] - 500)[1:3] == (LO_TS[1], 1),
+              "%s ListOffsets v%d by time inside the batch: %s"
+              % (when, v, list_offsets(c, v, LO_TS[1] - 500)))
+        check(list_offsets(c, v, LO_TS[2] + 1, current=0)[1:3] == (LO_TS[1], 1),
+              "%s ListOffsets v%d by time, current epoch 0" % (when, v))
+        check(list_offsets(c, v, -1, current=3)[0] == 75,
+              "%s ListOffsets v%d UNKNOWN_LEADER_EPOCH" % (when, v))
+        check(list_offsets(c, v, -1, current=-4)[0] == 74,
+              "%s ListOffsets v%d FENCED_LEADER_EPOCH" % (when, v))
+    got = list_offsets(c, 7, -3)
+    check(got == (0, max(LO_TS), LO_TS.index(max(LO_TS)), 0),
+          "%s ListOffsets v7 max timestamp: %s" % (when, got))
+    check(list_offsets(c, 7, -3, partition=1)[:3] == (0, -1, -1),
+          "%s ListOffsets v7 max timestamp of an empty partition" % when)
+
+
 def incremental(c, resources, validate_only=False):
     """resources: [(type, name, [(config, op, value)])] -> [(error, message)]"""
     body = array([i8(t) + string(n) + array([string(k) + i8(op) + string(v) for k, op, v in cfgs])
@@ -245,8 +316,12 @@ def run(srv):
     p = Producer({"bootstrap.servers": bs, "linger.ms": 50})
     for i in range(10):
         p.produce(TOPIC, value=b"r%d" % i, partition=0, timestamp=1600000000000 + i)
+    admin.create_topics([NewTopic(LO_TOPIC, 2, 1)])[LO_TOPIC].result(15)
+    for i, ts in enumerate(LO_TS):  # one batch (linger): timestamps go back and forth
+        p.produce(LO_TOPIC, value=b"t%d" % i, partition=0, timestamp=ts)
     p.flush(30)
     c = Conn(bs)
+    check_list_offsets(c, "live")
 
     dc = describe_cluster(c)
     cluster_id = admin.list_topics(timeout=10).cluster_id
@@ -316,6 +391,7 @@ def run(srv):
 def after_restart(srv):
     bs = srv.bootstrap
     c = Conn(bs)
+    check_list_offsets(c, "after restart")
     check(watermarks(bs) == ((10, 10), -1), "log start after restart: %s" % (watermarks(bs),))
     check(fetch_error(c, 9) == 1, "Fetch below the log start after restart")
     check(configs(AdminClient({"bootstrap.servers": bs}))["max.message.bytes"] == "70000",

@@ -2,22 +2,15 @@
  * gw_api_list_offsets.c: ListOffsets (key 2), v1-7.
  *
  * Timestamp -1 (latest) answers the high watermark, -2 (earliest) the log
- * start offset, -3 (v7+, max timestamp) the record with the largest
- * timestamp of the partition's last batch (Kafka looks at the whole log;
- * producers' timestamps rarely go backwards across batches), and any other
- * value the first offset whose batch holds a timestamp >= it
- * (st_part_offset_for_time).  Only committed offsets are ever returned.
- *
- * Proposed for st_log.h: the manifests already carry each partition's
- * running max timestamp, so
- *     int st_part_max_timestamp(st_part_t *part, st_offset_cb cb, void *arg);
- * (the offset and timestamp of the record with the largest timestamp in
- * the whole log) would let -3 follow Kafka exactly instead of looking at
- * the last batch only.
+ * start offset, -3 (v7+, max timestamp, KIP-734) the first record with the
+ * largest timestamp of the partition (st_part_max_timestamp), and any other
+ * value the first record whose timestamp >= it (st_part_offset_for_time,
+ * record granularity, decompressing the batch).  Only committed offsets at
+ * or above the log start are ever returned.  current_leader_epoch (v4+)
+ * other than -1 is checked as Kafka does: below the leader's epoch
+ * FENCED_LEADER_EPOCH, above it UNKNOWN_LEADER_EPOCH.
  */
 #include "gw_api.h"
-
-#include "kp_batch.h"
 
 #define TS_LATEST -1
 #define TS_EARLIEST -2
@@ -45,41 +38,6 @@ static void by_time_cb(st_err_t err, int64_t offset, int64_t timestamp, void *ar
     done_one(ctx->req);
 }
 
-/* The offset and timestamp of the largest-timestamp record in @batch. */
-static void max_timestamp_of(const uint8_t *batch, size_t len, int64_t *offset, int64_t *ts)
-{
-    kp_batch_hdr_t hdr;
-    if (kp_batch_hdr_parse(batch, len, &hdr) != KP_BATCH_OK)
-        return;
-    *ts = hdr.max_timestamp;
-    *offset = hdr.base_offset + hdr.last_offset_delta; /* if the records cannot be walked */
-    kp_zout_t z;
-    kp_zout_init_alloc(&z, KP_BATCH_DEFAULT_MAX_DECOMPRESSED, NULL, NULL);
-    kp_record_iter_t it;
-    if (kp_record_iter_init(&it, batch, len, 0, &z) == KP_BATCH_OK) {
-        kp_record_t rec;
-        while (kp_record_iter_next(&it, &rec)) {
-            if (rec.timestamp == hdr.max_timestamp) {
-                *offset = rec.offset;
-                break;
-            }
-        }
-    }
-    kp_zout_deinit(&z);
-}
-
-static void last_batch_cb(st_err_t err, const st_slice_t *slices, size_t n, void *arg)
-{
-    lo_ctx_t *ctx = arg;
-    ctx->pr->error_code = (int16_t)gw_err_from_st(err);
-    if (err == ST_OK && n > 0) {
-        /* The slices start at the batch holding hw - 1: the last batch. */
-        const st_slice_t *s = &slices[n - 1];
-        max_timestamp_of(s->buf->data + s->off, s->len, &ctx->pr->offset, &ctx->pr->timestamp);
-    }
-    done_one(ctx->req);
-}
-
 static void list_partition(gw_req_t *req, st_topic_t *topic,
                            const kp_list_offsets_request_list_offsets_partition_t *rp,
                            kp_list_offsets_response_list_offsets_partition_response_t *pr)
@@ -89,7 +47,16 @@ static void list_partition(gw_req_t *req, st_topic_t *topic,
         pr->error_code = KP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
-    pr->leader_epoch = st_part_leader_epoch(part); /* v4+ */
+    int32_t epoch = st_part_leader_epoch(part);
+    if (rp->current_leader_epoch != -1 && rp->current_leader_epoch < epoch) { /* v4+ */
+        pr->error_code = KP_ERR_FENCED_LEADER_EPOCH;
+        return;
+    }
+    if (rp->current_leader_epoch > epoch) {
+        pr->error_code = KP_ERR_UNKNOWN_LEADER_EPOCH;
+        return;
+    }
+    pr->leader_epoch = epoch; /* v4+ */
     int64_t hw = st_part_hw(part), start = st_part_log_start(part);
     if (rp->timestamp == TS_LATEST || rp->timestamp == TS_EARLIEST) {
         pr->offset = rp->timestamp == TS_LATEST ? hw : start;
@@ -100,9 +67,7 @@ static void list_partition(gw_req_t *req, st_topic_t *topic,
     ctx->pr = pr;
     int rc;
     if (rp->timestamp == TS_MAX_TIMESTAMP && req->api_version >= 7) {
-        if (hw <= start)
-            return; /* empty: offset -1, timestamp -1 */
-        rc = st_part_read(part, hw - 1, 1, last_batch_cb, ctx);
+        rc = st_part_max_timestamp(part, by_time_cb, ctx);
     } else {
         rc = st_part_offset_for_time(part, rp->timestamp, by_time_cb, ctx);
     }

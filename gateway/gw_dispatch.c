@@ -33,8 +33,9 @@ static const gw_api_t apis[KP_API_MAX_KEY + 1] = {
      * Kafka 4.0 lists them the same way, KAFKA-18659). */
     [KP_API_PRODUCE] = {3, 7, gw_api_produce, true}, /* 7: librdkafka, kafka-python, kafkajs */
     [KP_API_FETCH] = {4, 11, gw_api_fetch, false},   /* 11: librdkafka, kafkajs */
-    [KP_API_LIST_OFFSETS] = {1, 3, gw_api_list_offsets, false},         /* 3: kafkajs */
-    [KP_API_METADATA] = {0, 6, gw_api_metadata, false},                 /* 6: kafkajs */
+    [KP_API_LIST_OFFSETS] = {1, 7, gw_api_list_offsets,
+                             false},                    /* 3: kafkajs; 7: 0044 (hand-encoded) */
+    [KP_API_METADATA] = {0, 6, gw_api_metadata, false}, /* 6: kafkajs */
     [KP_API_OFFSET_COMMIT] = {2, 7, gw_api_offset_commit, false},       /* 7: librdkafka */
     [KP_API_OFFSET_FETCH] = {1, 7, gw_api_offset_fetch, false},         /* 7: librdkafka */
     [KP_API_FIND_COORDINATOR] = {0, 2, gw_api_find_coordinator, false}, /* 2: librdkafka, kafkajs */

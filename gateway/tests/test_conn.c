@@ -40,7 +40,7 @@
 static void test_table(void **state)
 {
     (void)state;
-    static const int16_t want[][3] = {{18, 0, 3}, {3, 0, 6},  {0, 3, 7},  {1, 4, 11}, {2, 1, 3},
+    static const int16_t want[][3] = {{18, 0, 3}, {3, 0, 6},  {0, 3, 7},  {1, 4, 11}, {2, 1, 7},
                                       {19, 2, 4}, {20, 1, 3}, {32, 0, 2}, {10, 0, 2}, {8, 2, 7},
                                       {9, 1, 7},  {21, 0, 1}, {23, 0, 3}, {33, 0, 1}, {37, 0, 1},
                                       {44, 0, 0}, {60, 0, 0}, {22, 0, 4}};
@@ -62,7 +62,7 @@ static void test_table(void **state)
 static const uint8_t ranges_v0[] = {
     0, 0,  0, 0, 0, 7,  /* Produce: listed from v0, answered from v3 */
     0, 1,  0, 4, 0, 11, /* Fetch */
-    0, 2,  0, 1, 0, 3,  /* ListOffsets */
+    0, 2,  0, 1, 0, 7,  /* ListOffsets */
     0, 3,  0, 0, 0, 6,  /* Metadata */
     0, 8,  0, 2, 0, 7,  /* OffsetCommit */
     0, 9,  0, 1, 0, 7,  /* OffsetFetch */
@@ -611,8 +611,8 @@ static int64_t list_offset(fx_t *f, int fd, const char *topic, int64_t ts, int64
     return r->topics[0].partitions[0].offset;
 }
 
-/* ListOffsets: latest, earliest and by timestamp.  Max timestamp (-3) is
- * v7+, which is not advertised: refused. */
+/* ListOffsets: latest, earliest, by timestamp and max timestamp (-3, v7);
+ * v8 is not advertised: refused. */
 static void test_list_offsets(void **state)
 {
     fx_t *f = *state;
@@ -646,7 +646,16 @@ static void test_list_offsets(void **state)
     rq.replica_id = -1;
     rq.topics = &lt;
     rq.topics_count = 1;
-    assert_refused(f, KP_API_LIST_OFFSETS, 7, &rq);
+    /* v7: the first record with the largest timestamp (both have it) */
+    kp_list_offsets_response_t *r = fx_call(f, fd, KP_API_LIST_OFFSETS, 7, &rq, &a);
+    assert_int_equal(r->topics[0].partitions[0].error_code, 0);
+    assert_int_equal(r->topics[0].partitions[0].offset, 0);
+    assert_int_equal(r->topics[0].partitions[0].timestamp, 1700000000000);
+    /* v4+: a current leader epoch above the leader's */
+    lp.current_leader_epoch = 5;
+    r = fx_call(f, fd, KP_API_LIST_OFFSETS, 5, &rq, &a);
+    assert_int_equal(r->topics[0].partitions[0].error_code, KP_ERR_UNKNOWN_LEADER_EPOCH);
+    assert_refused(f, KP_API_LIST_OFFSETS, 8, &rq);
     kp_arena_deinit(&a);
     close(fd);
 }

@@ -236,6 +236,12 @@ int st_part_read(st_part_t *part, int64_t offset, size_t max_bytes, st_read_cb c
  * max timestamp). */
 typedef void (*st_offset_cb)(st_err_t err, int64_t offset, int64_t timestamp, void *arg);
 int st_part_offset_for_time(st_part_t *part, int64_t ts, st_offset_cb cb, void *arg);
+/* The offset and timestamp of the record with the largest timestamp at or
+ * above the log start and below the high watermark (the first such record
+ * when several share it; KIP-734); offset -1 when there is none.  Chunks'
+ * max timestamps narrow the search: at most the chunk the log start cuts
+ * and the one holding the maximum are read. */
+int st_part_max_timestamp(st_part_t *part, st_offset_cb cb, void *arg);
 
 /* Advance the log start offset to @offset durably (DeleteRecords): -1
  * means the high watermark; above the high watermark or below -1 is

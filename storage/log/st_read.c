@@ -203,7 +203,7 @@ static size_t chunk_find(const st_part_t *part, int64_t offset)
 
 /* ---------------------------------------------------------------- reads */
 
-typedef enum read_kind { READ_BATCHES, READ_TIME } read_kind_t;
+typedef enum read_kind { READ_BATCHES, READ_TIME, READ_MAX } read_kind_t;
 
 typedef struct read_op {
     struct read_op *next; /* in a load's waiting list */
@@ -270,6 +270,7 @@ static bool gather_chunk(read_op_t *op, const st_chunk_t *c)
 
 static void load_start(st_log_t *log, st_chunk_t *c, read_op_t *op);
 static void time_resume(read_op_t *op);
+static void max_resume(read_op_t *op);
 
 /* Gather from the chunk at @i on while chunks are in memory; start a load
  * when the first needed chunk is not. */
@@ -334,6 +335,8 @@ static void load_done(st_err_t err, const uint8_t *data, size_t len, void *arg)
             op_finish(op);
         } else if (op->kind == READ_BATCHES) {
             read_gather(op);
+        } else if (op->kind == READ_MAX) {
+            max_resume(op);
         } else {
             time_resume(op);
         }
@@ -498,5 +501,108 @@ int st_part_offset_for_time(st_part_t *part, int64_t ts, st_offset_cb cb, void *
     op->offset = ts;
     op->ocb = cb;
     time_resume(op);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- max timestamp */
+
+/* The largest timestamp of a record at or above the log start and below
+ * the high watermark in the in-memory chunk @c; INT64_MIN when none. */
+static int64_t chunk_max_ts(const st_part_t *part, const st_chunk_t *c)
+{
+    int64_t best = INT64_MIN;
+    const uint8_t *data = c->buf->data + c->buf_off;
+    kp_batch_cursor_t cur;
+    kp_batch_cursor_init(&cur, data, c->len, c->len);
+    const uint8_t *b;
+    size_t size;
+    while (kp_batch_cursor_next(&cur, &b, &size)) {
+        int64_t base = (int64_t)kp_be64(b + KP_BATCH_OFF_BASE_OFFSET);
+        int64_t last = base + (int32_t)kp_be32(b + KP_BATCH_OFF_LAST_OFFSET_DELTA);
+        int64_t max_ts = (int64_t)kp_be64(b + KP_BATCH_OFF_MAX_TIMESTAMP);
+        if (base >= part->hw)
+            break;
+        if (last < part->log_start || max_ts <= best)
+            continue;
+        if (base >= part->log_start && last < part->hw) {
+            best = max_ts; /* the whole batch counts */
+            continue;
+        }
+        kp_zout_t z;
+        kp_zout_init_alloc(&z, KP_BATCH_DEFAULT_MAX_DECOMPRESSED, NULL, NULL);
+        kp_record_iter_t it;
+        kp_record_t rec;
+        if (kp_record_iter_init(&it, b, size, 0, &z) == KP_BATCH_OK) {
+            while (kp_record_iter_next(&it, &rec))
+                if (rec.offset >= part->log_start && rec.offset < part->hw && rec.timestamp > best)
+                    best = rec.timestamp;
+        }
+        if (it.err != KP_BATCH_OK && max_ts > best)
+            best = max_ts; /* undecodable: the batch's own word */
+        kp_zout_deinit(&z);
+    }
+    return best;
+}
+
+/* READ_MAX: every chunk but the one the log start cuts counts with its max
+ * timestamp; that one (op->chunk) is read when it could hold the maximum.
+ * Then the first record reaching the maximum is found as by time. */
+static void max_resume(read_op_t *op)
+{
+    st_part_t *part = op->part;
+    st_log_t *log = part->log;
+    if (part->topic->deleting) {
+        op->err = ST_ERR_NOT_FOUND;
+    } else if (op->chunk < part->nchunks) {
+        st_chunk_t *c = part->chunks[op->chunk];
+        if (c->where == ST_CHUNK_STORE) {
+            load_start(log, c, op);
+            return;
+        }
+        int64_t m = chunk_max_ts(part, c);
+        if (m > op->offset)
+            op->offset = m;
+        op->kind = READ_TIME;
+        op->chunk = 0;
+        time_resume(op);
+        return;
+    }
+    if (op->offset == INT64_MIN) {
+        op->found_offset = op->found_ts = -1;
+        op->kind = READ_TIME; /* answered as "none" */
+        if (st_log__defer(log, op_finish, op) != 0)
+            op_finish(op);
+        return;
+    }
+    op->kind = READ_TIME;
+    time_resume(op);
+}
+
+int st_part_max_timestamp(st_part_t *part, st_offset_cb cb, void *arg)
+{
+    read_op_t *op = op_new(part, READ_MAX, arg);
+    if (!op)
+        return -1;
+    op->ocb = cb;
+    op->offset = INT64_MIN; /* the maximum so far */
+    size_t first = chunk_find(part, part->log_start);
+    op->chunk = part->nchunks; /* no chunk to read unless the first one needs it */
+    for (size_t i = first; i < part->nchunks && part->chunks[i]->base < part->hw; i++) {
+        const st_chunk_t *c = part->chunks[i];
+        bool cut = c->base < part->log_start || c->last >= part->hw;
+        if (!cut && c->max_ts > op->offset)
+            op->offset = c->max_ts;
+    }
+    /* Chunks the log start or the high watermark cut are read when their
+     * max timestamp could win (ties included: an earlier record wins). */
+    for (size_t i = first; i < part->nchunks && part->chunks[i]->base < part->hw; i++) {
+        const st_chunk_t *c = part->chunks[i];
+        bool cut = c->base < part->log_start || c->last >= part->hw;
+        if (cut && c->max_ts >= op->offset) {
+            op->chunk = i;
+            break;
+        }
+    }
+    max_resume(op);
     return 0;
 }

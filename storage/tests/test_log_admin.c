@@ -398,6 +398,77 @@ static void test_offset_for_time_records(void **state)
     }
 }
 
+/* A batch of @n records with the timestamps @ts. */
+static void append_ts(fx_t *f, st_part_t *p, int n, const int64_t *ts, kp_compression_t codec)
+{
+    kp_record_in_t recs[8];
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++)
+        recs[i] = (kp_record_in_t){
+            .timestamp = ts[i], .key = KP_BYTES_NULL, .value = {(const uint8_t *)"v", 1}};
+    kp_batch_spec_t spec = {.leader_epoch = -1,
+                            .codec = codec,
+                            .producer_id = -1,
+                            .producer_epoch = -1,
+                            .base_sequence = -1};
+    kp_writer_t w;
+    kp_writer_init(&w, 256);
+    assert_int_equal(kp_batch_build(&w, &spec, recs, n), KP_BATCH_OK);
+    size_t len;
+    uint8_t *b = kp_writer_take(&w, &len);
+    res_t r = {0};
+    assert_int_equal(st_part_append(p, b, len, append_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    free(b);
+}
+
+static int64_t max_timestamp(fx_t *f, st_part_t *p, int64_t *ts)
+{
+    res_t r = {0};
+    assert_int_equal(st_part_max_timestamp(p, time_cb, &r), 0);
+    assert_int_equal(r.done, 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    *ts = r.ts;
+    return r.off;
+}
+
+/* KIP-734: the first record with the largest timestamp, inside a batch
+ * (compressed too), from the log start up, also from the object store. */
+static void test_max_timestamp(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "maxts", 1);
+    int64_t ts = 0;
+    assert_int_equal(max_timestamp(f, t->parts[0], &ts), -1); /* empty */
+    static const int64_t a[] = {100, 900, 300, 900}, b[] = {200, 800, 850}, c[] = {700, 600};
+    append_ts(f, t->parts[0], 4, a, KP_COMPRESSION_NONE); /* 0-3 */
+    append_ts(f, t->parts[0], 3, b, KP_COMPRESSION_ZSTD); /* 4-6 */
+    append_ts(f, t->parts[0], 2, c, KP_COMPRESSION_GZIP); /* 7-8 */
+    assert_int_equal(max_timestamp(f, t->parts[0], &ts), 1);
+    assert_int_equal(ts, 900);
+    int64_t low;
+    assert_int_equal(delete_records(f, t->parts[0], 2, &low), ST_OK);
+    assert_int_equal(max_timestamp(f, t->parts[0], &ts), 3); /* the later 900 */
+    assert_int_equal(ts, 900);
+    assert_int_equal(delete_records(f, t->parts[0], 4, &low), ST_OK);
+    assert_int_equal(max_timestamp(f, t->parts[0], &ts), 6);
+    assert_int_equal(ts, 850);
+    assert_int_equal(delete_records(f, t->parts[0], 6, &low), ST_OK); /* cuts the zstd batch */
+    assert_int_equal(max_timestamp(f, t->parts[0], &ts), 6);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "maxts", 5);
+    assert_int_equal(max_timestamp(f, t->parts[0], &ts), 6);
+    assert_int_equal(ts, 850);
+    assert_int_equal(delete_records(f, t->parts[0], 7, &low), ST_OK);
+    assert_int_equal(max_timestamp(f, t->parts[0], &ts), 7);
+    assert_int_equal(ts, 700);
+    assert_int_equal(delete_records(f, t->parts[0], -1, &low), ST_OK);
+    assert_int_equal(max_timestamp(f, t->parts[0], &ts), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +476,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_topic_configs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offset_for_time_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_timestamp, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
