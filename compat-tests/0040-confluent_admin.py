@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """0040-confluent_admin: confluent-kafka-python 1.7.0 (librdkafka 2.0.2)
-admin against one nuthatch -- create_partitions (increase only,
+admin against one nuthatch -- create_topics refusing a line break in a
+config value (INVALID_CONFIG), create_partitions (increase only,
 validate_only, new partitions produce- and fetch-able at once and after a
 restart), describe_configs with sources, defaults, read-only flags and
 synonyms, alter_configs (retention.ms, retention.bytes, max.message.bytes,
@@ -84,6 +85,10 @@ def run(srv):
     bs = srv.bootstrap
     admin = AdminClient({"bootstrap.servers": bs})
     admin.create_topics([NewTopic(TOPIC, 2, 1)])[TOPIC].result(15)
+    # A line break cannot smuggle a line into the stored topic.
+    bad = admin.create_topics([NewTopic("cp-inject", 1, 1,
+                                        config={"retention.ms": "1\npartitions=7"})])
+    check(error_name(bad["cp-inject"]) == "INVALID_CONFIG", "line break in a config value")
 
     # CreatePartitions: increase only, validate_only changes nothing.
     check(error_name(admin.create_partitions([NewPartitions(TOPIC, 2)])[TOPIC])

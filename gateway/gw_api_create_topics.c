@@ -8,7 +8,9 @@
  * INVALID_REPLICATION_FACTOR.  Manual replica assignments are
  * INVALID_REQUEST.  Configs are stored as the topic's overrides, except
  * that cleanup.policy=compact is INVALID_CONFIG (key-based compaction is
- * not supported, DESIGN §5).  validate_only checks without creating.
+ * not supported, DESIGN §5), and so is a name that is empty or holds '='
+ * or a line break, or a value with a line break (the topic key is made of
+ * "config.<name>=<value>" lines).  validate_only checks without creating.
  */
 #include "gw_api.h"
 
@@ -53,6 +55,13 @@ static st_topic_config_t *copy_configs(gw_req_t *req,
         const kp_create_topics_request_creatable_topic_config_t *c = &ct->configs[i];
         if (c->value.len < 0)
             continue;
+        /* The topic key stores "config.<name>=<value>" lines. */
+        if (c->name.len <= 0 || memchr(c->name.ptr, '\n', (size_t)c->name.len) ||
+            memchr(c->name.ptr, '=', (size_t)c->name.len) ||
+            (c->value.len > 0 && memchr(c->value.ptr, '\n', (size_t)c->value.len))) {
+            set_error(tr, KP_ERR_INVALID_CONFIG, "a configuration name or value is malformed");
+            return NULL;
+        }
         if (kp_str_eq(c->name, "cleanup.policy") && mentions_compact(c->value)) {
             set_error(tr, KP_ERR_INVALID_CONFIG, "cleanup.policy=compact is not supported");
             return NULL;
