@@ -579,8 +579,7 @@ void st_log_free(st_log_t *log)
         for (size_t i = 0; i < f->nparts; i++) {
             for (st_pend_t *b = f->parts[i].batches, *nx; b; b = nx) {
                 nx = b->next;
-                free(b->data);
-                free(b);
+                st_log__pend_drop(b);
             }
         }
         free(f->parts);
@@ -593,8 +592,7 @@ void st_log_free(st_log_t *log)
         for (int32_t p = 0; p < t->nparts; p++)
             for (st_pend_t *b = t->parts[p]->pend_head, *nx; b; b = nx) {
                 nx = b->next;
-                free(b->data);
-                free(b);
+                st_log__pend_drop(b);
             }
         topic_free(log, t);
     }

@@ -241,6 +241,8 @@ void st_log__prod_free(st_part_t *part);
 void st_log__pids_free(st_log_t *log);
 /* Call @b's callback and its retries' with the outcome, free the retries. */
 void st_log__pend_answer(st_pend_t *b, st_err_t err, int64_t base);
+/* Free @b and its retries without calling anyone (st_log_free). */
+void st_log__pend_drop(st_pend_t *b);
 /* st_read.c */
 void st_log__chunk_free(st_log_t *log, st_chunk_t *c);
 bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d);

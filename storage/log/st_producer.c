@@ -246,6 +246,16 @@ void st_log__pend_answer(st_pend_t *b, st_err_t err, int64_t base)
     b->dups = NULL;
 }
 
+void st_log__pend_drop(st_pend_t *b)
+{
+    for (st_dup_t *d = b->dups, *next; d; d = next) {
+        next = d->next;
+        free(d);
+    }
+    free(b->data);
+    free(b);
+}
+
 /* ------------------------------------------------------------ ids */
 
 #define PID_BLOCK 1000 /* ids taken from the counter per transaction */
