@@ -67,6 +67,14 @@ bool gw_topic_config_alterable(const char *name);
  * else message.max.bytes. */
 int32_t gw_topic_max_message_bytes(const gw_server_t *srv, const st_topic_t *topic);
 int gw_api_init_producer_id(gw_req_t *req);
+int gw_api_join_group(gw_req_t *req);
+int gw_api_sync_group(gw_req_t *req);
+int gw_api_heartbeat(gw_req_t *req);
+int gw_api_leave_group(gw_req_t *req);
+int gw_api_list_groups(gw_req_t *req);
+int gw_api_describe_groups(gw_req_t *req);
+int gw_api_delete_groups(gw_req_t *req);
+int gw_api_offset_delete(gw_req_t *req);
 
 /* The only place a storage error becomes a Kafka error (STYLE §8). */
 kp_err_t gw_err_from_st(st_err_t err);

@@ -1,12 +1,14 @@
 /*
- * gw_api_offset_commit.c: OffsetCommit (key 8), v2-8, for consumers that
- * commit without joining a group: generation -1 and an empty member id.
- * There is no group coordinator yet, so a member id is UNKNOWN_MEMBER_ID
- * and a generation >= 0 is ILLEGAL_GENERATION.  Offsets are stored durably
- * with st_log_commit_offsets() (transactions of at most 64 operations).
+ * gw_api_offset_commit.c: OffsetCommit (key 8), v2-8.  The group
+ * coordinator checks generation, member and instance id as Kafka does
+ * (gw_group_commit_check); a group it does not hold takes commits without
+ * a group only (generation -1, empty member id).  Offsets are stored
+ * durably with st_log_commit_offsets() (transactions of at most 64
+ * operations).
  */
 #include "gw_api.h"
 
+#include "gw_group.h"
 #include "gw_log.h"
 
 typedef kp_offset_commit_response_offset_commit_response_partition_t oc_part_t;
@@ -29,15 +31,12 @@ static void committed_cb(st_err_t err, void *arg)
 }
 
 /* The error every partition gets before any is looked at, or NONE. */
-static kp_err_t request_error(const kp_offset_commit_request_t *rq)
+static kp_err_t request_error(gw_req_t *req, const kp_offset_commit_request_t *rq)
 {
     if (rq->group_id.len <= 0)
         return KP_ERR_INVALID_GROUP_ID;
-    if (rq->member_id.len > 0)
-        return KP_ERR_UNKNOWN_MEMBER_ID;
-    if (rq->generation_id_or_member_epoch >= 0)
-        return KP_ERR_ILLEGAL_GENERATION;
-    return KP_ERR_NONE;
+    return gw_group_commit_check(req->srv->groups, rq->group_id, rq->generation_id_or_member_epoch,
+                                 rq->member_id, rq->group_instance_id);
 }
 
 /* Count the request's partitions. */
@@ -56,7 +55,7 @@ int gw_api_offset_commit(gw_req_t *req)
     req->hstate = os;
     kp_offset_commit_response_init(&os->resp);
     os->resp.throttle_time_ms = 0; /* v3+ */
-    kp_err_t rerr = request_error(rq);
+    kp_err_t rerr = request_error(req, rq);
     size_t total = count_parts(rq);
     st_offset_commit_t *offs = gw_req_alloc(req, total * sizeof *offs);
     os->pending = gw_req_alloc(req, total * sizeof *os->pending);

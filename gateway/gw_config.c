@@ -216,6 +216,17 @@ static const opt_t opts[] = {
      .def = "",
      .help = "Cluster id reported to clients, up to 64 of [A-Za-z0-9_-] (empty = generate one "
              "and keep it in the metadata store)"},
+    {.name = "group.initial.rebalance.delay.ms", .type = T_INT,
+     FIELD(group_initial_rebalance_delay_ms), .min = 0, .max = INT32_MAX, .def = "3000",
+     .help = "How long the first rebalance of an empty consumer group waits for more members "
+             "to join (extended by as much while more arrive, up to the rebalance timeout), in "
+             "milliseconds"},
+    {.name = "group.min.session.timeout.ms", .type = T_INT, FIELD(group_min_session_timeout_ms),
+     .min = 1, .max = INT32_MAX, .def = "6000",
+     .help = "Shortest session timeout a consumer-group member may ask for, in milliseconds"},
+    {.name = "group.max.session.timeout.ms", .type = T_INT, FIELD(group_max_session_timeout_ms),
+     .min = 1, .max = INT32_MAX, .def = "1800000",
+     .help = "Longest session timeout a consumer-group member may ask for, in milliseconds"},
 };
 /* clang-format on */
 

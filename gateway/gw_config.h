@@ -90,6 +90,10 @@ typedef struct gw_config {
                                                   committed batches, bytes; 0 = none */
     char cluster_id[GW_CONFIG_CLUSTER_ID_MAX]; /* "" = generate one and keep it in the
                                                   metadata store; else [A-Za-z0-9_-]{1,64} */
+    int32_t group_initial_rebalance_delay_ms;  /* wait this long for more members before the
+                                                  first rebalance of an empty group, ms */
+    int32_t group_min_session_timeout_ms;      /* shortest session timeout a member may ask */
+    int32_t group_max_session_timeout_ms;      /* longest session timeout a member may ask */
 } gw_config_t;
 
 /*

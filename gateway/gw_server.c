@@ -22,6 +22,7 @@
 #include <event2/thread.h>
 
 #include "gw_conn.h"
+#include "gw_group.h"
 #include "gw_log.h"
 #include "st_curl.h"
 
@@ -265,6 +266,14 @@ gw_server_t *gw_server_new(struct event_base *base, const gw_config_t *cfg, st_l
         return NULL;
     }
     evconnlistener_set_error_cb(srv->listener, accept_error_cb);
+    srv->groups = gw_coord_new(srv);
+    if (!srv->groups) {
+        snprintf(errstr, errstr_size, "out of memory");
+        evconnlistener_free(srv->listener);
+        event_free(srv->stopped_ev);
+        free(srv);
+        return NULL;
+    }
     return srv;
 }
 
@@ -307,6 +316,7 @@ void gw_server_free(gw_server_t *srv)
         gw_conn_close(conn, "server freed");
         gw_conn__abandon(conn); /* unlinks it */
     }
+    gw_coord_free(srv->groups);
     event_free(srv->stopped_ev);
     free(srv);
 }

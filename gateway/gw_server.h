@@ -27,6 +27,7 @@ struct event;
 struct evconnlistener;
 
 typedef struct gw_conn gw_conn_t;
+typedef struct gw_coord gw_coord_t;
 
 /* Requests one connection may have in flight (read, not yet answered)
  * before it stops reading: the backpressure of STYLE §11. */
@@ -51,6 +52,7 @@ typedef struct gw_server {
     st_log_t *log;                   /* borrowed; topics, partitions, offsets */
     st_objstore_t *os;               /* borrowed, may be NULL (tests): the object store */
     st_meta_t *meta;                 /* borrowed, may be NULL (tests): the metadata store */
+    gw_coord_t *groups;              /* owned: the consumer-group coordinator (gw_group.h) */
     struct evconnlistener *listener; /* owned; NULL once stopped */
     int port;                        /* TCP port actually bound (cfg may say 0) */
     gw_conn_t *conns;                /* every connection not yet freed (closed ones wait

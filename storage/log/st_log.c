@@ -1050,3 +1050,122 @@ int st_log_fetch_offsets(st_log_t *log, const char *group, st_offsets_cb cb, voi
     log->async_ops++;
     return 0;
 }
+
+/* Keys of @group's offsets for @offs, or the group's whole prefix. */
+static int offsets_del_txn(st_log_t *log, commit_op_t *op, const char *group,
+                           const st_offset_commit_t *offs, size_t n)
+{
+    st_op_t ops[OFFSETS_TXN_OPS];
+    char keys[OFFSETS_TXN_OPS][KEY_MAX];
+    if (!offs) {
+        snprintf(keys[0], KEY_MAX, "%s/groups/", ST_KEY_ROOT);
+        st_key_escape(keys[0], KEY_MAX, group, strlen(group));
+        size_t kl = strlen(keys[0]);
+        snprintf(keys[0] + kl, KEY_MAX - kl, "/");
+        ops[0] = (st_op_t){.type = ST_OP_DEL_PREFIX, .key = keys[0]};
+        n = 1;
+    }
+    for (size_t i = 0; offs && i < n; i++) {
+        offsets_prefix(keys[i], KEY_MAX, group);
+        st_key_escape(keys[i], KEY_MAX, offs[i].topic, strlen(offs[i].topic));
+        size_t kl = strlen(keys[i]);
+        snprintf(keys[i] + kl, KEY_MAX - kl, "/%" PRId32, offs[i].partition);
+        ops[i] = (st_op_t){.type = ST_OP_DEL, .key = keys[i]};
+    }
+    st_txn_t txn = {.success = ops, .nsuccess = n};
+    return st_meta_txn(log->meta, &txn, offsets_txn_done, op);
+}
+
+int st_log_delete_offsets(st_log_t *log, const char *group, const st_offset_commit_t *offs,
+                          size_t n, void (*cb)(st_err_t err, void *arg), void *arg)
+{
+    commit_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -1;
+    op->log = log;
+    op->cb = cb;
+    op->arg = arg;
+    op->outstanding = 1; /* held until every transaction is issued */
+    log->async_ops++;
+    size_t total = offs ? n : 1;
+    for (size_t i = 0; i < total; i += OFFSETS_TXN_OPS) {
+        size_t k = total - i < OFFSETS_TXN_OPS ? total - i : OFFSETS_TXN_OPS;
+        op->outstanding++;
+        if (offsets_del_txn(log, op, group, offs ? offs + i : NULL, k) != 0) {
+            op->outstanding--;
+            op->err = ST_ERR_NOMEM;
+            break;
+        }
+    }
+    if (op->outstanding > 1) {
+        op->outstanding--;
+        return 0;
+    }
+    if (st_log__defer(log, offsets_release, op) != 0) {
+        free(op);
+        log->async_ops--;
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct groups_op {
+    st_log_t *log;
+    st_groups_cb cb;
+    void *arg;
+    size_t prefix_len;
+} groups_op_t;
+
+static void groups_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                       void *arg)
+{
+    (void)more, (void)rev;
+    groups_op_t *op = arg;
+    char **names = calloc(n ? n : 1, sizeof(char *));
+    size_t m = 0;
+    if (!names)
+        err = ST_ERR_NOMEM;
+    for (size_t i = 0; err == ST_OK && i < n; i++) {
+        /* key: <prefix><escaped group>/offsets/... (sorted: one run per group) */
+        const char *rest = kvs[i].key + op->prefix_len;
+        const char *slash = strchr(rest, '/');
+        if (!slash)
+            continue;
+        char *name = strndup(rest, (size_t)(slash - rest));
+        if (!name || !st_key_unescape(name)) {
+            free(name);
+            continue;
+        }
+        if (m > 0 && strcmp(names[m - 1], name) == 0) {
+            free(name);
+            continue;
+        }
+        names[m++] = name;
+    }
+    st_log_t *log = op->log;
+    op->cb(err, (const char *const *)names, err == ST_OK ? m : 0, op->arg);
+    for (size_t i = 0; i < m; i++)
+        free(names[i]);
+    free(names);
+    free(op);
+    st_log__op_done(log);
+}
+
+int st_log_list_groups(st_log_t *log, st_groups_cb cb, void *arg)
+{
+    groups_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -1;
+    char key[KEY_MAX];
+    snprintf(key, sizeof key, "%s/groups/", ST_KEY_ROOT);
+    op->log = log;
+    op->cb = cb;
+    op->arg = arg;
+    op->prefix_len = strlen(key);
+    if (st_meta_range(log->meta, key, true, 0, groups_got, op) != 0) {
+        free(op);
+        return -1;
+    }
+    log->async_ops++;
+    return 0;
+}

@@ -297,5 +297,15 @@ int st_log_commit_offsets(st_log_t *log, const char *group, const st_offset_comm
 /* Every committed offset of @group: @offs borrowed during the callback. */
 typedef void (*st_offsets_cb)(st_err_t err, const st_offset_commit_t *offs, size_t n, void *arg);
 int st_log_fetch_offsets(st_log_t *log, const char *group, st_offsets_cb cb, void *arg);
+/* Delete the committed offsets of @group named by @offs (topic and
+ * partition; the other fields are ignored), or every one of them and the
+ * group's key prefix when @offs is NULL (in transactions of at most 64
+ * ops).  Deleting an offset that is not there is no error. */
+int st_log_delete_offsets(st_log_t *log, const char *group, const st_offset_commit_t *offs,
+                          size_t n, void (*cb)(st_err_t err, void *arg), void *arg);
+/* Every group with at least one committed offset: @groups (NUL-terminated
+ * names, in key order) borrowed during the callback. */
+typedef void (*st_groups_cb)(st_err_t err, const char *const *groups, size_t n, void *arg);
+int st_log_list_groups(st_log_t *log, st_groups_cb cb, void *arg);
 
 #endif
