@@ -40,22 +40,21 @@
 static void test_table(void **state)
 {
     (void)state;
-    static const int16_t want[][3] = {{18, 0, 3}, {3, 0, 6},  {0, 3, 7},  {1, 4, 11}, {2, 1, 7},
-                                      {19, 2, 4}, {20, 1, 3}, {32, 0, 2}, {10, 0, 2}, {8, 2, 7},
-                                      {9, 1, 7},  {21, 0, 1}, {23, 0, 3}, {33, 0, 1}, {37, 0, 1},
-                                      {44, 0, 0}, {60, 0, 0}, {22, 0, 4}};
+    static const int16_t want[][3] = {
+        {18, 0, 3}, {3, 0, 6},  {0, 3, 7},  {1, 4, 11}, {2, 1, 7},  {19, 2, 4}, {20, 1, 3},
+        {32, 0, 2}, {10, 0, 2}, {8, 2, 7},  {9, 1, 7},  {21, 0, 1}, {23, 0, 3}, {33, 0, 1},
+        {37, 0, 1}, {44, 0, 0}, {60, 0, 0}, {22, 0, 4}, {11, 0, 5}, {14, 0, 3}, {12, 0, 3},
+        {13, 0, 3}, {16, 0, 2}, {15, 0, 2}, {42, 0, 1}, {47, 0, 0}};
     int handled = 0;
     for (int k = -1; k <= KP_API_MAX_KEY + 1; k++)
         handled += gw_api_lookup((int16_t)k) != NULL;
-    assert_int_equal(handled, 18);
+    assert_int_equal(handled, 26);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const gw_api_t *api = gw_api_lookup(want[i][0]);
         assert_non_null(api);
         assert_int_equal(api->min_ver, want[i][1]);
         assert_int_equal(api->max_ver, want[i][2]);
     }
-    assert_null(gw_api_lookup(KP_API_JOIN_GROUP));
-    assert_null(gw_api_lookup(24)); /* AddPartitionsToTxn: transactions stay unadvertised */
 }
 
 /* The version ranges as ApiVersions v0 lists them: key, min, max. */
@@ -67,6 +66,12 @@ static const uint8_t ranges_v0[] = {
     0, 8,  0, 2, 0, 7,  /* OffsetCommit */
     0, 9,  0, 1, 0, 7,  /* OffsetFetch */
     0, 10, 0, 0, 0, 2,  /* FindCoordinator */
+    0, 11, 0, 0, 0, 5,  /* JoinGroup */
+    0, 12, 0, 0, 0, 3,  /* Heartbeat */
+    0, 13, 0, 0, 0, 3,  /* LeaveGroup */
+    0, 14, 0, 0, 0, 3,  /* SyncGroup */
+    0, 15, 0, 0, 0, 2,  /* DescribeGroups */
+    0, 16, 0, 0, 0, 2,  /* ListGroups */
     0, 18, 0, 0, 0, 3,  /* ApiVersions */
     0, 19, 0, 2, 0, 4,  /* CreateTopics */
     0, 20, 0, 1, 0, 3,  /* DeleteTopics */
@@ -76,7 +81,9 @@ static const uint8_t ranges_v0[] = {
     0, 32, 0, 0, 0, 2,  /* DescribeConfigs */
     0, 33, 0, 0, 0, 1,  /* AlterConfigs */
     0, 37, 0, 0, 0, 1,  /* CreatePartitions */
+    0, 42, 0, 0, 0, 1,  /* DeleteGroups */
     0, 44, 0, 0, 0, 0,  /* IncrementalAlterConfigs */
+    0, 47, 0, 0, 0, 0,  /* OffsetDelete */
     0, 60, 0, 0, 0, 0,  /* DescribeCluster */
 };
 
@@ -89,8 +96,8 @@ static void test_api_versions_v99(void **state)
     fx_send_all(f, fd, req, sizeof req);
     uint8_t buf[256];
     int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
-    /* Header v0 (correlation id), ErrorCode 35, ApiKeys int32 count 18. */
-    static const uint8_t head[] = {0, 0, 0, 7, 0, 35, 0, 0, 0, 18};
+    /* Header v0 (correlation id), ErrorCode 35, ApiKeys int32 count 26. */
+    static const uint8_t head[] = {0, 0, 0, 7, 0, 35, 0, 0, 0, 26};
     assert_int_equal(n, (int)(sizeof head + sizeof ranges_v0));
     assert_memory_equal(buf, head, sizeof head);
     assert_memory_equal(buf + sizeof head, ranges_v0, sizeof ranges_v0);
@@ -113,7 +120,7 @@ static void test_api_versions_v3(void **state)
     int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
     /* Header v0 even for a flexible version: correlation id, no tags. */
     uint8_t want[256], *w = want;
-    static const uint8_t head[] = {0, 0, 0, 9, 0, 0, 19}; /* compact array: 18 + 1 */
+    static const uint8_t head[] = {0, 0, 0, 9, 0, 0, 27}; /* compact array: 26 + 1 */
     memcpy(w, head, sizeof head);
     w += sizeof head;
     for (size_t i = 0; i < sizeof ranges_v0; i += 6) {
@@ -218,9 +225,9 @@ static void test_receive_budget(void **state)
 static void test_rejects(void **state)
 {
     fx_t *f = *state;
-    /* An API without a handler (JoinGroup). */
+    /* An API without a handler (AlterPartition, between brokers). */
     int fd = fx_client(f);
-    static const uint8_t join[] = {0, 0, 0, 10, 0, 11, 0, 0, 0, 0, 0, 1, 0, 0};
+    static const uint8_t join[] = {0, 0, 0, 10, 0, 56, 0, 0, 0, 0, 0, 1, 0, 0};
     fx_send_all(f, fd, join, sizeof join);
     assert_true(fx_is_closed(f, fd, 2000));
     close(fd);
