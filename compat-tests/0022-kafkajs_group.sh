@@ -7,7 +7,10 @@
 # records are produced, and the survivor owns every partition within the
 # session timeout + 3 s and resumes each of the dead member's partitions
 # exactly at its last commit (nothing lost, nothing consumed twice); its
-# commits reach the end of every partition.  Needs `npm ci` in
+# commits reach the end of every partition.  Then kafkajs admin
+# (js/group_admin.js): ListGroups, DescribeGroups (Stable, one member),
+# DeleteGroups refused (NON_EMPTY_GROUP); the survivor leaves (SIGTERM):
+# Empty, DeleteGroups deletes its offsets, again GROUP_ID_NOT_FOUND.  Needs `npm ci` in
 # compat-tests/js.
 set -u
 . "$(dirname "$0")/lib/nh_server.sh"
@@ -144,7 +147,9 @@ echo "0022: the survivor owned every partition ${took} ms after the kill (sessio
 wait_for 60 consumed 300 || fail "not every record consumed after the takeover"
 sleep 1
 check final 300 "$b_parts" || fail "offsets lost or consumed twice"
+(cd "$js" && timeout 60 node group_admin.js "$NH_BOOTSTRAP" kg-group kg live) || fail "admin on the live group"
 kill -TERM "${pids[a]}"
 wait "${pids[a]}"
+(cd "$js" && timeout 60 node group_admin.js "$NH_BOOTSTRAP" kg-group kg gone) || fail "admin on the empty group"
 nh_stop || { echo "0022-kafkajs_group: server exit status $?"; exit 1; }
 echo "0022-kafkajs_group: ok"

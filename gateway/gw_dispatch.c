@@ -56,10 +56,10 @@ static const gw_api_t apis[KP_API_MAX_KEY + 1] = {
     [KP_API_JOIN_GROUP] = {0, 5, gw_api_join_group, false},           /* 5: librdkafka, kafkajs */
     [KP_API_SYNC_GROUP] = {0, 3, gw_api_sync_group, false},           /* 3: librdkafka, kafkajs */
     [KP_API_HEARTBEAT] = {0, 3, gw_api_heartbeat, false},             /* 3: librdkafka, kafkajs */
-    [KP_API_LEAVE_GROUP] = {0, 3, gw_api_leave_group, false},         /* 3: kafkajs */
+    [KP_API_LEAVE_GROUP] = {0, 3, gw_api_leave_group, false},         /* 3: kafkajs (batched) */
     [KP_API_LIST_GROUPS] = {0, 2, gw_api_list_groups, false},         /* 2: kafkajs */
     [KP_API_DESCRIBE_GROUPS] = {0, 2, gw_api_describe_groups, false}, /* 2: kafkajs */
-    [KP_API_DELETE_GROUPS] = {0, 1, gw_api_delete_groups, false},     /* 1: kafkajs */
+    [KP_API_DELETE_GROUPS] = {0, 1, gw_api_delete_groups, false},     /* 1: kafkajs, librdkafka */
     [KP_API_OFFSET_DELETE] = {0, 0, gw_api_offset_delete, false},     /* 0: librdkafka */
 };
 
