@@ -915,6 +915,49 @@ static void test_init_producer(void **state)
     assert_true(e.pid > r[2].pid);
 }
 
+/* Two logs sharing one metadata store (two gateways): asked at the same
+ * time, both read the same counter value, one compare-and-swap loses and
+ * takes the next block -- the ids stay distinct. */
+static void test_producer_ids_shared_store(void **state)
+{
+    fx_t *f = *state;
+    char errstr[256], path[512];
+    snprintf(path, sizeof path, "%s/objects", f->dir);
+    st_objstore_t *os2 = st_objstore_dir_new(f->base, path, 2, errstr, sizeof errstr);
+    snprintf(path, sizeof path, "%s/meta.db", f->dir);
+    st_meta_t *meta2 = st_meta_sqlite_new(f->base, path, errstr, sizeof errstr);
+    assert_non_null(os2);
+    assert_non_null(meta2);
+    st_log_cfg_t cfg2 = f->cfg;
+    cfg2.node_id = 2;
+    st_log_t *log2 = st_log_new(f->base, os2, meta2, &cfg2);
+    res_t o = {0};
+    assert_int_equal(st_log_open(log2, open_cb, &o), 0);
+    run_until(f, &o.done, 1);
+    assert_int_equal(o.err, ST_OK);
+    pid_res_t a[4] = {{0}}, b[4] = {{0}};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(st_log_init_producer(f->log, -1, -1, pid_cb, &a[i]), 0);
+        assert_int_equal(st_log_init_producer(log2, -1, -1, pid_cb, &b[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        run_until(f, &a[i].done, 1);
+        run_until(f, &b[i].done, 1);
+        assert_int_equal(a[i].err, ST_OK);
+        assert_int_equal(b[i].err, ST_OK);
+    }
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++)
+            assert_true(a[i].pid != b[k].pid);
+    assert_true(a[0].pid / 1000 != b[0].pid / 1000); /* different blocks */
+    int closed = 0;
+    st_log_close(log2, close_cb, &closed);
+    run_until(f, &closed, 1);
+    st_log_free(log2);
+    st_meta_free(meta2);
+    st_objstore_free(os2);
+}
+
 /* Version 1 manifests (no producer entries) are still read; version 2
  * round-trips its entries and refuses ones outside their chunk. */
 static void test_manifest_versions(void **state)
@@ -993,6 +1036,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idem_failed_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idem_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_producer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_producer_ids_shared_store, setup, teardown),
         cmocka_unit_test(test_manifest_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
