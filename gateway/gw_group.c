@@ -222,8 +222,11 @@ static void member_update(gg_member_t *m, gw_req_t *req, const kp_join_group_req
     }
     m->nprotos = n;
     m->session_ms = rq->session_timeout_ms;
-    /* v0 has no rebalance timeout: Kafka uses the session timeout. */
-    m->rebalance_ms = req->api_version >= 1 ? rq->rebalance_timeout_ms : rq->session_timeout_ms;
+    /* v0 has no rebalance timeout: Kafka uses the session timeout (and so
+     * do we for a value that is no duration). */
+    m->rebalance_ms = req->api_version >= 1 && rq->rebalance_timeout_ms > 0
+                          ? rq->rebalance_timeout_ms
+                          : rq->session_timeout_ms;
     free(m->client_id);
     m->client_id = dup_str(req->hdr.client_id);
     free(m->client_host);
@@ -696,13 +699,15 @@ static void member_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void add_and_rebalance(gw_group_t *g, gw_req_t *req, const kp_join_group_request_t *rq,
                               gg_member_t *m, const char *id)
 {
+    if (joined_count(g) == 0) { /* the first member sets the protocol type */
+        free(g->protocol_type);
+        g->protocol_type = dup_str(rq->protocol_type);
+    }
     if (!m)
         m = member_new(g, id, rq->group_instance_id);
     m->pending = false;
     m->is_new = true;
     member_update(m, req, rq);
-    if (!g->protocol_type)
-        g->protocol_type = dup_str(rq->protocol_type);
     if (g->state == GG_PREPARING && g->initial)
         g->new_during_delay = true;
     wait_join(m, req);
