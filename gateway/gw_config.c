@@ -131,6 +131,11 @@ static const opt_t opts[] = {
      FIELD(metadata_etcd_connect_timeout_ms), .min = 1, .max = INT32_MAX, .def = "1000",
      .help = "With etcd:// metadata: how long connecting to an etcd endpoint may take, in "
              "milliseconds"},
+    {.name = "metadata.compaction.interval.ms", .type = T_LONG,
+     FIELD(metadata_compaction_interval_ms), .min = 0, .max = INT64_MAX / 1000, .def = "300000",
+     .help = "With etcd:// metadata: compact etcd's revision history this often, up to the "
+             "revision seen one interval earlier (one interval of history is kept), in "
+             "milliseconds; 0 = never (then etcd needs --auto-compaction-retention)"},
     {.name = "storage.s3.request.timeout.ms", .type = T_INT,
      FIELD(storage_s3_request_timeout_ms), .min = 1, .max = INT32_MAX, .def = "30000",
      .help = "With s3:// storage: how long one object-store operation may take, retries "

@@ -52,6 +52,8 @@ typedef struct gw_config {
                                                   password is in NUTHATCH_ETCD_PASSWORD) */
     int32_t metadata_etcd_request_timeout_ms;  /* one etcd request, ms */
     int32_t metadata_etcd_connect_timeout_ms;  /* connecting to an etcd endpoint, ms */
+    int64_t metadata_compaction_interval_ms;   /* compact etcd's history this often, one
+                                                  interval behind, ms; 0 = never */
     int32_t storage_s3_request_timeout_ms;     /* one S3 operation, retries included, ms */
     int32_t storage_s3_attempt_timeout_ms;     /* one HTTP attempt, ms */
     int32_t storage_s3_max_requests;           /* S3 requests in flight at once */

@@ -25,6 +25,7 @@
 #include "gw_group.h"
 #include "gw_log.h"
 #include "st_curl.h"
+#include "st_meta_compactor.h"
 
 #define LISTEN_BACKLOG 511
 
@@ -328,11 +329,12 @@ void gw_server_free(gw_server_t *srv)
 typedef struct run_ctx {
     const gw_config_t *cfg;
     struct event_base *base;
-    st_curl_t *curl;   /* the process's HTTP client, with an s3:// or etcd:// store */
-    st_objstore_t *os; /* object store */
-    st_meta_t *meta;   /* metadata store */
-    st_log_t *log;     /* the log being opened or serving */
-    st_log_t *old_log; /* a log whose open failed, freed before the next try */
+    st_curl_t *curl;           /* the process's HTTP client, with an s3:// or etcd:// store */
+    st_objstore_t *os;         /* object store */
+    st_meta_t *meta;           /* metadata store */
+    st_log_t *log;             /* the log being opened or serving */
+    st_log_t *old_log;         /* a log whose open failed, freed before the next try */
+    st_compactor_t *compactor; /* etcd: keeps its revision history bounded */
     gw_server_t *srv;
     struct event *sigterm, *sigint, *deadline;
     struct event *retry; /* start-up: the next try to reach the stores */
@@ -468,6 +470,30 @@ static const char *meta_detail(const run_ctx_t *ctx)
     return "";
 }
 
+static void compacted_cb(st_err_t err, int64_t rev, void *arg)
+{
+    run_ctx_t *ctx = arg;
+    if (err == ST_OK)
+        gw_log_debug("metadata", "etcd history compacted up to revision %lld", (long long)rev);
+    else
+        gw_log_warn("metadata", "compacting etcd's history up to revision %lld failed: %s%s%s",
+                    (long long)rev, st_err_str(err), meta_detail(ctx)[0] ? ": " : "",
+                    meta_detail(ctx));
+}
+
+/* With etcd, compact its revision history one interval behind (DESIGN §5:
+ * a default etcd keeps every revision until told otherwise). */
+static void start_compactor(run_ctx_t *ctx)
+{
+    const gw_config_t *cfg = ctx->cfg;
+    if (cfg->metadata_url.kind != GW_METADATA_ETCD || cfg->metadata_compaction_interval_ms <= 0)
+        return;
+    ctx->compactor = st_compactor_new(ctx->base, ctx->meta, "/nuthatch/cluster/id",
+                                      cfg->metadata_compaction_interval_ms, compacted_cb, ctx);
+    if (!ctx->compactor)
+        gw_log_warn("metadata", "cannot start compacting etcd's history: out of memory");
+}
+
 static void log_opened_cb(st_err_t err, void *arg)
 {
     run_ctx_t *ctx = arg;
@@ -491,6 +517,7 @@ static void log_opened_cb(st_err_t err, void *arg)
     if (ctx->stopping)
         return;
     gw_server_start(ctx->srv);
+    start_compactor(ctx);
     const gw_listener_t *l = &ctx->cfg->listeners, *adv = &ctx->cfg->advertised_listeners;
     bool v6 = strchr(l->host, ':') != NULL, adv6 = strchr(adv->host, ':') != NULL;
     gw_log_info("server", "node %d listening on %s%s%s:%d (advertised %s%s%s:%d), cluster %s",
@@ -715,6 +742,7 @@ int gw_server_run(const gw_config_t *cfg)
     } else if (ctx.status == 0) {
         event_base_dispatch(ctx.base);
     }
+    st_compactor_free(ctx.compactor);
     gw_server_free(ctx.srv);
     st_log_free(ctx.log);
     st_log_free(ctx.old_log);

@@ -26,6 +26,7 @@
 
 #include "st_curl.h"
 #include "st_etcd_json.h"
+#include "st_meta_compactor.h"
 
 /* ------------------------------------------------------------ etcd itself */
 
@@ -588,6 +589,67 @@ static void test_compact(void **state)
     assert_string_equal(kv.val, "2");
 }
 
+typedef struct compactions {
+    int n;
+    st_err_t err;
+    int64_t rev;
+} compactions_t;
+
+static void compacted_cb(st_err_t err, int64_t rev, void *arg)
+{
+    compactions_t *c = arg;
+    c->n++;
+    c->err = err;
+    c->rev = rev;
+}
+
+/* The compactor keeps one interval of history: after it ran, a watch from
+ * a revision older than its last target is refused (compacted), one from
+ * the target replays the puts since; writes between its ticks move it on.
+ * Freed with a probe in flight, it goes quietly. */
+static void test_compactor(void **state)
+{
+    (void)state;
+    int64_t first = put("k/1", "0", 0);
+    compactions_t cs = {0};
+    st_compactor_t *c = st_compactor_new(F->base, F->m, "k/1", 150, compacted_cb, &cs);
+    assert_non_null(c);
+    int64_t last = first, deadline = mc_now_ms() + 15000;
+    int i = 0;
+    while (cs.n < 3 && mc_now_ms() < deadline) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", ++i);
+        last = put("k/1", v, 0);
+        pump_ms(20);
+    }
+    assert_true(cs.n >= 3);
+    assert_int_equal(cs.err, ST_OK);
+    int64_t upto = st_compactor_compacted(c);
+    assert_int_equal(upto, cs.rev);
+    assert_true(upto > first); /* it moved on with the writes */
+    assert_true(upto <= last); /* never ahead of what it saw */
+    st_compactor_free(c);
+
+    wl_t old = {.tag = 1}, kept = {.tag = 2};
+    watch("k/", first, &old);
+    wait_calls(&old, 1);
+    assert_int_equal(old.err, ST_ERR_NOT_FOUND);
+    st_meta_watch_cancel(F->m, old.w);
+    watch("k/", upto, &kept);
+    wait_events(&kept, (size_t)(last - upto + 1)); /* one put per revision since */
+    assert_int_equal(kept.err, ST_OK);
+    st_meta_watch_cancel(F->m, kept.w);
+
+    /* Freed while its probe is in flight: no callback after the free. */
+    cs.n = 0;
+    c = st_compactor_new(F->base, F->m, "k/1", 1, compacted_cb, &cs);
+    pump_ms(3);
+    int before = cs.n;
+    st_compactor_free(c);
+    pump_ms(200);
+    assert_int_equal(cs.n, before);
+}
+
 /* user + password: a token, renewed when etcd stops taking it; a wrong
  * password fails clearly. */
 static void test_auth(void **state)
@@ -806,6 +868,7 @@ int main(void)
         MC_TEST(test_refused_endpoints, &etcd_backend),
         MC_TEST(test_response_limit, &etcd_backend),
         MC_TEST(test_compact, &etcd_backend),
+        MC_TEST(test_compactor, &etcd_backend),
         MC_TEST(test_auth, &etcd_backend),
         MC_TEST(test_cluster_failover, &etcd_backend),
     };
