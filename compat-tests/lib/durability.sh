@@ -18,9 +18,11 @@
 #
 # Faults (NH_BACKEND=s3, after the first dur_start started the services):
 #
-#     svc_kill etcd|s3        # SIGKILL, remembering the command line
-#     svc_restart etcd|s3     # the same command line: same ports, same data
-#     svc_answers etcd|s3     # status 0 when it answers (etcd: /health)
+#     svc_kill etcd|etcdI|s3  # SIGKILL, remembering the command line (etcdI:
+#                             # member I of an NH_ETCD_MEMBERS cluster; etcd
+#                             # is member 0)
+#     svc_restart etcd|etcdI|s3   # the same command line: same ports, same data
+#     svc_answers etcd|etcdI|s3   # status 0 when it answers (etcd: /health)
 #     dur_recovery LABEL etcd|s3   # wait until it answers, then until the
 #                             # acknowledgements grow: fails beyond
 #                             # $DUR_RECOVERY_MS (5000) from the answer
@@ -44,7 +46,7 @@ dur_cleanup() {
     local p
     for p in "${DUR_PIDS[@]}" $DUR_SAMPLER; do kill -KILL "$p" 2>/dev/null; done
     # A service frozen by a test that stopped half-way must be able to stop.
-    [ -z "${NH_ETCD_PID:-}" ] || kill -CONT "$NH_ETCD_PID" 2>/dev/null
+    for p in ${NH_ETCD_PIDS[@]+"${NH_ETCD_PIDS[@]}"}; do kill -CONT "$p" 2>/dev/null; done
     [ -z "${NH_S3_PID:-}" ] || kill -CONT "$NH_S3_PID" 2>/dev/null
     nh_cleanup
     if [ -n "${WORK:-}" ]; then
@@ -167,14 +169,38 @@ dur_check() {
 
 # ------------------------------------------------------------------ faults
 
-# The command lines of the services as they were started, for restarts.
+# The command lines of the services as they were started, for restarts:
+# etcd member I's in DUR_ETCD_CMD_I (a NUL-separated string per member).
 DUR_ETCD_CMD=()
 DUR_S3_CMD=()
 
-svc_pid() {
+# A service: "etcd" (member 0), "etcdI" (member I of NH_ETCD_MEMBERS) or "s3".
+svc_member() {
     case $1 in
-    etcd) echo "${NH_ETCD_PID:-}" ;;
+    etcd) echo 0 ;;
+    etcd[0-9]*) echo "${1#etcd}" ;;
+    *) echo -1 ;;
+    esac
+}
+
+svc_pid() {
+    local m
+    m=$(svc_member "$1")
+    case $1 in
+    etcd*) echo "${NH_ETCD_PIDS[$m]:-}" ;;
     s3) echo "${NH_S3_PID:-}" ;;
+    esac
+}
+
+svc_set_pid() {
+    local m
+    m=$(svc_member "$1")
+    case $1 in
+    etcd*)
+        NH_ETCD_PIDS[m]=$2
+        [ "$m" -ne 0 ] || NH_ETCD_PID=$2
+        ;;
+    s3) NH_S3_PID=$2 ;;
     esac
 }
 
@@ -185,7 +211,7 @@ svc_kill() {
     local cmd=()
     mapfile -d '' -t cmd <"/proc/$pid/cmdline"
     case $1 in
-    etcd) DUR_ETCD_CMD=("${cmd[@]}") ;;
+    etcd*) eval "DUR_ETCD_CMD_$(svc_member "$1")=(\"\${cmd[@]}\")" ;;
     s3)
         # lib/s3rver.js PORT DIR BUCKET, started on port 0: the port it took.
         local port=${NH_S3_ENDPOINT##*:} i
@@ -197,30 +223,30 @@ svc_kill() {
     esac
     kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
-    case $1 in
-    etcd) NH_ETCD_PID= ;;
-    s3) NH_S3_PID= ;;
-    esac
+    svc_set_pid "$1" ""
 }
 
 # From the test's own shell, like services.sh: the service dies with it.
 svc_restart() {
-    local wrap=(${NH_SVC_WRAP[@]+"${NH_SVC_WRAP[@]}"})
+    local wrap=(${NH_SVC_WRAP[@]+"${NH_SVC_WRAP[@]}"}) m
     case $1 in
-    etcd)
-        "${wrap[@]}" "${DUR_ETCD_CMD[@]}" >>"$NH_SVC_DIR/etcd.out" 2>&1 </dev/null &
-        NH_ETCD_PID=$!
+    etcd*)
+        m=$(svc_member "$1")
+        eval "DUR_ETCD_CMD=(\"\${DUR_ETCD_CMD_$m[@]}\")"
+        local sfx=$m
+        [ "${NH_ETCD_MEMBERS:-1}" -gt 1 ] || sfx=
+        "${wrap[@]}" "${DUR_ETCD_CMD[@]}" >>"$NH_SVC_DIR/etcd$sfx.out" 2>&1 </dev/null &
         ;;
     s3)
         "${wrap[@]}" "${DUR_S3_CMD[@]}" >>"$NH_SVC_DIR/s3rver.log" 2>&1 </dev/null &
-        NH_S3_PID=$!
         ;;
     esac
+    svc_set_pid "$1" $!
 }
 
 svc_answers() {
     case $1 in
-    etcd) nh_etcd_healthy 2>/dev/null ;;
+    etcd*) nh_etcd_member_healthy "${NH_ETCD_URLS[$(svc_member "$1")]}" 2>/dev/null ;;
     s3) curl -fsS -m 1 -o /dev/null "$NH_S3_ENDPOINT/" 2>/dev/null ;;
     esac
 }

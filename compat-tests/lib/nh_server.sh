@@ -64,7 +64,7 @@ nh_start() {
         [ "${NH_S3_ADDRESSING:-path}" != virtual ] ||
             s3q="endpoint=http://s3.localhost:${NH_S3_ENDPOINT##*:}&addressing=virtual"
         stores=(--storage.url "s3://$NH_S3_BUCKET/nh?$s3q"
-            --metadata.url "etcd://${NH_ETCD_ENDPOINT#http://}/nh-compat")
+            --metadata.url "etcd://$NH_ETCD_ENDPOINTS/nh-compat")
         ;;
     *)
         nh_log "NH_BACKEND=$NH_BACKEND: expected embedded or s3"

@@ -5,12 +5,16 @@
 #
 #     nh_services_start     # status 0, or 77 when etcd or s3rver is missing
 #     ... $NH_ETCD_ENDPOINT (http://127.0.0.1:PORT), $NH_S3_ENDPOINT,
+#         $NH_ETCD_ENDPOINTS (every member's host:port, comma-separated),
 #         $NH_S3_BUCKET, $NH_S3_DIR (s3rver's directory: an object KEY is the
 #         file $NH_S3_DIR/$NH_S3_BUCKET/KEY._S3rver_object) ...
 #     nh_services_stop      # SIGTERM, SIGKILL after 5 s; removes the directories
 #
 # etcd runs with its default limits (--max-txn-ops 128, 1.5 MiB requests, a
-# 2 GiB quota); never on the well-known ports 2379/2380.  Start-up waits at
+# 2 GiB quota); never on the well-known ports 2379/2380.  With
+# NH_ETCD_MEMBERS=N (default 1) etcd is a cluster of N members, member I
+# in $NH_SVC_DIR/etcdI with its pid in NH_ETCD_PIDS[I] and its client URL in
+# NH_ETCD_URLS[I]; NH_ETCD_PID and NH_ETCD_ENDPOINT are member 0's.  Start-up waits at
 # most 20 s for each to answer.  Their logs are in $NH_SVC_DIR/*.log; the
 # directory is kept when NH_KEEP=1.  nh_services_stop is safe to call twice.
 
@@ -20,6 +24,10 @@ NH_SVC_DIR=
 NH_ETCD_PID=
 NH_S3_PID=
 NH_ETCD_ENDPOINT=
+NH_ETCD_ENDPOINTS=
+NH_ETCD_MEMBERS=${NH_ETCD_MEMBERS:-1}
+NH_ETCD_PIDS=()
+NH_ETCD_URLS=()
 NH_S3_ENDPOINT=
 NH_S3_BUCKET=nh-test
 NH_S3_DIR=
@@ -58,34 +66,58 @@ nh_svc_wait() {
     return 1
 }
 
-nh_etcd_healthy() {
-    curl -fsS -m 1 "$NH_ETCD_ENDPOINT/health" | grep -q '"health":"true"'
+nh_etcd_member_healthy() {
+    curl -fsS -m 1 "$1/health" | grep -q '"health":"true"'
 }
+nh_etcd_healthy() { nh_etcd_member_healthy "$NH_ETCD_ENDPOINT"; }
 
 nh_etcd_start() {
-    local try ports cport pport
+    local try i n=$NH_ETCD_MEMBERS ports initial cport pport data sfx=()
     for try in 1 2 3; do
-        read -r cport pport <<<"$(nh_free_ports 2)"
-        NH_ETCD_ENDPOINT=http://127.0.0.1:$cport
-        rm -rf "$NH_SVC_DIR/etcd"
-        "${NH_SVC_WRAP[@]}" "$NH_ETCD_BIN" --name nh-test --data-dir "$NH_SVC_DIR/etcd" \
-            --listen-client-urls "$NH_ETCD_ENDPOINT" --advertise-client-urls "$NH_ETCD_ENDPOINT" \
-            --listen-peer-urls "http://127.0.0.1:$pport" \
-            --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-            --initial-cluster "nh-test=http://127.0.0.1:$pport" \
-            --initial-cluster-state new --initial-cluster-token "nh-test-$$-$try" \
-            --logger zap --log-outputs "$NH_SVC_DIR/etcd.log" \
-            >>"$NH_SVC_DIR/etcd.out" 2>&1 </dev/null &
-        NH_ETCD_PID=$!
-        NH_WAIT_PID=$NH_ETCD_PID
-        nh_svc_wait 200 nh_etcd_healthy && return 0
+        read -r -a ports <<<"$(nh_free_ports $((2 * n)))"
+        initial=
+        NH_ETCD_URLS=()
+        for ((i = 0; i < n; i++)); do
+            # One member keeps the plain names (nh-test, etcd, etcd.log).
+            sfx[i]=$i
+            [ "$n" -gt 1 ] || sfx[i]=
+            initial+="${initial:+,}nh-test${sfx[i]}=http://127.0.0.1:${ports[n + i]}"
+            NH_ETCD_URLS[i]=http://127.0.0.1:${ports[i]}
+        done
+        NH_ETCD_PIDS=()
+        for ((i = 0; i < n; i++)); do
+            cport=${ports[i]}
+            pport=${ports[n + i]}
+            data=$NH_SVC_DIR/etcd${sfx[i]}
+            rm -rf "$data"
+            "${NH_SVC_WRAP[@]}" "$NH_ETCD_BIN" --name "nh-test${sfx[i]}" --data-dir "$data" \
+                --listen-client-urls "${NH_ETCD_URLS[i]}" --advertise-client-urls "${NH_ETCD_URLS[i]}" \
+                --listen-peer-urls "http://127.0.0.1:$pport" \
+                --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+                --initial-cluster "$initial" \
+                --initial-cluster-state new --initial-cluster-token "nh-test-$$-$try" \
+                --logger zap --log-outputs "$NH_SVC_DIR/etcd${sfx[i]}.log" \
+                >>"$NH_SVC_DIR/etcd${sfx[i]}.out" 2>&1 </dev/null &
+            NH_ETCD_PIDS[i]=$!
+        done
+        NH_ETCD_PID=${NH_ETCD_PIDS[0]}
+        NH_ETCD_ENDPOINT=${NH_ETCD_URLS[0]}
+        NH_ETCD_ENDPOINTS=$(IFS=,; echo "${NH_ETCD_URLS[*]}")
+        NH_ETCD_ENDPOINTS=${NH_ETCD_ENDPOINTS//http:\/\//}
+        local up=1
+        for ((i = 0; i < n; i++)); do
+            NH_WAIT_PID=${NH_ETCD_PIDS[i]}
+            nh_svc_wait 200 nh_etcd_member_healthy "${NH_ETCD_URLS[i]}" || { up=0; break; }
+        done
+        [ "$up" -eq 0 ] || return 0
         # A port taken between the choice and the bind: try others.
-        kill -KILL "$NH_ETCD_PID" 2>/dev/null
-        wait "$NH_ETCD_PID" 2>/dev/null
+        for i in "${NH_ETCD_PIDS[@]}"; do kill -KILL "$i" 2>/dev/null; done
+        for i in "${NH_ETCD_PIDS[@]}"; do wait "$i" 2>/dev/null; done
+        NH_ETCD_PIDS=()
         NH_ETCD_PID=
     done
-    nh_svc_log "etcd did not answer on $NH_ETCD_ENDPOINT:"
-    tail -5 "$NH_SVC_DIR/etcd.log" "$NH_SVC_DIR/etcd.out" >&2 2>/dev/null
+    nh_svc_log "etcd did not answer on $NH_ETCD_ENDPOINTS:"
+    tail -5 "$NH_SVC_DIR"/etcd*.log "$NH_SVC_DIR"/etcd*.out >&2 2>/dev/null
     return 1
 }
 
@@ -127,7 +159,7 @@ nh_services_start() {
         nh_services_stop
         return 1
     fi
-    export NH_ETCD_ENDPOINT NH_S3_ENDPOINT NH_S3_BUCKET NH_S3_DIR NH_SVC_DIR
+    export NH_ETCD_ENDPOINT NH_ETCD_ENDPOINTS NH_S3_ENDPOINT NH_S3_BUCKET NH_S3_DIR NH_SVC_DIR
     return 0
 }
 
@@ -147,9 +179,11 @@ nh_svc_kill() {
 
 nh_services_stop() {
     nh_svc_kill "$NH_S3_PID"
-    nh_svc_kill "$NH_ETCD_PID"
+    local pid
+    for pid in "${NH_ETCD_PIDS[@]}" $NH_ETCD_PID; do nh_svc_kill "$pid"; done
     NH_S3_PID=
     NH_ETCD_PID=
+    NH_ETCD_PIDS=()
     if [ -n "$NH_SVC_DIR" ]; then
         if [ "${NH_KEEP:-0}" = 1 ]; then
             nh_svc_log "kept $NH_SVC_DIR"
