@@ -157,14 +157,15 @@ static int16_t heartbeat(fx_t *f, int fd, const char *group, int32_t gen, const 
     return err;
 }
 
-static int16_t commit(fx_t *f, int fd, const char *group, int32_t gen, const char *member,
-                      const char *topic, int64_t offset)
+static int16_t commit_inst(fx_t *f, int fd, const char *group, int32_t gen, const char *member,
+                           const char *instance, const char *topic, int64_t offset)
 {
     kp_offset_commit_request_t rq;
     kp_offset_commit_request_init(&rq);
     rq.group_id = kp_str(group);
     rq.generation_id_or_member_epoch = gen;
     rq.member_id = kp_str(member);
+    rq.group_instance_id = instance ? kp_str(instance) : KP_STR_NULL;
     kp_offset_commit_request_offset_commit_request_topic_t t;
     kp_offset_commit_request_offset_commit_request_topic_init(&t);
     kp_offset_commit_request_offset_commit_request_partition_t p;
@@ -184,6 +185,12 @@ static int16_t commit(fx_t *f, int fd, const char *group, int32_t gen, const cha
     int16_t err = r->topics[0].partitions[0].error_code;
     kp_arena_deinit(&a);
     return err;
+}
+
+static int16_t commit(fx_t *f, int fd, const char *group, int32_t gen, const char *member,
+                      const char *topic, int64_t offset)
+{
+    return commit_inst(f, fd, group, gen, member, NULL, topic, offset);
 }
 
 /* Committed offset of @group for @topic partition 0, -1 when none. */
@@ -515,6 +522,9 @@ static void test_static_member(void **state)
     assert_int_equal(heartbeat(f, a2, "g", 1, id2, "inst-1"), KP_ERR_NONE);
     /* The old incarnation is fenced. */
     assert_int_equal(heartbeat(f, a, "g", 1, id1, "inst-1"), KP_ERR_FENCED_INSTANCE_ID);
+    make_topic(f, "t");
+    assert_int_equal(commit_inst(f, a, "g", 1, id1, "inst-1", "t", 1), KP_ERR_FENCED_INSTANCE_ID);
+    assert_int_equal(commit_inst(f, a2, "g", 1, id2, "inst-1", "t", 1), KP_ERR_NONE);
     c = send_join(f, a, 5, "g", id1, "inst-1", 6000, p, 1);
     assert_int_equal(join_resp(f, a, 5, c, &ar)->error_code, KP_ERR_FENCED_INSTANCE_ID);
     kp_arena_deinit(&ar);
@@ -544,6 +554,66 @@ static void test_waiting_join_conn_closed(void **state)
     assert_int_equal(l->error_code, KP_ERR_NONE);
     assert_int_equal(l->groups_count, 0); /* the member timed out: freed */
     kp_arena_deinit(&ar);
+    close(b);
+}
+
+/* group.initial.rebalance.delay.ms: members arriving during the delay of
+ * an empty group's first rebalance share its first generation; once the
+ * group is empty again, a member of another protocol type may start it. */
+static void test_initial_delay(void **state)
+{
+    fx_t *f = *state;
+    f->cfg.group_initial_rebalance_delay_ms = 400;
+    int a = fx_client(f), b = fx_client(f);
+    kp_arena_t ar;
+    kp_arena_init(&ar, SIZE_MAX);
+    static const uint8_t m[] = {1};
+    proto_t p[] = {{"range", m, 1}};
+    int64_t t0 = fx_now_ms();
+    int32_t ca = send_join(f, a, 2, "g", "", NULL, 6000, p, 1);
+    assert_silent(f, a, 150);
+    int32_t cb = send_join(f, b, 2, "g", "", NULL, 6000, p, 1);
+    kp_join_group_response_t *ja = join_resp(f, a, 2, ca, &ar);
+    kp_join_group_response_t *jb = join_resp(f, b, 2, cb, &ar);
+    int64_t took = fx_now_ms() - t0;
+    assert_true(took >= 750); /* 400 ms, then 400 more: b arrived during the first */
+    assert_int_equal(ja->generation_id, 1);
+    assert_int_equal(jb->generation_id, 1);
+    assert_int_equal(ja->members_count + jb->members_count, 2);
+    /* Both leave: the group is gone, and another protocol type is fine. */
+    kp_leave_group_request_t lq;
+    kp_leave_group_request_init(&lq);
+    lq.group_id = kp_str("g");
+    kp_leave_group_request_member_identity_t mi[2];
+    kp_leave_group_request_member_identity_init(&mi[0]);
+    kp_leave_group_request_member_identity_init(&mi[1]);
+    mi[0].member_id = ja->member_id;
+    mi[1].member_id = jb->member_id;
+    lq.members = mi;
+    lq.members_count = 2;
+    kp_leave_group_response_t *lr = fx_call(f, a, KP_API_LEAVE_GROUP, 3, &lq, &ar);
+    assert_int_equal(lr->members[0].error_code, KP_ERR_NONE);
+    assert_int_equal(lr->members[1].error_code, KP_ERR_NONE);
+    f->cfg.group_initial_rebalance_delay_ms = 0;
+    kp_join_group_request_t rq;
+    kp_join_group_request_init(&rq);
+    rq.group_id = kp_str("g");
+    rq.session_timeout_ms = 6000;
+    rq.rebalance_timeout_ms = 2000;
+    rq.member_id = kp_str("");
+    rq.protocol_type = kp_str("connect");
+    kp_join_group_request_join_group_request_protocol_t pr;
+    kp_join_group_request_join_group_request_protocol_init(&pr);
+    pr.name = kp_str("default");
+    pr.metadata = (kp_bytes_t){m, 1};
+    rq.protocols = &pr;
+    rq.protocols_count = 1;
+    kp_join_group_response_t *j = fx_call(f, a, KP_API_JOIN_GROUP, 2, &rq, &ar);
+    assert_int_equal(j->error_code, KP_ERR_NONE);
+    assert_int_equal(j->generation_id, 1);
+    assert_true(kp_str_eq(j->protocol_name, "default"));
+    kp_arena_deinit(&ar);
+    close(a);
     close(b);
 }
 
@@ -655,6 +725,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_expiry, group_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_static_member, group_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_waiting_join_conn_closed, group_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_initial_delay, group_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_admin, group_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
