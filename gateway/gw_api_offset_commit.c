@@ -1,8 +1,8 @@
 /*
  * gw_api_offset_commit.c: OffsetCommit (key 8), v2-8.  The group
  * coordinator checks generation, member and instance id as Kafka does
- * (gw_group_commit_check); a group it does not hold takes commits without
- * a group only (generation -1, empty member id).  Offsets are stored
+ * (gw_group_commit_check); a group without members takes commits without
+ * a group (generation -1).  Offsets are stored
  * durably with st_log_commit_offsets() (transactions of at most 64
  * operations).
  */

@@ -993,25 +993,25 @@ kp_err_t gw_group_commit_check(gw_coord_t *c, kp_str_t group, int32_t generation
                                kp_str_t member_id, kp_str_t instance_id)
 {
     gw_group_t *g = gw_group_find(c, group);
-    if (!g) {
-        /* Not managed here: only commits without a group. */
-        if (generation >= 0)
-            return KP_ERR_ILLEGAL_GENERATION;
-        if (member_id.len > 0)
-            return KP_ERR_UNKNOWN_MEMBER_ID;
-        return KP_ERR_NONE;
-    }
-    if (fenced(g, member_id, instance_id))
-        return KP_ERR_FENCED_INSTANCE_ID;
+    if (!g) /* not managed here: commits without a group only */
+        return generation < 0 ? KP_ERR_NONE : KP_ERR_ILLEGAL_GENERATION;
+    /* Kafka's validateOffsetCommit, then the state. */
     if (generation < 0 && joined_count(g) == 0)
         return KP_ERR_NONE;
+    gg_member_t *m = NULL;
+    if (generation >= 0 || member_id.len > 0 || instance_id.len >= 0) {
+        if (fenced(g, member_id, instance_id))
+            return KP_ERR_FENCED_INSTANCE_ID;
+        m = member_find(g, member_id);
+        if (!m || m->pending)
+            return KP_ERR_UNKNOWN_MEMBER_ID;
+        if (generation != g->generation)
+            return KP_ERR_ILLEGAL_GENERATION;
+    } else {
+        return KP_ERR_UNKNOWN_MEMBER_ID; /* only members commit to a live group */
+    }
     if (g->state == GG_COMPLETING)
         return KP_ERR_REBALANCE_IN_PROGRESS;
-    gg_member_t *m = member_find(g, member_id);
-    if (!m || m->pending)
-        return KP_ERR_UNKNOWN_MEMBER_ID;
-    if (generation != g->generation)
-        return KP_ERR_ILLEGAL_GENERATION;
     touch(m);
     return KP_ERR_NONE;
 }

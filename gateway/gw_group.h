@@ -53,9 +53,11 @@ void gw_group_heartbeat(gw_coord_t *c, gw_req_t *req);
 void gw_group_leave(gw_coord_t *c, gw_req_t *req);
 
 /* OffsetCommit's check of generation, member and instance id for @group
- * (Kafka's doCommitOffsets): NONE when the commit may be stored.  A group
- * the coordinator does not hold accepts only commits without a group
- * (generation < 0, empty member id).  Resets the member's session timer. */
+ * (Kafka's validateOffsetCommit and doCommitOffsets): NONE when the commit
+ * may be stored.  A group without members accepts commits without a group
+ * (generation < 0, whatever the member id); a group the coordinator does
+ * not hold refuses any generation >= 0 (ILLEGAL_GENERATION).  Resets the
+ * member's session timer. */
 kp_err_t gw_group_commit_check(gw_coord_t *c, kp_str_t group, int32_t generation,
                                kp_str_t member_id, kp_str_t instance_id);
 

@@ -693,9 +693,11 @@ static void test_offsets_commit_fetch(void **state)
     oc.topics_count = 1;
     kp_offset_commit_response_t *cr = fx_call(f, fd, KP_API_OFFSET_COMMIT, 7, &oc, &a);
     assert_int_equal(cr->topics[0].partitions[0].error_code, 0);
-    oc.member_id = kp_str("member-1"); /* a group member: no coordinator yet */
+    oc.member_id = kp_str("member-1"); /* not a member: the group has none */
+    oc.generation_id_or_member_epoch = 3;
     cr = fx_call(f, fd, KP_API_OFFSET_COMMIT, 2, &oc, &a);
-    assert_int_equal(cr->topics[0].partitions[0].error_code, KP_ERR_UNKNOWN_MEMBER_ID);
+    assert_int_equal(cr->topics[0].partitions[0].error_code, KP_ERR_ILLEGAL_GENERATION);
+    oc.generation_id_or_member_epoch = -1;
     ct.name = kp_str("no-such-topic");
     oc.member_id = kp_str("");
     cr = fx_call(f, fd, KP_API_OFFSET_COMMIT, 7, &oc, &a);
