@@ -24,7 +24,7 @@ static void describe(gw_req_t *req, described_t *d, gw_group_t *g)
     bool stable = strcmp(gw_group_state_name(g), "Stable") == 0;
     d->group_state = kp_str(gw_group_state_name(g));
     d->protocol_type = kp_str(gw_group_protocol_type(g));
-    d->protocol_data = kp_str(gw_group_protocol(g));
+    d->protocol_data = kp_str(stable ? gw_group_protocol(g) : ""); /* as Kafka's summary */
     d->members = gw_req_alloc(req, (n + 1) * sizeof *d->members);
     d->members_count = (int32_t)n;
     for (size_t i = 0; i < n; i++) {
