@@ -36,9 +36,10 @@ static const gw_api_t apis[KP_API_MAX_KEY + 1] = {
     [KP_API_LIST_OFFSETS] = {1, 7, gw_api_list_offsets,
                              false},                    /* 3: kafkajs; 7: 0044 (hand-encoded) */
     [KP_API_METADATA] = {0, 6, gw_api_metadata, false}, /* 6: kafkajs */
-    [KP_API_OFFSET_COMMIT] = {2, 7, gw_api_offset_commit, false},       /* 7: librdkafka */
-    [KP_API_OFFSET_FETCH] = {1, 7, gw_api_offset_fetch, false},         /* 7: librdkafka */
-    [KP_API_FIND_COORDINATOR] = {0, 2, gw_api_find_coordinator, false}, /* 2: librdkafka, kafkajs */
+    [KP_API_OFFSET_COMMIT] = {2, 7, gw_api_offset_commit, false}, /* 7: librdkafka */
+    [KP_API_OFFSET_FETCH] = {1, 8, gw_api_offset_fetch, false},   /* 7: librdkafka; 8: 0024 */
+    [KP_API_FIND_COORDINATOR] = {0, 4, gw_api_find_coordinator,
+                                 false}, /* 2: librdkafka, kafkajs; 3-4: 0024 */
     [KP_API_API_VERSIONS] = {0, 3, gw_api_api_versions, false},         /* 3: librdkafka */
     [KP_API_CREATE_TOPICS] = {2, 4, gw_api_create_topics, false},       /* 4: confluent-kafka */
     [KP_API_DELETE_TOPICS] = {1, 3, gw_api_delete_topics, false},       /* 3: kafka-python */

@@ -201,7 +201,7 @@ def parse_records(data):
 
 # ------------------------------------------------------------------ connection
 
-FLEXIBLE_FROM = {0: 9, 1: 12, 3: 9, 18: 3, 22: 2}  # api key: first flexible version
+FLEXIBLE_FROM = {0: 9, 1: 12, 3: 9, 9: 6, 10: 3, 18: 3, 22: 2}  # api key: first flexible version
 
 
 class Conn:

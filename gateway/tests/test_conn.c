@@ -42,7 +42,7 @@ static void test_table(void **state)
     (void)state;
     static const int16_t want[][3] = {
         {18, 0, 3}, {3, 0, 6},  {0, 3, 7},  {1, 4, 11}, {2, 1, 7},  {19, 2, 4}, {20, 1, 3},
-        {32, 0, 2}, {10, 0, 2}, {8, 2, 7},  {9, 1, 7},  {21, 0, 1}, {23, 0, 3}, {33, 0, 1},
+        {32, 0, 2}, {10, 0, 4}, {8, 2, 7},  {9, 1, 8},  {21, 0, 1}, {23, 0, 3}, {33, 0, 1},
         {37, 0, 1}, {44, 0, 0}, {60, 0, 0}, {22, 0, 4}, {11, 0, 5}, {14, 0, 3}, {12, 0, 3},
         {13, 0, 3}, {16, 0, 2}, {15, 0, 2}, {42, 0, 1}, {47, 0, 0}};
     int handled = 0;
@@ -64,8 +64,8 @@ static const uint8_t ranges_v0[] = {
     0, 2,  0, 1, 0, 7,  /* ListOffsets */
     0, 3,  0, 0, 0, 6,  /* Metadata */
     0, 8,  0, 2, 0, 7,  /* OffsetCommit */
-    0, 9,  0, 1, 0, 7,  /* OffsetFetch */
-    0, 10, 0, 0, 0, 2,  /* FindCoordinator */
+    0, 9,  0, 1, 0, 8,  /* OffsetFetch */
+    0, 10, 0, 0, 0, 4,  /* FindCoordinator */
     0, 11, 0, 0, 0, 5,  /* JoinGroup */
     0, 12, 0, 0, 0, 3,  /* Heartbeat */
     0, 13, 0, 0, 0, 3,  /* LeaveGroup */
@@ -586,12 +586,21 @@ static void test_find_coordinator(void **state)
     r = fx_call(f, fd, KP_API_FIND_COORDINATOR, 2, &rq, &a);
     assert_int_equal(r->error_code, KP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     assert_int_equal(r->node_id, -1);
-    /* v4 batches keys (KIP-699): not advertised, refused. */
+    /* v4 batches keys (KIP-699): one answer per key, in order. */
     kp_str_t keys[2] = {kp_str("a"), kp_str("b")};
     rq.key_type = 0;
     rq.coordinator_keys = keys;
     rq.coordinator_keys_count = 2;
-    assert_refused(f, KP_API_FIND_COORDINATOR, 4, &rq);
+    r = fx_call(f, fd, KP_API_FIND_COORDINATOR, 4, &rq, &a);
+    assert_int_equal(r->coordinators_count, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_true(kp_str_eq(r->coordinators[i].key, i ? "b" : "a"));
+        assert_int_equal(r->coordinators[i].error_code, 0);
+        assert_int_equal(r->coordinators[i].node_id, 1);
+        assert_int_equal(r->coordinators[i].port, f->srv->port);
+    }
+    /* Beyond the table: refused. */
+    assert_refused(f, KP_API_FIND_COORDINATOR, 5, &rq);
     kp_arena_deinit(&a);
     close(fd);
 }
@@ -745,7 +754,19 @@ static void test_offsets_commit_fetch(void **state)
     kp_offset_fetch_request_init(&of);
     of.groups = groups;
     of.groups_count = 2;
-    assert_refused(f, KP_API_OFFSET_FETCH, 8, &of);
+    /* v8: several groups in one request (KIP-709), answered in order. */
+    kp_offset_fetch_response_t *gr = fx_call(f, fd, KP_API_OFFSET_FETCH, 8, &of, &a);
+    assert_int_equal(gr->groups_count, 2);
+    for (int g = 0; g < 2; g++) {
+        assert_true(kp_str_eq(gr->groups[g].group_id, "g1"));
+        assert_int_equal(gr->groups[g].error_code, 0);
+        assert_int_equal(gr->groups[g].topics_count, 1);
+        assert_int_equal(gr->groups[g].topics[0].partitions[0].committed_offset, 42);
+    }
+    assert_int_equal(gr->groups[0].topics[0].partitions_count, 2); /* asked: 0 and 3 */
+    assert_int_equal(gr->groups[0].topics[0].partitions[1].committed_offset, -1);
+    assert_int_equal(gr->groups[1].topics[0].partitions_count, 1); /* every committed one */
+    assert_refused(f, KP_API_OFFSET_FETCH, 9, &of);
     kp_arena_deinit(&a);
     close(fd);
 }
