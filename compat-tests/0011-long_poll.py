@@ -25,6 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import kafka_wire as kw  # noqa: E402
 from nh_server import NuthatchServer  # noqa: E402
 
 WAKE_BOUND_MS = 20.0  # (a): fetch response at most this long after the produce response
@@ -40,77 +41,10 @@ def check(cond, what):
         print("FAIL:", what, file=sys.stderr)
 
 
-# ------------------------------------------------------------------ CRC32C
-
-def _crc32c_table():
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-assert crc32c(b"123456789") == 0xE3069283  # the standard check value
-
-# ------------------------------------------------------------------ encoding
-
-
-def i8(v):
-    return struct.pack(">b", v)
-
-
-def i16(v):
-    return struct.pack(">h", v)
-
-
-def i32(v):
-    return struct.pack(">i", v)
-
-
-def i64(v):
-    return struct.pack(">q", v)
-
-
-def string(s):
-    if s is None:
-        return i16(-1)
-    b = s.encode()
-    return i16(len(b)) + b
-
-
-def array(items):
-    return i32(len(items)) + b"".join(items)
-
-
-def uvarint(v):
-    out = bytearray()
-    while True:
-        if v < 0x80:
-            out.append(v)
-            return bytes(out)
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-
-
-def varint(v):  # zigzag
-    return uvarint((v << 1) ^ (v >> 63))
-
-
-def compact_string(s):
-    b = s.encode()
-    return uvarint(len(b) + 1) + b
+# CRC32C and the primitive encoders: lib/kafka_wire.py.
+crc32c = kw.crc32c
+i8, i16, i32, i64, string, array = kw.i8, kw.i16, kw.i32, kw.i64, kw.string, kw.array
+uvarint, varint, compact_string = kw.uvarint, kw.varint, kw.compact_string
 
 
 def record_batch(key, value, headers, ts_ms):

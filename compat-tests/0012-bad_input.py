@@ -39,6 +39,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import kafka_wire as kw  # noqa: E402
 from nh_server import NuthatchServer  # noqa: E402
 
 try:
@@ -135,24 +136,7 @@ def cstring(s):
     return uvarint(len(s) + 1) + s
 
 
-def _crc32c_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
-    for b in data:
-        c = CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
+crc32c = kw.crc32c  # lib/kafka_wire.py
 
 
 def record(delta, value):

@@ -39,50 +39,33 @@ def check(cond, what):
         print("FAIL:", what, file=sys.stderr)
 
 
-def cstr(s):
-    return kw.compact_nullable_string(s)
-
-
-def carray(items):
-    return kw.uvarint(len(items) + 1) + b"".join(items)
-
-
-def nullable_carray(items):
-    return kw.uvarint(0) if items is None else carray(items)
-
-
-class FlexReader(kw.Reader):
-    def cstring(self):
-        n = self.uvarint()
-        return None if n == 0 else self.take(n - 1).decode()
-
-    def carray(self, fn):
-        n = self.uvarint()
-        return None if n == 0 else [fn() for _ in range(n - 1)]
+cstr = kw.compact_string
+carray = kw.compact_array
+nullable_carray = kw.compact_nullable_array
 
 
 def find_coordinator_v4(conn, key_type, keys):
     """[(key, node, host, port, error)]."""
     body = kw.i8(key_type) + carray([cstr(k) for k in keys]) + b"\x00"
-    r = FlexReader(conn.call(10, 4, body))
+    r = kw.Reader(conn.call(10, 4, body))
     r.i32()  # throttle
 
     def coord():
-        c = (r.cstring(), r.i32(), r.cstring(), r.i32(), r.i16())
-        r.cstring()  # error message
+        c = (r.compact_string(), r.i32(), r.compact_string(), r.i32(), r.i16())
+        r.compact_string()  # error message
         r.tags()
         return c
 
-    return r.carray(coord)
+    return r.compact_array(coord)
 
 
 def find_coordinator_v3(conn, key):
     """(error, node, host, port)."""
-    r = FlexReader(conn.call(10, 3, cstr(key) + kw.i8(0) + b"\x00"))
+    r = kw.Reader(conn.call(10, 3, cstr(key) + kw.i8(0) + b"\x00"))
     r.i32()  # throttle
     err = r.i16()
-    r.cstring()  # error message
-    return err, r.i32(), r.cstring(), r.i32()
+    r.compact_string()  # error message
+    return err, r.i32(), r.compact_string(), r.i32()
 
 
 def offset_commit_v2(conn, group, topic, offsets):
@@ -109,31 +92,31 @@ def offset_fetch_v8(conn, groups):
         return cstr(g) + nullable_carray(ts) + b"\x00"
 
     body = carray([group(g, t) for g, t in groups]) + kw.i8(0) + b"\x00"  # require_stable false
-    r = FlexReader(conn.call(9, 8, body))
+    r = kw.Reader(conn.call(9, 8, body))
     r.i32()  # throttle
     out = {}
 
     def one_group():
-        gid = r.cstring()
+        gid = r.compact_string()
         offs = {}
 
         def topic():
-            name = r.cstring()
+            name = r.compact_string()
 
             def part():
-                p, off, _epoch, meta, err = r.i32(), r.i64(), r.i32(), r.cstring(), r.i16()
+                p, off, _epoch, meta, err = r.i32(), r.i64(), r.i32(), r.compact_string(), r.i16()
                 r.tags()
                 offs[(name, p)] = (off, meta, err)
 
-            r.carray(part)
+            r.compact_array(part)
             r.tags()
 
-        r.carray(topic)
+        r.compact_array(topic)
         err = r.i16()
         r.tags()
         out[gid] = (err, offs)
 
-    r.carray(one_group)
+    r.compact_array(one_group)
     return out
 
 

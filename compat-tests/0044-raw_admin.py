@@ -23,11 +23,10 @@ and reading the results back:
 """
 
 import os
-import socket
-import struct
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import kafka_wire as kw  # noqa: E402
 from nh_server import NuthatchServer  # noqa: E402
 
 try:
@@ -49,128 +48,21 @@ def check(cond, what):
         print("FAIL:", what, file=sys.stderr)
 
 
-# ------------------------------------------------------------------ encoding
-
-def i8(v):
-    return struct.pack(">b", v)
+i8, i16, i32, i64, string, array = kw.i8, kw.i16, kw.i32, kw.i64, kw.string, kw.array
+uvarint, compact_string = kw.uvarint, kw.compact_string
 
 
-def i16(v):
-    return struct.pack(">h", v)
+class Conn(kw.Conn):
+    """kafka_wire's connection, answering with a Reader over the body."""
 
-
-def i32(v):
-    return struct.pack(">i", v)
-
-
-def i64(v):
-    return struct.pack(">q", v)
-
-
-def string(s):
-    if s is None:
-        return i16(-1)
-    b = s.encode()
-    return i16(len(b)) + b
-
-
-def array(items):
-    return i32(len(items)) + b"".join(items)
-
-
-class Reader:
-    def __init__(self, data):
-        self.d, self.p = data, 0
-
-    def take(self, fmt):
-        v = struct.unpack_from(fmt, self.d, self.p)[0]
-        self.p += struct.calcsize(fmt)
-        return v
-
-    def i8(self):
-        return self.take(">b")
-
-    def i16(self):
-        return self.take(">h")
-
-    def i32(self):
-        return self.take(">i")
-
-    def i64(self):
-        return self.take(">q")
-
-    def uvarint(self):
-        v, shift = 0, 0
-        while True:
-            b = self.d[self.p]
-            self.p += 1
-            v |= (b & 0x7F) << shift
-            if b < 0x80:
-                return v
-            shift += 7
-
-    def string(self):
-        n = self.i16()
-        if n < 0:
-            return None
-        s = self.d[self.p:self.p + n].decode()
-        self.p += n
-        return s
-
-    def compact_string(self):
-        n = self.uvarint() - 1
-        if n < 0:
-            return None
-        s = self.d[self.p:self.p + n].decode()
-        self.p += n
-        return s
-
-    def array(self, fn):
-        return [fn() for _ in range(self.i32())]
-
-    def compact_array(self, fn):
-        return [fn() for _ in range(self.uvarint() - 1)]
-
-    def tags(self):
-        for _ in range(self.uvarint()):
-            self.uvarint()
-            self.p += self.uvarint()
-
-
-class Conn:
-    def __init__(self, bootstrap):
-        host, port = bootstrap.rsplit(":", 1)
-        self.s = socket.create_connection((host, int(port)), timeout=15)
-        self.corr = 0
-
-    def call(self, key, version, body, flexible=False):
-        self.corr += 1
-        hdr = i16(key) + i16(version) + i32(self.corr) + string("nh-raw-admin")
-        if flexible:
-            hdr += b"\x00"  # no tagged fields
-        msg = hdr + body
-        self.s.sendall(i32(len(msg)) + msg)
-        n = struct.unpack(">i", self.recv(4))[0]
-        r = Reader(self.recv(n))
-        check(r.i32() == self.corr, "correlation id")
-        if flexible:
-            r.tags()
-        return r
-
-    def recv(self, n):
-        out = b""
-        while len(out) < n:
-            b = self.s.recv(n - len(out))
-            if not b:
-                raise RuntimeError("connection closed")
-            out += b
-        return out
+    def call(self, key, version, body):
+        return kw.Reader(super().call(key, version, body, timeout=15))
 
 
 # ------------------------------------------------------------------ APIs
 
 def describe_cluster(c):
-    r = c.call(60, 0, b"\x00" + b"\x00", flexible=True)
+    r = c.call(60, 0, b"\x00" + b"\x00")
     out = {"throttle": r.i32(), "error": r.i16(), "message": r.compact_string(),
            "cluster_id": r.compact_string(), "controller": r.i32()}
 
@@ -218,21 +110,6 @@ def fetch_error(c, offset):
     return r.i16()
 
 
-def uvarint(v):
-    out = bytearray()
-    while True:
-        if v < 0x80:
-            out.append(v)
-            return bytes(out)
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-
-
-def compact_string(s):
-    b = s.encode()
-    return uvarint(len(b) + 1) + b
-
-
 def list_offsets(c, version, ts, current=-1, topic=LO_TOPIC, partition=0):
     """ListOffsets v4-v7 (v6+ flexible): (error, timestamp, offset, leader epoch)."""
     flex = version >= 6
@@ -242,7 +119,7 @@ def list_offsets(c, version, ts, current=-1, topic=LO_TOPIC, partition=0):
     else:
         topics = array([string(topic) + array([part])])
     body = i32(-1) + i8(0) + topics + (b"\x00" if flex else b"")
-    r = c.call(2, version, body, flexible=flex)
+    r = c.call(2, version, body)
     r.i32()
 
     def partition_result():

@@ -1,7 +1,7 @@
 """kafka_wire.py: hand-encoded Kafka requests over plain sockets, for tests
-that must see exactly what goes on the wire (0030).
+that must see exactly what goes on the wire (0024, 0030, 0044).
 
-CRC32C, the primitive encoders, a response Reader, RecordBatch v2 with
+CRC32C, the primitive encoders (flexible ones too), a response Reader, RecordBatch v2 with
 producer id, epoch and sequence, a Conn (whole requests out, frames in) and
 the few requests the tests send: Metadata v4, Produce v3, Fetch v4,
 InitProducerId v0-v4, ApiVersions v0.
@@ -87,6 +87,17 @@ def compact_nullable_string(s):
     return uvarint(len(b) + 1) + b
 
 
+compact_string = compact_nullable_string
+
+
+def compact_array(items):
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+def compact_nullable_array(items):
+    return uvarint(0) if items is None else compact_array(items)
+
+
 ATTR_TRANSACTIONAL = 0x10
 
 
@@ -155,6 +166,15 @@ class Reader:
         n = self.i32()
         return [] if n < 0 else [fn() for _ in range(n)]
 
+    def compact_string(self):
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
+
+    def compact_array(self, fn):
+        """A compact array; None when null."""
+        n = self.uvarint()
+        return None if n == 0 else [fn() for _ in range(n - 1)]
+
     def tags(self):
         for _ in range(self.uvarint()):
             self.uvarint()
@@ -201,7 +221,10 @@ def parse_records(data):
 
 # ------------------------------------------------------------------ connection
 
-FLEXIBLE_FROM = {0: 9, 1: 12, 3: 9, 9: 6, 10: 3, 18: 3, 22: 2}  # api key: first flexible version
+# api key: first flexible version (protocol/gen/kp_msgs.h, KP_*_FLEX_VERSION)
+FLEXIBLE_FROM = {0: 9, 1: 12, 2: 6, 3: 9, 8: 8, 9: 6, 10: 3, 11: 6, 12: 4, 13: 4, 14: 4, 15: 5,
+                 16: 3, 18: 3, 19: 5, 20: 4, 21: 2, 22: 2, 23: 4, 32: 4, 33: 2, 36: 2, 37: 2,
+                 42: 2, 44: 1, 60: 0}
 
 
 class Conn:
