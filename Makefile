@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build test unit fuzz run bench clean format-check regen
+.PHONY: all deps build test test-long unit fuzz run bench clean format-check regen
 
 all: build
 
@@ -18,6 +18,10 @@ build: deps
 # Unit tests, the sanitized build of them, golden vectors and short fuzz runs.
 test: build
 	@bash scripts/test.sh
+
+# The long variants of the compatibility tests (CTest label long).
+test-long: build
+	@cd $(BUILD) && ctest -L long --output-on-failure
 
 # Unit tests of the plain build only.
 unit: build

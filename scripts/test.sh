@@ -10,7 +10,8 @@ step "source format (clang-format)"
 make -s format-check
 
 step "unit and compatibility tests (plain build)"
-(cd build && ctest --output-on-failure -j "$JOBS") | tee build/ctest.log
+# The long variants (label long) are `make test-long`.
+(cd build && ctest --output-on-failure -j "$JOBS" -LE long) | tee build/ctest.log
 # A compatibility test skips (77) when its client is missing; in CI every
 # client is installed by scripts/install-deps.sh, so a skip is a failure.
 if [ "${CI:-}" = true ] && grep -q 'tests did not run' build/ctest.log; then
