@@ -25,7 +25,7 @@
  *   - message.max.bytes defaults to 10486784 (10 MiB + 1 KiB) instead of
  *     Kafka's 1048588, to take 10 MiB records with the batch overhead;
  *   - max.connections defaults to 10000 instead of Kafka's 2^31-1;
- *   - keys whose feature is not built yet (log.retention.*, metrics.listen)
+ *   - keys whose feature is not built yet (metrics.listen)
  *     are known, listed in --help, and refused unless left at the default.
  *
  * Secrets never enter gw_config_t (it is logged): S3 credentials come from
@@ -195,11 +195,27 @@ static const opt_t opts[] = {
     {.name = "log.level", .type = T_ENUM, FIELD(log_level), .names = level_names, .def = "info",
      .help = "Most verbose log level written to standard error"},
     {.name = "log.retention.ms", .type = T_LONG, FIELD(log_retention_ms), .min = -1,
-     .max = INT64_MAX, .def = "604800000", .not_built = true,
-     .help = "Delete data older than this, in milliseconds (-1 = keep forever)"},
+     .max = INT64_MAX, .def = "604800000",
+     .help = "Delete data older than this, in milliseconds (-1 = keep forever); a topic's "
+             "retention.ms overrides it"},
     {.name = "log.retention.bytes", .type = T_LONG, FIELD(log_retention_bytes), .min = -1,
-     .max = INT64_MAX, .def = "-1", .not_built = true,
-     .help = "Delete the oldest data of a partition above this size, in bytes (-1 = no limit)"},
+     .max = INT64_MAX, .def = "-1",
+     .help = "Delete the oldest data of a partition above this size, in bytes (-1 = no limit); "
+             "a topic's retention.bytes overrides it"},
+    {.name = "log.retention.check.interval.ms", .type = T_LONG,
+     FIELD(log_retention_check_interval_ms), .min = 1, .max = INT64_MAX / 1000, .def = "300000",
+     .help = "How often retention is applied, in milliseconds"},
+    {.name = "log.lifecycle.interval.ms", .type = T_LONG, FIELD(log_lifecycle_interval_ms),
+     .min = 1, .max = INT64_MAX / 1000, .def = "1000",
+     .help = "How often committed flushes are folded into per-partition index keys, in "
+             "milliseconds"},
+    {.name = "log.gc.interval.ms", .type = T_LONG, FIELD(log_gc_interval_ms), .min = 0,
+     .max = INT64_MAX / 1000, .def = "60000",
+     .help = "How often objects nothing references are looked for, in milliseconds; 0 = never"},
+    {.name = "log.gc.grace.ms", .type = T_LONG, FIELD(log_gc_grace_ms), .min = 1,
+     .max = INT64_MAX / 1000, .def = "600000",
+     .help = "An object is deleted once it has been seen unreferenced and is older than this, "
+             "in milliseconds; an upload whose commit waits longer fails"},
     {.name = "metrics.listen", .type = T_STRING, FIELD(metrics_listen), .def = "",
      .not_built = true, .help = "HOST:PORT serving Prometheus metrics at /metrics (empty = off)"},
     {.name = "startup.timeout.ms", .type = T_LONG, FIELD(startup_timeout_ms), .min = 0,

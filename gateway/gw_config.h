@@ -40,56 +40,60 @@ enum {
 
 /* One field per key, named after the key with '.' turned into '_'. */
 typedef struct gw_config {
-    gw_listener_t listeners;                   /* where to accept Kafka clients */
-    gw_listener_t advertised_listeners;        /* what Metadata responses tell clients to dial;
-                                                  never a wildcard host (see gw_config.c);
-                                                  port 0 (from listeners) = the bound port */
-    int32_t node_id;                           /* this gateway's broker id, 0..2^31-1 */
-    char data_dir[GW_PATH_MAX];                /* directory for local state; non-empty */
-    gw_storage_url_t storage_url;              /* object store */
-    gw_metadata_url_t metadata_url;            /* metadata store */
-    char metadata_etcd_user[GW_HOST_MAX];      /* etcd user; "" = no authentication (the
-                                                  password is in NUTHATCH_ETCD_PASSWORD) */
-    int32_t metadata_etcd_request_timeout_ms;  /* one etcd request, ms */
-    int32_t metadata_etcd_connect_timeout_ms;  /* connecting to an etcd endpoint, ms */
-    int64_t metadata_compaction_interval_ms;   /* compact etcd's history this often, one
-                                                  interval behind, ms; 0 = never */
-    int32_t storage_s3_request_timeout_ms;     /* one S3 operation, retries included, ms */
-    int32_t storage_s3_attempt_timeout_ms;     /* one HTTP attempt, ms */
-    int32_t storage_s3_max_requests;           /* S3 requests in flight at once */
-    bool storage_s3_verify_etag;               /* compare a PUT's ETag with its MD5 */
-    int64_t startup_timeout_ms;                /* keep retrying the stores this long at
-                                                  start-up, ms */
-    bool auto_create_topics_enable;            /* create unknown topics on Metadata/Produce */
-    int32_t num_partitions;                    /* partitions of an auto-created topic, >= 1 */
-    int32_t default_replication_factor;        /* reported for auto-created topics, 1..32767;
-                                                  durability comes from the object store */
-    int32_t message_max_bytes;                 /* largest record batch accepted, bytes;
-                                                  <= socket_request_max_bytes */
-    int32_t socket_request_max_bytes;          /* largest request frame, bytes (length prefix
-                                                  excluded); checked before allocating */
-    int64_t connections_max_idle_ms;           /* close a connection idle this long, ms;
-                                                  -1 = never */
-    int32_t max_connections;                   /* client connections open at once, >= 1 */
-    int64_t request_receive_budget_bytes;      /* bytes of all partially received frames at
-                                                  once; >= socket_request_max_bytes */
-    int32_t request_partial_timeout_ms;        /* deadline for receiving the rest of a frame
-                                                  once its length is read, ms */
-    int64_t flush_max_bytes;                   /* close a flush object at this many bytes
-                                                  while uploads are in flight */
-    int32_t flush_max_inflight;                /* flush uploads in parallel, >= 1 */
-    int64_t write_buffer_bytes;                /* produced bytes not yet committed above
-                                                  which produce requests wait (not read) */
-    gw_log_level_t log_level;                  /* most verbose level logged */
-    int64_t log_retention_ms;                  /* not built: only the default 604800000 */
-    int64_t log_retention_bytes;               /* not built: only the default -1 */
-    char metrics_listen[GW_HOST_MAX];          /* not built: only the default "" (off) */
-    int64_t shutdown_timeout_ms;               /* on SIGTERM, wait this long for in-flight
-                                                  flushes and responses, ms */
-    int64_t read_cache_bytes;                  /* budget of the object-range read cache, bytes;
-                                                  0 = no cache */
-    int64_t tail_cache_bytes;                  /* budget of the per-partition tails of recently
-                                                  committed batches, bytes; 0 = none */
+    gw_listener_t listeners;                  /* where to accept Kafka clients */
+    gw_listener_t advertised_listeners;       /* what Metadata responses tell clients to dial;
+                                                 never a wildcard host (see gw_config.c);
+                                                 port 0 (from listeners) = the bound port */
+    int32_t node_id;                          /* this gateway's broker id, 0..2^31-1 */
+    char data_dir[GW_PATH_MAX];               /* directory for local state; non-empty */
+    gw_storage_url_t storage_url;             /* object store */
+    gw_metadata_url_t metadata_url;           /* metadata store */
+    char metadata_etcd_user[GW_HOST_MAX];     /* etcd user; "" = no authentication (the
+                                                 password is in NUTHATCH_ETCD_PASSWORD) */
+    int32_t metadata_etcd_request_timeout_ms; /* one etcd request, ms */
+    int32_t metadata_etcd_connect_timeout_ms; /* connecting to an etcd endpoint, ms */
+    int64_t metadata_compaction_interval_ms;  /* compact etcd's history this often, one
+                                                 interval behind, ms; 0 = never */
+    int32_t storage_s3_request_timeout_ms;    /* one S3 operation, retries included, ms */
+    int32_t storage_s3_attempt_timeout_ms;    /* one HTTP attempt, ms */
+    int32_t storage_s3_max_requests;          /* S3 requests in flight at once */
+    bool storage_s3_verify_etag;              /* compare a PUT's ETag with its MD5 */
+    int64_t startup_timeout_ms;               /* keep retrying the stores this long at
+                                                 start-up, ms */
+    bool auto_create_topics_enable;           /* create unknown topics on Metadata/Produce */
+    int32_t num_partitions;                   /* partitions of an auto-created topic, >= 1 */
+    int32_t default_replication_factor;       /* reported for auto-created topics, 1..32767;
+                                                 durability comes from the object store */
+    int32_t message_max_bytes;                /* largest record batch accepted, bytes;
+                                                 <= socket_request_max_bytes */
+    int32_t socket_request_max_bytes;         /* largest request frame, bytes (length prefix
+                                                 excluded); checked before allocating */
+    int64_t connections_max_idle_ms;          /* close a connection idle this long, ms;
+                                                 -1 = never */
+    int32_t max_connections;                  /* client connections open at once, >= 1 */
+    int64_t request_receive_budget_bytes;     /* bytes of all partially received frames at
+                                                 once; >= socket_request_max_bytes */
+    int32_t request_partial_timeout_ms;       /* deadline for receiving the rest of a frame
+                                                 once its length is read, ms */
+    int64_t flush_max_bytes;                  /* close a flush object at this many bytes
+                                                 while uploads are in flight */
+    int32_t flush_max_inflight;               /* flush uploads in parallel, >= 1 */
+    int64_t write_buffer_bytes;               /* produced bytes not yet committed above
+                                                 which produce requests wait (not read) */
+    gw_log_level_t log_level;                 /* most verbose level logged */
+    int64_t log_retention_ms;                 /* default retention.ms of topics, ms; -1 = forever */
+    int64_t log_retention_bytes;             /* default retention.bytes, per partition; -1 = none */
+    int64_t log_retention_check_interval_ms; /* retention period, ms */
+    int64_t log_lifecycle_interval_ms;       /* folding period, ms */
+    int64_t log_gc_interval_ms;              /* GC pass period, ms; 0 = never */
+    int64_t log_gc_grace_ms;                 /* GC grace period, ms */
+    char metrics_listen[GW_HOST_MAX];        /* not built: only the default "" (off) */
+    int64_t shutdown_timeout_ms;             /* on SIGTERM, wait this long for in-flight
+                                                flushes and responses, ms */
+    int64_t read_cache_bytes;                /* budget of the object-range read cache, bytes;
+                                                0 = no cache */
+    int64_t tail_cache_bytes;                /* budget of the per-partition tails of recently
+                                                committed batches, bytes; 0 = none */
     char cluster_id[GW_CONFIG_CLUSTER_ID_MAX]; /* "" = generate one and keep it in the
                                                   metadata store; else [A-Za-z0-9_-]{1,64} */
     int32_t group_initial_rebalance_delay_ms;  /* wait this long for more members before the

@@ -539,6 +539,12 @@ static void open_log(run_ctx_t *ctx)
         .default_partitions = cfg->num_partitions,
         .cluster_id = cfg->cluster_id,
         .write_buffer_bytes = (size_t)cfg->write_buffer_bytes,
+        .retention_ms = cfg->log_retention_ms == 0 ? 1 : cfg->log_retention_ms,
+        .retention_bytes = cfg->log_retention_bytes == 0 ? 1 : cfg->log_retention_bytes,
+        .lifecycle_interval_ms = cfg->log_lifecycle_interval_ms,
+        .retention_check_interval_ms = cfg->log_retention_check_interval_ms,
+        .gc_interval_ms = cfg->log_gc_interval_ms == 0 ? -1 : cfg->log_gc_interval_ms,
+        .gc_grace_ms = cfg->log_gc_grace_ms,
     };
     ctx->log = st_log_new(ctx->base, ctx->os, ctx->meta, &lcfg);
     if (!ctx->log) {

@@ -327,6 +327,20 @@ fail:
 
 /* Fail @from and every later flush, and everything pending (DESIGN §3.6):
  * the log end offsets return to where the failed data began. */
+static void fail_from(st_log_t *log, st_flush_t *from, st_err_t err);
+
+void st_log__fail_flush(st_log_t *log, st_flush_t *from, st_err_t err)
+{
+    fail_from(log, from, err);
+}
+
+void st_log_hold_commits(st_log_t *log, bool hold)
+{
+    log->hold_commits = hold;
+    if (!hold)
+        try_commit(log);
+}
+
 static void fail_from(st_log_t *log, st_flush_t *from, st_err_t err)
 {
     st_pend_t *failed = NULL, **tailp = &failed;
@@ -448,7 +462,7 @@ static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
  * one transaction: one compare on this node's fence, one put per flush. */
 static void try_commit(st_log_t *log)
 {
-    if (log->committing)
+    if (log->committing || log->hold_commits)
         return;
     size_t n = 0;
     st_flush_t *batch[ST_META_MAX_TXN_OPS - 1];
@@ -495,6 +509,7 @@ static void try_commit(st_log_t *log)
         if (!descs || vals[i].err)
             rc = -1;
         manifest_key(keys[i], sizeof keys[i], log, f->seq);
+        snprintf(f->mkey, sizeof f->mkey, "%s", keys[i]);
         ops[i] = (st_op_t){
             .type = ST_OP_PUT, .key = keys[i], .val = vals[i].buf, .val_len = vals[i].len};
         c->flushes[i] = f;
@@ -624,6 +639,23 @@ static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
 static void apply_flush(st_log_t *log, st_flush_t *f)
 {
     st_obj_t *obj = st_log__obj_new(f->key, strlen(f->key), f->obj->len);
+    st_chunk_desc_t *descs = calloc(f->nparts ? f->nparts : 1, sizeof(*descs));
+    for (size_t k = 0; descs && k < f->nparts; k++)
+        descs[k] = f->parts[k].desc;
+    if (descs) { /* without memory the manifest stays unfolded until a restart */
+        st_manifest_t m = {.version = ST_MANIFEST_VERSION,
+                           .node_id = log->cfg.node_id,
+                           .incarnation = log->incarnation,
+                           .seq = f->seq,
+                           .object_key = kp_str(f->key),
+                           .object_size = f->obj->len,
+                           .chunks = descs,
+                           .nchunks = f->nparts,
+                           .prods = f->prods,
+                           .nprods = f->nprods};
+        st_log__fold_add(log, f->mkey, &m);
+        free(descs);
+    }
     log->inflight--;
     log->stats.flushes++;
     log->stats.flush_bytes += f->obj->len;

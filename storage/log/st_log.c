@@ -525,6 +525,18 @@ int st_log__defer(st_log_t *log, void (*fn)(void *arg), void *arg)
 void st_log_stats(const st_log_t *log, st_log_stats_t *out)
 {
     *out = log->stats;
+    out->index_keys = out->index_keys_max_part = 0;
+    for (size_t i = 0; i < log->ntopics; i++) {
+        const st_topic_t *t = log->topics[i];
+        for (int32_t p = 0; p < t->nparts; p++) {
+            size_t k = 0;
+            for (size_t c = 0; c < t->parts[p]->nchunks; c++)
+                k += t->parts[p]->chunks[c]->folded;
+            out->index_keys += k;
+            if (k > out->index_keys_max_part)
+                out->index_keys_max_part = k;
+        }
+    }
 }
 
 const char *st_log_cluster_id(const st_log_t *log)
@@ -562,7 +574,9 @@ st_log_t *st_log_new(struct event_base *base, st_objstore_t *os, st_meta_t *meta
     st_list_init(&log->cache_lru);
     st_list_init(&log->space_waiters);
     log->kick = event_new(base, -1, 0, st_log__flush_cb, log);
-    if (!log->kick) {
+    if (!log->kick || st_log__life_new(log) != 0) {
+        if (log->kick)
+            event_free(log->kick);
         free(log);
         return NULL;
     }
@@ -604,6 +618,7 @@ void st_log_free(st_log_t *log)
     free(log->graveyard);
     free(log->creating);
     event_free(log->kick);
+    st_log__life_free(log);
     st_log__pids_free(log);
     free(log);
 }
@@ -611,6 +626,7 @@ void st_log_free(st_log_t *log)
 void st_log_close(st_log_t *log, void (*cb)(void *arg), void *arg)
 {
     log->closing = true;
+    st_log__life_stop(log);
     log->close_cb = cb;
     log->close_arg = arg;
     st_log__kick(log); /* flush what is pending now */
@@ -819,8 +835,9 @@ static void open_topics(open_op_t *op)
 }
 
 /* Apply one committed manifest to the partitions it names. */
-static void apply_manifest(st_log_t *log, const st_manifest_t *m)
+static void apply_manifest(st_log_t *log, const char *mkey, const st_manifest_t *m)
 {
+    st_log__fold_add(log, mkey, m);
     st_obj_t *obj = st_log__obj_new(m->object_key.ptr, (size_t)m->object_key.len, m->object_size);
     if (!obj)
         return;
@@ -845,10 +862,7 @@ static void apply_manifest(st_log_t *log, const st_manifest_t *m)
     st_log__obj_unref(obj);
 }
 
-static void log_starts_done(st_err_t err, void *arg)
-{
-    open_finish(arg, err);
-}
+static void index_loaded(st_err_t err, void *arg);
 
 static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
                           void *arg)
@@ -866,18 +880,31 @@ static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more,
             open_finish(op, ST_ERR_CORRUPT);
             return;
         }
-        apply_manifest(op->log, &m);
+        apply_manifest(op->log, kvs[i].key, &m);
         free((void *)m.chunks);
         free((void *)m.prods);
     }
-    if (st_log__load_log_starts(op->log, log_starts_done, op) != 0)
+    if (st_log__life_start(op->log) != 0)
+        return open_finish(op, ST_ERR_NOMEM);
+    open_finish(op, ST_OK);
+}
+
+static void index_loaded(st_err_t err, void *arg)
+{
+    open_op_t *op = arg;
+    if (err != ST_OK)
+        return open_finish(op, err);
+    snprintf(op->key, sizeof op->key, "%s/manifests/", ST_KEY_ROOT);
+    if (st_meta_range(op->log->meta, op->key, true, 0, manifests_got, op) != 0)
         open_finish(op, ST_ERR_NOMEM);
 }
 
+/* The folded index first (it sets each partition's high watermark and log
+ * start), then the manifests not yet folded: their chunks below a
+ * partition's high watermark are already in the index. */
 static void open_manifests(open_op_t *op)
 {
-    snprintf(op->key, sizeof op->key, "%s/manifests/", ST_KEY_ROOT);
-    if (st_meta_range(op->log->meta, op->key, true, 0, manifests_got, op) != 0)
+    if (st_log__load_index(op->log, index_loaded, op) != 0)
         open_finish(op, ST_ERR_NOMEM);
 }
 

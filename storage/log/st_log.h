@@ -84,6 +84,17 @@ typedef struct st_log_cfg {
     const char *cluster_id;     /* NULL or "": generate one at the first start;
                                  * else the id to keep (a different stored id
                                  * fails st_log_open); borrowed during new */
+    /* The log's lifecycle (st_life.c, docs/storage.md "Retention and garbage
+     * collection"). */
+    int64_t retention_ms;          /* default of a topic's retention.ms; 0 = 604800000 (7 days),
+                                    * -1 = forever */
+    int64_t retention_bytes;       /* default of a topic's retention.bytes per partition;
+                                    * 0 or -1 = no limit */
+    int64_t lifecycle_interval_ms; /* folding runs this often; 0 = 1000 */
+    int64_t retention_check_interval_ms; /* retention is applied this often; 0 = 300000 */
+    int64_t gc_interval_ms; /* garbage collection runs this often; 0 = 60000, -1 = never */
+    int64_t gc_grace_ms;    /* an unreferenced object is deleted once it has been
+                             * seen unreferenced and is older than this; 0 = 600000 */
 } st_log_cfg_t;
 
 /* @returns owned (st_log_free); borrows @base, @os and @meta, which must
@@ -133,8 +144,28 @@ typedef struct st_log_stats {
     uint64_t object_gets;      /* ranged reads that missed the caches */
     size_t tail_bytes;         /* bytes held by memory tails */
     size_t cache_bytes;        /* bytes held by the read cache */
+    /* lifecycle (st_life.c) */
+    size_t manifests_unfolded;  /* committed manifests not yet folded into index keys */
+    size_t index_keys;          /* folded chunks (one index key each) in memory */
+    size_t index_keys_max_part; /* the most index keys of one partition */
+    uint64_t fold_txns;         /* folding transactions committed */
+    uint64_t chunks_expired;    /* chunks dropped by retention or below the log start */
+    uint64_t gc_runs;           /* garbage collection passes completed */
+    uint64_t gc_objects_deleted;
+    uint64_t gc_bytes_deleted;
+    uint64_t gc_flushes_failed; /* held flushes failed because their object was collected */
+    size_t gc_unreferenced;     /* unreferenced objects seen by the last pass */
 } st_log_stats_t;
 void st_log_stats(const st_log_t *log, st_log_stats_t *out);
+
+/* Run folding, retention and (when @gc) a garbage collection pass now,
+ * instead of waiting for their intervals; @cb when done (ST_OK, or the
+ * first error).  For tests and tools. */
+int st_log_lifecycle_run(st_log_t *log, bool gc, void (*cb)(st_err_t err, void *arg), void *arg);
+/* Hold (true) or release commits: uploaded flushes wait before their
+ * commit transaction while held.  For tests of a commit delayed past the
+ * GC grace period. */
+void st_log_hold_commits(st_log_t *log, bool hold);
 
 /* ------------------------------------------------------------------ */
 /* Topics                                                              */

@@ -69,6 +69,7 @@ typedef struct st_chunk {
     st_chunk_where_t where;
     st_buf_t *buf; /* TAIL/CACHE: referenced bytes; chunk at buf->data + buf_off */
     size_t buf_off;
+    bool folded;     /* an index key holds it (st_life.c); else only a manifest */
     st_link_t lru;   /* in log->tail_lru or log->cache_lru by where */
     st_load_t *load; /* ranged GET in flight, or NULL */
     st_part_t *part;
@@ -143,6 +144,7 @@ struct st_part {
     int64_t log_start_issued;
     st_link_t prods; /* st_prod_t, most recently used first */
     size_t nprods;
+    uint64_t dropped; /* chunks removed from the front of chunks so far (retention) */
 };
 
 typedef enum st_flush_state {
@@ -172,6 +174,7 @@ typedef struct st_flush {
     size_t nprods;
     st_buf_t *obj; /* the object bytes */
     char key[96];
+    char mkey[128]; /* its manifest key */
 } st_flush_t;
 
 struct st_log {
@@ -212,6 +215,8 @@ struct st_log {
     st_link_t cache_lru; /* chunks in the read cache, least recent first */
     st_log_stats_t stats;
     struct st_pids *pids; /* producer id allocation (st_producer.c), or NULL */
+    bool hold_commits;    /* st_log_hold_commits */
+    struct st_life *life; /* folding, retention, GC (st_life.c), or NULL */
 };
 
 /* st_flush.c */
@@ -219,6 +224,8 @@ void st_log__space_check(st_log_t *log);
 void st_log__kick(st_log_t *log);
 void st_log__flush_cb(evutil_socket_t fd, short what, void *arg);
 void st_log__fail_pending(st_part_t *part, st_err_t err);
+/* Fail @from and every flush after it (as a failed upload does). */
+void st_log__fail_flush(st_log_t *log, st_flush_t *from, st_err_t err);
 /* st_producer.c */
 /* Check an idempotent batch @b (prod NULL, epoch and sequences set) of
  * @pid against @part's state.  ST_OK: a new batch, to be linked with
@@ -248,9 +255,21 @@ void st_log__chunk_free(st_log_t *log, st_chunk_t *c);
 bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d);
 void st_log__tail_add(st_log_t *log, st_chunk_t *c, st_buf_t *obj, size_t off);
 void st_log__wake(st_part_t *part);
-/* st_admin.c */
-/* Load every partition's stored log start offset (after the manifests). */
-int st_log__load_log_starts(st_log_t *log, void (*cb)(st_err_t err, void *arg), void *arg);
+/* st_life.c */
+/* A committed manifest (at its commit or at start-up) waits to be folded. */
+void st_log__fold_add(st_log_t *log, const char *mkey, const st_manifest_t *m);
+/* Load every partition's index keys and log start (start-up, before the
+ * manifests). */
+int st_log__load_index(st_log_t *log, void (*cb)(st_err_t err, void *arg), void *arg);
+/* The log is made / opened / is closing / is freed. */
+int st_log__life_new(st_log_t *log);
+/* (start: after the manifests; a partition with no chunks left gets its
+ * high watermark from its log start) */
+int st_log__life_start(st_log_t *log);
+void st_log__life_stop(st_log_t *log);
+void st_log__life_free(st_log_t *log);
+/* The chunk of @part starting at @base, or NULL. */
+st_chunk_t *st_log__chunk_at(const st_part_t *part, int64_t base);
 /* st_log.c */
 st_part_t *st_log__part_new(st_log_t *log, st_topic_t *t, int32_t index);
 /* The topic key's value (malloc'ed) and key. */

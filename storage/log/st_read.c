@@ -187,6 +187,14 @@ int32_t st_part_leader_epoch(const st_part_t *part)
     return part->epoch;
 }
 
+static size_t chunk_find(const st_part_t *part, int64_t offset);
+
+st_chunk_t *st_log__chunk_at(const st_part_t *part, int64_t base)
+{
+    size_t i = chunk_find(part, base);
+    return i < part->nchunks && part->chunks[i]->base == base ? part->chunks[i] : NULL;
+}
+
 /* Index of the first chunk whose last offset >= @offset (nchunks if none). */
 static size_t chunk_find(const st_part_t *part, int64_t offset)
 {
@@ -221,7 +229,17 @@ typedef struct read_op {
     int64_t found_offset, found_ts; /* READ_TIME result */
     size_t chunk;                   /* READ_TIME: the chunk being searched */
     bool started;                   /* READ_TIME: chunk was set */
+    uint64_t dropped;               /* part->dropped when chunk was set */
 } read_op_t;
+
+/* Chunks dropped from the front of the partition (retention) since op->chunk
+ * was set move it down with them. */
+static void chunk_rebase(read_op_t *op)
+{
+    uint64_t d = op->part->dropped - op->dropped;
+    op->chunk = op->chunk > d ? op->chunk - (size_t)d : 0;
+    op->dropped = op->part->dropped;
+}
 
 static void op_finish(void *arg)
 {
@@ -383,6 +401,7 @@ static read_op_t *op_new(st_part_t *part, read_kind_t kind, void *arg)
     op->kind = kind;
     op->part = part;
     op->arg = arg;
+    op->dropped = part->dropped;
     part->log->async_ops++;
     return op;
 }
@@ -456,6 +475,7 @@ static void time_resume(read_op_t *op)
     st_log_t *log = part->log;
     op->found_offset = -1;
     op->found_ts = -1;
+    chunk_rebase(op);
     if (part->topic->deleting) {
         op->err = ST_ERR_NOT_FOUND;
     } else {
@@ -551,6 +571,7 @@ static void max_resume(read_op_t *op)
 {
     st_part_t *part = op->part;
     st_log_t *log = part->log;
+    chunk_rebase(op);
     if (part->topic->deleting) {
         op->err = ST_ERR_NOT_FOUND;
     } else if (op->chunk < part->nchunks) {

@@ -100,7 +100,8 @@ static int setup(void **state)
                             .flush_max_inflight = 2,
                             .tail_cache_bytes = 1 << 20,
                             .read_cache_bytes = 1 << 20,
-                            .default_partitions = 1};
+                            .default_partitions = 1,
+                            .retention_ms = -1};
     fx_open(f);
     *state = f;
     return 0;

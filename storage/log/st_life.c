@@ -1,0 +1,1085 @@
+/*
+ * st_life.c: the log's lifecycle -- folding committed manifests into
+ * per-partition index keys, retention (dropping whole old chunks and
+ * advancing the log start), start-up from the index, and garbage
+ * collection of the objects nothing references any more.
+ *
+ * Index keys.  Each chunk of a committed flush gets, once folded, the key
+ * <root>/partitions/<topic-id hex>/<p>/chunks/<base offset, 20 digits>
+ * whose value is a manifest (st_manifest_encode) of that one chunk: the
+ * object's writer, key and size, the chunk entry, and the chunk's producer
+ * entries.  Folding is one transaction per run of manifests (at most 64
+ * operations: a compare on this node's fence, the index puts, and the
+ * deletes of the manifests whose every chunk is folded).  A manifest with
+ * more chunks than one transaction holds is folded over several, its key
+ * deleted by the last; a put repeated after a crash writes the same value.
+ *
+ * Retention.  A partition's oldest chunks go when they are folded and
+ * either wholly below the log start (DeleteRecords), older than
+ * retention.ms (their max timestamp), or not needed to keep
+ * retention.bytes: one transaction (fence compare, deletes of their index
+ * keys, a put of the log start past them) per partition and pass, at most
+ * 62 chunks each.  Memory follows once it commits.
+ *
+ * Garbage collection.  A pass lists this node's objects (objects/<node>/)
+ * and deletes those that no chunk in memory references, that it has seen
+ * unreferenced for gc_grace_ms and whose store timestamp is older than
+ * that.  What this node has in memory is exactly what the metadata
+ * references for its partitions: chunks join memory only when their commit
+ * succeeded and leave it only when their index keys are deleted.  Objects
+ * of an older incarnation can never be committed any more (the fence moved
+ * at this start).  An object of this incarnation may belong to a flush that
+ * is uploaded and not yet committed: a flush held past the grace is failed
+ * here before its object is deleted -- its commit is never sent.  A flush
+ * whose commit transaction is in flight (or in doubt) counts as
+ * referenced: the store answers the transaction before anything issued
+ * later, and the pass decides only after its own metadata read, issued
+ * after it.
+ *
+ * Threading: loop thread only.
+ */
+#include "st_log_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#define LIFE_TXN_OPS 64 /* DESIGN §5: multi-key writes in txns of <= 64 ops */
+#define GC_LIST_PAGE 1000
+#define GC_DELETES_PER_PASS 1000
+#define DEFAULT_RETENTION_MS 604800000LL
+#define DEFAULT_LIFE_MS 1000
+#define DEFAULT_RETAIN_MS 300000
+#define DEFAULT_GC_MS 60000
+#define DEFAULT_GRACE_MS 600000
+
+/* A committed manifest waiting to be folded. */
+typedef struct fold_item {
+    st_link_t link;
+    char *mkey;
+    int32_t node_id;
+    int64_t incarnation, seq;
+    char *obj_key;
+    uint64_t obj_size;
+    st_chunk_desc_t *chunks;
+    size_t nchunks;
+    st_prod_desc_t *prods;
+    size_t nprods;
+    size_t next; /* chunks before it are folded (or skipped) */
+} fold_item_t;
+
+/* An object seen unreferenced, since when. */
+typedef struct gc_cand {
+    char *key;
+    int64_t first_ms;
+    int64_t mtime_ms;
+    uint64_t size;
+} gc_cand_t;
+
+typedef enum life_stage { LIFE_IDLE, LIFE_FOLD, LIFE_RETAIN, LIFE_GC } life_stage_t;
+
+typedef struct life_waiter {
+    struct life_waiter *next;
+    void (*cb)(st_err_t err, void *arg);
+    void *arg;
+} life_waiter_t;
+
+typedef struct st_life {
+    st_log_t *log;
+    struct event *timer;
+    bool stopped;
+    life_stage_t stage;
+    bool want_gc;           /* this run includes a GC pass */
+    bool want_retain;       /* this run applies retention */
+    int64_t next_retain_ms; /* when retention is due */
+    int64_t next_gc_ms;     /* when the next periodic GC pass is due */
+    st_err_t err;           /* first error of this run */
+    st_link_t unfolded;
+    size_t nunfolded;
+    /* retention cursor */
+    size_t ret_topic;
+    int32_t ret_part;
+    /* the transaction in flight: what to apply when it commits */
+    struct {
+        st_chunk_t **chunks; /* fold: chunks to mark folded; retain: dropped */
+        size_t n, cap;
+        fold_item_t *done_upto; /* fold: items whose manifest delete is in the txn */
+        st_part_t *part;        /* retain */
+        int64_t log_start;      /* retain */
+    } tx;
+    /* garbage collection */
+    gc_cand_t *cands;
+    size_t ncands;
+    gc_cand_t *seen; /* this pass's listing: unreferenced objects */
+    size_t nseen, seen_cap;
+    char list_after[256];
+    char **refs; /* sorted keys referenced in memory */
+    size_t nrefs;
+    size_t del_i; /* next candidate to delete */
+    size_t del_count;
+    life_waiter_t *waiters, *run_waiters;
+    bool running;
+} st_life_t;
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void life_next(st_life_t *L);
+
+/* ---------------------------------------------------------------- keys */
+
+static void index_prefix(char *key, size_t cap, kp_uuid_t id, int32_t p)
+{
+    char hex[33];
+    st_uuid_hex(id, hex);
+    snprintf(key, cap, "%s/partitions/%s/%" PRId32 "/", ST_KEY_ROOT, hex, p);
+}
+
+static void index_key(char *key, size_t cap, kp_uuid_t id, int32_t p, int64_t base)
+{
+    index_prefix(key, cap, id, p);
+    size_t n = strlen(key);
+    snprintf(key + n, cap - n, "chunks/%020" PRId64, base);
+}
+
+/* ---------------------------------------------------------------- fold */
+
+static void item_free(fold_item_t *it)
+{
+    free(it->mkey);
+    free(it->obj_key);
+    free(it->chunks);
+    free(it->prods);
+    free(it);
+}
+
+void st_log__fold_add(st_log_t *log, const char *mkey, const st_manifest_t *m)
+{
+    st_life_t *L = log->life;
+    if (!L)
+        return; /* out of memory at st_log_new: manifests stay until a restart */
+    fold_item_t *it = calloc(1, sizeof(*it));
+    if (!it)
+        return;
+    it->mkey = strdup(mkey);
+    it->obj_key = strndup(m->object_key.ptr, (size_t)m->object_key.len);
+    it->chunks = malloc((m->nchunks ? m->nchunks : 1) * sizeof(*it->chunks));
+    it->prods = malloc((m->nprods ? m->nprods : 1) * sizeof(*it->prods));
+    if (!it->mkey || !it->obj_key || !it->chunks || !it->prods) {
+        item_free(it);
+        return;
+    }
+    it->node_id = m->node_id;
+    it->incarnation = m->incarnation;
+    it->seq = m->seq;
+    it->obj_size = m->object_size;
+    memcpy(it->chunks, m->chunks, m->nchunks * sizeof(*it->chunks));
+    it->nchunks = m->nchunks;
+    if (m->nprods)
+        memcpy(it->prods, m->prods, m->nprods * sizeof(*it->prods));
+    it->nprods = m->nprods;
+    st_list_push(&L->unfolded, &it->link);
+    L->nunfolded++;
+    log->stats.manifests_unfolded = L->nunfolded;
+}
+
+/* The in-memory chunk @d of @it names, when it is there and not folded. */
+static st_chunk_t *fold_target(st_log_t *log, const fold_item_t *it, const st_chunk_desc_t *d)
+{
+    st_topic_t *t = st_log_topic_by_id(log, d->topic_id);
+    if (!t || t->deleting || d->partition < 0 || d->partition >= t->nparts)
+        return NULL;
+    st_chunk_t *c = st_log__chunk_at(t->parts[d->partition], d->base_offset);
+    if (!c || c->folded || strcmp(c->obj->key, it->obj_key) != 0)
+        return NULL;
+    return c;
+}
+
+static bool tx_push(st_life_t *L, st_chunk_t *c)
+{
+    if (L->tx.n == L->tx.cap) {
+        size_t cap = L->tx.cap ? 2 * L->tx.cap : 64;
+        st_chunk_t **n = realloc(L->tx.chunks, cap * sizeof(*n));
+        if (!n)
+            return false;
+        L->tx.chunks = n;
+        L->tx.cap = cap;
+    }
+    L->tx.chunks[L->tx.n++] = c;
+    return true;
+}
+
+/* The index value of chunk @k of @it: a manifest of that chunk alone. */
+static bool index_value(kp_writer_t *w, const fold_item_t *it, size_t k)
+{
+    size_t np = 0;
+    for (size_t i = 0; i < it->nprods; i++)
+        np += it->prods[i].chunk == k;
+    st_prod_desc_t *pd = calloc(np ? np : 1, sizeof(*pd));
+    if (!pd)
+        return false;
+    np = 0;
+    for (size_t i = 0; i < it->nprods; i++)
+        if (it->prods[i].chunk == k) {
+            pd[np] = it->prods[i];
+            pd[np++].chunk = 0;
+        }
+    st_manifest_t m = {.version = ST_MANIFEST_VERSION,
+                       .node_id = it->node_id,
+                       .incarnation = it->incarnation,
+                       .seq = it->seq,
+                       .object_key = kp_str(it->obj_key),
+                       .object_size = it->obj_size,
+                       .chunks = &it->chunks[k],
+                       .nchunks = 1,
+                       .prods = pd,
+                       .nprods = np};
+    kp_writer_init(w, 128 + ST_MANIFEST_PRODUCER_SIZE * np);
+    st_manifest_encode(w, &m);
+    free(pd);
+    return !w->err;
+}
+
+static void fold_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                      void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    st_life_t *L = arg;
+    st_log_t *log = L->log;
+    if (err == ST_OK && !ok)
+        err = ST_ERR_CONFLICT; /* fenced */
+    if (err == ST_OK) {
+        log->stats.fold_txns++;
+        for (size_t i = 0; i < L->tx.n; i++)
+            L->tx.chunks[i]->folded = true;
+        /* Items up to done_upto had their manifest deleted. */
+        while (L->tx.done_upto && !st_list_empty(&L->unfolded)) {
+            fold_item_t *it = st_container_of(L->unfolded.next, fold_item_t, link);
+            st_list_del(&it->link);
+            L->nunfolded--;
+            bool last = it == L->tx.done_upto;
+            item_free(it);
+            if (last)
+                break;
+        }
+        log->stats.manifests_unfolded = L->nunfolded;
+    } else {
+        /* Try again at the next run: the folded flags were not set, so the
+         * same puts are rebuilt. */
+        for (st_link_t *l = L->unfolded.next; l != &L->unfolded; l = l->next)
+            st_container_of(l, fold_item_t, link)->next = 0;
+        if (L->err == ST_OK)
+            L->err = err;
+    }
+    L->tx.n = 0;
+    L->tx.done_upto = NULL;
+    st_log__op_done(log);
+    if (err != ST_OK)
+        L->stage = LIFE_RETAIN;
+    life_next(L);
+}
+
+/* One folding transaction; false when there is nothing to fold. */
+static bool fold_step(st_life_t *L)
+{
+    st_log_t *log = L->log;
+    if (st_list_empty(&L->unfolded))
+        return false;
+    st_op_t ops[LIFE_TXN_OPS];
+    char keys[LIFE_TXN_OPS][160];
+    kp_writer_t vals[LIFE_TXN_OPS];
+    size_t nops = 0, nvals = 0;
+    bool oom = false;
+    L->tx.n = 0;
+    L->tx.done_upto = NULL;
+    for (st_link_t *l = L->unfolded.next; l != &L->unfolded && !oom; l = l->next) {
+        fold_item_t *it = st_container_of(l, fold_item_t, link);
+        while (it->next < it->nchunks && nops < LIFE_TXN_OPS - 1) {
+            const st_chunk_desc_t *d = &it->chunks[it->next];
+            st_chunk_t *c = fold_target(log, it, d);
+            if (c) {
+                if (!index_value(&vals[nvals], it, it->next) || !tx_push(L, c)) {
+                    kp_writer_deinit(&vals[nvals]);
+                    oom = true;
+                    break;
+                }
+                index_key(keys[nops], sizeof keys[nops], d->topic_id, d->partition, d->base_offset);
+                ops[nops++] = (st_op_t){.type = ST_OP_PUT,
+                                        .key = keys[nops - 1],
+                                        .val = vals[nvals].buf,
+                                        .val_len = vals[nvals].len};
+                nvals++;
+            }
+            it->next++;
+        }
+        if (oom || it->next < it->nchunks || nops == LIFE_TXN_OPS)
+            break;
+        ops[nops++] = (st_op_t){.type = ST_OP_DEL, .key = it->mkey};
+        L->tx.done_upto = it;
+    }
+    int rc = -1;
+    if (!oom && nops > 0) {
+        st_cmp_t fence = {.key = log->fence_key,
+                          .target = ST_CMP_VALUE,
+                          .op = ST_CMP_EQ,
+                          .val = (const uint8_t *)log->fence_val,
+                          .val_len = strlen(log->fence_val)};
+        st_txn_t txn = {.cmps = &fence, .ncmps = 1, .success = ops, .nsuccess = nops};
+        rc = st_meta_txn(log->meta, &txn, fold_done, L);
+    }
+    for (size_t i = 0; i < nvals; i++)
+        kp_writer_deinit(&vals[i]);
+    if (rc != 0) {
+        for (st_link_t *l = L->unfolded.next; l != &L->unfolded; l = l->next)
+            st_container_of(l, fold_item_t, link)->next = 0;
+        L->tx.n = 0;
+        L->tx.done_upto = NULL;
+        if (L->err == ST_OK)
+            L->err = ST_ERR_NOMEM;
+        return false;
+    }
+    log->async_ops++;
+    return true;
+}
+
+/* ---------------------------------------------------------------- retention */
+
+static int64_t topic_long(const st_topic_t *t, const char *name, int64_t def)
+{
+    const char *v = st_topic_config(t, name);
+    if (!v)
+        return def;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    return end != v && *end == '\0' ? (int64_t)x : def;
+}
+
+static void retain_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                        void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    st_life_t *L = arg;
+    st_log_t *log = L->log;
+    st_part_t *part = L->tx.part;
+    if (err == ST_OK && !ok)
+        err = ST_ERR_CONFLICT;
+    if (err == ST_OK && !part->topic->deleting) {
+        size_t k = L->tx.n; /* the first k chunks, still at the front: only this drops them */
+        for (size_t i = 0; i < k; i++)
+            st_log__chunk_free(log, part->chunks[i]);
+        memmove(part->chunks, part->chunks + k, (part->nchunks - k) * sizeof(*part->chunks));
+        part->nchunks -= k;
+        part->dropped += k;
+        log->stats.chunks_expired += k;
+        if (L->tx.log_start > part->log_start)
+            part->log_start = L->tx.log_start;
+    } else if (err != ST_OK && L->err == ST_OK) {
+        L->err = err;
+    }
+    L->tx.n = 0;
+    L->tx.part = NULL;
+    st_log__op_done(log);
+    life_next(L);
+}
+
+/* One retention transaction for the next partition that has chunks to
+ * drop; false when a whole round found none. */
+static bool retain_step(st_life_t *L)
+{
+    st_log_t *log = L->log;
+    int64_t now = now_ms();
+    int64_t def_ms = log->cfg.retention_ms ? log->cfg.retention_ms : DEFAULT_RETENTION_MS;
+    int64_t def_bytes = log->cfg.retention_bytes ? log->cfg.retention_bytes : -1;
+    while (L->ret_topic < log->ntopics) {
+        st_topic_t *t = log->topics[L->ret_topic];
+        if (L->ret_part >= t->nparts || t->deleting) {
+            L->ret_topic++;
+            L->ret_part = 0;
+            continue;
+        }
+        st_part_t *part = t->parts[L->ret_part++];
+        int64_t ms = topic_long(t, "retention.ms", def_ms);
+        int64_t bytes = topic_long(t, "retention.bytes", def_bytes);
+        uint64_t total = 0;
+        for (size_t i = 0; i < part->nchunks; i++)
+            total += part->chunks[i]->len;
+        size_t k = 0;
+        while (k < part->nchunks && k < LIFE_TXN_OPS - 2) {
+            const st_chunk_t *c = part->chunks[k];
+            if (!c->folded || c->last >= part->hw)
+                break;
+            bool expired = c->last < part->log_start ||
+                           (ms >= 0 && c->max_ts >= 0 && now - ms > c->max_ts) ||
+                           (bytes >= 0 && total - c->len >= (uint64_t)bytes);
+            if (!expired)
+                break;
+            total -= c->len;
+            k++;
+        }
+        if (k == 0)
+            continue;
+        st_op_t ops[LIFE_TXN_OPS];
+        char keys[LIFE_TXN_OPS][160];
+        char val[24];
+        size_t nops = 0;
+        for (size_t i = 0; i < k; i++) {
+            index_key(keys[nops], sizeof keys[nops], t->id, part->index, part->chunks[i]->base);
+            ops[nops] = (st_op_t){.type = ST_OP_DEL, .key = keys[nops]};
+            nops++;
+            if (!tx_push(L, part->chunks[i])) {
+                L->tx.n = 0;
+                return false;
+            }
+        }
+        int64_t start = part->chunks[k - 1]->last + 1;
+        if (start < part->log_start)
+            start = part->log_start;
+        /* Never store a smaller start than one already sent (DeleteRecords). */
+        if (part->log_start_issued > start)
+            start = part->log_start_issued;
+        if (start > part->log_start_issued) {
+            index_prefix(keys[nops], sizeof keys[nops], t->id, part->index);
+            size_t kl = strlen(keys[nops]);
+            snprintf(keys[nops] + kl, sizeof keys[nops] - kl, "log-start");
+            snprintf(val, sizeof val, "%" PRId64, start);
+            ops[nops] = (st_op_t){.type = ST_OP_PUT,
+                                  .key = keys[nops],
+                                  .val = (const uint8_t *)val,
+                                  .val_len = strlen(val)};
+            nops++;
+        }
+        st_cmp_t fence = {.key = log->fence_key,
+                          .target = ST_CMP_VALUE,
+                          .op = ST_CMP_EQ,
+                          .val = (const uint8_t *)log->fence_val,
+                          .val_len = strlen(log->fence_val)};
+        st_txn_t txn = {.cmps = &fence, .ncmps = 1, .success = ops, .nsuccess = nops};
+        L->tx.part = part;
+        L->tx.log_start = start;
+        if (st_meta_txn(log->meta, &txn, retain_done, L) != 0) {
+            L->tx.n = 0;
+            if (L->err == ST_OK)
+                L->err = ST_ERR_NOMEM;
+            return false;
+        }
+        if (start > part->log_start_issued)
+            part->log_start_issued = start;
+        log->async_ops++;
+        return true;
+    }
+    L->ret_topic = 0;
+    L->ret_part = 0;
+    return false;
+}
+
+/* ---------------------------------------------------------------- GC */
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void refs_free(st_life_t *L)
+{
+    for (size_t i = 0; i < L->nrefs; i++)
+        free(L->refs[i]);
+    free(L->refs);
+    L->refs = NULL;
+    L->nrefs = 0;
+}
+
+/* The keys of every object a chunk in memory or a flush whose commit is in
+ * flight refers to (borrowed from them), sorted. */
+static bool refs_build(st_life_t *L)
+{
+    st_log_t *log = L->log;
+    refs_free(L);
+    size_t cap = 64, n = 0;
+    char **r = malloc(cap * sizeof(*r));
+    if (!r)
+        return false;
+#define REF_PUSH(k)                                                                                \
+    do {                                                                                           \
+        if (n == cap) {                                                                            \
+            char **nr = realloc(r, 2 * cap * sizeof(*r));                                          \
+            if (!nr) {                                                                             \
+                for (size_t j_ = 0; j_ < n; j_++)                                                  \
+                    free(r[j_]);                                                                   \
+                free(r);                                                                           \
+                return false;                                                                      \
+            }                                                                                      \
+            r = nr;                                                                                \
+            cap *= 2;                                                                              \
+        }                                                                                          \
+        if (!(r[n] = strdup(k))) {                                                                 \
+            for (size_t j_ = 0; j_ < n; j_++)                                                      \
+                free(r[j_]);                                                                       \
+            free(r);                                                                               \
+            return false;                                                                          \
+        }                                                                                          \
+        n++;                                                                                       \
+    } while (0)
+    st_topic_t **lists[3] = {log->topics, log->graveyard, log->creating};
+    size_t counts[3] = {log->ntopics, log->ngraveyard, log->ncreating};
+    for (int li = 0; li < 3; li++) {
+        for (size_t i = 0; i < counts[li]; i++) {
+            st_topic_t *t = lists[li][i];
+            if (li == 1)
+                continue; /* deleted: its metadata is gone */
+            for (int32_t p = 0; p < t->nparts; p++) {
+                st_part_t *part = t->parts[p];
+                const st_obj_t *last = NULL;
+                for (size_t c = 0; c < part->nchunks; c++) {
+                    if (part->chunks[c]->obj == last)
+                        continue;
+                    last = part->chunks[c]->obj;
+                    REF_PUSH(last->key);
+                }
+            }
+        }
+    }
+    for (st_link_t *l = log->flushes.next; l != &log->flushes; l = l->next) {
+        st_flush_t *f = st_container_of(l, st_flush_t, link);
+        if (f->state == ST_FLUSH_COMMITTING)
+            REF_PUSH(f->key);
+    }
+#undef REF_PUSH
+    qsort(r, n, sizeof(*r), str_cmp);
+    L->refs = r;
+    L->nrefs = n;
+    return true;
+}
+
+static bool referenced(const st_life_t *L, const char *key)
+{
+    return bsearch(&key, L->refs, L->nrefs, sizeof(*L->refs), str_cmp) != NULL;
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+    return strcmp(((const gc_cand_t *)a)->key, ((const gc_cand_t *)b)->key);
+}
+
+static void cands_free(gc_cand_t *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(c[i].key);
+    free(c);
+}
+
+/* "objects/<node>/<incarnation>-<seq>.nho": the incarnation, or -1. */
+static int64_t key_incarnation(const char *key)
+{
+    const char *s = strrchr(key, '/');
+    if (!s)
+        return -1;
+    char *end;
+    long long inc = strtoll(s + 1, &end, 10);
+    return end != s + 1 && *end == '-' ? (int64_t)inc : -1;
+}
+
+static void gc_list(st_life_t *L);
+static void gc_delete_next(st_life_t *L);
+
+static void gc_finish(st_life_t *L)
+{
+    st_log_t *log = L->log;
+    refs_free(L);
+    cands_free(L->cands, L->ncands);
+    L->cands = L->seen;
+    L->ncands = L->nseen;
+    L->seen = NULL;
+    L->nseen = L->seen_cap = 0;
+    log->stats.gc_unreferenced = L->ncands;
+    log->stats.gc_runs++;
+    L->stage = LIFE_IDLE;
+    life_next(L);
+}
+
+static void gc_deleted(st_err_t err, void *arg)
+{
+    st_life_t *L = arg;
+    st_log_t *log = L->log;
+    gc_cand_t *c = &L->seen[L->del_i];
+    if (err == ST_OK) {
+        log->stats.gc_objects_deleted++;
+        log->stats.gc_bytes_deleted += c->size;
+        free(c->key);
+        c->key = NULL; /* gone: not carried to the next pass */
+    } else if (L->err == ST_OK) {
+        L->err = err;
+    }
+    L->del_i++;
+    st_log__op_done(log);
+    gc_delete_next(L);
+}
+
+/* Delete the candidates that are due, one request at a time. */
+static void gc_delete_next(st_life_t *L)
+{
+    st_log_t *log = L->log;
+    int64_t now = now_ms();
+    int64_t grace = log->cfg.gc_grace_ms > 0 ? log->cfg.gc_grace_ms : DEFAULT_GRACE_MS;
+    for (; L->del_i < L->nseen && !L->stopped; L->del_i++) {
+        gc_cand_t *c = &L->seen[L->del_i];
+        if (!c->key || now - c->first_ms < grace || now - c->mtime_ms < grace ||
+            referenced(L, c->key))
+            continue;
+        if (L->del_count++ >= GC_DELETES_PER_PASS)
+            break;
+        /* A flush of this object still waiting to commit is failed first:
+         * its commit is never sent. */
+        for (st_link_t *l = log->flushes.next; l != &log->flushes; l = l->next) {
+            st_flush_t *f = st_container_of(l, st_flush_t, link);
+            if (f->state != ST_FLUSH_FAILED && strcmp(f->key, c->key) == 0) {
+                log->stats.gc_flushes_failed++;
+                st_log__fail_flush(log, f, ST_ERR_IO);
+                break;
+            }
+        }
+        if (st_objstore_del(log->os, c->key, gc_deleted, L) != 0) {
+            if (L->err == ST_OK)
+                L->err = ST_ERR_IO;
+            continue;
+        }
+        log->async_ops++;
+        return;
+    }
+    /* Drop deleted entries. */
+    size_t m = 0;
+    for (size_t i = 0; i < L->nseen; i++)
+        if (L->seen[i].key)
+            L->seen[m++] = L->seen[i];
+    L->nseen = m;
+    gc_finish(L);
+}
+
+/* The metadata read after the listing: every commit issued before it has
+ * been answered (and applied) by now. */
+static void gc_barrier(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                       void *arg)
+{
+    (void)kvs, (void)n, (void)more, (void)rev;
+    st_life_t *L = arg;
+    st_log_t *log = L->log;
+    st_log__op_done(log);
+    bool fenced = err == ST_OK && (n != 1 || kvs[0].val_len != strlen(log->fence_val) ||
+                                   memcmp(kvs[0].val, log->fence_val, kvs[0].val_len) != 0);
+    if (err != ST_OK || fenced || L->stopped || !refs_build(L)) {
+        if (L->err == ST_OK)
+            L->err = err != ST_OK ? err : fenced ? ST_ERR_CONFLICT : ST_ERR_NOMEM;
+        L->del_i = L->nseen; /* delete nothing */
+        gc_delete_next(L);
+        return;
+    }
+    L->del_i = 0;
+    L->del_count = 0;
+    gc_delete_next(L);
+}
+
+static void gc_listed(st_err_t err, const st_obj_info_t *objs, size_t n, bool more, void *arg)
+{
+    st_life_t *L = arg;
+    st_log_t *log = L->log;
+    st_log__op_done(log);
+    if (err != ST_OK || L->stopped) {
+        if (L->err == ST_OK)
+            L->err = err != ST_OK ? err : ST_ERR_CLOSED;
+        L->del_i = L->nseen;
+        gc_delete_next(L);
+        return;
+    }
+    int64_t now = now_ms();
+    for (size_t i = 0; i < n; i++) {
+        const char *k = objs[i].key;
+        int64_t inc = key_incarnation(k);
+        if (inc < 0 || inc > log->incarnation || referenced(L, k))
+            continue; /* not ours to judge, or a later start's (we are fenced) */
+        if (L->nseen == L->seen_cap) {
+            size_t cap = L->seen_cap ? 2 * L->seen_cap : 64;
+            gc_cand_t *s = realloc(L->seen, cap * sizeof(*s));
+            if (!s)
+                break;
+            L->seen = s;
+            L->seen_cap = cap;
+        }
+        gc_cand_t key = {.key = (char *)k};
+        gc_cand_t *prev = bsearch(&key, L->cands, L->ncands, sizeof(*L->cands), cand_cmp);
+        char *dup = strdup(k);
+        if (!dup)
+            break;
+        L->seen[L->nseen++] = (gc_cand_t){.key = dup,
+                                          .first_ms = prev ? prev->first_ms : now,
+                                          .mtime_ms = objs[i].mtime_ms,
+                                          .size = objs[i].size};
+    }
+    if (more && n > 0) {
+        snprintf(L->list_after, sizeof L->list_after, "%s", objs[n - 1].key);
+        gc_list(L);
+        return;
+    }
+    /* Judge again after a metadata round trip (see the header). */
+    if (st_meta_range(log->meta, log->fence_key, false, 0, gc_barrier, L) != 0) {
+        L->del_i = L->nseen;
+        gc_delete_next(L);
+        return;
+    }
+    log->async_ops++;
+}
+
+static void gc_list(st_life_t *L)
+{
+    st_log_t *log = L->log;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "objects/%" PRId32 "/", log->cfg.node_id);
+    if (st_objstore_list(log->os, prefix, L->list_after[0] ? L->list_after : NULL, GC_LIST_PAGE,
+                         gc_listed, L) != 0) {
+        if (L->err == ST_OK)
+            L->err = ST_ERR_IO;
+        gc_delete_next(L);
+        return;
+    }
+    log->async_ops++;
+}
+
+static void gc_start(st_life_t *L)
+{
+    L->list_after[0] = '\0';
+    L->nseen = 0;
+    L->del_i = 0;
+    /* The listing skips what memory references now; gc_barrier checks
+     * again before anything is deleted. */
+    if (!refs_build(L)) {
+        L->err = ST_ERR_NOMEM;
+        L->stage = LIFE_IDLE;
+        life_next(L);
+        return;
+    }
+    gc_list(L);
+}
+
+/* ---------------------------------------------------------------- driver */
+
+static void run_end(st_life_t *L)
+{
+    L->running = false;
+    life_waiter_t *w = L->run_waiters;
+    L->run_waiters = NULL;
+    st_err_t err = L->err;
+    L->err = ST_OK;
+    while (w) {
+        life_waiter_t *next = w->next;
+        w->cb(err, w->arg);
+        free(w);
+        w = next;
+    }
+}
+
+/* Advance the run: fold until nothing is left, then retention over every
+ * partition, then GC when due. */
+static void life_next(st_life_t *L)
+{
+    st_log_t *log = L->log;
+    if (L->stopped) {
+        L->stage = LIFE_IDLE;
+        run_end(L);
+        return;
+    }
+    switch (L->stage) {
+    case LIFE_IDLE:
+        run_end(L);
+        return;
+    case LIFE_FOLD:
+        if (fold_step(L))
+            return;
+        L->stage = LIFE_RETAIN;
+        /* fall through */
+    case LIFE_RETAIN:
+        if (L->want_retain && retain_step(L))
+            return;
+        L->want_retain = false;
+        L->stage = LIFE_GC;
+        /* fall through */
+    case LIFE_GC:
+        if (L->want_gc && log->cfg.gc_interval_ms >= 0) {
+            L->want_gc = false;
+            gc_start(L);
+            return;
+        }
+        L->stage = LIFE_IDLE;
+        run_end(L);
+        return;
+    }
+}
+
+static int64_t retain_ms(const st_log_t *log)
+{
+    return log->cfg.retention_check_interval_ms > 0 ? log->cfg.retention_check_interval_ms
+                                                    : DEFAULT_RETAIN_MS;
+}
+
+static void run_begin(st_life_t *L, bool explicit, bool gc)
+{
+    st_log_t *log = L->log;
+    int64_t now = now_ms();
+    int64_t gc_ms = log->cfg.gc_interval_ms > 0 ? log->cfg.gc_interval_ms : DEFAULT_GC_MS;
+    if (gc || now >= L->next_gc_ms) {
+        L->want_gc = true;
+        L->next_gc_ms = now + gc_ms;
+    }
+    if (explicit || now >= L->next_retain_ms) {
+        L->want_retain = true;
+        L->next_retain_ms = now + retain_ms(log);
+    }
+    L->running = true;
+    L->stage = LIFE_FOLD;
+    L->ret_topic = 0;
+    L->ret_part = 0;
+    life_next(L);
+}
+
+static void life_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    st_life_t *L = arg;
+    if (!L->running && !L->stopped && L->log->open)
+        run_begin(L, false, false);
+}
+
+typedef struct run_req {
+    st_life_t *L;
+    bool gc;
+} run_req_t;
+
+static void run_deferred(void *arg)
+{
+    run_req_t *r = arg;
+    st_life_t *L = r->L;
+    bool gc = r->gc;
+    free(r);
+    st_log__op_done(L->log);
+    if (L->stopped) {
+        if (!L->running) {
+            L->run_waiters = L->waiters;
+            L->waiters = NULL;
+            L->err = ST_ERR_CLOSED;
+            run_end(L);
+        }
+        return;
+    }
+    /* A run in progress takes the waiters that joined it at its end; one
+     * started here serves them. */
+    if (!L->running) {
+        L->run_waiters = L->waiters;
+        L->waiters = NULL;
+        run_begin(L, true, gc);
+    }
+}
+
+int st_log_lifecycle_run(st_log_t *log, bool gc, void (*cb)(st_err_t err, void *arg), void *arg)
+{
+    st_life_t *L = log->life;
+    if (!L || !log->open || log->closing)
+        return -1;
+    life_waiter_t *w = calloc(1, sizeof(*w));
+    run_req_t *r = calloc(1, sizeof(*r));
+    if (!w || !r || st_log__defer(log, run_deferred, r) != 0) {
+        free(w);
+        free(r);
+        return -1;
+    }
+    r->L = L;
+    r->gc = gc;
+    w->cb = cb;
+    w->arg = arg;
+    w->next = L->waiters;
+    L->waiters = w;
+    log->async_ops++;
+    return 0;
+}
+
+int st_log__life_start(st_log_t *log)
+{
+    st_life_t *L = log->life;
+    if (!L)
+        return -1;
+    /* A partition whose chunks are all gone starts at its log start. */
+    for (size_t i = 0; i < log->ntopics; i++)
+        for (int32_t p = 0; p < log->topics[i]->nparts; p++) {
+            st_part_t *part = log->topics[i]->parts[p];
+            if (part->hw < part->log_start)
+                part->hw = part->leo = part->log_start;
+        }
+    int64_t ms =
+        log->cfg.lifecycle_interval_ms > 0 ? log->cfg.lifecycle_interval_ms : DEFAULT_LIFE_MS;
+    int64_t gc_ms = log->cfg.gc_interval_ms > 0 ? log->cfg.gc_interval_ms : DEFAULT_GC_MS;
+    L->next_gc_ms = now_ms() + gc_ms;
+    L->next_retain_ms = now_ms() + retain_ms(log);
+    L->timer = event_new(log->base, -1, EV_PERSIST, life_tick, L);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    if (!L->timer || event_add(L->timer, &tv) != 0)
+        return -1;
+    return 0;
+}
+
+void st_log__life_stop(st_log_t *log)
+{
+    st_life_t *L = log->life;
+    if (!L)
+        return;
+    L->stopped = true;
+    if (L->timer)
+        event_del(L->timer);
+}
+
+/* Called by st_log_new (st_log.c). */
+int st_log__life_new(st_log_t *log)
+{
+    st_life_t *L = calloc(1, sizeof(*L));
+    if (!L)
+        return -1;
+    L->log = log;
+    st_list_init(&L->unfolded);
+    log->life = L;
+    return 0;
+}
+
+void st_log__life_free(st_log_t *log)
+{
+    st_life_t *L = log->life;
+    if (!L)
+        return;
+    if (L->timer)
+        event_free(L->timer);
+    while (!st_list_empty(&L->unfolded)) {
+        fold_item_t *it = st_container_of(L->unfolded.next, fold_item_t, link);
+        st_list_del(&it->link);
+        item_free(it);
+    }
+    for (life_waiter_t *w = L->waiters, *n; w; w = n) {
+        n = w->next;
+        free(w);
+    }
+    for (life_waiter_t *w = L->run_waiters, *n; w; w = n) {
+        n = w->next;
+        free(w);
+    }
+    free(L->tx.chunks);
+    refs_free(L);
+    cands_free(L->cands, L->ncands);
+    cands_free(L->seen, L->nseen);
+    free(L);
+    log->life = NULL;
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+typedef struct load_op {
+    st_log_t *log;
+    void (*cb)(st_err_t err, void *arg);
+    void *arg;
+    size_t topic;
+    int32_t part;
+    char prefix[160];
+} load_op_t;
+
+static void load_next(load_op_t *op);
+
+/* One partition's keys: chunks/<base> in offset order, and log-start. */
+static void part_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev, void *arg)
+{
+    (void)more, (void)rev;
+    load_op_t *op = arg;
+    st_log_t *log = op->log;
+    if (err != ST_OK) {
+        op->cb(err, op->arg);
+        free(op);
+        return;
+    }
+    st_part_t *part = log->topics[op->topic]->parts[op->part];
+    size_t plen = strlen(op->prefix);
+    int64_t start = -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *rest = kvs[i].key + plen;
+        if (strcmp(rest, "log-start") == 0) {
+            char num[24] = {0}, *end;
+            memcpy(num, kvs[i].val,
+                   kvs[i].val_len < sizeof num - 1 ? kvs[i].val_len : sizeof num - 1);
+            start = strtoll(num, &end, 10);
+            if (end == num || *end != '\0' || start < 0)
+                err = ST_ERR_CORRUPT;
+            continue;
+        }
+        if (strncmp(rest, "chunks/", 7) != 0)
+            continue;
+        st_manifest_t m;
+        if (st_manifest_decode(kvs[i].val, kvs[i].val_len, &m) != ST_OK) {
+            err = ST_ERR_CORRUPT;
+            break;
+        }
+        st_obj_t *obj = m.nchunks == 1 ? st_log__obj_new(m.object_key.ptr, (size_t)m.object_key.len,
+                                                         m.object_size)
+                                       : NULL;
+        const st_chunk_desc_t *d = &m.chunks[0];
+        if (obj && d->base_offset >= part->hw && st_log__chunk_add(part, obj, d)) {
+            part->chunks[part->nchunks - 1]->folded = true;
+            part->hw = part->leo = d->last_offset + 1;
+            for (size_t k = 0; k < m.nprods; k++)
+                st_log__prod_replay(part, &m.prods[k]);
+        } else if (m.nchunks != 1) {
+            err = ST_ERR_CORRUPT;
+        }
+        st_log__obj_unref(obj);
+        free((void *)m.chunks);
+        free((void *)m.prods);
+        if (err != ST_OK)
+            break;
+    }
+    if (err == ST_OK && start >= 0) /* the high watermark follows after the manifests */
+        part->log_start = part->log_start_issued = start;
+    if (err != ST_OK) {
+        op->cb(err, op->arg);
+        free(op);
+        return;
+    }
+    op->part++;
+    load_next(op);
+}
+
+static void load_next(load_op_t *op)
+{
+    st_log_t *log = op->log;
+    while (op->topic < log->ntopics && op->part >= log->topics[op->topic]->nparts) {
+        op->topic++;
+        op->part = 0;
+    }
+    if (op->topic == log->ntopics) {
+        op->cb(ST_OK, op->arg);
+        free(op);
+        return;
+    }
+    st_topic_t *t = log->topics[op->topic];
+    index_prefix(op->prefix, sizeof op->prefix, t->id, op->part);
+    if (st_meta_range(log->meta, op->prefix, true, 0, part_got, op) != 0) {
+        op->cb(ST_ERR_NOMEM, op->arg);
+        free(op);
+    }
+}
+
+int st_log__load_index(st_log_t *log, void (*cb)(st_err_t err, void *arg), void *arg)
+{
+    load_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -1;
+    op->log = log;
+    op->cb = cb;
+    op->arg = arg;
+    load_next(op);
+    return 0;
+}

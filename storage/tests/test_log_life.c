@@ -1,0 +1,528 @@
+/*
+ * test_log_life.c: the log's lifecycle over the directory object store and
+ * the SQLite metadata store -- folding manifests into index keys and
+ * starting from them (producer state included), retention by time, by
+ * bytes and below the log start, garbage collection of orphans, of a
+ * deleted topic's objects and of a commit held past the grace period.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "kp_batch.h"
+#include "st_format.h"
+#include "st_log.h"
+#include "st_meta.h"
+#include "st_objstore.h"
+
+typedef struct fx {
+    char dir[256];
+    struct event_base *base;
+    st_objstore_t *os; /* faulty wrapper around dir */
+    st_meta_t *meta;   /* faulty wrapper around SQLite */
+    st_log_t *log;
+    st_log_cfg_t cfg;
+} fx_t;
+
+typedef struct res {
+    int done;
+    st_err_t err;
+    int64_t off;
+    size_t n;
+    st_topic_t *topic;
+} res_t;
+
+static void run_until(fx_t *f, const int *flag, int want)
+{
+    for (int i = 0; i < 10000 && *flag < want; i++)
+        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 || *flag < want)
+            usleep(1000);
+    assert_true(*flag >= want);
+}
+
+static void run_for(fx_t *f, int ms)
+{
+    for (int i = 0; i < ms; i++) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void done_cb(st_err_t err, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->done++;
+}
+
+static void fx_open(fx_t *f)
+{
+    char errstr[256], path[512];
+    snprintf(path, sizeof path, "%s/objects", f->dir);
+    st_objstore_t *dir = st_objstore_dir_new(f->base, path, 2, errstr, sizeof errstr);
+    assert_non_null(dir);
+    f->os = st_objstore_faulty_new(dir, f->base);
+    snprintf(path, sizeof path, "%s/meta.db", f->dir);
+    st_meta_t *sqlite = st_meta_sqlite_new(f->base, path, errstr, sizeof errstr);
+    assert_non_null(sqlite);
+    f->meta = st_meta_faulty_new(sqlite, f->base);
+    f->log = st_log_new(f->base, f->os, f->meta, &f->cfg);
+    res_t r = {0};
+    assert_int_equal(st_log_open(f->log, done_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+}
+
+static void close_cb(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void fx_close(fx_t *f)
+{
+    int closed = 0;
+    st_log_close(f->log, close_cb, &closed);
+    run_until(f, &closed, 1);
+    st_log_free(f->log);
+    st_meta_free(f->meta);
+    st_objstore_free(f->os);
+}
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof f->dir, "/tmp/nh-test-life-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->base = event_base_new();
+    f->cfg = (st_log_cfg_t){.node_id = 1,
+                            .flush_max_bytes = 1 << 20,
+                            .flush_max_inflight = 2,
+                            .tail_cache_bytes = 1 << 20,
+                            .read_cache_bytes = 1 << 20,
+                            .default_partitions = 1,
+                            .retention_ms = -1,
+                            .lifecycle_interval_ms = 3600000, /* runs only when asked */
+                            .gc_interval_ms = 3600000,
+                            .gc_grace_ms = 300};
+    fx_open(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    fx_close(f);
+    event_base_free(f->base);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static void topic_cb(st_err_t err, st_topic_t *t, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->topic = t;
+    r->done++;
+}
+
+static st_topic_t *create(fx_t *f, const char *name, int32_t nparts, const char *retention_ms,
+                          const char *retention_bytes)
+{
+    st_topic_config_t cfg[2];
+    size_t n = 0;
+    if (retention_ms)
+        cfg[n++] = (st_topic_config_t){"retention.ms", (char *)retention_ms};
+    if (retention_bytes)
+        cfg[n++] = (st_topic_config_t){"retention.bytes", (char *)retention_bytes};
+    res_t r = {0};
+    assert_int_equal(st_log_create_topic(f->log, name, strlen(name), nparts, cfg, n, topic_cb, &r),
+                     0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    return r.topic;
+}
+
+/* A batch of @n records with timestamps ts0 + i; @pid >= 0: idempotent. */
+static uint8_t *make_batch(int n, int64_t ts0, int64_t pid, int32_t seq, size_t *len)
+{
+    kp_record_in_t recs[64];
+    char vals[64][16];
+    assert_true(n <= 64);
+    for (int i = 0; i < n; i++) {
+        snprintf(vals[i], sizeof vals[i], "v%d", i);
+        recs[i] = (kp_record_in_t){.timestamp = ts0 + i,
+                                   .key = KP_BYTES_NULL,
+                                   .value = {(const uint8_t *)vals[i], (int32_t)strlen(vals[i])}};
+    }
+    kp_batch_spec_t spec = {.leader_epoch = -1,
+                            .codec = KP_COMPRESSION_NONE,
+                            .producer_id = pid,
+                            .producer_epoch = pid >= 0 ? 0 : -1,
+                            .base_sequence = pid >= 0 ? seq : -1};
+    kp_writer_t w;
+    kp_writer_init(&w, 1024);
+    assert_int_equal(kp_batch_build(&w, &spec, recs, n), KP_BATCH_OK);
+    return kp_writer_take(&w, len);
+}
+
+static void append_cb(st_err_t err, int64_t off, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->off = off;
+    r->done++;
+}
+
+/* Start an append of @n records to each of @parts (one flush for all). */
+static void append_all(fx_t *f, st_part_t **parts, size_t np, int n, int64_t ts0)
+{
+    res_t r = {0};
+    for (size_t i = 0; i < np; i++) {
+        size_t len;
+        uint8_t *b = make_batch(n, ts0, -1, 0, &len);
+        assert_int_equal(st_part_append(parts[i], b, len, append_cb, &r), 0);
+        free(b);
+    }
+    run_until(f, &r.done, (int)np);
+    assert_int_equal(r.err, ST_OK);
+}
+
+static void append_one(fx_t *f, st_part_t *p, int n, int64_t ts0, int64_t off)
+{
+    append_all(f, &p, 1, n, ts0);
+    assert_int_equal(st_part_hw(p), off + n);
+}
+
+static void read_cb(st_err_t err, const st_slice_t *sl, size_t n, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->n = 0;
+    for (size_t i = 0; i < n; i++)
+        r->n += sl[i].len;
+    r->done++;
+}
+
+static st_err_t read_at(fx_t *f, st_part_t *p, int64_t off)
+{
+    res_t r = {0};
+    assert_int_equal(st_part_read(p, off, 1 << 20, read_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    return r.err;
+}
+
+static void lifecycle(fx_t *f, bool gc)
+{
+    res_t r = {0};
+    assert_int_equal(st_log_lifecycle_run(f->log, gc, done_cb, &r), 0);
+    assert_int_equal(r.done, 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+}
+
+static void range_cb(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev, void *arg)
+{
+    (void)kvs, (void)more, (void)rev;
+    res_t *r = arg;
+    r->err = err;
+    r->n = n;
+    r->done++;
+}
+
+static size_t count_keys(fx_t *f, const char *prefix)
+{
+    res_t r = {0};
+    assert_int_equal(st_meta_range(f->meta, prefix, true, 0, range_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    return r.n;
+}
+
+static size_t count_objects(fx_t *f)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/objects/objects/1", f->dir);
+    DIR *d = opendir(path);
+    size_t n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strstr(e->d_name, ".nho") != NULL;
+    closedir(d);
+    return n;
+}
+
+/* Manifests fold into one index key per chunk; a start reads them back
+ * (with the manifests not yet folded), producer state included. */
+static void test_fold_restart(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "fold", 3, NULL, NULL);
+    int64_t ts = now_ms();
+    for (int i = 0; i < 10; i++)
+        append_all(f, t->parts, 3, 2, ts);
+    /* an idempotent producer on partition 0 */
+    size_t len;
+    uint8_t *b = make_batch(3, ts, 7, 0, &len);
+    res_t r = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.off, 20);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.manifests_unfolded, 11);
+    assert_int_equal(count_keys(f, "/nuthatch/manifests/"), 11);
+    lifecycle(f, false);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.manifests_unfolded, 0);
+    assert_int_equal(s.index_keys, 31);
+    assert_int_equal(s.index_keys_max_part, 11);
+    assert_int_equal(count_keys(f, "/nuthatch/manifests/"), 0);
+    assert_true(s.fold_txns >= 1);
+    /* two more flushes stay unfolded over the restart */
+    append_all(f, t->parts, 3, 2, ts);
+    append_all(f, t->parts, 3, 2, ts);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "fold", 4);
+    assert_non_null(t);
+    assert_int_equal(st_part_hw(t->parts[0]), 27);
+    assert_int_equal(st_part_hw(t->parts[1]), 24);
+    assert_int_equal(st_part_hw(t->parts[2]), 24);
+    for (int64_t o = 0; o < 24; o += 2)
+        assert_int_equal(read_at(f, t->parts[1], o), ST_OK);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.manifests_unfolded, 2);
+    assert_int_equal(s.index_keys, 31);
+    /* the producer's retry gets its original offset after the restart */
+    r = (res_t){0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.off, 20);
+    free(b);
+    assert_int_equal(st_part_hw(t->parts[0]), 27);
+    lifecycle(f, false);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.manifests_unfolded, 0);
+    assert_int_equal(s.index_keys, 37);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "fold", 4);
+    assert_int_equal(st_part_hw(t->parts[2]), 24);
+    assert_int_equal(read_at(f, t->parts[2], 23), ST_OK);
+}
+
+/* A manifest with more chunks than one transaction holds folds over
+ * several; the start-up in between still sees every chunk once. */
+static void test_fold_wide(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "wide", 150, NULL, NULL);
+    append_all(f, t->parts, 150, 1, now_ms());
+    append_all(f, t->parts, 150, 1, now_ms());
+    lifecycle(f, false);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.manifests_unfolded, 0);
+    assert_int_equal(s.index_keys, 300);
+    assert_true(s.fold_txns >= 5);
+    assert_int_equal(count_keys(f, "/nuthatch/manifests/"), 0);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "wide", 4);
+    for (int p = 0; p < 150; p++)
+        assert_int_equal(st_part_hw(t->parts[p]), 2);
+}
+
+/* retention.ms drops whole chunks whose max timestamp is too old and
+ * advances the log start; -1 keeps everything; a restart agrees. */
+static void test_retention_time(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *s = create(f, "short", 2, "60000", NULL);
+    st_topic_t *l = create(f, "long", 2, "-1", NULL);
+    int64_t old = now_ms() - 3600 * 1000;
+    st_part_t *both[4] = {s->parts[0], s->parts[1], l->parts[0], l->parts[1]};
+    for (int i = 0; i < 5; i++)
+        append_all(f, both, 4, 2, old); /* shared objects */
+    append_all(f, both, 4, 2, now_ms());
+    lifecycle(f, false);
+    for (int p = 0; p < 2; p++) {
+        assert_int_equal(st_part_log_start(s->parts[p]), 10);
+        assert_int_equal(st_part_hw(s->parts[p]), 12);
+        assert_int_equal(read_at(f, s->parts[p], 9), ST_ERR_RANGE);
+        assert_int_equal(read_at(f, s->parts[p], 10), ST_OK);
+        assert_int_equal(st_part_log_start(l->parts[p]), 0);
+        assert_int_equal(read_at(f, l->parts[p], 0), ST_OK);
+    }
+    st_log_stats_t st;
+    st_log_stats(f->log, &st);
+    assert_int_equal(st.chunks_expired, 10);
+    assert_int_equal(st.index_keys, 2 + 12);
+    /* the shared objects stay: the long topic still reads them */
+    lifecycle(f, true);
+    run_for(f, 400);
+    lifecycle(f, true);
+    st_log_stats(f->log, &st);
+    assert_int_equal(st.gc_objects_deleted, 0);
+    for (int64_t o = 0; o < 12; o += 2)
+        assert_int_equal(read_at(f, l->parts[1], o), ST_OK);
+    fx_close(f);
+    fx_open(f);
+    s = st_log_topic(f->log, "short", 5);
+    l = st_log_topic(f->log, "long", 4);
+    assert_int_equal(st_part_log_start(s->parts[1]), 10);
+    assert_int_equal(st_part_hw(s->parts[1]), 12);
+    assert_int_equal(st_part_log_start(l->parts[1]), 0);
+    assert_int_equal(st_part_hw(l->parts[1]), 12);
+    /* everything expires: the log start reaches the high watermark and
+     * stays there over a restart */
+    st_topic_config_t c = {"retention.ms", "1"};
+    res_t r = {0};
+    assert_int_equal(st_log_set_topic_configs(f->log, s, &c, 1, done_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    run_for(f, 10);
+    lifecycle(f, false);
+    assert_int_equal(st_part_log_start(s->parts[0]), 12);
+    fx_close(f);
+    fx_open(f);
+    s = st_log_topic(f->log, "short", 5);
+    assert_int_equal(st_part_log_start(s->parts[0]), 12);
+    assert_int_equal(st_part_hw(s->parts[0]), 12);
+    append_one(f, s->parts[0], 1, now_ms(), 12);
+}
+
+/* retention.bytes keeps the newest chunks that fit; DeleteRecords' start
+ * lets the chunks below it go; their objects are collected. */
+static void test_retention_bytes(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "bytes", 1, NULL, "300");
+    for (int i = 0; i < 20; i++)
+        append_one(f, t->parts[0], 2, now_ms(), 2 * i);
+    lifecycle(f, false);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_true(s.index_keys >= 1 && s.index_keys < 20);
+    int64_t start = st_part_log_start(t->parts[0]);
+    assert_true(start > 0 && start < 40);
+    assert_int_equal(start % 2, 0);
+    assert_int_equal(read_at(f, t->parts[0], start), ST_OK);
+    assert_int_equal(read_at(f, t->parts[0], start - 1), ST_ERR_RANGE);
+    /* every object not referenced any more goes after the grace */
+    size_t before = count_objects(f);
+    assert_int_equal(before, 20);
+    lifecycle(f, true);
+    run_for(f, 400);
+    lifecycle(f, true);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.gc_objects_deleted, (uint64_t)(start / 2));
+    assert_int_equal(count_objects(f), 20 - (size_t)(start / 2));
+    for (int64_t o = start; o < 40; o++)
+        assert_int_equal(read_at(f, t->parts[0], o), ST_OK);
+}
+
+/* GC: an orphan of a failed commit and a deleted topic's object go after
+ * the grace; a commit held past the grace fails instead of committing a
+ * collected object; everything acknowledged reads back. */
+static void test_gc(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "keep", 1, NULL, NULL);
+    append_one(f, t->parts[0], 2, now_ms(), 0);
+    /* an orphan: the commit fails */
+    st_meta_fault_t plan = {.txn_nth = 1, .err = ST_ERR_IO};
+    st_meta_faulty_set(f->meta, &plan);
+    size_t len;
+    uint8_t *b = make_batch(2, now_ms(), -1, 0, &len);
+    res_t r = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_not_equal(r.err, ST_OK);
+    st_meta_faulty_set(f->meta, NULL);
+    append_one(f, t->parts[0], 2, now_ms(), 2);
+    /* a deleted topic's object */
+    st_topic_t *g = create(f, "gone", 1, NULL, NULL);
+    append_one(f, g->parts[0], 3, now_ms(), 0);
+    r = (res_t){0};
+    assert_int_equal(st_log_delete_topic(f->log, g, done_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(count_objects(f), 4);
+    lifecycle(f, true); /* first seen */
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.gc_objects_deleted, 0);
+    assert_int_equal(s.gc_unreferenced, 2);
+    run_for(f, 400);
+    lifecycle(f, true);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.gc_objects_deleted, 2);
+    assert_int_equal(count_objects(f), 2);
+    /* a commit held past the grace */
+    st_log_hold_commits(f->log, true);
+    res_t held = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &held), 0);
+    run_for(f, 100); /* uploaded, waiting to commit */
+    assert_int_equal(held.done, 0);
+    assert_int_equal(count_objects(f), 3);
+    lifecycle(f, true);
+    run_for(f, 400);
+    lifecycle(f, true);
+    run_until(f, &held.done, 1);
+    assert_int_equal(held.err, ST_ERR_IO);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.gc_flushes_failed, 1);
+    assert_int_equal(s.gc_objects_deleted, 3);
+    assert_int_equal(count_objects(f), 2);
+    st_log_hold_commits(f->log, false);
+    append_one(f, t->parts[0], 2, now_ms(), 4);
+    free(b);
+    lifecycle(f, true);
+    run_for(f, 400);
+    lifecycle(f, true);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.gc_objects_deleted, 3);
+    assert_int_equal(s.gc_unreferenced, 0);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "keep", 4);
+    assert_int_equal(st_part_hw(t->parts[0]), 6);
+    for (int64_t o = 0; o < 6; o += 2)
+        assert_int_equal(read_at(f, t->parts[0], o), ST_OK);
+    assert_null(st_log_topic(f->log, "gone", 4));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fold_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fold_wide, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
