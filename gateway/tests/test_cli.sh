@@ -40,7 +40,7 @@ expect_error log.level --log.level loud
 expect_error listeners --listeners PLAINTEXT://localhost:99999
 expect_error node.id --node.id
 expect_error "'stray'" stray
-expect_error log.retention.ms --log.retention.ms 1
+expect_error log.retention.ms --log.retention.ms -2
 expect_error storage.url --storage.url s3://bucket/prefix
 expect_error metadata.url --metadata.url etcd://localhost/nh
 # s3:// without credentials in the environment is a configuration error.
@@ -65,7 +65,9 @@ for h in --help -h; do
         auto.create.topics.enable num.partitions default.replication.factor \
         message.max.bytes socket.request.max.bytes connections.max.idle.ms max.connections \
         request.receive.budget.bytes request.partial.timeout.ms flush.max.bytes \
-        flush.max.inflight log.level log.retention.ms log.retention.bytes metrics.listen \
+        flush.max.inflight log.level log.retention.ms log.retention.bytes \
+        log.retention.check.interval.ms log.lifecycle.interval.ms log.gc.interval.ms \
+        log.gc.grace.ms metrics.listen \
         shutdown.timeout.ms read.cache.bytes tail.cache.bytes cluster.id \
         metadata.etcd.user metadata.etcd.request.timeout.ms metadata.etcd.connect.timeout.ms \
         storage.s3.request.timeout.ms storage.s3.attempt.timeout.ms storage.s3.max.requests \
