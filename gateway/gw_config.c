@@ -25,8 +25,8 @@
  *   - message.max.bytes defaults to 10486784 (10 MiB + 1 KiB) instead of
  *     Kafka's 1048588, to take 10 MiB records with the batch overhead;
  *   - max.connections defaults to 10000 instead of Kafka's 2^31-1;
- *   - keys whose feature is not built yet (metrics.listen)
- *     are known, listed in --help, and refused unless left at the default.
+ *   - a key whose feature is not built yet (none at present: the not_built
+ *     flag) is known, listed in --help, and refused unless left at default.
  *
  * Secrets never enter gw_config_t (it is logged): S3 credentials come from
  * AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN and the etcd
@@ -217,7 +217,9 @@ static const opt_t opts[] = {
      .help = "An object is deleted once it has been seen unreferenced and is older than this, "
              "in milliseconds; an upload whose commit waits longer fails"},
     {.name = "metrics.listen", .type = T_STRING, FIELD(metrics_listen), .def = "",
-     .not_built = true, .help = "HOST:PORT serving Prometheus metrics at /metrics (empty = off)"},
+     .help = "HOST:PORT serving Prometheus metrics at /metrics, liveness at /healthz and "
+             "readiness (both stores reachable) at /readyz over HTTP (empty = off; port 0 = "
+             "any free port, logged)"},
     {.name = "startup.timeout.ms", .type = T_LONG, FIELD(startup_timeout_ms), .min = 0,
      .max = INT64_MAX, .def = "30000",
      .help = "At start-up, keep retrying to reach the metadata and object stores this long "

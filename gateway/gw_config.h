@@ -87,7 +87,7 @@ typedef struct gw_config {
     int64_t log_lifecycle_interval_ms;       /* folding period, ms */
     int64_t log_gc_interval_ms;              /* GC pass period, ms; 0 = never */
     int64_t log_gc_grace_ms;                 /* GC grace period, ms */
-    char metrics_listen[GW_HOST_MAX];        /* not built: only the default "" (off) */
+    char metrics_listen[GW_HOST_MAX];        /* HOST:PORT of /metrics, or "" (off) */
     int64_t shutdown_timeout_ms;             /* on SIGTERM, wait this long for in-flight
                                                 flushes and responses, ms */
     int64_t read_cache_bytes;                /* budget of the object-range read cache, bytes;

@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "gw_dispatch.h"
+#include "gw_metrics.h"
 #include "gw_log.h"
 #include "gw_server.h"
 
@@ -114,10 +116,18 @@ bool gw_req_conn_open(const gw_req_t *req)
     return req->conn->state != GW_CONN_CLOSED;
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void req_done(gw_req_t *req)
 {
     assert(!req->done);
     req->done = true;
+    gw_metrics_request(req->srv->metrics, req->api_key, mono_s() - req->start_s);
     conn_flush(req->conn);
 }
 
@@ -182,6 +192,7 @@ static void conn_flush(gw_conn_t *conn)
         conn->inflight--;
         if (out && req->resp) {
             /* The evbuffer takes the response without copying it. */
+            gw_metrics_bytes(conn->srv->metrics, 0, req->resp_len);
             if (evbuffer_add_reference(out, req->resp, req->resp_len, free_resp_cb, NULL) == 0)
                 req->resp = NULL;
         }
@@ -315,6 +326,8 @@ static void take_frame(gw_conn_t *conn, struct evbuffer *in)
         return;
     }
     evbuffer_remove(in, req->frame, len);
+    req->start_s = mono_s();
+    gw_metrics_bytes(conn->srv->metrics, len + 4, 0);
     req->reserved = conn->frame_len;
     conn->frame_reserved = false;
     conn->frame_len = 0;

@@ -64,6 +64,7 @@ struct gw_req {
     uint8_t *resp;           /* owned: length prefix + header + body; NULL = nothing to send */
     size_t resp_len;         /* bytes in resp */
     int pending;             /* handler's storage operations in flight */
+    double start_s;          /* monotonic time its frame was taken, seconds */
     void *hstate;            /* handler state, freed by hfree when the request is freed */
     void (*hfree)(gw_req_t *req);
     void (*cancel)(gw_req_t *req); /* answer now (long poll) when the connection closes or

@@ -24,6 +24,7 @@
 #include "gw_conn.h"
 #include "gw_group.h"
 #include "gw_log.h"
+#include "gw_metrics.h"
 #include "st_curl.h"
 #include "st_meta_compactor.h"
 
@@ -335,6 +336,9 @@ typedef struct run_ctx {
     st_log_t *log;             /* the log being opened or serving */
     st_log_t *old_log;         /* a log whose open failed, freed before the next try */
     st_compactor_t *compactor; /* etcd: keeps its revision history bounded */
+    st_objstore_t *os_raw;     /* the object store under the metered wrapper (os) */
+    st_meta_t *meta_raw;       /* the metadata store under the metered wrapper (meta) */
+    gw_metrics_t *metrics;     /* counters, /metrics, /healthz, /readyz */
     gw_server_t *srv;
     struct event *sigterm, *sigint, *deadline;
     struct event *retry; /* start-up: the next try to reach the stores */
@@ -466,7 +470,7 @@ static void start_retry(run_ctx_t *ctx, const char *why)
 static const char *meta_detail(const run_ctx_t *ctx)
 {
     if (ctx->cfg->metadata_url.kind == GW_METADATA_ETCD)
-        return st_meta_etcd_last_error(ctx->meta);
+        return st_meta_etcd_last_error(ctx->meta_raw);
     return "";
 }
 
@@ -514,6 +518,7 @@ static void log_opened_cb(st_err_t err, void *arg)
     }
     ctx->opened = true;
     ctx->srv->log = ctx->log;
+    gw_metrics_set_serving(ctx->metrics, true);
     if (ctx->stopping)
         return;
     gw_server_start(ctx->srv);
@@ -545,6 +550,8 @@ static void open_log(run_ctx_t *ctx)
         .retention_check_interval_ms = cfg->log_retention_check_interval_ms,
         .gc_interval_ms = cfg->log_gc_interval_ms == 0 ? -1 : cfg->log_gc_interval_ms,
         .gc_grace_ms = cfg->log_gc_grace_ms,
+        .on_flush = ctx->metrics ? gw_metrics_on_flush : NULL,
+        .on_flush_arg = ctx->metrics,
     };
     ctx->log = st_log_new(ctx->base, ctx->os, ctx->meta, &lcfg);
     if (!ctx->log) {
@@ -577,7 +584,7 @@ static void probe_cb(st_err_t err, const st_obj_info_t *objs, size_t n, bool mor
         return;
     }
     const gw_storage_url_t *u = &ctx->cfg->storage_url;
-    const char *detail = st_objstore_s3_last_error(ctx->os);
+    const char *detail = st_objstore_s3_last_error(ctx->os_raw);
     char why[700];
     snprintf(why, sizeof why, "object store: cannot list bucket '%s' at %s: %s", u->bucket,
              u->endpoint, detail[0] ? detail : st_err_str(err));
@@ -714,11 +721,27 @@ static int run_open(run_ctx_t *ctx, char *errstr, size_t n)
     }
     if (open_objstore(ctx, errstr, n) != 0 || open_meta(ctx, errstr, n) != 0)
         return -1;
+    /* Every store operation is counted and timed (gw_metrics.h). */
+    ctx->metrics = gw_metrics_new(ctx->base);
+    ctx->os_raw = ctx->os;
+    ctx->meta_raw = ctx->meta;
+    ctx->os = ctx->metrics ? gw_metrics_wrap_objstore(ctx->metrics, ctx->os) : NULL;
+    ctx->meta = ctx->metrics ? gw_metrics_wrap_meta(ctx->metrics, ctx->meta) : NULL;
+    if (!ctx->os || !ctx->meta) {
+        snprintf(errstr, n, "out of memory");
+        return -1;
+    }
     ctx->srv = gw_server_new(ctx->base, cfg, NULL, errstr, n);
     if (!ctx->srv)
         return -1;
     ctx->srv->os = ctx->os;
     ctx->srv->meta = ctx->meta;
+    ctx->srv->metrics = ctx->metrics;
+    gw_metrics_set_server(ctx->metrics, ctx->srv);
+    gw_metrics_set_stores(ctx->metrics, ctx->os, ctx->meta);
+    if (cfg->metrics_listen[0] &&
+        gw_metrics_start(ctx->metrics, cfg->metrics_listen, errstr, n) != 0)
+        return -1;
     ctx->give_up_ms = now_ms() + cfg->startup_timeout_ms;
     start_try(ctx);
     return 0;
@@ -749,6 +772,7 @@ int gw_server_run(const gw_config_t *cfg)
         event_base_dispatch(ctx.base);
     }
     st_compactor_free(ctx.compactor);
+    gw_metrics_set_server(ctx.metrics, NULL);
     gw_server_free(ctx.srv);
     st_log_free(ctx.log);
     st_log_free(ctx.old_log);
@@ -758,6 +782,7 @@ int gw_server_run(const gw_config_t *cfg)
         st_meta_free(ctx.meta);
         st_objstore_free(ctx.os);
         st_curl_free(ctx.curl);
+        gw_metrics_free(ctx.metrics); /* after the stores: their last callbacks count */
     }
     event_free(ctx.sigterm);
     event_free(ctx.sigint);

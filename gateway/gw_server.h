@@ -28,6 +28,7 @@ struct evconnlistener;
 
 typedef struct gw_conn gw_conn_t;
 typedef struct gw_coord gw_coord_t;
+typedef struct gw_metrics gw_metrics_t;
 
 /* Requests one connection may have in flight (read, not yet answered)
  * before it stops reading: the backpressure of STYLE §11. */
@@ -69,6 +70,7 @@ typedef struct gw_server {
     void *stopped_arg;
     struct event *stopped_ev; /* defers stopped_cb out of the freeing call */
     gw_stats_t stats;
+    gw_metrics_t *metrics; /* borrowed, may be NULL: counts requests and bytes */
 } gw_server_t;
 
 /**

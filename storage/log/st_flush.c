@@ -9,9 +9,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kp_batch.h"
 #include "kp_crc32c.h"
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* A manifest entry is 64 bytes: 8192 partitions keep one manifest at
  * 512 KiB, well inside etcd's 1.5 MiB request limit. */
@@ -404,6 +412,7 @@ void st_log__flush_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         f->state = ST_FLUSH_UPLOADING;
+        f->upload_start = mono_s();
         if (st_objstore_put(log->os, f->key, f->obj->data, f->obj->len, put_done, f) != 0) {
             f->upload_done = true;
             fail_from(log, f, ST_ERR_IO);
@@ -659,6 +668,8 @@ static void apply_flush(st_log_t *log, st_flush_t *f)
     log->inflight--;
     log->stats.flushes++;
     log->stats.flush_bytes += f->obj->len;
+    if (log->cfg.on_flush)
+        log->cfg.on_flush(log->cfg.on_flush_arg, f->obj->len, mono_s() - f->upload_start);
     for (size_t i = 0; i < f->nparts; i++) {
         st_fpart_t *fp = &f->parts[i];
         st_part_t *part = fp->part;

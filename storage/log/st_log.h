@@ -95,6 +95,10 @@ typedef struct st_log_cfg {
     int64_t gc_interval_ms; /* garbage collection runs this often; 0 = 60000, -1 = never */
     int64_t gc_grace_ms;    /* an unreferenced object is deleted once it has been
                              * seen unreferenced and is older than this; 0 = 600000 */
+    /* NULL, or called for each committed flush with its object's size and
+     * the seconds from the start of its upload to its commit (metrics). */
+    void (*on_flush)(void *arg, size_t bytes, double seconds);
+    void *on_flush_arg;
 } st_log_cfg_t;
 
 /* @returns owned (st_log_free); borrows @base, @os and @meta, which must

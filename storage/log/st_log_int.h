@@ -174,7 +174,8 @@ typedef struct st_flush {
     size_t nprods;
     st_buf_t *obj; /* the object bytes */
     char key[96];
-    char mkey[128]; /* its manifest key */
+    char mkey[128];      /* its manifest key */
+    double upload_start; /* monotonic seconds, for cfg.on_flush */
 } st_flush_t;
 
 struct st_log {
