@@ -209,6 +209,13 @@ static const opt_t opts[] = {
      .min = 1, .max = INT64_MAX / 1000, .def = "1000",
      .help = "How often committed flushes are folded into per-partition index keys, in "
              "milliseconds"},
+    {.name = "log.index.max.keys", .type = T_LONG, FIELD(log_index_max_keys), .min = 2,
+     .max = INT64_MAX, .def = "1000",
+     .help = "Above this many index keys in the metadata store, a partition's small chunks "
+             "are copied into segment objects, 62 keys into one"},
+    {.name = "log.segment.bytes", .type = T_LONG, FIELD(log_segment_bytes), .min = 1024,
+     .max = 1073741824, .def = "67108864",
+     .help = "The largest segment object merging writes, in bytes"},
     {.name = "log.gc.interval.ms", .type = T_LONG, FIELD(log_gc_interval_ms), .min = 0,
      .max = INT64_MAX / 1000, .def = "60000",
      .help = "How often objects nothing references are looked for, in milliseconds; 0 = never"},

@@ -85,6 +85,8 @@ typedef struct gw_config {
     int64_t log_retention_bytes;             /* default retention.bytes, per partition; -1 = none */
     int64_t log_retention_check_interval_ms; /* retention period, ms */
     int64_t log_lifecycle_interval_ms;       /* folding period, ms */
+    int64_t log_index_max_keys;              /* index keys per partition above which chunks merge */
+    int64_t log_segment_bytes;               /* largest segment object */
     int64_t log_gc_interval_ms;              /* GC pass period, ms; 0 = never */
     int64_t log_gc_grace_ms;                 /* GC grace period, ms */
     char metrics_listen[GW_HOST_MAX];        /* HOST:PORT of /metrics, or "" (off) */

@@ -552,6 +552,8 @@ static void open_log(run_ctx_t *ctx)
         .gc_grace_ms = cfg->log_gc_grace_ms,
         .on_flush = ctx->metrics ? gw_metrics_on_flush : NULL,
         .on_flush_arg = ctx->metrics,
+        .index_max_keys = cfg->log_index_max_keys,
+        .segment_bytes = cfg->log_segment_bytes,
     };
     ctx->log = st_log_new(ctx->base, ctx->os, ctx->meta, &lcfg);
     if (!ctx->log) {

@@ -67,7 +67,7 @@ for h in --help -h; do
         request.receive.budget.bytes request.partial.timeout.ms flush.max.bytes \
         flush.max.inflight log.level log.retention.ms log.retention.bytes \
         log.retention.check.interval.ms log.lifecycle.interval.ms log.gc.interval.ms \
-        log.gc.grace.ms metrics.listen \
+        log.gc.grace.ms log.index.max.keys log.segment.bytes metrics.listen \
         shutdown.timeout.ms read.cache.bytes tail.cache.bytes cluster.id \
         metadata.etcd.user metadata.etcd.request.timeout.ms metadata.etcd.connect.timeout.ms \
         storage.s3.request.timeout.ms storage.s3.attempt.timeout.ms storage.s3.max.requests \

@@ -647,7 +647,7 @@ static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
  * advance high watermarks, acknowledge, wake fetches. */
 static void apply_flush(st_log_t *log, st_flush_t *f)
 {
-    st_obj_t *obj = st_log__obj_new(f->key, strlen(f->key), f->obj->len);
+    st_obj_t *obj = st_log__obj_new(log, f->key, strlen(f->key), f->obj->len);
     st_chunk_desc_t *descs = calloc(f->nparts ? f->nparts : 1, sizeof(*descs));
     for (size_t k = 0; descs && k < f->nparts; k++)
         descs[k] = f->parts[k].desc;
@@ -677,6 +677,7 @@ static void apply_flush(st_log_t *log, st_flush_t *f)
         if (part->topic->deleting) {
             err = ST_ERR_NOT_FOUND;
         } else if (obj && st_log__chunk_add(part, obj, &fp->desc)) {
+            st_log__chunk_prods(part, f->prods, f->nprods, (uint32_t)i);
             st_log__tail_add(log, part->chunks[part->nchunks - 1], f->obj, fp->desc.pos);
         }
         if (err == ST_OK)

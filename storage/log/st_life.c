@@ -46,12 +46,19 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "kp_crc32c.h"
+
 #define LIFE_TXN_OPS 64 /* DESIGN §5: multi-key writes in txns of <= 64 ops */
 #define GC_LIST_PAGE 1000
 #define GC_DELETES_PER_PASS 1000
 #define DEFAULT_RETENTION_MS 604800000LL
 #define DEFAULT_LIFE_MS 1000
 #define DEFAULT_RETAIN_MS 300000
+#define DEFAULT_MAX_KEYS 1000
+#define DEFAULT_SEGMENT_BYTES (64u << 20)
+#define MERGES_PER_RUN 32
+#define SEGMENT_OVERHEAD                                                                           \
+    (ST_OBJ_HEADER_SIZE + 4 + ST_OBJ_ENTRY_SIZE + ST_OBJ_TRAILER_SIZE) /* one-chunk object */
 #define DEFAULT_GC_MS 60000
 #define DEFAULT_GRACE_MS 600000
 
@@ -78,7 +85,7 @@ typedef struct gc_cand {
     uint64_t size;
 } gc_cand_t;
 
-typedef enum life_stage { LIFE_IDLE, LIFE_FOLD, LIFE_RETAIN, LIFE_GC } life_stage_t;
+typedef enum life_stage { LIFE_IDLE, LIFE_FOLD, LIFE_RETAIN, LIFE_MERGE, LIFE_GC } life_stage_t;
 
 typedef struct life_waiter {
     struct life_waiter *next;
@@ -101,6 +108,10 @@ typedef struct st_life {
     /* retention cursor */
     size_t ret_topic;
     int32_t ret_part;
+    /* merge cursor and count this run */
+    size_t mrg_topic;
+    int32_t mrg_part;
+    unsigned merges;
     /* the transaction in flight: what to apply when it commits */
     struct {
         st_chunk_t **chunks; /* fold: chunks to mark folded; retain: dropped */
@@ -478,6 +489,351 @@ static bool retain_step(st_life_t *L)
     return false;
 }
 
+/* ---------------------------------------------------------------- merge */
+
+/* A run of folded chunks of one partition copied into one segment object:
+ * its chunk replaces theirs, one index key theirs. */
+typedef struct merge_op {
+    st_life_t *L;
+    st_part_t *part;
+    st_chunk_t **run; /* the chunks, in offset order */
+    size_t k;
+    uint8_t *data; /* their bytes, back to back */
+    uint64_t *off; /* position of each in data */
+    uint64_t total;
+    size_t pending; /* reads in flight */
+    st_err_t err;
+    int64_t seq;
+    st_buf_t *obj; /* the segment object */
+    st_chunk_desc_t desc;
+    st_prod_desc_t *prods; /* the producer entries the segment's index key keeps */
+    size_t nprods;
+    char key[96];
+} merge_op_t;
+
+typedef struct merge_read {
+    merge_op_t *op;
+    size_t i;
+} merge_read_t;
+
+static void merge_free(merge_op_t *op)
+{
+    free(op->run);
+    free(op->data);
+    free(op->off);
+    free(op->prods);
+    if (op->obj)
+        st_buf_unref(op->obj);
+    free(op);
+}
+
+/* Bytes of the dead part of @c's object beyond the framing of one chunk:
+ * at least as much as is alive means most of it has expired (the chunks
+ * of other partitions that shared it). */
+static bool chunk_wasted(const st_chunk_t *c)
+{
+    const st_obj_t *o = c->obj;
+    return o->size > o->live + SEGMENT_OVERHEAD && o->size - o->live - SEGMENT_OVERHEAD >= o->live;
+}
+
+/* The run of @part to rewrite: a run of at least 2 small chunks when the
+ * partition has more index keys than the bound, else chunks lying in
+ * mostly-expired shared objects.  false when there is none. */
+static bool merge_pick(const st_log_t *log, const st_part_t *part, size_t *first, size_t *k)
+{
+    size_t max_keys =
+        log->cfg.index_max_keys > 0 ? (size_t)log->cfg.index_max_keys : DEFAULT_MAX_KEYS;
+    uint64_t seg =
+        log->cfg.segment_bytes > 0 ? (uint64_t)log->cfg.segment_bytes : DEFAULT_SEGMENT_BYTES;
+    size_t nfold = 0;
+    for (size_t i = 0; i < part->nchunks; i++)
+        nfold += part->chunks[i]->folded;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0 && nfold <= max_keys)
+            continue;
+        for (size_t i = 0; i < part->nchunks; i++) {
+            const st_chunk_t *c = part->chunks[i];
+            bool small = c->len < seg / 2;
+            if (!c->folded || (pass == 0 ? !small : !chunk_wasted(c)))
+                continue;
+            uint64_t total = 0;
+            size_t j = i;
+            while (j < part->nchunks && j - i < LIFE_TXN_OPS - 2) {
+                const st_chunk_t *d = part->chunks[j];
+                bool ok = d->folded && (d->len < seg / 2 || (pass == 1 && chunk_wasted(d)));
+                if (!ok || total + d->len > seg)
+                    break;
+                total += d->len;
+                j++;
+            }
+            if (j - i >= (pass == 0 ? 2u : 1u)) {
+                *first = i;
+                *k = j - i;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static void merge_finish(merge_op_t *op, st_err_t err)
+{
+    st_life_t *L = op->L;
+    st_log_t *log = L->log;
+    if (err != ST_OK && L->err == ST_OK && err != ST_ERR_CONFLICT)
+        L->err = err;
+    merge_free(op);
+    st_log__op_done(log);
+    life_next(L);
+}
+
+static void merge_committed(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                            void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    merge_op_t *op = arg;
+    st_log_t *log = op->L->log;
+    st_part_t *part = op->part;
+    if (err == ST_OK && !ok)
+        err = ST_ERR_CONFLICT;
+    size_t i = 0;
+    while (err == ST_OK && i < part->nchunks && part->chunks[i] != op->run[0])
+        i++;
+    if (err != ST_OK || part->topic->deleting || i + op->k > part->nchunks)
+        return merge_finish(op, err); /* the segment is an orphan for GC */
+    st_obj_t *obj = st_log__obj_new(log, op->key, strlen(op->key), op->obj->len);
+    st_chunk_t *c = calloc(1, sizeof(*c));
+    if (!obj || !c) { /* memory keeps the old chunks, which stay readable until a restart */
+        free(c);
+        st_log__obj_unref(obj);
+        return merge_finish(op, ST_ERR_NOMEM);
+    }
+    c->base = op->desc.base_offset;
+    c->last = op->desc.last_offset;
+    c->max_ts = op->desc.max_timestamp;
+    c->run_max_ts = op->run[op->k - 1]->run_max_ts;
+    c->batches = op->desc.batches;
+    c->len = op->desc.len;
+    c->crc = op->desc.crc;
+    c->pos = op->desc.pos;
+    c->obj = obj; /* the reference st_log__obj_new took */
+    obj->live += c->len;
+    c->where = ST_CHUNK_STORE;
+    st_list_init(&c->lru);
+    c->part = part;
+    c->folded = true;
+    c->prods = op->prods;
+    c->nprods = (uint32_t)op->nprods;
+    op->prods = NULL;
+    for (size_t j = 0; j < op->k; j++)
+        st_log__chunk_free(log, part->chunks[i + j]);
+    part->chunks[i] = c;
+    memmove(&part->chunks[i + 1], &part->chunks[i + op->k],
+            (part->nchunks - i - op->k) * sizeof(*part->chunks));
+    part->nchunks -= op->k - 1;
+    part->dropped += op->k - 1;
+    log->stats.segments_written++;
+    log->stats.chunks_merged += op->k;
+    merge_finish(op, ST_OK);
+}
+
+static void merge_put_done(st_err_t err, void *arg)
+{
+    merge_op_t *op = arg;
+    st_log_t *log = op->L->log;
+    if (err == ST_OK && (op->part->topic->deleting || log->life->stopped))
+        err = ST_ERR_CLOSED;
+    if (err != ST_OK)
+        return merge_finish(op, err);
+    st_op_t ops[LIFE_TXN_OPS];
+    char keys[LIFE_TXN_OPS][160];
+    kp_uuid_t id = op->part->topic->id;
+    int32_t p = op->part->index;
+    st_manifest_t m = {.version = ST_MANIFEST_VERSION,
+                       .node_id = log->cfg.node_id,
+                       .incarnation = log->incarnation,
+                       .seq = op->seq,
+                       .object_key = kp_str(op->key),
+                       .object_size = op->obj->len,
+                       .chunks = &op->desc,
+                       .nchunks = 1,
+                       .prods = op->prods,
+                       .nprods = op->nprods};
+    kp_writer_t w;
+    kp_writer_init(&w, 256 + ST_MANIFEST_PRODUCER_SIZE * op->nprods);
+    st_manifest_encode(&w, &m);
+    /* The first key is put again (a put and a delete of one key cannot
+     * share a transaction); the others are deleted. */
+    index_key(keys[0], sizeof keys[0], id, p, op->run[0]->base);
+    ops[0] = (st_op_t){.type = ST_OP_PUT, .key = keys[0], .val = w.buf, .val_len = w.len};
+    for (size_t j = 1; j < op->k; j++) {
+        index_key(keys[j], sizeof keys[j], id, p, op->run[j]->base);
+        ops[j] = (st_op_t){.type = ST_OP_DEL, .key = keys[j]};
+    }
+    st_cmp_t fence = {.key = log->fence_key,
+                      .target = ST_CMP_VALUE,
+                      .op = ST_CMP_EQ,
+                      .val = (const uint8_t *)log->fence_val,
+                      .val_len = strlen(log->fence_val)};
+    st_txn_t txn = {.cmps = &fence, .ncmps = 1, .success = ops, .nsuccess = op->k};
+    int rc = w.err ? -1 : st_meta_txn(log->meta, &txn, merge_committed, op);
+    kp_writer_deinit(&w);
+    if (rc != 0)
+        merge_finish(op, ST_ERR_NOMEM);
+}
+
+/* Every chunk's bytes are in op->data: write the segment object. */
+static void merge_upload(merge_op_t *op)
+{
+    st_log_t *log = op->L->log;
+    if (op->err != ST_OK || op->part->topic->deleting || log->life->stopped)
+        return merge_finish(op, op->err != ST_OK ? op->err : ST_ERR_CLOSED);
+    st_part_t *part = op->part;
+    op->seq = log->next_seq++;
+    snprintf(op->key, sizeof op->key, "objects/%" PRId32 "/%010" PRId64 "-%012" PRId64 ".nho",
+             log->cfg.node_id, log->incarnation, op->seq);
+    int32_t batches = 0;
+    int64_t max_ts = -1;
+    for (size_t j = 0; j < op->k; j++) {
+        batches += op->run[j]->batches;
+        if (op->run[j]->max_ts > max_ts)
+            max_ts = op->run[j]->max_ts;
+    }
+    op->desc = (st_chunk_desc_t){.topic_id = part->topic->id,
+                                 .partition = part->index,
+                                 .batches = batches,
+                                 .base_offset = op->run[0]->base,
+                                 .last_offset = op->run[op->k - 1]->last,
+                                 .max_timestamp = max_ts,
+                                 .pos = ST_OBJ_HEADER_SIZE,
+                                 .len = (uint32_t)op->total,
+                                 .crc = kp_crc32c(0, op->data, op->total)};
+    kp_writer_t w;
+    kp_writer_init(&w, op->total + SEGMENT_OVERHEAD);
+    st_obj_write_header(&w, &(st_obj_header_t){log->cfg.node_id, log->incarnation, op->seq});
+    kp_write_raw(&w, op->data, op->total);
+    st_obj_write_footer(&w, &op->desc, 1);
+    /* Producer entries: the last ST_PROD_BATCHES of each producer. */
+    size_t n = 0;
+    for (size_t j = 0; j < op->k; j++)
+        n += op->run[j]->nprods;
+    op->prods = calloc(n ? n : 1, sizeof(*op->prods));
+    if (w.err || !op->prods) {
+        kp_writer_deinit(&w);
+        return merge_finish(op, ST_ERR_NOMEM);
+    }
+    st_prod_desc_t *all = op->prods;
+    size_t m = 0;
+    for (size_t j = 0; j < op->k; j++)
+        for (uint32_t q = 0; q < op->run[j]->nprods; q++)
+            all[m++] = op->run[j]->prods[q];
+    size_t kept = 0;
+    for (size_t a = 0; a < m; a++) {
+        int later = 0;
+        for (size_t b = a + 1; b < m; b++)
+            later += all[b].producer_id == all[a].producer_id;
+        if (later < ST_PROD_BATCHES)
+            all[kept++] = all[a];
+    }
+    op->nprods = kept;
+    size_t len;
+    uint8_t *bytes = kp_writer_take(&w, &len);
+    op->obj = bytes ? st_buf_wrap(bytes, len) : NULL;
+    if (!op->obj) {
+        free(bytes);
+        return merge_finish(op, ST_ERR_NOMEM);
+    }
+    free(op->data); /* in the object now */
+    op->data = NULL;
+    if (st_objstore_put(log->os, op->key, op->obj->data, op->obj->len, merge_put_done, op) != 0)
+        merge_finish(op, ST_ERR_IO);
+}
+
+static void merge_got(st_err_t err, const uint8_t *data, size_t len, void *arg)
+{
+    merge_read_t *rd = arg;
+    merge_op_t *op = rd->op;
+    const st_chunk_t *c = op->run[rd->i];
+    if (err == ST_OK && (len != c->len || kp_crc32c(0, data, len) != c->crc))
+        err = ST_ERR_CORRUPT;
+    if (err == ST_OK)
+        memcpy(op->data + op->off[rd->i], data, len);
+    else if (op->err == ST_OK)
+        op->err = err;
+    free(rd);
+    if (--op->pending == 0)
+        merge_upload(op);
+}
+
+/* Start rewriting the next run; false when no partition has one. */
+static bool merge_step(st_life_t *L)
+{
+    st_log_t *log = L->log;
+    if (L->merges >= MERGES_PER_RUN)
+        return false;
+    while (L->mrg_topic < log->ntopics) {
+        st_topic_t *t = log->topics[L->mrg_topic];
+        if (L->mrg_part >= t->nparts || t->deleting) {
+            L->mrg_topic++;
+            L->mrg_part = 0;
+            continue;
+        }
+        st_part_t *part = t->parts[L->mrg_part];
+        size_t first, k;
+        if (!merge_pick(log, part, &first, &k)) {
+            L->mrg_part++;
+            continue;
+        }
+        merge_op_t *op = calloc(1, sizeof(*op));
+        if (!op)
+            return false;
+        op->L = L;
+        op->part = part;
+        op->k = k;
+        op->run = malloc(k * sizeof(*op->run));
+        op->off = malloc(k * sizeof(*op->off));
+        for (size_t j = 0; op->run && op->off && j < k; j++) {
+            op->run[j] = part->chunks[first + j];
+            op->off[j] = op->total;
+            op->total += op->run[j]->len;
+        }
+        op->data = op->run && op->off ? malloc(op->total ? op->total : 1) : NULL;
+        if (!op->data) {
+            merge_free(op);
+            return false;
+        }
+        L->merges++;
+        log->async_ops++;
+        op->pending = 1; /* held while the reads are issued */
+        for (size_t j = 0; j < k; j++) {
+            st_chunk_t *c = op->run[j];
+            if (c->where != ST_CHUNK_STORE) {
+                memcpy(op->data + op->off[j], c->buf->data + c->buf_off, c->len);
+                continue;
+            }
+            merge_read_t *rd = malloc(sizeof(*rd));
+            if (!rd) {
+                op->err = ST_ERR_NOMEM;
+                break;
+            }
+            *rd = (merge_read_t){op, j};
+            op->pending++;
+            if (st_objstore_get_range(log->os, c->obj->key, c->pos, c->len, merge_got, rd) != 0) {
+                free(rd);
+                op->pending--;
+                op->err = ST_ERR_IO;
+                break;
+            }
+        }
+        if (--op->pending == 0)
+            merge_upload(op);
+        return true;
+    }
+    L->mrg_topic = 0;
+    L->mrg_part = 0;
+    return false;
+}
+
 /* ---------------------------------------------------------------- GC */
 
 static int str_cmp(const void *a, const void *b)
@@ -804,6 +1160,11 @@ static void life_next(st_life_t *L)
         if (L->want_retain && retain_step(L))
             return;
         L->want_retain = false;
+        L->stage = LIFE_MERGE;
+        /* fall through */
+    case LIFE_MERGE:
+        if (merge_step(L))
+            return;
         L->stage = LIFE_GC;
         /* fall through */
     case LIFE_GC:
@@ -841,6 +1202,9 @@ static void run_begin(st_life_t *L, bool explicit, bool gc)
     L->stage = LIFE_FOLD;
     L->ret_topic = 0;
     L->ret_part = 0;
+    L->mrg_topic = 0;
+    L->mrg_part = 0;
+    L->merges = 0;
     life_next(L);
 }
 
@@ -1023,12 +1387,13 @@ static void part_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int6
             err = ST_ERR_CORRUPT;
             break;
         }
-        st_obj_t *obj = m.nchunks == 1 ? st_log__obj_new(m.object_key.ptr, (size_t)m.object_key.len,
-                                                         m.object_size)
+        st_obj_t *obj = m.nchunks == 1 ? st_log__obj_new(log, m.object_key.ptr,
+                                                         (size_t)m.object_key.len, m.object_size)
                                        : NULL;
         const st_chunk_desc_t *d = &m.chunks[0];
         if (obj && d->base_offset >= part->hw && st_log__chunk_add(part, obj, d)) {
             part->chunks[part->nchunks - 1]->folded = true;
+            st_log__chunk_prods(part, m.prods, m.nprods, 0);
             part->hw = part->leo = d->last_offset + 1;
             for (size_t k = 0; k < m.nprods; k++)
                 st_log__prod_replay(part, &m.prods[k]);

@@ -46,8 +46,44 @@ void st_buf_unref(st_buf_t *b)
     }
 }
 
-st_obj_t *st_log__obj_new(const char *key, size_t key_len, uint64_t size)
+static size_t obj_hash(const char *key, size_t len)
 {
+    size_t h = 14695981039346656037u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211u;
+    return h;
+}
+
+static void objtab_grow(st_log_t *log)
+{
+    size_t cap = log->objtab_cap ? 2 * log->objtab_cap : 1024;
+    st_obj_t **t = calloc(cap, sizeof(*t));
+    if (!t)
+        return; /* longer chains */
+    for (size_t i = 0; i < log->objtab_cap; i++) {
+        for (st_obj_t *o = log->objtab[i], *n; o; o = n) {
+            n = o->hnext;
+            size_t b = obj_hash(o->key, strlen(o->key)) % cap;
+            o->hnext = t[b];
+            t[b] = o;
+        }
+    }
+    free(log->objtab);
+    log->objtab = t;
+    log->objtab_cap = cap;
+}
+
+st_obj_t *st_log__obj_new(st_log_t *log, const char *key, size_t key_len, uint64_t size)
+{
+    if (log->objtab_n >= 2 * log->objtab_cap)
+        objtab_grow(log);
+    size_t b = log->objtab_cap ? obj_hash(key, key_len) % log->objtab_cap : 0;
+    for (st_obj_t *o = log->objtab_cap ? log->objtab[b] : NULL; o; o = o->hnext) {
+        if (strlen(o->key) == key_len && memcmp(o->key, key, key_len) == 0) {
+            o->refs++;
+            return o;
+        }
+    }
     st_obj_t *o = calloc(1, sizeof(*o));
     if (!o || !(o->key = strndup(key, key_len))) {
         free(o);
@@ -55,15 +91,31 @@ st_obj_t *st_log__obj_new(const char *key, size_t key_len, uint64_t size)
     }
     o->size = size;
     o->refs = 1;
+    o->log = log;
+    if (log->objtab_cap) {
+        o->hnext = log->objtab[b];
+        log->objtab[b] = o;
+        log->objtab_n++;
+    }
     return o;
 }
 
 void st_log__obj_unref(st_obj_t *o)
 {
-    if (o && --o->refs == 0) {
-        free(o->key);
-        free(o);
+    if (!o || --o->refs > 0)
+        return;
+    st_log_t *log = o->log;
+    if (log->objtab_cap) {
+        st_obj_t **pp = &log->objtab[obj_hash(o->key, strlen(o->key)) % log->objtab_cap];
+        while (*pp && *pp != o)
+            pp = &(*pp)->hnext;
+        if (*pp) {
+            *pp = o->hnext;
+            log->objtab_n--;
+        }
     }
+    free(o->key);
+    free(o);
 }
 
 /* ---------------------------------------------------------------- topics */
@@ -620,6 +672,7 @@ void st_log_free(st_log_t *log)
     event_free(log->kick);
     st_log__life_free(log);
     st_log__pids_free(log);
+    free(log->objtab);
     free(log);
 }
 
@@ -838,7 +891,8 @@ static void open_topics(open_op_t *op)
 static void apply_manifest(st_log_t *log, const char *mkey, const st_manifest_t *m)
 {
     st_log__fold_add(log, mkey, m);
-    st_obj_t *obj = st_log__obj_new(m->object_key.ptr, (size_t)m->object_key.len, m->object_size);
+    st_obj_t *obj =
+        st_log__obj_new(log, m->object_key.ptr, (size_t)m->object_key.len, m->object_size);
     if (!obj)
         return;
     size_t np = 0; /* producer entries are in chunk order */
@@ -854,6 +908,7 @@ static void apply_manifest(st_log_t *log, const char *mkey, const st_manifest_t 
         if (d->base_offset < part->hw)
             continue; /* already applied (never expected: commits are fenced) */
         if (st_log__chunk_add(part, obj, d)) {
+            st_log__chunk_prods(part, m->prods, m->nprods, (uint32_t)i);
             part->hw = part->leo = d->last_offset + 1;
             for (size_t k = p0; k < np; k++)
                 st_log__prod_replay(part, &m->prods[k]);

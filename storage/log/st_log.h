@@ -93,6 +93,9 @@ typedef struct st_log_cfg {
     int64_t lifecycle_interval_ms; /* folding runs this often; 0 = 1000 */
     int64_t retention_check_interval_ms; /* retention is applied this often; 0 = 300000 */
     int64_t gc_interval_ms; /* garbage collection runs this often; 0 = 60000, -1 = never */
+    int64_t index_max_keys; /* above this many index keys a partition's small chunks are
+                             * merged into segment objects; 0 = 1000 */
+    int64_t segment_bytes;  /* largest segment object merging writes; 0 = 64 MiB */
     int64_t gc_grace_ms;    /* an unreferenced object is deleted once it has been
                              * seen unreferenced and is older than this; 0 = 600000 */
     /* NULL, or called for each committed flush with its object's size and
@@ -159,6 +162,8 @@ typedef struct st_log_stats {
     uint64_t gc_bytes_deleted;
     uint64_t gc_flushes_failed; /* held flushes failed because their object was collected */
     size_t gc_unreferenced;     /* unreferenced objects seen by the last pass */
+    uint64_t segments_written;  /* segment objects committed (merges and rewrites) */
+    uint64_t chunks_merged;     /* chunks copied into them */
 } st_log_stats_t;
 void st_log_stats(const st_log_t *log, st_log_stats_t *out);
 

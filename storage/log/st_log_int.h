@@ -42,9 +42,12 @@ static inline void st_list_del(st_link_t *l)
 
 /* An object in the store that committed chunks point into. */
 typedef struct st_obj {
-    char *key;     /* object key, owned */
-    uint64_t size; /* bytes */
-    int refs;      /* chunks referring to it */
+    char *key;            /* object key, owned */
+    uint64_t size;        /* bytes */
+    int refs;             /* chunks (and callers) referring to it */
+    uint64_t live;        /* bytes of the chunks in memory that lie in it */
+    struct st_obj *hnext; /* in log->objtab's bucket */
+    st_log_t *log;
 } st_obj_t;
 
 typedef enum st_chunk_where {
@@ -69,7 +72,9 @@ typedef struct st_chunk {
     st_chunk_where_t where;
     st_buf_t *buf; /* TAIL/CACHE: referenced bytes; chunk at buf->data + buf_off */
     size_t buf_off;
-    bool folded;     /* an index key holds it (st_life.c); else only a manifest */
+    bool folded;           /* an index key holds it (st_life.c); else only a manifest */
+    st_prod_desc_t *prods; /* its producer entries (chunk 0), owned, or NULL */
+    uint32_t nprods;
     st_link_t lru;   /* in log->tail_lru or log->cache_lru by where */
     st_load_t *load; /* ranged GET in flight, or NULL */
     st_part_t *part;
@@ -218,6 +223,8 @@ struct st_log {
     struct st_pids *pids; /* producer id allocation (st_producer.c), or NULL */
     bool hold_commits;    /* st_log_hold_commits */
     struct st_life *life; /* folding, retention, GC (st_life.c), or NULL */
+    st_obj_t **objtab;    /* objects by key (chains), objtab_cap buckets */
+    size_t objtab_cap, objtab_n;
 };
 
 /* st_flush.c */
@@ -254,6 +261,9 @@ void st_log__pend_drop(st_pend_t *b);
 /* st_read.c */
 void st_log__chunk_free(st_log_t *log, st_chunk_t *c);
 bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d);
+/* Give the last chunk of @part the producer entries of @prods with chunk
+ * index @chunk (copied, renumbered 0); false when out of memory. */
+bool st_log__chunk_prods(st_part_t *part, const st_prod_desc_t *prods, size_t n, uint32_t chunk);
 void st_log__tail_add(st_log_t *log, st_chunk_t *c, st_buf_t *obj, size_t off);
 void st_log__wake(st_part_t *part);
 /* st_life.c */
@@ -280,7 +290,9 @@ void st_log__topic_key(char *key, size_t cap, const char *name, size_t len);
 /* Run @fn(@arg) on the loop soon, never from inside this call. */
 int st_log__defer(st_log_t *log, void (*fn)(void *arg), void *arg);
 void st_log__op_done(st_log_t *log);
-st_obj_t *st_log__obj_new(const char *key, size_t key_len, uint64_t size);
+/* The object of @key: the one chunks already share, referenced, or a new
+ * one (refs 1). */
+st_obj_t *st_log__obj_new(st_log_t *log, const char *key, size_t key_len, uint64_t size);
 void st_log__obj_unref(st_obj_t *o);
 
 #endif

@@ -42,10 +42,31 @@ bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d)
     c->pos = d->pos;
     c->obj = obj;
     obj->refs++;
+    obj->live += c->len;
     c->where = ST_CHUNK_STORE;
     st_list_init(&c->lru);
     c->part = part;
     part->chunks[part->nchunks++] = c;
+    return true;
+}
+
+bool st_log__chunk_prods(st_part_t *part, const st_prod_desc_t *prods, size_t n, uint32_t chunk)
+{
+    st_chunk_t *c = part->chunks[part->nchunks - 1];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += prods[i].chunk == chunk;
+    if (k == 0)
+        return true;
+    st_prod_desc_t *p = realloc(c->prods, (c->nprods + k) * sizeof(*p));
+    if (!p)
+        return false;
+    c->prods = p;
+    for (size_t i = 0; i < n; i++)
+        if (prods[i].chunk == chunk) {
+            p[c->nprods] = prods[i];
+            p[c->nprods++].chunk = 0;
+        }
     return true;
 }
 
@@ -73,7 +94,9 @@ void st_log__chunk_free(st_log_t *log, st_chunk_t *c)
     chunk_drop_buf(log, c);
     if (c->load)
         c->load->chunk = NULL;
+    c->obj->live -= c->len;
     st_log__obj_unref(c->obj);
+    free(c->prods);
     free(c);
 }
 
@@ -329,15 +352,16 @@ static void load_done(st_err_t err, const uint8_t *data, size_t len, void *arg)
     st_load_t *ld = arg;
     st_chunk_t *c = ld->chunk;
     st_buf_t *buf = NULL;
-    if (!c)
-        err = ST_ERR_NOT_FOUND; /* the topic went away meanwhile */
-    else
+    bool gone = !c; /* dropped or merged meanwhile: the reads look again */
+    if (c)
         c->load = NULL;
-    if (err == ST_OK && (len != c->len || kp_crc32c(0, data, len) != c->crc))
+    if (gone)
+        err = ST_OK;
+    else if (err == ST_OK && (len != c->len || kp_crc32c(0, data, len) != c->crc))
         err = ST_ERR_CORRUPT;
-    if (err == ST_OK && (buf = st_buf_new(len)) != NULL)
+    if (!gone && err == ST_OK && (buf = st_buf_new(len)) != NULL)
         memcpy(buf->data, data, len);
-    else if (err == ST_OK)
+    else if (!gone && err == ST_OK)
         err = ST_ERR_NOMEM;
     if (buf) {
         c->where = ST_CHUNK_CACHE; /* readable for the waiting ops first ... */

@@ -224,6 +224,53 @@ static void read_cb(st_err_t err, const st_slice_t *sl, size_t n, void *arg)
     r->done++;
 }
 
+typedef struct all_res {
+    int done;
+    st_err_t err;
+    uint8_t *buf;
+    size_t len;
+} all_res_t;
+
+static void read_all_cb(st_err_t err, const st_slice_t *sl, size_t n, void *arg)
+{
+    all_res_t *r = arg;
+    r->err = err;
+    for (size_t i = 0; i < n; i++) {
+        r->buf = realloc(r->buf, r->len + sl[i].len);
+        memcpy(r->buf + r->len, sl[i].buf->data + sl[i].off, sl[i].len);
+        r->len += sl[i].len;
+    }
+    r->done++;
+}
+
+/* Every batch of @p from offset @from to the high watermark, back to back
+ * (malloc'ed). */
+static uint8_t *read_all(fx_t *f, st_part_t *p, int64_t from, size_t *len)
+{
+    all_res_t r = {0};
+    int64_t off = from;
+    while (off < st_part_hw(p)) {
+        size_t before = r.len;
+        int want = r.done + 1;
+        assert_int_equal(st_part_read(p, off, 1 << 20, read_all_cb, &r), 0);
+        run_until(f, &r.done, want);
+        assert_int_equal(r.err, ST_OK);
+        assert_true(r.len > before);
+        /* the next offset: after the last batch read */
+        size_t pos = before;
+        while (pos < r.len) {
+            const uint8_t *b = r.buf + pos;
+            int64_t base = (int64_t)kp_be64(b);
+            int32_t blen = (int32_t)kp_be32(b + 8);
+            int32_t delta = (int32_t)kp_be32(b + 23);
+            off = base + delta + 1;
+            pos += (size_t)blen + 12;
+        }
+    }
+    *len = r.len;
+    return r.buf;
+}
+
 static st_err_t read_at(fx_t *f, st_part_t *p, int64_t off)
 {
     res_t r = {0};
@@ -381,15 +428,25 @@ static void test_retention_time(void **state)
     st_log_stats_t st;
     st_log_stats(f->log, &st);
     assert_int_equal(st.chunks_expired, 10);
-    assert_int_equal(st.index_keys, 2 + 12);
-    /* the shared objects stay: the long topic still reads them */
+    /* the long topic's chunks were copied out of the shared objects the
+     * short topic left mostly dead: one segment per partition (and the
+     * short topic's last chunks out of the object that left behind) */
+    assert_int_equal(count_objects(f), 6 + st.segments_written);
+    assert_true(st.segments_written >= 2);
+    assert_int_equal(st.index_keys, 4);
+    assert_int_equal(st.index_keys_max_part, 1);
+    /* after the grace, the shared objects are gone; the long topic reads
+     * back completely */
     lifecycle(f, true);
     run_for(f, 400);
     lifecycle(f, true);
     st_log_stats(f->log, &st);
-    assert_int_equal(st.gc_objects_deleted, 0);
-    for (int64_t o = 0; o < 12; o += 2)
-        assert_int_equal(read_at(f, l->parts[1], o), ST_OK);
+    assert_int_equal(st.gc_objects_deleted, 6);
+    assert_int_equal(count_objects(f), st.segments_written);
+    for (int p = 0; p < 2; p++)
+        for (int64_t o = 0; o < 12; o++)
+            assert_int_equal(read_at(f, l->parts[p], o), ST_OK);
+    assert_int_equal(read_at(f, s->parts[0], 11), ST_OK);
     fx_close(f);
     fx_open(f);
     s = st_log_topic(f->log, "short", 5);
@@ -515,6 +572,80 @@ static void test_gc(void **state)
     assert_null(st_log_topic(f->log, "gone", 4));
 }
 
+/* Above index_max_keys, runs of small chunks are copied into segment
+ * objects: the key count stays bounded, the bytes read back are the same,
+ * producer state survives, and the replaced objects are collected. */
+static void test_merge(void **state)
+{
+    fx_t *f = *state;
+    fx_close(f);
+    f->cfg.index_max_keys = 8;
+    fx_open(f);
+    st_topic_t *t = create(f, "merge", 2, NULL, NULL);
+    int64_t ts = now_ms();
+    uint8_t *last = NULL;
+    size_t last_len = 0;
+    for (int i = 0; i < 40; i++) {
+        size_t len;
+        uint8_t *b = make_batch(3, ts + i, 9, 3 * i, &len);
+        res_t r = {0};
+        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+        size_t len1;
+        uint8_t *b1 = make_batch(1 + i % 4, ts + i, -1, 0, &len1);
+        assert_int_equal(st_part_append(t->parts[1], b1, len1, append_cb, &r), 0);
+        free(b1);
+        run_until(f, &r.done, 2);
+        assert_int_equal(r.err, ST_OK);
+        free(last);
+        last = b;
+        last_len = len;
+    }
+    size_t len0, len1;
+    uint8_t *before0 = read_all(f, t->parts[0], 0, &len0);
+    uint8_t *before1 = read_all(f, t->parts[1], 0, &len1);
+    lifecycle(f, false);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_true(s.segments_written >= 2);
+    assert_true(s.index_keys_max_part <= 8);
+    size_t n0, n1;
+    uint8_t *after0 = read_all(f, t->parts[0], 0, &n0);
+    uint8_t *after1 = read_all(f, t->parts[1], 0, &n1);
+    assert_int_equal(n0, len0);
+    assert_memory_equal(after0, before0, len0);
+    assert_int_equal(n1, len1);
+    assert_memory_equal(after1, before1, len1);
+    free(after0);
+    free(after1);
+    /* the replaced flush objects go after the grace */
+    lifecycle(f, true);
+    run_for(f, 400);
+    lifecycle(f, true);
+    st_log_stats(f->log, &s);
+    assert_true(s.gc_objects_deleted >= 30);
+    assert_int_equal(count_objects(f), 40 + s.segments_written - s.gc_objects_deleted);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "merge", 5);
+    st_log_stats(f->log, &s);
+    assert_true(s.index_keys_max_part <= 8);
+    assert_int_equal(st_part_hw(t->parts[0]), 120);
+    after0 = read_all(f, t->parts[0], 0, &n0);
+    assert_int_equal(n0, len0);
+    assert_memory_equal(after0, before0, len0);
+    /* the producer's last batch, retried, gets its offset back */
+    res_t r = {0};
+    assert_int_equal(st_part_append(t->parts[0], last, last_len, append_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.off, 117);
+    assert_int_equal(st_part_hw(t->parts[0]), 120);
+    free(last);
+    free(before0);
+    free(before1);
+    free(after0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -523,6 +654,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
