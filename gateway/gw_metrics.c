@@ -801,6 +801,10 @@ int gw_metrics_start(gw_metrics_t *m, const char *listen, char *errstr, size_t n
     }
     evhttp_set_gencb(m->http, http_cb, m);
     evhttp_set_timeout(m->http, 30);
+    /* Only GETs are served: a request with a body or large headers is refused
+     * before it is buffered. */
+    evhttp_set_max_body_size(m->http, 1024);
+    evhttp_set_max_headers_size(m->http, 16384);
     struct evhttp_bound_socket *bs =
         evhttp_bind_socket_with_handle(m->http, host[0] ? host : "0.0.0.0", (uint16_t)port);
     if (!bs) {

@@ -14,6 +14,7 @@
 #include <event2/http.h>
 #include <event2/thread.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ static int setup(void **state)
 {
     fix_t *f = calloc(1, sizeof *f);
     evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN); /* a refused upload is an EPIPE, not a death */
     f->base = event_base_new();
     f->m = gw_metrics_new(f->base);
     snprintf(f->root, sizeof f->root, "/tmp/nh-test-metrics.XXXXXX");
@@ -350,6 +352,21 @@ static void test_http_and_readiness(void **state)
     assert_int_equal(r.code, 405);
     r = get(f, "/other", EVHTTP_REQ_GET);
     assert_int_equal(r.code, 404);
+    /* A body larger than any GET needs is refused before it is buffered. */
+    {
+        http_res_t big = {0};
+        struct evhttp_connection *c =
+            evhttp_connection_base_new(f->base, NULL, "127.0.0.1", (uint16_t)gw_metrics_port(f->m));
+        struct evhttp_request *req = evhttp_request_new(http_done, &big);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "127.0.0.1");
+        static char body[1 << 20];
+        memset(body, 'x', sizeof body);
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, sizeof body);
+        assert_int_equal(evhttp_make_request(c, req, EVHTTP_REQ_POST, "/metrics"), 0);
+        wait_for(f, &big.done);
+        evhttp_connection_free(c);
+        assert_true(big.code == 413 || big.code == 0);
+    }
     char *t = gw_metrics_render(f->m);
     assert_int_equal(sample(t, "nuthatch_ready"), 1);
     assert_int_equal(sample(t, "nuthatch_store_reachable{store=\"object\"}"), 1);
