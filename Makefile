@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build test test-long unit fuzz run bench clean format-check regen
+.PHONY: all deps build test test-long test-compat-full unit fuzz run bench clean format-check regen
 
 all: build
 
@@ -22,6 +22,11 @@ test: build
 # The long variants of the compatibility tests (CTest label long).
 test-long: build
 	@cd $(BUILD) && ctest -L long --output-on-failure
+
+# Every test of librdkafka's own regression suite that runs against the
+# gateway (compat-tests/librdkafka/tests.list; `make test` runs the quick ones).
+test-compat-full: build
+	@NUTHATCH=$(CURDIR)/$(BUILD)/nuthatch /usr/bin/python3 compat-tests/librdkafka/run.py --set full $(ARGS)
 
 # Unit tests of the plain build only.
 unit: build

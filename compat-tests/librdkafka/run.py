@@ -1,0 +1,293 @@
+#!/usr/bin/python3
+"""run.py: librdkafka's own regression suite (Debian's librdkafka 2.0.2
+source package, built by build.sh) against a gateway started for the run.
+
+    run.py [--set quick|full] [--only NNNN,...] [--results FILE] [--markdown FILE]
+
+tests.list beside this script names every test of the suite: the set it
+runs in ("quick": `make test`, "full": `make test-compat-full` as well) or
+"out" and the reason it is left out.  Sub-tests left out are "subtests"
+lines (SUBTESTS_SKIP, from subtests-skip.patch).  Each test number runs as
+one test-runner process (TESTS=NNNN, -L: no broker-less variants) with a
+time limit, against one gateway per scenario ("default": topics created on
+first use; "noautocreate": auto.create.topics.enable=false); its outcome and
+duration come from the runner's JSON report (TEST_REPORT).  A gateway that
+exits during a test fails that test and is started again.
+
+NUTHATCH picks the gateway binary, NH_BACKEND=s3 runs it on S3 + etcd
+(lib/nh_server.py), NH_RDK_TIMEOUT (seconds, default 600) bounds each test,
+NH_RDK_KEEP=1 keeps the logs.  Exit status 0 when every test run passed.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
+from nh_server import NuthatchServer, ServicesMissing  # noqa: E402
+
+# The Kafka release whose API set the gateway's ApiVersions matches best
+# (gateway/gw_dispatch.c): ApiVersions v3 and CreateTopics v4 are 2.4's.
+# The suite skips tests whose minimum broker version is above it and picks
+# sub-tests by it.
+KAFKA_VERSION = "2.4.0"
+
+# Why a test may be left out (the first word of an "out" line's reason).
+REASONS = {
+    "tls": "needs TLS",
+    "sasl": "needs SASL",
+    "oauth": "needs OAUTHBEARER",
+    "transactions": "needs transactions",
+    "brokers": "needs several brokers or racks",
+    "kafka-cli": "needs the Kafka CLI (KAFKA_PATH)",
+    "compaction": "needs key compaction",
+    "local": "never connects to a broker (TEST_F_LOCAL)",
+    "mock": "runs on librdkafka's mock cluster only",
+    "manual": "a manual test that never ends (TEST_F_MANUAL, not in the suite's own runs)",
+    "fails:": "fails against the gateway, being fixed",
+}
+
+
+def parse_list(path):
+    """{key: (set, reason)} where key is "NNNN" or "NNNN@scenario", and
+    {NNNN: [(substring, reason)]} of sub-tests left out."""
+    tests, subtests = {}, {}
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            words = line.split(None, 2)
+            key, what = words[0], words[1] if len(words) > 1 else ""
+            rest = words[2] if len(words) > 2 else ""
+            where = f"{path}:{lineno}"
+            if not re.fullmatch(r"\d{4}(@[a-z0-9]+)?", key):
+                sys.exit(f"{where}: bad test key {key!r}")
+            if what in ("quick", "full"):
+                tests[key] = (what, rest)
+            elif what == "out":
+                if rest.split(None, 1)[0] not in REASONS if rest else True:
+                    sys.exit(f"{where}: a test is left out only for one of {sorted(REASONS)}")
+                tests[key] = ("out", rest)
+            elif what == "subtests":
+                sub, _, reason = rest.partition(" ")
+                if not reason or reason.split(None, 1)[0] not in REASONS:
+                    sys.exit(f"{where}: subtests SUBSTRING REASON, reason one of {sorted(REASONS)}")
+                subtests.setdefault(key, []).append((sub, reason))
+            else:
+                sys.exit(f"{where}: expected quick, full, out or subtests, not {what!r}")
+    return tests, subtests
+
+
+def suite_tests(src):
+    """The test numbers of the suite's table in tests/test.c, each with its
+    scenarios (from .scenario) and whether every variant is TEST_F_LOCAL."""
+    text = open(os.path.join(src, "tests", "test.c")).read()
+    table = text[text.index("struct test tests[] = {"):]
+    table = table[: table.index("{NULL}")]
+    found = {}
+    for m in re.finditer(r"_TEST\((\d{4})_(\w+),\s*([^,)]*)(.*?)\)\s*,\s*(?=_TEST|/\*|#|$)",
+                         table, re.S):
+        num, flags, rest = m.group(1), m.group(3), m.group(4)
+        scen = re.search(r'\.scenario\s*=\s*"([^"]*)"', rest)
+        scenarios = scen.group(1).split(",") if scen else ["default"]
+        entry = found.setdefault(num, {"scenarios": set(), "local": True, "manual": False,
+                                       "known_issue": False})
+        entry["scenarios"].update(scenarios)
+        entry["local"] &= "TEST_F_LOCAL" in flags
+        entry["manual"] |= "TEST_F_MANUAL" in flags
+        entry["known_issue"] |= bool(re.search(r"TEST_F_KNOWN_ISSUE\b", flags))
+    return found
+
+
+def run_one(src, num, scenario, bootstrap, workdir, skip_subtests, timeout, known_issue):
+    conf = os.path.join(workdir, "test.conf")
+    report = os.path.join(workdir, f"report-{num}-{scenario}.json")
+    log = os.path.join(workdir, f"test-{num}-{scenario}.log")
+    with open(conf, "w") as f:
+        f.write(f"bootstrap.servers={bootstrap}\n")
+        # Topic names of one run never collide with another's.
+        f.write("test.topic.random=true\n")
+        # A shared 2-core machine: the suite's timeouts, doubled.
+        f.write(f"test.timeout.multiplier={os.environ.get('NH_RDK_TIMEOUT_MULTIPLIER', '2')}\n")
+    env = dict(os.environ)
+    env.update({
+        "TESTS": num,
+        "TEST_KAFKA_VERSION": KAFKA_VERSION,
+        "RDKAFKA_TEST_CONF": conf,
+        "TEST_REPORT": report,
+        "SUBTESTS_SKIP": ",".join(s for s, _ in skip_subtests),
+        "LD_LIBRARY_PATH": os.path.join(src, "src") + ":" + os.path.join(src, "src-cpp"),
+        "TEST_MODE": "bare",
+    })
+    env.pop("TEST_DEBUG", None)
+    if os.path.exists(report):
+        os.unlink(report)
+    # -k: a test the suite marks as a known issue (skipped by default) runs.
+    args = ["./test-runner", "-L", "-s", scenario] + (["-k"] if known_issue else [])
+    started = time.monotonic()
+    status = None
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=os.path.join(src, "tests"), env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            status = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            # Also when this script is stopped: no test-runner outlives it.
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    elapsed = time.monotonic() - started
+    variants = {}
+    try:
+        with open(report) as f:
+            data = json.load(f)
+        for name, t in data.get("tests", {}).items():
+            if name == "<MAIN>" or t.get("state") in ("SKIPPED", "NOT_STARTED"):
+                continue
+            variants[name] = (t.get("state"), t.get("duration", 0.0))
+    except (OSError, ValueError):
+        pass
+    if status is None:
+        outcome = f"fail: no end within {timeout} s"
+    elif status != 0:
+        failed = [n for n, (s, _) in variants.items() if s != "PASSED"]
+        outcome = "fail: " + (", ".join(failed) if failed else f"test-runner exit status {status}")
+    elif not variants:
+        outcome = "fail: nothing ran"
+    elif any(s != "PASSED" for s, _ in variants.values()):
+        outcome = "fail: " + ", ".join(n for n, (s, _) in variants.items() if s != "PASSED")
+    else:
+        outcome = "pass"
+    return {"test": num, "scenario": scenario, "outcome": outcome,
+            "seconds": round(elapsed, 1), "variants": variants, "log": log}
+
+
+def last_lines(path, n=25):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def main():
+    # SIGTERM (ctest's timeout, a kill) stops the gateway and test-runner too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--set", choices=("quick", "full"), default="full",
+                    help="quick: the tests marked quick; full: all that run (default)")
+    ap.add_argument("--only", help="comma-separated test numbers (any set)")
+    ap.add_argument("--results", help="write the results as JSON to this file")
+    ap.add_argument("--list", default=os.path.join(HERE, "tests.list"))
+    opts = ap.parse_args()
+
+    build = subprocess.run(["bash", os.path.join(HERE, "build.sh")], stdout=subprocess.PIPE,
+                           text=True)
+    if build.returncode != 0:
+        print("librdkafka suite: the build failed", file=sys.stderr)
+        return 1
+    src = build.stdout.strip().splitlines()[-1]
+
+    tests, subtests = parse_list(opts.list)
+    known = suite_tests(src)
+    unlisted = [n for n in sorted(known)
+                if not any(k.split("@")[0] == n for k in tests)]
+    if unlisted:
+        print(f"librdkafka suite: not in {opts.list}: {' '.join(unlisted)}", file=sys.stderr)
+        return 1
+    for key in tests:
+        num, _, scen = key.partition("@")
+        if num not in known or (scen and scen not in known[num]["scenarios"]):
+            print(f"librdkafka suite: {key} in {opts.list} is not a test of the suite",
+                  file=sys.stderr)
+            return 1
+
+    only = set(opts.only.split(",")) if opts.only else None
+    selected = []
+    for key, (which, _) in sorted(tests.items()):
+        num, _, scen = key.partition("@")
+        if only is not None:
+            if num not in only or which == "out":
+                continue
+        elif which == "out" or (opts.set == "quick" and which != "quick"):
+            continue
+        selected.append((num, scen or "default"))
+    provisional = [k for k, (w, r) in tests.items() if w == "out" and r.startswith("fails:")]
+
+    timeout = float(os.environ.get("NH_RDK_TIMEOUT", "600"))
+    keep = os.environ.get("NH_RDK_KEEP") == "1"
+    workdir = tempfile.mkdtemp(prefix="nh-rdk.")
+    # The gateways' data directories live in the run's directory too.
+    tempfile.tempdir = workdir
+    results = []
+    failed = 0
+    started = time.monotonic()
+    print(f"librdkafka suite: {src}, TEST_KAFKA_VERSION={KAFKA_VERSION}, "
+          f"{len(selected)} tests, logs in {workdir}", flush=True)
+    for scenario in sorted({s for _, s in selected}):
+        # The broker the suite's scenarios describe (tests/scenarios/*.json):
+        # topics created on first use with 4 partitions ("noautocreate": not
+        # created on first use).
+        settings = {"num.partitions": "4"}
+        if scenario == "noautocreate":
+            settings["auto.create.topics.enable"] = "false"
+        srv = NuthatchServer(settings=settings, keep=keep)
+        try:
+            srv.start()
+        except ServicesMissing:
+            print("librdkafka suite: NH_BACKEND=s3 needs etcd and s3rver: skipped")
+            return 77
+        try:
+            for num, scen in selected:
+                if scen != scenario:
+                    continue
+                r = run_one(src, num, scen, srv.bootstrap, workdir, subtests.get(num, []),
+                            timeout, known[num]["known_issue"])
+                if srv.proc.poll() is not None:
+                    r["outcome"] = f"fail: the gateway exited ({srv.proc.returncode})"
+                    print(last_lines(srv.log_path), file=sys.stderr)
+                    srv.start()
+                results.append(r)
+                label = num if scen == "default" else f"{num}@{scen}"
+                print(f"librdkafka {label:<18} {r['outcome']:<6} {r['seconds']:7.1f} s", flush=True)
+                if r["outcome"] != "pass":
+                    failed += 1
+                    print(last_lines(r["log"]), file=sys.stderr)
+        finally:
+            srv.stop()
+            status = srv.exit_status
+            if keep and os.path.exists(srv.log_path):
+                shutil.copy(srv.log_path, os.path.join(workdir, f"gateway-{scenario}.log"))
+            srv.cleanup()
+        if status != 0:
+            print(f"librdkafka suite: the gateway's SIGTERM stop gave status {status}")
+            failed += 1
+    total = time.monotonic() - started
+    if opts.results:
+        with open(opts.results, "w") as f:
+            json.dump({"kafka_version": KAFKA_VERSION, "backend": os.environ.get("NH_BACKEND", "embedded"),
+                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       "seconds": round(total, 1), "results": results}, f, indent=1)
+    if provisional:
+        print(f"librdkafka suite: left out while failing: {' '.join(sorted(provisional))}")
+    if not keep and failed == 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"librdkafka suite: {total:.0f} s")
+    print(f"librdkafka: {len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
