@@ -5,12 +5,17 @@
  * is INVALID_PARTITIONS.
  * Replication factor -1 or any value >= 1 is accepted (durability comes
  * from the object store, DESIGN §8); 0 or below -1 is
- * INVALID_REPLICATION_FACTOR.  Manual replica assignments are
- * INVALID_REQUEST.  Configs are stored as the topic's overrides, except
- * that cleanup.policy=compact is INVALID_CONFIG (key-based compaction is
- * not supported, DESIGN §5), and so is a name that is empty or holds '='
- * or a line break, or a value with a line break (the topic key is made of
- * "config.<name>=<value>" lines).  validate_only checks without creating.
+ * INVALID_REPLICATION_FACTOR.  A manual replica assignment is accepted as
+ * Kafka accepts it on a one-broker cluster: partitions and replication
+ * factor both -1 (else INVALID_REQUEST), partitions 0..n-1 each listed
+ * once, every replica list the same length and naming this gateway's node
+ * id without repeats (else INVALID_REPLICA_ASSIGNMENT); the topic gets n
+ * partitions.  Configs are stored as the topic's overrides; a name that is
+ * not one of Kafka's topic configs is INVALID_CONFIG, as Kafka answers, and
+ * so is cleanup.policy=compact (key-based compaction is not supported,
+ * DESIGN §5), a name that is empty or holds '=' or a line break, or a value
+ * with a line break (the topic key is made of "config.<name>=<value>"
+ * lines).  validate_only checks without creating.
  */
 #include "gw_api.h"
 
@@ -41,6 +46,49 @@ static bool mentions_compact(kp_str_t v)
     return false;
 }
 
+/* Kafka's topic-level configuration names (LogConfig, Kafka 2.4 to 3.x). */
+static const char *const topic_config_names[] = {
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "follower.replication.throttled.replicas",
+    "index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "remote.storage.enable",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "segment.ms",
+    "unclean.leader.election.enable",
+};
+
+static bool topic_config_known(kp_str_t name)
+{
+    for (size_t i = 0; i < sizeof topic_config_names / sizeof topic_config_names[0]; i++)
+        if (kp_str_eq(name, topic_config_names[i]))
+            return true;
+    return false;
+}
+
 /* Copy the request's configs for the log; NULL with an error set when one
  * is refused.  Null values mean "the default" and are left out. */
 static st_topic_config_t *copy_configs(gw_req_t *req,
@@ -53,6 +101,10 @@ static st_topic_config_t *copy_configs(gw_req_t *req,
     *n = 0;
     for (int32_t i = 0; i < count; i++) {
         const kp_create_topics_request_creatable_topic_config_t *c = &ct->configs[i];
+        if (!topic_config_known(c->name)) {
+            set_error(tr, KP_ERR_INVALID_CONFIG, "unknown topic config name");
+            return NULL;
+        }
         if (c->value.len < 0)
             continue;
         /* The topic key stores "config.<name>=<value>" lines. */
@@ -94,6 +146,48 @@ static void created_cb(st_err_t err, st_topic_t *topic, void *arg)
         gw_req_respond(req, req->hstate);
 }
 
+/* The partition count of a manual replica assignment, or -1 with an error
+ * set when Kafka would refuse it on a cluster of this one broker. */
+static int32_t check_assignments(gw_req_t *req,
+                                 const kp_create_topics_request_creatable_topic_t *ct,
+                                 kp_create_topics_response_creatable_topic_result_t *tr)
+{
+    int32_t n = ct->assignments_count;
+    if (ct->num_partitions != -1 || ct->replication_factor != -1) {
+        set_error(tr, KP_ERR_INVALID_REQUEST,
+                  "partitions and replication factor must be -1 with a replica assignment");
+        return -1;
+    }
+    if (n > GW_MAX_PARTITIONS) {
+        set_error(tr, KP_ERR_INVALID_PARTITIONS, "partitions must be -1 or 1..100000");
+        return -1;
+    }
+    bool *seen = gw_req_alloc(req, (size_t)n * sizeof *seen);
+    memset(seen, 0, (size_t)n * sizeof *seen);
+    int32_t node = req->srv->cfg->node_id;
+    for (int32_t i = 0; i < n; i++) {
+        const kp_create_topics_request_creatable_replica_assignment_t *a = &ct->assignments[i];
+        if (a->partition_index < 0 || a->partition_index >= n || seen[a->partition_index]) {
+            set_error(tr, KP_ERR_INVALID_REPLICA_ASSIGNMENT,
+                      "partitions must be 0..n-1, each assigned once");
+            return -1;
+        }
+        seen[a->partition_index] = true;
+        if (a->broker_ids_count != ct->assignments[0].broker_ids_count || a->broker_ids_count < 1) {
+            set_error(tr, KP_ERR_INVALID_REPLICA_ASSIGNMENT,
+                      "every partition needs the same number of replicas, at least one");
+            return -1;
+        }
+        /* Only this broker exists, and a replica may not repeat. */
+        if (a->broker_ids_count != 1 || a->broker_ids[0] != node) {
+            set_error(tr, KP_ERR_INVALID_REPLICA_ASSIGNMENT,
+                      "a replica names a broker that does not exist, or repeats");
+            return -1;
+        }
+    }
+    return n;
+}
+
 /* Check one topic and start creating it (unless validate_only). */
 static void create_one(gw_req_t *req, const kp_create_topics_request_creatable_topic_t *ct,
                        kp_create_topics_response_creatable_topic_result_t *tr)
@@ -104,16 +198,16 @@ static void create_one(gw_req_t *req, const kp_create_topics_request_creatable_t
         set_error(tr, KP_ERR_INVALID_TOPIC_EXCEPTION, "invalid topic name");
         return;
     }
+    int32_t assigned = 0;
     if (ct->assignments_count > 0) {
-        set_error(tr, KP_ERR_INVALID_REQUEST, "manual replica assignment is not supported");
-        return;
-    }
-    if (ct->num_partitions == 0 || ct->num_partitions < -1 ||
-        ct->num_partitions > GW_MAX_PARTITIONS) {
+        assigned = check_assignments(req, ct, tr);
+        if (assigned < 0)
+            return;
+    } else if (ct->num_partitions == 0 || ct->num_partitions < -1 ||
+               ct->num_partitions > GW_MAX_PARTITIONS) {
         set_error(tr, KP_ERR_INVALID_PARTITIONS, "partitions must be -1 or 1..100000");
         return;
-    }
-    if (ct->replication_factor == 0 || ct->replication_factor < -1) {
+    } else if (ct->replication_factor == 0 || ct->replication_factor < -1) {
         set_error(tr, KP_ERR_INVALID_REPLICATION_FACTOR, "replication factor must be -1 or >= 1");
         return;
     }
@@ -125,11 +219,14 @@ static void create_one(gw_req_t *req, const kp_create_topics_request_creatable_t
         set_error(tr, KP_ERR_TOPIC_ALREADY_EXISTS, "topic already exists");
         return;
     }
-    int32_t nparts = ct->num_partitions == -1 ? srv->cfg->num_partitions : ct->num_partitions;
+    int32_t nparts = assigned > 0               ? assigned
+                     : ct->num_partitions == -1 ? srv->cfg->num_partitions
+                                                : ct->num_partitions;
     tr->num_partitions = nparts; /* v5+ */
     tr->replication_factor =
-        (int16_t)(ct->replication_factor == -1 ? srv->cfg->default_replication_factor
-                                               : ct->replication_factor);
+        (int16_t)(assigned > 0                   ? 1
+                  : ct->replication_factor == -1 ? srv->cfg->default_replication_factor
+                                                 : ct->replication_factor);
     if (rq->validate_only)
         return;
     ct_ctx_t *ctx = gw_req_alloc(req, sizeof *ctx);
