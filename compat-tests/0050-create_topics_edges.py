@@ -7,7 +7,9 @@ replica, a gap in the partition ids, partitions or replication factor set
 beside them) are INVALID_REPLICA_ASSIGNMENT or INVALID_REQUEST; a config
 name Kafka does not know is INVALID_CONFIG and nothing is created; known
 topic configs (compression.type, delete.retention.ms) are accepted and
-described back."""
+described back.  CreatePartitions likewise takes one replica list naming
+this broker per new partition, and refuses a list per partition that is
+missing or names another broker (INVALID_REPLICA_ASSIGNMENT)."""
 
 import os
 import sys
@@ -17,7 +19,7 @@ from nh_server import NuthatchServer  # noqa: E402
 
 try:
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 except ImportError:
     print("0050: confluent_kafka not installed: skipped")
     sys.exit(77)
@@ -54,6 +56,26 @@ def main():
         check(sorted(parts) == [0, 1, 2], "assigned topic's partitions: %s" % sorted(parts))
         check(all(p.leader == node and p.replicas == [node] for p in parts.values()),
               "assigned partitions led by %d" % node)
+
+        # More partitions, each assigned to this broker.
+        def grow(count, assignment):
+            f = admin.create_partitions([NewPartitions("assigned", count, assignment)],
+                                        operation_timeout=10)["assigned"]
+            try:
+                f.result(15)
+                return None
+            except KafkaException as e:
+                return e.args[0].name()
+
+        err = grow(5, [[node + 1], [node]])
+        check(err == "INVALID_REPLICA_ASSIGNMENT", "CreatePartitions on another broker: %s" % err)
+        err = grow(5, [[node]])
+        check(err == "INVALID_REPLICA_ASSIGNMENT", "CreatePartitions, a list missing: %s" % err)
+        err = grow(5, [[node], [node]])
+        check(err is None, "CreatePartitions assigned to this broker: %s" % err)
+        md = admin.list_topics(timeout=10)
+        check(sorted(md.topics["assigned"].partitions) == [0, 1, 2, 3, 4],
+              "partitions after CreatePartitions: %s" % sorted(md.topics["assigned"].partitions))
 
         # What Kafka refuses on a cluster of one broker.
         for name, assignment, want in [

@@ -2,8 +2,10 @@
  * gw_api_create_partitions.c: CreatePartitions (key 37).
  *
  * Only increases: a count at or below the topic's current one, or above
- * GW_MAX_PARTITIONS, is INVALID_PARTITIONS; manual assignments are
- * INVALID_REPLICA_ASSIGNMENT (replication belongs to the object store); a
+ * GW_MAX_PARTITIONS, is INVALID_PARTITIONS.  A manual assignment is
+ * accepted as Kafka accepts it on a one-broker cluster: one replica list per
+ * new partition, each naming only this gateway's node id; anything else is
+ * INVALID_REPLICA_ASSIGNMENT (replication belongs to the object store).  A
  * topic named twice is INVALID_REQUEST for both.  validate_only checks
  * without changing anything.  The new count is stored in the topic key
  * with a compare on its previous value (st_log_create_partitions): a
@@ -48,6 +50,23 @@ static void done_cb(st_err_t err, void *arg)
         gw_req_respond(req, req->hstate);
 }
 
+/* Why Kafka would refuse @ct's manual assignment of @added new partitions
+ * on a cluster of this one broker, or NULL. */
+static const char *
+assignment_refused(gw_req_t *req, const kp_create_partitions_request_create_partitions_topic_t *ct,
+                   int32_t added)
+{
+    if (ct->assignments_count != added)
+        return "one replica list is needed for each new partition";
+    for (int32_t i = 0; i < ct->assignments_count; i++) {
+        const kp_create_partitions_request_create_partitions_assignment_t *a = &ct->assignments[i];
+        /* Only this broker exists, and a replica may not repeat. */
+        if (a->broker_ids_count != 1 || a->broker_ids[0] != req->srv->cfg->node_id)
+            return "a replica names a broker that does not exist, or repeats";
+    }
+    return NULL;
+}
+
 static void create_one(gw_req_t *req, int32_t i, bool dup, cp_result_t *tr)
 {
     const kp_create_partitions_request_t *rq = req->body;
@@ -74,9 +93,11 @@ static void create_one(gw_req_t *req, int32_t i, bool dup, cp_result_t *tr)
         return;
     }
     if (ct->assignments_count >= 0) {
-        set_error(req, tr, KP_ERR_INVALID_REPLICA_ASSIGNMENT,
-                  "manual replica assignment is not supported");
-        return;
+        const char *why = assignment_refused(req, ct, ct->count - topic->nparts);
+        if (why) {
+            set_error(req, tr, KP_ERR_INVALID_REPLICA_ASSIGNMENT, why);
+            return;
+        }
     }
     if (rq->validate_only)
         return;
