@@ -41,7 +41,7 @@ PKGS=(
     python3 python3-confluent-kafka python3-kafka
     procps
     prometheus python3-yaml # promtool (only Debian's prometheus has it); the YAML parser
-    dpkg-dev patch  # compat-tests/librdkafka/build.sh: the suite from the source package
+    dpkg-dev patch rapidjson-dev  # compat-tests/librdkafka/build.sh: the suite from its source package
 )
 case $MODE in
 build) PKGS=("${BUILD_PKGS[@]}") ;;

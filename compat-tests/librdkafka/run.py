@@ -35,10 +35,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 from nh_server import NuthatchServer, ServicesMissing  # noqa: E402
 
 # The Kafka release whose API set the gateway's ApiVersions matches best
-# (gateway/gw_dispatch.c): ApiVersions v3 and CreateTopics v4 are 2.4's.
-# The suite skips tests whose minimum broker version is above it and picks
-# sub-tests by it.
-KAFKA_VERSION = "2.4.0"
+# (gateway/gw_dispatch.c): the newest API it lists is DescribeCluster, added
+# in 2.8 (KIP-700); nothing it lists is newer.  The suite skips tests whose
+# minimum broker version is above it and picks expectations by it (0081:
+# AlterConfigs of an unknown topic is UNKNOWN_TOPIC_OR_PART from 2.7 on, as
+# the gateway answers).
+KAFKA_VERSION = "2.8.0"
 
 # Why a test may be left out (the first word of an "out" line's reason).
 REASONS = {
@@ -51,9 +53,15 @@ REASONS = {
     "compaction": "needs key compaction",
     "local": "never connects to a broker (TEST_F_LOCAL)",
     "mock": "runs on librdkafka's mock cluster only",
+    "known-issue": "marked TEST_F_KNOWN_ISSUE and left out of the suite's own runs; fails against Kafka too",
+    "acl": "ACL administration (the gateway has no authorizer)",
     "manual": "a manual test that never ends (TEST_F_MANUAL, not in the suite's own runs)",
-    "fails:": "fails against the gateway, being fixed",
+    "fails": "fails against the gateway, being fixed",
 }
+
+
+def reason_word(reason):
+    return reason.split(None, 1)[0].rstrip(":") if reason.strip() else ""
 
 
 def parse_list(path):
@@ -74,12 +82,12 @@ def parse_list(path):
             if what in ("quick", "full"):
                 tests[key] = (what, rest)
             elif what == "out":
-                if rest.split(None, 1)[0] not in REASONS if rest else True:
+                if reason_word(rest) not in REASONS:
                     sys.exit(f"{where}: a test is left out only for one of {sorted(REASONS)}")
                 tests[key] = ("out", rest)
             elif what == "subtests":
                 sub, _, reason = rest.partition(" ")
-                if not reason or reason.split(None, 1)[0] not in REASONS:
+                if reason_word(reason) not in REASONS:
                     sys.exit(f"{where}: subtests SUBSTRING REASON, reason one of {sorted(REASONS)}")
                 subtests.setdefault(key, []).append((sub, reason))
             else:
@@ -100,7 +108,10 @@ def suite_tests(src):
         scen = re.search(r'\.scenario\s*=\s*"([^"]*)"', rest)
         scenarios = scen.group(1).split(",") if scen else ["default"]
         entry = found.setdefault(num, {"scenarios": set(), "local": True, "manual": False,
-                                       "known_issue": False})
+                                       "known_issue": False, "names": []})
+        # A broker-less variant of a test that has others is not run (-L).
+        local = "TEST_F_LOCAL" in flags
+        entry["names"].append(num + "_" + m.group(2) + ("*" if local else ""))
         entry["scenarios"].update(scenarios)
         entry["local"] &= "TEST_F_LOCAL" in flags
         entry["manual"] |= "TEST_F_MANUAL" in flags
@@ -174,6 +185,49 @@ def run_one(src, num, scenario, bootstrap, workdir, skip_subtests, timeout, know
             "seconds": round(elapsed, 1), "variants": variants, "log": log}
 
 
+def markdown(tests, subtests, known, results, meta):
+    """The table of docs/compatibility.md: every test of the suite, its set
+    and its outcome and duration in this run, or why it is left out."""
+    by_key = {}
+    for r in results:
+        key = r["test"] if r["scenario"] == "default" else f"{r['test']}@{r['scenario']}"
+        by_key[key] = r
+    lines = [f"Last run: {meta['date']}, {meta['backend']} gateway, TEST_KAFKA_VERSION="
+             f"{meta['kafka_version']}, {meta['passed']} passed, {meta['failed']} failed, "
+             f"{meta['seconds']:.0f} s in all.  Variants marked * are TEST_F_LOCAL (not run, "
+             "no broker); seconds are the wall-clock time of the test's test-runner process.", "",
+             "| test | variants | set | outcome | seconds |", "|---|---|---|---|---|"]
+    for key in sorted(tests, key=lambda k: (k.split("@")[0], k)):
+        which, reason = tests[key]
+        num = key.split("@")[0]
+        names = ", ".join(n[5:] for n in known[num]["names"]) if num in known else ""
+        subs = "; ".join(f"sub-tests matching `{sub}` left out: {why}"
+                         for sub, why in subtests.get(num, []))
+        if which == "out":
+            outcome, secs = "left out: " + reason, ""
+        elif key in by_key:
+            outcome, secs = by_key[key]["outcome"], f"{by_key[key]['seconds']:.1f}"
+        else:
+            outcome, secs = "not run in this run", ""
+        if subs:
+            outcome += " (" + subs + ")"
+        lines.append(f"| {key} | {names} | {which if which != 'out' else ''} | {outcome} | {secs} |")
+    return "\n".join(lines) + "\n"
+
+
+BEGIN, END = "<!-- librdkafka-suite:begin -->", "<!-- librdkafka-suite:end -->"
+
+
+def update_doc(path, table):
+    text = open(path).read()
+    if BEGIN not in text or END not in text:
+        sys.exit(f"{path}: no {BEGIN} ... {END} section")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + table + END + tail)
+
+
 def last_lines(path, n=25):
     try:
         with open(path, errors="replace") as f:
@@ -188,9 +242,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", choices=("quick", "full"), default="full",
                     help="quick: the tests marked quick; full: all that run (default)")
-    ap.add_argument("--only", help="comma-separated test numbers (any set)")
+    ap.add_argument("--only", help="comma-separated test numbers (any set, also those left "
+                    "out while failing)")
     ap.add_argument("--results", help="write the results as JSON to this file")
     ap.add_argument("--list", default=os.path.join(HERE, "tests.list"))
+    ap.add_argument("--update-doc", metavar="FILE",
+                    help="replace the suite's table in FILE (docs/compatibility.md) with this run's")
     opts = ap.parse_args()
 
     build = subprocess.run(["bash", os.path.join(HERE, "build.sh")], stdout=subprocess.PIPE,
@@ -216,23 +273,28 @@ def main():
 
     only = set(opts.only.split(",")) if opts.only else None
     selected = []
-    for key, (which, _) in sorted(tests.items()):
+    for key, (which, why) in sorted(tests.items()):
         num, _, scen = key.partition("@")
         if only is not None:
-            if num not in only or which == "out":
+            # Named tests run, also those left out while failing.
+            if num not in only or (which == "out" and reason_word(why) != "fails"):
                 continue
         elif which == "out" or (opts.set == "quick" and which != "quick"):
             continue
         selected.append((num, scen or "default"))
-    provisional = [k for k, (w, r) in tests.items() if w == "out" and r.startswith("fails:")]
+    provisional = [k for k, (w, r) in tests.items() if w == "out" and reason_word(r) == "fails"]
 
+    if not selected:
+        print("librdkafka suite: no test selected", file=sys.stderr)
+        return 1
     timeout = float(os.environ.get("NH_RDK_TIMEOUT", "600"))
     keep = os.environ.get("NH_RDK_KEEP") == "1"
     workdir = tempfile.mkdtemp(prefix="nh-rdk.")
     # The gateways' data directories live in the run's directory too.
     tempfile.tempdir = workdir
     results = []
-    failed = 0
+    failed = 0  # tests
+    stop_failed = 0  # gateways that did not stop cleanly
     started = time.monotonic()
     print(f"librdkafka suite: {src}, TEST_KAFKA_VERSION={KAFKA_VERSION}, "
           f"{len(selected)} tests, logs in {workdir}", flush=True)
@@ -273,20 +335,23 @@ def main():
             srv.cleanup()
         if status != 0:
             print(f"librdkafka suite: the gateway's SIGTERM stop gave status {status}")
-            failed += 1
+            stop_failed += 1
     total = time.monotonic() - started
+    meta = {"kafka_version": KAFKA_VERSION, "backend": os.environ.get("NH_BACKEND", "embedded"),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "seconds": round(total, 1), "passed": len(results) - failed, "failed": failed}
     if opts.results:
         with open(opts.results, "w") as f:
-            json.dump({"kafka_version": KAFKA_VERSION, "backend": os.environ.get("NH_BACKEND", "embedded"),
-                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                       "seconds": round(total, 1), "results": results}, f, indent=1)
+            json.dump(dict(meta, results=results), f, indent=1)
+    if opts.update_doc:
+        update_doc(opts.update_doc, markdown(tests, subtests, known, results, meta))
     if provisional:
         print(f"librdkafka suite: left out while failing: {' '.join(sorted(provisional))}")
-    if not keep and failed == 0:
+    if not keep and failed == 0 and stop_failed == 0:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"librdkafka suite: {total:.0f} s")
     print(f"librdkafka: {len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return 1 if failed or stop_failed else 0
 
 
 if __name__ == "__main__":
