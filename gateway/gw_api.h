@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "gw_cluster.h"
 #include "gw_conn.h"
 #include "gw_server.h"
 #include "kp_errors.h"
@@ -110,6 +111,12 @@ st_err_t gw_topic_autocreate(gw_server_t *srv, kp_str_t name, st_topic_cb cb, vo
  * means the bound port). */
 const char *gw_advertised_host(const gw_server_t *srv);
 int32_t gw_advertised_port(const gw_server_t *srv);
+
+/* The live brokers (gw_cluster.h), sorted by id: this node alone when the
+ * server has no cluster.  Allocated from @req; *@n >= 1. */
+const gw_node_t *gw_live_nodes(gw_req_t *req, size_t *n);
+/* The controller reported to clients: the lowest live node id. */
+int32_t gw_controller_id(const gw_server_t *srv);
 
 /* The cluster id reported to clients: cluster.id when set, else the log's. */
 const char *gw_cluster_id(const gw_server_t *srv);

@@ -5,9 +5,10 @@
  * (kafka-python probes with it); v1+ reads null as all and empty as none.
  * Requested topics that do not exist are created when auto.create.topics
  * .enable is on and, from v4, the request sets AllowAutoTopicCreation; the
- * answer waits for the creation.  This node leads every partition:
- * replicas = isr = [node.id], and the controller is this node (admin
- * clients send CreateTopics/DeleteTopics to it and time out on -1).
+ * answer waits for the creation.  The brokers are the live nodes
+ * (gw_cluster.h) and the controller the lowest of them (admin clients send
+ * CreateTopics/DeleteTopics to it and time out on -1).  This node leads
+ * every partition: replicas = isr = [node.id].
  */
 #include "gw_api.h"
 
@@ -92,15 +93,19 @@ static void respond(gw_req_t *req)
     kp_metadata_response_t resp;
     kp_metadata_response_init(&resp);
     resp.throttle_time_ms = 0; /* v3+ */
-    resp.brokers = gw_req_alloc(req, sizeof *resp.brokers);
-    resp.brokers_count = 1;
-    kp_metadata_response_metadata_response_broker_init(&resp.brokers[0]);
-    resp.brokers[0].node_id = *node;
-    resp.brokers[0].host = kp_str(gw_advertised_host(srv));
-    resp.brokers[0].port = gw_advertised_port(srv);
-    resp.brokers[0].rack = KP_STR_NULL;           /* v1+ */
+    size_t nnodes;
+    const gw_node_t *nodes = gw_live_nodes(req, &nnodes);
+    resp.brokers = gw_req_alloc(req, nnodes * sizeof *resp.brokers);
+    resp.brokers_count = (int32_t)nnodes;
+    for (size_t i = 0; i < nnodes; i++) {
+        kp_metadata_response_metadata_response_broker_init(&resp.brokers[i]);
+        resp.brokers[i].node_id = nodes[i].id;
+        resp.brokers[i].host = kp_str(nodes[i].host);
+        resp.brokers[i].port = nodes[i].port;
+        resp.brokers[i].rack = KP_STR_NULL; /* v1+ */
+    }
     resp.cluster_id = kp_str(gw_cluster_id(srv)); /* v2+ */
-    resp.controller_id = *node;                   /* v1+ */
+    resp.controller_id = gw_controller_id(srv);   /* v1+ */
 
     if (wants_all(req, rq)) {
         size_t n = st_log_topic_count(srv->log), k = 0;

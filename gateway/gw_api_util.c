@@ -9,6 +9,7 @@
  */
 #include "gw_api.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +116,24 @@ int32_t gw_advertised_port(const gw_server_t *srv)
 {
     int port = srv->cfg->advertised_listeners.port;
     return port ? port : srv->port;
+}
+
+const gw_node_t *gw_live_nodes(gw_req_t *req, size_t *n)
+{
+    gw_server_t *srv = req->srv;
+    if (srv->cluster)
+        return gw_cluster_nodes(srv->cluster, n);
+    gw_node_t *self = gw_req_alloc(req, sizeof *self);
+    self->id = srv->cfg->node_id;
+    snprintf(self->host, sizeof self->host, "%s", gw_advertised_host(srv));
+    self->port = gw_advertised_port(srv);
+    *n = 1;
+    return self;
+}
+
+int32_t gw_controller_id(const gw_server_t *srv)
+{
+    return srv->cluster ? gw_cluster_controller(srv->cluster) : srv->cfg->node_id;
 }
 
 const char *gw_cluster_id(const gw_server_t *srv)

@@ -101,6 +101,12 @@ static const opt_t opts[] = {
              "must be reachable by clients"},
     {.name = "node.id", .type = T_INT, FIELD(node_id), .min = 0, .max = INT32_MAX, .def = "1",
      .help = "This gateway's broker id, unique among the gateways sharing a metadata store"},
+    {.name = "cluster.lease.ms", .type = T_LONG, FIELD(cluster_lease_ms), .min = 2000,
+     .max = INT32_MAX, .def = "10000",
+     .help = "TTL of the lease this gateway's registration (/nuthatch/nodes/<node.id>) is kept "
+             "under, in milliseconds: a gateway that dies leaves the other gateways' Metadata "
+             "answers at most this long after its last renewal (renewed every third of it; "
+             "etcd counts whole seconds)"},
     {.name = "data.dir", .type = T_STRING, FIELD(data_dir), .nonempty = true,
      .def = "./nuthatch-data",
      .help = "Directory for local state; the default object and metadata stores live in it "

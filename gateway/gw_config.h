@@ -45,6 +45,7 @@ typedef struct gw_config {
                                                  never a wildcard host (see gw_config.c);
                                                  port 0 (from listeners) = the bound port */
     int32_t node_id;                          /* this gateway's broker id, 0..2^31-1 */
+    int64_t cluster_lease_ms;                 /* TTL of the node registration's lease, ms */
     char data_dir[GW_PATH_MAX];               /* directory for local state; non-empty */
     gw_storage_url_t storage_url;             /* object store */
     gw_metadata_url_t metadata_url;           /* metadata store */

@@ -21,6 +21,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 
+#include "gw_cluster.h"
 #include "gw_conn.h"
 #include "gw_group.h"
 #include "gw_log.h"
@@ -336,6 +337,7 @@ typedef struct run_ctx {
     st_log_t *log;             /* the log being opened or serving */
     st_log_t *old_log;         /* a log whose open failed, freed before the next try */
     st_compactor_t *compactor; /* etcd: keeps its revision history bounded */
+    gw_cluster_t *cluster;     /* this node's registration and the live nodes */
     st_objstore_t *os_raw;     /* the object store under the metered wrapper (os) */
     st_meta_t *meta_raw;       /* the metadata store under the metered wrapper (meta) */
     gw_metrics_t *metrics;     /* counters, /metrics, /healthz, /readyz */
@@ -425,6 +427,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     ctx->stopping = true;
     gw_log_info("server", "signal %d: stopping", (int)sig);
+    if (ctx->cluster)
+        gw_cluster_leave(ctx->cluster); /* the other nodes stop naming this one */
     if (!ctx->opened) {
         event_base_loopbreak(ctx->base); /* still starting: nothing to drain */
         return;
@@ -498,6 +502,8 @@ static void start_compactor(run_ctx_t *ctx)
         gw_log_warn("metadata", "cannot start compacting etcd's history: out of memory");
 }
 
+static void registered_cb(st_err_t err, void *arg);
+
 static void log_opened_cb(st_err_t err, void *arg)
 {
     run_ctx_t *ctx = arg;
@@ -516,8 +522,34 @@ static void log_opened_cb(st_err_t err, void *arg)
             start_failed(ctx, why);
         return;
     }
-    ctx->opened = true;
     ctx->srv->log = ctx->log;
+    if (ctx->stopping)
+        return;
+    const gw_listener_t *adv = &ctx->cfg->advertised_listeners;
+    ctx->cluster = gw_cluster_new(ctx->base, ctx->meta, ctx->cfg->node_id, adv->host,
+                                  adv->port ? adv->port : gw_server_port(ctx->srv),
+                                  ctx->cfg->cluster_lease_ms);
+    if (!ctx->cluster) {
+        start_failed(ctx, "cannot set up the cluster membership: out of memory");
+        return;
+    }
+    gw_cluster_start(ctx->cluster, now_ms() + ctx->cfg->startup_timeout_ms, registered_cb, ctx);
+}
+
+/* This node is registered among the live nodes: serve. */
+static void registered_cb(st_err_t err, void *arg)
+{
+    run_ctx_t *ctx = arg;
+    if (err != ST_OK) {
+        char why[700];
+        const char *detail = meta_detail(ctx);
+        snprintf(why, sizeof why, "cannot register node %d: %s%s%s", ctx->cfg->node_id,
+                 st_err_str(err), detail[0] ? ": " : "", detail);
+        start_failed(ctx, why);
+        return;
+    }
+    ctx->opened = true;
+    ctx->srv->cluster = ctx->cluster;
     gw_metrics_set_serving(ctx->metrics, true);
     if (ctx->stopping)
         return;
@@ -774,6 +806,9 @@ int gw_server_run(const gw_config_t *cfg)
         event_base_dispatch(ctx.base);
     }
     st_compactor_free(ctx.compactor);
+    if (ctx.srv)
+        ctx.srv->cluster = NULL;
+    gw_cluster_free(ctx.cluster); /* its operations in flight end with the store */
     gw_metrics_set_server(ctx.metrics, NULL);
     gw_server_free(ctx.srv);
     st_log_free(ctx.log);

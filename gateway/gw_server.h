@@ -27,6 +27,7 @@ struct event;
 struct evconnlistener;
 
 typedef struct gw_conn gw_conn_t;
+typedef struct gw_cluster gw_cluster_t;
 typedef struct gw_coord gw_coord_t;
 typedef struct gw_metrics gw_metrics_t;
 
@@ -53,6 +54,8 @@ typedef struct gw_server {
     st_log_t *log;                   /* borrowed; topics, partitions, offsets */
     st_objstore_t *os;               /* borrowed, may be NULL (tests): the object store */
     st_meta_t *meta;                 /* borrowed, may be NULL (tests): the metadata store */
+    gw_cluster_t *cluster;           /* borrowed, may be NULL (tests): the live nodes
+                                        (gw_cluster.h); NULL = this node alone */
     gw_coord_t *groups;              /* owned: the consumer-group coordinator (gw_group.h) */
     struct evconnlistener *listener; /* owned; NULL once stopped */
     int port;                        /* TCP port actually bound (cfg may say 0) */

@@ -61,7 +61,7 @@ for h in --help -h; do
     run "$h"
     [ "$status" -eq 0 ] || fail "$h exited $status"
     [ ! -s "$tmp/err" ] || fail "$h wrote to stderr"
-    for key in listeners advertised.listeners node.id data.dir storage.url metadata.url \
+    for key in listeners advertised.listeners node.id cluster.lease.ms data.dir storage.url metadata.url \
         auto.create.topics.enable num.partitions default.replication.factor \
         message.max.bytes socket.request.max.bytes connections.max.idle.ms max.connections \
         request.receive.budget.bytes request.partial.timeout.ms flush.max.bytes \
