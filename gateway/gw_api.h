@@ -115,6 +115,12 @@ int32_t gw_advertised_port(const gw_server_t *srv);
 /* The live brokers (gw_cluster.h), sorted by id: this node alone when the
  * server has no cluster.  Allocated from @req; *@n >= 1. */
 const gw_node_t *gw_live_nodes(gw_req_t *req, size_t *n);
+/* The coordinator of group @group (gw_cluster_coordinator; this node when
+ * the server has no cluster), allocated from @req. */
+const gw_node_t *gw_group_coordinator(gw_req_t *req, kp_str_t group);
+/* True when this node coordinates @group: the other nodes answer
+ * NOT_COORDINATOR to the group's requests. */
+bool gw_coordinates(const gw_server_t *srv, kp_str_t group);
 /* The controller reported to clients: the lowest live node id. */
 int32_t gw_controller_id(const gw_server_t *srv);
 

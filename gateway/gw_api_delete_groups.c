@@ -52,6 +52,10 @@ static void listed_cb(st_err_t err, const char *const *names, size_t n, void *ar
             r->error_code = KP_ERR_INVALID_GROUP_ID;
             continue;
         }
+        if (!gw_coordinates(req->srv, name)) {
+            r->error_code = KP_ERR_NOT_COORDINATOR;
+            continue;
+        }
         if (err != ST_OK) {
             r->error_code = KP_ERR_COORDINATOR_NOT_AVAILABLE;
             continue;

@@ -66,6 +66,10 @@ static void listed_cb(st_err_t err, const char *const *names, size_t n, void *ar
             d->error_code = KP_ERR_INVALID_GROUP_ID;
             continue;
         }
+        if (!gw_coordinates(req->srv, rq->groups[i])) {
+            d->error_code = KP_ERR_NOT_COORDINATOR;
+            continue;
+        }
         gw_group_t *g = gw_group_find(c, rq->groups[i]);
         if (g) {
             describe(req, d, g);

@@ -1,7 +1,8 @@
 /*
  * gw_api_find_coordinator.c: FindCoordinator (key 10), v0-4.
  *
- * This node coordinates every group (key type 0).  Transactions are not
+ * A group (key type 0) is coordinated by one live node (gw_cluster.h;
+ * this node alone without a cluster).  Transactions are not
  * built: key type 1 answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53),
  * which librdkafka treats as fatal instead of retrying until its timeout
  * (DESIGN §8).  Advertising FindCoordinator also makes librdkafka send LZ4
@@ -13,14 +14,15 @@
 #define KEY_TYPE_TRANSACTION 1
 
 /* The answer for one key: node, host, port and error. */
-static void coordinator_for(gw_server_t *srv, int8_t key_type, int16_t *err, int32_t *node_id,
-                            kp_str_t *host, int32_t *port)
+static void coordinator_for(gw_req_t *req, int8_t key_type, kp_str_t key, int16_t *err,
+                            int32_t *node_id, kp_str_t *host, int32_t *port)
 {
     if (key_type == KEY_TYPE_GROUP) {
+        const gw_node_t *c = gw_group_coordinator(req, key);
         *err = KP_ERR_NONE;
-        *node_id = srv->cfg->node_id;
-        *host = kp_str(gw_advertised_host(srv));
-        *port = gw_advertised_port(srv);
+        *node_id = c->id;
+        *host = kp_str(c->host);
+        *port = c->port;
         return;
     }
     *err = key_type == KEY_TYPE_TRANSACTION ? KP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED
@@ -37,7 +39,7 @@ int gw_api_find_coordinator(gw_req_t *req)
     kp_find_coordinator_response_init(&resp);
     resp.throttle_time_ms = 0; /* v1+ */
     if (req->api_version < 4) {
-        coordinator_for(req->srv, rq->key_type, &resp.error_code, &resp.node_id, &resp.host,
+        coordinator_for(req, rq->key_type, rq->key, &resp.error_code, &resp.node_id, &resp.host,
                         &resp.port);
         resp.error_message = KP_STR_NULL; /* v1-3 */
         gw_req_respond(req, &resp);
@@ -51,7 +53,7 @@ int gw_api_find_coordinator(gw_req_t *req)
         kp_find_coordinator_response_coordinator_t *c = &resp.coordinators[i];
         kp_find_coordinator_response_coordinator_init(c);
         c->key = rq->coordinator_keys[i];
-        coordinator_for(req->srv, rq->key_type, &c->error_code, &c->node_id, &c->host, &c->port);
+        coordinator_for(req, rq->key_type, c->key, &c->error_code, &c->node_id, &c->host, &c->port);
         c->error_message = KP_STR_NULL;
     }
     gw_req_respond(req, &resp);

@@ -1,8 +1,10 @@
 /*
  * gw_api_list_groups.c: ListGroups (key 16), v0-4.  The groups with members
  * here, and every group that has committed offsets in the metadata store
- * (state Empty, protocol type "" -- what the store keeps of them).  v4
- * filters by state, case-insensitively as Kafka does.
+ * (state Empty, protocol type "" -- what the store keeps of them), of
+ * those this node coordinates (as each Kafka broker lists its own: admin
+ * clients ask every broker).  v4 filters by state, case-insensitively as
+ * Kafka does.
  */
 #include "gw_api.h"
 
@@ -30,7 +32,7 @@ static void add(gw_req_t *req, kp_list_groups_response_t *resp, const char *id, 
                 const char *state)
 {
     const kp_list_groups_request_t *rq = req->body;
-    if (!state_wanted(rq, req->api_version, state))
+    if (!state_wanted(rq, req->api_version, state) || !gw_coordinates(req->srv, kp_str(id)))
         return;
     listed_t *l = &resp->groups[resp->groups_count++];
     kp_list_groups_response_listed_group_init(l);

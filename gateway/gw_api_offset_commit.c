@@ -35,6 +35,8 @@ static kp_err_t request_error(gw_req_t *req, const kp_offset_commit_request_t *r
 {
     if (rq->group_id.len <= 0)
         return KP_ERR_INVALID_GROUP_ID;
+    if (!gw_coordinates(req->srv, rq->group_id))
+        return KP_ERR_NOT_COORDINATOR;
     return gw_group_commit_check(req->srv->groups, rq->group_id, rq->generation_id_or_member_epoch,
                                  rq->member_id, rq->group_instance_id);
 }

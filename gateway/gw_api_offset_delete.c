@@ -107,6 +107,11 @@ int gw_api_offset_delete(gw_req_t *req)
         gw_req_respond(req, &os->resp);
         return 0;
     }
+    if (!gw_coordinates(req->srv, rq->group_id)) {
+        os->resp.error_code = KP_ERR_NOT_COORDINATOR;
+        gw_req_respond(req, &os->resp);
+        return 0;
+    }
     const char *group = gw_req_strdup(req, rq->group_id.ptr, (size_t)rq->group_id.len);
     int rc = st_log_fetch_offsets(req->srv->log, group, fetched_cb, req);
     if (rc != 0)

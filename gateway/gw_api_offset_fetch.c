@@ -156,6 +156,10 @@ static void fetched_cb(st_err_t err, const st_offset_commit_t *offs, size_t n, v
 
 static void fetch_group(gw_req_t *req, kp_str_t group, group_offsets_t *go)
 {
+    if (!gw_coordinates(req->srv, group)) {
+        go->err = KP_ERR_NOT_COORDINATOR;
+        return;
+    }
     of_ctx_t *ctx = gw_req_alloc(req, sizeof *ctx);
     ctx->req = req;
     ctx->go = go;

@@ -131,6 +131,25 @@ const gw_node_t *gw_live_nodes(gw_req_t *req, size_t *n)
     return self;
 }
 
+const gw_node_t *gw_group_coordinator(gw_req_t *req, kp_str_t group)
+{
+    gw_server_t *srv = req->srv;
+    if (srv->cluster)
+        return gw_cluster_coordinator(srv->cluster, group.ptr,
+                                      group.len > 0 ? (size_t)group.len : 0);
+    size_t n;
+    return gw_live_nodes(req, &n);
+}
+
+bool gw_coordinates(const gw_server_t *srv, kp_str_t group)
+{
+    if (!srv->cluster)
+        return true;
+    const gw_node_t *c =
+        gw_cluster_coordinator(srv->cluster, group.ptr, group.len > 0 ? (size_t)group.len : 0);
+    return c->id == srv->cfg->node_id;
+}
+
 int32_t gw_controller_id(const gw_server_t *srv)
 {
     return srv->cluster ? gw_cluster_controller(srv->cluster) : srv->cfg->node_id;

@@ -443,6 +443,40 @@ int32_t gw_cluster_controller(const gw_cluster_t *cl)
     return cl->nodes[0].id; /* sorted, never empty */
 }
 
+/* 64-bit FNV-1a of the node id (4 bytes, big-endian) then the key, through
+ * splitmix64's finalizer so that close ids spread. */
+static uint64_t rendezvous(int32_t id, const char *key, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 3; i >= 0; i--) {
+        h ^= (uint8_t)((uint32_t)id >> (8 * i));
+        h *= 0x100000001b3ULL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)key[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+const gw_node_t *gw_cluster_coordinator(const gw_cluster_t *cl, const char *key, size_t len)
+{
+    const gw_node_t *best = &cl->nodes[0];
+    uint64_t best_h = rendezvous(best->id, key, len);
+    for (size_t i = 1; i < cl->nnodes; i++) {
+        uint64_t h = rendezvous(cl->nodes[i].id, key, len);
+        if (h > best_h) { /* ties (never in practice) keep the lower id */
+            best = &cl->nodes[i];
+            best_h = h;
+        }
+    }
+    return best;
+}
+
 static void revoked(st_err_t err, void *arg)
 {
     gw_cluster_t *cl = arg;

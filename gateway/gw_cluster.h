@@ -18,7 +18,8 @@
  * that expired while the node lived (it could not reach the store in time)
  * is replaced by a new one and the key put again.
  *
- * The controller is the lowest live node id.
+ * The controller is the lowest live node id; each consumer group has one
+ * coordinator among the live nodes (gw_cluster_coordinator).
  *
  * Ownership: borrows @base and @meta, which must outlive the cluster; the
  * node array handed out is borrowed until the next return to the loop.
@@ -72,6 +73,12 @@ const gw_node_t *gw_cluster_nodes(const gw_cluster_t *cl, size_t *n);
 
 /* The lowest live node id. */
 int32_t gw_cluster_controller(const gw_cluster_t *cl);
+
+/* The coordinator of the group (or other key) @key of @len bytes: the live
+ * node with the highest rendezvous hash of (node id, key), so that a node
+ * leaving moves only its own keys and every node with the same view picks
+ * the same one. */
+const gw_node_t *gw_cluster_coordinator(const gw_cluster_t *cl, const char *key, size_t len);
 
 /* Leave: stop renewing and revoke the lease (this node's key goes with
  * it).  The revocation is sent and not waited for. */

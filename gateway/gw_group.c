@@ -825,6 +825,10 @@ void gw_group_join(gw_coord_t *c, gw_req_t *req)
         join_answer(req, NULL, NULL, KP_ERR_INVALID_GROUP_ID, false);
         return;
     }
+    if (!gw_coordinates(c->srv, rq->group_id)) {
+        join_answer(req, NULL, NULL, KP_ERR_NOT_COORDINATOR, false);
+        return;
+    }
     if (rq->session_timeout_ms < cfg->group_min_session_timeout_ms ||
         rq->session_timeout_ms > cfg->group_max_session_timeout_ms) {
         join_answer(req, NULL, NULL, KP_ERR_INVALID_SESSION_TIMEOUT, false);
@@ -858,6 +862,8 @@ void gw_group_sync(gw_coord_t *c, gw_req_t *req)
     kp_err_t err = KP_ERR_NONE;
     if (rq->group_id.len <= 0)
         err = KP_ERR_INVALID_GROUP_ID;
+    else if (!gw_coordinates(c->srv, rq->group_id))
+        err = KP_ERR_NOT_COORDINATOR;
     else if (!g)
         err = KP_ERR_UNKNOWN_MEMBER_ID;
     else if (fenced(g, rq->member_id, rq->group_instance_id))
@@ -913,6 +919,8 @@ void gw_group_heartbeat(gw_coord_t *c, gw_req_t *req)
     kp_err_t err = KP_ERR_NONE;
     if (rq->group_id.len <= 0)
         err = KP_ERR_INVALID_GROUP_ID;
+    else if (!gw_coordinates(c->srv, rq->group_id))
+        err = KP_ERR_NOT_COORDINATOR;
     else if (!g)
         err = KP_ERR_UNKNOWN_MEMBER_ID;
     else if (fenced(g, rq->member_id, rq->group_instance_id))
@@ -966,6 +974,8 @@ void gw_group_leave(gw_coord_t *c, gw_req_t *req)
     resp.throttle_time_ms = 0;
     if (rq->group_id.len <= 0) {
         resp.error_code = KP_ERR_INVALID_GROUP_ID;
+    } else if (!gw_coordinates(c->srv, rq->group_id)) {
+        resp.error_code = KP_ERR_NOT_COORDINATOR;
     } else if (req->api_version < 3) {
         resp.error_code = (int16_t)leave_one(g, rq->member_id, KP_STR_NULL);
     } else {
