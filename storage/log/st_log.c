@@ -887,34 +887,43 @@ static void open_topics(open_op_t *op)
         open_finish(op, ST_ERR_NOMEM);
 }
 
-/* Apply one committed manifest to the partitions it names. */
-static void apply_manifest(st_log_t *log, const char *mkey, const st_manifest_t *m)
+/* One chunk of a committed manifest, for applying chunks in offset order. */
+typedef struct mchunk {
+    const st_manifest_t *m;
+    st_obj_t *obj; /* the manifest's object (borrowed from the manifest's reference) */
+    size_t i;      /* chunk index in m */
+} mchunk_t;
+
+static int mchunk_cmp(const void *a, const void *b)
 {
-    st_log__fold_add(log, mkey, m);
-    st_obj_t *obj =
-        st_log__obj_new(log, m->object_key.ptr, (size_t)m->object_key.len, m->object_size);
-    if (!obj)
-        return;
-    size_t np = 0; /* producer entries are in chunk order */
-    for (size_t i = 0; i < m->nchunks; i++) {
-        const st_chunk_desc_t *d = &m->chunks[i];
-        size_t p0 = np;
-        while (np < m->nprods && m->prods[np].chunk == i)
-            np++;
-        st_topic_t *t = st_log_topic_by_id(log, d->topic_id);
-        if (!t || d->partition < 0 || d->partition >= t->nparts)
-            continue; /* a deleted topic's data, reclaimed by GC */
-        st_part_t *part = t->parts[d->partition];
-        if (d->base_offset < part->hw)
-            continue; /* already applied (never expected: commits are fenced) */
-        if (st_log__chunk_add(part, obj, d)) {
-            st_log__chunk_prods(part, m->prods, m->nprods, (uint32_t)i);
-            part->hw = part->leo = d->last_offset + 1;
-            for (size_t k = p0; k < np; k++)
+    const st_chunk_desc_t *x = &((const mchunk_t *)a)->m->chunks[((const mchunk_t *)a)->i];
+    const st_chunk_desc_t *y = &((const mchunk_t *)b)->m->chunks[((const mchunk_t *)b)->i];
+    int c = memcmp(x->topic_id.b, y->topic_id.b, sizeof x->topic_id.b);
+    if (c != 0)
+        return c;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    return x->base_offset < y->base_offset ? -1 : x->base_offset > y->base_offset;
+}
+
+/* Apply one manifest chunk to the partition it names. */
+static void apply_chunk(st_log_t *log, const mchunk_t *mc)
+{
+    const st_manifest_t *m = mc->m;
+    const st_chunk_desc_t *d = &m->chunks[mc->i];
+    st_topic_t *t = st_log_topic_by_id(log, d->topic_id);
+    if (!mc->obj || !t || d->partition < 0 || d->partition >= t->nparts)
+        return; /* a deleted topic's data, reclaimed by GC */
+    st_part_t *part = t->parts[d->partition];
+    if (d->base_offset < part->hw)
+        return; /* already in the folded index */
+    if (st_log__chunk_add(part, mc->obj, d)) {
+        st_log__chunk_prods(part, m->prods, m->nprods, (uint32_t)mc->i);
+        part->hw = part->leo = d->last_offset + 1;
+        for (size_t k = 0; k < m->nprods; k++) /* producer entries are in chunk order */
+            if (m->prods[k].chunk == mc->i)
                 st_log__prod_replay(part, &m->prods[k]);
-        }
     }
-    st_log__obj_unref(obj);
 }
 
 static void index_loaded(st_err_t err, void *arg);
@@ -924,22 +933,55 @@ static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more,
 {
     (void)more, (void)rev;
     open_op_t *op = arg;
+    st_log_t *log = op->log;
     if (err != ST_OK)
         return open_finish(op, err);
-    /* Keys sort by node, incarnation and sequence (zero-padded), which is
-     * commit order for each partition: a partition is led by one node at
-     * a time and a leader's commits are fenced in order. */
-    for (size_t i = 0; i < n; i++) {
-        st_manifest_t m;
-        if (st_manifest_decode(kvs[i].val, kvs[i].val_len, &m) != ST_OK) {
-            open_finish(op, ST_ERR_CORRUPT);
-            return;
+    /* Keys sort by node, incarnation and sequence: each node's commits in
+     * order, but not the commits of a partition written by several nodes
+     * one after the other (a node replaced by one with another id, a
+     * leader that moved).  Every chunk is applied in (partition, offset)
+     * order instead. */
+    st_manifest_t *ms = calloc(n ? n : 1, sizeof *ms);
+    st_obj_t **objs = calloc(n ? n : 1, sizeof *objs);
+    size_t nchunks = 0, decoded = 0;
+    if (!ms || !objs)
+        err = ST_ERR_NOMEM;
+    for (; err == ST_OK && decoded < n; decoded++) {
+        if (st_manifest_decode(kvs[decoded].val, kvs[decoded].val_len, &ms[decoded]) != ST_OK) {
+            err = ST_ERR_CORRUPT;
+            break;
         }
-        apply_manifest(op->log, kvs[i].key, &m);
-        free((void *)m.chunks);
-        free((void *)m.prods);
+        nchunks += ms[decoded].nchunks;
     }
-    if (st_log__life_start(op->log) != 0)
+    mchunk_t *mcs = err == ST_OK ? calloc(nchunks ? nchunks : 1, sizeof *mcs) : NULL;
+    if (err == ST_OK && !mcs)
+        err = ST_ERR_NOMEM;
+    if (err == ST_OK) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            const st_manifest_t *m = &ms[i];
+            st_log__fold_add(log, kvs[i].key, m);
+            objs[i] =
+                st_log__obj_new(log, m->object_key.ptr, (size_t)m->object_key.len, m->object_size);
+            for (size_t c = 0; c < m->nchunks; c++)
+                mcs[k++] = (mchunk_t){.m = m, .obj = objs[i], .i = c};
+        }
+        qsort(mcs, nchunks, sizeof *mcs, mchunk_cmp);
+        for (size_t i = 0; i < nchunks; i++)
+            apply_chunk(log, &mcs[i]);
+    }
+    for (size_t i = 0; i < decoded; i++) {
+        if (objs && objs[i])
+            st_log__obj_unref(objs[i]);
+        free((void *)ms[i].chunks);
+        free((void *)ms[i].prods);
+    }
+    free(mcs);
+    free(objs);
+    free(ms);
+    if (err != ST_OK)
+        return open_finish(op, err);
+    if (st_log__life_start(log) != 0)
         return open_finish(op, ST_ERR_NOMEM);
     open_finish(op, ST_OK);
 }

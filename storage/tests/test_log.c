@@ -959,6 +959,50 @@ static void test_producer_ids_shared_store(void **state)
     st_objstore_free(os2);
 }
 
+/* A partition written by one node id, then by another (a gateway replaced
+ * by one with another node.id), with none of the manifests folded yet:
+ * manifest keys sort by node id, not by commit order, and a third node
+ * must still load every chunk in offset order. */
+static void test_handover_unfolded(void **state)
+{
+    fx_t *f = *state;
+    fx_close(f);
+    f->cfg.lifecycle_interval_ms = 3600000; /* nothing folded during the test */
+    int32_t nodes[2] = {2, 1};
+    for (int k = 0; k < 2; k++) {
+        f->cfg.node_id = nodes[k];
+        fx_open(f);
+        st_topic_t *t = k == 0 ? create(f, "handover", 2) : st_log_topic(f->log, "handover", 8);
+        assert_non_null(t);
+        assert_int_equal(st_part_hw(t->parts[1]), 15 * k);
+        for (int i = 0; i < 3; i++) {
+            res_t r = append_one(f, t->parts[1], 5, 1000 * k + i);
+            assert_int_equal(r.err, ST_OK);
+            assert_int_equal(r.off, 15 * k + 5 * i);
+        }
+        fx_close(f);
+    }
+    f->cfg.node_id = 3;
+    fx_open(f);
+    st_topic_t *t = st_log_topic(f->log, "handover", 8);
+    assert_non_null(t);
+    assert_int_equal(st_part_hw(t->parts[1]), 30);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.manifests_unfolded, 6);
+    for (int64_t off = 0; off < 30; off += 5) {
+        rd_t rd;
+        read_all(f, t->parts[1], off, &rd);
+        assert_int_equal(rd.err, ST_OK);
+        assert_true(rd.len > 0);
+        assert_int_equal(kp_be64(rd.data), off); /* the batch holding @off starts there */
+    }
+    res_t r = append_one(f, t->parts[1], 5, 5000);
+    assert_int_equal(r.off, 30);
+    f->cfg.node_id = 1;
+    f->cfg.lifecycle_interval_ms = 0;
+}
+
 /* Version 1 manifests (no producer entries) are still read; version 2
  * round-trips its entries and refuses ones outside their chunk. */
 static void test_manifest_versions(void **state)
@@ -1038,6 +1082,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idem_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_producer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_producer_ids_shared_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handover_unfolded, setup, teardown),
         cmocka_unit_test(test_manifest_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
