@@ -41,9 +41,10 @@ run: build
 	    echo "make run: $(BUILD)/nuthatch is not part of this tree yet" >&2; exit 1; fi
 	@exec $(BUILD)/nuthatch $(ARGS)
 
-# A first benchmark against a fresh local gateway (bench/run.sh; ARGS go to nh-bench).
+# The side-by-side benchmark (bench/run.sh): mock cluster, embedded, S3 + etcd, raw limits;
+# writes its results into docs/performance.md.  Sizes: NH_BENCH_* (see bench/run.sh).
 bench: build
-	@bash bench/run.sh $(ARGS)
+	@bash bench/run.sh --docs
 
 # Regenerate the protocol codec from ../shared/kafka-messages.
 regen:

@@ -12,8 +12,21 @@
  *
  * Prints one line: objects, MB/s, objects/s and per-object latency p50,
  * p99, p99.9 (ms), from the PUT's start to the transaction's answer.
+ *
+ * --get-range BYTES then reads every object back with ranged GETs of that
+ * many bytes, P in flight, and prints a second line ("get", MB/s): the raw
+ * limit of catching up from the store.
+ *
+ *   nh-pipeline --dir PATH [--size BYTES] [--parallel P] [--objects N] [--get-range BYTES]
+ *
+ * measures the local-directory limit the same way: per object write() of
+ * the bytes into a temporary file, fdatasync(), rename() into place and
+ * fsync() of the directory; the read-back is pread() of the ranges (from
+ * the page cache, as the gateway's reads of fresh objects are too).
+ * The objects it writes are deleted at the end.
  */
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,7 +39,8 @@
 #include "st_s3_sign.h"
 
 typedef struct opts {
-    const char *s3, *bucket, *region, *etcd;
+    const char *s3, *bucket, *region, *etcd, *dir;
+    size_t get_range;
     size_t size, manifest;
     int parallel;
     long objects;
@@ -34,7 +48,8 @@ typedef struct opts {
 
 static opts_t o = {
     .region = "us-east-1", .size = 4 << 20, .manifest = 128, .parallel = 4, .objects = 200};
-static atomic_long next_obj;
+static atomic_long next_obj, next_get;
+static atomic_llong got_bytes;
 static double *lat_ms; /* per object */
 
 static double now_ms(void)
@@ -125,6 +140,128 @@ static int s3_put(CURL *c, const char *key, const uint8_t *data, size_t len)
     return rc == CURLE_OK && code == 200 ? 0 : -1;
 }
 
+/* One signed ranged GET of [off, off + len) of /bucket/@key; 0 on 206/200. */
+static int s3_get(CURL *c, const char *key, size_t off, size_t len, body_t *b)
+{
+    char date[17], host[256], url[1024], path[512], range[96];
+    const char *sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    st_s3_amz_date(time(NULL), date);
+    const char *h = strstr(o.s3, "://");
+    snprintf(host, sizeof host, "%s", h ? h + 3 : o.s3);
+    snprintf(path, sizeof path, "/%s/%s", o.bucket, key);
+    snprintf(url, sizeof url, "%s%s", o.s3, path);
+    snprintf(range, sizeof range, "bytes=%zu-%zu", off, off + len - 1);
+    st_s3_kv_t hdrs[] = {
+        {"host", host}, {"range", range}, {"x-amz-content-sha256", sha}, {"x-amz-date", date}};
+    st_s3_sign_req_t req = {.method = "GET",
+                            .path = path,
+                            .headers = hdrs,
+                            .nheaders = 4,
+                            .payload_sha256 = sha,
+                            .amz_date = date,
+                            .region = o.region,
+                            .service = "s3",
+                            .access_key = getenv("AWS_ACCESS_KEY_ID"),
+                            .secret_key = getenv("AWS_SECRET_ACCESS_KEY")};
+    char *auth = st_s3_sign(&req, NULL);
+    if (!auth)
+        return -1;
+    char l1[128], l2[128], l3[128], l4[1024];
+    snprintf(l1, sizeof l1, "x-amz-date: %s", date);
+    snprintf(l2, sizeof l2, "x-amz-content-sha256: %s", sha);
+    snprintf(l3, sizeof l3, "Range: %s", range);
+    snprintf(l4, sizeof l4, "Authorization: %s", auth);
+    struct curl_slist *sl = NULL;
+    sl = curl_slist_append(sl, l1);
+    sl = curl_slist_append(sl, l2);
+    sl = curl_slist_append(sl, l3);
+    sl = curl_slist_append(sl, l4);
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    b->len = 0;
+    CURLcode rc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(sl);
+    free(auth);
+    return rc == CURLE_OK && (code == 206 || code == 200) && b->len == len ? 0 : -1;
+}
+
+/* The local-directory counterpart of one object's PUT + commit. */
+static int dir_put(const char *key, const uint8_t *data, size_t len)
+{
+    char tmp[1024], path[1024];
+    snprintf(tmp, sizeof tmp, "%s/.tmp-%s", o.dir, key);
+    snprintf(path, sizeof path, "%s/%s", o.dir, key);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, data + done, len - done);
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    if (fdatasync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0)
+        return -1;
+    int dfd = open(o.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    int rc = fsync(dfd);
+    close(dfd);
+    return rc;
+}
+
+static int dir_get(const char *key, size_t off, size_t len, body_t *b)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", o.dir, key);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (!b->buf && !(b->buf = malloc(o.get_range + 1)))
+        return -1;
+    ssize_t r = pread(fd, b->buf, len, (off_t)off);
+    close(fd);
+    return r == (ssize_t)len ? 0 : -1;
+}
+
+static void obj_key(char *key, size_t cap, long i)
+{
+    snprintf(key, cap, "bench-%ld-%d.obj", i, (int)getpid());
+}
+
+/* Read every object back in ranges of o.get_range bytes. */
+static void *get_worker(void *arg)
+{
+    (void)arg;
+    CURL *s3 = o.dir ? NULL : curl_easy_init();
+    body_t b = {0};
+    long per = (long)((o.size + o.get_range - 1) / o.get_range);
+    long j;
+    while ((j = atomic_fetch_add(&next_get, 1)) < o.objects * per) {
+        char key[128];
+        obj_key(key, sizeof key, j / per);
+        size_t off = (size_t)(j % per) * o.get_range;
+        size_t len = o.size - off < o.get_range ? o.size - off : o.get_range;
+        if ((o.dir ? dir_get(key, off, len, &b) : s3_get(s3, key, off, len, &b)) != 0) {
+            fprintf(stderr, "nh-pipeline: GET %s at %zu failed\n", key, off);
+            exit(1);
+        }
+        atomic_fetch_add(&got_bytes, (long long)len);
+    }
+    free(b.buf);
+    if (s3)
+        curl_easy_cleanup(s3);
+    return NULL;
+}
+
 static char *b64(const void *p, size_t n)
 {
     char *s = malloc(4 * ((n + 2) / 3) + 1);
@@ -163,7 +300,7 @@ static int etcd_txn(CURL *c, const char *key, const char *fence_b64, const char 
 static void *worker(void *arg)
 {
     (void)arg;
-    CURL *s3 = curl_easy_init(), *etcd = curl_easy_init();
+    CURL *s3 = o.dir ? NULL : curl_easy_init(), *etcd = o.dir ? NULL : curl_easy_init();
     uint8_t *data = malloc(o.size);
     uint8_t *man = malloc(o.manifest);
     for (size_t i = 0; i < o.size; i++)
@@ -173,9 +310,17 @@ static void *worker(void *arg)
     long i;
     while ((i = atomic_fetch_add(&next_obj, 1)) < o.objects) {
         char key[128];
-        snprintf(key, sizeof key, "bench/%ld-%d.obj", i, (int)getpid());
+        obj_key(key, sizeof key, i);
         double t0 = now_ms();
         memcpy(data, &i, sizeof i); /* every object differs */
+        if (o.dir) {
+            if (dir_put(key, data, o.size) != 0) {
+                perror("nh-pipeline: write, fdatasync, rename, fsync");
+                exit(1);
+            }
+            lat_ms[i] = now_ms() - t0;
+            continue;
+        }
         if (s3_put(s3, key, data, o.size) != 0) {
             fprintf(stderr, "nh-pipeline: PUT %s failed\n", key);
             exit(1);
@@ -191,8 +336,10 @@ static void *worker(void *arg)
     free(man_b64);
     free(man);
     free(data);
-    curl_easy_cleanup(s3);
-    curl_easy_cleanup(etcd);
+    if (s3)
+        curl_easy_cleanup(s3);
+    if (etcd)
+        curl_easy_cleanup(etcd);
     return NULL;
 }
 
@@ -204,8 +351,9 @@ static int cmp_double(const void *a, const void *b)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: nh-pipeline --s3 URL --bucket B --etcd URL [--region R] [--size BYTES]"
-                    " [--parallel P] [--objects N] [--manifest BYTES]\n");
+    fprintf(stderr, "usage: nh-pipeline (--s3 URL --bucket B --etcd URL | --dir PATH) [--region R]"
+                    " [--size BYTES] [--parallel P] [--objects N] [--manifest BYTES]"
+                    " [--get-range BYTES]\n");
     exit(2);
 }
 
@@ -227,15 +375,23 @@ int main(int argc, char **argv)
             o.parallel = atoi(v);
         else if (!strcmp(k, "--objects"))
             o.objects = atol(v);
+        else if (!strcmp(k, "--dir"))
+            o.dir = v;
+        else if (!strcmp(k, "--get-range"))
+            o.get_range = (size_t)strtoull(v, NULL, 10);
         else if (!strcmp(k, "--manifest"))
             o.manifest = (size_t)strtoull(v, NULL, 10);
         else
             usage();
     }
-    if (!o.s3 || !o.bucket || !o.etcd || o.size == 0 || o.parallel < 1 || o.objects < 1 ||
-        !getenv("AWS_ACCESS_KEY_ID") || !getenv("AWS_SECRET_ACCESS_KEY"))
+    if (o.size == 0 || o.parallel < 1 || o.objects < 1)
+        usage();
+    if (!o.dir && (!o.s3 || !o.bucket || !o.etcd || !getenv("AWS_ACCESS_KEY_ID") ||
+                   !getenv("AWS_SECRET_ACCESS_KEY")))
         usage();
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (o.dir)
+        goto fenced;
     /* The fence the transactions compare with: key /bench/fence, whose
      * value is set to its own name (base64 "L2JlbmNoL2ZlbmNl"). */
     CURL *c = curl_easy_init();
@@ -250,6 +406,7 @@ int main(int argc, char **argv)
         return 1;
     }
     curl_easy_cleanup(c);
+fenced:
     lat_ms = calloc((size_t)o.objects, sizeof(double));
     pthread_t *t = calloc((size_t)o.parallel, sizeof(pthread_t));
     double t0 = now_ms();
@@ -264,6 +421,23 @@ int main(int argc, char **argv)
            "p99_ms=%.2f p999_ms=%.2f\n",
            o.objects, o.size, o.parallel, (double)o.size * (double)n / 1e6 / secs, (double)n / secs,
            lat_ms[n / 2], lat_ms[n * 99 / 100], lat_ms[n * 999 / 1000]);
+    if (o.get_range) {
+        t0 = now_ms();
+        for (int i = 0; i < o.parallel; i++)
+            pthread_create(&t[i], NULL, get_worker, NULL);
+        for (int i = 0; i < o.parallel; i++)
+            pthread_join(t[i], NULL);
+        secs = (now_ms() - t0) / 1e3;
+        printf("get objects=%ld range=%zu parallel=%d MB/s=%.1f\n", o.objects, o.get_range,
+               o.parallel, (double)atomic_load(&got_bytes) / 1e6 / secs);
+    }
+    if (o.dir)
+        for (long i = 0; i < o.objects; i++) {
+            char key[128], path[1024];
+            obj_key(key, sizeof key, i);
+            snprintf(path, sizeof path, "%s/%s", o.dir, key);
+            unlink(path);
+        }
     free(lat_ms);
     free(t);
     curl_global_cleanup();

@@ -1,118 +1,317 @@
 #!/usr/bin/env bash
-# bench/run.sh [nh-bench options]: start a fresh gateway (embedded default
-# stores, data directory under /tmp, loopback, a free port), run nh-bench
-# against it, stop it, and print a table.  Not a test: nothing is compared
-# with a threshold.
+# bench/run.sh: the side-by-side benchmark of docs/performance.md (`make bench`).
+# Not a test: nothing is compared with a threshold; ratios are reported.
 #
-# NH_BACKEND=s3 runs the gateway on S3 (s3rver) and etcd instead, and then
-# measures, on the same servers in the same run, the raw pipeline of one
-# PUT plus one etcd transaction per object (nh-pipeline) at the gateway's
-# average object size and its flush.max.inflight parallelism (4).
+# One run measures, on this machine, one after the other:
+#   mock      librdkafka's in-process mock cluster (nh-bench --mock): the
+#             protocol path with no durability, the upper baseline;
+#   embedded  a fresh gateway on its defaults (directory object store, SQLite);
+#   s3        a fresh gateway on s3rver + etcd on loopback (compat-tests/lib/
+#             services.sh), skipped when they are not installed;
+#   raw       the backends' own limits at the gateway's object sizes and
+#             parallelism (nh-pipeline): write + fdatasync + rename + directory
+#             fsync for the directory; one signed PUT + one etcd transaction
+#             per object for S3 + etcd; ranged reads of the same objects.
+# For the gateways: produce and tail-consume throughput on 1, 16 and 1,000
+# partitions; produce latency at a light rate and at half the 1-partition
+# produce rate; a restart, then catch-up consumption of the same topics (cold
+# caches); RSS with 10,000 partitions idle and active; objects stored per MB;
+# CPU seconds of every process per phase.  The result is a Markdown section
+# on stdout; with --docs it also replaces the results section of
+# docs/performance.md (between the bench:begin/bench:end markers).
 #
-# BUILD (default build) names the build directory; NUTHATCH, NH_BENCH and
-# NUTHATCH_DUMP override the binaries; NH_KEEP=1 keeps the data directory.
-# Options are passed to nh-bench (e.g. --records 50000 --seconds 5).
+# Sizes (environment): NH_BENCH_RECORDS (200000 records of NH_BENCH_SIZE=1024
+# bytes per throughput run), NH_BENCH_PARTITIONS ("1 16 1000"),
+# NH_BENCH_RATE (200 records/s, the light rate), NH_BENCH_SECONDS (10 s per
+# latency run), NH_BENCH_RSS_PARTITIONS (10000), NH_BENCH_SYSTEMS
+# ("mock embedded s3").  BUILD names the build directory; NH_KEEP=1 keeps
+# the data directories.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
 case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-NUTHATCH=${NUTHATCH:-$BUILD/nuthatch}
+export NUTHATCH=${NUTHATCH:-$BUILD/nuthatch}
 NH_BENCH=${NH_BENCH:-$BUILD/nh-bench}
-NUTHATCH_DUMP=${NUTHATCH_DUMP:-$(dirname "$NUTHATCH")/nuthatch-dump}
-NH_PIPELINE=${NH_PIPELINE:-$(dirname "$NUTHATCH")/nh-pipeline}
-. "$ROOT/compat-tests/lib/nh_server.sh"
+NH_PIPELINE=${NH_PIPELINE:-$BUILD/nh-pipeline}
+RECORDS=${NH_BENCH_RECORDS:-200000}
+SIZE=${NH_BENCH_SIZE:-1024}
+PARTS=${NH_BENCH_PARTITIONS:-1 16 1000}
+RATE=${NH_BENCH_RATE:-200}
+SECONDS_LAT=${NH_BENCH_SECONDS:-10}
+RSS_PARTS=${NH_BENCH_RSS_PARTITIONS:-10000}
+SYSTEMS=${NH_BENCH_SYSTEMS:-mock embedded s3}
+COMMON=(--records "$RECORDS" --size "$SIZE" --rate "$RATE" --seconds "$SECONDS_LAT" --kv)
 
-for b in "$NUTHATCH" "$NH_BENCH"; do
+for b in "$NUTHATCH" "$NH_BENCH" "$NH_PIPELINE"; do
     if [ ! -x "$b" ]; then
         echo "bench: no executable at $b (make build; nh-bench needs librdkafka-dev)" >&2
         exit 1
     fi
 done
 
-NH_DIR=$(mktemp -d /tmp/nh-bench.XXXXXX) || exit 1
+log() { echo "bench: $*" >&2; }
+# kv FILE KEY: the value of KEY in FILE (KEY=VALUE lines), or empty.
+kv() { [ -f "$1" ] && sed -n "s/^$2=//p" "$1" | tail -1; }
 
-nh_start || exit 1
-gw_pid=$NH_PID
-
-if ! "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" --kv "$@" >"$NH_DIR/bench.out"; then
-    echo "bench: nh-bench failed; gateway log:" >&2
-    tail -20 "$NH_DIR/server.log" >&2
-    exit 1
-fi
-
-# The gateway's CPU time and peak memory, before it stops.
-tck=$(getconf CLK_TCK)
-read -r utime stime < <(awk '{ print $14, $15 }' "/proc/$gw_pid/stat")
-hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$gw_pid/status")
-
-# What the log holds: flush objects, their bytes, the batches in them.
-objects=$(nh_object_files | wc -l)
-obj_bytes=$(nh_object_files | xargs -r stat -c %s | awk '{ s += $1 } END { print s + 0 }')
-batches=?
-if [ -x "$NUTHATCH_DUMP" ] && [ "$NH_BACKEND" != s3 ]; then
-    batches=$("$NUTHATCH_DUMP" --json "$NH_DIR/data" | grep -c '^{"type":"batch"')
-fi
-
-# The raw pipeline on the same S3 server and etcd, at the same object size
-# and parallelism, while the gateway is idle.
-pipeline=
-if [ "$NH_BACKEND" = s3 ] && [ -x "$NH_PIPELINE" ] && [ "$objects" -gt 0 ]; then
-    avg=$((obj_bytes / objects))
-    n=$((objects < 200 ? objects : 200))
-    pipeline=$(AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER "$NH_PIPELINE" \
-        --s3 "$NH_S3_ENDPOINT" --bucket "$NH_S3_BUCKET" --etcd "$NH_ETCD_ENDPOINT" \
-        --size "$avg" --parallel 4 --objects "$n")
-    pipeline1=$(AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER "$NH_PIPELINE" \
-        --s3 "$NH_S3_ENDPOINT" --bucket "$NH_S3_BUCKET" --etcd "$NH_ETCD_ENDPOINT" \
-        --size "$avg" --parallel 1 --objects "$n")
-fi
-nh_stop
-status=$?
-
-kv() { sed -n "s/^$1=//p" "$NH_DIR/bench.out"; }
-records=$(kv records)
-size=$(kv value_bytes)
-row() { printf '%-44s %s\n' "$1" "$2"; }
-
-echo "Nuthatch benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), \
-$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, \
-/tmp on $(df -T /tmp | awk 'NR == 2 { print $2 " " $1 }')"
-echo "gateway: $NUTHATCH, data in $NH_DIR/data, listening on $NH_BOOTSTRAP"
-echo
-row "measurement" "result"
-row "-----------" "------"
-if [ -n "$(kv produce_mb_s)" ]; then
-    row "produce ${records} x ${size} B, acks=all" \
-        "$(kv produce_mb_s) MB/s ($(kv produce_records_s) records/s, $(kv produce_seconds) s)"
-fi
-if [ -n "$(kv consume_mb_s)" ]; then
-    row "consume them from the start" \
-        "$(kv consume_mb_s) MB/s ($(kv consume_records_s) records/s, $(kv consume_seconds) s; \
-first record after $(kv consume_first_ms) ms)"
-fi
-if [ -n "$(kv latency_p50_ms)" ]; then
-    row "produce latency, acks=all, $(kv latency_rate)/s" \
-        "p50 $(kv latency_p50_ms) ms, p90 $(kv latency_p90_ms) ms, p99 $(kv latency_p99_ms) ms, \
-max $(kv latency_max_ms) ms (n=$(kv latency_count))"
-fi
-row "stored" "$objects objects, $((obj_bytes / 1000000)) MB, $batches batches"
-if [ -n "$pipeline" ]; then
-    pv() { echo "$pipeline" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
-    row "raw pipeline: PUT + etcd txn per object" \
-        "$(pv MB/s) MB/s, $(pv objects/s) objects/s at $(pv size) B x $(pv parallel) in flight; \
-per object p50 $(pv p50_ms) ms, p99 $(pv p99_ms) ms"
-    row "raw pipeline, one object at a time" \
-        "per object p50 $(pipeline=$pipeline1 pv p50_ms) ms, p99 $(pipeline=$pipeline1 pv p99_ms) ms"
-    if [ -n "$(kv produce_mb_s)" ]; then
-        row "gateway produce / raw pipeline" \
-            "$(awk -v a="$(kv produce_mb_s)" -v b="$(pv MB/s)" 'BEGIN { printf "%.2f", a / b }')"
+# ---------------------------------------------------------------- one gateway
+# run.sh --one OUT: the gateway part for $NH_BACKEND, results into OUT/$NH_BACKEND-*.
+if [ "${1:-}" = --one ]; then
+    OUT=$2
+    B=$NH_BACKEND
+    . "$ROOT/compat-tests/lib/nh_server.sh"
+    nh_start || exit 1
+    watch() {
+        local w=(--watch "gateway=$NH_PID")
+        if [ "$B" = s3 ]; then
+            w+=(--watch "s3rver=$NH_S3_PID" --watch "etcd=$NH_ETCD_PID")
+        fi
+        echo "${w[@]}"
+    }
+    nobj() { nh_object_files | wc -l; }
+    objbytes() { nh_object_files | xargs -r stat -c %s | awk '{ s += $1 } END { print s + 0 }'; }
+    fail() {
+        log "$B: $1 failed; gateway log:"
+        tail -20 "$NH_DIR/server.log" >&2
+        exit 1
+    }
+    # Throughput and the tail, per partition count; objects counted around each.
+    for p in $PARTS; do
+        f=$OUT/$B-p$p.kv
+        o0=$(nobj) b0=$(objbytes)
+        log "$B: produce + consume, $p partitions"
+        # shellcheck disable=SC2046
+        "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --partitions "$p" \
+            --topic "bench-p$p" --phases produce,consume $(watch) >"$f" || fail "nh-bench ($p)"
+        o1=$(nobj) b1=$(objbytes)
+        echo "objects=$((o1 - o0))" >>"$f"
+        echo "object_bytes=$((b1 - b0))" >>"$f"
+    done
+    f=$OUT/$B-lat.kv
+    half=$(awk -v r="$(kv "$OUT/$B-p1.kv" produce_records_s)" 'BEGIN { printf "%d", r / 2 }')
+    o0=$(nobj) b0=$(objbytes)
+    log "$B: latency at $RATE/s and at $half/s"
+    # shellcheck disable=SC2046
+    "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --phases latency,half \
+        --half-rate "$half" $(watch) >"$f" || fail "nh-bench (latency)"
+    o1=$(nobj) b1=$(objbytes)
+    echo "objects=$((o1 - o0))" >>"$f"
+    echo "object_bytes=$((b1 - b0))" >>"$f"
+    # A restart: caches cold, the topics read back from the object store.
+    nh_stop || fail "stop"
+    nh_start || exit 1
+    for p in $PARTS; do
+        log "$B: catch-up after a restart, $p partitions"
+        # shellcheck disable=SC2046
+        "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --partitions "$p" \
+            --topic "bench-p$p" --phases catchup $(watch) >"$OUT/$B-cu$p.kv" || fail "catch-up ($p)"
+    done
+    log "$B: RSS with $RSS_PARTS partitions"
+    # shellcheck disable=SC2046
+    "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --phases rss \
+        --rss-partitions "$RSS_PARTS" $(watch) >"$OUT/$B-rss.kv" || fail "rss"
+    nh_stop || fail "stop"
+    # The backend's raw limit, on the same store, at the gateway's object
+    # sizes: throughput with the gateway's parallelism, and one object at a
+    # time at the latency run's size.
+    if [ "$B" = s3 ]; then
+        raw=(--s3 "$NH_S3_ENDPOINT" --bucket "$NH_S3_BUCKET" --etcd "$NH_ETCD_ENDPOINT")
+        par=4 # flush.max.inflight
+    else
+        mkdir -p "$NH_DIR/raw"
+        raw=(--dir "$NH_DIR/raw")
+        par=2 # the directory store's writer threads
     fi
+    export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+    for p in $PARTS; do
+        f=$OUT/$B-p$p.kv
+        n=$(kv "$f" objects)
+        [ "${n:-0}" -gt 0 ] || continue
+        avg=$(($(kv "$f" object_bytes) / n))
+        [ "$n" -ge 8 ] || n=8
+        [ "$n" -le 50 ] || n=50
+        log "$B: raw pipeline, $n objects of $avg bytes, $par in flight"
+        "$NH_PIPELINE" "${raw[@]}" --size "$avg" --parallel "$par" --objects "$n" \
+            --get-range 1048576 >"$OUT/$B-raw$p.txt" || fail "nh-pipeline"
+    done
+    f=$OUT/$B-lat.kv
+    n=$(kv "$f" objects)
+    avg=$((${n:-0} > 0 ? $(kv "$f" object_bytes) / n : 1100))
+    log "$B: raw pipeline, one object of $avg bytes at a time"
+    "$NH_PIPELINE" "${raw[@]}" --size "$avg" --parallel 1 --objects 500 >"$OUT/$B-rawone.txt" ||
+        fail "nh-pipeline"
+    exit 0
 fi
-row "gateway CPU time, peak RSS" \
-    "user $(awk -v t="$utime" -v h="$tck" 'BEGIN { printf "%.2f", t / h }') s, \
-sys $(awk -v t="$stime" -v h="$tck" 'BEGIN { printf "%.2f", t / h }') s, $((hwm / 1024)) MiB"
-if [ "$status" -ne 0 ]; then
-    echo "bench: the gateway exited $status after SIGTERM" >&2
-    exit 1
+
+# ---------------------------------------------------------------- all of it
+DOCS=0
+[ "${1:-}" != --docs ] || DOCS=1
+OUT=$(mktemp -d /tmp/nh-bench.XXXXXX) || exit 1
+trap '[ "${NH_KEEP:-0}" = 1 ] || rm -rf "$OUT"' EXIT
+start=$(date +%s)
+LOAD0=$(cut -d" " -f1-3 /proc/loadavg)
+for s in $SYSTEMS; do
+    case $s in
+    mock)
+        for p in $PARTS; do
+            log "mock: produce + consume, $p partitions"
+            "$NH_BENCH" --mock "${COMMON[@]}" --partitions "$p" --phases produce,consume \
+                >"$OUT/mock-p$p.kv" 2>/dev/null || exit 1
+        done
+        half=$(awk -v r="$(kv "$OUT/mock-p1.kv" produce_records_s)" 'BEGIN { printf "%d", r / 2 }')
+        log "mock: latency at $RATE/s and at $half/s"
+        "$NH_BENCH" --mock "${COMMON[@]}" --phases latency,half --half-rate "$half" \
+            >"$OUT/mock-lat.kv" 2>/dev/null || exit 1
+        ;;
+    embedded | s3)
+        NH_BACKEND=$s bash "$0" --one "$OUT"
+        rc=$?
+        if [ "$rc" -eq 77 ]; then
+            log "$s: etcd or s3rver not installed: skipped"
+        elif [ "$rc" -ne 0 ]; then
+            exit 1
+        fi
+        ;;
+    *)
+        log "unknown system $s"
+        exit 1
+        ;;
+    esac
+done
+elapsed=$(($(date +%s) - start))
+
+# ---------------------------------------------------------------- the table
+# pv FILE LINE KEY: a value of nh-pipeline's output line LINE (pipeline|get).
+pv() { [ -f "$1" ] && awk -v l="$2" -v k="$3" '$1 == l { for (i = 2; i <= NF; i++) {
+    split($i, a, "="); if (a[1] == k) print a[2] } }' "$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "";
+    else printf "%.2f", a / b }'; }
+# cpu_gb FILE PHASE PROC: CPU seconds of PROC per GB in PHASE.
+cpu_gb() {
+    local s mb
+    s=$(kv "$1" "$2_cpu_$3_s") mb=$(kv "$1" "$2_mb")
+    awk -v s="$s" -v m="$mb" 'BEGIN { if (s == "" || m == "" || m + 0 == 0) print "";
+        else printf "%.2f", s / (m / 1000) }'
+}
+row() {
+    local IFS='|'
+    echo "| $* |"
+}
+O=$OUT
+{
+    echo "Run of $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)," \
+        "${elapsed} s; load average before/after: ${LOAD0:-$(cut -d' ' -f1-3 /proc/loadavg)}" \
+        "/ $(cut -d' ' -f1-3 /proc/loadavg). $RECORDS records of $SIZE bytes per throughput run," \
+        "acks=all; latency runs of $SECONDS_LAT s on one partition."
+    echo
+    echo "Throughput (MB/s of record values) and ratios.  raw dir: write + fdatasync + rename +"
+    echo "directory fsync of objects of the embedded gateway's average size, 2 in flight; raw S3:"
+    echo "one PUT + one etcd transaction per object of the S3 gateway's average size, 4 in flight;"
+    echo "the get rows read those objects back in 1 MiB ranges."
+    echo
+    row " measurement " " mock " " embedded " " S3 + etcd " " raw dir " " raw S3 + etcd " \
+        " embedded / mock " " embedded / raw dir " " S3 / raw S3 "
+    row "---" "---:" "---:" "---:" "---:" "---:" "---:" "---:" "---:"
+    for p in $PARTS; do
+        m=$(kv "$O/mock-p$p.kv" produce_mb_s) e=$(kv "$O/embedded-p$p.kv" produce_mb_s)
+        s=$(kv "$O/s3-p$p.kv" produce_mb_s)
+        rd=$(pv "$O/embedded-raw$p.txt" pipeline MB/s) rs=$(pv "$O/s3-raw$p.txt" pipeline MB/s)
+        row " produce, $p partitions " " $m " " $e " " $s " " $rd " " $rs " " $(ratio "$e" "$m") " \
+            " $(ratio "$e" "$rd") " " $(ratio "$s" "$rs") "
+    done
+    for p in $PARTS; do
+        m=$(kv "$O/mock-p$p.kv" consume_mb_s) e=$(kv "$O/embedded-p$p.kv" consume_mb_s)
+        s=$(kv "$O/s3-p$p.kv" consume_mb_s)
+        row " consume at the tail, $p partitions " " $m " " $e " " $s " " " " " \
+            " $(ratio "$e" "$m") " " " " "
+    done
+    for p in $PARTS; do
+        m=$(kv "$O/mock-p$p.kv" consume_mb_s) e=$(kv "$O/embedded-cu$p.kv" catchup_mb_s)
+        s=$(kv "$O/s3-cu$p.kv" catchup_mb_s)
+        rd=$(pv "$O/embedded-raw$p.txt" get MB/s) rs=$(pv "$O/s3-raw$p.txt" get MB/s)
+        row " catch-up after a restart, $p partitions " " " " $e " " $s " " $rd " " $rs " \
+            " $(ratio "$e" "$m") " " $(ratio "$e" "$rd") " " $(ratio "$s" "$rs") "
+    done
+    echo
+    echo "Produce latency (ms, from produce() to the delivery report; acks=all, linger.ms=0)."
+    echo "light: $RATE records/s.  half: half of the same system's 1-partition produce rate"
+    echo "(records/s given).  raw, one at a time: one object of the latency run's average size."
+    echo
+    row " measurement " " mock " " embedded " " S3 + etcd " " raw dir " " raw S3 + etcd "
+    row "---" "---:" "---:" "---:" "---:" "---:"
+    for ph in latency half; do
+        name=light
+        [ "$ph" = latency ] || name=half
+        for q in p50 p99 p999; do
+            label=$q
+            [ "$q" != p999 ] || label=p99.9
+            rate_note=
+            [ "$ph" = latency ] || rate_note=" (mock $(kv "$O/mock-lat.kv" half_rate)/s, embedded $(kv "$O/embedded-lat.kv" half_rate)/s, S3 $(kv "$O/s3-lat.kv" half_rate)/s)"
+            [ "$q" = p50 ] || rate_note=
+            rd= rs=
+            if [ "$ph" = latency ]; then
+                rd=$(pv "$O/embedded-rawone.txt" pipeline "${q}_ms") rs=$(pv "$O/s3-rawone.txt" pipeline "${q}_ms")
+            fi
+            row " $name $label$rate_note " " $(kv "$O/mock-lat.kv" "${ph}_${q}_ms") " \
+                " $(kv "$O/embedded-lat.kv" "${ph}_${q}_ms") " " $(kv "$O/s3-lat.kv" "${ph}_${q}_ms") " \
+                " $rd " " $rs "
+        done
+    done
+    echo
+    echo "Objects stored per MB of record values written, and RSS of the gateway with"
+    echo "$RSS_PARTS partitions (one topic) idle, then after $((RSS_PARTS * 5)) records spread over all of them."
+    echo
+    row " measurement " " embedded " " S3 + etcd "
+    row "---" "---:" "---:"
+    for p in $PARTS; do
+        vals=()
+        for b in embedded s3; do
+            vals+=("$(awk -v o="$(kv "$O/$b-p$p.kv" objects)" -v m="$(kv "$O/$b-p$p.kv" produce_mb)" \
+                'BEGIN { if (o == "" || m == "") print ""; else printf "%.3f (%d objects)", o / m, o }')")
+        done
+        row " objects per MB, $p partitions " " ${vals[0]} " " ${vals[1]} "
+    done
+    vals=()
+    for b in embedded s3; do
+        vals+=("$(awk -v o="$(kv "$O/$b-lat.kv" objects)" -v n="$(kv "$O/$b-lat.kv" latency_count)" \
+            -v h="$(kv "$O/$b-lat.kv" half_count)" \
+            'BEGIN { if (o == "" || n == "") print ""; else printf "%d objects for %d records", o, n + h }')")
+    done
+    row " latency runs (light + half) " " ${vals[0]} " " ${vals[1]} "
+    for k in before_kib idle_kib active_kib idle_per_partition_b active_per_partition_b; do
+        row " RSS $k " " $(kv "$O/embedded-rss.kv" "rss_$k") " " $(kv "$O/s3-rss.kv" "rss_$k") "
+    done
+    echo
+    echo "CPU seconds per GB of record values (utime + stime from /proc/PID/stat over the phase)."
+    echo "client: nh-bench (for the mock cluster, the broker too: it is a thread of nh-bench)."
+    echo
+    row " phase " " process " " mock " " embedded " " S3 + etcd "
+    row "---" "---" "---:" "---:" "---:"
+    for p in $PARTS; do
+        for ph in produce consume catchup; do
+            fe=$O/embedded-p$p.kv fs=$O/s3-p$p.kv fm=$O/mock-p$p.kv
+            [ "$ph" != catchup ] || { fe=$O/embedded-cu$p.kv fs=$O/s3-cu$p.kv fm=/nonexistent; }
+            for proc in gateway s3rver etcd client; do
+                a=$(cpu_gb "$fm" "$ph" "$proc") e=$(cpu_gb "$fe" "$ph" "$proc") s=$(cpu_gb "$fs" "$ph" "$proc")
+                [ -n "$a$e$s" ] || continue
+                row " $ph, $p partitions " " $proc " " $a " " $e " " $s "
+            done
+        done
+    done
+    echo
+    echo "Commands: \`make bench\` (= \`bash bench/run.sh --docs\`); sizes as above"
+    echo "(NH_BENCH_RECORDS=$RECORDS NH_BENCH_PARTITIONS=\"$PARTS\" NH_BENCH_RATE=$RATE"
+    echo "NH_BENCH_SECONDS=$SECONDS_LAT NH_BENCH_RSS_PARTITIONS=$RSS_PARTS)."
+} >"$OUT/table.md"
+cat "$OUT/table.md"
+if [ "$DOCS" = 1 ]; then
+    doc=$ROOT/docs/performance.md
+    if grep -q '^<!-- bench:begin -->' "$doc" && grep -q '^<!-- bench:end -->' "$doc"; then
+        awk -v t="$OUT/table.md" '
+            /^<!-- bench:begin -->/ { print; while ((getline l < t) > 0) print l; skip = 1; next }
+            /^<!-- bench:end -->/ { skip = 0 }
+            !skip' "$doc" >"$OUT/doc.md" && cat "$OUT/doc.md" >"$doc"
+        log "results written to docs/performance.md"
+    else
+        log "docs/performance.md has no bench:begin/bench:end markers: not written"
+    fi
 fi
