@@ -59,7 +59,39 @@ if [ "${1:-}" = --one ]; then
     OUT=$2
     B=$NH_BACKEND
     . "$ROOT/compat-tests/lib/nh_server.sh"
-    nh_start || exit 1
+    MPORT=
+    start() {
+        nh_start --metrics.listen 127.0.0.1:0 || exit 1
+        local i
+        for i in $(seq 1 50); do
+            MPORT=$(sed -n 's|.*serving /metrics, /healthz and /readyz on 127\.0\.0\.1:\([0-9]*\).*|\1|p' \
+                "$NH_DIR/server.log" | head -1)
+            [ -z "$MPORT" ] || return 0
+            sleep 0.1
+        done
+        log "$B: the gateway does not say where it serves /metrics"
+        exit 1
+    }
+    # metric NAME: the value of one counter of /metrics (0 when absent).
+    metric() {
+        curl -fsS -m 5 "http://127.0.0.1:$MPORT/metrics" |
+            awk -v k="$1" '$1 == k { v = $2 } END { printf "%.0f", v + 0 }'
+    }
+    counters() {
+        echo "$(metric 'nuthatch_object_requests_total{op="put"}') $(metric nuthatch_flushes_total)" \
+            "$(metric nuthatch_object_written_bytes_total)"
+    }
+    # stored FILE BEFORE: the object PUTs, flushes and object bytes since BEFORE, into FILE.
+    stored() {
+        local a b
+        read -r -a a <<<"$2"
+        read -r -a b <<<"$(counters)"
+        echo "objects=$((b[0] - a[0]))" >>"$1"
+        echo "flushes=$((b[1] - a[1]))" >>"$1"
+        echo "object_bytes=$((b[2] - a[2]))" >>"$1"
+    }
+    rss_now() { awk '/^VmRSS:/ { print $2 }' "/proc/$NH_PID/status"; }
+    start
     watch() {
         local w=(--watch "gateway=$NH_PID")
         if [ "$B" = s3 ]; then
@@ -67,8 +99,6 @@ if [ "${1:-}" = --one ]; then
         fi
         echo "${w[@]}"
     }
-    nobj() { nh_object_files | wc -l; }
-    objbytes() { nh_object_files | xargs -r stat -c %s | awk '{ s += $1 } END { print s + 0 }'; }
     fail() {
         log "$B: $1 failed; gateway log:"
         tail -20 "$NH_DIR/server.log" >&2
@@ -77,38 +107,44 @@ if [ "${1:-}" = --one ]; then
     # Throughput and the tail, per partition count; objects counted around each.
     for p in $PARTS; do
         f=$OUT/$B-p$p.kv
-        o0=$(nobj) b0=$(objbytes)
+        c0=$(counters)
         log "$B: produce + consume, $p partitions"
         # shellcheck disable=SC2046
         "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --partitions "$p" \
             --topic "bench-p$p" --phases produce,consume $(watch) >"$f" || fail "nh-bench ($p)"
-        o1=$(nobj) b1=$(objbytes)
-        echo "objects=$((o1 - o0))" >>"$f"
-        echo "object_bytes=$((b1 - b0))" >>"$f"
+        stored "$f" "$c0"
     done
-    f=$OUT/$B-lat.kv
     half=$(awk -v r="$(kv "$OUT/$B-p1.kv" produce_records_s)" 'BEGIN { printf "%d", r / 2 }')
-    o0=$(nobj) b0=$(objbytes)
-    log "$B: latency at $RATE/s and at $half/s"
-    # shellcheck disable=SC2046
-    "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --phases latency,half \
-        --half-rate "$half" $(watch) >"$f" || fail "nh-bench (latency)"
-    o1=$(nobj) b1=$(objbytes)
-    echo "objects=$((o1 - o0))" >>"$f"
-    echo "object_bytes=$((b1 - b0))" >>"$f"
+    for ph in latency half; do
+        f=$OUT/$B-$ph.kv
+        c0=$(counters)
+        log "$B: $ph latency"
+        # shellcheck disable=SC2046
+        "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --phases "$ph" \
+            --half-rate "$half" $(watch) >"$f" || fail "nh-bench ($ph)"
+        stored "$f" "$c0"
+    done
     # A restart: caches cold, the topics read back from the object store.
     nh_stop || fail "stop"
-    nh_start || exit 1
+    start
     for p in $PARTS; do
         log "$B: catch-up after a restart, $p partitions"
         # shellcheck disable=SC2046
         "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --partitions "$p" \
             --topic "bench-p$p" --phases catchup $(watch) >"$OUT/$B-cu$p.kv" || fail "catch-up ($p)"
     done
+    # RSS on a gateway restarted again (no cache filled by the runs above),
+    # and once more after a restart with the many partitions in the log.
+    nh_stop || fail "stop"
+    start
     log "$B: RSS with $RSS_PARTS partitions"
     # shellcheck disable=SC2046
     "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --phases rss \
         --rss-partitions "$RSS_PARTS" $(watch) >"$OUT/$B-rss.kv" || fail "rss"
+    nh_stop || fail "stop"
+    start
+    sleep 3
+    echo "rss_restarted_kib=$(rss_now)" >>"$OUT/$B-rss.kv"
     nh_stop || fail "stop"
     # The backend's raw limit, on the same store, at the gateway's object
     # sizes: throughput with the gateway's parallelism, and one object at a
@@ -133,7 +169,7 @@ if [ "${1:-}" = --one ]; then
         "$NH_PIPELINE" "${raw[@]}" --size "$avg" --parallel "$par" --objects "$n" \
             --get-range 1048576 >"$OUT/$B-raw$p.txt" || fail "nh-pipeline"
     done
-    f=$OUT/$B-lat.kv
+    f=$OUT/$B-latency.kv
     n=$(kv "$f" objects)
     avg=$((${n:-0} > 0 ? $(kv "$f" object_bytes) / n : 1100))
     log "$B: raw pipeline, one object of $avg bytes at a time"
@@ -158,9 +194,11 @@ for s in $SYSTEMS; do
                 >"$OUT/mock-p$p.kv" 2>/dev/null || exit 1
         done
         half=$(awk -v r="$(kv "$OUT/mock-p1.kv" produce_records_s)" 'BEGIN { printf "%d", r / 2 }')
-        log "mock: latency at $RATE/s and at $half/s"
-        "$NH_BENCH" --mock "${COMMON[@]}" --phases latency,half --half-rate "$half" \
-            >"$OUT/mock-lat.kv" 2>/dev/null || exit 1
+        for ph in latency half; do
+            log "mock: $ph latency"
+            "$NH_BENCH" --mock "${COMMON[@]}" --phases "$ph" --half-rate "$half" \
+                >"$OUT/mock-$ph.kv" 2>/dev/null || exit 1
+        done
         ;;
     embedded | s3)
         NH_BACKEND=$s bash "$0" --one "$OUT"
@@ -232,9 +270,11 @@ O=$OUT
             " $(ratio "$e" "$m") " " $(ratio "$e" "$rd") " " $(ratio "$s" "$rs") "
     done
     echo
-    echo "Produce latency (ms, from produce() to the delivery report; acks=all, linger.ms=0)."
-    echo "light: $RATE records/s.  half: half of the same system's 1-partition produce rate"
-    echo "(records/s given).  raw, one at a time: one object of the latency run's average size."
+    echo "Produce latency (ms, from produce() to the delivery report; acks=all, linger.ms=0, one"
+    echo "partition).  light: $RATE records/s.  half: half of the same system's 1-partition produce"
+    echo "rate: mock $(kv "$O/mock-half.kv" half_rate)/s, embedded $(kv "$O/embedded-half.kv" half_rate)/s," \
+        "S3 + etcd $(kv "$O/s3-half.kv" half_rate)/s.  raw, one at a time: one object of the light"
+    echo "run's average object size, written and committed before the next."
     echo
     row " measurement " " mock " " embedded " " S3 + etcd " " raw dir " " raw S3 + etcd "
     row "---" "---:" "---:" "---:" "---:" "---:"
@@ -244,41 +284,85 @@ O=$OUT
         for q in p50 p99 p999; do
             label=$q
             [ "$q" != p999 ] || label=p99.9
-            rate_note=
-            [ "$ph" = latency ] || rate_note=" (mock $(kv "$O/mock-lat.kv" half_rate)/s, embedded $(kv "$O/embedded-lat.kv" half_rate)/s, S3 $(kv "$O/s3-lat.kv" half_rate)/s)"
-            [ "$q" = p50 ] || rate_note=
             rd= rs=
             if [ "$ph" = latency ]; then
                 rd=$(pv "$O/embedded-rawone.txt" pipeline "${q}_ms") rs=$(pv "$O/s3-rawone.txt" pipeline "${q}_ms")
             fi
-            row " $name $label$rate_note " " $(kv "$O/mock-lat.kv" "${ph}_${q}_ms") " \
-                " $(kv "$O/embedded-lat.kv" "${ph}_${q}_ms") " " $(kv "$O/s3-lat.kv" "${ph}_${q}_ms") " \
+            row " $name $label " " $(kv "$O/mock-$ph.kv" "${ph}_${q}_ms") " \
+                " $(kv "$O/embedded-$ph.kv" "${ph}_${q}_ms") " " $(kv "$O/s3-$ph.kv" "${ph}_${q}_ms") " \
                 " $rd " " $rs "
         done
     done
     echo
-    echo "Objects stored per MB of record values written, and RSS of the gateway with"
-    echo "$RSS_PARTS partitions (one topic) idle, then after $((RSS_PARTS * 5)) records spread over all of them."
+    echo "Object PUTs and flushes (the gateway's /metrics counters) per MB of record values written;"
+    echo "RSS of the gateway (VmRSS, KiB) restarted with no cache filled, then with a topic of"
+    echo "$RSS_PARTS partitions created (idle), after $((RSS_PARTS * 5)) records spread over all of them"
+    echo "(active), and restarted with that topic in the log."
     echo
     row " measurement " " embedded " " S3 + etcd "
     row "---" "---:" "---:"
-    for p in $PARTS; do
+    for f in p${PARTS// / p} latency half; do
         vals=()
         for b in embedded s3; do
-            vals+=("$(awk -v o="$(kv "$O/$b-p$p.kv" objects)" -v m="$(kv "$O/$b-p$p.kv" produce_mb)" \
-                'BEGIN { if (o == "" || m == "") print ""; else printf "%.3f (%d objects)", o / m, o }')")
+            vals+=("$(awk -v o="$(kv "$O/$b-$f.kv" objects)" -v fl="$(kv "$O/$b-$f.kv" flushes)" \
+                -v ob="$(kv "$O/$b-$f.kv" object_bytes)" \
+                -v m="$(kv "$O/$b-$f.kv" produce_mb)$(kv "$O/$b-$f.kv" latency_count)$(kv "$O/$b-$f.kv" half_count)" \
+                -v lat="$(kv "$O/$b-$f.kv" latency_count)$(kv "$O/$b-$f.kv" half_count)" -v sz="$SIZE" \
+                'BEGIN { if (o == "" || m == "") { print ""; exit }
+                    if (lat != "") m = lat * sz / 1e6
+                    printf "%.3f PUTs/MB; %d PUTs, %d flushes, %.0f KB per object", o / m, o, fl,
+                        o ? ob / o / 1000 : 0 }')")
         done
-        row " objects per MB, $p partitions " " ${vals[0]} " " ${vals[1]} "
+        label="throughput run, ${f#p} partitions"
+        [ "${f#p}" != "$f" ] || label="$f latency run"
+        [ "$f" != latency ] || label="light latency run"
+        [ "$f" != half ] || label="half-rate latency run"
+        row " $label " " ${vals[0]} " " ${vals[1]} "
     done
-    vals=()
-    for b in embedded s3; do
-        vals+=("$(awk -v o="$(kv "$O/$b-lat.kv" objects)" -v n="$(kv "$O/$b-lat.kv" latency_count)" \
-            -v h="$(kv "$O/$b-lat.kv" half_count)" \
-            'BEGIN { if (o == "" || n == "") print ""; else printf "%d objects for %d records", o, n + h }')")
-    done
-    row " latency runs (light + half) " " ${vals[0]} " " ${vals[1]} "
-    for k in before_kib idle_kib active_kib idle_per_partition_b active_per_partition_b; do
+    for k in before_kib idle_kib active_kib restarted_kib idle_per_partition_b active_per_partition_b; do
         row " RSS $k " " $(kv "$O/embedded-rss.kv" "rss_$k") " " $(kv "$O/s3-rss.kv" "rss_$k") "
+    done
+    echo
+    echo "The targets of issue 8, from this run:"
+    echo
+    row " target " " value " " met "
+    row "---" "---:" "---"
+    target() { # NAME VALUE CONDITION(awk, on v)
+        local met
+        met=$(awk -v v="$2" "BEGIN { if (v == \"\") print \"not measured\"; else if ($3) print \"yes\"; else print \"no\" }")
+        row " $1 " " $2 " " $met "
+    }
+    for p in $PARTS; do
+        target "embedded produce / mock, $p partitions >= 0.7" \
+            "$(ratio "$(kv "$O/embedded-p$p.kv" produce_mb_s)" "$(kv "$O/mock-p$p.kv" produce_mb_s)")" "v >= 0.7"
+    done
+    for p in $PARTS; do
+        target "embedded tail consume / mock, $p partitions >= 0.7" \
+            "$(ratio "$(kv "$O/embedded-p$p.kv" consume_mb_s)" "$(kv "$O/mock-p$p.kv" consume_mb_s)")" "v >= 0.7"
+    done
+    target "embedded light p50 <= 1 ms" "$(kv "$O/embedded-latency.kv" latency_p50_ms)" "v <= 1"
+    target "embedded half-rate p99 <= 5 ms" "$(kv "$O/embedded-half.kv" half_p99_ms)" "v <= 5"
+    for p in $PARTS; do
+        target "S3 produce / PUT + txn pipeline, $p partitions >= 0.8" \
+            "$(ratio "$(kv "$O/s3-p$p.kv" produce_mb_s)" "$(pv "$O/s3-raw$p.txt" pipeline MB/s)")" "v >= 0.8"
+    done
+    target "S3 light p50 - pipeline single-object p50 <= 2 ms" \
+        "$(awk -v a="$(kv "$O/s3-latency.kv" latency_p50_ms)" -v b="$(pv "$O/s3-rawone.txt" pipeline p50_ms)" \
+            'BEGIN { if (a != "" && b != "") printf "%.2f", a - b }')" "v <= 2"
+    for p in $PARTS; do
+        target "S3 catch-up / raw ranged GET, $p partitions >= 0.8" \
+            "$(ratio "$(kv "$O/s3-cu$p.kv" catchup_mb_s)" "$(pv "$O/s3-raw$p.txt" get MB/s)")" "v >= 0.8"
+    done
+    for b in embedded s3; do
+        for p in $PARTS; do
+            target "$b: object PUTs per flush, $p partitions = 1" \
+                "$(ratio "$(kv "$O/$b-p$p.kv" objects)" "$(kv "$O/$b-p$p.kv" flushes)")" "v <= 1.0"
+        done
+        target "$b: RSS per idle partition at $RSS_PARTS <= 2048 B (created / after a restart)" \
+            "$(awk -v a="$(kv "$O/$b-rss.kv" rss_before_kib)" -v i="$(kv "$O/$b-rss.kv" rss_idle_kib)" \
+                -v r="$(kv "$O/$b-rss.kv" rss_restarted_kib)" -v n="$RSS_PARTS" \
+                'BEGIN { if (a == "" || r == "") exit; x = (i - a) * 1024 / n; y = (r - a) * 1024 / n
+                    printf "%.0f", (x > y ? x : y) }')" "v <= 2048"
     done
     echo
     echo "CPU seconds per GB of record values (utime + stime from /proc/PID/stat over the phase)."
