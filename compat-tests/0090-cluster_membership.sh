@@ -14,6 +14,7 @@
 #   4. node 2 killed and restarted at once, before its old lease expired: it
 #      takes its registration over, and is still listed after the old lease
 #      had time to expire (4 s later);
+#   NH_CLUSTER_LOOPS=N (default 1; 5 in the long target) repeats 2-4;
 #   5. node 3 stopped with SIGTERM: it exits 0 and leaves the other views
 #      within 2 s (its lease is revoked, not left to expire).
 set -u
@@ -83,6 +84,7 @@ if command -v kcat >/dev/null; then
     echo "$out" | grep -q "broker 2 at 127.0.0.1:${NHC_PORT[2]}\$" || fail "kcat -L: no node 2: $out"
 fi
 
+for ((loop = 0; loop < ${NH_CLUSTER_LOOPS:-1}; loop++)); do
 # 2. A killed node leaves within its lease (plus slack for a loaded machine).
 nhc_kill 1
 if await_view $((LEASE_MS / 100 + 50)) "2 3" "2 3"; then
@@ -101,6 +103,7 @@ grep -q "registered already" "$NH_DIR/node2.log" ||
 await_view 100 "1 2 3" "1 2 3"
 sleep $((LEASE_MS / 1000 + 1))
 await_view 0 "1 2 3" "1 2 3" || fail "node 2 vanished when its previous run's lease expired"
+done
 
 # 5. A graceful stop revokes the lease.
 nhc_stop 3

@@ -20,6 +20,8 @@
 #      committed() and joins again.
 #   4. The node restarts: every group is back on its first coordinator, the
 #      offsets unchanged.
+# NH_CLUSTER_LOOPS=N (default 1; 5 in the long target) repeats 3 and 4,
+# killing in round n > 1 the coordinator of group g<n>.
 set -u
 . "$(dirname "$0")/lib/nh_cluster.sh"
 
@@ -99,8 +101,12 @@ out=$(real_client "$NHC_BOOTSTRAP" commit 2>&1)
 [ "$(echo "$out" | tail -1)" = joined ] || fail "confluent consumer (commit): $out"
 gc verify "$ALL" real-g "$TOPIC" "$NPARTS" 500 || fail "real-g offsets before the kill"
 
-# 3. Kill the coordinator of real-g.
-victim=$(awk '$1 == "real-g" {print $2}' "$NH_DIR/coords1")
+for ((loop = 0; loop < ${NH_CLUSTER_LOOPS:-1}; loop++)); do
+# 3. Kill the coordinator of real-g (in later rounds, of another group).
+target=real-g
+[ "$loop" -eq 0 ] || target=${GROUPS_[loop % ${#GROUPS_[@]}]}
+victim=$(awk -v g="$target" '$1 == g {print $2}' "$NH_DIR/coords1")
+echo "round $((loop + 1)): killing node $victim, coordinator of $target"
 survivors=()
 for i in 1 2 3; do [ "$i" = "$victim" ] || survivors+=("$i"); done
 LIVE=$(ports_of "${survivors[@]}")
@@ -116,7 +122,7 @@ for t in $(seq 1 100); do
     [ "$ok" = 1 ] && break
     sleep 0.2
 done
-echo "node $victim (coordinator of real-g) dropped after $((($(date +%s%N) - start) / 1000000)) ms"
+echo "node $victim dropped after $((($(date +%s%N) - start) / 1000000)) ms"
 gc coords "$LIVE" "${GROUPS_[@]}" real-g >"$NH_DIR/coords2" || fail "coordinators after the kill"
 while read -r g node; do
     now=$(awk -v g="$g" '$1 == g {print $2}' "$NH_DIR/coords2")
@@ -145,6 +151,7 @@ cmp -s "$NH_DIR/coords1" "$NH_DIR/coords3" ||
 for i in "${!GROUPS_[@]}"; do
     gc verify "$ALL" "${GROUPS_[i]}" "$TOPIC" "$NPARTS" $((100 * i)) ||
         fail "offsets of ${GROUPS_[i]} after the restart"
+done
 done
 
 for i in 1 2 3; do
