@@ -15,6 +15,9 @@
 #      takes its registration over, and is still listed after the old lease
 #      had time to expire (4 s later);
 #   NH_CLUSTER_LOOPS=N (default 1; 5 in the long target) repeats 2-4;
+#   4b. node 2 paused (SIGSTOP) past its lease: the others drop it; resumed
+#      (SIGCONT), it registers again under a new lease and is back in every
+#      view within 10 s;
 #   5. node 3 stopped with SIGTERM: it exits 0 and leaves the other views
 #      within 2 s (its lease is revoked, not left to expire).
 set -u
@@ -104,6 +107,16 @@ await_view 100 "1 2 3" "1 2 3"
 sleep $((LEASE_MS / 1000 + 1))
 await_view 0 "1 2 3" "1 2 3" || fail "node 2 vanished when its previous run's lease expired"
 done
+
+# 4b. A node paused past its lease comes back by itself.
+kill -STOP "${NHC_PID[2]}"
+await_view $((LEASE_MS / 100 + 50)) "1 3" "1 3"
+kill -CONT "${NHC_PID[2]}"
+if await_view 100 "1 2 3" "1 2 3"; then
+    echo "node 2 (SIGCONT after its lease expired) back after $WAITED ms"
+fi
+grep -q "registering again" "$NH_DIR/node2.log" ||
+    fail "node 2 did not log that it registered again after its pause"
 
 # 5. A graceful stop revokes the lease.
 nhc_stop 3
