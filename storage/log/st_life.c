@@ -50,7 +50,8 @@
 
 #define LIFE_TXN_OPS 64 /* DESIGN §5: multi-key writes in txns of <= 64 ops */
 #define GC_LIST_PAGE 1000
-#define GC_DELETES_PER_PASS 1000
+#define GC_DELETES_PER_PASS 10000
+#define GC_DELETES_INFLIGHT 16
 #define DEFAULT_RETENTION_MS 604800000LL
 #define DEFAULT_LIFE_MS 1000
 #define DEFAULT_RETAIN_MS 300000
@@ -130,6 +131,7 @@ typedef struct st_life {
     size_t nrefs;
     size_t del_i; /* next candidate to delete */
     size_t del_count;
+    size_t del_inflight; /* deletes in flight */
     life_waiter_t *waiters, *run_waiters;
     bool running;
 } st_life_t;
@@ -371,6 +373,16 @@ static int64_t topic_long(const st_topic_t *t, const char *name, int64_t def)
     return end != v && *end == '\0' ? (int64_t)x : def;
 }
 
+/* @part's retention: retention.ms and retention.bytes, the topic's or the
+ * log's defaults. */
+static void part_retention(const st_log_t *log, const st_part_t *part, int64_t *ms, int64_t *bytes)
+{
+    int64_t def_ms = log->cfg.retention_ms ? log->cfg.retention_ms : DEFAULT_RETENTION_MS;
+    int64_t def_bytes = log->cfg.retention_bytes ? log->cfg.retention_bytes : -1;
+    *ms = topic_long(part->topic, "retention.ms", def_ms);
+    *bytes = topic_long(part->topic, "retention.bytes", def_bytes);
+}
+
 static void retain_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
                         void *arg)
 {
@@ -405,8 +417,6 @@ static bool retain_step(st_life_t *L)
 {
     st_log_t *log = L->log;
     int64_t now = now_ms();
-    int64_t def_ms = log->cfg.retention_ms ? log->cfg.retention_ms : DEFAULT_RETENTION_MS;
-    int64_t def_bytes = log->cfg.retention_bytes ? log->cfg.retention_bytes : -1;
     while (L->ret_topic < log->ntopics) {
         st_topic_t *t = log->topics[L->ret_topic];
         if (L->ret_part >= t->nparts || t->deleting) {
@@ -415,8 +425,8 @@ static bool retain_step(st_life_t *L)
             continue;
         }
         st_part_t *part = t->parts[L->ret_part++];
-        int64_t ms = topic_long(t, "retention.ms", def_ms);
-        int64_t bytes = topic_long(t, "retention.bytes", def_bytes);
+        int64_t ms, bytes;
+        part_retention(log, part, &ms, &bytes);
         uint64_t total = 0;
         for (size_t i = 0; i < part->nchunks; i++)
             total += part->chunks[i]->len;
@@ -527,13 +537,19 @@ static void merge_free(merge_op_t *op)
     free(op);
 }
 
-/* Bytes of the dead part of @c's object beyond the framing of one chunk:
- * at least as much as is alive means most of it has expired (the chunks
- * of other partitions that shared it). */
-static bool chunk_wasted(const st_chunk_t *c)
+/* Does @c's object hold bytes no chunk in memory refers to (chunks that
+ * expired, were copied out, or belong to a deleted topic)?  Its size is
+ * the framing (header, footer count, trailer), the chunks and their footer
+ * entries.  Chunks within a quarter of their retention of expiring are
+ * left where they are. */
+static bool chunk_wasted(const st_chunk_t *c, int64_t ret_ms, int64_t now)
 {
     const st_obj_t *o = c->obj;
-    return o->size > o->live + SEGMENT_OVERHEAD && o->size - o->live - SEGMENT_OVERHEAD >= o->live;
+    uint64_t known = ST_OBJ_HEADER_SIZE + 4 + ST_OBJ_TRAILER_SIZE + o->live +
+                     (uint64_t)ST_OBJ_ENTRY_SIZE * o->nlive;
+    if (o->size <= known)
+        return false;
+    return ret_ms < 0 || c->max_ts < 0 || c->max_ts + ret_ms - ret_ms / 4 > now;
 }
 
 /* The run of @part to rewrite: a run of at least 2 small chunks when the
@@ -545,6 +561,15 @@ static bool merge_pick(const st_log_t *log, const st_part_t *part, size_t *first
         log->cfg.index_max_keys > 0 ? (size_t)log->cfg.index_max_keys : DEFAULT_MAX_KEYS;
     uint64_t seg =
         log->cfg.segment_bytes > 0 ? (uint64_t)log->cfg.segment_bytes : DEFAULT_SEGMENT_BYTES;
+    /* A segment expires as a whole: it spans at most an eighth of the
+     * retention (in time and in bytes), so that merging delays retention
+     * by that much at most. */
+    int64_t ret_ms, ret_bytes, span = INT64_MAX, now = now_ms();
+    part_retention(log, part, &ret_ms, &ret_bytes);
+    if (ret_ms >= 0)
+        span = ret_ms / 8;
+    if (ret_bytes >= 0 && (uint64_t)ret_bytes / 8 < seg)
+        seg = (uint64_t)ret_bytes / 8 > 1 ? (uint64_t)ret_bytes / 8 : 1;
     size_t nfold = 0;
     for (size_t i = 0; i < part->nchunks; i++)
         nfold += part->chunks[i]->folded;
@@ -554,15 +579,21 @@ static bool merge_pick(const st_log_t *log, const st_part_t *part, size_t *first
         for (size_t i = 0; i < part->nchunks; i++) {
             const st_chunk_t *c = part->chunks[i];
             bool small = c->len < seg / 2;
-            if (!c->folded || (pass == 0 ? !small : !chunk_wasted(c)))
+            if (!c->folded || (pass == 0 ? !small : !chunk_wasted(c, ret_ms, now)))
                 continue;
             uint64_t total = 0;
+            int64_t lo = INT64_MAX, hi = INT64_MIN;
             size_t j = i;
             while (j < part->nchunks && j - i < LIFE_TXN_OPS - 2) {
                 const st_chunk_t *d = part->chunks[j];
-                bool ok = d->folded && (d->len < seg / 2 || (pass == 1 && chunk_wasted(d)));
-                if (!ok || total + d->len > seg)
+                bool ok =
+                    d->folded && (d->len < seg / 2 || (pass == 1 && chunk_wasted(d, ret_ms, now)));
+                int64_t nlo = d->max_ts < lo ? d->max_ts : lo;
+                int64_t nhi = d->max_ts > hi ? d->max_ts : hi;
+                if (!ok || total + d->len > seg || (j > i && nhi - nlo > span))
                     break;
+                lo = nlo;
+                hi = nhi;
                 total += d->len;
                 j++;
             }
@@ -618,6 +649,7 @@ static void merge_committed(st_err_t err, bool ok, int64_t rev, const st_op_resu
     c->pos = op->desc.pos;
     c->obj = obj; /* the reference st_log__obj_new took */
     obj->live += c->len;
+    obj->nlive++;
     c->where = ST_CHUNK_STORE;
     st_list_init(&c->lru);
     c->part = part;
@@ -958,11 +990,18 @@ static void gc_finish(st_life_t *L)
     life_next(L);
 }
 
+typedef struct gc_del {
+    st_life_t *L;
+    size_t i; /* in L->seen */
+} gc_del_t;
+
 static void gc_deleted(st_err_t err, void *arg)
 {
-    st_life_t *L = arg;
+    gc_del_t *d = arg;
+    st_life_t *L = d->L;
     st_log_t *log = L->log;
-    gc_cand_t *c = &L->seen[L->del_i];
+    gc_cand_t *c = &L->seen[d->i];
+    free(d);
     if (err == ST_OK) {
         log->stats.gc_objects_deleted++;
         log->stats.gc_bytes_deleted += c->size;
@@ -971,24 +1010,34 @@ static void gc_deleted(st_err_t err, void *arg)
     } else if (L->err == ST_OK) {
         L->err = err;
     }
-    L->del_i++;
+    L->del_inflight--;
     st_log__op_done(log);
     gc_delete_next(L);
 }
 
-/* Delete the candidates that are due, one request at a time. */
+/* Delete the candidates that are due, GC_DELETES_INFLIGHT requests at a
+ * time. */
 static void gc_delete_next(st_life_t *L)
 {
     st_log_t *log = L->log;
     int64_t now = now_ms();
     int64_t grace = log->cfg.gc_grace_ms > 0 ? log->cfg.gc_grace_ms : DEFAULT_GRACE_MS;
-    for (; L->del_i < L->nseen && !L->stopped; L->del_i++) {
+    for (; L->del_i < L->nseen && L->del_inflight < GC_DELETES_INFLIGHT; L->del_i++) {
         gc_cand_t *c = &L->seen[L->del_i];
+        if (L->stopped || L->del_count >= GC_DELETES_PER_PASS) {
+            L->del_i = L->nseen;
+            break;
+        }
         if (!c->key || now - c->first_ms < grace || now - c->mtime_ms < grace ||
             referenced(L, c->key))
             continue;
-        if (L->del_count++ >= GC_DELETES_PER_PASS)
+        gc_del_t *d = malloc(sizeof(*d));
+        if (!d) {
+            L->del_i = L->nseen; /* the rest at the next pass */
             break;
+        }
+        *d = (gc_del_t){L, L->del_i};
+        L->del_count++;
         /* A flush of this object still waiting to commit is failed first:
          * its commit is never sent. */
         for (st_link_t *l = log->flushes.next; l != &log->flushes; l = l->next) {
@@ -999,14 +1048,17 @@ static void gc_delete_next(st_life_t *L)
                 break;
             }
         }
-        if (st_objstore_del(log->os, c->key, gc_deleted, L) != 0) {
+        if (st_objstore_del(log->os, c->key, gc_deleted, d) != 0) {
+            free(d);
             if (L->err == ST_OK)
                 L->err = ST_ERR_IO;
             continue;
         }
+        L->del_inflight++;
         log->async_ops++;
-        return;
     }
+    if (L->del_inflight > 0 || L->del_i < L->nseen)
+        return;
     /* Drop deleted entries. */
     size_t m = 0;
     for (size_t i = 0; i < L->nseen; i++)

@@ -46,6 +46,7 @@ typedef struct st_obj {
     uint64_t size;        /* bytes */
     int refs;             /* chunks (and callers) referring to it */
     uint64_t live;        /* bytes of the chunks in memory that lie in it */
+    uint32_t nlive;       /* those chunks */
     struct st_obj *hnext; /* in log->objtab's bucket */
     st_log_t *log;
 } st_obj_t;

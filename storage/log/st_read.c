@@ -43,6 +43,7 @@ bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d)
     c->obj = obj;
     obj->refs++;
     obj->live += c->len;
+    obj->nlive++;
     c->where = ST_CHUNK_STORE;
     st_list_init(&c->lru);
     c->part = part;
@@ -95,6 +96,7 @@ void st_log__chunk_free(st_log_t *log, st_chunk_t *c)
     if (c->load)
         c->load->chunk = NULL;
     c->obj->live -= c->len;
+    c->obj->nlive--;
     st_log__obj_unref(c->obj);
     free(c->prods);
     free(c);
