@@ -1396,30 +1396,34 @@ void st_log__life_free(st_log_t *log)
 
 /* ---------------------------------------------------------------- start-up */
 
+/* Partitions read at once at start-up. */
+#define LOAD_WINDOW 16
+
 typedef struct load_op {
     st_log_t *log;
     void (*cb)(st_err_t err, void *arg);
     void *arg;
-    size_t topic;
+    size_t topic; /* the next partition to read */
     int32_t part;
-    char prefix[160];
+    unsigned inflight;
+    st_err_t err; /* the first failure */
 } load_op_t;
+
+/* One partition's range in flight. */
+typedef struct load_part {
+    load_op_t *op;
+    st_part_t *part;
+    char prefix[160];
+} load_part_t;
 
 static void load_next(load_op_t *op);
 
 /* One partition's keys: chunks/<base> in offset order, and log-start. */
-static void part_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev, void *arg)
+static st_err_t part_apply(st_log_t *log, st_part_t *part, const char *prefix, const st_kv_t *kvs,
+                           size_t n)
 {
-    (void)more, (void)rev;
-    load_op_t *op = arg;
-    st_log_t *log = op->log;
-    if (err != ST_OK) {
-        op->cb(err, op->arg);
-        free(op);
-        return;
-    }
-    st_part_t *part = log->topics[op->topic]->parts[op->part];
-    size_t plen = strlen(op->prefix);
+    st_err_t err = ST_OK;
+    size_t plen = strlen(prefix);
     int64_t start = -1;
     for (size_t i = 0; i < n; i++) {
         const char *rest = kvs[i].key + plen;
@@ -1429,64 +1433,90 @@ static void part_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int6
                    kvs[i].val_len < sizeof num - 1 ? kvs[i].val_len : sizeof num - 1);
             start = strtoll(num, &end, 10);
             if (end == num || *end != '\0' || start < 0)
-                err = ST_ERR_CORRUPT;
+                return ST_ERR_CORRUPT;
             continue;
         }
         if (strncmp(rest, "chunks/", 7) != 0)
             continue;
         st_manifest_t m;
-        if (st_manifest_decode(kvs[i].val, kvs[i].val_len, &m) != ST_OK) {
-            err = ST_ERR_CORRUPT;
-            break;
-        }
+        if (st_manifest_decode(kvs[i].val, kvs[i].val_len, &m) != ST_OK)
+            return ST_ERR_CORRUPT;
         st_obj_t *obj = m.nchunks == 1 ? st_log__obj_new(log, m.object_key.ptr,
                                                          (size_t)m.object_key.len, m.object_size)
                                        : NULL;
         const st_chunk_desc_t *d = &m.chunks[0];
-        if (obj && d->base_offset >= part->hw && st_log__chunk_add(part, obj, d)) {
-            part->chunks[part->nchunks - 1]->folded = true;
-            st_log__chunk_prods(part, m.prods, m.nprods, 0);
-            part->hw = part->leo = d->last_offset + 1;
-            for (size_t k = 0; k < m.nprods; k++)
-                st_log__prod_replay(part, &m.prods[k]);
-        } else if (m.nchunks != 1) {
+        if (m.nchunks != 1) {
             err = ST_ERR_CORRUPT;
+        } else if (!obj) {
+            err = ST_ERR_NOMEM;
+        } else if (d->base_offset >= part->hw) {
+            if (!st_log__chunk_add(part, obj, d)) {
+                err = ST_ERR_NOMEM;
+            } else {
+                part->chunks[part->nchunks - 1]->folded = true;
+                st_log__chunk_prods(part, m.prods, m.nprods, 0);
+                part->hw = part->leo = d->last_offset + 1;
+                for (size_t q = 0; q < m.nprods; q++)
+                    st_log__prod_replay(part, &m.prods[q]);
+            }
         }
         st_log__obj_unref(obj);
         free((void *)m.chunks);
         free((void *)m.prods);
         if (err != ST_OK)
-            break;
+            return err;
     }
-    if (err == ST_OK && start >= 0) /* the high watermark follows after the manifests */
+    if (start >= 0) /* the high watermark follows after the manifests */
         part->log_start = part->log_start_issued = start;
-    if (err != ST_OK) {
-        op->cb(err, op->arg);
-        free(op);
-        return;
-    }
-    op->part++;
+    return ST_OK;
+}
+
+static void part_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev, void *arg)
+{
+    (void)more, (void)rev;
+    load_part_t *lp = arg;
+    load_op_t *op = lp->op;
+    if (err == ST_OK && op->err == ST_OK)
+        err = part_apply(op->log, lp->part, lp->prefix, kvs, n);
+    if (err != ST_OK && op->err == ST_OK)
+        op->err = err;
+    free(lp);
+    op->inflight--;
     load_next(op);
 }
 
+/* Keep LOAD_WINDOW partitions' ranges in flight; answer when all are in. */
 static void load_next(load_op_t *op)
 {
     st_log_t *log = op->log;
-    while (op->topic < log->ntopics && op->part >= log->topics[op->topic]->nparts) {
-        op->topic++;
-        op->part = 0;
+    while (op->err == ST_OK && op->inflight < LOAD_WINDOW) {
+        while (op->topic < log->ntopics && op->part >= log->topics[op->topic]->nparts) {
+            op->topic++;
+            op->part = 0;
+        }
+        if (op->topic == log->ntopics)
+            break;
+        st_topic_t *t = log->topics[op->topic];
+        load_part_t *lp = calloc(1, sizeof(*lp));
+        if (!lp) {
+            op->err = ST_ERR_NOMEM;
+            break;
+        }
+        lp->op = op;
+        lp->part = t->parts[op->part];
+        index_prefix(lp->prefix, sizeof lp->prefix, t->id, op->part);
+        if (st_meta_range(log->meta, lp->prefix, true, 0, part_got, lp) != 0) {
+            free(lp);
+            op->err = ST_ERR_NOMEM;
+            break;
+        }
+        op->part++;
+        op->inflight++;
     }
-    if (op->topic == log->ntopics) {
-        op->cb(ST_OK, op->arg);
-        free(op);
+    if (op->inflight > 0)
         return;
-    }
-    st_topic_t *t = log->topics[op->topic];
-    index_prefix(op->prefix, sizeof op->prefix, t->id, op->part);
-    if (st_meta_range(log->meta, op->prefix, true, 0, part_got, op) != 0) {
-        op->cb(ST_ERR_NOMEM, op->arg);
-        free(op);
-    }
+    op->cb(op->err, op->arg);
+    free(op);
 }
 
 int st_log__load_index(st_log_t *log, void (*cb)(st_err_t err, void *arg), void *arg)
