@@ -601,6 +601,129 @@ const char *st_log_open_error(const st_log_t *log)
     return log->open_error;
 }
 
+/* ---------------------------------------------------------------- catalog watch */
+
+/*
+ * Topics created by other nodes sharing the metadata store: after open, the
+ * log reads /nuthatch/topics/ and watches the prefix from the revision
+ * after that read; a topic key whose name the log does not know (and is not
+ * creating) is added with empty partitions.  A failed read or a broken
+ * watch is retried every TOPICS_RETRY_MS with a fresh read and watch.
+ * Changes to known topics (configs, partition counts) and deletions by
+ * other nodes are not followed (docs/cluster.md).
+ */
+#define TOPICS_RETRY_MS 1000
+
+static void topics_read(st_log_t *log);
+
+/* Add the topic of key @key (under @prefix) unless its name is known. */
+static void topics_learn(st_log_t *log, const char *key, size_t plen, const uint8_t *val,
+                         size_t len)
+{
+    if (strlen(key) <= plen)
+        return;
+    char *name = strdup(key + plen);
+    if (!name || !st_key_unescape(name)) {
+        free(name);
+        return;
+    }
+    size_t nlen = strlen(name);
+    if (!st_log_topic(log, name, nlen) && !creating_has(log, name, nlen)) {
+        st_topic_t *t = topic_decode(log, name, val, len);
+        if (t && st_log_topic_by_id(log, t->id)) {
+            topic_free(log, t); /* a topic being deleted here, created again elsewhere */
+            t = NULL;
+        }
+        if (t && !topic_insert(log, t))
+            topic_free(log, t);
+    }
+    free(name);
+}
+
+static void topics_unwatch(st_log_t *log)
+{
+    if (log->topics_watch)
+        st_meta_watch_cancel(log->meta, log->topics_watch);
+    log->topics_watch = NULL;
+    if (log->topics_retry)
+        event_del(log->topics_retry);
+}
+
+static void topics_retry_later(st_log_t *log)
+{
+    if (log->closing || !log->topics_retry)
+        return;
+    struct timeval tv = {TOPICS_RETRY_MS / 1000, (TOPICS_RETRY_MS % 1000) * 1000};
+    event_add(log->topics_retry, &tv);
+}
+
+static void topics_watch_cb(st_err_t err, const st_watch_event_t *evs, size_t n, void *arg)
+{
+    st_log_t *log = arg;
+    if (err != ST_OK) {
+        st_meta_watch_cancel(log->meta, log->topics_watch);
+        log->topics_watch = NULL;
+        topics_retry_later(log);
+        return;
+    }
+    char prefix[KEY_MAX];
+    snprintf(prefix, sizeof prefix, "%s/topics/", ST_KEY_ROOT);
+    size_t plen = strlen(prefix);
+    for (size_t i = 0; i < n && !log->closing; i++)
+        if (evs[i].type == ST_WATCH_PUT && strncmp(evs[i].kv.key, prefix, plen) == 0)
+            topics_learn(log, evs[i].kv.key, plen, evs[i].kv.val, evs[i].kv.val_len);
+}
+
+static void topics_got_again(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                             void *arg)
+{
+    (void)more;
+    st_log_t *log = arg;
+    log->topics_reading = false;
+    if (!log->closing) {
+        if (err != ST_OK) {
+            topics_retry_later(log);
+        } else {
+            char prefix[KEY_MAX];
+            snprintf(prefix, sizeof prefix, "%s/topics/", ST_KEY_ROOT);
+            size_t plen = strlen(prefix);
+            for (size_t i = 0; i < n; i++)
+                topics_learn(log, kvs[i].key, plen, kvs[i].val, kvs[i].val_len);
+            log->topics_watch = st_meta_watch(log->meta, prefix, rev + 1, topics_watch_cb, log);
+            if (!log->topics_watch)
+                topics_retry_later(log);
+        }
+    }
+    st_log__op_done(log);
+}
+
+static void topics_read(st_log_t *log)
+{
+    if (log->closing || log->topics_reading || log->topics_watch)
+        return;
+    char prefix[KEY_MAX];
+    snprintf(prefix, sizeof prefix, "%s/topics/", ST_KEY_ROOT);
+    if (st_meta_range(log->meta, prefix, true, 0, topics_got_again, log) != 0) {
+        topics_retry_later(log);
+        return;
+    }
+    log->topics_reading = true;
+    log->async_ops++;
+}
+
+static void topics_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    topics_read(arg);
+}
+
+static void topics_watch_start(st_log_t *log)
+{
+    if (!log->topics_retry)
+        log->topics_retry = event_new(log->base, -1, 0, topics_retry_cb, log);
+    topics_read(log);
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 st_log_t *st_log_new(struct event_base *base, st_objstore_t *os, st_meta_t *meta,
@@ -670,6 +793,10 @@ void st_log_free(st_log_t *log)
     free(log->graveyard);
     free(log->creating);
     event_free(log->kick);
+    if (log->topics_watch)
+        st_meta_watch_cancel(log->meta, log->topics_watch);
+    if (log->topics_retry)
+        event_free(log->topics_retry);
     st_log__life_free(log);
     st_log__pids_free(log);
     free(log->objtab);
@@ -680,6 +807,7 @@ void st_log_close(st_log_t *log, void (*cb)(void *arg), void *arg)
 {
     log->closing = true;
     st_log__life_stop(log);
+    topics_unwatch(log);
     log->close_cb = cb;
     log->close_arg = arg;
     st_log__kick(log); /* flush what is pending now */
@@ -700,9 +828,10 @@ typedef struct open_op {
 
 static void open_finish(open_op_t *op, st_err_t err)
 {
-    if (err == ST_OK)
+    if (err == ST_OK) {
         op->log->open = true;
-    else if (!op->log->open_error[0])
+        topics_watch_start(op->log);
+    } else if (!op->log->open_error[0])
         snprintf(op->log->open_error, sizeof op->log->open_error, "metadata store: %s",
                  st_err_str(err));
     op->cb(err, op->arg);

@@ -226,6 +226,10 @@ struct st_log {
     struct st_life *life; /* folding, retention, GC (st_life.c), or NULL */
     st_obj_t **objtab;    /* objects by key (chains), objtab_cap buckets */
     size_t objtab_cap, objtab_n;
+    /* the topic catalog watch (topics created by other nodes), from open */
+    struct st_meta_watch *topics_watch; /* owned while watched */
+    struct event *topics_retry;         /* re-read after a failed read or a broken watch */
+    bool topics_reading;                /* a read of the catalog is in flight */
 };
 
 /* st_flush.c */

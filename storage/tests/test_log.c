@@ -1003,6 +1003,60 @@ static void test_handover_unfolded(void **state)
     f->cfg.lifecycle_interval_ms = 0;
 }
 
+/* Two logs on one metadata store: each learns the topics the other creates
+ * after it opened (the catalog watch), with the creator's id and partition
+ * count, and neither adds its own creation twice. */
+static void test_topic_watch(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *before = create(f, "early", 2);
+    st_log_cfg_t cfg2 = f->cfg;
+    cfg2.node_id = 2;
+    st_log_t *a = f->log, *b = st_log_new(f->base, f->os, f->meta, &cfg2);
+    assert_non_null(b);
+    res_t r = {0};
+    assert_int_equal(st_log_open(b, open_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    st_topic_t *early = st_log_topic(b, "early", 5);
+    assert_non_null(early);
+    assert_memory_equal(early->id.b, before->id.b, 16);
+
+    st_topic_t *ta = create(f, "from-a", 3);
+    int seen = 0;
+    for (int i = 0; i < 5000 && !seen; i++) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        seen = st_log_topic(b, "from-a", 6) != NULL;
+        if (!seen)
+            usleep(1000);
+    }
+    assert_true(seen);
+    st_topic_t *tb = st_log_topic(b, "from-a", 6);
+    assert_memory_equal(tb->id.b, ta->id.b, 16);
+    assert_int_equal(tb->nparts, 3);
+    assert_int_equal(st_part_hw(tb->parts[2]), 0);
+
+    f->log = b; /* and the other way round */
+    st_topic_t *tc = create(f, "from-b", 1);
+    f->log = a;
+    seen = 0;
+    for (int i = 0; i < 5000 && !seen; i++) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        seen = st_log_topic(a, "from-b", 6) != NULL;
+        if (!seen)
+            usleep(1000);
+    }
+    assert_true(seen);
+    assert_memory_equal(st_log_topic(a, "from-b", 6)->id.b, tc->id.b, 16);
+    assert_int_equal(st_log_topic_count(a), 3);
+    assert_int_equal(st_log_topic_count(b), 3);
+
+    int closed = 0;
+    st_log_close(b, close_cb, &closed);
+    run_until(f, &closed, 1);
+    st_log_free(b);
+}
+
 /* Version 1 manifests (no producer entries) are still read; version 2
  * round-trips its entries and refuses ones outside their chunk. */
 static void test_manifest_versions(void **state)
@@ -1083,6 +1137,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_init_producer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_producer_ids_shared_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handover_unfolded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_watch, setup, teardown),
         cmocka_unit_test(test_manifest_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
