@@ -121,6 +121,15 @@ const gw_node_t *gw_group_coordinator(gw_req_t *req, kp_str_t group);
 /* True when this node coordinates @group: the other nodes answer
  * NOT_COORDINATOR to the group's requests. */
 bool gw_coordinates(const gw_server_t *srv, kp_str_t group);
+/* The leader of partition @p of @topic: the live node with the highest
+ * rendezvous hash of (node id, topic id, @p) (gw_cluster_coordinator), so
+ * partitions spread over the nodes and a node leaving moves only its own;
+ * this node when the server has no cluster. */
+int32_t gw_part_leader(const gw_server_t *srv, const st_topic_t *topic, int32_t p);
+/* True when this node leads partition @p of @topic: the other nodes answer
+ * NOT_LEADER_OR_FOLLOWER to its Produce, Fetch, ListOffsets,
+ * OffsetForLeaderEpoch and DeleteRecords. */
+bool gw_leads(const gw_server_t *srv, const st_topic_t *topic, int32_t p);
 /* The controller reported to clients: the lowest live node id. */
 int32_t gw_controller_id(const gw_server_t *srv);
 

@@ -39,6 +39,10 @@ static void delete_one(gw_req_t *req, st_topic_t *topic,
         pr->error_code = KP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
+    if (!gw_leads(req->srv, topic, rp->partition_index)) {
+        pr->error_code = KP_ERR_NOT_LEADER_OR_FOLLOWER;
+        return;
+    }
     dr_ctx_t *ctx = gw_req_alloc(req, sizeof *ctx);
     ctx->req = req;
     ctx->pr = pr;

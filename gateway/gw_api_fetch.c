@@ -87,6 +87,10 @@ static st_part_t *resolve(gw_req_t *req, fetch_part_t *p)
         p->pd->error_code =
             (int16_t)(!topic && req->api_version >= 13 ? KP_ERR_UNKNOWN_TOPIC_ID
                                                        : KP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+    else if (!gw_leads(req->srv, topic, p->fp->partition)) {
+        p->pd->error_code = KP_ERR_NOT_LEADER_OR_FOLLOWER;
+        part = NULL;
+    }
     return part;
 }
 

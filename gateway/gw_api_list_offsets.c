@@ -47,6 +47,10 @@ static void list_partition(gw_req_t *req, st_topic_t *topic,
         pr->error_code = KP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
+    if (!gw_leads(req->srv, topic, rp->partition_index)) {
+        pr->error_code = KP_ERR_NOT_LEADER_OR_FOLLOWER;
+        return;
+    }
     int32_t epoch = st_part_leader_epoch(part);
     if (rp->current_leader_epoch != -1 && rp->current_leader_epoch < epoch) { /* v4+ */
         pr->error_code = KP_ERR_FENCED_LEADER_EPOCH;

@@ -7,8 +7,9 @@
  * .enable is on and, from v4, the request sets AllowAutoTopicCreation; the
  * answer waits for the creation.  The brokers are the live nodes
  * (gw_cluster.h) and the controller the lowest of them (admin clients send
- * CreateTopics/DeleteTopics to it and time out on -1).  This node leads
- * every partition: replicas = isr = [node.id].
+ * CreateTopics/DeleteTopics to it and time out on -1).  Each partition's
+ * leader is gw_part_leader() (this node alone without a cluster), its only
+ * replica and in-sync replica: replicas = isr = [leader].
  */
 #include "gw_api.h"
 
@@ -26,7 +27,7 @@ static bool may_create(const gw_req_t *req, const kp_metadata_request_t *rq)
     return gw_autocreate_allowed(req->srv, req->api_version < 4 || rq->allow_auto_topic_creation);
 }
 
-static void fill_topic(gw_req_t *req, st_topic_t *topic, const int32_t *node,
+static void fill_topic(gw_req_t *req, st_topic_t *topic,
                        kp_metadata_response_metadata_response_topic_t *t)
 {
     int32_t n = topic->nparts;
@@ -36,16 +37,18 @@ static void fill_topic(gw_req_t *req, st_topic_t *topic, const int32_t *node,
     t->is_internal = false;  /* v1+ */
     t->partitions = gw_req_alloc(req, (size_t)n * sizeof *t->partitions);
     t->partitions_count = n;
+    int32_t *leaders = gw_req_alloc(req, (size_t)n * sizeof *leaders);
     for (int32_t i = 0; i < n; i++) {
         kp_metadata_response_metadata_response_partition_t *p = &t->partitions[i];
         kp_metadata_response_metadata_response_partition_init(p);
+        leaders[i] = gw_part_leader(req->srv, topic, i);
         p->error_code = KP_ERR_NONE;
         p->partition_index = i;
-        p->leader_id = *node;
+        p->leader_id = leaders[i];
         p->leader_epoch = st_part_leader_epoch(topic->parts[i]); /* v7+ */
-        p->replica_nodes = (int32_t *)node;                      /* borrowed for encoding */
+        p->replica_nodes = &leaders[i];                          /* borrowed for encoding */
         p->replica_nodes_count = 1;
-        p->isr_nodes = (int32_t *)node;
+        p->isr_nodes = &leaders[i];
         p->isr_nodes_count = 1;
         p->offline_replicas_count = 0; /* v5+ */
     }
@@ -54,7 +57,7 @@ static void fill_topic(gw_req_t *req, st_topic_t *topic, const int32_t *node,
 /* One requested topic's entry: the topic, or why there is none. */
 static void fill_requested(gw_req_t *req, const kp_metadata_request_t *rq,
                            const kp_metadata_request_metadata_request_topic_t *want,
-                           const int32_t *node, kp_metadata_response_metadata_response_topic_t *t)
+                           kp_metadata_response_metadata_response_topic_t *t)
 {
     st_topic_t *topic;
     if (want->name.len < 0) { /* v10+: by id */
@@ -80,15 +83,13 @@ static void fill_requested(gw_req_t *req, const kp_metadata_request_t *rq,
             return;
         }
     }
-    fill_topic(req, topic, node, t);
+    fill_topic(req, topic, t);
 }
 
 static void respond(gw_req_t *req)
 {
     const kp_metadata_request_t *rq = req->body;
     gw_server_t *srv = req->srv;
-    int32_t *node = gw_req_alloc(req, sizeof *node);
-    *node = srv->cfg->node_id;
 
     kp_metadata_response_t resp;
     kp_metadata_response_init(&resp);
@@ -115,7 +116,7 @@ static void respond(gw_req_t *req)
             if (!topic || topic->deleting)
                 continue;
             kp_metadata_response_metadata_response_topic_init(&resp.topics[k]);
-            fill_topic(req, topic, node, &resp.topics[k++]);
+            fill_topic(req, topic, &resp.topics[k++]);
         }
         resp.topics_count = (int32_t)k;
     } else {
@@ -124,7 +125,7 @@ static void respond(gw_req_t *req)
         resp.topics_count = n;
         for (int32_t i = 0; i < n; i++) {
             kp_metadata_response_metadata_response_topic_init(&resp.topics[i]);
-            fill_requested(req, rq, &rq->topics[i], node, &resp.topics[i]);
+            fill_requested(req, rq, &rq->topics[i], &resp.topics[i]);
         }
     }
     gw_req_respond(req, &resp);

@@ -67,6 +67,8 @@ int gw_api_offset_for_leader_epoch(gw_req_t *req)
             st_part_t *part = topic ? gw_topic_part(topic, r->partition) : NULL;
             if (!part)
                 r->error_code = KP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            else if (!gw_leads(req->srv, topic, r->partition))
+                r->error_code = KP_ERR_NOT_LEADER_OR_FOLLOWER;
             else
                 end_offset(part, &rt->partitions[p], r);
         }

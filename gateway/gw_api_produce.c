@@ -118,6 +118,10 @@ static void produce_partition(gw_req_t *req, kp_str_t tname,
                                              : KP_ERR_INVALID_TOPIC_EXCEPTION);
         return;
     }
+    if (!gw_leads(req->srv, topic, pd->index)) {
+        set_error(req, pr, KP_ERR_NOT_LEADER_OR_FOLLOWER);
+        return;
+    }
     kp_err_t err = check_records(req->srv, topic, pd->records);
     if (err != KP_ERR_NONE) {
         gw_log_debug("produce", "%s/%d: refusing records: %s", topic->name, pd->index,

@@ -150,6 +150,24 @@ bool gw_coordinates(const gw_server_t *srv, kp_str_t group)
     return c->id == srv->cfg->node_id;
 }
 
+int32_t gw_part_leader(const gw_server_t *srv, const st_topic_t *topic, int32_t p)
+{
+    if (!srv->cluster)
+        return srv->cfg->node_id;
+    uint8_t key[20];
+    memcpy(key, topic->id.b, 16);
+    key[16] = (uint8_t)((uint32_t)p >> 24);
+    key[17] = (uint8_t)((uint32_t)p >> 16);
+    key[18] = (uint8_t)((uint32_t)p >> 8);
+    key[19] = (uint8_t)p;
+    return gw_cluster_coordinator(srv->cluster, (const char *)key, sizeof key)->id;
+}
+
+bool gw_leads(const gw_server_t *srv, const st_topic_t *topic, int32_t p)
+{
+    return gw_part_leader(srv, topic, p) == srv->cfg->node_id;
+}
+
 int32_t gw_controller_id(const gw_server_t *srv)
 {
     return srv->cluster ? gw_cluster_controller(srv->cluster) : srv->cfg->node_id;

@@ -346,6 +346,9 @@ void st_log__topic_key(char *key, size_t cap, const char *name, size_t len)
     topic_key(key, cap, name, len);
 }
 
+static void topics_unwatch(st_log_t *log);
+static void topics_read(st_log_t *log);
+
 typedef struct create_op {
     st_log_t *log;
     st_topic_t *topic;
@@ -381,8 +384,13 @@ static void create_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
     st_log_t *log = op->log;
     st_topic_t *t = op->topic;
     creating_remove(log, t);
-    if (err == ST_OK && !ok)
+    if (err == ST_OK && !ok) {
         err = ST_ERR_EXISTS;
+        /* Created by another node: its watch event was skipped while this
+         * creation was in flight, so read the catalog again. */
+        topics_unwatch(log);
+        topics_read(log);
+    }
     if (err == ST_OK) {
         if (!topic_insert(log, t))
             err = ST_ERR_NOMEM;

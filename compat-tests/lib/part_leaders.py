@@ -1,0 +1,109 @@
+"""part_leaders.py: partition leadership as the gateways answer it, hand-encoded.
+
+    part_leaders.py leaders BOOTSTRAP TOPIC
+        prints "P LEADER" per partition from Metadata v4 (auto-creating the
+        topic); exits 1 on a topic error
+    part_leaders.py check PORTS TOPIC LEADERS_FILE
+        PORTS is "ID=PORT,..." of the live nodes, LEADERS_FILE the output of
+        leaders.  For every partition: two Produce v3 (acks=-1) to its leader
+        get consecutive offsets from its high watermark; Produce v3, Fetch v4,
+        ListOffsets v1 and OffsetForLeaderEpoch v0 sent to every other node
+        get NOT_LEADER_OR_FOLLOWER (6); Fetch v4 and ListOffsets v1 from the
+        leader see the records.  Prints one line per failure, exits 1 on any.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kafka_wire as kw  # noqa: E402
+
+NOT_LEADER = 6
+
+
+def leaders(bootstrap, topic):
+    c = kw.Conn(bootstrap)
+    r = kw.Reader(c.call(3, 4, kw.array([kw.string(topic)]) + kw.i8(1), timeout=20))
+    r.i32()  # throttle
+    r.array(lambda: (r.i32(), r.string(), r.i32(), r.string()))
+    r.string()  # cluster id
+    r.i32()  # controller
+
+    def partition():
+        err, idx, leader = r.i16(), r.i32(), r.i32()
+        r.array(r.i32)
+        r.array(r.i32)
+        return err, idx, leader
+
+    def topic_():
+        err, name, _internal = r.i16(), r.string(), r.i8()
+        return err, name, r.array(partition)
+
+    (err, _, parts), = r.array(topic_)
+    c.close()
+    if err:
+        sys.exit("topic error %d" % err)
+    for perr, idx, leader in sorted(parts, key=lambda p: p[1]):
+        if perr:
+            sys.exit("partition %d error %d" % (idx, perr))
+        print(idx, leader)
+
+
+def list_offsets_v1(conn, topic, partition):
+    body = kw.i32(-1) + kw.array([kw.string(topic) + kw.array([kw.i32(partition) + kw.i64(-1)])])
+    r = kw.Reader(conn.call(2, 1, body))
+    (_, [(_, err, _ts, off)]), = r.array(
+        lambda: (r.string(), r.array(lambda: (r.i32(), r.i16(), r.i64(), r.i64()))))
+    return err, off
+
+
+def offset_for_epoch_v0(conn, topic, partition):
+    body = kw.array([kw.string(topic) + kw.array([kw.i32(partition) + kw.i32(0)])])
+    r = kw.Reader(conn.call(23, 0, body))
+    (_, [(err, _, _)]), = r.array(
+        lambda: (r.string(), r.array(lambda: (r.i16(), r.i32(), r.i64()))))
+    return err
+
+
+def check(ports, topic, leaders_file):
+    nodes = dict((int(k), int(v)) for k, v in (x.split("=") for x in ports.split(",")))
+    conns = dict((i, kw.Conn("127.0.0.1:%d" % p)) for i, p in nodes.items())
+    bad = []
+    with open(leaders_file) as f:
+        lead = [tuple(map(int, line.split())) for line in f if line.strip()]
+    for p, leader in lead:
+        if leader not in conns:
+            bad.append("partition %d: leader %d is not live" % (p, leader))
+            continue
+        lc = conns[leader]
+        err, hw = list_offsets_v1(lc, topic, p)
+        if err:
+            bad.append("partition %d: ListOffsets at leader %d: error %d" % (p, leader, err))
+            continue
+        for k in range(2):
+            err, base = kw.produce_v3(lc, topic, p, kw.record_batch([b"v%d-%d" % (p, k)]))
+            if err or base != hw + k:
+                bad.append("partition %d: produce %d at leader %d: error %d offset %d (want %d)"
+                           % (p, k, leader, err, base, hw + k))
+        err, hw2, recs = kw.fetch_v4(lc, topic, p, hw)
+        if err or hw2 != hw + 2 or [rec[0] for rec in recs] != [hw, hw + 1]:
+            bad.append("partition %d: fetch at leader %d: error %d hw %d offsets %s"
+                       % (p, leader, err, hw2, [rec[0] for rec in recs]))
+        for i, c in conns.items():
+            if i == leader:
+                continue
+            got = (kw.produce_v3(c, topic, p, kw.record_batch([b"x"]))[0],
+                   kw.fetch_v4(c, topic, p, 0)[0], list_offsets_v1(c, topic, p)[0],
+                   offset_for_epoch_v0(c, topic, p))
+            if got != (NOT_LEADER,) * 4:
+                bad.append("partition %d: node %d (not the leader) answered produce, fetch, "
+                           "list offsets, offset for epoch with %s" % (p, i, got))
+    for line in bad:
+        print(line)
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "leaders":
+        leaders(sys.argv[2], sys.argv[3])
+    else:
+        check(sys.argv[2], sys.argv[3], sys.argv[4])
