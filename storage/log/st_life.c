@@ -76,6 +76,7 @@ typedef struct fold_item {
     st_prod_desc_t *prods;
     size_t nprods;
     size_t next; /* chunks before it are folded (or skipped) */
+    bool keep;   /* a chunk is missing from memory: the manifest stays */
 } fold_item_t;
 
 /* An object seen unreferenced, since when. */
@@ -214,6 +215,28 @@ static st_chunk_t *fold_target(st_log_t *log, const fold_item_t *it, const st_ch
     return c;
 }
 
+/* Does memory lack the chunk @d although its partition still holds its
+ * offsets (it could not be indexed: out of memory)?  Then the manifest
+ * stays in the store, for the next start to apply. */
+static bool fold_missing(st_log_t *log, const st_chunk_desc_t *d)
+{
+    st_topic_t *t = st_log_topic_by_id(log, d->topic_id);
+    if (!t || t->deleting || d->partition < 0 || d->partition >= t->nparts)
+        return false;
+    const st_part_t *part = t->parts[d->partition];
+    if (d->last_offset < part->log_start)
+        return false;
+    size_t lo = 0, hi = part->nchunks;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (part->chunks[mid]->last < d->base_offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return !(lo < part->nchunks && part->chunks[lo]->base <= d->base_offset);
+}
+
 static bool tx_push(st_life_t *L, st_chunk_t *c)
 {
     if (L->tx.n == L->tx.cap) {
@@ -328,13 +351,30 @@ static bool fold_step(st_life_t *L)
                                         .val = vals[nvals].buf,
                                         .val_len = vals[nvals].len};
                 nvals++;
+            } else if (fold_missing(log, d)) {
+                it->keep = true;
             }
             it->next++;
         }
         if (oom || it->next < it->nchunks || nops == LIFE_TXN_OPS)
             break;
-        ops[nops++] = (st_op_t){.type = ST_OP_DEL, .key = it->mkey};
+        if (!it->keep) /* a kept manifest leaves the list only */
+            ops[nops++] = (st_op_t){.type = ST_OP_DEL, .key = it->mkey};
         L->tx.done_upto = it;
+    }
+    if (!oom && nops == 0 && L->tx.done_upto) { /* only kept manifests: nothing to write */
+        while (!st_list_empty(&L->unfolded)) {
+            fold_item_t *it = st_container_of(L->unfolded.next, fold_item_t, link);
+            bool last = it == L->tx.done_upto;
+            st_list_del(&it->link);
+            L->nunfolded--;
+            item_free(it);
+            if (last)
+                break;
+        }
+        L->tx.done_upto = NULL;
+        log->stats.manifests_unfolded = L->nunfolded;
+        return fold_step(L);
     }
     int rc = -1;
     if (!oom && nops > 0) {
