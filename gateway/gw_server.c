@@ -21,6 +21,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 
+#include "gw_api.h"
 #include "gw_cluster.h"
 #include "gw_conn.h"
 #include "gw_group.h"
@@ -564,6 +565,12 @@ static void registered_cb(st_err_t err, void *arg)
 }
 
 /* Make and open the log over the stores. */
+/* Retention and merging of a partition run on its leader only. */
+static bool leads_cb(void *arg, const st_topic_t *topic, int32_t p)
+{
+    return gw_leads(arg, topic, p);
+}
+
 static void open_log(run_ctx_t *ctx)
 {
     const gw_config_t *cfg = ctx->cfg;
@@ -584,6 +591,8 @@ static void open_log(run_ctx_t *ctx)
         .gc_grace_ms = cfg->log_gc_grace_ms,
         .on_flush = ctx->metrics ? gw_metrics_on_flush : NULL,
         .on_flush_arg = ctx->metrics,
+        .owns = leads_cb,
+        .owns_arg = ctx->srv,
         .index_max_keys = cfg->log_index_max_keys,
         .segment_bytes = cfg->log_segment_bytes,
     };

@@ -465,6 +465,8 @@ static bool retain_step(st_life_t *L)
             continue;
         }
         st_part_t *part = t->parts[L->ret_part++];
+        if (log->cfg.owns && !log->cfg.owns(log->cfg.owns_arg, t, part->index))
+            continue; /* another node leads it */
         int64_t ms, bytes;
         part_retention(log, part, &ms, &bytes);
         uint64_t total = 0;
@@ -852,7 +854,8 @@ static bool merge_step(st_life_t *L)
         }
         st_part_t *part = t->parts[L->mrg_part];
         size_t first, k;
-        if (!merge_pick(log, part, &first, &k)) {
+        if ((log->cfg.owns && !log->cfg.owns(log->cfg.owns_arg, t, part->index)) ||
+            !merge_pick(log, part, &first, &k)) {
             L->mrg_part++;
             continue;
         }

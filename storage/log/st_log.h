@@ -96,8 +96,12 @@ typedef struct st_log_cfg {
     int64_t index_max_keys; /* above this many index keys a partition's small chunks are
                              * merged into segment objects; 0 = 1000 */
     int64_t segment_bytes;  /* largest segment object merging writes; 0 = 64 MiB */
-    int64_t gc_grace_ms;    /* an unreferenced object is deleted once it has been
-                             * seen unreferenced and is older than this; 0 = 600000 */
+    /* Does this node run retention and merging for partition @p of @topic
+     * (its leader)?  NULL: every partition. */
+    bool (*owns)(void *arg, const st_topic_t *topic, int32_t p);
+    void *owns_arg;
+    int64_t gc_grace_ms; /* an unreferenced object is deleted once it has been
+                          * seen unreferenced and is older than this; 0 = 600000 */
     /* NULL, or called for each committed flush with its object's size and
      * the seconds from the start of its upload to its commit (metrics). */
     void (*on_flush)(void *arg, size_t bytes, double seconds);
