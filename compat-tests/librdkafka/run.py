@@ -15,7 +15,7 @@ duration come from the runner's JSON report (TEST_REPORT).  A gateway that
 exits during a test fails that test and is started again.
 
 NUTHATCH picks the gateway binary, NH_BACKEND=s3 runs it on S3 + etcd
-(lib/nh_server.py), NH_RDK_TIMEOUT (seconds, default 600) bounds each test,
+(lib/nh_server.py), NH_RDK_TIMEOUT (seconds, default 900) bounds each test,
 NH_RDK_KEEP=1 keeps the logs.  Exit status 0 when every test run passed.
 """
 
@@ -287,7 +287,7 @@ def main():
     if not selected:
         print("librdkafka suite: no test selected", file=sys.stderr)
         return 1
-    timeout = float(os.environ.get("NH_RDK_TIMEOUT", "600"))
+    timeout = float(os.environ.get("NH_RDK_TIMEOUT", "900"))
     keep = os.environ.get("NH_RDK_KEEP") == "1"
     workdir = tempfile.mkdtemp(prefix="nh-rdk.")
     # The gateways' data directories live in the run's directory too.
