@@ -34,6 +34,7 @@
 
 static bool opt_records;
 static bool opt_json;
+static bool opt_manifest;
 
 static void usage(FILE *f)
 {
@@ -60,6 +61,15 @@ static void usage(FILE *f)
           "                 Byte strings are JSON strings when valid UTF-8 (null for\n"
           "                 null); otherwise the string has U+FFFD for each invalid byte\n"
           "                 and a sibling NAME_hex field holds the exact bytes.\n"
+          "  -m, --manifest the PATHs are metadata values instead: a flush manifest\n"
+          "                 (/nuthatch/manifests/...) or an index key's value\n"
+          "                 (/nuthatch/partitions/<topic-id>/<p>/chunks/<base>), e.g.\n"
+          "                 saved with etcdctl get --print-value-only; JSON types:\n"
+          "                 manifest: path version node_id incarnation sequence\n"
+          "                           object_key object_size chunks producers\n"
+          "                 chunk (as above, without crc_ok) and\n"
+          "                 producer: path chunk producer_id epoch first_sequence\n"
+          "                           last_sequence base_offset last_offset\n"
           "  -h, --help     print this help\n"
           "\n"
           "Exit status: 0 when every object is intact, 1 when some file is missing,\n"
@@ -521,6 +531,84 @@ static bool dump_file(const char *path, kp_zout_t *zout)
     return !cur_failed;
 }
 
+/* A manifest or index key value, as the metadata store holds it. */
+static bool dump_manifest(const char *path)
+{
+    cur_path = path;
+    cur_failed = false;
+    size_t len = 0;
+    uint8_t *buf = slurp(path, &len);
+    if (!buf) {
+        problem("%s", strerror(errno));
+        return false;
+    }
+    st_manifest_t m;
+    if (st_manifest_decode(buf, len, &m) != ST_OK) {
+        problem("not a manifest (version 1 or 2 with a valid CRC32C)");
+        free(buf);
+        return false;
+    }
+    char *key = strndup(m.object_key.ptr, (size_t)m.object_key.len);
+    if (opt_json) {
+        printf("{\"type\":\"manifest\"");
+        json_cstr("path", path);
+        printf(",\"version\":%d,\"node_id\":%" PRId32 ",\"incarnation\":%" PRId64
+               ",\"sequence\":%" PRId64,
+               m.version, m.node_id, m.incarnation, m.seq);
+        json_cstr("object_key", key ? key : "");
+        printf(",\"object_size\":%" PRIu64 ",\"chunks\":%zu,\"producers\":%zu}\n", m.object_size,
+               m.nchunks, m.nprods);
+    } else {
+        printf("manifest %s version %d node_id %" PRId32 " incarnation %" PRId64
+               " sequence %" PRId64 " object %s size %" PRIu64 " chunks %zu producers %zu\n",
+               path, m.version, m.node_id, m.incarnation, m.seq, key ? key : "", m.object_size,
+               m.nchunks, m.nprods);
+    }
+    for (size_t i = 0; i < m.nchunks; i++) {
+        const st_chunk_desc_t *c = &m.chunks[i];
+        char topic[33];
+        st_uuid_hex(c->topic_id, topic);
+        if (opt_json) {
+            printf("{\"type\":\"chunk\"");
+            json_cstr("path", path);
+            printf(",\"chunk\":%zu,\"topic_id\":\"%s\",\"partition\":%" PRId32
+                   ",\"batches\":%" PRId32 ",\"base_offset\":%" PRId64 ",\"last_offset\":%" PRId64
+                   ",\"max_timestamp\":%" PRId64 ",\"position\":%" PRIu64 ",\"length\":%" PRIu32
+                   "}\n",
+                   i, topic, c->partition, c->batches, c->base_offset, c->last_offset,
+                   c->max_timestamp, c->pos, c->len);
+        } else {
+            printf("  chunk %zu topic_id %s partition %" PRId32 " batches %" PRId32
+                   " offsets %" PRId64 "..%" PRId64 " max_timestamp %" PRId64 " position %" PRIu64
+                   " length %" PRIu32 "\n",
+                   i, topic, c->partition, c->batches, c->base_offset, c->last_offset,
+                   c->max_timestamp, c->pos, c->len);
+        }
+    }
+    for (size_t i = 0; i < m.nprods; i++) {
+        const st_prod_desc_t *d = &m.prods[i];
+        if (opt_json) {
+            printf("{\"type\":\"producer\"");
+            json_cstr("path", path);
+            printf(",\"chunk\":%" PRIu32 ",\"producer_id\":%" PRId64 ",\"epoch\":%d"
+                   ",\"first_sequence\":%" PRId32 ",\"last_sequence\":%" PRId32
+                   ",\"base_offset\":%" PRId64 ",\"last_offset\":%" PRId64 "}\n",
+                   d->chunk, d->producer_id, d->epoch, d->first_seq, d->last_seq, d->base_offset,
+                   d->last_offset);
+        } else {
+            printf("  producer chunk %" PRIu32 " id %" PRId64 " epoch %d sequences %" PRId32
+                   "..%" PRId32 " offsets %" PRId64 "..%" PRId64 "\n",
+                   d->chunk, d->producer_id, d->epoch, d->first_seq, d->last_seq, d->base_offset,
+                   d->last_offset);
+        }
+    }
+    free(key);
+    free((void *)m.chunks);
+    free((void *)m.prods);
+    free(buf);
+    return !cur_failed;
+}
+
 /* ------------------------------------------------------------ directories */
 
 static char **found;
@@ -596,6 +684,8 @@ int main(int argc, char **argv)
             opt_records = true;
         } else if (!strcmp(a, "-j") || !strcmp(a, "--json")) {
             opt_json = true;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--manifest")) {
+            opt_manifest = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             free(paths);
@@ -617,7 +707,9 @@ int main(int argc, char **argv)
     bool ok = true;
     for (int i = 0; i < npaths; i++) {
         struct stat st;
-        if (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))
+        if (opt_manifest)
+            ok = dump_manifest(paths[i]) && ok;
+        else if (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))
             ok = dump_dir(paths[i], &zout) && ok;
         else
             ok = dump_file(paths[i], &zout) && ok;

@@ -357,6 +357,64 @@ static void test_usage_and_missing(void **state)
     run_free(&r);
 }
 
+/* --manifest: a manifest or index key value, fields as encoded; anything
+ * else (an object, a flipped byte) is one error line. */
+static void test_manifest(void **state)
+{
+    (void)state;
+    st_chunk_desc_t c = {.topic_id = {{1, 2, 3}},
+                         .partition = 7,
+                         .batches = 2,
+                         .base_offset = 40,
+                         .last_offset = 49,
+                         .max_timestamp = 1234,
+                         .pos = 32,
+                         .len = 300,
+                         .crc = 99};
+    st_prod_desc_t pd = {.chunk = 0,
+                         .producer_id = 11,
+                         .epoch = 3,
+                         .first_seq = 5,
+                         .last_seq = 9,
+                         .base_offset = 45,
+                         .last_offset = 49};
+    st_manifest_t m = {.version = 2,
+                       .node_id = 4,
+                       .incarnation = 6,
+                       .seq = 8,
+                       .object_key = kp_str("objects/4/0000000006-000000000008.nho"),
+                       .object_size = 424,
+                       .chunks = &c,
+                       .nchunks = 1,
+                       .prods = &pd,
+                       .nprods = 1};
+    kp_writer_t w;
+    kp_writer_init(&w, 256);
+    st_manifest_encode(&w, &m);
+    char path[300];
+    snprintf(path, sizeof path, "%s/index-value", dir);
+    write_file(path, w.buf, w.len);
+    run_t r = run_dump((const char *[]){"--manifest", "--json", path, NULL});
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "\"type\":\"manifest\"");
+    assert_contains(r.out, "\"node_id\":4,\"incarnation\":6,\"sequence\":8");
+    assert_contains(r.out, "\"object_key\":\"objects/4/0000000006-000000000008.nho\"");
+    assert_contains(r.out, "\"partition\":7,\"batches\":2,\"base_offset\":40,\"last_offset\":49");
+    assert_contains(r.out, "\"producer_id\":11,\"epoch\":3,\"first_sequence\":5,"
+                           "\"last_sequence\":9,\"base_offset\":45");
+    run_free(&r);
+    r = run_dump((const char *[]){"-m", path, NULL});
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "chunks 1 producers 1");
+    run_free(&r);
+    w.buf[w.len / 2] ^= 1;
+    write_file(path, w.buf, w.len);
+    r = run_dump((const char *[]){"-m", path, NULL});
+    assert_one_error(&r, path);
+    run_free(&r);
+    kp_writer_deinit(&w);
+}
+
 /* Every proper prefix of an object is refused. */
 static void test_truncated(void **state)
 {
@@ -464,6 +522,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
