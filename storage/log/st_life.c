@@ -346,10 +346,11 @@ static bool fold_step(st_life_t *L)
                     break;
                 }
                 index_key(keys[nops], sizeof keys[nops], d->topic_id, d->partition, d->base_offset);
-                ops[nops++] = (st_op_t){.type = ST_OP_PUT,
-                                        .key = keys[nops - 1],
-                                        .val = vals[nvals].buf,
-                                        .val_len = vals[nvals].len};
+                ops[nops] = (st_op_t){.type = ST_OP_PUT,
+                                      .key = keys[nops],
+                                      .val = vals[nvals].buf,
+                                      .val_len = vals[nvals].len};
+                nops++;
                 nvals++;
             } else if (fold_missing(log, d)) {
                 it->keep = true;
