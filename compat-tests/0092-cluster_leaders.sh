@@ -21,6 +21,10 @@
 #      takeover of a partition's state is not built yet, docs/cluster.md.)
 #   5. It restarts: every partition is back on its first leader, and 2.
 #      passes again (offsets go on from each high watermark).
+#   6. The leader of partition 0 is stopped (SIGSTOP) for 4.5 s, past its
+#      3 s lease; a produce sent to it meanwhile is answered
+#      NOT_LEADER_OR_FOLLOWER after the resume and not stored; it
+#      acknowledges again (at the next offset) once registered again.
 # NH_CLUSTER_LOOPS=N (default 1; 5 in the long target) repeats 4 and 5,
 # killing the nodes in turn (the busiest leader first).
 set -u
@@ -134,6 +138,15 @@ done
 [ "$back" = 1 ] || fail "node $victim did not lead its partitions again: $(tr '\n' ' ' <"$NH_DIR/lead")"
 out=$(pl check "$(ports_of 1 2 3)" "$TOPIC" "$NH_DIR/lead") || fail "after the restart: $out"
 done
+
+# 6. The leader of partition 0 is paused past its lease: what it is sent
+#    meanwhile is refused, not stored; it acknowledges again once it has
+#    registered again, at the next offset.
+agree 1 2 3 || fail "the nodes do not agree on the leaders before the pause"
+l0=$(awk '$1 == 0 {print $2}' "$NH_DIR/lead")
+out=$(pl pause "127.0.0.1:${NHC_PORT[l0]}" "${NHC_PID[l0]}" "$TOPIC" 0 4.5 2>&1) ||
+    fail "pause of node $l0: $out"
+echo "pause of node $l0: $out"
 
 [ "$failures" -eq 0 ] || exit 1
 echo "0092-cluster_leaders: ok"

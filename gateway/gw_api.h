@@ -130,6 +130,9 @@ int32_t gw_part_leader(const gw_server_t *srv, const st_topic_t *topic, int32_t 
  * NOT_LEADER_OR_FOLLOWER to its Produce, Fetch, ListOffsets,
  * OffsetForLeaderEpoch and DeleteRecords. */
 bool gw_leads(const gw_server_t *srv, const st_topic_t *topic, int32_t p);
+/* Whether this node may acknowledge appends (gw_cluster_lease_state;
+ * FRESH when the server has no cluster). */
+gw_lease_state_t gw_lease_state(const gw_server_t *srv);
 /* The controller reported to clients: the lowest live node id. */
 int32_t gw_controller_id(const gw_server_t *srv);
 

@@ -11,15 +11,25 @@
  * created first when auto.create.topics.enable allows.  Once the log holds
  * its copies of the batches the frame is freed: the write buffer bounds the
  * bytes waiting for their commit, which would otherwise be in memory twice.
+ *
+ * Only a partition's leader appends (gw_leads; NOT_LEADER_OR_FOLLOWER
+ * elsewhere), and only while its lease is fresh (gw_lease_state): with
+ * renewals late, appends are refused and acknowledgements held until the
+ * lease is renewed; once it may have expired, appends that succeeded are
+ * answered NOT_LEADER_OR_FOLLOWER (whether stored or not, as after a lost
+ * answer).
  */
 #include "gw_api.h"
 
 #include "gw_log.h"
 #include "kp_batch.h"
 
+#include <event2/event.h>
+
 typedef struct produce_state {
     kp_produce_response_t resp; /* built up as partitions finish */
     bool failed;                /* some partition failed: acks=0 closes the connection */
+    struct event *hold;         /* the answer waits for the lease (hold_tick), or NULL */
 } produce_state_t;
 
 /* Where one append's result goes. */
@@ -61,10 +71,92 @@ static kp_err_t check_records(const gw_server_t *srv, const st_topic_t *topic, k
     return KP_ERR_NONE;
 }
 
+#define HOLD_POLL_MS 50
+
+/* Appends that succeeded are answered NOT_LEADER_OR_FOLLOWER instead: this
+ * node's lease may have expired, another node may lead the partitions. */
+static void refuse_successes(produce_state_t *ps)
+{
+    for (int32_t t = 0; t < ps->resp.responses_count; t++) {
+        kp_produce_response_topic_produce_response_t *tr = &ps->resp.responses[t];
+        for (int32_t p = 0; p < tr->partition_responses_count; p++) {
+            kp_produce_response_partition_produce_response_t *pr = &tr->partition_responses[p];
+            if (pr->error_code == KP_ERR_NONE) {
+                pr->error_code = KP_ERR_NOT_LEADER_OR_FOLLOWER;
+                pr->base_offset = -1;
+            }
+        }
+    }
+}
+
+static bool any_success(const produce_state_t *ps)
+{
+    for (int32_t t = 0; t < ps->resp.responses_count; t++)
+        for (int32_t p = 0; p < ps->resp.responses[t].partition_responses_count; p++)
+            if (ps->resp.responses[t].partition_responses[p].error_code == KP_ERR_NONE)
+                return true;
+    return false;
+}
+
+static void produce_free(gw_req_t *req)
+{
+    produce_state_t *ps = req->hstate;
+    if (ps && ps->hold)
+        event_free(ps->hold);
+}
+
+static void hold_arm(produce_state_t *ps)
+{
+    struct timeval tv = {0, HOLD_POLL_MS * 1000};
+    evtimer_add(ps->hold, &tv);
+}
+
+/* A held answer: sent once the lease is renewed, refused once it may have
+ * expired, polled meanwhile. */
+static void hold_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gw_req_t *req = arg;
+    produce_state_t *ps = req->hstate;
+    gw_lease_state_t st = gw_lease_state(req->srv);
+    if (st == GW_LEASE_STALE) {
+        hold_arm(ps);
+        return;
+    }
+    req->cancel = NULL;
+    if (st == GW_LEASE_LOST)
+        refuse_successes(ps);
+    gw_req_respond(req, &ps->resp);
+}
+
+/* The connection closes or the server stops while an answer is held. */
+static void hold_cancel(gw_req_t *req)
+{
+    produce_state_t *ps = req->hstate;
+    evtimer_del(ps->hold);
+    if (gw_lease_state(req->srv) != GW_LEASE_FRESH)
+        refuse_successes(ps);
+    gw_req_respond(req, &ps->resp);
+}
+
 static void finish(gw_req_t *req)
 {
     produce_state_t *ps = req->hstate;
     const kp_produce_request_t *rq = req->body;
+    gw_lease_state_t lease = rq->acks == 0 ? GW_LEASE_FRESH : gw_lease_state(req->srv);
+    if (lease == GW_LEASE_LOST)
+        refuse_successes(ps);
+    if (lease == GW_LEASE_STALE && any_success(ps)) {
+        /* Renewals are late: acknowledge only once the lease is known to live. */
+        ps->hold = evtimer_new(req->srv->base, hold_tick, req);
+        if (ps->hold) {
+            req->hfree = produce_free;
+            req->cancel = hold_cancel;
+            hold_arm(ps);
+            return;
+        }
+        refuse_successes(ps);
+    }
     if (rq->acks == 0) {
         if (ps->failed && gw_req_conn_open(req)) {
             gw_log_debug("produce", "conn %llu: acks=0 produce failed, closing",
@@ -118,8 +210,8 @@ static void produce_partition(gw_req_t *req, kp_str_t tname,
                                              : KP_ERR_INVALID_TOPIC_EXCEPTION);
         return;
     }
-    if (!gw_leads(req->srv, topic, pd->index)) {
-        set_error(req, pr, KP_ERR_NOT_LEADER_OR_FOLLOWER);
+    if (!gw_leads(req->srv, topic, pd->index) || gw_lease_state(req->srv) != GW_LEASE_FRESH) {
+        set_error(req, pr, KP_ERR_NOT_LEADER_OR_FOLLOWER); /* not, or maybe no more */
         return;
     }
     kp_err_t err = check_records(req->srv, topic, pd->records);

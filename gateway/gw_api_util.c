@@ -168,6 +168,11 @@ bool gw_leads(const gw_server_t *srv, const st_topic_t *topic, int32_t p)
     return gw_part_leader(srv, topic, p) == srv->cfg->node_id;
 }
 
+gw_lease_state_t gw_lease_state(const gw_server_t *srv)
+{
+    return srv->cluster ? gw_cluster_lease_state(srv->cluster) : GW_LEASE_FRESH;
+}
+
 int32_t gw_controller_id(const gw_server_t *srv)
 {
     return srv->cluster ? gw_cluster_controller(srv->cluster) : srv->cfg->node_id;

@@ -25,6 +25,8 @@ struct gw_cluster {
     char key[64];               /* /nuthatch/nodes/<node_id> */
     char val[GW_HOST_MAX + 32]; /* PLAINTEXT://host:port */
     int64_t lease;              /* lease the key is under; 0 = none yet */
+    int64_t lease_sent_ms;      /* when the grant or keep-alive in flight was sent */
+    int64_t lease_until_ms;     /* the lease lives at least until then (0: lost or none) */
     struct event *timer;        /* keep-alive, or the next try of a failed step */
     st_meta_watch_t *watch;     /* owned while the view is watched */
     gw_node_t *nodes;           /* the view, sorted by id, self included */
@@ -323,7 +325,6 @@ static void put_key(gw_cluster_t *cl)
 
 static void granted(st_err_t err, int64_t lease_id, int64_t ttl_ms, void *arg)
 {
-    (void)ttl_ms;
     gw_cluster_t *cl = arg;
     if (!settle(cl) || cl->left)
         return;
@@ -332,6 +333,7 @@ static void granted(st_err_t err, int64_t lease_id, int64_t ttl_ms, void *arg)
         return;
     }
     cl->lease = lease_id;
+    cl->lease_until_ms = cl->lease_sent_ms + (ttl_ms > 0 ? ttl_ms : cl->lease_ms);
     put_key(cl);
 }
 
@@ -341,6 +343,8 @@ static void reregister(gw_cluster_t *cl)
     if (cl->registering || cl->left)
         return;
     evtimer_del(cl->timer);
+    cl->lease_until_ms = 0; /* the old lease is gone, or about to be replaced */
+    cl->lease_sent_ms = now_ms();
     if (st_meta_lease_grant(cl->meta, cl->lease_ms, granted, cl) != 0) {
         arm(cl, RETRY_MS);
         return;
@@ -352,10 +356,12 @@ static void reregister(gw_cluster_t *cl)
 
 static void kept_alive(st_err_t err, int64_t lease_id, int64_t ttl_ms, void *arg)
 {
-    (void)lease_id, (void)ttl_ms;
+    (void)lease_id;
     gw_cluster_t *cl = arg;
     if (!settle(cl) || cl->left || cl->registering)
         return;
+    if (err == ST_OK)
+        cl->lease_until_ms = cl->lease_sent_ms + (ttl_ms > 0 ? ttl_ms : cl->lease_ms);
     if (err == ST_ERR_NOT_FOUND) {
         gw_log_warn("cluster", "the lease of node %d expired: registering again", cl->node_id);
         reregister(cl);
@@ -381,6 +387,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         reload(cl); /* start-up's first read, or a broken watch, failed */
     if (!cl->ready)
         return;
+    cl->lease_sent_ms = now_ms();
     if (st_meta_lease_keepalive(cl->meta, cl->lease, kept_alive, cl) != 0) {
         arm(cl, RETRY_MS);
         return;
@@ -445,6 +452,16 @@ int32_t gw_cluster_controller(const gw_cluster_t *cl)
 
 /* 64-bit FNV-1a of the node id (4 bytes, big-endian) then the key, through
  * splitmix64's finalizer so that close ids spread. */
+gw_lease_state_t gw_cluster_lease_state(const gw_cluster_t *cl)
+{
+    int64_t now = now_ms();
+    if (now >= cl->lease_until_ms)
+        return GW_LEASE_LOST;
+    if (now >= cl->lease_until_ms - cl->lease_ms / 3)
+        return GW_LEASE_STALE;
+    return GW_LEASE_FRESH;
+}
+
 static uint64_t rendezvous(int32_t id, const char *key, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325ULL;

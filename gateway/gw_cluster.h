@@ -80,6 +80,14 @@ int32_t gw_cluster_controller(const gw_cluster_t *cl);
  * the same one. */
 const gw_node_t *gw_cluster_coordinator(const gw_cluster_t *cl, const char *key, size_t len);
 
+/* Whether this node may acknowledge appends: FRESH while its lease is
+ * known to live at least a third of cluster.lease.ms more (a grant or
+ * keep-alive answered: the lease lives until its sending time plus the
+ * TTL), STALE after that (renewals are late: acknowledgements wait),
+ * LOST once the lease may have expired (and when there is none). */
+typedef enum gw_lease_state { GW_LEASE_FRESH, GW_LEASE_STALE, GW_LEASE_LOST } gw_lease_state_t;
+gw_lease_state_t gw_cluster_lease_state(const gw_cluster_t *cl);
+
 /* Leave: stop renewing and revoke the lease (this node's key goes with
  * it).  The revocation is sent and not waited for. */
 void gw_cluster_leave(gw_cluster_t *cl);

@@ -102,8 +102,62 @@ def check(ports, topic, leaders_file):
     sys.exit(1 if bad else 0)
 
 
+def produce_body(topic, partition, batch):
+    body = kw.string(None) + kw.i16(-1) + kw.i32(10000)
+    return body + kw.array([kw.string(topic) + kw.array([kw.i32(partition) + kw.i32(len(batch))
+                                                        + batch])])
+
+
+def produce_answer(data):
+    r = kw.Reader(data)
+    (_, [(_, err, base, _)]), = r.array(
+        lambda: (r.string(), r.array(lambda: (r.i32(), r.i16(), r.i64(), r.i64()))))
+    return err, base
+
+
+def pause(bootstrap, pid, topic, partition, pause_s):
+    import signal
+    import time
+    c = kw.Conn(bootstrap)
+    err, first = kw.produce_v3(c, topic, partition, kw.record_batch([b"before"]))
+    if err:
+        sys.exit("produce before the pause: error %d" % err)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(pause_s)
+        corr = c.send(0, 3, produce_body(topic, partition, kw.record_batch([b"paused"])))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    err, base = produce_answer(c.recv(corr, 30))
+    if err != NOT_LEADER:
+        sys.exit("produce sent during the pause: error %d offset %d (want error %d)"
+                 % (err, base, NOT_LEADER))
+    deadline = resumed + 30
+    while True:
+        try:
+            err, base = kw.produce_v3(c, topic, partition, kw.record_batch([b"after"]))
+        except (ConnectionError, OSError):
+            c = kw.Conn(bootstrap)
+            err, base = -1, -1
+        if err == 0:
+            break
+        if time.monotonic() > deadline:
+            sys.exit("no produce acknowledged within 30 s of the resume (last error %d)" % err)
+        time.sleep(0.2)
+    print("acknowledged again %.1f s after the resume" % (time.monotonic() - resumed))
+    if base != first + 1:
+        sys.exit("after the resume: offset %d, want %d" % (base, first + 1))
+    recs = kw.fetch_all(c, topic, partition)
+    vals = [rec[1] for rec in recs if rec[0] >= first]
+    if b"paused" in vals:
+        sys.exit("the refused record was stored: %s" % vals)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "leaders":
+    if sys.argv[1] == "pause":
+        pause(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
+    elif sys.argv[1] == "leaders":
         leaders(sys.argv[2], sys.argv[3])
     else:
         check(sys.argv[2], sys.argv[3], sys.argv[4])
