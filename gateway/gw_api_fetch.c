@@ -10,7 +10,10 @@
  * whole batch; partition_max_bytes bounds each partition the same way.
  * Sessionless (session_id 0), no aborted transactions, last stable offset =
  * high watermark (kafkajs reads READ_COMMITTED), no preferred read replica.
- * v13 names topics by id (UNKNOWN_TOPIC_ID when unknown).
+ * v13 names topics by id (UNKNOWN_TOPIC_ID when unknown).  A partition this
+ * node does not lead gets NOT_LEADER_OR_FOLLOWER; a current_leader_epoch
+ * (v9+) other than -1 below the partition's FENCED_LEADER_EPOCH, above it
+ * UNKNOWN_LEADER_EPOCH.
  *
  * Records are copied into the response (a first version; sending the
  * cached st_buf_t bytes with evbuffer_add_reference() would avoid it).
@@ -89,6 +92,12 @@ static st_part_t *resolve(gw_req_t *req, fetch_part_t *p)
                                                        : KP_ERR_UNKNOWN_TOPIC_OR_PARTITION);
     else if (!gw_leads(req->srv, topic, p->fp->partition)) {
         p->pd->error_code = KP_ERR_NOT_LEADER_OR_FOLLOWER;
+        part = NULL;
+    } else if (p->fp->current_leader_epoch != -1 && /* v9+ */
+               p->fp->current_leader_epoch != st_part_leader_epoch(part)) {
+        p->pd->error_code = p->fp->current_leader_epoch < st_part_leader_epoch(part)
+                                ? KP_ERR_FENCED_LEADER_EPOCH
+                                : KP_ERR_UNKNOWN_LEADER_EPOCH;
         part = NULL;
     }
     return part;

@@ -9,7 +9,8 @@
         get consecutive offsets from its high watermark; Produce v3, Fetch v4,
         ListOffsets v1 and OffsetForLeaderEpoch v0 sent to every other node
         get NOT_LEADER_OR_FOLLOWER (6); Fetch v4 and ListOffsets v1 from the
-        leader see the records.  Prints one line per failure, exits 1 on any.
+        leader see the records; Fetch v11 from the leader with current leader
+        epoch -1 or 0 succeeds, with 5 gets UNKNOWN_LEADER_EPOCH (75).  Prints one line per failure, exits 1 on any.
 """
 import os
 import sys
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kafka_wire as kw  # noqa: E402
 
 NOT_LEADER = 6
+UNKNOWN_LEADER_EPOCH = 75
 
 
 def leaders(bootstrap, topic):
@@ -64,6 +66,23 @@ def offset_for_epoch_v0(conn, topic, partition):
     return err
 
 
+def fetch_v11_error(conn, topic, partition, epoch):
+    """The partition's error of a Fetch v11 from offset 0 with current_leader_epoch @epoch."""
+    body = kw.i32(-1) + kw.i32(0) + kw.i32(0) + kw.i32(1 << 20) + kw.i8(0) + kw.i32(0) + kw.i32(-1)
+    body += kw.array([kw.string(topic) + kw.array([kw.i32(partition) + kw.i32(epoch) + kw.i64(0)
+                                                   + kw.i64(-1) + kw.i32(1 << 20)])])
+    body += kw.array([]) + kw.string("")
+    r = kw.Reader(conn.call(1, 11, body))
+    r.i32()  # throttle
+    r.i16()  # error
+    r.i32()  # session id
+    r.i32()  # topics
+    r.string()
+    r.i32()  # partitions
+    r.i32()  # index
+    return r.i16()
+
+
 def check(ports, topic, leaders_file):
     nodes = dict((int(k), int(v)) for k, v in (x.split("=") for x in ports.split(",")))
     conns = dict((i, kw.Conn("127.0.0.1:%d" % p)) for i, p in nodes.items())
@@ -88,6 +107,10 @@ def check(ports, topic, leaders_file):
         if err or hw2 != hw + 2 or [rec[0] for rec in recs] != [hw, hw + 1]:
             bad.append("partition %d: fetch at leader %d: error %d hw %d offsets %s"
                        % (p, leader, err, hw2, [rec[0] for rec in recs]))
+        got = tuple(fetch_v11_error(lc, topic, p, e) for e in (-1, 0, 5))
+        if got != (0, 0, UNKNOWN_LEADER_EPOCH):
+            bad.append("partition %d: fetch v11 at leader %d with leader epochs -1, 0, 5: %s"
+                       % (p, leader, got))
         for i, c in conns.items():
             if i == leader:
                 continue
