@@ -564,12 +564,17 @@ static void registered_cb(st_err_t err, void *arg)
                 adv->port ? adv->port : gw_server_port(ctx->srv), st_log_cluster_id(ctx->log));
 }
 
-/* Make and open the log over the stores. */
-/* Retention and merging of a partition run on its leader only. */
+/* Retention and merging of a partition run on its leader only, and on no
+ * partition before this node has registered and read the live nodes (until
+ * then it cannot know which partitions it leads; gw_leads alone would say
+ * all of them). */
 static bool leads_cb(void *arg, const st_topic_t *topic, int32_t p)
 {
-    return gw_leads(arg, topic, p);
+    const gw_server_t *srv = arg;
+    return srv->cluster && gw_leads(srv, topic, p);
 }
+
+/* Make and open the log over the stores. */
 
 static void open_log(run_ctx_t *ctx)
 {
