@@ -25,6 +25,8 @@
 #      3 s lease; a produce sent to it meanwhile is answered
 #      NOT_LEADER_OR_FOLLOWER after the resume and not stored; it
 #      acknowledges again (at the next offset) once registered again.
+#   7. A topic created through node 1 and deleted through node 2
+#      (confluent-kafka-python's AdminClient) is unknown to all three.
 # NH_CLUSTER_LOOPS=N (default 1; 5 in the long target) repeats 4 and 5,
 # killing the nodes in turn (the busiest leader first).
 set -u
@@ -147,6 +149,23 @@ l0=$(awk '$1 == 0 {print $2}' "$NH_DIR/lead")
 out=$(pl pause "127.0.0.1:${NHC_PORT[l0]}" "${NHC_PID[l0]}" "$TOPIC" 0 4.5 2>&1) ||
     fail "pause of node $l0: $out"
 echo "pause of node $l0: $out"
+
+# 7. A topic deleted through one node goes from the others (the catalog watch).
+pl leaders "127.0.0.1:${NHC_PORT[1]}" gone-topic >/dev/null || fail "creating gone-topic"
+t=0
+until [ "$(pl error "127.0.0.1:${NHC_PORT[3]}" gone-topic)" = 0 ] || [ $((t += 1)) -gt 50 ]; do sleep 0.2; done
+[ "$t" -le 50 ] || fail "node 3 does not know gone-topic"
+timeout 60 /usr/bin/python3 -c "
+from confluent_kafka.admin import AdminClient
+a = AdminClient({'bootstrap.servers': '127.0.0.1:${NHC_PORT[2]}'})
+a.delete_topics(['gone-topic'])['gone-topic'].result(30)" || fail "deleting gone-topic"
+for i in 1 2 3; do
+    t=0
+    until [ "$(pl error "127.0.0.1:${NHC_PORT[i]}" gone-topic)" = 3 ] || [ $((t += 1)) -gt 50 ]; do
+        sleep 0.2
+    done
+    [ "$t" -le 50 ] || fail "node $i still knows gone-topic after its deletion"
+done
 
 [ "$failures" -eq 0 ] || exit 1
 echo "0092-cluster_leaders: ok"

@@ -3,6 +3,9 @@
     part_leaders.py leaders BOOTSTRAP TOPIC
         prints "P LEADER" per partition from Metadata v4 (auto-creating the
         topic); exits 1 on a topic error
+    part_leaders.py error BOOTSTRAP TOPIC
+        prints the topic's error code in Metadata v4 without auto-creation
+        (0: known, 3: UNKNOWN_TOPIC_OR_PARTITION)
     part_leaders.py check PORTS TOPIC LEADERS_FILE
         PORTS is "ID=PORT,..." of the live nodes, LEADERS_FILE the output of
         leaders.  For every partition: two Produce v3 (acks=-1) to its leader
@@ -22,9 +25,10 @@ NOT_LEADER = 6
 UNKNOWN_LEADER_EPOCH = 75
 
 
-def leaders(bootstrap, topic):
+def leaders(bootstrap, topic, create=True):
     c = kw.Conn(bootstrap)
-    r = kw.Reader(c.call(3, 4, kw.array([kw.string(topic)]) + kw.i8(1), timeout=20))
+    r = kw.Reader(c.call(3, 4, kw.array([kw.string(topic)]) + kw.i8(1 if create else 0),
+                         timeout=20))
     r.i32()  # throttle
     r.array(lambda: (r.i32(), r.string(), r.i32(), r.string()))
     r.string()  # cluster id
@@ -42,6 +46,9 @@ def leaders(bootstrap, topic):
 
     (err, _, parts), = r.array(topic_)
     c.close()
+    if not create:
+        print(err)
+        return
     if err:
         sys.exit("topic error %d" % err)
     for perr, idx, leader in sorted(parts, key=lambda p: p[1]):
@@ -180,6 +187,8 @@ def pause(bootstrap, pid, topic, partition, pause_s):
 if __name__ == "__main__":
     if sys.argv[1] == "pause":
         pause(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
+    elif sys.argv[1] == "error":
+        leaders(sys.argv[2], sys.argv[3], create=False)
     elif sys.argv[1] == "leaders":
         leaders(sys.argv[2], sys.argv[3])
     else:

@@ -489,6 +489,20 @@ static void delete_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
     st_log__op_done(log);
 }
 
+/* The topic vanishes at once: later lookups miss it, pending appends fail,
+ * parked fetches wake.  Its memory waits in the graveyard (room for it
+ * reserved by the caller) until no flush or read can still refer to it. */
+static void topic_forget(st_log_t *log, st_topic_t *t)
+{
+    t->deleting = true;
+    topic_remove(log, t);
+    log->graveyard[log->ngraveyard++] = t;
+    for (int32_t i = 0; i < t->nparts; i++) {
+        st_log__fail_pending(t->parts[i], ST_ERR_NOT_FOUND);
+        st_log__wake(t->parts[i]);
+    }
+}
+
 int st_log_delete_topic(st_log_t *log, st_topic_t *t, void (*cb)(st_err_t err, void *arg),
                         void *arg)
 {
@@ -523,16 +537,7 @@ int st_log_delete_topic(st_log_t *log, st_topic_t *t, void (*cb)(st_err_t err, v
         return -1;
     }
     log->async_ops++;
-    /* The topic vanishes at once: later lookups miss it, pending appends
-     * fail, parked fetches wake.  Its memory waits in the graveyard until no
-     * flush or read can still refer to it. */
-    t->deleting = true;
-    topic_remove(log, t);
-    log->graveyard[log->ngraveyard++] = t;
-    for (int32_t i = 0; i < t->nparts; i++) {
-        st_log__fail_pending(t->parts[i], ST_ERR_NOT_FOUND);
-        st_log__wake(t->parts[i]);
-    }
+    topic_forget(log, t);
     return 0;
 }
 
@@ -615,10 +620,11 @@ const char *st_log_open_error(const st_log_t *log)
  * Topics created by other nodes sharing the metadata store: after open, the
  * log reads /nuthatch/topics/ and watches the prefix from the revision
  * after that read; a topic key whose name the log does not know (and is not
- * creating) is added with empty partitions.  A failed read or a broken
- * watch is retried every TOPICS_RETRY_MS with a fresh read and watch.
- * Changes to known topics (configs, partition counts) and deletions by
- * other nodes are not followed (docs/cluster.md).
+ * creating) is added with empty partitions, and a known topic whose key is
+ * deleted (by another node) goes as after st_log_delete_topic.  A failed
+ * read or a broken watch is retried every TOPICS_RETRY_MS with a fresh read
+ * and watch (a deletion missed meanwhile is not noticed).  Changes to known
+ * topics (configs, partition counts) are not followed (docs/cluster.md).
  */
 #define TOPICS_RETRY_MS 1000
 
@@ -646,6 +652,30 @@ static void topics_learn(st_log_t *log, const char *key, size_t plen, const uint
             topic_free(log, t);
     }
     free(name);
+}
+
+static void topic_forget(st_log_t *log, st_topic_t *t);
+
+/* The topic of key @key was deleted (by another node: this node's own
+ * deletions have removed it already). */
+static void topics_drop(st_log_t *log, const char *key, size_t plen)
+{
+    if (strlen(key) <= plen)
+        return;
+    char *name = strdup(key + plen);
+    if (!name || !st_key_unescape(name)) {
+        free(name);
+        return;
+    }
+    st_topic_t *t = st_log_topic(log, name, strlen(name));
+    free(name);
+    if (!t || t->deleting)
+        return;
+    st_topic_t **g = realloc(log->graveyard, (log->ngraveyard + 1) * sizeof(*g));
+    if (!g)
+        return; /* kept until a restart */
+    log->graveyard = g;
+    topic_forget(log, t);
 }
 
 static void topics_unwatch(st_log_t *log)
@@ -677,9 +707,14 @@ static void topics_watch_cb(st_err_t err, const st_watch_event_t *evs, size_t n,
     char prefix[KEY_MAX];
     snprintf(prefix, sizeof prefix, "%s/topics/", ST_KEY_ROOT);
     size_t plen = strlen(prefix);
-    for (size_t i = 0; i < n && !log->closing; i++)
-        if (evs[i].type == ST_WATCH_PUT && strncmp(evs[i].kv.key, prefix, plen) == 0)
+    for (size_t i = 0; i < n && !log->closing; i++) {
+        if (strncmp(evs[i].kv.key, prefix, plen) != 0)
+            continue;
+        if (evs[i].type == ST_WATCH_PUT)
             topics_learn(log, evs[i].kv.key, plen, evs[i].kv.val, evs[i].kv.val_len);
+        else
+            topics_drop(log, evs[i].kv.key, plen);
+    }
 }
 
 static void topics_got_again(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,

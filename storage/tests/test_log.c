@@ -1005,7 +1005,8 @@ static void test_handover_unfolded(void **state)
 
 /* Two logs on one metadata store: each learns the topics the other creates
  * after it opened (the catalog watch), with the creator's id and partition
- * count, and neither adds its own creation twice. */
+ * count, neither adds its own creation twice, and a topic one deletes goes
+ * from the other. */
 static void test_topic_watch(void **state)
 {
     fx_t *f = *state;
@@ -1050,6 +1051,22 @@ static void test_topic_watch(void **state)
     assert_memory_equal(st_log_topic(a, "from-b", 6)->id.b, tc->id.b, 16);
     assert_int_equal(st_log_topic_count(a), 3);
     assert_int_equal(st_log_topic_count(b), 3);
+
+    /* a deletion through one goes from the other too */
+    res_t d = {0};
+    assert_int_equal(st_log_delete_topic(b, tb, open_cb, &d), 0);
+    run_until(f, &d.done, 1);
+    assert_int_equal(d.err, ST_OK);
+    seen = 1;
+    for (int i = 0; i < 5000 && seen; i++) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        seen = st_log_topic(a, "from-a", 6) != NULL;
+        if (seen)
+            usleep(1000);
+    }
+    assert_false(seen);
+    assert_int_equal(st_log_topic_count(a), 2);
+    assert_int_equal(st_log_topic_count(b), 2);
 
     int closed = 0;
     st_log_close(b, close_cb, &closed);
