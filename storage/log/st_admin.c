@@ -204,7 +204,8 @@ int st_log_set_topic_configs(st_log_t *log, st_topic_t *topic, const st_topic_co
             return ST_ERR_NOMEM;
         }
     }
-    qsort(op->configs, op->nconfigs, sizeof(*op->configs), cfg_cmp);
+    if (op->nconfigs > 1)
+        qsort(op->configs, op->nconfigs, sizeof(*op->configs), cfg_cmp);
     st_topic_t shadow = *topic;
     shadow.configs = op->configs;
     shadow.nconfigs = op->nconfigs;

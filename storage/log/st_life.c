@@ -193,7 +193,8 @@ void st_log__fold_add(st_log_t *log, const char *mkey, const st_manifest_t *m)
     it->incarnation = m->incarnation;
     it->seq = m->seq;
     it->obj_size = m->object_size;
-    memcpy(it->chunks, m->chunks, m->nchunks * sizeof(*it->chunks));
+    if (m->nchunks)
+        memcpy(it->chunks, m->chunks, m->nchunks * sizeof(*it->chunks));
     it->nchunks = m->nchunks;
     if (m->nprods)
         memcpy(it->prods, m->prods, m->nprods * sizeof(*it->prods));
@@ -982,7 +983,8 @@ static bool refs_build(st_life_t *L)
             REF_PUSH(f->key);
     }
 #undef REF_PUSH
-    qsort(r, n, sizeof(*r), str_cmp);
+    if (n > 1)
+        qsort(r, n, sizeof(*r), str_cmp);
     L->refs = r;
     L->nrefs = n;
     return true;
@@ -990,7 +992,7 @@ static bool refs_build(st_life_t *L)
 
 static bool referenced(const st_life_t *L, const char *key)
 {
-    return bsearch(&key, L->refs, L->nrefs, sizeof(*L->refs), str_cmp) != NULL;
+    return L->nrefs > 0 && bsearch(&key, L->refs, L->nrefs, sizeof(*L->refs), str_cmp) != NULL;
 }
 
 static int cand_cmp(const void *a, const void *b)
@@ -1162,7 +1164,8 @@ static void gc_listed(st_err_t err, const st_obj_info_t *objs, size_t n, bool mo
             L->seen_cap = cap;
         }
         gc_cand_t key = {.key = (char *)k};
-        gc_cand_t *prev = bsearch(&key, L->cands, L->ncands, sizeof(*L->cands), cand_cmp);
+        gc_cand_t *prev =
+            L->ncands ? bsearch(&key, L->cands, L->ncands, sizeof(*L->cands), cand_cmp) : NULL;
         char *dup = strdup(k);
         if (!dup)
             break;
