@@ -351,19 +351,39 @@ static void topics_read(st_log_t *log);
 
 typedef struct create_op {
     st_log_t *log;
-    st_topic_t *topic;
+    st_topic_t *topic; /* the new topic; for a waiter, the one in flight */
     st_topic_cb cb;
     void *arg;
     char *value;
+    struct create_op *next; /* in log->create_waiters */
 } create_op_t;
 
-/* Topics whose creation transaction is in flight (not yet visible). */
-static bool creating_has(const st_log_t *log, const char *name, size_t len)
+/* The topic of that name whose creation transaction is in flight (not yet
+ * visible), or NULL. */
+static st_topic_t *creating_find(const st_log_t *log, const char *name, size_t len)
 {
     for (size_t i = 0; i < log->ncreating; i++)
         if (strlen(log->creating[i]->name) == len && memcmp(log->creating[i]->name, name, len) == 0)
-            return true;
-    return false;
+            return log->creating[i];
+    return NULL;
+}
+
+/* Answer the creates that waited for @t's: ST_ERR_EXISTS once it is in the
+ * catalog, else the error it ended with. */
+static void create_wake_waiters(st_log_t *log, const st_topic_t *t, st_err_t err)
+{
+    create_op_t **pp = &log->create_waiters;
+    while (*pp) {
+        create_op_t *w = *pp;
+        if (w->topic != t) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        w->cb(err == ST_OK ? ST_ERR_EXISTS : err, NULL, w->arg);
+        free(w);
+        st_log__op_done(log);
+    }
 }
 
 static void creating_remove(st_log_t *log, st_topic_t *t)
@@ -396,6 +416,7 @@ static void create_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
             err = ST_ERR_NOMEM;
     }
     op->cb(err, err == ST_OK ? t : NULL, op->arg);
+    create_wake_waiters(log, t, err);
     if (err != ST_OK)
         topic_free(log, t);
     free(op->value);
@@ -424,7 +445,20 @@ int st_log_create_topic(st_log_t *log, const char *name, size_t name_len, int32_
     create_op_t *op = calloc(1, sizeof(*op));
     if (!op)
         return -1;
-    if (st_log_topic(log, name, name_len) || creating_has(log, name, name_len)) {
+    st_topic_t *inflight = creating_find(log, name, name_len);
+    if (inflight) {
+        /* Answered when that creation ends, so that the caller then finds
+         * the topic (a request pipelined behind the one creating it). */
+        op->log = log;
+        op->topic = inflight;
+        op->cb = cb;
+        op->arg = arg;
+        op->next = log->create_waiters;
+        log->create_waiters = op;
+        log->async_ops++;
+        return 0;
+    }
+    if (st_log_topic(log, name, name_len)) {
         op->log = log;
         op->cb = cb;
         op->arg = arg;
@@ -642,7 +676,7 @@ static void topics_learn(st_log_t *log, const char *key, size_t plen, const uint
         return;
     }
     size_t nlen = strlen(name);
-    if (!st_log_topic(log, name, nlen) && !creating_has(log, name, nlen)) {
+    if (!st_log_topic(log, name, nlen) && !creating_find(log, name, nlen)) {
         st_topic_t *t = topic_decode(log, name, val, len);
         if (t && st_log_topic_by_id(log, t->id)) {
             topic_free(log, t); /* a topic being deleted here, created again elsewhere */

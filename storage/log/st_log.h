@@ -207,7 +207,8 @@ st_topic_t *st_log_topic_at(st_log_t *log, size_t i);
 size_t st_log_topic_count(const st_log_t *log);
 
 typedef void (*st_topic_cb)(st_err_t err, st_topic_t *topic, void *arg);
-/* Create a topic: @cb gets ST_ERR_EXISTS if it exists or is being created.
+/* Create a topic: @cb gets ST_ERR_EXISTS if it exists, or, if it is being
+ * created, once that creation has ended (with its error if it failed).
  * @nparts -1: the configured default.  Returns -1 (no callback) for an
  * invalid name or partition count or when the log is not open. */
 int st_log_create_topic(st_log_t *log, const char *name, size_t name_len, int32_t nparts,

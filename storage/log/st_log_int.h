@@ -203,7 +203,8 @@ struct st_log {
     size_t ntopics, topics_cap;
     st_topic_t **creating; /* creation in flight, not in topics */
     size_t ncreating;
-    st_topic_t **graveyard; /* deleted topics, freed when no async op can see them */
+    struct create_op *create_waiters; /* creates of a name in flight, answered with it */
+    st_topic_t **graveyard;           /* deleted topics, freed when no async op can see them */
     size_t ngraveyard;
     unsigned async_ops; /* flushes, reads and metadata ops in flight */
     /* write path */

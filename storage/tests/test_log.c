@@ -351,6 +351,43 @@ static void test_delete_and_recreate(void **state)
     free(b);
 }
 
+/* A create of a name whose creation is in flight is answered after it, when
+ * the topic can be found (a produce pipelined behind the one creating its
+ * topic must find it). */
+typedef struct seen {
+    fx_t *f;
+    int done;
+    st_err_t err;
+    bool visible; /* the topic was in the catalog when the callback ran */
+    int order;
+    int *clock;
+} seen_t;
+
+static void seen_cb(st_err_t err, st_topic_t *t, void *arg)
+{
+    (void)t;
+    seen_t *s = arg;
+    s->err = err;
+    s->visible = st_log_topic(s->f->log, "twice", 5) != NULL;
+    s->order = ++*s->clock;
+    s->done++;
+}
+
+static void test_create_while_creating(void **state)
+{
+    fx_t *f = *state;
+    int clock = 0;
+    seen_t first = {.f = f, .clock = &clock}, second = {.f = f, .clock = &clock};
+    assert_int_equal(st_log_create_topic(f->log, "twice", 5, 1, NULL, 0, seen_cb, &first), 0);
+    assert_int_equal(st_log_create_topic(f->log, "twice", 5, 1, NULL, 0, seen_cb, &second), 0);
+    run_until(f, &second.done, 1);
+    assert_int_equal(first.done, 1);
+    assert_int_equal(first.err, ST_OK);
+    assert_int_equal(second.err, ST_ERR_EXISTS);
+    assert_true(second.visible);
+    assert_true(first.order < second.order);
+}
+
 static void wake_fn(st_waiter_t *w, void *arg)
 {
     (void)w;
@@ -996,6 +1033,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offset_for_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_and_recreate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_while_creating, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiters_woken_by_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configured_cluster_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_in_doubt_applied, setup, teardown),
