@@ -534,3 +534,66 @@ kp_batch_err_t kp_batch_build(kp_writer_t *w, const kp_batch_spec_t *spec,
                 kp_crc32c(0, batch + KP_BATCH_OFF_ATTRIBUTES, size - KP_BATCH_OFF_ATTRIBUTES));
     return KP_BATCH_OK;
 }
+
+kp_batch_err_t kp_batch_recompress(const uint8_t *batch, size_t len, kp_compression_t codec,
+                                   unsigned compress_flags, unsigned flags, kp_zout_t *zout,
+                                   kp_writer_t *w)
+{
+    if (codec >= KP_COMPRESSION__NUM)
+        return KP_BATCH_BAD_CODEC;
+    if (w->err != KP_ENCODE_OK)
+        return KP_BATCH_NOMEM;
+    /* Walk every record: framing, magic, codec bits, count; the records
+     * end up plain in @zout (compressed input) or stay in @batch. */
+    kp_record_iter_t it;
+    kp_record_t rec;
+    if (kp_record_iter_init(&it, batch, len, flags, zout) != KP_BATCH_OK)
+        return it.err;
+    while (kp_record_iter_next(&it, &rec))
+        ;
+    if (it.err != KP_BATCH_OK)
+        return it.err;
+    size_t size = (size_t)it.hdr.length + KP_BATCH_LENGTH_PREFIX;
+    kp_compression_t from = kp_batch_hdr_codec(&it.hdr);
+    size_t start = w->len;
+    if (from == codec) {
+        kp_write_raw(w, batch, size);
+        if (w->err == KP_ENCODE_OK)
+            return KP_BATCH_OK;
+        w->len = start;
+        return KP_BATCH_NOMEM;
+    }
+    const uint8_t *plain = batch + KP_BATCH_HEADER_SIZE;
+    size_t plain_len = size - KP_BATCH_HEADER_SIZE;
+    if (from != KP_COMPRESSION_NONE) {
+        plain = zout->buf;
+        plain_len = zout->len;
+    }
+    kp_write_raw(w, batch, KP_BATCH_HEADER_SIZE);
+    kp_batch_err_t e = KP_BATCH_OK;
+    if (codec == KP_COMPRESSION_NONE) {
+        if (plain_len)
+            kp_write_raw(w, plain, plain_len);
+    } else {
+        e = from_zerr(kp_compress(codec, compress_flags, plain, plain_len, w));
+        if (e == KP_BATCH_DECOMPRESS || e == KP_BATCH_DECOMPRESS_LIMIT)
+            e = KP_BATCH_NOMEM; /* compression failed: no better name for it */
+    }
+    if (e == KP_BATCH_OK && w->err != KP_ENCODE_OK)
+        e = KP_BATCH_NOMEM;
+    if (e == KP_BATCH_OK && w->len - start - KP_BATCH_LENGTH_PREFIX > INT32_MAX)
+        e = KP_BATCH_TOO_LARGE;
+    if (e != KP_BATCH_OK) {
+        w->len = start;
+        return e;
+    }
+    uint8_t *out = w->buf + start;
+    size_t out_size = w->len - start;
+    uint16_t attrs = (uint16_t)(((uint16_t)it.hdr.attributes & ~KP_BATCH_ATTR_COMPRESSION_MASK) |
+                                (uint16_t)codec);
+    kp_put_be16(out + KP_BATCH_OFF_ATTRIBUTES, attrs);
+    kp_put_be32(out + KP_BATCH_OFF_LENGTH, (uint32_t)(out_size - KP_BATCH_LENGTH_PREFIX));
+    kp_put_be32(out + KP_BATCH_OFF_CRC,
+                kp_crc32c(0, out + KP_BATCH_OFF_ATTRIBUTES, out_size - KP_BATCH_OFF_ATTRIBUTES));
+    return KP_BATCH_OK;
+}

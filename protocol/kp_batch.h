@@ -321,4 +321,27 @@ typedef struct kp_batch_spec {
 kp_batch_err_t kp_batch_build(kp_writer_t *w, const kp_batch_spec_t *spec,
                               const kp_record_in_t *recs, int32_t n);
 
+/**
+ * Append to @w a copy of the batch at the start of @batch[0..@len) whose
+ * records are compressed with @codec (KP_COMPRESSION_NONE: stored plain),
+ * as a broker does when a topic's compression.type differs from the
+ * producer's codec.  Every header field other than the codec bits of the
+ * attributes, batchLength and the CRC is kept (base offset, leader epoch,
+ * timestamps, producer id, epoch and base sequence, counts), and so is every
+ * record byte for byte; batchLength and the CRC are computed anew.  The
+ * records are decompressed into @zout (borrowed; its max bounds the memory,
+ * NULL allowed for an uncompressed batch) and walked with @flags
+ * (KP_BATCH_CHECK_*) before being compressed, so a batch whose records are
+ * malformed is refused.  The CRC of the input is not checked: validate
+ * first.  A batch already compressed with @codec is copied unchanged.
+ * @returns KP_BATCH_OK; a framing, codec or record error of the input;
+ *          KP_BATCH_DECOMPRESS(_LIMIT) or KP_BATCH_NO_BUFFER;
+ *          KP_BATCH_TOO_LARGE past 2 GiB; KP_BATCH_NOMEM.  On error @w keeps
+ *          its old length.
+ * @thread any
+ */
+kp_batch_err_t kp_batch_recompress(const uint8_t *batch, size_t len, kp_compression_t codec,
+                                   unsigned compress_flags, unsigned flags, kp_zout_t *zout,
+                                   kp_writer_t *w);
+
 #endif

@@ -1130,6 +1130,116 @@ static void test_builder_errors(void **state)
     kp_writer_deinit(&w);
 }
 
+/* ------------------------------------------------------------------ */
+/* Recompression                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Every codec pair: the copy validates (CRC included), keeps every header
+ * field but the codec bits, batchLength and CRC, and holds the same
+ * records. */
+static void test_recompress_pairs(void **state)
+{
+    (void)state;
+    kp_record_in_t in[N_RECS];
+    make_records(in);
+    for (int from = 0; from < KP_COMPRESSION__NUM; from++) {
+        kp_batch_spec_t spec = {0, 7, (kp_compression_t)from, 0, 0, 4242, 3, 17};
+        size_t size;
+        uint8_t *batch = build(&spec, in, N_RECS, &size);
+        kp_batch_hdr_t a;
+        assert_int_equal(kp_batch_hdr_parse(batch, size, &a), KP_BATCH_OK);
+        for (int to = 0; to < KP_COMPRESSION__NUM; to++) {
+            kp_zout_t zout;
+            kp_zout_init_alloc(&zout, KP_BATCH_DEFAULT_MAX_DECOMPRESSED, NULL, NULL);
+            kp_writer_t w;
+            kp_writer_init(&w, 0);
+            kp_write_raw(&w, "xyz", 3); /* appended after what the writer holds */
+            assert_int_equal(kp_batch_recompress(batch, size, (kp_compression_t)to, 0,
+                                                 KP_BATCH_CHECK_PRODUCE, &zout, &w),
+                             KP_BATCH_OK);
+            assert_memory_equal(w.buf, "xyz", 3);
+            const uint8_t *out = w.buf + 3;
+            size_t out_size = w.len - 3;
+            kp_batch_limits_t lim = {out_size, KP_BATCH_CHECK_PRODUCE, &zout};
+            kp_batch_summary_t sum;
+            assert_int_equal(kp_batch_validate(out, out_size, &lim, &sum), KP_BATCH_OK);
+            assert_int_equal(sum.count, 1);
+            assert_int_equal(sum.first.codec, to);
+            kp_batch_hdr_t b = sum.first.hdr;
+            assert_int_equal(b.length, (int32_t)(out_size - KP_BATCH_LENGTH_PREFIX));
+            assert_int_equal(b.base_offset, a.base_offset);
+            assert_int_equal(b.leader_epoch, 7);
+            assert_int_equal(b.attributes & ~KP_BATCH_ATTR_COMPRESSION_MASK,
+                             a.attributes & ~KP_BATCH_ATTR_COMPRESSION_MASK);
+            assert_int_equal(b.last_offset_delta, a.last_offset_delta);
+            assert_int_equal(b.base_timestamp, a.base_timestamp);
+            assert_int_equal(b.max_timestamp, a.max_timestamp);
+            assert_int_equal(b.producer_id, 4242);
+            assert_int_equal(b.producer_epoch, 3);
+            assert_int_equal(b.base_sequence, 17);
+            assert_int_equal(b.record_count, N_RECS);
+            if (to == from)
+                assert_true(out_size == size && memcmp(out, batch, size) == 0);
+            if (to != KP_COMPRESSION_NONE)
+                assert_true(out_size < BIG_LEN / 2); /* really compressed */
+            else
+                assert_true(out_size > BIG_LEN);
+            check_records(out, out_size, &zout, in, N_RECS);
+            kp_zout_deinit(&zout);
+            kp_writer_deinit(&w);
+        }
+        free(batch);
+    }
+}
+
+/* Bad input is refused, the writer keeps its length, memory stays within
+ * the sink's bound. */
+static void test_recompress_errors(void **state)
+{
+    (void)state;
+    kp_record_in_t in[N_RECS];
+    make_records(in);
+    kp_batch_spec_t spec = spec_for(KP_COMPRESSION_GZIP, 0);
+    size_t size;
+    uint8_t *batch = build(&spec, in, N_RECS, &size);
+    kp_writer_t w;
+    kp_writer_init(&w, 0);
+    kp_zout_t zout;
+    /* no sink for a compressed batch */
+    assert_int_equal(kp_batch_recompress(batch, size, KP_COMPRESSION_ZSTD, 0, 0, NULL, &w),
+                     KP_BATCH_NO_BUFFER);
+    /* a sink too small for the records */
+    kp_zout_init_alloc(&zout, BIG_LEN / 2, NULL, NULL);
+    assert_int_equal(kp_batch_recompress(batch, size, KP_COMPRESSION_ZSTD, 0, 0, &zout, &w),
+                     KP_BATCH_DECOMPRESS_LIMIT);
+    kp_zout_deinit(&zout);
+    assert_int_equal(w.len, 0);
+    /* corrupt compressed bytes */
+    kp_zout_init_alloc(&zout, KP_BATCH_DEFAULT_MAX_DECOMPRESSED, NULL, NULL);
+    batch[KP_BATCH_HEADER_SIZE + 12] ^= 0x55;
+    kp_batch_err_t e = kp_batch_recompress(batch, size, KP_COMPRESSION_LZ4, 0, 0, &zout, &w);
+    assert_true(e == KP_BATCH_DECOMPRESS || e == KP_BATCH_BAD_RECORDS);
+    assert_int_equal(w.len, 0);
+    free(batch);
+    /* a record count at odds with the records (uncompressed) */
+    spec = spec_for(KP_COMPRESSION_NONE, 0);
+    batch = build(&spec, in, N_RECS, &size);
+    set_count(batch, size, N_RECS + 1, N_RECS);
+    assert_int_equal(kp_batch_recompress(batch, size, KP_COMPRESSION_GZIP, 0,
+                                         KP_BATCH_CHECK_PRODUCE, &zout, &w),
+                     KP_BATCH_BAD_RECORDS);
+    assert_int_equal(w.len, 0);
+    /* truncated, and an unknown target codec */
+    assert_int_equal(kp_batch_recompress(batch, size - 1, KP_COMPRESSION_GZIP, 0, 0, &zout, &w),
+                     KP_BATCH_TRUNCATED);
+    assert_int_equal(kp_batch_recompress(batch, size, KP_COMPRESSION__NUM, 0, 0, &zout, &w),
+                     KP_BATCH_BAD_CODEC);
+    assert_int_equal(w.len, 0);
+    kp_zout_deinit(&zout);
+    kp_writer_deinit(&w);
+    free(batch);
+}
+
 static void test_err_strings(void **state)
 {
     (void)state;
@@ -1171,6 +1281,8 @@ int main(void)
         cmocka_unit_test(test_decompress_edge_cases),
         cmocka_unit_test(test_snappy_xerial_by_hand),
         cmocka_unit_test(test_builder_errors),
+        cmocka_unit_test(test_recompress_pairs),
+        cmocka_unit_test(test_recompress_errors),
         cmocka_unit_test(test_err_strings),
     };
     return cmocka_run_group_tests(tests, setup_records, NULL);
