@@ -136,7 +136,8 @@ def run(srv):
     for bad in ({"segment.bytes": "1000"}, {"cleanup.policy": "compact"},
                 {"cleanup.policy": "delete,compact"}, {"retention.ms": "soon"},
                 {"retention.ms": "-2"}, {"max.message.bytes": "-5"},
-                {"max.message.bytes": "99999999999"}, {"compression.type": "gzip"}):
+                {"max.message.bytes": "99999999999"}, {"compression.type": "brotli"},
+                {"flush.ms": "-1"}, {"message.format.version": "0.7.0"}):
         check(alter(admin, bad) == "INVALID_CONFIG", "INVALID_CONFIG for %s" % bad)
     check(describe(admin, TOPIC)["retention.ms"].value == "86400000", "refusals changed nothing")
     check(alter(admin, {"retention.ms": "5", "max.message.bytes": "2000"}, validate_only=True)

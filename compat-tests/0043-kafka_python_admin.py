@@ -79,7 +79,7 @@ def main():
         check(alter_error(admin, {"retention.ms": "1000", "cleanup.policy": "delete"}) == [0],
               "alter retention.ms and cleanup.policy")
         check(alter_error(admin, {"cleanup.policy": "compact"}) == [40], "compact refused")
-        check(alter_error(admin, {"flush.ms": "5"}) == [40], "flush.ms refused")
+        check(alter_error(admin, {"segment.ms": "5"}) == [40], "segment.ms refused")
         check(alter_error(admin, {"max.message.bytes": "big"}) == [40], "bad number refused")
         check(alter_error(admin, {"message.max.bytes": "5"}, ConfigResourceType.BROKER, "1")
               == [42], "broker refused")

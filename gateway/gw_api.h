@@ -60,9 +60,19 @@ int gw_api_incremental_alter_configs(gw_req_t *req);
 bool *gw_names_repeated(gw_req_t *req, const kp_str_t *names, int32_t n);
 
 /* Topic configurations that AlterConfigs and IncrementalAlterConfigs
- * change: true for retention.ms, retention.bytes, max.message.bytes and
- * cleanup.policy (gw_api_alter_configs.c). */
+ * change: true for retention.ms, retention.bytes, max.message.bytes,
+ * cleanup.policy, compression.type, flush.ms, flush.messages and
+ * message.format.version (gw_api_alter_configs.c). */
 bool gw_topic_config_alterable(const char *name);
+
+/* The codec @topic's compression.type asks for (a kp_compression_t), or -1
+ * for "producer" (the default: batches are stored as sent). */
+int gw_topic_codec(const st_topic_t *topic);
+
+/* The value DescribeConfigs reports for topic configuration @name of
+ * @topic (override, broker key or fixed default; in the request's arena),
+ * or NULL when it lists no such configuration (gw_api_describe_configs.c). */
+const char *gw_topic_config_described(gw_req_t *req, const st_topic_t *topic, const char *name);
 
 /* The largest record batch @topic accepts: its max.message.bytes override,
  * else message.max.bytes. */

@@ -2,20 +2,27 @@
  * gw_api_alter_configs.c: AlterConfigs (key 33) and IncrementalAlterConfigs
  * (key 44) for topics.
  *
- * Four topic configurations can be changed, those the gateway applies or
- * will apply: retention.ms (a long >= -1), retention.bytes (a long >= -1),
- * max.message.bytes (an int >= 0; Produce enforces it at once) and
+ * The topic configurations that can be changed are those the gateway
+ * applies or meets by construction (docs/compatibility.md, "Topic
+ * configurations"): retention.ms (a long >= -1), retention.bytes (a long
+ * >= -1), max.message.bytes (an int >= 0; Produce enforces it at once),
  * cleanup.policy (a list whose only supported value is "delete": compact is
- * not built, DESIGN §5).  Any other name, a bad value, APPEND or SUBTRACT
- * on a non-list configuration, or a SET without a value is INVALID_CONFIG
- * (nothing is stored and ignored).  AlterConfigs replaces every override of
- * the topic by the given ones (Kafka's legacy semantics: the rest revert to
- * their defaults); IncrementalAlterConfigs applies SET, DELETE, APPEND and
- * SUBTRACT to the current overrides.  A configuration named twice in one
- * resource, or a topic named twice in one request, is INVALID_REQUEST.
- * validate_only checks without storing.  The overrides are stored in the
- * topic key with a compare on its previous value (st_log_set_topic_configs);
- * a concurrent change makes the loser NOT_CONTROLLER (retriable).
+ * not built, DESIGN §5), compression.type (producer, uncompressed, gzip,
+ * snappy, lz4 or zstd; Produce recompresses batches of another codec),
+ * flush.ms (a long >= 0) and flush.messages (a long >= 1) -- every
+ * acknowledged record is already durable, so any value is met -- and
+ * message.format.version (a Kafka release such as 0.10.0 or 2.8-IV1;
+ * batches are always written in format v2, as Kafka 3.0 and later do
+ * whatever the value, KIP-724).  Any other configuration set to exactly the
+ * value DescribeConfigs reports for it is a no-op and accepted, as a client re-sending the
+ * described set expects; any other name or value (a DELETE of one that cannot be changed included),
+ * APPEND or SUBTRACT on a non-list configuration, or a SET without a value is INVALID_CONFIG
+ * (nothing is stored and ignored). AlterConfigs replaces every override of the topic by the given
+ * ones (Kafka's legacy semantics: the rest revert to their defaults); IncrementalAlterConfigs
+ * applies SET, DELETE, APPEND and SUBTRACT to the current overrides.  A configuration named twice
+ * in one resource, or a topic named twice in one request, is INVALID_REQUEST.  validate_only checks
+ * without storing.  The overrides are stored in the topic key with a compare on its previous value
+ * (st_log_set_topic_configs); a concurrent change makes the loser NOT_CONTROLLER (retriable).
  *
  * Broker resources (type 4) are INVALID_REQUEST: the gateway's
  * configuration is static (file and command line), as Kafka answers for a
@@ -30,6 +37,7 @@
 #include <string.h>
 
 #include "gw_log.h"
+#include "kp_compress.h"
 
 /* IncrementalAlterConfigs operations. */
 #define OP_SET 0
@@ -37,19 +45,87 @@
 #define OP_APPEND 2
 #define OP_SUBTRACT 3
 
-typedef enum cfg_kind { KIND_LONG, KIND_INT, KIND_LIST } cfg_kind_t;
+typedef enum cfg_kind { KIND_LONG, KIND_INT, KIND_LIST, KIND_CODEC, KIND_VERSION } cfg_kind_t;
 
 typedef struct alterable {
     const char *name;
     cfg_kind_t kind;
+    long long min; /* KIND_LONG: the smallest value */
 } alterable_t;
 
 static const alterable_t alterables[] = {
-    {"cleanup.policy", KIND_LIST},
-    {"max.message.bytes", KIND_INT},
-    {"retention.bytes", KIND_LONG},
-    {"retention.ms", KIND_LONG},
+    {"cleanup.policy", KIND_LIST, 0},   {"compression.type", KIND_CODEC, 0},
+    {"flush.messages", KIND_LONG, 1},   {"flush.ms", KIND_LONG, 0},
+    {"max.message.bytes", KIND_INT, 0}, {"message.format.version", KIND_VERSION, 0},
+    {"retention.bytes", KIND_LONG, -1}, {"retention.ms", KIND_LONG, -1},
 };
+
+/* compression.type values, indexed by kp_compression_t; "producer" is -1. */
+static const char *const codec_names[KP_COMPRESSION__NUM] = {
+    [KP_COMPRESSION_NONE] = "uncompressed", [KP_COMPRESSION_GZIP] = "gzip",
+    [KP_COMPRESSION_SNAPPY] = "snappy",     [KP_COMPRESSION_LZ4] = "lz4",
+    [KP_COMPRESSION_ZSTD] = "zstd",
+};
+
+/* The codec @v names, -1 for "producer", -2 for anything else. */
+static int codec_parse(const char *v)
+{
+    if (strcmp(v, "producer") == 0)
+        return -1;
+    for (int c = 0; c < KP_COMPRESSION__NUM; c++)
+        if (strcmp(v, codec_names[c]) == 0)
+            return c;
+    return -2;
+}
+
+int gw_topic_codec(const st_topic_t *topic)
+{
+    const char *v = topic ? st_topic_config(topic, "compression.type") : NULL;
+    int c = v ? codec_parse(v) : -1;
+    return c >= 0 ? c : -1;
+}
+
+/* A Kafka release as message.format.version takes it: 0.8.0 to 0.11.0
+ * (three or more numbers), 1.0 to 3.9 (two or more), optionally followed
+ * by an inter-broker protocol suffix "-IV<n>". */
+static bool version_valid(const char *v)
+{
+    long part[8];
+    int n = 0;
+    const char *p = v;
+    for (;;) {
+        if (*p < '0' || *p > '9' || n == 8)
+            return false;
+        char *end;
+        part[n++] = strtol(p, &end, 10);
+        if (end - p > 4)
+            return false;
+        p = end;
+        if (*p != '.')
+            break;
+        p++;
+    }
+    if (*p == '-') {
+        if (p[1] != 'I' || p[2] != 'V' || p[3] < '0' || p[3] > '9')
+            return false;
+        for (p += 3; *p >= '0' && *p <= '9'; p++)
+            ;
+    }
+    if (*p)
+        return false;
+    switch (part[0]) {
+    case 0:
+        return n >= 3 && part[1] >= 8 && part[1] <= 11;
+    case 1:
+        return n >= 2 && part[1] <= 1;
+    case 2:
+        return n >= 2 && part[1] <= 8;
+    case 3:
+        return n >= 2 && part[1] <= 9;
+    default:
+        return false;
+    }
+}
 #define N_ALTERABLE (sizeof alterables / sizeof alterables[0])
 
 static const alterable_t *alterable_find(const char *name)
@@ -97,11 +173,13 @@ int32_t gw_topic_max_message_bytes(const gw_server_t *srv, const st_topic_t *top
 static const char *check_value(gw_req_t *req, const char *name, const char *value)
 {
     const alterable_t *a = alterable_find(name);
-    char msg[256];
+    char msg[384];
     if (!a) {
         snprintf(msg, sizeof msg,
-                 "'%s' cannot be changed: only retention.ms, retention.bytes, "
-                 "max.message.bytes and cleanup.policy can",
+                 "'%.64s' cannot be changed: only retention.ms, retention.bytes, "
+                 "max.message.bytes, cleanup.policy, compression.type, flush.ms, "
+                 "flush.messages and message.format.version can (others only to the value "
+                 "DescribeConfigs reports)",
                  name);
         return gw_req_strdup(req, msg, strlen(msg));
     }
@@ -112,8 +190,25 @@ static const char *check_value(gw_req_t *req, const char *name, const char *valu
     long long n;
     switch (a->kind) {
     case KIND_LONG:
-        if (!parse_int(value, -1, INT64_MAX, &n)) {
-            snprintf(msg, sizeof msg, "%s must be an integer >= -1, not '%.64s'", name, value);
+        if (!parse_int(value, a->min, INT64_MAX, &n)) {
+            snprintf(msg, sizeof msg, "%s must be an integer >= %lld, not '%.64s'", name, a->min,
+                     value);
+            return gw_req_strdup(req, msg, strlen(msg));
+        }
+        return NULL;
+    case KIND_CODEC:
+        if (codec_parse(value) == -2) {
+            snprintf(msg, sizeof msg,
+                     "compression.type '%.64s' is not one of [producer, uncompressed, gzip, "
+                     "snappy, lz4, zstd]",
+                     value);
+            return gw_req_strdup(req, msg, strlen(msg));
+        }
+        return NULL;
+    case KIND_VERSION:
+        if (!version_valid(value)) {
+            snprintf(msg, sizeof msg,
+                     "message.format.version '%.64s' is not a Kafka version (0.8.0 to 3.x)", value);
             return gw_req_strdup(req, msg, strlen(msg));
         }
         return NULL;
@@ -285,6 +380,14 @@ static void finish_resource(gw_req_t *req, st_topic_t *topic, cfg_set_t *s, bool
     }
 }
 
+/* True when @value is what DescribeConfigs reports for @name: setting it
+ * changes nothing. */
+static bool unchanged(gw_req_t *req, const st_topic_t *topic, const char *name, const char *value)
+{
+    const char *now = gw_topic_config_described(req, topic, name);
+    return now && value && strcmp(now, value) == 0;
+}
+
 /* True when a configuration name occurs twice among @n. */
 static bool names_repeat(gw_req_t *req, const kp_str_t *names, int32_t n)
 {
@@ -328,7 +431,10 @@ static void alter_one(gw_req_t *req, const kp_alter_configs_request_alter_config
             }
             continue;
         }
-        set_put(&s, name, dup_str(req, c->value));
+        char *value = dup_str(req, c->value);
+        if (!gw_topic_config_alterable(name) && unchanged(req, topic, name, value))
+            continue; /* the value it has: nothing to store */
+        set_put(&s, name, value);
     }
     finish_resource(req, topic, &s, rq->validate_only, o);
 }
@@ -439,6 +545,9 @@ incremental_one(gw_req_t *req,
         char *name = dup_str(req, c->name);
         char *value = dup_str(req, c->value);
         const alterable_t *a = name ? alterable_find(name) : NULL;
+        /* Not changeable: a SET to its current value changes nothing. */
+        if (!a && name && c->config_operation == OP_SET && unchanged(req, topic, name, value))
+            continue;
         if (!a) {
             set_error(o, KP_ERR_INVALID_CONFIG, check_value(req, name ? name : "", value));
             return;

@@ -45,7 +45,10 @@ typedef struct topic_default {
 static const topic_default_t topic_defaults[] = {
     {"cleanup.policy", TYPE_LIST, "delete", NULL},
     {"compression.type", TYPE_STRING, "producer", NULL},
+    {"flush.messages", TYPE_LONG, "9223372036854775807", NULL},
+    {"flush.ms", TYPE_LONG, "9223372036854775807", NULL},
     {"max.message.bytes", TYPE_INT, NULL, "message.max.bytes"},
+    {"message.format.version", TYPE_STRING, "3.0-IV1", NULL},
     {"message.timestamp.type", TYPE_STRING, "CreateTime", NULL},
     {"min.insync.replicas", TYPE_INT, "1", NULL},
     {"retention.bytes", TYPE_LONG, NULL, "log.retention.bytes"},
@@ -122,6 +125,19 @@ static const char *override_of(const st_topic_t *topic, const char *name)
     for (size_t i = 0; i < topic->nconfigs; i++)
         if (strcmp(topic->configs[i].name, name) == 0)
             return topic->configs[i].value;
+    return NULL;
+}
+
+const char *gw_topic_config_described(gw_req_t *req, const st_topic_t *topic, const char *name)
+{
+    const char *ov = override_of(topic, name);
+    if (ov)
+        return ov;
+    for (size_t i = 0; i < N_TOPIC_DEFAULTS; i++) {
+        const topic_default_t *d = &topic_defaults[i];
+        if (strcmp(d->name, name) == 0)
+            return d->broker_key ? broker_value(req, req->srv->cfg, d->broker_key) : d->fixed;
+    }
     return NULL;
 }
 

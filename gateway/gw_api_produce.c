@@ -71,6 +71,37 @@ static kp_err_t check_records(const gw_server_t *srv, const st_topic_t *topic, k
     return KP_ERR_NONE;
 }
 
+/* Recompress the valid batch @batch with @codec into @w, as Kafka does for
+ * a topic whose compression.type is not the producer's codec: offsets,
+ * timestamps, producer id, epoch and sequence stay as sent (the idempotence
+ * checks see the same batch), the records are decompressed within the
+ * bound reads use (KP_BATCH_DEFAULT_MAX_DECOMPRESSED) and the result must
+ * still fit max.message.bytes. */
+static kp_err_t recompress(const gw_server_t *srv, const st_topic_t *topic, const uint8_t *batch,
+                           size_t len, kp_compression_t codec, kp_writer_t *w)
+{
+    kp_zout_t zout;
+    kp_zout_init_alloc(&zout, KP_BATCH_DEFAULT_MAX_DECOMPRESSED, NULL, NULL);
+    kp_batch_err_t e = kp_batch_recompress(batch, len, codec, 0, KP_BATCH_CHECK_PRODUCE, &zout, w);
+    kp_zout_deinit(&zout);
+    switch (e) {
+    case KP_BATCH_OK:
+        break;
+    case KP_BATCH_TOO_LARGE:
+    case KP_BATCH_DECOMPRESS_LIMIT:
+        return KP_ERR_MESSAGE_TOO_LARGE;
+    case KP_BATCH_NOMEM:
+        return KP_ERR_UNKNOWN_SERVER_ERROR;
+    case KP_BATCH_BAD_COUNT:
+        return KP_ERR_INVALID_RECORD;
+    default: /* corrupt compressed bytes, record framing */
+        return KP_ERR_CORRUPT_MESSAGE;
+    }
+    if (w->len > (size_t)gw_topic_max_message_bytes(srv, topic))
+        return KP_ERR_MESSAGE_TOO_LARGE; /* Kafka checks the size again after recompressing */
+    return KP_ERR_NONE;
+}
+
 #define HOLD_POLL_MS 50
 
 /* Appends that succeeded are answered NOT_LEADER_OR_FOLLOWER instead: this
@@ -221,11 +252,33 @@ static void produce_partition(gw_req_t *req, kp_str_t tname,
         set_error(req, pr, err);
         return;
     }
+    /* The topic's compression.type, when it names a codec other than the
+     * batch's: the records are stored recompressed (the copy is freed
+     * once the log holds its own). */
+    kp_writer_t w;
+    kp_writer_init(&w, 0);
+    const uint8_t *batch = pd->records.ptr;
+    size_t len = (size_t)pd->records.len;
+    int codec = gw_topic_codec(topic);
+    if (codec >= 0 &&
+        codec != (batch[KP_BATCH_OFF_ATTRIBUTES + 1] & KP_BATCH_ATTR_COMPRESSION_MASK)) {
+        err = recompress(req->srv, topic, batch, len, (kp_compression_t)codec, &w);
+        if (err != KP_ERR_NONE) {
+            gw_log_debug("produce", "%s/%d: refusing records: %s", topic->name, pd->index,
+                         kp_err_str(err));
+            set_error(req, pr, err);
+            kp_writer_deinit(&w);
+            return;
+        }
+        batch = w.buf;
+        len = w.len;
+    }
     append_ctx_t *ac = gw_req_alloc(req, sizeof *ac);
     ac->req = req;
     ac->topic = tname;
     ac->pr = pr;
-    int rc = st_part_append(part, pd->records.ptr, (size_t)pd->records.len, appended_cb, ac);
+    int rc = st_part_append(part, batch, len, appended_cb, ac);
+    kp_writer_deinit(&w);
     if (rc != 0)
         set_error(req, pr, gw_err_from_st(gw_st_start_err(rc)));
     else

@@ -1225,9 +1225,9 @@ static void test_recompress_errors(void **state)
     spec = spec_for(KP_COMPRESSION_NONE, 0);
     batch = build(&spec, in, N_RECS, &size);
     set_count(batch, size, N_RECS + 1, N_RECS);
-    assert_int_equal(kp_batch_recompress(batch, size, KP_COMPRESSION_GZIP, 0,
-                                         KP_BATCH_CHECK_PRODUCE, &zout, &w),
-                     KP_BATCH_BAD_RECORDS);
+    assert_int_equal(
+        kp_batch_recompress(batch, size, KP_COMPRESSION_GZIP, 0, KP_BATCH_CHECK_PRODUCE, &zout, &w),
+        KP_BATCH_BAD_RECORDS);
     assert_int_equal(w.len, 0);
     /* truncated, and an unknown target codec */
     assert_int_equal(kp_batch_recompress(batch, size - 1, KP_COMPRESSION_GZIP, 0, 0, &zout, &w),
