@@ -20,9 +20,12 @@
  * (nothing is stored and ignored). AlterConfigs replaces every override of the topic by the given
  * ones (Kafka's legacy semantics: the rest revert to their defaults); IncrementalAlterConfigs
  * applies SET, DELETE, APPEND and SUBTRACT to the current overrides.  A configuration named twice
- * in one resource, or a topic named twice in one request, is INVALID_REQUEST.  validate_only checks
- * without storing.  The overrides are stored in the topic key with a compare on its previous value
- * (st_log_set_topic_configs); a concurrent change makes the loser NOT_CONTROLLER (retriable).
+ * in one resource of AlterConfigs takes its last value (Kafka reads them into a Properties, and
+ * librdkafka's test_AlterConfigs_simple sends a changed one after the described set); in
+ * IncrementalAlterConfigs it is INVALID_REQUEST, as is a topic named twice in one request.
+ * validate_only checks without storing.  The overrides are stored in the topic key with a compare
+ * on its previous value (st_log_set_topic_configs); a concurrent change makes the loser
+ * NOT_CONTROLLER (retriable).
  *
  * Broker resources (type 4) are INVALID_REQUEST: the gateway's
  * configuration is static (file and command line), as Kafka answers for a
@@ -407,14 +410,9 @@ static void alter_one(gw_req_t *req, const kp_alter_configs_request_alter_config
     st_topic_t *topic = resource_topic(req, res->resource_type, res->resource_name, dup, o);
     if (!topic)
         return;
+    /* A configuration named twice: the last value counts, as in Kafka
+     * (its legacy AlterConfigs reads the entries into a Properties). */
     int32_t n = res->configs_count > 0 ? res->configs_count : 0;
-    kp_str_t *names = gw_req_alloc(req, (size_t)n * sizeof *names + 1);
-    for (int32_t i = 0; i < n; i++)
-        names[i] = res->configs[i].name;
-    if (names_repeat(req, names, n)) {
-        set_error(o, KP_ERR_INVALID_REQUEST, "a configuration is named more than once");
-        return;
-    }
     cfg_set_t s;
     set_init(req, &s, (size_t)n);
     for (int32_t i = 0; i < n; i++) {
@@ -432,8 +430,10 @@ static void alter_one(gw_req_t *req, const kp_alter_configs_request_alter_config
             continue;
         }
         char *value = dup_str(req, c->value);
-        if (!gw_topic_config_alterable(name) && unchanged(req, topic, name, value))
-            continue; /* the value it has: nothing to store */
+        if (!gw_topic_config_alterable(name) && unchanged(req, topic, name, value)) {
+            set_del(&s, name); /* the value it has: nothing to store */
+            continue;
+        }
         set_put(&s, name, value);
     }
     finish_resource(req, topic, &s, rq->validate_only, o);
