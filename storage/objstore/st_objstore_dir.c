@@ -16,6 +16,15 @@
  * caller's: the worker only reads them, and only before the completion that
  * runs the callback; nothing here frees them.
  *
+ * Creating a file is the costly part of a put on some file systems (ext4
+ * without a journal scans for an inode not deleted within the last 30 s), so
+ * after a put the store creates the next temp file of that directory ahead of
+ * time (a "spare", at most SPARES of them, made on a worker): the next put
+ * there is write + fsync + rename + directory fsync, exactly as before, with
+ * the create already done.  A spare is an ordinary temp file: never listed,
+ * unlinked when the store is freed, left behind only by a crash like the
+ * temp file of an interrupted put.
+ *
  * Directories are never removed: a deleted object leaves its (possibly
  * empty) directory behind.  This keeps puts free of races with a concurrent
  * rmdir; listings simply walk past empty directories.
@@ -41,6 +50,18 @@
 #define TMP_PREFIX_LEN 5
 #define WRITE_CHUNK (1u << 30) /* bytes per write(): Linux caps one call below 2 GiB */
 
+#define SPARES 2 /* temp files created ahead of the puts that will use them */
+
+typedef enum spare_state { SPARE_EMPTY, SPARE_FILLING, SPARE_READY } spare_state_t;
+
+/* A temp file created ahead of time in directory @dir. */
+typedef struct spare {
+    spare_state_t state;
+    char dir[KEY_MAX + 1]; /* relative to the root, "" = the root */
+    char name[96];         /* the temp file's name in @dir */
+    int fd;                /* open for writing (SPARE_READY) */
+} spare_t;
+
 /* An add-only set of directory paths (relative to root) whose entry in the
  * parent directory is known to be durable.  Guarded by dirs_mu. */
 typedef struct dirset {
@@ -57,6 +78,8 @@ typedef struct st_objstore_dir {
     atomic_uint_fast64_t tmp_seq; /* next temp file number */
     pthread_mutex_t dirs_mu;
     dirset_t dirs; /* directories already fsynced into their parent */
+    pthread_mutex_t spare_mu;
+    spare_t spares[SPARES]; /* state set on the loop (EMPTY -> FILLING) and workers */
 } st_objstore_dir_t;
 
 typedef enum op_kind { OP_PUT, OP_GET, OP_LIST, OP_DEL } op_kind_t;
@@ -305,16 +328,37 @@ static int tmp_create(st_objstore_dir_t *ds, int dfd, char *tmp, size_t tmp_size
     return -1;
 }
 
+/* Take a spare temp file of directory @dir: its fd, its name into @tmp;
+ * or -1 when there is none. */
+static int spare_take(st_objstore_dir_t *ds, const char *dir, char *tmp, size_t tmp_size)
+{
+    int fd = -1;
+    pthread_mutex_lock(&ds->spare_mu);
+    for (int i = 0; i < SPARES && fd < 0; i++) {
+        spare_t *sp = &ds->spares[i];
+        if (sp->state == SPARE_READY && strcmp(sp->dir, dir) == 0) {
+            fd = sp->fd;
+            snprintf(tmp, tmp_size, "%s", sp->name);
+            sp->fd = -1;
+            sp->state = SPARE_EMPTY;
+        }
+    }
+    pthread_mutex_unlock(&ds->spare_mu);
+    return fd;
+}
+
 /* Write, fsync and publish the temp file; @returns the result code. */
-static st_err_t put_into(st_objstore_dir_t *ds, int dfd, const char *name, const uint8_t *data,
-                         size_t len)
+static st_err_t put_into(st_objstore_dir_t *ds, int dfd, const char *dir, const char *name,
+                         const uint8_t *data, size_t len)
 {
     struct stat st;
     /* Cheap early refusal; the no-replace move below is what guarantees it. */
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
         return ST_ERR_EXISTS;
     char tmp[96];
-    int fd = tmp_create(ds, dfd, tmp, sizeof tmp);
+    int fd = spare_take(ds, dir, tmp, sizeof tmp);
+    if (fd < 0)
+        fd = tmp_create(ds, dfd, tmp, sizeof tmp);
     if (fd < 0)
         return ST_ERR_IO;
     st_err_t err = ST_OK;
@@ -339,7 +383,7 @@ static void put_work(dir_op_t *op)
     st_objstore_dir_t *ds = op->ds;
     const char *slash = strrchr(op->key, '/');
     if (!slash) {
-        op->err = put_into(ds, ds->rootfd, op->key, op->data, op->len);
+        op->err = put_into(ds, ds->rootfd, "", op->key, op->data, op->len);
         return;
     }
     char dir[KEY_MAX + 1];
@@ -355,8 +399,74 @@ static void put_work(dir_op_t *op)
         op->err = ST_ERR_IO;
         return;
     }
-    op->err = put_into(ds, dfd, slash + 1, op->data, op->len);
+    op->err = put_into(ds, dfd, dir, slash + 1, op->data, op->len);
     close(dfd);
+}
+
+typedef struct spare_job {
+    st_objstore_dir_t *ds;
+    spare_t *sp; /* reserved (SPARE_FILLING) on the loop */
+} spare_job_t;
+
+/* Create the temp file of a reserved spare.  @thread worker */
+static void spare_work(void *arg)
+{
+    spare_job_t *j = arg;
+    st_objstore_dir_t *ds = j->ds;
+    spare_t *sp = j->sp;
+    char name[sizeof sp->name];
+    int dfd =
+        *sp->dir ? openat(ds->rootfd, sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : ds->rootfd;
+    int fd = dfd >= 0 ? tmp_create(ds, dfd, name, sizeof name) : -1;
+    if (dfd >= 0 && dfd != ds->rootfd)
+        close(dfd);
+    pthread_mutex_lock(&ds->spare_mu);
+    if (fd >= 0) {
+        memcpy(sp->name, name, sizeof name);
+        sp->fd = fd;
+        sp->state = SPARE_READY;
+    } else {
+        sp->state = SPARE_EMPTY; /* the next put tries again */
+    }
+    pthread_mutex_unlock(&ds->spare_mu);
+}
+
+/* After a put into the directory of @key: reserve a spare there, unless
+ * one is already there or being made, and create it on a worker.
+ * @thread loop */
+static void spare_refill(st_objstore_dir_t *ds, const char *key)
+{
+    const char *slash = strrchr(key, '/');
+    size_t dlen = slash ? (size_t)(slash - key) : 0;
+    spare_t *free_sp = NULL;
+    pthread_mutex_lock(&ds->spare_mu);
+    for (int i = 0; i < SPARES; i++) {
+        spare_t *sp = &ds->spares[i];
+        if (sp->state == SPARE_EMPTY) {
+            if (!free_sp)
+                free_sp = sp;
+        } else if (strlen(sp->dir) == dlen && memcmp(sp->dir, key, dlen) == 0) {
+            free_sp = NULL; /* this directory has one */
+            break;
+        }
+    }
+    if (free_sp) {
+        memcpy(free_sp->dir, key, dlen);
+        free_sp->dir[dlen] = '\0';
+        free_sp->state = SPARE_FILLING;
+    }
+    pthread_mutex_unlock(&ds->spare_mu);
+    if (!free_sp)
+        return;
+    spare_job_t *j = malloc(sizeof(*j));
+    if (j)
+        *j = (spare_job_t){ds, free_sp};
+    if (!j || st_pool_submit(ds->pool, spare_work, free, j) != 0) {
+        free(j);
+        pthread_mutex_lock(&ds->spare_mu);
+        free_sp->state = SPARE_EMPTY;
+        pthread_mutex_unlock(&ds->spare_mu);
+    }
 }
 
 /* ---------------------------------------------------------------- get */
@@ -604,6 +714,10 @@ static void op_after(void *arg)
     dir_op_t *op = arg;
     switch (op->kind) {
     case OP_PUT:
+        if (op->err == ST_OK)
+            spare_refill(op->ds, op->key); /* first: the callback may free the store */
+        op->cb.done(op->err, op->arg);
+        break;
     case OP_DEL:
         op->cb.done(op->err, op->arg);
         break;
@@ -706,8 +820,18 @@ static void dir_free(st_objstore_t *os)
 {
     st_objstore_dir_t *ds = (st_objstore_dir_t *)os;
     st_pool_free(ds->pool); /* runs the queued work and every remaining callback */
+    for (int i = 0; i < SPARES; i++) {
+        spare_t *sp = &ds->spares[i];
+        if (sp->state != SPARE_READY)
+            continue;
+        close(sp->fd);
+        char path[sizeof sp->dir + sizeof sp->name + 1];
+        snprintf(path, sizeof path, "%s%s%s", sp->dir, *sp->dir ? "/" : "", sp->name);
+        unlinkat(ds->rootfd, path, 0);
+    }
     if (ds->rootfd >= 0)
         close(ds->rootfd);
+    pthread_mutex_destroy(&ds->spare_mu);
     pthread_mutex_destroy(&ds->dirs_mu);
     dirset_deinit(&ds->dirs);
     free(ds);
@@ -789,11 +913,15 @@ st_objstore_t *st_objstore_dir_new(struct event_base *base, const char *root, in
     ds->tmp_salt = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)ds;
     atomic_init(&ds->tmp_seq, 0);
     pthread_mutex_init(&ds->dirs_mu, NULL);
+    pthread_mutex_init(&ds->spare_mu, NULL);
+    for (int i = 0; i < SPARES; i++)
+        ds->spares[i].fd = -1;
     ds->pool = st_pool_new(base, nthreads, "nh-objdir");
     if (!ds->pool) {
         snprintf(errstr, errstr_size, "object store directory %s: cannot start worker threads",
                  root);
         close(rootfd);
+        pthread_mutex_destroy(&ds->spare_mu);
         pthread_mutex_destroy(&ds->dirs_mu);
         free(ds);
         return NULL;

@@ -278,6 +278,17 @@ static int count_tmp(const char *dir)
     return n;
 }
 
+/* Number of ".tmp-" files left under the store's root once the store is
+ * freed (a live store keeps temp files created ahead of its next puts);
+ * the store is opened again afterwards. */
+static int count_tmp_freed(fix_t *f)
+{
+    st_objstore_free(f->os);
+    int n = count_tmp(f->store_root);
+    f->os = open_store(f, 2);
+    return n;
+}
+
 static void write_file(const char *path, const char *s)
 {
     FILE *fp = fopen(path, "w");
@@ -386,7 +397,7 @@ static void test_never_overwrite(void **state)
     assert_memory_equal(r.data, "first", 5);
     /* A key that names a directory of other keys cannot be stored. */
     assert_int_equal(put_str(f, "k", "x"), ST_ERR_EXISTS);
-    assert_int_equal(count_tmp(f->store_root), 0);
+    assert_int_equal(count_tmp_freed(f), 0);
     res_reset(&r);
 }
 
@@ -532,7 +543,7 @@ static void test_bad_keys(void **state)
 
     list(f, "", NULL, 100, &r);
     assert_int_equal(r.n, 4);
-    assert_int_equal(count_tmp(f->store_root), 0);
+    assert_int_equal(count_tmp_freed(f), 0);
     res_reset(&r);
 }
 
@@ -617,7 +628,67 @@ static void test_concurrent_puts(void **state)
     char want[32];
     snprintf(want, sizeof want, "racer %02d", winner);
     assert_string_equal((char *)r.data, want);
-    assert_int_equal(count_tmp(f->store_root), 0);
+    assert_int_equal(count_tmp_freed(f), 0);
+    res_reset(&r);
+}
+
+/* The first temp file (".tmp-*") found in directory @dir, its inode into
+ * @ino; 0 when there is none. */
+static int find_tmp(const char *dir, ino_t *ino)
+{
+    DIR *d = opendir(dir);
+    int found = 0;
+    struct dirent *de;
+    while (d && !found && (de = readdir(d))) {
+        if (strncmp(de->d_name, ".tmp-", 5) != 0)
+            continue;
+        char path[1024];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (lstat(path, &st) == 0) {
+            *ino = st.st_ino;
+            found = 1;
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* After a put, the store creates the next temp file of that directory ahead
+ * of time; the next put there uses it (the same inode becomes the object),
+ * and freeing the store removes what is left. */
+static void test_spare_temp_files(void **state)
+{
+    fix_t *f = *state;
+    res_t r = {0};
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/sp", f->store_root);
+    assert_int_equal(put_str(f, "sp/one", "1"), ST_OK);
+    ino_t spare = 0;
+    double t0 = now_s();
+    while (!find_tmp(dir, &spare)) {
+        assert_true(now_s() - t0 < WAIT_LIMIT_S);
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    assert_int_equal(count_tmp(f->store_root), 1);
+    assert_int_equal(put_str(f, "sp/two", "22"), ST_OK);
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/two", dir);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_ino, spare);
+    get(f, "sp/two", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_string_equal((char *)r.data, "22");
+    list(f, "", NULL, 100, &r); /* spares are never listed */
+    assert_int_equal(r.n, 2);
+    /* A put elsewhere uses no spare of another directory. */
+    assert_int_equal(put_str(f, "other/x", "x"), ST_OK);
+    get(f, "other/x", 0, ST_OBJ_TO_END, &r);
+    assert_string_equal((char *)r.data, "x");
+    assert_int_equal(count_tmp_freed(f), 0);
     res_reset(&r);
 }
 
@@ -741,7 +812,7 @@ static void test_put_io_errors(void **state)
     sigaction(SIGXFSZ, &old_sa, NULL);
     assert_int_equal(p.err, ST_ERR_IO);
     free(data); /* a failed put leaves the bytes to us as well */
-    assert_int_equal(count_tmp(f->store_root), 0);
+    assert_int_equal(count_tmp_freed(f), 0);
     get(f, "big/one", 0, ST_OBJ_TO_END, &r);
     assert_int_equal(r.err, ST_ERR_NOT_FOUND);
     assert_int_equal(put_str(f, "big/one", "fits now"), ST_OK); /* and the key is free */
@@ -752,7 +823,7 @@ static void test_put_io_errors(void **state)
         assert_int_equal(put_str(f, "ro", "x"), ST_ERR_IO);
         assert_int_equal(put_str(f, "ro/sub", "x"), ST_ERR_IO);
         assert_int_equal(chmod(f->store_root, 0755), 0);
-        assert_int_equal(count_tmp(f->store_root), 0);
+        assert_int_equal(count_tmp_freed(f), 0);
     }
 
     /* The root vanishes under an open store. */
@@ -990,6 +1061,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_puts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spare_temp_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_drains_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_refuses_new_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_fails, setup, teardown),
