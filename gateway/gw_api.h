@@ -65,6 +65,34 @@ bool *gw_names_repeated(gw_req_t *req, const kp_str_t *names, int32_t n);
  * message.format.version (gw_api_alter_configs.c). */
 bool gw_topic_config_alterable(const char *name);
 
+/* Dynamic per-broker configurations (gw_broker_cfg.c): the Kerberos login
+ * settings Kafka changes at run time, met by construction (no SASL
+ * listener), kept under /nuthatch/broker-configs/<node>. */
+bool gw_broker_config_dynamic(const char *name);
+/* NULL when @name = @value may be stored, else why not (in the arena). */
+const char *gw_broker_config_check(gw_req_t *req, const char *name, const char *value);
+size_t gw_broker_dyn_count(void);
+const char *gw_broker_dyn_name(size_t i);
+const char *gw_broker_dyn_default(size_t i);
+bool gw_broker_dyn_is_long(size_t i); /* else a double */
+
+/* This node's stored dynamic configurations (strings in the request's
+ * arena) and the mod revision of their key (0 when absent). */
+typedef struct gw_broker_cfgs {
+    st_topic_config_t *c;
+    size_t n;
+    int64_t mod_rev;
+} gw_broker_cfgs_t;
+typedef void (*gw_broker_cfgs_cb)(st_err_t err, const gw_broker_cfgs_t *cfgs, void *arg);
+typedef void (*gw_broker_done_cb)(st_err_t err, void *arg);
+/* Read them; @cb runs later.  Returns 0 or an st_err_t (no callback). */
+int gw_broker_cfgs_load(gw_req_t *req, gw_broker_cfgs_cb cb, void *arg);
+/* Replace them by @c[0..@n) (checked by the caller); with @mod_rev >= 0
+ * only if the key's mod revision is still @mod_rev (ST_ERR_CONFLICT
+ * otherwise).  Returns 0 or an st_err_t (no callback). */
+int gw_broker_cfgs_store(gw_req_t *req, const st_topic_config_t *c, size_t n, int64_t mod_rev,
+                         gw_broker_done_cb cb, void *arg);
+
 /* The codec @topic's compression.type asks for (a kp_compression_t), or -1
  * for "producer" (the default: batches are stored as sent). */
 int gw_topic_codec(const st_topic_t *topic);

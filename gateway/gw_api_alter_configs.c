@@ -27,10 +27,15 @@
  * on its previous value (st_log_set_topic_configs); a concurrent change makes the loser
  * NOT_CONTROLLER (retriable).
  *
- * Broker resources (type 4) are INVALID_REQUEST: the gateway's
- * configuration is static (file and command line), as Kafka answers for a
- * broker configuration that cannot be updated dynamically.  Other resource
- * types are INVALID_REQUEST too.
+ * A broker resource (type 4) naming this node may change only the dynamic
+ * Kerberos login settings of gw_broker_cfg.c (met by construction: there
+ * is no SASL listener), stored per node: AlterConfigs replaces them,
+ * IncrementalAlterConfigs SETs and DELETEs them (compare on the key's
+ * revision; a concurrent change is NOT_CONTROLLER).  Every other broker
+ * configuration is static (file and command line) and INVALID_REQUEST, as
+ * Kafka answers for a broker configuration that cannot be updated
+ * dynamically; so are a bad value, another node's id, the cluster-wide
+ * default (""), a broker named twice, and other resource types.
  */
 #include "gw_api.h"
 
@@ -401,12 +406,179 @@ static bool names_repeat(gw_req_t *req, const kp_str_t *names, int32_t n)
     return false;
 }
 
+/* ---------------------------------------------------------------- broker */
+
+/* The broker resource @name: true when it is this node, else the error is
+ * set.  The cluster-wide default ("") cannot be changed. */
+static bool broker_is_us(gw_req_t *req, kp_str_t name, bool dup, res_out_t *o)
+{
+    char id[16];
+    snprintf(id, sizeof id, "%d", req->srv->cfg->node_id);
+    if (!kp_str_eq(name, id)) {
+        set_error(o, KP_ERR_INVALID_REQUEST,
+                  name.len > 0 ? "no such broker on this node"
+                               : "cluster-wide broker defaults cannot be changed");
+        return false;
+    }
+    if (dup) {
+        set_error(o, KP_ERR_INVALID_REQUEST, "broker named more than once in the request");
+        return false;
+    }
+    return true;
+}
+
+static void broker_stored(st_err_t err, void *arg)
+{
+    alter_ctx_t *ctx = arg;
+    gw_req_t *req = ctx->req;
+    if (err == ST_OK)
+        gw_log_info("admin", "dynamic configuration of broker %d changed", req->srv->cfg->node_id);
+    else if (err == ST_ERR_CONFLICT)
+        set_error(&ctx->out, KP_ERR_NOT_CONTROLLER, "changed concurrently: retry");
+    else
+        set_error(&ctx->out, gw_err_from_st(err), st_err_str(err));
+    if (--req->pending == 0)
+        gw_req_respond(req, req->hstate);
+}
+
+/* Start storing @s for the broker (compare on @mod_rev when >= 0); on
+ * failure to start, the error is set. */
+static void broker_store(gw_req_t *req, alter_ctx_t *ctx, cfg_set_t *s, int64_t mod_rev)
+{
+    int rc = gw_broker_cfgs_store(req, s->c, s->n, mod_rev, broker_stored, ctx);
+    if (rc != 0) {
+        st_err_t e = gw_st_start_err(rc);
+        set_error(&ctx->out, gw_err_from_st(e), st_err_str(e));
+    } else {
+        req->pending++;
+    }
+}
+
+/* AlterConfigs of this broker: the given dynamic configurations replace
+ * the stored ones (null values are left out, the last of a repeated name
+ * counts). */
+static void alter_broker(gw_req_t *req,
+                         const kp_alter_configs_request_alter_configs_resource_t *res, bool dup,
+                         res_out_t *o)
+{
+    const kp_alter_configs_request_t *rq = req->body;
+    if (!broker_is_us(req, res->resource_name, dup, o))
+        return;
+    int32_t n = res->configs_count > 0 ? res->configs_count : 0;
+    cfg_set_t s;
+    set_init(req, &s, (size_t)n);
+    for (int32_t i = 0; i < n; i++) {
+        const kp_alter_configs_request_alterable_config_t *c = &res->configs[i];
+        char *name = dup_str(req, c->name);
+        char *value = dup_str(req, c->value);
+        const char *msg = gw_broker_config_check(req, name ? name : "", value);
+        if (msg && !(name && value == NULL && gw_broker_config_dynamic(name))) {
+            set_error(o, KP_ERR_INVALID_REQUEST, msg);
+            return;
+        }
+        if (value)
+            set_put(&s, name, value);
+    }
+    if (rq->validate_only)
+        return;
+    alter_ctx_t *ctx = gw_req_alloc(req, sizeof *ctx);
+    ctx->req = req;
+    ctx->out = *o;
+    ctx->topic = NULL;
+    broker_store(req, ctx, &s, -1);
+}
+
+/* IncrementalAlterConfigs of this broker: checked first, then applied to
+ * the stored configurations once they are read. */
+typedef struct incr_broker {
+    alter_ctx_t ctx;
+    const kp_incremental_alter_configs_request_alter_configs_resource_t *res;
+} incr_broker_t;
+
+static void incr_broker_loaded(st_err_t err, const gw_broker_cfgs_t *cur, void *arg)
+{
+    incr_broker_t *ib = arg;
+    gw_req_t *req = ib->ctx.req;
+    if (err != ST_OK) {
+        set_error(&ib->ctx.out, gw_err_from_st(err), st_err_str(err));
+    } else {
+        int32_t n = ib->res->configs_count > 0 ? ib->res->configs_count : 0;
+        cfg_set_t s;
+        set_init(req, &s, cur->n + (size_t)n);
+        for (size_t i = 0; i < cur->n; i++)
+            set_put(&s, cur->c[i].name, cur->c[i].value);
+        for (int32_t i = 0; i < n; i++) {
+            const kp_incremental_alter_configs_request_alterable_config_t *c = &ib->res->configs[i];
+            char *name = dup_str(req, c->name);
+            if (c->config_operation == OP_SET)
+                set_put(&s, name, dup_str(req, c->value));
+            else
+                set_del(&s, name);
+        }
+        broker_store(req, &ib->ctx, &s, cur->mod_rev);
+    }
+    if (--req->pending == 0)
+        gw_req_respond(req, req->hstate);
+}
+
+static void
+incremental_broker(gw_req_t *req,
+                   const kp_incremental_alter_configs_request_alter_configs_resource_t *res,
+                   bool dup, res_out_t *o)
+{
+    const kp_incremental_alter_configs_request_t *rq = req->body;
+    if (!broker_is_us(req, res->resource_name, dup, o))
+        return;
+    int32_t n = res->configs_count > 0 ? res->configs_count : 0;
+    kp_str_t *names = gw_req_alloc(req, (size_t)n * sizeof *names + 1);
+    for (int32_t i = 0; i < n; i++)
+        names[i] = res->configs[i].name;
+    if (names_repeat(req, names, n)) {
+        set_error(o, KP_ERR_INVALID_REQUEST, "a configuration is named more than once");
+        return;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        const kp_incremental_alter_configs_request_alterable_config_t *c = &res->configs[i];
+        char *name = dup_str(req, c->name);
+        char *value = dup_str(req, c->value);
+        const char *msg = NULL;
+        if (!name || !gw_broker_config_dynamic(name))
+            msg = gw_broker_config_check(req, name ? name : "", value);
+        else if (c->config_operation == OP_SET)
+            msg = gw_broker_config_check(req, name, value);
+        else if (c->config_operation != OP_DELETE)
+            msg = "only SET and DELETE apply to this configuration";
+        if (msg) {
+            set_error(o, KP_ERR_INVALID_REQUEST, msg);
+            return;
+        }
+    }
+    if (rq->validate_only)
+        return;
+    incr_broker_t *ib = gw_req_alloc(req, sizeof *ib);
+    ib->ctx.req = req;
+    ib->ctx.out = *o;
+    ib->ctx.topic = NULL;
+    ib->res = res;
+    int rc = gw_broker_cfgs_load(req, incr_broker_loaded, ib);
+    if (rc != 0) {
+        st_err_t e = gw_st_start_err(rc);
+        set_error(o, gw_err_from_st(e), st_err_str(e));
+    } else {
+        req->pending++;
+    }
+}
+
 /* ---------------------------------------------------------------- AlterConfigs */
 
 static void alter_one(gw_req_t *req, const kp_alter_configs_request_alter_configs_resource_t *res,
                       bool dup, res_out_t *o)
 {
     const kp_alter_configs_request_t *rq = req->body;
+    if (res->resource_type == GW_RESOURCE_BROKER) {
+        alter_broker(req, res, dup, o);
+        return;
+    }
     st_topic_t *topic = resource_topic(req, res->resource_type, res->resource_name, dup, o);
     if (!topic)
         return;
@@ -454,6 +626,14 @@ int gw_api_alter_configs(gw_req_t *req)
         names[i] = rq->resources[i].resource_type == GW_RESOURCE_TOPIC
                        ? rq->resources[i].resource_name
                        : (kp_str_t){"\n", 1}; /* never a topic name */
+    kp_str_t *bnames = gw_req_alloc(req, (size_t)n * sizeof *bnames + 1);
+    for (int32_t i = 0; i < n; i++)
+        bnames[i] = rq->resources[i].resource_type == GW_RESOURCE_BROKER
+                        ? rq->resources[i].resource_name
+                        : (kp_str_t){"\n", 1};
+    bool *bdup = gw_names_repeated(req, bnames, n);
+    for (int32_t i = 0; i < n; i++)
+        bdup[i] = bdup[i] && rq->resources[i].resource_type == GW_RESOURCE_BROKER;
     bool *dup = gw_names_repeated(req, names, n);
     req->pending = 1; /* held while changes are being started */
     for (int32_t i = 0; i < n; i++) {
@@ -465,7 +645,7 @@ int gw_api_alter_configs(gw_req_t *req)
         r->resource_name = rq->resources[i].resource_name;
         res_out_t o = {&r->error_code, &r->error_message};
         alter_one(req, &rq->resources[i],
-                  dup[i] && rq->resources[i].resource_type == GW_RESOURCE_TOPIC, &o);
+                  (dup[i] && rq->resources[i].resource_type == GW_RESOURCE_TOPIC) || bdup[i], &o);
     }
     if (--req->pending == 0)
         gw_req_respond(req, resp);
@@ -525,6 +705,10 @@ incremental_one(gw_req_t *req,
                 res_out_t *o)
 {
     const kp_incremental_alter_configs_request_t *rq = req->body;
+    if (res->resource_type == GW_RESOURCE_BROKER) {
+        incremental_broker(req, res, dup, o);
+        return;
+    }
     st_topic_t *topic = resource_topic(req, res->resource_type, res->resource_name, dup, o);
     if (!topic)
         return;
@@ -628,6 +812,14 @@ int gw_api_incremental_alter_configs(gw_req_t *req)
         names[i] = rq->resources[i].resource_type == GW_RESOURCE_TOPIC
                        ? rq->resources[i].resource_name
                        : (kp_str_t){"\n", 1};
+    kp_str_t *bnames = gw_req_alloc(req, (size_t)n * sizeof *bnames + 1);
+    for (int32_t i = 0; i < n; i++)
+        bnames[i] = rq->resources[i].resource_type == GW_RESOURCE_BROKER
+                        ? rq->resources[i].resource_name
+                        : (kp_str_t){"\n", 1};
+    bool *bdup = gw_names_repeated(req, bnames, n);
+    for (int32_t i = 0; i < n; i++)
+        bdup[i] = bdup[i] && rq->resources[i].resource_type == GW_RESOURCE_BROKER;
     bool *dup = gw_names_repeated(req, names, n);
     req->pending = 1; /* held while changes are being started */
     for (int32_t i = 0; i < n; i++) {
@@ -640,7 +832,8 @@ int gw_api_incremental_alter_configs(gw_req_t *req)
         r->resource_name = rq->resources[i].resource_name;
         res_out_t o = {&r->error_code, &r->error_message};
         incremental_one(req, &rq->resources[i],
-                        dup[i] && rq->resources[i].resource_type == GW_RESOURCE_TOPIC, &o);
+                        (dup[i] && rq->resources[i].resource_type == GW_RESOURCE_TOPIC) || bdup[i],
+                        &o);
     }
     if (--req->pending == 0)
         gw_req_respond(req, resp);

@@ -20,6 +20,7 @@
 
 /* ConfigSource values (DescribeConfigsResponse). */
 #define SRC_TOPIC_CONFIG 1
+#define SRC_DYNAMIC_BROKER_CONFIG 2
 #define SRC_STATIC_BROKER_CONFIG 4
 #define SRC_DEFAULT_CONFIG 5
 
@@ -28,6 +29,7 @@
 #define TYPE_STRING 2
 #define TYPE_INT 3
 #define TYPE_LONG 5
+#define TYPE_DOUBLE 6
 #define TYPE_LIST 7
 
 typedef kp_describe_configs_response_describe_configs_resource_result_t cfg_entry_t;
@@ -187,18 +189,11 @@ static void describe_topic(gw_req_t *req,
 
 static void describe_broker(gw_req_t *req,
                             const kp_describe_configs_request_describe_configs_resource_t *res,
-                            cfg_result_t *r)
+                            cfg_result_t *r, const gw_broker_cfgs_t *dyn)
 {
     const gw_config_t *cfg = req->srv->cfg;
-    char id[16];
-    snprintf(id, sizeof id, "%d", cfg->node_id);
-    if (res->resource_name.len > 0 && !kp_str_eq(res->resource_name, id)) {
-        r->error_code = KP_ERR_INVALID_REQUEST;
-        r->error_message = kp_str("no such broker on this node");
-        return;
-    }
-    size_t n = gw_config_key_count();
-    r->configs = gw_req_alloc(req, n * sizeof *r->configs);
+    size_t n = gw_config_key_count(), nd = gw_broker_dyn_count();
+    r->configs = gw_req_alloc(req, (n + nd) * sizeof *r->configs);
     for (size_t i = 0; i < n; i++) {
         const char *key = gw_config_key_name(i);
         if (!wanted(res, key))
@@ -209,20 +204,86 @@ static void describe_broker(gw_req_t *req,
         cfg_entry_t *e = add_entry(req, r, key, v, dflt, src, TYPE_UNKNOWN, true);
         add_synonyms(req, e, NULL, key, v, src);
     }
+    /* The dynamic ones (gw_broker_cfg.c): stored value or Kafka's default. */
+    for (size_t i = 0; i < nd; i++) {
+        const char *key = gw_broker_dyn_name(i);
+        if (!wanted(res, key))
+            continue;
+        const char *v = NULL;
+        for (size_t k = 0; dyn && k < dyn->n && !v; k++)
+            if (strcmp(dyn->c[k].name, key) == 0)
+                v = dyn->c[k].value;
+        int8_t src = v ? SRC_DYNAMIC_BROKER_CONFIG : SRC_DEFAULT_CONFIG;
+        cfg_entry_t *e = add_entry(req, r, key, v ? v : gw_broker_dyn_default(i), !v, src,
+                                   gw_broker_dyn_is_long(i) ? TYPE_LONG : TYPE_DOUBLE, false);
+        add_synonyms(req, e, NULL, key, v ? v : gw_broker_dyn_default(i), src);
+    }
+}
+
+/* A broker resource waiting for the stored dynamic configurations. */
+typedef struct broker_ctx {
+    gw_req_t *req;
+    const kp_describe_configs_request_describe_configs_resource_t *res;
+    cfg_result_t *r;
+} broker_ctx_t;
+
+static void broker_loaded(st_err_t err, const gw_broker_cfgs_t *dyn, void *arg)
+{
+    broker_ctx_t *bc = arg;
+    gw_req_t *req = bc->req;
+    if (err == ST_OK) {
+        describe_broker(req, bc->res, bc->r, dyn);
+    } else {
+        bc->r->error_code = (int16_t)gw_err_from_st(err);
+        bc->r->error_message = kp_str(st_err_str(err));
+    }
+    if (--req->pending == 0)
+        gw_req_respond(req, req->hstate);
+}
+
+static void start_broker(gw_req_t *req,
+                         const kp_describe_configs_request_describe_configs_resource_t *res,
+                         cfg_result_t *r)
+{
+    char id[16];
+    snprintf(id, sizeof id, "%d", req->srv->cfg->node_id);
+    if (res->resource_name.len > 0 && !kp_str_eq(res->resource_name, id)) {
+        r->error_code = KP_ERR_INVALID_REQUEST;
+        r->error_message = kp_str("no such broker on this node");
+        return;
+    }
+    if (!req->srv->meta) { /* no metadata store (tests): nothing dynamic is stored */
+        describe_broker(req, res, r, NULL);
+        return;
+    }
+    broker_ctx_t *bc = gw_req_alloc(req, sizeof *bc);
+    bc->req = req;
+    bc->res = res;
+    bc->r = r;
+    int rc = gw_broker_cfgs_load(req, broker_loaded, bc);
+    if (rc != 0) {
+        st_err_t e = gw_st_start_err(rc);
+        r->error_code = (int16_t)gw_err_from_st(e);
+        r->error_message = kp_str(st_err_str(e));
+    } else {
+        req->pending++;
+    }
 }
 
 int gw_api_describe_configs(gw_req_t *req)
 {
     const kp_describe_configs_request_t *rq = req->body;
-    kp_describe_configs_response_t resp;
-    kp_describe_configs_response_init(&resp);
-    resp.throttle_time_ms = 0;
+    kp_describe_configs_response_t *resp = gw_req_alloc(req, sizeof *resp);
+    req->hstate = resp;
+    kp_describe_configs_response_init(resp);
+    resp->throttle_time_ms = 0;
     int32_t n = rq->resources_count > 0 ? rq->resources_count : 0;
-    resp.results = gw_req_alloc(req, (size_t)n * sizeof *resp.results);
-    resp.results_count = n;
+    resp->results = gw_req_alloc(req, (size_t)n * sizeof *resp->results);
+    resp->results_count = n;
+    req->pending = 1; /* held while broker resources are being read */
     for (int32_t i = 0; i < n; i++) {
         const kp_describe_configs_request_describe_configs_resource_t *res = &rq->resources[i];
-        cfg_result_t *r = &resp.results[i];
+        cfg_result_t *r = &resp->results[i];
         kp_describe_configs_response_describe_configs_result_init(r);
         r->error_code = KP_ERR_NONE;
         r->error_message = KP_STR_NULL;
@@ -232,12 +293,13 @@ int gw_api_describe_configs(gw_req_t *req)
         if (res->resource_type == GW_RESOURCE_TOPIC) {
             describe_topic(req, res, r);
         } else if (res->resource_type == GW_RESOURCE_BROKER) {
-            describe_broker(req, res, r);
+            start_broker(req, res, r);
         } else {
             r->error_code = KP_ERR_INVALID_REQUEST;
             r->error_message = kp_str("unsupported resource type");
         }
     }
-    gw_req_respond(req, &resp);
+    if (--req->pending == 0)
+        gw_req_respond(req, resp);
     return 0;
 }
