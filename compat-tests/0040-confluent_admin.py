@@ -6,7 +6,9 @@ validate_only, new partitions produce- and fetch-able at once and after a
 restart), describe_configs with sources, defaults, read-only flags and
 synonyms, alter_configs (retention.ms, retention.bytes, max.message.bytes,
 cleanup.policy=delete; INVALID_CONFIG for other names, compact and bad
-values; validate_only; INVALID_REQUEST for a broker), and max.message.bytes
+values; validate_only; INVALID_REQUEST for a broker's static keys), the
+broker's dynamic Kerberos login settings (stored, described back with
+their source, after a restart too), and max.message.bytes
 refusing a produce at once (MSG_SIZE_TOO_LARGE) until raised again."""
 
 import os
@@ -145,6 +147,35 @@ def run(srv):
     check(describe(admin, TOPIC)["retention.ms"].value == "86400000", "validate_only kept it")
     check(alter(admin, {"num.partitions": "5"}, rtype=ConfigResource.Type.BROKER, name="1")
           == "INVALID_REQUEST", "broker alter refused")
+
+    # The broker's dynamic Kerberos login settings (no SASL listener: met by
+    # construction), stored per node.
+    def broker(name="1"):
+        res = ConfigResource(ConfigResource.Type.BROKER, name)
+        return admin.describe_configs([res])[res].result(15)
+    kb = "sasl.kerberos.min.time.before.relogin"
+    b = broker()
+    check(b[kb].value == "60000" and b[kb].source == ConfigSource.DEFAULT_CONFIG.value
+          and not b[kb].is_read_only, "%s: Kafka's default, writable: %r" % (kb, b[kb]))
+    check(b["message.max.bytes"].is_read_only, "static broker keys stay read-only")
+    for bad, what in (({kb: "soon"}, "a bad value"), ({kb: "-1"}, "a negative value"),
+                      ({kb: "58000", "num.partitions": "5"}, "with a static key")):
+        check(alter(admin, bad, rtype=ConfigResource.Type.BROKER, name="1") == "INVALID_REQUEST",
+              "broker alter refused: %s" % what)
+    check(alter(admin, {kb: "58000"}, validate_only=True, rtype=ConfigResource.Type.BROKER,
+                name="1") == "NO_ERROR", "validate_only broker alter")
+    check(broker()[kb].value == "60000", "validate_only stored nothing")
+    check(alter(admin, {kb: "58000", "sasl.kerberos.ticket.renew.jitter": "0.1"},
+                rtype=ConfigResource.Type.BROKER, name="1") == "NO_ERROR", "broker alter")
+    b = broker()
+    check(b[kb].value == "58000" and b[kb].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+          and b["sasl.kerberos.ticket.renew.jitter"].value == "0.1",
+          "broker dynamic configs described back: %r" % b[kb])
+    check(alter(admin, {kb: "57000"}, rtype=ConfigResource.Type.BROKER, name="1") == "NO_ERROR",
+          "broker alter replaces the set")
+    b = broker()
+    check(b[kb].value == "57000" and b["sasl.kerberos.ticket.renew.jitter"].value == "0.05",
+          "the rest back to the default: %r" % b["sasl.kerberos.ticket.renew.jitter"])
     check(alter(admin, {"retention.ms": "5"}, name="cp-nope") == "UNKNOWN_TOPIC_OR_PART",
           "alter unknown topic")
 
@@ -171,6 +202,10 @@ def after_restart(srv):
     check(error_name(admin.create_partitions([NewPartitions(TOPIC, 5)])[TOPIC]) == "NO_ERROR",
           "4 -> 5 after restart")
     check(produce(bs, 4, b"p4") == 0, "produce to partition 4")
+    res = ConfigResource(ConfigResource.Type.BROKER, "1")
+    kb = admin.describe_configs([res])[res].result(15)["sasl.kerberos.min.time.before.relogin"]
+    check(kb.value == "57000" and kb.source == ConfigSource.DYNAMIC_BROKER_CONFIG.value,
+          "broker dynamic config after restart: %r" % kb)
 
 
 def main():

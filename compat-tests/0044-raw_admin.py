@@ -255,6 +255,23 @@ def run(srv):
     r = incremental(c, [(4, "1", [("log.retention.ms", SET, "5")]),
                         (2, "nope", [("retention.ms", SET, "5")])])
     check([x[0] for x in r] == [42, 3], "broker and unknown topic: %s" % r)
+    # The broker's dynamic Kerberos login settings: SET and DELETE only.
+    kb, kj = "sasl.kerberos.min.time.before.relogin", "sasl.kerberos.ticket.renew.jitter"
+    for what, res in (("APPEND", (4, "1", [(kb, APPEND, "5")])),
+                      ("a bad value", (4, "1", [(kj, SET, "lots")])),
+                      ("another broker", (4, "7", [(kb, SET, "5")])),
+                      ("the cluster default", (4, "", [(kb, SET, "5")]))):
+        r = incremental(c, [res])
+        check(r[0][0] == 42 and r[0][1], "broker %s: INVALID_REQUEST: %s" % (what, r))
+    r = incremental(c, [(4, "1", [(kb, SET, "1000")]), (4, "1", [(kj, SET, "0.2")])])
+    check([x[0] for x in r] == [42, 42], "a broker named twice: %s" % r)
+    check(incremental(c, [(4, "1", [(kb, SET, "1000"), (kj, SET, "0.2")])])[0][0] == 0,
+          "broker SET")
+    check(incremental(c, [(4, "1", [(kb, DELETE, None)])])[0][0] == 0, "broker DELETE")
+    res = ConfigResource(ConfigResource.Type.BROKER, "1")
+    b = admin.describe_configs([res])[res].result(15)
+    check(b[kb].value == "60000" and b[kj].value == "0.2", "broker after SET and DELETE: %s %s"
+          % (b[kb].value, b[kj].value))
     r = incremental(c, [(2, TOPIC, [("retention.ms", DELETE, None)])], validate_only=True)
     check(r[0][0] == 0 and configs(admin)["retention.ms"] == "1000", "validate_only DELETE")
     r = incremental(c, [(2, TOPIC, [("retention.ms", DELETE, None),
