@@ -8,7 +8,7 @@
  *
  *   nh-pipeline --s3 http://127.0.0.1:PORT --bucket B --etcd http://127.0.0.1:PORT
  *               [--region R] [--size BYTES] [--parallel P] [--objects N]
- *               [--manifest BYTES]
+ *               [--manifest BYTES] [--watch NAME=PID]...
  *
  * Prints one line: objects, MB/s, objects/s and per-object latency p50,
  * p99, p99.9 (ms), from the PUT's start to the transaction's answer.
@@ -24,6 +24,11 @@
  * fsync() of the directory; the read-back is pread() of the ranges (from
  * the page cache, as the gateway's reads of fresh objects are too).
  * The objects it writes are deleted at the end.
+ *
+ * Each line ends with the CPU seconds of the phase: cpu_s= for this
+ * process (utime + stime, getrusage), and cpu_NAME_s= for every process
+ * named with --watch NAME=PID (from /proc/PID/stat; the S3 server and etcd),
+ * so that the raw limit's own CPU use is reported beside the gateway's.
  */
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -33,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +57,59 @@ static opts_t o = {
 static atomic_long next_obj, next_get;
 static atomic_llong got_bytes;
 static double *lat_ms; /* per object */
+
+#define MAX_WATCH 4
+static const char *watch_name[MAX_WATCH];
+static long watch_pid[MAX_WATCH];
+static int n_watch;
+
+/* utime + stime of process @pid in seconds, or 0 when it cannot be read. */
+static double proc_cpu_s(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+typedef struct cpu_snap {
+    double self, w[MAX_WATCH];
+} cpu_snap_t;
+
+static cpu_snap_t cpu_now(void)
+{
+    cpu_snap_t s = {self_cpu_s(), {0}};
+    for (int i = 0; i < n_watch; i++)
+        s.w[i] = proc_cpu_s(watch_pid[i]);
+    return s;
+}
+
+/* " cpu_s=... cpu_NAME_s=..." since @a, then the end of the line. */
+static void print_cpu(cpu_snap_t a)
+{
+    cpu_snap_t b = cpu_now();
+    printf(" cpu_s=%.3f", b.self - a.self);
+    for (int i = 0; i < n_watch; i++)
+        printf(" cpu_%s_s=%.3f", watch_name[i], b.w[i] - a.w[i]);
+    printf("\n");
+}
 
 static double now_ms(void)
 {
@@ -297,14 +356,24 @@ static int etcd_txn(CURL *c, const char *key, const char *fence_b64, const char 
     return ok ? 0 : -1;
 }
 
+/* An object's bytes, incompressible, made before the clock starts (one
+ * buffer per worker: each object's first bytes are its number). */
+static uint8_t *object_bytes(unsigned seed)
+{
+    uint8_t *data = malloc(o.size);
+    uint64_t x = 0x9e3779b97f4a7c15ull * (seed + 1);
+    for (size_t i = 0; data && i < o.size; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+        data[i] = (uint8_t)(x >> 24);
+    }
+    return data;
+}
+
 static void *worker(void *arg)
 {
-    (void)arg;
+    uint8_t *data = arg;
     CURL *s3 = o.dir ? NULL : curl_easy_init(), *etcd = o.dir ? NULL : curl_easy_init();
-    uint8_t *data = malloc(o.size);
     uint8_t *man = malloc(o.manifest);
-    for (size_t i = 0; i < o.size; i++)
-        data[i] = (uint8_t)(rand() & 0xff); /* incompressible-ish */
     memset(man, 'm', o.manifest);
     char *man_b64 = b64(man, o.manifest);
     long i;
@@ -335,7 +404,6 @@ static void *worker(void *arg)
     }
     free(man_b64);
     free(man);
-    free(data);
     if (s3)
         curl_easy_cleanup(s3);
     if (etcd)
@@ -353,14 +421,15 @@ static void usage(void)
 {
     fprintf(stderr, "usage: nh-pipeline (--s3 URL --bucket B --etcd URL | --dir PATH) [--region R]"
                     " [--size BYTES] [--parallel P] [--objects N] [--manifest BYTES]"
-                    " [--get-range BYTES]\n");
+                    " [--get-range BYTES] [--watch NAME=PID]...\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     for (int i = 1; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
+        const char *k = argv[i];
+        char *v = argv[i + 1];
         if (!strcmp(k, "--s3"))
             o.s3 = v;
         else if (!strcmp(k, "--bucket"))
@@ -381,7 +450,11 @@ int main(int argc, char **argv)
             o.get_range = (size_t)strtoull(v, NULL, 10);
         else if (!strcmp(k, "--manifest"))
             o.manifest = (size_t)strtoull(v, NULL, 10);
-        else
+        else if (!strcmp(k, "--watch") && n_watch < MAX_WATCH && strchr(v, '=')) {
+            watch_name[n_watch] = v;
+            *strchr(v, '=') = '\0';
+            watch_pid[n_watch++] = strtol(v + strlen(v) + 1, NULL, 10);
+        } else
             usage();
     }
     if (o.size == 0 || o.parallel < 1 || o.objects < 1)
@@ -409,27 +482,38 @@ int main(int argc, char **argv)
 fenced:
     lat_ms = calloc((size_t)o.objects, sizeof(double));
     pthread_t *t = calloc((size_t)o.parallel, sizeof(pthread_t));
+    uint8_t **bufs = calloc((size_t)o.parallel, sizeof(*bufs));
+    for (int i = 0; i < o.parallel; i++)
+        if (!(bufs[i] = object_bytes((unsigned)i))) {
+            fprintf(stderr, "nh-pipeline: out of memory\n");
+            return 1;
+        }
+    cpu_snap_t c0 = cpu_now();
     double t0 = now_ms();
     for (int i = 0; i < o.parallel; i++)
-        pthread_create(&t[i], NULL, worker, NULL);
+        pthread_create(&t[i], NULL, worker, bufs[i]);
     for (int i = 0; i < o.parallel; i++)
         pthread_join(t[i], NULL);
     double secs = (now_ms() - t0) / 1e3;
     qsort(lat_ms, (size_t)o.objects, sizeof(double), cmp_double);
     size_t n = (size_t)o.objects;
     printf("pipeline objects=%ld size=%zu parallel=%d MB/s=%.1f objects/s=%.1f p50_ms=%.2f "
-           "p99_ms=%.2f p999_ms=%.2f\n",
+           "p99_ms=%.2f p999_ms=%.2f",
            o.objects, o.size, o.parallel, (double)o.size * (double)n / 1e6 / secs, (double)n / secs,
            lat_ms[n / 2], lat_ms[n * 99 / 100], lat_ms[n * 999 / 1000]);
+    print_cpu(c0);
     if (o.get_range) {
+        c0 = cpu_now();
         t0 = now_ms();
         for (int i = 0; i < o.parallel; i++)
             pthread_create(&t[i], NULL, get_worker, NULL);
         for (int i = 0; i < o.parallel; i++)
             pthread_join(t[i], NULL);
         secs = (now_ms() - t0) / 1e3;
-        printf("get objects=%ld range=%zu parallel=%d MB/s=%.1f\n", o.objects, o.get_range,
-               o.parallel, (double)atomic_load(&got_bytes) / 1e6 / secs);
+        printf("get objects=%ld range=%zu parallel=%d MB/s=%.1f bytes=%lld", o.objects, o.get_range,
+               o.parallel, (double)atomic_load(&got_bytes) / 1e6 / secs,
+               (long long)atomic_load(&got_bytes));
+        print_cpu(c0);
     }
     if (o.dir)
         for (long i = 0; i < o.objects; i++) {
@@ -438,6 +522,9 @@ fenced:
             snprintf(path, sizeof path, "%s/%s", o.dir, key);
             unlink(path);
         }
+    for (int i = 0; i < o.parallel; i++)
+        free(bufs[i]);
+    free(bufs);
     free(lat_ms);
     free(t);
     curl_global_cleanup();

@@ -91,6 +91,54 @@ if [ "${1:-}" = --one ]; then
         echo "object_bytes=$((b[2] - a[2]))" >>"$1"
     }
     rss_now() { awk '/^VmRSS:/ { print $2 }' "/proc/$NH_PID/status"; }
+    # hists: sum and count of the gateway's latency histograms (object PUT,
+    # metadata commit, flush, Produce request), one "sum count" pair each.
+    hists() {
+        curl -fsS -m 5 "http://127.0.0.1:$MPORT/metrics" | awk '
+            $1 == "nuthatch_object_request_duration_seconds_sum{op=\"put\"}" { v[1] = $2 }
+            $1 == "nuthatch_object_request_duration_seconds_count{op=\"put\"}" { c[1] = $2 }
+            $1 == "nuthatch_metadata_commit_duration_seconds_sum" { v[2] = $2 }
+            $1 == "nuthatch_metadata_commit_duration_seconds_count" { c[2] = $2 }
+            $1 == "nuthatch_flush_duration_seconds_sum" { v[3] = $2 }
+            $1 == "nuthatch_flush_duration_seconds_count" { c[3] = $2 }
+            $1 == "nuthatch_request_duration_seconds_sum{api=\"Produce\"}" { v[4] = $2 }
+            $1 == "nuthatch_request_duration_seconds_count{api=\"Produce\"}" { c[4] = $2 }
+            END { for (i = 1; i <= 4; i++) printf "%s %s ", v[i] + 0, c[i] + 0 }'
+    }
+    # hist_avgs FILE BEFORE: the average (ms) of each histogram since BEFORE, into FILE.
+    hist_avgs() {
+        awk -v a="$2" -v b="$(hists)" 'BEGIN { n = split(a, x, " "); split(b, y, " ")
+            split("put commit flush produce", name, " ")
+            for (i = 1; i <= 4; i++) { dc = y[2 * i] - x[2 * i]
+                if (dc > 0) printf "avg_%s_ms=%.3f\n", name[i], (y[2 * i - 1] - x[2 * i - 1]) * 1000 / dc } }' >>"$1"
+    }
+    # A profile of the gateway while a phase runs (perf record of the
+    # cpu-clock event, no call graphs), when perf works here: prof_start
+    # NAME, then prof_stop writes the top symbols and the share of each
+    # thread to OUT/B-prof-NAME.txt.
+    PERF_PID='' PERF_NAME=''
+    prof_start() {
+        PERF_NAME=$1 PERF_PID=''
+        command -v perf >/dev/null || return 0
+        perf record -q -e cpu-clock -F 499 -o "$NH_DIR/perf.data" -p "$NH_PID" \
+            >/dev/null 2>"$NH_DIR/perf.err" &
+        PERF_PID=$!
+        sleep 0.5
+    }
+    prof_stop() {
+        [ -n "$PERF_PID" ] || return 0
+        kill -INT "$PERF_PID" 2>/dev/null
+        wait "$PERF_PID" 2>/dev/null
+        local f=$OUT/$B-prof-$PERF_NAME.txt
+        perf report -i "$NH_DIR/perf.data" --stdio --no-children --sort comm -g none 2>/dev/null |
+            awk '/^ +[0-9.]+%/ { printf "thread %s %s\n", $2, $1 }' >"$f"
+        perf report -i "$NH_DIR/perf.data" --stdio --no-children --sort comm,dso,sym -g none \
+            2>/dev/null | awk '/^ +[0-9.]+%/ && n < 12 { n++; s = $5; for (i = 6; i <= NF; i++) s = s " " $i
+                printf "sym %s %s %s %s\n", $1, $2, ($4 == "[k]" ? "kernel" : $3), s }' >>"$f"
+        perf report -i "$NH_DIR/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
+            awk '/^ +[0-9.]+%/ { printf "dso %s %s\n", $2, $1 }' >>"$f"
+        rm -f "$NH_DIR/perf.data" "$NH_DIR/perf.data.old"
+    }
     start
     watch() {
         local w=(--watch "gateway=$NH_PID")
@@ -105,24 +153,35 @@ if [ "${1:-}" = --one ]; then
         exit 1
     }
     # Throughput and the tail, per partition count; objects counted around each.
+    first=1
     for p in $PARTS; do
         f=$OUT/$B-p$p.kv
         c0=$(counters)
         log "$B: produce + consume, $p partitions"
+        # The first partition count runs under the profiler (sampling at
+        # 499 Hz costs the gateway about 1%).
+        [ "$first" = 0 ] || prof_start produce
         # shellcheck disable=SC2046
         "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --partitions "$p" \
             --topic "bench-p$p" --phases produce,consume $(watch) >"$f" || fail "nh-bench ($p)"
         stored "$f" "$c0"
+        if [ "$first" = 1 ]; then
+            first=0
+            prof_stop
+        fi
     done
     half=$(awk -v r="$(kv "$OUT/$B-p1.kv" produce_records_s)" 'BEGIN { printf "%d", r / 2 }')
     for ph in latency half; do
         f=$OUT/$B-$ph.kv
-        c0=$(counters)
+        c0=$(counters) h0=$(hists)
         log "$B: $ph latency"
+        [ "$ph" != latency ] || prof_start latency
         # shellcheck disable=SC2046
         "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --phases "$ph" \
             --half-rate "$half" $(watch) >"$f" || fail "nh-bench ($ph)"
+        [ "$ph" != latency ] || prof_stop
         stored "$f" "$c0"
+        hist_avgs "$f" "$h0"
     done
     # A restart: caches cold, the topics read back from the object store.
     nh_stop || fail "stop"
@@ -150,7 +209,8 @@ if [ "${1:-}" = --one ]; then
     # sizes: throughput with the gateway's parallelism, and one object at a
     # time at the latency run's size.
     if [ "$B" = s3 ]; then
-        raw=(--s3 "$NH_S3_ENDPOINT" --bucket "$NH_S3_BUCKET" --etcd "$NH_ETCD_ENDPOINT")
+        raw=(--s3 "$NH_S3_ENDPOINT" --bucket "$NH_S3_BUCKET" --etcd "$NH_ETCD_ENDPOINT"
+            --watch "s3rver=$NH_S3_PID" --watch "etcd=$NH_ETCD_PID")
         par=4 # flush.max.inflight
     else
         mkdir -p "$NH_DIR/raw"
@@ -379,6 +439,70 @@ O=$OUT
                 [ -n "$a$e$s" ] || continue
                 row " $ph, $p partitions " " $proc " " $a " " $e " " $s "
             done
+        done
+    done
+    first=${PARTS%% *}
+    echo
+    echo "The raw limits' own CPU use, in CPU seconds per GB of object bytes (nh-pipeline: utime +"
+    echo "stime of the process doing the writes, reads, PUTs and transactions; s3rver and etcd from"
+    echo "/proc/PID/stat), to compare with the gateway's rows above."
+    echo
+    row " phase " " process " " raw dir " " raw S3 + etcd "
+    row "---" "---" "---:" "---:"
+    # rcpu FILE LINE KEY: CPU seconds of KEY per GB on nh-pipeline's LINE.
+    rcpu() {
+        local b
+        b=$(pv "$1" "$2" bytes)
+        [ -n "$b" ] || b=$(awk -v n="$(pv "$1" "$2" objects)" -v s="$(pv "$1" "$2" size)" \
+            'BEGIN { if (n != "" && s != "") printf "%.0f", n * s }')
+        awk -v c="$(pv "$1" "$2" "$3")" -v b="$b" 'BEGIN { if (c == "" || b == "" || b + 0 == 0) print "";
+            else printf "%.2f", c / (b / 1e9) }'
+    }
+    for p in $PARTS; do
+        for l in pipeline get; do
+            name="raw write + commit"
+            [ "$l" = pipeline ] || name="raw ranged read"
+            for k in cpu_s cpu_s3rver_s cpu_etcd_s; do
+                d=$(rcpu "$O/embedded-raw$p.txt" "$l" "$k") r=$(rcpu "$O/s3-raw$p.txt" "$l" "$k")
+                [ -n "$d$r" ] || continue
+                proc=nh-pipeline
+                [ "$k" = cpu_s ] || { proc=${k#cpu_}; proc=${proc%_s}; }
+                row " $name, objects of the $p-partition run " " $proc " " $d " " $r "
+            done
+        done
+    done
+    echo
+    echo "Where the gateway's time goes.  Wall time: the averages (ms) of the gateway's own"
+    echo "histograms over each latency run -- one object PUT (write + fsync + rename + directory"
+    echo "fsync on the directory store), one metadata commit (SQLite or etcd transaction), one"
+    echo "flush (from the object's build to the commit's answer) and one Produce request (from"
+    echo "its arrival to its response)."
+    echo
+    row " run " " measurement " " embedded " " S3 + etcd "
+    row "---" "---" "---:" "---:"
+    for ph in latency half; do
+        name=light
+        [ "$ph" = latency ] || name="half-rate"
+        for k in put commit flush produce; do
+            row " $name " " $k " " $(kv "$O/embedded-$ph.kv" "avg_${k}_ms") " " $(kv "$O/s3-$ph.kv" "avg_${k}_ms") "
+        done
+    done
+    for b in embedded s3; do
+        for ph in produce latency; do
+            f=$O/$b-prof-$ph.txt
+            [ -s "$f" ] || continue
+            echo
+            what="the throughput run on $first partitions (produce, then tail consume)"
+            [ "$ph" = produce ] || what="the light latency run"
+            echo "CPU profile of the $b gateway during $what,"
+            echo "\`perf record -e cpu-clock -F 499 -p <gateway>\`, shares of its samples.  By thread:"
+            echo "$(awk '$1 == "thread" { printf "%s%s %s", sep, $2, $3; sep = ", " }' "$f"); in the kernel:" \
+                "$(awk '$1 == "dso" && $2 == "[kernel.kallsyms]" { print $3 }' "$f")."
+            echo
+            row " share " " thread " " where " " symbol "
+            row "---:" "---" "---" "---"
+            awk '$1 == "sym" { s = $5; for (i = 6; i <= NF; i++) s = s " " $i
+                printf "| %s | %s | %s | `%s` |\n", $2, $3, $4, s }' "$f"
         done
     done
     echo
