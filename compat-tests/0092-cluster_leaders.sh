@@ -20,7 +20,9 @@
 #      others kept their leader.  (Nothing is produced while it is dead: the
 #      takeover of a partition's state is not built yet, docs/cluster.md.)
 #   5. It restarts: every partition is back on its first leader, and 2.
-#      passes again (offsets go on from each high watermark).
+#      passes again (offsets go on from each high watermark; Fetch v11 at
+#      the leader with the partition's leader epoch -- raised by each move,
+#      as ListOffsets v4 answers it -- succeeds, one below is fenced).
 #   6. The leader of partition 0 is stopped (SIGSTOP) for 4.5 s, past its
 #      3 s lease; a produce sent to it meanwhile is answered
 #      NOT_LEADER_OR_FOLLOWER after the resume and not stored; it

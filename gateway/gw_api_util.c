@@ -8,6 +8,7 @@
  *     gw_st_start_err() keeps a value that already is one.
  */
 #include "gw_api.h"
+#include "gw_leaders.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,13 +155,13 @@ int32_t gw_part_leader(const gw_server_t *srv, const st_topic_t *topic, int32_t 
 {
     if (!srv->cluster)
         return srv->cfg->node_id;
-    uint8_t key[20];
-    memcpy(key, topic->id.b, 16);
-    key[16] = (uint8_t)((uint32_t)p >> 24);
-    key[17] = (uint8_t)((uint32_t)p >> 16);
-    key[18] = (uint8_t)((uint32_t)p >> 8);
-    key[19] = (uint8_t)p;
-    return gw_cluster_coordinator(srv->cluster, (const char *)key, sizeof key)->id;
+    int32_t leader, epoch;
+    if (srv->leaders && gw_leaders_get(srv->leaders, topic->id, p, &leader, &epoch)) {
+        if (p >= 0 && p < topic->nparts)
+            st_part_set_leader_epoch(topic->parts[p], epoch);
+        return leader;
+    }
+    return gw_leaders_hashed(srv->cluster, topic->id, p); /* no record yet: epoch 0 */
 }
 
 bool gw_leads(const gw_server_t *srv, const st_topic_t *topic, int32_t p)

@@ -23,6 +23,7 @@
 
 #include "gw_api.h"
 #include "gw_cluster.h"
+#include "gw_leaders.h"
 #include "gw_conn.h"
 #include "gw_group.h"
 #include "gw_log.h"
@@ -339,6 +340,7 @@ typedef struct run_ctx {
     st_log_t *old_log;         /* a log whose open failed, freed before the next try */
     st_compactor_t *compactor; /* etcd: keeps its revision history bounded */
     gw_cluster_t *cluster;     /* this node's registration and the live nodes */
+    gw_leaders_t *leaders;     /* the partitions' leader records */
     st_objstore_t *os_raw;     /* the object store under the metered wrapper (os) */
     st_meta_t *meta_raw;       /* the metadata store under the metered wrapper (meta) */
     gw_metrics_t *metrics;     /* counters, /metrics, /healthz, /readyz */
@@ -504,6 +506,7 @@ static void start_compactor(run_ctx_t *ctx)
 }
 
 static void registered_cb(st_err_t err, void *arg);
+static void leaders_read_cb(st_err_t err, void *arg);
 
 static void log_opened_cb(st_err_t err, void *arg)
 {
@@ -549,8 +552,31 @@ static void registered_cb(st_err_t err, void *arg)
         start_failed(ctx, why);
         return;
     }
+    if (ctx->stopping)
+        return;
+    ctx->leaders = gw_leaders_new(ctx->base, ctx->meta, ctx->log, ctx->cluster, ctx->cfg->node_id);
+    if (!ctx->leaders) {
+        start_failed(ctx, "cannot set up the leader records: out of memory");
+        return;
+    }
+    gw_leaders_start(ctx->leaders, now_ms() + ctx->cfg->startup_timeout_ms, leaders_read_cb, ctx);
+}
+
+/* The leader records are read: serve. */
+static void leaders_read_cb(st_err_t err, void *arg)
+{
+    run_ctx_t *ctx = arg;
+    if (err != ST_OK) {
+        char why[700];
+        const char *detail = meta_detail(ctx);
+        snprintf(why, sizeof why, "cannot read the leader records: %s%s%s", st_err_str(err),
+                 detail[0] ? ": " : "", detail);
+        start_failed(ctx, why);
+        return;
+    }
     ctx->opened = true;
     ctx->srv->cluster = ctx->cluster;
+    ctx->srv->leaders = ctx->leaders;
     gw_metrics_set_serving(ctx->metrics, true);
     if (ctx->stopping)
         return;
@@ -820,8 +846,11 @@ int gw_server_run(const gw_config_t *cfg)
         event_base_dispatch(ctx.base);
     }
     st_compactor_free(ctx.compactor);
-    if (ctx.srv)
+    if (ctx.srv) {
         ctx.srv->cluster = NULL;
+        ctx.srv->leaders = NULL;
+    }
+    gw_leaders_free(ctx.leaders); /* likewise */
     gw_cluster_free(ctx.cluster); /* its operations in flight end with the store */
     gw_metrics_set_server(ctx.metrics, NULL);
     gw_server_free(ctx.srv);

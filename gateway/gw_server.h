@@ -56,6 +56,8 @@ typedef struct gw_server {
     st_meta_t *meta;                 /* borrowed, may be NULL (tests): the metadata store */
     gw_cluster_t *cluster;           /* borrowed, may be NULL (tests): the live nodes
                                         (gw_cluster.h); NULL = this node alone */
+    struct gw_leaders *leaders;      /* borrowed, may be NULL: the partitions' leader
+                                        records (gw_leaders.h); NULL = none read */
     gw_coord_t *groups;              /* owned: the consumer-group coordinator (gw_group.h) */
     struct evconnlistener *listener; /* owned; NULL once stopped */
     int port;                        /* TCP port actually bound (cfg may say 0) */

@@ -13,7 +13,10 @@
         ListOffsets v1 and OffsetForLeaderEpoch v0 sent to every other node
         get NOT_LEADER_OR_FOLLOWER (6); Fetch v4 and ListOffsets v1 from the
         leader see the records; Fetch v11 from the leader with current leader
-        epoch -1 or 0 succeeds, with 5 gets UNKNOWN_LEADER_EPOCH (75).  Prints one line per failure, exits 1 on any.
+        epoch -1 or the partition's (ListOffsets v4) succeeds, with one below
+        it (when above 0) gets FENCED_LEADER_EPOCH (74), with 5 above it
+        UNKNOWN_LEADER_EPOCH (75).  Prints one line per failure, exits 1 on
+        any.
 """
 import os
 import sys
@@ -22,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kafka_wire as kw  # noqa: E402
 
 NOT_LEADER = 6
+FENCED_LEADER_EPOCH = 74
 UNKNOWN_LEADER_EPOCH = 75
 
 
@@ -63,6 +67,17 @@ def list_offsets_v1(conn, topic, partition):
     (_, [(_, err, _ts, off)]), = r.array(
         lambda: (r.string(), r.array(lambda: (r.i32(), r.i16(), r.i64(), r.i64()))))
     return err, off
+
+
+def leader_epoch(conn, topic, partition):
+    """The partition's leader epoch as ListOffsets v4 answers it (latest offset)."""
+    body = kw.i32(-1) + kw.i8(0) + kw.array([kw.string(topic) + kw.array(
+        [kw.i32(partition) + kw.i32(-1) + kw.i64(-1)])])
+    r = kw.Reader(conn.call(2, 4, body))
+    r.i32()  # throttle
+    (_, [(_, err, _ts, _off, epoch)]), = r.array(
+        lambda: (r.string(), r.array(lambda: (r.i32(), r.i16(), r.i64(), r.i64(), r.i32()))))
+    return err, epoch
 
 
 def offset_for_epoch_v0(conn, topic, partition):
@@ -114,10 +129,15 @@ def check(ports, topic, leaders_file):
         if err or hw2 != hw + 2 or [rec[0] for rec in recs] != [hw, hw + 1]:
             bad.append("partition %d: fetch at leader %d: error %d hw %d offsets %s"
                        % (p, leader, err, hw2, [rec[0] for rec in recs]))
-        got = tuple(fetch_v11_error(lc, topic, p, e) for e in (-1, 0, 5))
-        if got != (0, 0, UNKNOWN_LEADER_EPOCH):
-            bad.append("partition %d: fetch v11 at leader %d with leader epochs -1, 0, 5: %s"
-                       % (p, leader, got))
+        err, ep = leader_epoch(lc, topic, p)
+        if err:
+            bad.append("partition %d: ListOffsets v4 at leader %d: error %d" % (p, leader, err))
+        tries = (-1, ep, ep + 5) + ((ep - 1,) if ep > 0 else ())
+        want = (0, 0, UNKNOWN_LEADER_EPOCH) + ((FENCED_LEADER_EPOCH,) if ep > 0 else ())
+        got = tuple(fetch_v11_error(lc, topic, p, e) for e in tries)
+        if got != want:
+            bad.append("partition %d: fetch v11 at leader %d with leader epochs %s: %s"
+                       % (p, leader, tries, got))
         for i, c in conns.items():
             if i == leader:
                 continue

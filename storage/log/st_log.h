@@ -248,6 +248,9 @@ int64_t st_part_log_start(const st_part_t *part);
 /* Log end offset: next offset to assign; hw <= leo. */
 int64_t st_part_leo(const st_part_t *part);
 int32_t st_part_leader_epoch(const st_part_t *part);
+/* Set the leader epoch the partition's appends carry (from its leader
+ * record; 0 until one exists). */
+void st_part_set_leader_epoch(st_part_t *part, int32_t epoch);
 
 /* @base_offset: the offset of the batch's first record on ST_OK. */
 typedef void (*st_append_cb)(st_err_t err, int64_t base_offset, void *arg);

@@ -211,6 +211,10 @@ int32_t st_part_leader_epoch(const st_part_t *part)
 {
     return part->epoch;
 }
+void st_part_set_leader_epoch(st_part_t *part, int32_t epoch)
+{
+    part->epoch = epoch;
+}
 
 static size_t chunk_find(const st_part_t *part, int64_t offset);
 

@@ -1,0 +1,515 @@
+/*
+ * gw_leaders.c: partition leader records, their watch, and the controller
+ * that writes them (see the header).
+ */
+#include "gw_leaders.h"
+
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gw_log.h"
+#include "st_format.h"
+
+#define RETRY_MS 1000 /* pause before a failed read is retried */
+#define PREFIX ST_KEY_ROOT "/partitions/"
+#define KEY_MAX 96 /* "/nuthatch/partitions/" + 32 hex + "/" + 10 digits + "/state" */
+#define VAL_MAX 48
+
+/* One partition's record as last seen. */
+typedef struct rec {
+    kp_uuid_t id;
+    int32_t p;
+    int32_t leader;
+    int32_t epoch;
+    int64_t mod_rev; /* the store revision that wrote it */
+} rec_t;
+
+/* A controller transaction in flight. */
+typedef struct wtxn {
+    gw_leaders_t *ld;
+    size_t n;
+    size_t moves;
+    rec_t recs[GW_LEADERS_TXN_PARTS]; /* what it writes (mod_rev unset) */
+    char keys[GW_LEADERS_TXN_PARTS][KEY_MAX];
+    char vals[GW_LEADERS_TXN_PARTS][VAL_MAX];
+} wtxn_t;
+
+struct gw_leaders {
+    struct event_base *base; /* borrowed */
+    st_meta_t *meta;         /* borrowed */
+    st_log_t *log;           /* borrowed */
+    gw_cluster_t *cl;        /* borrowed */
+    int32_t node_id;
+    rec_t *recs; /* sorted by (id, p) */
+    size_t nrecs, cap;
+    st_meta_watch_t *watch; /* owned while watched */
+    struct event *timer;    /* controller ticks, and retries of a failed read */
+    int inflight;           /* operations not yet completed */
+    bool loaded;            /* read once */
+    bool reloading;
+    bool writing; /* a controller transaction is in flight */
+    bool freed;
+    uint64_t moves;
+    int64_t give_up_ms;
+    void (*start_cb)(st_err_t err, void *arg);
+    void *start_arg;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ */
+/* Records                                                             */
+/* ------------------------------------------------------------------ */
+
+size_t gw_leaders_format(char *buf, size_t cap, int32_t leader, int32_t epoch)
+{
+    int n = snprintf(buf, cap, "leader=%" PRId32 "\nepoch=%" PRId32 "\n", leader, epoch);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* A decimal in [0, INT32_MAX] at *pp up to @end, ending at '\n'. */
+static bool parse_num(const char **pp, const char *end, int32_t *out)
+{
+    const char *p = *pp;
+    int64_t v = 0;
+    int digits = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        v = v * 10 + (*p++ - '0');
+        if (++digits > 10 || v > INT32_MAX)
+            return false;
+    }
+    if (digits == 0 || p == end || *p != '\n')
+        return false;
+    *pp = p + 1;
+    *out = (int32_t)v;
+    return true;
+}
+
+bool gw_leaders_parse(const uint8_t *val, size_t len, int32_t *leader, int32_t *epoch)
+{
+    const char *p = (const char *)val, *end = p + len;
+    if (len < 7 || memcmp(p, "leader=", 7) != 0)
+        return false;
+    p += 7;
+    int32_t l, e;
+    if (!parse_num(&p, end, &l))
+        return false;
+    if (end - p < 6 || memcmp(p, "epoch=", 6) != 0)
+        return false;
+    p += 6;
+    if (!parse_num(&p, end, &e) || p != end)
+        return false;
+    *leader = l;
+    *epoch = e;
+    return true;
+}
+
+bool gw_leaders_parse_key(const char *key, kp_uuid_t *id, int32_t *p)
+{
+    size_t plen = strlen(PREFIX);
+    if (strncmp(key, PREFIX, plen) != 0)
+        return false;
+    const char *s = key + plen;
+    if (strlen(s) < 32 + 1 + 1 + 6 || s[32] != '/')
+        return false;
+    char hex[33];
+    memcpy(hex, s, 32);
+    hex[32] = '\0';
+    if (!st_uuid_parse(hex, id))
+        return false;
+    s += 33;
+    int64_t v = 0;
+    int digits = 0;
+    while (*s >= '0' && *s <= '9') {
+        v = v * 10 + (*s++ - '0');
+        if (++digits > 10 || v > INT32_MAX)
+            return false;
+    }
+    if (digits == 0 || strcmp(s, "/state") != 0)
+        return false;
+    *p = (int32_t)v;
+    return true;
+}
+
+static int rec_cmp(const kp_uuid_t *id, int32_t p, const rec_t *r)
+{
+    int c = memcmp(id->b, r->id.b, sizeof r->id.b);
+    return c ? c : (p > r->p) - (p < r->p);
+}
+
+/* The index of (@id, @p), or where it would go. */
+static size_t rec_find(const gw_leaders_t *ld, const kp_uuid_t *id, int32_t p, bool *found)
+{
+    size_t lo = 0, hi = ld->nrecs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = rec_cmp(id, p, &ld->recs[mid]);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *found = false;
+    return lo;
+}
+
+/* Keep @r unless a newer record of its partition is known. */
+static void rec_put(gw_leaders_t *ld, const rec_t *r)
+{
+    bool found;
+    size_t i = rec_find(ld, &r->id, r->p, &found);
+    if (found) {
+        if (ld->recs[i].mod_rev <= r->mod_rev)
+            ld->recs[i] = *r;
+    } else {
+        if (ld->nrecs == ld->cap) {
+            size_t cap = ld->cap ? ld->cap * 2 : 64;
+            rec_t *recs = realloc(ld->recs, cap * sizeof *recs);
+            if (!recs) {
+                gw_log_warn("leaders", "out of memory: a partition's leader record is ignored");
+                return;
+            }
+            ld->recs = recs;
+            ld->cap = cap;
+        }
+        memmove(&ld->recs[i + 1], &ld->recs[i], (ld->nrecs - i) * sizeof *ld->recs);
+        ld->recs[i] = *r;
+        ld->nrecs++;
+    }
+    /* Appends carry the partition's leader epoch. */
+    st_topic_t *topic = st_log_topic_by_id(ld->log, r->id);
+    if (topic && r->p < topic->nparts)
+        st_part_set_leader_epoch(topic->parts[r->p], ld->recs[i].epoch);
+}
+
+static void rec_del(gw_leaders_t *ld, const kp_uuid_t *id, int32_t p)
+{
+    bool found;
+    size_t i = rec_find(ld, id, p, &found);
+    if (!found)
+        return;
+    memmove(&ld->recs[i], &ld->recs[i + 1], (ld->nrecs - i - 1) * sizeof *ld->recs);
+    ld->nrecs--;
+}
+
+bool gw_leaders_get(const gw_leaders_t *ld, kp_uuid_t id, int32_t p, int32_t *leader,
+                    int32_t *epoch)
+{
+    bool found;
+    size_t i = rec_find(ld, &id, p, &found);
+    if (!found)
+        return false;
+    *leader = ld->recs[i].leader;
+    *epoch = ld->recs[i].epoch;
+    return true;
+}
+
+uint64_t gw_leaders_moves(const gw_leaders_t *ld)
+{
+    return ld->moves;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reading and watching                                                */
+/* ------------------------------------------------------------------ */
+
+static void destroy(gw_leaders_t *ld)
+{
+    free(ld->recs);
+    free(ld);
+}
+
+static bool settle(gw_leaders_t *ld)
+{
+    ld->inflight--;
+    if (ld->freed) {
+        if (ld->inflight == 0)
+            destroy(ld);
+        return false;
+    }
+    return true;
+}
+
+static void arm(gw_leaders_t *ld, int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(ld->timer, &tv);
+}
+
+/* A state key's value as a record; false (logged) when it is none. */
+static bool kv_rec(const st_kv_t *kv, rec_t *r)
+{
+    if (!gw_leaders_parse_key(kv->key, &r->id, &r->p))
+        return false;
+    if (!gw_leaders_parse(kv->val, kv->val_len, &r->leader, &r->epoch)) {
+        gw_log_warn("leaders", "%s: a record that is not one, ignored", kv->key);
+        return false;
+    }
+    r->mod_rev = kv->mod_rev;
+    return true;
+}
+
+static void reload(gw_leaders_t *ld);
+
+static void watch_cb(st_err_t err, const st_watch_event_t *evs, size_t n, void *arg)
+{
+    gw_leaders_t *ld = arg;
+    if (err != ST_OK) {
+        gw_log_warn("leaders", "watch of the leader records broke (%s): reading them again",
+                    st_err_str(err));
+        st_meta_watch_cancel(ld->meta, ld->watch);
+        ld->watch = NULL;
+        reload(ld);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const st_kv_t *kv = &evs[i].kv;
+        rec_t r;
+        if (evs[i].type == ST_WATCH_DELETE) {
+            if (gw_leaders_parse_key(kv->key, &r.id, &r.p))
+                rec_del(ld, &r.id, r.p);
+        } else if (kv_rec(kv, &r)) {
+            rec_put(ld, &r);
+        }
+    }
+}
+
+static void loaded(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev, void *arg)
+{
+    (void)more;
+    gw_leaders_t *ld = arg;
+    if (!settle(ld))
+        return;
+    ld->reloading = false;
+    if (err != ST_OK) {
+        gw_log_warn("leaders", "cannot read the leader records: %s", st_err_str(err));
+        if (!ld->loaded && now_ms() >= ld->give_up_ms) {
+            ld->start_cb(err, ld->start_arg);
+            return;
+        }
+        arm(ld, RETRY_MS); /* the timer sees no watch and reads again */
+        return;
+    }
+    ld->nrecs = 0;
+    for (size_t i = 0; i < n; i++) {
+        rec_t r;
+        if (kv_rec(&kvs[i], &r))
+            rec_put(ld, &r);
+    }
+    ld->watch = st_meta_watch(ld->meta, PREFIX, rev + 1, watch_cb, ld);
+    if (!ld->watch)
+        gw_log_warn("leaders", "cannot watch the leader records: out of memory");
+    if (!ld->loaded) {
+        ld->loaded = true;
+        gw_log_info("leaders", "%zu partition leader record%s read", ld->nrecs,
+                    ld->nrecs == 1 ? "" : "s");
+        arm(ld, GW_LEADERS_TICK_MS);
+        ld->start_cb(ST_OK, ld->start_arg);
+    }
+}
+
+static void reload(gw_leaders_t *ld)
+{
+    if (ld->reloading)
+        return;
+    if (st_meta_range(ld->meta, PREFIX, true, 0, loaded, ld) != 0) {
+        arm(ld, RETRY_MS);
+        return;
+    }
+    ld->reloading = true;
+    ld->inflight++;
+}
+
+/* ------------------------------------------------------------------ */
+/* The controller                                                      */
+/* ------------------------------------------------------------------ */
+
+int32_t gw_leaders_hashed(const gw_cluster_t *cl, kp_uuid_t id, int32_t p)
+{
+    uint8_t key[20];
+    memcpy(key, id.b, 16);
+    key[16] = (uint8_t)((uint32_t)p >> 24);
+    key[17] = (uint8_t)((uint32_t)p >> 16);
+    key[18] = (uint8_t)((uint32_t)p >> 8);
+    key[19] = (uint8_t)p;
+    return gw_cluster_coordinator(cl, (const char *)key, sizeof key)->id;
+}
+
+static void tick(gw_leaders_t *ld);
+
+static void written(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t nres,
+                    void *arg)
+{
+    (void)res, (void)nres;
+    wtxn_t *w = arg;
+    gw_leaders_t *ld = w->ld;
+    if (!settle(ld)) {
+        free(w);
+        return;
+    }
+    ld->writing = false;
+    if (err != ST_OK) {
+        gw_log_warn("leaders", "cannot write %zu leader record%s: %s", w->n, w->n == 1 ? "" : "s",
+                    st_err_str(err));
+    } else if (!ok) {
+        gw_log_info("leaders", "leader records changed meanwhile: comparing again");
+    } else {
+        for (size_t i = 0; i < w->n; i++) {
+            w->recs[i].mod_rev = rev;
+            rec_put(ld, &w->recs[i]);
+        }
+        ld->moves += w->moves;
+        gw_log_info("leaders", "controller: %zu leader record%s written (%zu move%s)", w->n,
+                    w->n == 1 ? "" : "s", w->moves, w->moves == 1 ? "" : "s");
+        free(w);
+        tick(ld); /* more may be waiting */
+        return;
+    }
+    free(w);
+}
+
+/* Add partition @p of @topic to @w when its record must change. */
+static void consider(gw_leaders_t *ld, wtxn_t *w, st_cmp_t *cmps, st_op_t *ops,
+                     const st_topic_t *topic, int32_t p)
+{
+    int32_t want = gw_leaders_hashed(ld->cl, topic->id, p);
+    bool found;
+    size_t i = rec_find(ld, &topic->id, p, &found);
+    if (found && ld->recs[i].leader == want)
+        return;
+    size_t k = w->n;
+    rec_t *r = &w->recs[k];
+    r->id = topic->id;
+    r->p = p;
+    r->leader = want;
+    r->epoch = found ? ld->recs[i].epoch + 1 : 0;
+    r->mod_rev = 0;
+    char hex[33];
+    st_uuid_hex(topic->id, hex);
+    snprintf(w->keys[k], KEY_MAX, "%s%s/%" PRId32 "/state", PREFIX, hex, p);
+    size_t vlen = gw_leaders_format(w->vals[k], VAL_MAX, r->leader, r->epoch);
+    cmps[k] = (st_cmp_t){.key = w->keys[k],
+                         .target = ST_CMP_MOD,
+                         .op = ST_CMP_EQ,
+                         .num = found ? ld->recs[i].mod_rev : 0};
+    ops[k] = (st_op_t){
+        .type = ST_OP_PUT, .key = w->keys[k], .val = (const uint8_t *)w->vals[k], .val_len = vlen};
+    if (found) {
+        w->moves++;
+        gw_log_info("leaders",
+                    "partition %s/%" PRId32 ": leader %" PRId32 " -> %" PRId32 ", epoch %" PRId32,
+                    hex, p, ld->recs[i].leader, want, r->epoch);
+    }
+    w->n++;
+}
+
+/* As controller, write the records that differ from the spread over the
+ * live nodes (one transaction at a time). */
+static void tick(gw_leaders_t *ld)
+{
+    if (!ld->loaded || ld->writing || !ld->watch)
+        return;
+    if (gw_cluster_controller(ld->cl) != ld->node_id ||
+        gw_cluster_lease_state(ld->cl) != GW_LEASE_FRESH)
+        return;
+    wtxn_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    w->ld = ld;
+    st_cmp_t cmps[GW_LEADERS_TXN_PARTS];
+    st_op_t ops[GW_LEADERS_TXN_PARTS];
+    size_t nt = st_log_topic_count(ld->log);
+    for (size_t t = 0; t < nt && w->n < GW_LEADERS_TXN_PARTS; t++) {
+        st_topic_t *topic = st_log_topic_at(ld->log, t);
+        if (!topic || topic->deleting)
+            continue;
+        for (int32_t p = 0; p < topic->nparts && w->n < GW_LEADERS_TXN_PARTS; p++)
+            consider(ld, w, cmps, ops, topic, p);
+    }
+    if (w->n == 0) {
+        free(w);
+        return;
+    }
+    st_txn_t txn = {.cmps = cmps, .ncmps = w->n, .success = ops, .nsuccess = w->n};
+    if (st_meta_txn(ld->meta, &txn, written, w) != 0) {
+        free(w);
+        return;
+    }
+    ld->writing = true;
+    ld->inflight++;
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gw_leaders_t *ld = arg;
+    if (!ld->watch) {
+        reload(ld); /* the first read, or a broken watch's, failed */
+        if (ld->loaded)
+            arm(ld, GW_LEADERS_TICK_MS);
+        return;
+    }
+    tick(ld);
+    arm(ld, GW_LEADERS_TICK_MS);
+}
+
+/* ------------------------------------------------------------------ */
+/* Life                                                                */
+/* ------------------------------------------------------------------ */
+
+gw_leaders_t *gw_leaders_new(struct event_base *base, st_meta_t *meta, st_log_t *log,
+                             gw_cluster_t *cl, int32_t node_id)
+{
+    gw_leaders_t *ld = calloc(1, sizeof *ld);
+    if (!ld)
+        return NULL;
+    ld->base = base;
+    ld->meta = meta;
+    ld->log = log;
+    ld->cl = cl;
+    ld->node_id = node_id;
+    ld->timer = evtimer_new(base, timer_cb, ld);
+    if (!ld->timer) {
+        free(ld);
+        return NULL;
+    }
+    return ld;
+}
+
+void gw_leaders_start(gw_leaders_t *ld, int64_t give_up_ms, void (*cb)(st_err_t err, void *arg),
+                      void *arg)
+{
+    ld->give_up_ms = give_up_ms;
+    ld->start_cb = cb;
+    ld->start_arg = arg;
+    reload(ld);
+}
+
+void gw_leaders_free(gw_leaders_t *ld)
+{
+    if (!ld)
+        return;
+    if (ld->watch)
+        st_meta_watch_cancel(ld->meta, ld->watch);
+    ld->watch = NULL;
+    event_free(ld->timer);
+    ld->timer = NULL;
+    if (ld->inflight > 0) {
+        ld->freed = true;
+        return;
+    }
+    destroy(ld);
+}

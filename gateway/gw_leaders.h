@@ -1,0 +1,84 @@
+/*
+ * gw_leaders.h: the recorded leader and leader epoch of every partition
+ * (DESIGN §6, docs/cluster.md "Leadership").
+ *
+ * Each partition's leader is recorded in the metadata store:
+ *   /nuthatch/partitions/<topic-id, 32 hex>/<p>/state = "leader=<node>\nepoch=<e>\n"
+ * Every node reads every state key once (a range of /nuthatch/partitions/)
+ * and then watches the prefix, keeping a map of the records it has seen.
+ *
+ * The controller (the lowest live node id) writes them: every tick it
+ * compares each partition's record with the live node of the highest
+ * rendezvous hash (gw_cluster_coordinator over the topic id and the
+ * partition, the spread that existed before records did):
+ *   - no record yet: it writes one naming that node, epoch 0 (compare:
+ *     the key is absent);
+ *   - a record naming another node: a move, epoch + 1 (compare: the
+ *     record's mod revision is the one read).
+ * Up to GW_LEADERS_TXN_PARTS records per transaction.  A transaction whose
+ * compare fails changes nothing; the watch brings the newer record and the
+ * next tick tries again.
+ *
+ * A partition without a record (a topic created an instant ago, before the
+ * controller saw it) is led by the same hashed choice, over this node's
+ * view, with epoch 0 -- what every node did before records existed.
+ *
+ * Ownership: borrows @meta, @log and @cl, which must outlive it.
+ * Threading: loop thread only.
+ */
+#ifndef GW_LEADERS_H
+#define GW_LEADERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gw_cluster.h"
+#include "st_log.h"
+#include "st_meta.h"
+
+struct event_base;
+
+typedef struct gw_leaders gw_leaders_t;
+
+/* Records per transaction (one compare and one put each). */
+#define GW_LEADERS_TXN_PARTS 48
+
+/* How often the controller compares the records with the live nodes (ms). */
+#define GW_LEADERS_TICK_MS 200
+
+/* @returns owned (gw_leaders_free), NULL when out of memory. */
+gw_leaders_t *gw_leaders_new(struct event_base *base, st_meta_t *meta, st_log_t *log,
+                             gw_cluster_t *cl, int32_t node_id);
+
+/* Read the records and watch them; @cb(ST_OK) once read (a failed read is
+ * retried every second until @give_up_ms, monotonic ms, then @cb gets the
+ * error).  @cb runs once. */
+void gw_leaders_start(gw_leaders_t *ld, int64_t give_up_ms, void (*cb)(st_err_t err, void *arg),
+                      void *arg);
+
+/* The recorded leader and epoch of partition @p of topic @id; false when
+ * there is no record (then neither is set). */
+bool gw_leaders_get(const gw_leaders_t *ld, kp_uuid_t id, int32_t p, int32_t *leader,
+                    int32_t *epoch);
+
+/* The live node of the highest rendezvous hash of (node id, topic id,
+ * partition) in @cl's view: the leader a record should name. */
+int32_t gw_leaders_hashed(const gw_cluster_t *cl, kp_uuid_t id, int32_t p);
+
+/* Moves written by this node as controller (for logs and tests). */
+uint64_t gw_leaders_moves(const gw_leaders_t *ld);
+
+/* Stop watching and writing, and free.  Operations in flight complete
+ * without effect.  NULL is a no-op. */
+void gw_leaders_free(gw_leaders_t *ld);
+
+/* The text of a state record ("leader=<node>\nepoch=<e>\n") into @buf of
+ * @cap bytes; its length. */
+size_t gw_leaders_format(char *buf, size_t cap, int32_t leader, int32_t epoch);
+/* Parse a state record; false when it is not one. */
+bool gw_leaders_parse(const uint8_t *val, size_t len, int32_t *leader, int32_t *epoch);
+/* Parse a state key "/nuthatch/partitions/<32 hex>/<p>/state"; false for
+ * any other key. */
+bool gw_leaders_parse_key(const char *key, kp_uuid_t *id, int32_t *p);
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * test_leaders.c: gw_leaders -- the leader record format, and the
+ * controller writing records for a topic's partitions, then moving a
+ * departed node's partitions with a raised epoch, as every member's watch
+ * sees it.  Two members on the log fixture's SQLite metadata store (the
+ * store's watches and leases are etcd's semantics).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "gw_cluster.h"
+#include "gw_leaders.h"
+#include "log_fx.h"
+
+static void test_format(void **state)
+{
+    (void)state;
+    char buf[64];
+    size_t n = gw_leaders_format(buf, sizeof buf, 7, 12);
+    assert_string_equal(buf, "leader=7\nepoch=12\n");
+    int32_t l = -1, e = -1;
+    assert_true(gw_leaders_parse((const uint8_t *)buf, n, &l, &e));
+    assert_int_equal(l, 7);
+    assert_int_equal(e, 12);
+    const char *bad[] = {"",
+                         "leader=7\n",
+                         "leader=7\nepoch=1",
+                         "leader=-1\nepoch=1\n",
+                         "leader=7\nepoch=1\nx",
+                         "leader=99999999999\nepoch=1\n",
+                         "epoch=1\nleader=7\n",
+                         "leader=\nepoch=1\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_false(gw_leaders_parse((const uint8_t *)bad[i], strlen(bad[i]), &l, &e));
+
+    kp_uuid_t id;
+    int32_t p = -1;
+    assert_true(gw_leaders_parse_key(
+        "/nuthatch/partitions/00112233445566778899aabbccddeeff/42/state", &id, &p));
+    assert_int_equal(p, 42);
+    assert_int_equal(id.b[0], 0x00);
+    assert_int_equal(id.b[15], 0xff);
+    const char *badkeys[] = {
+        "/nuthatch/partitions/00112233445566778899aabbccddeeff/42/log-start",
+        "/nuthatch/partitions/00112233445566778899aabbccddeeff/42/chunks/00000000000000000000",
+        "/nuthatch/partitions/00112233445566778899aabbccddeeff//state",
+        "/nuthatch/partitions/00112233445566778899aabbccddeeff/4294967296/state",
+        "/nuthatch/partitions/00112233445566778899aabbccddeezz/1/state",
+        "/nuthatch/topics/x"};
+    for (size_t i = 0; i < sizeof badkeys / sizeof *badkeys; i++)
+        assert_false(gw_leaders_parse_key(badkeys[i], &id, &p));
+}
+
+typedef struct started {
+    int done;
+    st_err_t err;
+} started_t;
+
+static void started_cb(st_err_t err, void *arg)
+{
+    started_t *s = arg;
+    s->err = err;
+    s->done++;
+}
+
+/* Pump the loop until @pred(@arg) holds, at most about 10 s. */
+static bool pump_until(fx_t *f, bool (*pred)(void *arg), void *arg)
+{
+    for (int i = 0; i < 10000; i++) {
+        if (pred(arg))
+            return true;
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    return pred(arg);
+}
+
+static bool is_done(void *arg)
+{
+    return ((started_t *)arg)->done > 0;
+}
+
+static gw_cluster_t *member(fx_t *f, int32_t id)
+{
+    gw_cluster_t *cl = gw_cluster_new(f->base, f->meta, id, "127.0.0.1", 9000 + id, 2000);
+    assert_non_null(cl);
+    started_t s = {0};
+    gw_cluster_start(cl, INT64_MAX, started_cb, &s);
+    assert_true(pump_until(f, is_done, &s));
+    assert_int_equal(s.err, ST_OK);
+    return cl;
+}
+
+static gw_leaders_t *leaders(fx_t *f, gw_cluster_t *cl, int32_t id)
+{
+    gw_leaders_t *ld = gw_leaders_new(f->base, f->meta, f->log, cl, id);
+    assert_non_null(ld);
+    started_t s = {0};
+    gw_leaders_start(ld, INT64_MAX, started_cb, &s);
+    assert_true(pump_until(f, is_done, &s));
+    assert_int_equal(s.err, ST_OK);
+    return ld;
+}
+
+typedef struct want {
+    gw_leaders_t *ld[2];
+    st_topic_t *topic;
+    int32_t leader[16]; /* expected per partition */
+    int32_t epoch[16];
+} want_t;
+
+static bool records_are(void *arg)
+{
+    want_t *w = arg;
+    for (int k = 0; k < 2; k++)
+        for (int32_t p = 0; p < w->topic->nparts; p++) {
+            int32_t l, e;
+            if (!gw_leaders_get(w->ld[k], w->topic->id, p, &l, &e) || l != w->leader[p] ||
+                e != w->epoch[p])
+                return false;
+        }
+    return true;
+}
+
+static void put_cb(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                   void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    assert_int_equal(err, ST_OK);
+    assert_true(ok);
+    ((started_t *)arg)->done++;
+}
+
+static void test_controller(void **state)
+{
+    fx_t *f = *state;
+    fx_open(f);
+    st_topic_t *topic = create(f, "led", 16);
+    gw_cluster_t *c1 = member(f, 1), *c2 = member(f, 2);
+    gw_leaders_t *l1 = leaders(f, c1, 1), *l2 = leaders(f, c2, 2);
+    int32_t l, e;
+    assert_false(gw_leaders_get(l1, topic->id, 0, &l, &e)); /* nothing recorded yet */
+
+    /* Node 1 (the controller) records the hashed spread at epoch 0, once
+     * both views hold both nodes. */
+    want_t w = {.ld = {l1, l2}, .topic = topic};
+    size_t n;
+    while (gw_cluster_nodes(c1, &n), n != 2)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    int on2 = 0;
+    for (int32_t p = 0; p < 16; p++) {
+        w.leader[p] = gw_leaders_hashed(c1, topic->id, p);
+        assert_int_equal(w.leader[p], gw_leaders_hashed(c2, topic->id, p));
+        on2 += w.leader[p] == 2;
+    }
+    assert_true(pump_until(f, records_are, &w));
+    assert_int_equal(gw_leaders_moves(l1), 0);
+    assert_int_equal(gw_leaders_moves(l2), 0); /* not the controller */
+
+    /* Node 2 leaves: its partitions move to node 1 with epoch 1, the
+     * others keep theirs; the partitions' appends carry the new epoch. */
+    gw_cluster_leave(c2);
+    for (int32_t p = 0; p < 16; p++) {
+        w.epoch[p] = w.leader[p] == 2;
+        w.leader[p] = 1;
+    }
+    assert_true(pump_until(f, records_are, &w));
+    assert_int_equal(gw_leaders_moves(l1), on2);
+    for (int32_t p = 0; p < 16; p++)
+        assert_int_equal(st_part_leader_epoch(topic->parts[p]), w.epoch[p]);
+
+    /* A record that is not one is ignored by the watch. */
+    char key[128];
+    snprintf(key, sizeof key, "/nuthatch/partitions/00000000000000000000000000000001/0/state");
+    st_op_t put = {.type = ST_OP_PUT, .key = key, .val = (const uint8_t *)"x", .val_len = 1};
+    st_txn_t txn = {.success = &put, .nsuccess = 1};
+    started_t s = {0};
+    assert_int_equal(st_meta_txn(f->meta, &txn, put_cb, &s), 0);
+    assert_true(pump_until(f, is_done, &s));
+    for (int i = 0; i < 50; i++) { /* the watch's event */
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    kp_uuid_t id = {{0}};
+    id.b[15] = 1;
+    assert_false(gw_leaders_get(l1, id, 0, &l, &e));
+
+    gw_leaders_free(l1);
+    gw_leaders_free(l2);
+    gw_cluster_free(c1);
+    gw_cluster_free(c2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_format),
+        cmocka_unit_test_setup_teardown(test_controller, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
