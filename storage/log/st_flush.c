@@ -190,10 +190,12 @@ void st_log__kick(st_log_t *log)
 {
     if (st_list_empty(&log->dirty) || log->inflight >= log->cfg.flush_max_inflight)
         return;
-    /* Adaptive group commit: flush at once when nothing is in flight;
-     * while uploads are in flight, accumulate until one completes (which
-     * kicks again) or flush.max.bytes is pending. */
-    if (log->inflight == 0 || log->closing || log->pend_bytes >= log->cfg.flush_max_bytes)
+    /* Adaptive group commit: flush at once when no object is uploading
+     * (earlier flushes may still be committing: the next upload overlaps
+     * their commit, commits stay in flush order); while uploads are in
+     * flight, accumulate until one completes (which kicks again) or
+     * flush.max.bytes is pending. */
+    if (log->uploading == 0 || log->closing || log->pend_bytes >= log->cfg.flush_max_bytes)
         event_active(log->kick, EV_TIMEOUT, 0); /* deferred: batches of this turn join */
 }
 
@@ -418,6 +420,7 @@ void st_log__flush_cb(evutil_socket_t fd, short what, void *arg)
             fail_from(log, f, ST_ERR_IO);
             return;
         }
+        log->uploading++;
         /* One object at a time unless enough is pending to justify another
          * in parallel. */
         if (log->pend_bytes < log->cfg.flush_max_bytes)
@@ -430,6 +433,7 @@ static void put_done(st_err_t err, void *arg)
     st_flush_t *f = arg;
     st_log_t *log = f->log;
     f->upload_done = true;
+    log->uploading--;
     if (f->state == ST_FLUSH_FAILED) {
         flush_free(f); /* abandoned earlier; its object is an orphan */
         return;
@@ -440,6 +444,7 @@ static void put_done(st_err_t err, void *arg)
     }
     f->state = ST_FLUSH_UPLOADED;
     try_commit(log);
+    st_log__kick(log); /* what gathered during the upload goes up now */
 }
 
 /* ---------------------------------------------------------------- commit */

@@ -214,6 +214,7 @@ struct st_log {
     st_link_t space_waiters; /* st_waiter_t woken when the write buffer has room */
     st_link_t flushes;       /* st_flush_t in flush order */
     int inflight;            /* flushes uploading or committing */
+    int uploading;           /* flushes whose object PUT has not answered yet */
     bool committing;         /* a commit transaction is in flight */
     struct event *kick;      /* deferred flush trigger */
     void (*close_cb)(void *arg);

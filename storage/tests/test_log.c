@@ -197,6 +197,42 @@ static void test_accumulates_while_inflight(void **state)
     free(b);
 }
 
+/* The next upload does not wait for the commit of the one before: with
+ * commits held, a batch appended after the first flush's object went up
+ * is uploaded at once (before, it waited for that commit); both are
+ * acknowledged in order once commits resume. */
+static void test_upload_overlaps_commit(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "overlap", 1);
+    size_t len;
+    uint8_t *b = make_batch(1, 4000, KP_COMPRESSION_NONE, &len);
+    uint64_t puts0 = st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT);
+    st_log_hold_commits(f->log, true);
+    res_t r[2] = {{0}};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[0]), 0);
+    for (int i = 0; i < 5000 && st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < puts0 + 1; i++)
+        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 ||
+            st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < puts0 + 1)
+            usleep(1000);
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT), puts0 + 1);
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[1]), 0);
+    for (int i = 0; i < 5000 && st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < puts0 + 2; i++)
+        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 ||
+            st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < puts0 + 2)
+            usleep(1000);
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT), puts0 + 2);
+    assert_int_equal(r[0].done + r[1].done, 0); /* nothing is acknowledged before its commit */
+    st_log_hold_commits(f->log, false);
+    run_until(f, &r[1].done, 1);
+    run_until(f, &r[0].done, 1);
+    assert_int_equal(r[0].err, ST_OK);
+    assert_int_equal(r[0].off, 0);
+    assert_int_equal(r[1].err, ST_OK);
+    assert_int_equal(r[1].off, 1);
+    free(b);
+}
+
 static void txn_cb(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
                    void *arg)
 {
@@ -1029,6 +1065,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_and_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_flush_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accumulates_while_inflight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_overlaps_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fenced_commit_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offset_for_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_survive_restart, setup, teardown),
