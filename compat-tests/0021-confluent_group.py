@@ -11,7 +11,9 @@ DescribeGroups v0):
     (no LeaveGroup) and a new consumer with its instance id gets the same
     partitions back while the other member sees no rebalance at all;
   - after a gateway restart the committed offsets are still there and the
-    group is listed (Empty) and described by AdminClient.list_groups."""
+    group is listed (Empty, protocol type "consumer", kept in the store) by
+    AdminClient.list_groups; a group that only committed offsets is listed
+    with protocol type ""."""
 
 import os
 import sys
@@ -172,11 +174,21 @@ def after_restart(bs):
     check([tp.offset for tp in committed] == [PER_PART] * NPARTS,
           "committed after a restart %s" % [tp.offset for tp in committed])
     c.close()
+    # A group that only commits (assign, no membership): a "simple" group.
+    simple = consumer(bs, "cg-simple")
+    simple.commit(offsets=[TopicPartition(TOPIC, 0, 1)], asynchronous=False)
+    simple.close()
     a = AdminClient({"bootstrap.servers": bs})
     groups = {g.id: g for g in a.list_groups(timeout=10)}
     check("cg-sync" in groups, "cg-sync listed after a restart: %s" % sorted(groups))
     if "cg-sync" in groups:
         check(groups["cg-sync"].state == "Empty", "state %s" % groups["cg-sync"].state)
+        check(groups["cg-sync"].protocol_type == "consumer",
+              "protocol type kept across the restart: %r" % groups["cg-sync"].protocol_type)
+    if check("cg-simple" in groups, "cg-simple listed: %s" % sorted(groups)):
+        check(groups["cg-simple"].protocol_type == "",
+              "a group that only committed has protocol type \"\": %r"
+              % groups["cg-simple"].protocol_type)
 
 
 def main():

@@ -33,8 +33,10 @@ static void deleted_cb(st_err_t err, void *arg)
         gw_req_respond(req, &ds->resp);
 }
 
-static void listed_cb(st_err_t err, const char *const *names, size_t n, void *arg)
+static void listed_cb(st_err_t err, const char *const *names, const char *const *types, size_t n,
+                      void *arg)
 {
+    (void)types;
     gw_req_t *req = arg;
     const kp_delete_groups_request_t *rq = req->body;
     gw_coord_t *c = req->srv->groups;
@@ -98,6 +100,6 @@ int gw_api_delete_groups(gw_req_t *req)
     ds->resp.throttle_time_ms = 0;
     int rc = st_log_list_groups(req->srv->log, listed_cb, req);
     if (rc != 0)
-        listed_cb(gw_st_start_err(rc), NULL, 0, req);
+        listed_cb(gw_st_start_err(rc), NULL, NULL, 0, req);
     return 0;
 }

@@ -2,7 +2,8 @@
  * gw_api_describe_groups.c: DescribeGroups (key 15), v0-4.  A group with
  * members is described from the coordinator (member metadata and
  * assignments only once Stable, as Kafka does); a group known only by its
- * committed offsets is Empty with protocol type ""; any other is Dead with
+ * committed offsets or a stored protocol type is Empty with that protocol
+ * type ("" when only offsets were committed); any other is Dead with
  * no error, as in Kafka.
  */
 #include "gw_api.h"
@@ -40,7 +41,8 @@ static void describe(gw_req_t *req, described_t *d, gw_group_t *g)
     }
 }
 
-static void listed_cb(st_err_t err, const char *const *names, size_t n, void *arg)
+static void listed_cb(st_err_t err, const char *const *names, const char *const *types, size_t n,
+                      void *arg)
 {
     gw_req_t *req = arg;
     const kp_describe_groups_request_t *rq = req->body;
@@ -80,8 +82,10 @@ static void listed_cb(st_err_t err, const char *const *names, size_t n, void *ar
             continue;
         }
         for (size_t k = 0; k < n; k++)
-            if (kp_str_eq(rq->groups[i], names[k]))
+            if (kp_str_eq(rq->groups[i], names[k])) {
                 d->group_state = kp_str("Empty");
+                d->protocol_type = kp_str(gw_req_strdup(req, types[k], strlen(types[k])));
+            }
     }
     gw_req_respond(req, &resp);
 }
@@ -90,6 +94,6 @@ int gw_api_describe_groups(gw_req_t *req)
 {
     int rc = st_log_list_groups(req->srv->log, listed_cb, req);
     if (rc != 0)
-        listed_cb(gw_st_start_err(rc), NULL, 0, req);
+        listed_cb(gw_st_start_err(rc), NULL, NULL, 0, req);
     return 0;
 }

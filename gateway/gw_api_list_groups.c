@@ -1,7 +1,8 @@
 /*
  * gw_api_list_groups.c: ListGroups (key 16), v0-4.  The groups with members
- * here, and every group that has committed offsets in the metadata store
- * (state Empty, protocol type "" -- what the store keeps of them), of
+ * here, and every group that has committed offsets or a protocol type in
+ * the metadata store (state Empty, with the protocol type stored when a
+ * member first joined it, "" for a group that only committed offsets), of
  * those this node coordinates (as each Kafka broker lists its own: admin
  * clients ask every broker).  v4 filters by state, case-insensitively as
  * Kafka does.
@@ -42,7 +43,8 @@ static void add(gw_req_t *req, kp_list_groups_response_t *resp, const char *id, 
     l->group_type = kp_str("classic");
 }
 
-static void listed_cb(st_err_t err, const char *const *names, size_t n, void *arg)
+static void listed_cb(st_err_t err, const char *const *names, const char *const *types, size_t n,
+                      void *arg)
 {
     gw_req_t *req = arg;
     gw_coord_t *c = req->srv->groups;
@@ -64,7 +66,7 @@ static void listed_cb(st_err_t err, const char *const *names, size_t n, void *ar
     }
     for (size_t i = 0; i < n; i++)
         if (!gw_group_find(c, kp_str(names[i])))
-            add(req, &resp, names[i], "", "Empty");
+            add(req, &resp, names[i], types[i], "Empty");
     gw_req_respond(req, &resp);
 }
 
@@ -72,6 +74,6 @@ int gw_api_list_groups(gw_req_t *req)
 {
     int rc = st_log_list_groups(req->srv->log, listed_cb, req);
     if (rc != 0)
-        listed_cb(gw_st_start_err(rc), NULL, 0, req);
+        listed_cb(gw_st_start_err(rc), NULL, NULL, 0, req);
     return 0;
 }

@@ -69,6 +69,7 @@ struct gw_group {
     gg_state_t state;
     int32_t generation;
     char *protocol_type;  /* NULL until a member joins */
+    bool type_stored;     /* protocol_type sent to the store (st_log_set_group_type) */
     char *protocol;       /* chosen for the generation; NULL before */
     char *leader;         /* member id; NULL when none */
     gg_member_t *members; /* joined and pending ones, in join order */
@@ -702,6 +703,7 @@ static void add_and_rebalance(gw_group_t *g, gw_req_t *req, const kp_join_group_
     if (joined_count(g) == 0) { /* the first member sets the protocol type */
         free(g->protocol_type);
         g->protocol_type = dup_str(rq->protocol_type);
+        g->type_stored = false;
     }
     if (!m)
         m = member_new(g, id, rq->group_instance_id);
@@ -905,6 +907,16 @@ void gw_group_sync(gw_coord_t *c, gw_req_t *req)
     }
     g->state = GG_STABLE;
     gw_log_info("group", "group %s: generation %d is stable", g->id, g->generation);
+    /* The protocol type is kept in the store, as Kafka stores a group's
+     * metadata once a generation has its assignments: after the members
+     * are gone the group is listed Empty with this type. */
+    st_log_t *log = g->coord->srv->log;
+    if (log && !g->type_stored && g->protocol_type && !strchr(g->protocol_type, '\n')) {
+        if (st_log_set_group_type(log, g->id, g->protocol_type, NULL, NULL) == 0)
+            g->type_stored = true;
+        else
+            gw_log_warn("group", "group %s: storing its protocol type failed", g->id);
+    }
     for (gg_member_t *o = g->members; o; o = o->next)
         finish_sync(o, KP_ERR_NONE);
 }

@@ -1,7 +1,8 @@
 // group_admin.js BOOTSTRAP GROUP TOPIC live|gone: kafkajs admin on a consumer
 // group (used by 0022-kafkajs_group.sh).  live: the group is listed and
 // described Stable with one member, and DeleteGroups refuses it
-// (NON_EMPTY_GROUP).  gone (its members have left): it is listed Empty,
+// (NON_EMPTY_GROUP).  gone (its members have left): it is listed and
+// described Empty with protocol type "consumer" (kept in the store),
 // DeleteGroups deletes it, its offsets are gone, and a second DeleteGroups
 // is GROUP_ID_NOT_FOUND.  Exits 1 with a message on the first mismatch.
 const assert = require('assert');
@@ -24,8 +25,8 @@ async function deleteError(admin) {
   await admin.connect();
   const listed = (await admin.listGroups()).groups.find((g) => g.groupId === group);
   assert.ok(listed, 'group listed');
-  // A group with no members is known only by its offsets: protocol type "".
-  assert.strictEqual(listed.protocolType, phase === 'live' ? 'consumer' : '');
+  // Its protocol type is kept once a generation was stable, members or not.
+  assert.strictEqual(listed.protocolType, 'consumer');
   const d = (await admin.describeGroups([group])).groups[0];
   if (phase === 'live') {
     assert.strictEqual(d.state, 'Stable');
@@ -34,6 +35,7 @@ async function deleteError(admin) {
     assert.strictEqual(await deleteError(admin), 'NON_EMPTY_GROUP');
   } else {
     assert.strictEqual(d.state, 'Empty');
+    assert.strictEqual(d.protocolType, 'consumer');
     assert.strictEqual(d.members.length, 0);
     assert.strictEqual(await deleteError(admin), null);
     const offs = await admin.fetchOffsets({ groupId: group, topics: [topic] });

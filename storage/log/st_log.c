@@ -1439,6 +1439,9 @@ int st_log_delete_offsets(st_log_t *log, const char *group, const st_offset_comm
     return 0;
 }
 
+/* The key under a group's prefix that holds its protocol type. */
+#define GROUP_TYPE_KEY "protocol-type"
+
 typedef struct groups_op {
     st_log_t *log;
     st_groups_cb cb;
@@ -1452,11 +1455,13 @@ static void groups_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, in
     (void)more, (void)rev;
     groups_op_t *op = arg;
     char **names = calloc(n ? n : 1, sizeof(char *));
+    char **types = calloc(n ? n : 1, sizeof(char *));
     size_t m = 0;
-    if (!names)
+    if (!names || !types)
         err = ST_ERR_NOMEM;
     for (size_t i = 0; err == ST_OK && i < n; i++) {
-        /* key: <prefix><escaped group>/offsets/... (sorted: one run per group) */
+        /* key: <prefix><escaped group>/offsets/... or /protocol-type
+         * (sorted: one run per group) */
         const char *rest = kvs[i].key + op->prefix_len;
         const char *slash = strchr(rest, '/');
         if (!slash)
@@ -1466,19 +1471,76 @@ static void groups_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, in
             free(name);
             continue;
         }
-        if (m > 0 && strcmp(names[m - 1], name) == 0) {
+        if (m > 0 && strcmp(names[m - 1], name) == 0)
             free(name);
-            continue;
-        }
-        names[m++] = name;
+        else
+            names[m++] = name;
+        if (strcmp(slash + 1, GROUP_TYPE_KEY) == 0 && !types[m - 1])
+            types[m - 1] = strndup((const char *)kvs[i].val, kvs[i].val_len);
     }
+    const char **tv = calloc(m ? m : 1, sizeof(char *));
+    if (!tv)
+        err = ST_ERR_NOMEM;
+    for (size_t i = 0; tv && i < m; i++)
+        tv[i] = types[i] ? types[i] : "";
     st_log_t *log = op->log;
-    op->cb(err, (const char *const *)names, err == ST_OK ? m : 0, op->arg);
-    for (size_t i = 0; i < m; i++)
+    op->cb(err, (const char *const *)names, tv, err == ST_OK ? m : 0, op->arg);
+    free(tv);
+    for (size_t i = 0; i < m; i++) {
         free(names[i]);
+        free(types[i]);
+    }
     free(names);
+    free(types);
     free(op);
     st_log__op_done(log);
+}
+
+typedef struct type_op {
+    st_log_t *log;
+    void (*cb)(st_err_t err, void *arg);
+    void *arg;
+} type_op_t;
+
+static void type_stored(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                        void *arg)
+{
+    (void)ok, (void)rev, (void)res, (void)n;
+    type_op_t *op = arg;
+    st_log_t *log = op->log;
+    if (op->cb)
+        op->cb(err, op->arg);
+    free(op);
+    st_log__op_done(log);
+}
+
+int st_log_set_group_type(st_log_t *log, const char *group, const char *type,
+                          void (*cb)(st_err_t err, void *arg), void *arg)
+{
+    if (!log->open || log->closing)
+        return ST_ERR_CLOSED;
+    if (strchr(type, '\n'))
+        return ST_ERR_INVALID;
+    type_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return ST_ERR_NOMEM;
+    op->log = log;
+    op->cb = cb;
+    op->arg = arg;
+    char key[KEY_MAX];
+    snprintf(key, sizeof key, "%s/groups/", ST_KEY_ROOT);
+    st_key_escape(key, sizeof key, group, strlen(group));
+    size_t kl = strlen(key);
+    snprintf(key + kl, sizeof key - kl, "/%s", GROUP_TYPE_KEY);
+    st_op_t put = {
+        .type = ST_OP_PUT, .key = key, .val = (const uint8_t *)type, .val_len = strlen(type)};
+    st_txn_t txn = {.success = &put, .nsuccess = 1};
+    if (st_meta_txn(log->meta, &txn, type_stored, op) != 0) {
+        free(op);
+        return ST_ERR_IO;
+    }
+    log->async_ops++;
+    return 0;
 }
 
 int st_log_list_groups(st_log_t *log, st_groups_cb cb, void *arg)

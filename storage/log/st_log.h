@@ -351,9 +351,19 @@ int st_log_fetch_offsets(st_log_t *log, const char *group, st_offsets_cb cb, voi
  * ops).  Deleting an offset that is not there is no error. */
 int st_log_delete_offsets(st_log_t *log, const char *group, const st_offset_commit_t *offs,
                           size_t n, void (*cb)(st_err_t err, void *arg), void *arg);
-/* Every group with at least one committed offset: @groups (NUL-terminated
- * names, in key order) borrowed during the callback. */
-typedef void (*st_groups_cb)(st_err_t err, const char *const *groups, size_t n, void *arg);
+/* Every group with at least one committed offset or a stored protocol
+ * type: @groups (NUL-terminated names, in key order) and @types (each
+ * group's protocol type, "" when none is stored) borrowed during the
+ * callback. */
+typedef void (*st_groups_cb)(st_err_t err, const char *const *groups, const char *const *types,
+                             size_t n, void *arg);
 int st_log_list_groups(st_log_t *log, st_groups_cb cb, void *arg);
+
+/* Store @type (no line break) as @group's protocol type, the key
+ * <root>/groups/<group>/protocol-type, which DeleteGroups removes with the
+ * rest of the group's prefix.  @cb (may be NULL) gets the outcome.
+ * Returns 0 or an st_err_t (no callback). */
+int st_log_set_group_type(st_log_t *log, const char *group, const char *type,
+                          void (*cb)(st_err_t err, void *arg), void *arg);
 
 #endif
