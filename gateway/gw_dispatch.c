@@ -54,14 +54,16 @@ static const gw_api_t apis[KP_API_MAX_KEY + 1] = {
     [KP_API_DESCRIBE_CLUSTER] = {0, 0, gw_api_describe_cluster, false}, /* 0: hand-encoded (0044) */
     /* 4: librdkafka (KIP-360 epoch bumps from v3); kafkajs sends v1 */
     [KP_API_INIT_PRODUCER_ID] = {0, 4, gw_api_init_producer_id, false},
-    [KP_API_JOIN_GROUP] = {0, 5, gw_api_join_group, false},           /* 5: librdkafka, kafkajs */
-    [KP_API_SYNC_GROUP] = {0, 3, gw_api_sync_group, false},           /* 3: librdkafka, kafkajs */
-    [KP_API_HEARTBEAT] = {0, 3, gw_api_heartbeat, false},             /* 3: librdkafka, kafkajs */
-    [KP_API_LEAVE_GROUP] = {0, 3, gw_api_leave_group, false},         /* 3: kafkajs (batched) */
-    [KP_API_LIST_GROUPS] = {0, 2, gw_api_list_groups, false},         /* 2: kafkajs */
-    [KP_API_DESCRIBE_GROUPS] = {0, 2, gw_api_describe_groups, false}, /* 2: kafkajs */
-    [KP_API_DELETE_GROUPS] = {0, 1, gw_api_delete_groups, false},     /* 1: kafkajs, librdkafka */
-    [KP_API_OFFSET_DELETE] = {0, 0, gw_api_offset_delete, false},     /* 0: librdkafka */
+    [KP_API_JOIN_GROUP] = {0, 5, gw_api_join_group, false},   /* 5: librdkafka, kafkajs */
+    [KP_API_SYNC_GROUP] = {0, 3, gw_api_sync_group, false},   /* 3: librdkafka, kafkajs */
+    [KP_API_HEARTBEAT] = {0, 3, gw_api_heartbeat, false},     /* 3: librdkafka, kafkajs */
+    [KP_API_LEAVE_GROUP] = {0, 3, gw_api_leave_group, false}, /* 3: kafkajs (batched) */
+    /* 4: librdkafka's ListConsumerGroups (0081: the state filter); kafkajs sends v2 */
+    [KP_API_LIST_GROUPS] = {0, 4, gw_api_list_groups, false},
+    /* 4: librdkafka's DescribeConsumerGroups (0081: group.instance.id); kafkajs sends v2 */
+    [KP_API_DESCRIBE_GROUPS] = {0, 4, gw_api_describe_groups, false},
+    [KP_API_DELETE_GROUPS] = {0, 1, gw_api_delete_groups, false}, /* 1: kafkajs, librdkafka */
+    [KP_API_OFFSET_DELETE] = {0, 0, gw_api_offset_delete, false}, /* 0: librdkafka */
 };
 
 const gw_api_t *gw_api_lookup(int16_t api_key)
