@@ -1,17 +1,18 @@
 /*
  * gw_api_offset_for_leader_epoch.c: OffsetForLeaderEpoch (key 23).
  *
- * The epoch history of a partition: this node leads every partition with
- * the one epoch st_part_leader_epoch() returns (0: it never changes, also
- * across restarts, since leadership never moves), which starts at the log
- * start offset.  Answers as Kafka's LeaderEpochFileCache.endOffsetFor:
+ * The epoch history of a partition is its leader records' epochs with
+ * their start offsets (epochs/<e>, put by each new leader once it has
+ * caught up; st_part_epoch_end).  Answers as Kafka's
+ * LeaderEpochFileCache.endOffsetFor:
  *   - the current epoch: its end is the high watermark (the log end of
  *     what is committed; provisional offsets are never visible);
- *   - -1 (UNDEFINED_EPOCH) or an epoch above the current one: -1, -1;
- *   - an epoch below the first known one: that epoch and the first epoch's
- *     start offset.
+ *   - an earlier epoch: the largest known epoch at or below it (epoch 0
+ *     begins the log) and the start offset of the next known epoch;
+ *   - -1 (UNDEFINED_EPOCH) or an epoch above the current one: -1, -1.
  * current_leader_epoch (v2+) other than -1 is checked first: below the
- * leader's epoch FENCED_LEADER_EPOCH, above it UNKNOWN_LEADER_EPOCH.
+ * leader's epoch FENCED_LEADER_EPOCH, above it UNKNOWN_LEADER_EPOCH.  A
+ * leader still catching up on a takeover answers NOT_LEADER_OR_FOLLOWER.
  */
 #include "gw_api.h"
 
@@ -30,13 +31,7 @@ static void end_offset(st_part_t *part,
         r->error_code = KP_ERR_UNKNOWN_LEADER_EPOCH;
         return;
     }
-    if (rp->leader_epoch == epoch) {
-        r->leader_epoch = epoch;
-        r->end_offset = st_part_hw(part);
-    } else if (rp->leader_epoch < epoch && rp->leader_epoch != -1) {
-        r->leader_epoch = rp->leader_epoch; /* no earlier epoch is known */
-        r->end_offset = st_part_log_start(part);
-    }
+    st_part_epoch_end(part, rp->leader_epoch, &r->leader_epoch, &r->end_offset);
 }
 
 int gw_api_offset_for_leader_epoch(gw_req_t *req)
@@ -67,7 +62,7 @@ int gw_api_offset_for_leader_epoch(gw_req_t *req)
             st_part_t *part = topic ? gw_topic_part(topic, r->partition) : NULL;
             if (!part)
                 r->error_code = KP_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-            else if (!gw_leads(req->srv, topic, r->partition))
+            else if (!gw_leads(req->srv, topic, r->partition) || st_part_taking_over(part))
                 r->error_code = KP_ERR_NOT_LEADER_OR_FOLLOWER;
             else
                 end_offset(part, &rt->partitions[p], r);

@@ -241,8 +241,10 @@ static void produce_partition(gw_req_t *req, kp_str_t tname,
                                              : KP_ERR_INVALID_TOPIC_EXCEPTION);
         return;
     }
-    if (!gw_leads(req->srv, topic, pd->index) || gw_lease_state(req->srv) != GW_LEASE_FRESH) {
-        set_error(req, pr, KP_ERR_NOT_LEADER_OR_FOLLOWER); /* not, or maybe no more */
+    if (!gw_leads(req->srv, topic, pd->index) || gw_lease_state(req->srv) != GW_LEASE_FRESH ||
+        st_part_taking_over(part)) {
+        /* not, maybe no more, or not yet (catching up on a takeover) */
+        set_error(req, pr, KP_ERR_NOT_LEADER_OR_FOLLOWER);
         return;
     }
     kp_err_t err = check_records(req->srv, topic, pd->records);

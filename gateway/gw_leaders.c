@@ -26,6 +26,7 @@ typedef struct rec {
     int32_t leader;
     int32_t epoch;
     int64_t mod_rev; /* the store revision that wrote it */
+    uint32_t gen;    /* the read (ld->gen) that last saw it */
 } rec_t;
 
 /* A controller transaction in flight. */
@@ -36,7 +37,17 @@ typedef struct wtxn {
     rec_t recs[GW_LEADERS_TXN_PARTS]; /* what it writes (mod_rev unset) */
     char keys[GW_LEADERS_TXN_PARTS][KEY_MAX];
     char vals[GW_LEADERS_TXN_PARTS][VAL_MAX];
+    char fkeys[GW_LEADERS_TXN_PARTS][64]; /* fences of the nodes moved away from */
+    char fvals[GW_LEADERS_TXN_PARTS][VAL_MAX];
 } wtxn_t;
+
+/* A gw_leaders_sync caller waiting for a revision. */
+typedef struct waiter {
+    struct waiter *next;
+    int64_t rev;
+    void (*done)(void *arg);
+    void *arg;
+} waiter_t;
 
 struct gw_leaders {
     struct event_base *base; /* borrowed */
@@ -48,12 +59,17 @@ struct gw_leaders {
     size_t nrecs, cap;
     st_meta_watch_t *watch; /* owned while watched */
     struct event *timer;    /* controller ticks, and retries of a failed read */
+    struct event *wake_ev;  /* wakes waiters whose revision was applied already */
     int inflight;           /* operations not yet completed */
     bool loaded;            /* read once */
     bool reloading;
     bool writing; /* a controller transaction is in flight */
     bool freed;
+    uint32_t gen; /* reads of every record so far */
     uint64_t moves;
+    uint64_t takeovers;
+    int64_t applied_rev; /* every record written up to this revision is in recs */
+    waiter_t *waiters;
     int64_t give_up_ms;
     void (*start_cb)(st_err_t err, void *arg);
     void *start_arg;
@@ -166,14 +182,29 @@ static size_t rec_find(const gw_leaders_t *ld, const kp_uuid_t *id, int32_t p, b
     return lo;
 }
 
-/* Keep @r unless a newer record of its partition is known. */
+static void took_over(st_err_t err, void *arg);
+
+/* Keep @r unless a newer record of its partition is known.  A record that
+ * makes this node the partition's leader at an epoch it did not lead
+ * starts the partition's takeover (st_part_take_over), except at the first
+ * read: the log has just loaded every partition. */
 static void rec_put(gw_leaders_t *ld, const rec_t *r)
 {
     bool found;
     size_t i = rec_find(ld, &r->id, r->p, &found);
+    bool mine_before;
+    if (found)
+        mine_before = ld->recs[i].leader == ld->node_id && ld->recs[i].epoch == r->epoch;
+    else /* without a record the hashed choice led, at epoch 0 */
+        mine_before = r->epoch == 0 && gw_leaders_hashed(ld->cl, r->id, r->p) == ld->node_id;
+    bool take = ld->loaded && r->leader == ld->node_id && !mine_before;
     if (found) {
-        if (ld->recs[i].mod_rev <= r->mod_rev)
-            ld->recs[i] = *r;
+        if (ld->recs[i].mod_rev > r->mod_rev) {
+            ld->recs[i].gen = ld->gen;
+            return;
+        }
+        ld->recs[i] = *r;
+        ld->recs[i].gen = ld->gen;
     } else {
         if (ld->nrecs == ld->cap) {
             size_t cap = ld->cap ? ld->cap * 2 : 64;
@@ -187,12 +218,37 @@ static void rec_put(gw_leaders_t *ld, const rec_t *r)
         }
         memmove(&ld->recs[i + 1], &ld->recs[i], (ld->nrecs - i) * sizeof *ld->recs);
         ld->recs[i] = *r;
+        ld->recs[i].gen = ld->gen;
         ld->nrecs++;
     }
     /* Appends carry the partition's leader epoch. */
     st_topic_t *topic = st_log_topic_by_id(ld->log, r->id);
-    if (topic && r->p < topic->nparts)
-        st_part_set_leader_epoch(topic->parts[r->p], ld->recs[i].epoch);
+    if (!topic || topic->deleting || r->p >= topic->nparts)
+        return;
+    st_part_t *part = topic->parts[r->p];
+    st_part_set_leader_epoch(part, r->epoch);
+    if (!take)
+        return;
+    gw_log_info("leaders", "%s/%" PRId32 ": taking over at epoch %" PRId32, topic->name, r->p,
+                r->epoch);
+    ld->takeovers++;
+    if (st_part_take_over(part, took_over, part) != 0)
+        gw_log_warn("leaders", "%s/%" PRId32 ": cannot take over: out of memory", topic->name,
+                    r->p);
+}
+
+/* A takeover ended: log it. */
+static void took_over(st_err_t err, void *arg)
+{
+    st_part_t *part = arg;
+    st_topic_t *topic = st_part_topic(part);
+    if (err != ST_OK)
+        gw_log_warn("leaders", "%s/%" PRId32 ": takeover failed: %s", topic->name,
+                    st_part_index(part), st_err_str(err));
+    else
+        gw_log_info("leaders",
+                    "%s/%" PRId32 ": took over at epoch %" PRId32 ", high watermark %" PRId64,
+                    topic->name, st_part_index(part), st_part_leader_epoch(part), st_part_hw(part));
 }
 
 static void rec_del(gw_leaders_t *ld, const kp_uuid_t *id, int32_t p)
@@ -222,14 +278,57 @@ uint64_t gw_leaders_moves(const gw_leaders_t *ld)
     return ld->moves;
 }
 
+uint64_t gw_leaders_takeovers(const gw_leaders_t *ld)
+{
+    return ld->takeovers;
+}
+
 /* ------------------------------------------------------------------ */
 /* Reading and watching                                                */
 /* ------------------------------------------------------------------ */
 
 static void destroy(gw_leaders_t *ld)
 {
+    while (ld->waiters) {
+        waiter_t *w = ld->waiters;
+        ld->waiters = w->next;
+        free(w);
+    }
     free(ld->recs);
     free(ld);
+}
+
+/* Call the waiters whose revision has been applied. */
+static void wake(gw_leaders_t *ld)
+{
+    waiter_t **pp = &ld->waiters;
+    while (*pp) {
+        waiter_t *w = *pp;
+        if (w->rev > ld->applied_rev) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        w->done(w->arg);
+        free(w);
+        pp = &ld->waiters; /* done may have added or removed waiters */
+    }
+}
+
+void gw_leaders_sync(gw_leaders_t *ld, int64_t rev, void (*done)(void *arg), void *arg)
+{
+    waiter_t *w = calloc(1, sizeof *w);
+    if (!w) {
+        done(arg); /* the commit compares the fence again: fenced again, or through */
+        return;
+    }
+    w->rev = rev;
+    w->done = done;
+    w->arg = arg;
+    w->next = ld->waiters;
+    ld->waiters = w;
+    if (rev <= ld->applied_rev && ld->loaded)
+        event_active(ld->wake_ev, EV_TIMEOUT, 0); /* not from inside the call */
 }
 
 static bool settle(gw_leaders_t *ld)
@@ -284,7 +383,10 @@ static void watch_cb(st_err_t err, const st_watch_event_t *evs, size_t n, void *
         } else if (kv_rec(kv, &r)) {
             rec_put(ld, &r);
         }
+        if (kv->mod_rev > ld->applied_rev)
+            ld->applied_rev = kv->mod_rev;
     }
+    wake(ld);
 }
 
 static void loaded(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev, void *arg)
@@ -303,12 +405,21 @@ static void loaded(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_
         arm(ld, RETRY_MS); /* the timer sees no watch and reads again */
         return;
     }
-    ld->nrecs = 0;
+    /* Records kept from before are compared with the new ones (a broken
+     * watch missed changes); those gone meanwhile go. */
+    ld->gen++;
     for (size_t i = 0; i < n; i++) {
         rec_t r;
         if (kv_rec(&kvs[i], &r))
             rec_put(ld, &r);
     }
+    size_t k = 0;
+    for (size_t i = 0; i < ld->nrecs; i++)
+        if (ld->recs[i].gen == ld->gen)
+            ld->recs[k++] = ld->recs[i];
+    ld->nrecs = k;
+    if (rev > ld->applied_rev)
+        ld->applied_rev = rev;
     ld->watch = st_meta_watch(ld->meta, PREFIX, rev + 1, watch_cb, ld);
     if (!ld->watch)
         gw_log_warn("leaders", "cannot watch the leader records: out of memory");
@@ -319,6 +430,7 @@ static void loaded(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_
         arm(ld, GW_LEADERS_TICK_MS);
         ld->start_cb(ST_OK, ld->start_arg);
     }
+    wake(ld);
 }
 
 static void reload(gw_leaders_t *ld)
@@ -365,7 +477,7 @@ static void written(st_err_t err, bool ok, int64_t rev, const st_op_result_t *re
         gw_log_warn("leaders", "cannot write %zu leader record%s: %s", w->n, w->n == 1 ? "" : "s",
                     st_err_str(err));
     } else if (!ok) {
-        gw_log_info("leaders", "leader records changed meanwhile: comparing again");
+        gw_log_info("leaders", "leader records or fences changed meanwhile: comparing again");
     } else {
         for (size_t i = 0; i < w->n; i++) {
             w->recs[i].mod_rev = rev;
@@ -381,43 +493,141 @@ static void written(st_err_t err, bool ok, int64_t rev, const st_op_result_t *re
     free(w);
 }
 
-/* Add partition @p of @topic to @w when its record must change. */
-static void consider(gw_leaders_t *ld, wtxn_t *w, st_cmp_t *cmps, st_op_t *ops,
-                     const st_topic_t *topic, int32_t p)
+/* The fence key's value of node @id among @kvs (a range of the nodes),
+ * or NULL. */
+static const st_kv_t *fence_of(const st_kv_t *kvs, size_t n, int32_t id)
+{
+    char key[64];
+    snprintf(key, sizeof key, GW_CLUSTER_NODES_PREFIX "%" PRId32 "/fence", id);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(kvs[i].key, key) == 0)
+            return &kvs[i];
+    return NULL;
+}
+
+/* The record partition @p of @topic should have, when it differs from
+ * the one known: into *@r, with *@old_found / *@old the known one. */
+static bool wanted(gw_leaders_t *ld, const st_topic_t *topic, int32_t p, rec_t *r, rec_t *old,
+                   bool *old_found)
 {
     int32_t want = gw_leaders_hashed(ld->cl, topic->id, p);
     bool found;
     size_t i = rec_find(ld, &topic->id, p, &found);
     if (found && ld->recs[i].leader == want)
+        return false;
+    *old_found = found;
+    if (found)
+        *old = ld->recs[i];
+    *r = (rec_t){
+        .id = topic->id, .p = p, .leader = want, .epoch = found ? ld->recs[i].epoch + 1 : 0};
+    return true;
+}
+
+/* Build and send one transaction of the records that differ (@kvs: the
+ * nodes' keys, for the fences of the nodes partitions move away from). */
+static void write_records(gw_leaders_t *ld, const st_kv_t *kvs, size_t nkvs)
+{
+    wtxn_t *w = calloc(1, sizeof *w);
+    if (!w) {
+        ld->writing = false;
         return;
-    size_t k = w->n;
-    rec_t *r = &w->recs[k];
-    r->id = topic->id;
-    r->p = p;
-    r->leader = want;
-    r->epoch = found ? ld->recs[i].epoch + 1 : 0;
-    r->mod_rev = 0;
-    char hex[33];
-    st_uuid_hex(topic->id, hex);
-    snprintf(w->keys[k], KEY_MAX, "%s%s/%" PRId32 "/state", PREFIX, hex, p);
-    size_t vlen = gw_leaders_format(w->vals[k], VAL_MAX, r->leader, r->epoch);
-    cmps[k] = (st_cmp_t){.key = w->keys[k],
-                         .target = ST_CMP_MOD,
-                         .op = ST_CMP_EQ,
-                         .num = found ? ld->recs[i].mod_rev : 0};
-    ops[k] = (st_op_t){
-        .type = ST_OP_PUT, .key = w->keys[k], .val = (const uint8_t *)w->vals[k], .val_len = vlen};
-    if (found) {
-        w->moves++;
-        gw_log_info("leaders",
-                    "partition %s/%" PRId32 ": leader %" PRId32 " -> %" PRId32 ", epoch %" PRId32,
-                    hex, p, ld->recs[i].leader, want, r->epoch);
     }
-    w->n++;
+    w->ld = ld;
+    st_cmp_t cmps[2 * GW_LEADERS_TXN_PARTS];
+    st_op_t ops[2 * GW_LEADERS_TXN_PARTS];
+    size_t ncmps = 0, nops = 0;
+    int32_t bumped[GW_LEADERS_TXN_PARTS];
+    size_t nbumped = 0;
+    size_t nt = st_log_topic_count(ld->log);
+    for (size_t t = 0; t < nt && w->n < GW_LEADERS_TXN_PARTS; t++) {
+        st_topic_t *topic = st_log_topic_at(ld->log, t);
+        if (!topic || topic->deleting)
+            continue;
+        for (int32_t p = 0; p < topic->nparts && w->n < GW_LEADERS_TXN_PARTS; p++) {
+            rec_t old;
+            bool found;
+            size_t k = w->n;
+            if (!wanted(ld, topic, p, &w->recs[k], &old, &found))
+                continue;
+            char hex[33];
+            st_uuid_hex(topic->id, hex);
+            snprintf(w->keys[k], KEY_MAX, "%s%s/%" PRId32 "/state", PREFIX, hex, p);
+            size_t vlen =
+                gw_leaders_format(w->vals[k], VAL_MAX, w->recs[k].leader, w->recs[k].epoch);
+            cmps[ncmps++] = (st_cmp_t){.key = w->keys[k],
+                                       .target = ST_CMP_MOD,
+                                       .op = ST_CMP_EQ,
+                                       .num = found ? old.mod_rev : 0};
+            ops[nops++] = (st_op_t){.type = ST_OP_PUT,
+                                    .key = w->keys[k],
+                                    .val = (const uint8_t *)w->vals[k],
+                                    .val_len = vlen};
+            w->n++;
+            if (!found)
+                continue;
+            w->moves++;
+            gw_log_info("leaders",
+                        "partition %s/%" PRId32 ": leader %" PRId32 " -> %" PRId32
+                        ", epoch %" PRId32,
+                        hex, p, old.leader, w->recs[k].leader, w->recs[k].epoch);
+            /* The old leader's fence moves on, in the same transaction:
+             * its commits in flight fail their compare. */
+            bool seen = false;
+            for (size_t b = 0; b < nbumped; b++)
+                seen = seen || bumped[b] == old.leader;
+            const st_kv_t *fence = seen ? NULL : fence_of(kvs, nkvs, old.leader);
+            if (!fence || fence->val_len >= VAL_MAX - 24)
+                continue;
+            size_t inc = 0; /* the incarnation: the value up to its first '.' */
+            while (inc < fence->val_len && fence->val[inc] != '.')
+                inc++;
+            size_t f = nbumped;
+            bumped[nbumped++] = old.leader;
+            snprintf(w->fkeys[f], sizeof w->fkeys[f], "%s", fence->key);
+            int fl = snprintf(w->fvals[f], VAL_MAX, "%.*s.m%" PRId64, (int)inc,
+                              (const char *)fence->val, fence->mod_rev);
+            cmps[ncmps++] = (st_cmp_t){.key = w->fkeys[f],
+                                       .target = ST_CMP_VALUE,
+                                       .op = ST_CMP_EQ,
+                                       .val = fence->val,
+                                       .val_len = fence->val_len};
+            ops[nops++] = (st_op_t){.type = ST_OP_PUT,
+                                    .key = w->fkeys[f],
+                                    .val = (const uint8_t *)w->fvals[f],
+                                    .val_len = fl > 0 ? (size_t)fl : 0};
+        }
+    }
+    if (w->n == 0) {
+        free(w);
+        ld->writing = false;
+        return;
+    }
+    st_txn_t txn = {.cmps = cmps, .ncmps = ncmps, .success = ops, .nsuccess = nops};
+    if (st_meta_txn(ld->meta, &txn, written, w) != 0) {
+        free(w);
+        ld->writing = false;
+        return;
+    }
+    ld->inflight++;
+}
+
+static void nodes_read(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                       void *arg)
+{
+    (void)more, (void)rev;
+    gw_leaders_t *ld = arg;
+    if (!settle(ld))
+        return;
+    if (err != ST_OK) {
+        gw_log_warn("leaders", "cannot read the nodes' fences: %s", st_err_str(err));
+        ld->writing = false;
+        return;
+    }
+    write_records(ld, kvs, n);
 }
 
 /* As controller, write the records that differ from the spread over the
- * live nodes (one transaction at a time). */
+ * live nodes (one transaction at a time; moves read the fences first). */
 static void tick(gw_leaders_t *ld)
 {
     if (!ld->loaded || ld->writing || !ld->watch)
@@ -425,30 +635,32 @@ static void tick(gw_leaders_t *ld)
     if (gw_cluster_controller(ld->cl) != ld->node_id ||
         gw_cluster_lease_state(ld->cl) != GW_LEASE_FRESH)
         return;
-    wtxn_t *w = calloc(1, sizeof *w);
-    if (!w)
-        return;
-    w->ld = ld;
-    st_cmp_t cmps[GW_LEADERS_TXN_PARTS];
-    st_op_t ops[GW_LEADERS_TXN_PARTS];
+    bool any = false, moves = false;
     size_t nt = st_log_topic_count(ld->log);
-    for (size_t t = 0; t < nt && w->n < GW_LEADERS_TXN_PARTS; t++) {
+    for (size_t t = 0; t < nt && !moves; t++) {
         st_topic_t *topic = st_log_topic_at(ld->log, t);
         if (!topic || topic->deleting)
             continue;
-        for (int32_t p = 0; p < topic->nparts && w->n < GW_LEADERS_TXN_PARTS; p++)
-            consider(ld, w, cmps, ops, topic, p);
+        for (int32_t p = 0; p < topic->nparts && !moves; p++) {
+            rec_t r, old;
+            bool found;
+            if (wanted(ld, topic, p, &r, &old, &found)) {
+                any = true;
+                moves = found;
+            }
+        }
     }
-    if (w->n == 0) {
-        free(w);
+    if (!any)
         return;
-    }
-    st_txn_t txn = {.cmps = cmps, .ncmps = w->n, .success = ops, .nsuccess = w->n};
-    if (st_meta_txn(ld->meta, &txn, written, w) != 0) {
-        free(w);
-        return;
-    }
     ld->writing = true;
+    if (!moves) {
+        write_records(ld, NULL, 0);
+        return;
+    }
+    if (st_meta_range(ld->meta, GW_CLUSTER_NODES_PREFIX, true, 0, nodes_read, ld) != 0) {
+        ld->writing = false;
+        return;
+    }
     ld->inflight++;
 }
 
@@ -464,6 +676,12 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     }
     tick(ld);
     arm(ld, GW_LEADERS_TICK_MS);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    wake(arg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -482,7 +700,12 @@ gw_leaders_t *gw_leaders_new(struct event_base *base, st_meta_t *meta, st_log_t 
     ld->cl = cl;
     ld->node_id = node_id;
     ld->timer = evtimer_new(base, timer_cb, ld);
-    if (!ld->timer) {
+    ld->wake_ev = event_new(base, -1, 0, wake_cb, ld);
+    if (!ld->timer || !ld->wake_ev) {
+        if (ld->timer)
+            event_free(ld->timer);
+        if (ld->wake_ev)
+            event_free(ld->wake_ev);
         free(ld);
         return NULL;
     }
@@ -507,6 +730,8 @@ void gw_leaders_free(gw_leaders_t *ld)
     ld->watch = NULL;
     event_free(ld->timer);
     ld->timer = NULL;
+    event_free(ld->wake_ev);
+    ld->wake_ev = NULL;
     if (ld->inflight > 0) {
         ld->freed = true;
         return;

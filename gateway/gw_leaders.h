@@ -15,9 +15,19 @@
  *     the key is absent);
  *   - a record naming another node: a move, epoch + 1 (compare: the
  *     record's mod revision is the one read).
+ *     The same transaction bumps the old leader's fence key
+ *     (/nuthatch/nodes/<node>/fence = "<incarnation>.m<its mod revision>",
+ *     compared with the value read just before): its commits in flight
+ *     fail, and it adopts the new value once it has seen the move
+ *     (gw_leaders_sync; st_log_cfg_t.sync).
  * Up to GW_LEADERS_TXN_PARTS records per transaction.  A transaction whose
  * compare fails changes nothing; the watch brings the newer record and the
  * next tick tries again.
+ *
+ * A record (seen by the watch, or written here) that names this node at an
+ * epoch it did not lead starts the partition's takeover
+ * (st_part_take_over: catch-up on what the previous leaders committed);
+ * Produce is refused until it ends.
  *
  * A partition without a record (a topic created an instant ago, before the
  * controller saw it) is led by the same hashed choice, over this node's
@@ -65,8 +75,15 @@ bool gw_leaders_get(const gw_leaders_t *ld, kp_uuid_t id, int32_t p, int32_t *le
  * partition) in @cl's view: the leader a record should name. */
 int32_t gw_leaders_hashed(const gw_cluster_t *cl, kp_uuid_t id, int32_t p);
 
+/* Call @done(@arg) once every record written up to store revision @rev is
+ * reflected (gw_leaders_get; the partitions' epochs), from the loop, never
+ * from inside this call.  Dropped, uncalled, by gw_leaders_free. */
+void gw_leaders_sync(gw_leaders_t *ld, int64_t rev, void (*done)(void *arg), void *arg);
+
 /* Moves written by this node as controller (for logs and tests). */
 uint64_t gw_leaders_moves(const gw_leaders_t *ld);
+/* Takeovers this node started (records naming it at a new epoch). */
+uint64_t gw_leaders_takeovers(const gw_leaders_t *ld);
 
 /* Stop watching and writing, and free.  Operations in flight complete
  * without effect.  NULL is a no-op. */

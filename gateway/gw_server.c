@@ -600,6 +600,18 @@ static bool leads_cb(void *arg, const st_topic_t *topic, int32_t p)
     return srv->cluster && gw_leads(srv, topic, p);
 }
 
+/* A move bumped this node's fence (st_log_cfg_t.sync): the log waits
+ * until the leader records up to that revision are known here.  Before
+ * the records are read (not serving yet, nothing appended) at once. */
+static void sync_cb(void *arg, int64_t rev, void (*done)(void *done_arg), void *done_arg)
+{
+    const gw_server_t *srv = arg;
+    if (srv->leaders)
+        gw_leaders_sync(srv->leaders, rev, done, done_arg);
+    else
+        done(done_arg);
+}
+
 /* Make and open the log over the stores. */
 
 static void open_log(run_ctx_t *ctx)
@@ -624,6 +636,7 @@ static void open_log(run_ctx_t *ctx)
         .on_flush_arg = ctx->metrics,
         .owns = leads_cb,
         .owns_arg = ctx->srv,
+        .sync = sync_cb,
         .index_max_keys = cfg->log_index_max_keys,
         .segment_bytes = cfg->log_segment_bytes,
     };

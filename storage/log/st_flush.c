@@ -252,6 +252,7 @@ static void take_partition(kp_writer_t *w, st_fpart_t *fp, st_part_t *part)
 {
     fp->part = part;
     fp->batches = part->pend_head;
+    fp->epoch = part->epoch;
     st_chunk_desc_t *d = &fp->desc;
     d->topic_id = part->topic->id;
     d->partition = part->index;
@@ -472,6 +473,77 @@ static void apply_flush(st_log_t *log, st_flush_t *f);
 static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
                         void *arg);
 
+/* Does this node still lead @fp's partition at the epoch the flush was
+ * built with? */
+static bool still_leads(const st_log_t *log, const st_fpart_t *fp)
+{
+    const st_part_t *part = fp->part;
+    return part->topic->deleting || /* answered by apply_flush */
+           (log->cfg.owns(log->cfg.owns_arg, part->topic, part->index) && part->epoch == fp->epoch);
+}
+
+/* Leave out of uploaded flush @f the partitions this node no longer leads
+ * (cfg.sync): their appends fail with ST_ERR_CONFLICT (the client asks the
+ * new leader), their chunks stay in the object unreferenced.  1: @f is to
+ * be committed; 0: none is left, @f is gone (its object an orphan for GC);
+ * -1: out of memory, @f and every later flush failed. */
+static int strip_lost(st_log_t *log, st_flush_t *f)
+{
+    size_t k = 0;
+    uint32_t *to = NULL; /* each chunk's new index, UINT32_MAX: left out */
+    st_pend_t *failed = NULL, **tailp = &failed;
+    for (size_t i = 0; i < f->nparts; i++) {
+        st_fpart_t *fp = &f->parts[i];
+        if (still_leads(log, fp)) {
+            if (to)
+                to[i] = (uint32_t)k;
+            f->parts[k++] = *fp;
+            continue;
+        }
+        if (!to) {
+            to = malloc(f->nparts * sizeof *to);
+            if (!to) {
+                fail_from(log, f, ST_ERR_NOMEM);
+                return -1;
+            }
+            for (size_t j = 0; j < i; j++)
+                to[j] = (uint32_t)j;
+        }
+        to[i] = UINT32_MAX;
+        st_pend_t *b = fp->batches;
+        /* Not led any more: its log end goes back (a takeover at a later
+         * epoch sets it from the store instead). */
+        if (b && b->base < fp->part->leo &&
+            !log->cfg.owns(log->cfg.owns_arg, fp->part->topic, fp->part->index))
+            fp->part->leo = b->base;
+        *tailp = b;
+        while (*tailp)
+            tailp = &(*tailp)->next;
+        fp->batches = NULL;
+    }
+    if (!to)
+        return 1;
+    log->stats.parts_left_out += f->nparts - k;
+    size_t np = 0;
+    for (size_t q = 0; q < f->nprods; q++) {
+        uint32_t c = to[f->prods[q].chunk];
+        if (c != UINT32_MAX) {
+            f->prods[np] = f->prods[q];
+            f->prods[np++].chunk = c;
+        }
+    }
+    free(to);
+    f->nprods = np;
+    f->nparts = k;
+    fail_batches(failed, ST_ERR_CONFLICT);
+    st_log__space_check(log);
+    if (k > 0)
+        return 1;
+    log->inflight--;
+    flush_free(f);
+    return 0;
+}
+
 /* Commit every uploaded flush at the head of the line (in flush order) in
  * one transaction: one compare on this node's fence, one put per flush. */
 static void try_commit(st_log_t *log)
@@ -481,10 +553,18 @@ static void try_commit(st_log_t *log)
     size_t n = 0;
     st_flush_t *batch[ST_META_MAX_TXN_OPS - 1];
     size_t bytes = 0;
-    for (st_link_t *l = log->flushes.next; l != &log->flushes; l = l->next) {
+    for (st_link_t *l = log->flushes.next, *next; l != &log->flushes; l = next) {
+        next = l->next;
         st_flush_t *f = st_container_of(l, st_flush_t, link);
         if (f->state == ST_FLUSH_FAILED)
             continue;
+        if (f->state == ST_FLUSH_UPLOADED && log->cfg.sync) {
+            int kept = strip_lost(log, f);
+            if (kept < 0)
+                break;
+            if (kept == 0)
+                continue;
+        }
         size_t mbytes =
             68 + ST_MANIFEST_ENTRY_SIZE * f->nparts + ST_MANIFEST_PRODUCER_SIZE * f->nprods;
         if (f->state != ST_FLUSH_UPLOADED || n == ST_META_MAX_TXN_OPS - 1 ||
@@ -633,6 +713,100 @@ static void resolve(commit_t *c)
         commit_end(c, ST_ERR_NOMEM);
 }
 
+bool st_log__fence_moved(const st_log_t *log, const uint8_t *val, size_t len)
+{
+    char want[32];
+    int wl = snprintf(want, sizeof want, "%" PRId64 ".m", log->incarnation);
+    if (wl < 0 || len <= (size_t)wl || len >= sizeof log->fence_val ||
+        memcmp(val, want, (size_t)wl) != 0)
+        return false;
+    for (size_t i = (size_t)wl; i < len; i++)
+        if (val[i] < '0' || val[i] > '9')
+            return false;
+    return true;
+}
+
+/* Adopting a bumped fence outside a commit (st_log__refence). */
+typedef struct refence {
+    st_log_t *log;
+    char val[32];
+} refence_t;
+
+static void idle_synced(void *arg)
+{
+    refence_t *x = arg;
+    st_log_t *log = x->log;
+    snprintf(log->fence_val, sizeof log->fence_val, "%s", x->val);
+    log->stats.refences++;
+    log->refencing = false;
+    free(x);
+    st_log__op_done(log);
+}
+
+static void idle_read(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev, void *arg)
+{
+    (void)more, (void)rev;
+    refence_t *x = arg;
+    st_log_t *log = x->log;
+    if (err == ST_OK && n == 1 && st_log__fence_moved(log, kvs[0].val, kvs[0].val_len)) {
+        memcpy(x->val, kvs[0].val, kvs[0].val_len);
+        x->val[kvs[0].val_len] = '\0';
+        log->cfg.sync(log->cfg.owns_arg, kvs[0].mod_rev, idle_synced, x);
+        return;
+    }
+    log->refencing = false;
+    free(x);
+    st_log__op_done(log);
+}
+
+void st_log__refence(st_log_t *log)
+{
+    if (!log->cfg.sync || log->refencing)
+        return;
+    refence_t *x = calloc(1, sizeof *x);
+    if (!x)
+        return;
+    x->log = log;
+    if (st_meta_range(log->meta, log->fence_key, false, 0, idle_read, x) != 0) {
+        free(x);
+        return;
+    }
+    log->refencing = true;
+    log->async_ops++;
+}
+
+/* The leaders reflect the move that bumped the fence: adopt its value and
+ * commit again what this node still leads. */
+static void refence_synced(void *arg)
+{
+    commit_t *c = arg;
+    st_log_t *log = c->log;
+    snprintf(log->fence_val, sizeof log->fence_val, "%s", c->new_fence);
+    log->stats.refences++;
+    log->committing = false;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->flushes[i]->state == ST_FLUSH_COMMITTING)
+            c->flushes[i]->state = ST_FLUSH_UPLOADED;
+    free(c);
+    try_commit(log);
+    st_log__kick(log);
+}
+
+static void refence_read(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                         void *arg)
+{
+    (void)more, (void)rev;
+    commit_t *c = arg;
+    st_log_t *log = c->log;
+    if (err != ST_OK || n != 1 || !st_log__fence_moved(log, kvs[0].val, kvs[0].val_len)) {
+        commit_end(c, err != ST_OK ? err : ST_ERR_CONFLICT);
+        return;
+    }
+    memcpy(c->new_fence, kvs[0].val, kvs[0].val_len);
+    c->new_fence[kvs[0].val_len] = '\0';
+    log->cfg.sync(log->cfg.owns_arg, kvs[0].mod_rev, refence_synced, c);
+}
+
 static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
                         void *arg)
 {
@@ -643,6 +817,10 @@ static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
         resolve(c);
         return;
     }
+    /* The fence compare failed: a move (cfg.sync) or another incarnation. */
+    if (err == ST_OK && !ok && c->log->cfg.sync &&
+        st_meta_range(c->log->meta, c->log->fence_key, false, 0, refence_read, c) == 0)
+        return;
     if (err == ST_OK && !ok)
         err = ST_ERR_CONFLICT; /* fenced: another incarnation took over */
     commit_end(c, err);

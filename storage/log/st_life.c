@@ -289,8 +289,10 @@ static void fold_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *
     (void)rev, (void)res, (void)n;
     st_life_t *L = arg;
     st_log_t *log = L->log;
-    if (err == ST_OK && !ok)
-        err = ST_ERR_CONFLICT; /* fenced */
+    if (err == ST_OK && !ok) {
+        err = ST_ERR_CONFLICT; /* fenced: by a move, or another incarnation */
+        st_log__refence(log);
+    }
     if (err == ST_OK) {
         log->stats.fold_txns++;
         for (size_t i = 0; i < L->tx.n; i++)
@@ -432,8 +434,10 @@ static void retain_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
     st_life_t *L = arg;
     st_log_t *log = L->log;
     st_part_t *part = L->tx.part;
-    if (err == ST_OK && !ok)
+    if (err == ST_OK && !ok) {
         err = ST_ERR_CONFLICT;
+        st_log__refence(log);
+    }
     if (err == ST_OK && !part->topic->deleting) {
         size_t k = L->tx.n; /* the first k chunks, still at the front: only this drops them */
         for (size_t i = 0; i < k; i++)
@@ -669,8 +673,10 @@ static void merge_committed(st_err_t err, bool ok, int64_t rev, const st_op_resu
     merge_op_t *op = arg;
     st_log_t *log = op->L->log;
     st_part_t *part = op->part;
-    if (err == ST_OK && !ok)
+    if (err == ST_OK && !ok) {
         err = ST_ERR_CONFLICT;
+        st_log__refence(log);
+    }
     size_t i = 0;
     while (err == ST_OK && i < part->nchunks && part->chunks[i] != op->run[0])
         i++;
@@ -1125,6 +1131,8 @@ static void gc_barrier(st_err_t err, const st_kv_t *kvs, size_t n, bool more, in
     st_log__op_done(log);
     bool fenced = err == ST_OK && (n != 1 || kvs[0].val_len != strlen(log->fence_val) ||
                                    memcmp(kvs[0].val, log->fence_val, kvs[0].val_len) != 0);
+    if (fenced)
+        st_log__refence(log);
     if (err != ST_OK || fenced || L->stopped || !refs_build(L)) {
         if (L->err == ST_OK)
             L->err = err != ST_OK ? err : fenced ? ST_ERR_CONFLICT : ST_ERR_NOMEM;
@@ -1401,6 +1409,11 @@ void st_log__life_stop(st_log_t *log)
         event_del(L->timer);
 }
 
+bool st_log__life_busy(const st_log_t *log)
+{
+    return log->life && log->life->running;
+}
+
 /* Called by st_log_new (st_log.c). */
 int st_log__life_new(st_log_t *log)
 {
@@ -1483,6 +1496,8 @@ static st_err_t part_apply(st_log_t *log, st_part_t *part, const char *prefix, c
                 return ST_ERR_CORRUPT;
             continue;
         }
+        if (st_log__epoch_key(part, rest, kvs[i].val, kvs[i].val_len))
+            continue;
         if (strncmp(rest, "chunks/", 7) != 0)
             continue;
         st_manifest_t m;

@@ -126,6 +126,7 @@ static void part_free(st_log_t *log, st_part_t *part)
     for (size_t i = 0; i < part->nchunks; i++)
         st_log__chunk_free(log, part->chunks[i]);
     free(part->chunks);
+    free(part->epochs);
     free(part);
 }
 

@@ -100,6 +100,17 @@ typedef struct st_log_cfg {
      * (its leader)?  NULL: every partition. */
     bool (*owns)(void *arg, const st_topic_t *topic, int32_t p);
     void *owns_arg;
+    /* NULL, or leadership moves (docs/cluster.md): a flush's commit then
+     * leaves out the partitions @owns says this node no longer leads, or
+     * whose leader epoch changed since the flush was built (their appends
+     * fail with ST_ERR_CONFLICT; their chunks stay in the object,
+     * unreferenced).  A commit whose fence compare fails reads the fence:
+     * a value of this incarnation bumped by a move ("<incarnation>.m<rev>")
+     * makes the log call @sync(owns_arg, rev of that bump, done, done_arg),
+     * which calls @done(done_arg) once @owns reflects every move written up
+     * to that revision; the log then adopts the value and commits again
+     * what it still leads.  Any other value fences as before. */
+    void (*sync)(void *arg, int64_t rev, void (*done)(void *done_arg), void *done_arg);
     int64_t gc_grace_ms; /* an unreferenced object is deleted once it has been
                           * seen unreferenced and is older than this; 0 = 600000 */
     /* NULL, or called for each committed flush with its object's size and
@@ -147,14 +158,17 @@ void st_log_unwait_space(struct st_waiter *w);
 
 /* Counters for metrics and tests. */
 typedef struct st_log_stats {
-    uint64_t flushes;          /* objects written and committed */
-    uint64_t flush_failures;   /* flushes that failed or were fenced */
-    uint64_t commits_in_doubt; /* commits whose outcome had to be resolved */
-    uint64_t flush_bytes;      /* bytes in committed objects */
-    uint64_t appends;          /* batches acknowledged */
-    uint64_t object_gets;      /* ranged reads that missed the caches */
-    size_t tail_bytes;         /* bytes held by memory tails */
-    size_t cache_bytes;        /* bytes held by the read cache */
+    uint64_t flushes;           /* objects written and committed */
+    uint64_t flush_failures;    /* flushes that failed or were fenced */
+    uint64_t commits_in_doubt;  /* commits whose outcome had to be resolved */
+    uint64_t parts_left_out;    /* partitions left out of a flush's commit: moved away */
+    uint64_t refences;          /* fence values of this incarnation adopted after a move */
+    uint64_t takeover_rebuilds; /* takeovers that rebuilt a partition's chunks from the store */
+    uint64_t flush_bytes;       /* bytes in committed objects */
+    uint64_t appends;           /* batches acknowledged */
+    uint64_t object_gets;       /* ranged reads that missed the caches */
+    size_t tail_bytes;          /* bytes held by memory tails */
+    size_t cache_bytes;         /* bytes held by the read cache */
     /* lifecycle (st_life.c) */
     size_t manifests_unfolded;  /* committed manifests not yet folded into index keys */
     size_t index_keys;          /* folded chunks (one index key each) in memory */
@@ -251,6 +265,28 @@ int32_t st_part_leader_epoch(const st_part_t *part);
 /* Set the leader epoch the partition's appends carry (from its leader
  * record; 0 until one exists). */
 void st_part_set_leader_epoch(st_part_t *part, int32_t epoch);
+
+/* This node became the partition's leader at st_part_leader_epoch()
+ * (set first): fail its appends not yet flushed (ST_ERR_CONFLICT), read at
+ * one revision its keys and every manifest not yet folded (of every node),
+ * apply the chunks at or above its high watermark in offset order with
+ * their producer entries (log end offset, high watermark and idempotent
+ * producer state as the previous leaders committed them; a chunk across
+ * the high watermark -- a segment merged by a later leader -- makes it
+ * rebuild the partition's chunks from the read instead), put the index
+ * keys of the chunks it took from manifests, then put epochs/<epoch> =
+ * the high watermark (docs/object-format.md).  A failed
+ * read is retried every 0.5 s while the epoch stays.  @cb (may be NULL)
+ * when done; st_part_taking_over() is true until then.  Returns -1 (no
+ * callback) when out of memory. */
+int st_part_take_over(st_part_t *part, void (*cb)(st_err_t err, void *arg), void *arg);
+bool st_part_taking_over(const st_part_t *part);
+/* OffsetForLeaderEpoch (Kafka's LeaderEpochFileCache.endOffsetFor) from
+ * the epochs' start offsets: for the current epoch the high watermark; for
+ * an earlier one the largest known epoch at or below it (epoch 0 starts
+ * the log) and the start offset of the next known epoch; -1, -1 for an
+ * epoch below 0 or above the current one. */
+void st_part_epoch_end(const st_part_t *part, int32_t epoch, int32_t *out_epoch, int64_t *out_end);
 
 /* @base_offset: the offset of the batch's first record on ST_OK. */
 typedef void (*st_append_cb)(st_err_t err, int64_t base_offset, void *arg);

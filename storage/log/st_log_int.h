@@ -131,6 +131,12 @@ typedef struct st_pend {
     void *arg;
 } st_pend_t;
 
+/* A leader epoch and its start offset (epochs/<epoch>). */
+typedef struct st_epoch {
+    int32_t epoch;
+    int64_t start;
+} st_epoch_t;
+
 struct st_part {
     st_log_t *log;
     st_topic_t *topic;
@@ -150,7 +156,10 @@ struct st_part {
     int64_t log_start_issued;
     st_link_t prods; /* st_prod_t, most recently used first */
     size_t nprods;
-    uint64_t dropped; /* chunks removed from the front of chunks so far (retention) */
+    uint64_t dropped;   /* chunks removed from the front of chunks so far (retention) */
+    st_epoch_t *epochs; /* recorded epochs' start offsets, by epoch (st_takeover.c) */
+    size_t nepochs;
+    int taking_over; /* st_part_take_over in progress */
 };
 
 typedef enum st_flush_state {
@@ -165,6 +174,7 @@ typedef struct st_fpart {
     st_part_t *part;
     st_pend_t *batches; /* list, offset order */
     st_chunk_desc_t desc;
+    int32_t epoch; /* the partition's leader epoch when the flush was built */
 } st_fpart_t;
 
 typedef struct st_flush {
@@ -195,6 +205,7 @@ struct st_log {
     char fence_key[128];
     char fence_val[32];       /* the fence value this node's commits compare with */
     unsigned fence_gen;       /* resolutions of commits in doubt so far */
+    bool refencing;           /* st_log__refence is reading or waiting */
     char cluster_id[65];      /* up to 64 characters */
     char want_cluster_id[65]; /* configured, or "" */
     char open_error[256];
@@ -301,5 +312,22 @@ void st_log__op_done(st_log_t *log);
  * one (refs 1). */
 st_obj_t *st_log__obj_new(st_log_t *log, const char *key, size_t key_len, uint64_t size);
 void st_log__obj_unref(st_obj_t *o);
+
+/* Is @val (@len bytes) a fence value of this incarnation bumped by a
+ * leadership move ("<incarnation>.m<digits>"), other than the one held? */
+bool st_log__fence_moved(const st_log_t *log, const uint8_t *val, size_t len);
+/* A compare on the fence failed outside a flush commit (folding,
+ * retention, merging, GC): read the fence and, if a move bumped it, adopt
+ * it once the leaders reflect the move (cfg.sync).  At most one at a time. */
+void st_log__refence(st_log_t *log);
+
+/* Record @start as @epoch's start offset (st_takeover.c). */
+void st_log__epoch_put(st_part_t *part, int32_t epoch, int64_t start);
+/* A partition key's @rest (after the partition prefix) when it is
+ * epochs/<e>: recorded (ignored when malformed), true; false otherwise. */
+bool st_log__epoch_key(st_part_t *part, const char *rest, const uint8_t *val, size_t len);
+
+/* Is a lifecycle run (folding, retention, merging, GC) in progress? */
+bool st_log__life_busy(const st_log_t *log);
 
 #endif
