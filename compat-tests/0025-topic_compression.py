@@ -3,8 +3,8 @@
 stored, as in Kafka.
 
 confluent-kafka-python 1.7.0 sets compression.type through AlterConfigs
-(zstd, uncompressed) and CreateTopics (gzip) and leaves one topic at
-"producer".  Producers write records with keys, headers and timestamps:
+(zstd, uncompressed) and CreateTopics (gzip; an unknown codec is
+INVALID_CONFIG there too) and leaves one topic at "producer".  Producers write records with keys, headers and timestamps:
 uncompressed to the zstd and gzip topics (one of them idempotent), snappy to
 the uncompressed topic, lz4 to the "producer" topic.  A consumer reads
 every record back at the offset its delivery report gave, unchanged.
@@ -175,6 +175,12 @@ def run(srv):
                               NewTopic("tc-gzip", 1, 1, config={"compression.type": "gzip"})])
     for t, f in fs.items():
         f.result(15)
+    bad = admin.create_topics([NewTopic("tc-bad", 1, 1, config={"compression.type": "brotli"})])
+    try:
+        bad["tc-bad"].result(15)
+        check(False, "CreateTopics with compression.type brotli accepted")
+    except KafkaException as e:
+        check(e.args[0].name() == "INVALID_CONFIG", "CreateTopics brotli: %s" % e)
     check(alter(admin, "tc-zstd", {"compression.type": "zstd"}) == "NO_ERROR", "alter zstd")
     check(alter(admin, "tc-plain", {"compression.type": "uncompressed"}) == "NO_ERROR",
           "alter uncompressed")

@@ -93,6 +93,10 @@ int gw_broker_cfgs_load(gw_req_t *req, gw_broker_cfgs_cb cb, void *arg);
 int gw_broker_cfgs_store(gw_req_t *req, const st_topic_config_t *c, size_t n, int64_t mod_rev,
                          gw_broker_done_cb cb, void *arg);
 
+/* For a configuration AlterConfigs can change, why @value is not valid for
+ * it (in the arena), else NULL; NULL for any other name. */
+const char *gw_topic_config_check(gw_req_t *req, const char *name, const char *value);
+
 /* The codec @topic's compression.type asks for (a kp_compression_t), or -1
  * for "producer" (the default: batches are stored as sent). */
 int gw_topic_codec(const st_topic_t *topic);

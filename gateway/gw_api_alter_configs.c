@@ -259,6 +259,11 @@ static const char *check_value(gw_req_t *req, const char *name, const char *valu
     return "unknown configuration";
 }
 
+const char *gw_topic_config_check(gw_req_t *req, const char *name, const char *value)
+{
+    return alterable_find(name) ? check_value(req, name, value) : NULL;
+}
+
 /* ---------------------------------------------------------------- overrides */
 
 /* A topic's overrides while a request edits them (strings in the arena). */

@@ -13,9 +13,10 @@
  * partitions.  Configs are stored as the topic's overrides; a name that is
  * not one of Kafka's topic configs is INVALID_CONFIG, as Kafka answers, and
  * so is cleanup.policy=compact (key-based compaction is not supported,
- * DESIGN §5), a name that is empty or holds '=' or a line break, or a value
- * with a line break (the topic key is made of "config.<name>=<value>"
- * lines).  validate_only checks without creating.
+ * DESIGN §5), a bad value of a configuration the gateway applies
+ * (gw_topic_config_check: compression.type brotli, retention.ms -2, ...), a name that is empty or
+ * holds '=' or a line break, or a value with a line break (the topic key is made of
+ * "config.<name>=<value>" lines).  validate_only checks without creating.
  */
 #include "gw_api.h"
 
@@ -120,6 +121,12 @@ static st_topic_config_t *copy_configs(gw_req_t *req,
         }
         cfgs[*n].name = gw_req_strdup(req, c->name.ptr, (size_t)c->name.len);
         cfgs[*n].value = gw_req_strdup(req, c->value.ptr, (size_t)c->value.len);
+        /* The ones the gateway applies get the checks AlterConfigs makes. */
+        const char *msg = gw_topic_config_check(req, cfgs[*n].name, cfgs[*n].value);
+        if (msg) {
+            set_error(tr, KP_ERR_INVALID_CONFIG, msg);
+            return NULL;
+        }
         (*n)++;
     }
     return cfgs;
