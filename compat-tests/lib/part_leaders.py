@@ -165,7 +165,7 @@ def produce_answer(data):
     return err, base
 
 
-def pause(bootstrap, pid, topic, partition, pause_s):
+def pause(bootstrap, pid, topic, partition, pause_s, others):
     import signal
     import time
     c = kw.Conn(bootstrap)
@@ -173,11 +173,34 @@ def pause(bootstrap, pid, topic, partition, pause_s):
     if err:
         sys.exit("produce before the pause: error %d" % err)
     os.kill(pid, signal.SIGSTOP)
+    paused = time.monotonic()
+    during = []  # offsets acknowledged by the partition's new leader meanwhile
     try:
-        time.sleep(pause_s)
         corr = c.send(0, 3, produce_body(topic, partition, kw.record_batch([b"paused"])))
+        # Once the lease expired the partition moves: its new leader takes
+        # it over and appends.
+        while time.monotonic() < paused + pause_s - 0.5 and len(during) < 2:
+            for o in others.split(","):
+                try:
+                    oc = kw.Conn(o)
+                    err, base = kw.produce_v3(oc, topic, partition,
+                                              kw.record_batch([b"during"]), timeout=2)
+                    oc.close()
+                except (ConnectionError, OSError, TimeoutError):
+                    err = -1
+                if err == 0:
+                    during.append(base)
+                    break
+            time.sleep(0.2)
+        time.sleep(max(0.0, paused + pause_s - time.monotonic()))
     finally:
         os.kill(pid, signal.SIGCONT)
+    if len(during) < 2:
+        sys.exit("no other node appended to partition %d during the %.1f s pause (%s)"
+                 % (partition, pause_s, during))
+    if during != [first + 1, first + 2]:
+        sys.exit("the new leader appended at %s, want %s" % (during, [first + 1, first + 2]))
+    first = during[-1]
     resumed = time.monotonic()
     err, base = produce_answer(c.recv(corr, 30))
     if err != NOT_LEADER:
@@ -199,14 +222,16 @@ def pause(bootstrap, pid, topic, partition, pause_s):
     if base != first + 1:
         sys.exit("after the resume: offset %d, want %d" % (base, first + 1))
     recs = kw.fetch_all(c, topic, partition)
-    vals = [rec[1] for rec in recs if rec[0] >= first]
-    if b"paused" in vals:
-        sys.exit("the refused record was stored: %s" % vals)
+    vals = [rec[1] for rec in recs if rec[0] >= during[0]]
+    if vals != [b"during", b"during", b"after"]:
+        sys.exit("from the new leader's first record: %s, want during, during, after (the "
+                 "record sent to the paused leader is never stored)" % vals)
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "pause":
-        pause(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
+        pause(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]),
+              sys.argv[7])
     elif sys.argv[1] == "error":
         leaders(sys.argv[2], sys.argv[3], create=False)
     elif sys.argv[1] == "leaders":
