@@ -4,7 +4,10 @@ stored, as in Kafka.
 
 confluent-kafka-python 1.7.0 sets compression.type through AlterConfigs
 (zstd, uncompressed) and CreateTopics (gzip; an unknown codec is
-INVALID_CONFIG there too) and leaves one topic at "producer".  Producers write records with keys, headers and timestamps:
+INVALID_CONFIG there too) and leaves one topic at "producer"; a topic's
+whole described set is sent back with message.format.version changed
+(read-only entries at their values are no-ops, an override from CreateTopics
+stays).  Producers write records with keys, headers and timestamps:
 uncompressed to the zstd and gzip topics (one of them idempotent), snappy to
 the uncompressed topic, lz4 to the "producer" topic.  A consumer reads
 every record back at the offset its delivery report gave, unchanged.
@@ -191,6 +194,23 @@ def run(srv):
     for t, v in (("tc-zstd", "zstd"), ("tc-gzip", "gzip"), ("tc-plain", "uncompressed"),
                  ("tc-prod", "producer")):
         check(described(admin, t, "compression.type") == v, "%s described as %s" % (t, v))
+
+    # The whole described set sent back with one change (as librdkafka's
+    # test_AlterConfigs_simple does): read-only entries at their values are
+    # no-ops, an override CreateTopics stored stays.
+    admin.create_topics([NewTopic("tc-keep", 1, 1, config={"delete.retention.ms": "900"})])[
+        "tc-keep"].result(15)
+    res = ConfigResource(ConfigResource.Type.TOPIC, "tc-keep")
+    now = {k: v.value for k, v in admin.describe_configs([res])[res].result(15).items()}
+    check("segment.bytes" in now and now.get("delete.retention.ms") == "900",
+          "tc-keep described: %s" % now)
+    now["message.format.version"] = "0.10.0.0"
+    check(alter(admin, "tc-keep", now) == "NO_ERROR", "the described set re-sent")
+    after = {k: v.value for k, v in admin.describe_configs([res])[res].result(15).items()}
+    check(after.get("delete.retention.ms") == "900"
+          and after.get("message.format.version") == "0.10.0.0", "after re-sending: %s" % after)
+    check(alter(admin, "tc-keep", dict(now, **{"segment.bytes": "1000"})) == "INVALID_CONFIG",
+          "a read-only entry at another value is INVALID_CONFIG")
 
     plan = {"tc-zstd": ("none", True), "tc-gzip": ("none", False),
             "tc-plain": ("snappy", False), "tc-prod": ("lz4", False)}

@@ -372,6 +372,9 @@ static void finish_resource(gw_req_t *req, st_topic_t *topic, cfg_set_t *s, bool
                             res_out_t *o)
 {
     for (size_t i = 0; i < s->n; i++) {
+        const char *now = st_topic_config(topic, s->c[i].name);
+        if (!gw_topic_config_alterable(s->c[i].name) && now && strcmp(now, s->c[i].value) == 0)
+            continue; /* an override kept as it is */
         const char *msg = check_value(req, s->c[i].name, s->c[i].value);
         if (msg) {
             set_error(o, KP_ERR_INVALID_CONFIG, msg);
@@ -608,7 +611,12 @@ static void alter_one(gw_req_t *req, const kp_alter_configs_request_alter_config
         }
         char *value = dup_str(req, c->value);
         if (!gw_topic_config_alterable(name) && unchanged(req, topic, name, value)) {
-            set_del(&s, name); /* the value it has: nothing to store */
+            /* The value it has: nothing changes.  An override it has
+             * (from CreateTopics) stays; a default is not stored. */
+            if (st_topic_config(topic, name))
+                set_put(&s, name, value);
+            else
+                set_del(&s, name);
             continue;
         }
         set_put(&s, name, value);
