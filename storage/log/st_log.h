@@ -274,7 +274,7 @@ void st_part_set_leader_epoch(st_part_t *part, int32_t epoch);
  * producer state as the previous leaders committed them; a chunk across
  * the high watermark -- a segment merged by a later leader -- makes it
  * rebuild the partition's chunks from the read instead), put the index
- * keys of the chunks it took from manifests, then put epochs/<epoch> =
+ * keys of the chunks found only in manifests, then put epochs/<epoch> =
  * the high watermark (docs/object-format.md).  A failed
  * read is retried every 0.5 s while the epoch stays.  @cb (may be NULL)
  * when done; st_part_taking_over() is true until then.  Returns -1 (no

@@ -13,11 +13,12 @@
  * leader since) cannot be applied on top of what this node knows: then the
  * partition's chunks and producer state are rebuilt from the read alone,
  * between two lifecycle runs (they hold chunk pointers; the read is
- * retried until one is not running).  The chunks taken from manifests
- * (of the previous leader, which may be dead and never fold them) get
- * their index keys, as folding would write them: from then on everything
- * below the epoch's start is in the partition's index keys, so a later
- * start-up, which applies index keys before manifests, sees no gap.  Then
+ * retried until one is not running).  The chunks found only in manifests
+ * (of the previous leader, which may be dead and never fold them; also
+ * those this node knew already) get their index keys, as folding would
+ * write them: from then on everything below the epoch's start is in the
+ * partition's index keys, so a later start-up, which applies index keys
+ * before manifests, sees no gap.  Then
  * epochs/<epoch> = the new high watermark is put: the epoch's start offset.
  */
 #include <inttypes.h>
@@ -304,10 +305,18 @@ static void take_got(st_err_t err, bool ok, int64_t rev, const st_op_result_t *r
     }
     if (err == ST_OK) {
         qsort(tcs, nt, sizeof *tcs, tchunk_cmp);
+        /* Every chunk still only in a manifest gets its index key, also
+         * one this node knew already (from another node's manifest at its
+         * start-up): whoever wrote it may never fold it.  Not one that an
+         * index key covers (folded meanwhile, or merged into a segment). */
+        int64_t covered = -1; /* index keys cover the offsets below */
         for (size_t i = 0; err == ST_OK && i < nt; i++) {
+            const st_chunk_desc_t *d = &tcs[i].m->chunks[tcs[i].i];
             bool applied;
             err = take_chunk(part, &tcs[i], &applied);
-            if (err == ST_OK && applied && !tcs[i].folded)
+            if (tcs[i].folded && d->last_offset + 1 > covered)
+                covered = d->last_offset + 1;
+            else if (err == ST_OK && !tcs[i].folded && d->base_offset >= covered)
                 err = idx_add(op, &tcs[i]);
         }
         if (start > part->log_start)
