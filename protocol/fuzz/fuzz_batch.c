@@ -9,7 +9,8 @@
  * key, value and header byte read; records that walk cleanly rebuild into a
  * batch that validates and yields the same keys, values, headers and
  * timestamps; patching baseOffset and partitionLeaderEpoch on a copy keeps
- * a valid batch valid.
+ * a valid batch valid; recompressing with another codec either fails
+ * without writing or gives a batch that validates with the same header.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -121,6 +122,37 @@ static void patch_copy(const uint8_t *batch, size_t size)
     free(copy);
 }
 
+/* Recompress with the codec @to: a failure leaves the writer as it was; a
+ * valid input gives a batch whose CRC holds, whose records walk cleanly and
+ * whose header is the input's. */
+static void recompress(const uint8_t *batch, size_t size, kp_compression_t to, kp_zout_t *zout)
+{
+    kp_writer_t w;
+    kp_writer_init(&w, 0);
+    kp_batch_err_t e = kp_batch_recompress(batch, size, to, 0, 0, zout, &w);
+    if (e != KP_BATCH_OK) {
+        check(w.len == 0, "a failed recompression wrote");
+        kp_writer_deinit(&w);
+        return;
+    }
+    kp_batch_hdr_t a, b;
+    check(kp_batch_hdr_parse(batch, size, &a) == KP_BATCH_OK, "input header");
+    if (kp_batch_validate_one(batch, size, NULL, NULL) != KP_BATCH_OK) {
+        kp_writer_deinit(&w); /* the input must be validated first (kp_batch.h) */
+        return;
+    }
+    kp_batch_limits_t deep = {SIZE_MAX, 0, zout};
+    kp_batch_info_t info;
+    check(kp_batch_validate_one(w.buf, w.len, &deep, &info) == KP_BATCH_OK,
+          "recompressed batch invalid");
+    b = info.hdr;
+    check(info.codec == to && info.size == w.len, "recompressed codec or size");
+    check(b.record_count == a.record_count && b.base_sequence == a.base_sequence &&
+              b.producer_id == a.producer_id && b.max_timestamp == a.max_timestamp,
+          "recompression changed the header");
+    kp_writer_deinit(&w);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     kp_zout_t zout;
@@ -148,6 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (it.err == KP_BATCH_OK && n > 0)
             rebuild(batch, bsize, &zout, n, nhdrs);
         patch_copy(batch, bsize);
+        recompress(batch, bsize, (kp_compression_t)(bsize % KP_COMPRESSION__NUM), &zout);
     }
     kp_zout_deinit(&zout);
     return 0;
