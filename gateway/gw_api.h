@@ -149,6 +149,23 @@ bool gw_autocreate_allowed(const gw_server_t *srv, bool request_allows);
  */
 st_err_t gw_topic_autocreate(gw_server_t *srv, kp_str_t name, st_topic_cb cb, void *arg);
 
+/**
+ * Create topic @name (st_log_create_topic), then write its partitions'
+ * leader records (gw_leaders_ensure) before @cb runs.
+ * @returns as gw_topic_autocreate.
+ */
+st_err_t gw_topic_create(gw_server_t *srv, kp_str_t name, int32_t nparts,
+                         const st_topic_config_t *configs, size_t nconfigs, st_topic_cb cb,
+                         void *arg);
+
+/**
+ * Raise @topic's partition count to @nparts (st_log_create_partitions),
+ * then write the new partitions' leader records before @cb runs.
+ * @returns as gw_topic_autocreate.
+ */
+st_err_t gw_topic_add_partitions(gw_server_t *srv, st_topic_t *topic, int32_t nparts,
+                                 void (*cb)(st_err_t err, void *arg), void *arg);
+
 /* The broker this node advertises: host and port (port 0 in the config
  * means the bound port). */
 const char *gw_advertised_host(const gw_server_t *srv);
@@ -163,10 +180,9 @@ const gw_node_t *gw_group_coordinator(gw_req_t *req, kp_str_t group);
 /* True when this node coordinates @group: the other nodes answer
  * NOT_COORDINATOR to the group's requests. */
 bool gw_coordinates(const gw_server_t *srv, kp_str_t group);
-/* The leader of partition @p of @topic: the live node with the highest
- * rendezvous hash of (node id, topic id, @p) (gw_cluster_coordinator), so
- * partitions spread over the nodes and a node leaving moves only its own;
- * this node when the server has no cluster. */
+/* The leader of partition @p of @topic: the one its record names
+ * (gw_leaders.h), -1 while it has none; this node when the server has no
+ * cluster. */
 int32_t gw_part_leader(const gw_server_t *srv, const st_topic_t *topic, int32_t p);
 /* True when this node leads partition @p of @topic: the other nodes answer
  * NOT_LEADER_OR_FOLLOWER to its Produce, Fetch, ListOffsets,

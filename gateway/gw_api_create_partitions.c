@@ -10,8 +10,9 @@
  * without changing anything.  The new count is stored in the topic key
  * with a compare on its previous value (st_log_create_partitions): a
  * concurrent change of the same topic makes the loser NOT_CONTROLLER, which
- * admin clients retry after refreshing metadata.  New partitions take
- * produce and fetch as soon as the response is sent.
+ * admin clients retry after refreshing metadata.  The response waits until
+ * the new partitions' leader records are written (gw_topic_add_partitions):
+ * they take produce and fetch as soon as it is sent.
  */
 #include "gw_api.h"
 
@@ -105,9 +106,8 @@ static void create_one(gw_req_t *req, int32_t i, bool dup, cp_result_t *tr)
     ctx->req = req;
     ctx->tr = tr;
     ctx->count = ct->count;
-    int rc = st_log_create_partitions(req->srv->log, topic, ct->count, done_cb, ctx);
-    if (rc != 0) {
-        st_err_t e = gw_st_start_err(rc);
+    st_err_t e = gw_topic_add_partitions(req->srv, topic, ct->count, done_cb, ctx);
+    if (e != ST_OK) {
         set_error(req, tr, gw_err_from_st(e), st_err_str(e));
     } else {
         req->pending++;

@@ -239,10 +239,8 @@ static void create_one(gw_req_t *req, const kp_create_topics_request_creatable_t
     ct_ctx_t *ctx = gw_req_alloc(req, sizeof *ctx);
     ctx->req = req;
     ctx->tr = tr;
-    int rc = st_log_create_topic(srv->log, ct->name.ptr, (size_t)ct->name.len, nparts, cfgs, ncfg,
-                                 created_cb, ctx);
-    if (rc != 0) {
-        st_err_t e = gw_st_start_err(rc);
+    st_err_t e = gw_topic_create(srv, ct->name, nparts, cfgs, ncfg, created_cb, ctx);
+    if (e != ST_OK) {
         set_error(tr, gw_err_from_st(e), st_err_str(e));
     } else {
         req->pending++;

@@ -9,7 +9,9 @@
  * (gw_cluster.h) and the controller the lowest of them (admin clients send
  * CreateTopics/DeleteTopics to it and time out on -1).  Each partition's
  * leader is gw_part_leader() (this node alone without a cluster), its only
- * replica and in-sync replica: replicas = isr = [leader].
+ * replica and in-sync replica: replicas = isr = [leader]; a partition
+ * without a leader record yet is LEADER_NOT_AVAILABLE, leader -1, no
+ * replicas (clients retry, as right after a creation on Kafka).
  */
 #include "gw_api.h"
 
@@ -42,14 +44,15 @@ static void fill_topic(gw_req_t *req, st_topic_t *topic,
         kp_metadata_response_metadata_response_partition_t *p = &t->partitions[i];
         kp_metadata_response_metadata_response_partition_init(p);
         leaders[i] = gw_part_leader(req->srv, topic, i);
-        p->error_code = KP_ERR_NONE;
+        bool led = leaders[i] >= 0; /* no leader record yet: none (retriable) */
+        p->error_code = led ? KP_ERR_NONE : KP_ERR_LEADER_NOT_AVAILABLE;
         p->partition_index = i;
         p->leader_id = leaders[i];
-        p->leader_epoch = st_part_leader_epoch(topic->parts[i]); /* v7+ */
-        p->replica_nodes = &leaders[i];                          /* borrowed for encoding */
-        p->replica_nodes_count = 1;
+        p->leader_epoch = led ? st_part_leader_epoch(topic->parts[i]) : -1; /* v7+ */
+        p->replica_nodes = &leaders[i]; /* borrowed for encoding */
+        p->replica_nodes_count = led ? 1 : 0;
         p->isr_nodes = &leaders[i];
-        p->isr_nodes_count = 1;
+        p->isr_nodes_count = led ? 1 : 0;
         p->offline_replicas_count = 0; /* v5+ */
     }
 }

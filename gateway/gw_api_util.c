@@ -97,11 +97,107 @@ bool gw_autocreate_allowed(const gw_server_t *srv, bool request_allows)
     return srv->cfg->auto_create_topics_enable && request_allows;
 }
 
+/* A creation whose partitions' leader records are being written. */
+typedef struct created {
+    gw_server_t *srv;
+    kp_uuid_t id;
+    st_topic_cb cb;
+    void *arg;
+    void (*parts_cb)(st_err_t err, void *arg);
+} created_t;
+
+static void records_written(void *arg)
+{
+    created_t *c = arg;
+    st_topic_cb cb = c->cb;
+    void (*parts_cb)(st_err_t err, void *arg) = c->parts_cb;
+    void *cb_arg = c->arg;
+    st_topic_t *topic = gw_topic_find_id(c->srv, c->id);
+    free(c);
+    if (parts_cb)
+        parts_cb(ST_OK, cb_arg);
+    else if (topic)
+        cb(ST_OK, topic, cb_arg);
+    else /* deleted meanwhile */
+        cb(ST_ERR_NOT_FOUND, NULL, cb_arg);
+}
+
+/* The new partitions [@from, topic's count) get their leader records
+ * before the caller hears of them (gw_leaders_ensure). */
+static void ensure_records(created_t *c, const st_topic_t *topic, int32_t from)
+{
+    c->id = topic->id;
+    gw_leaders_ensure(c->srv->leaders, topic->id, from, topic->nparts, records_written, c);
+}
+
+static void topic_created(st_err_t err, st_topic_t *topic, void *arg)
+{
+    created_t *c = arg;
+    if (err != ST_OK || !c->srv->leaders) {
+        st_topic_cb cb = c->cb;
+        void *cb_arg = c->arg;
+        free(c);
+        cb(err, topic, cb_arg);
+        return;
+    }
+    ensure_records(c, topic, 0);
+}
+
+st_err_t gw_topic_create(gw_server_t *srv, kp_str_t name, int32_t nparts,
+                         const st_topic_config_t *configs, size_t nconfigs, st_topic_cb cb,
+                         void *arg)
+{
+    created_t *c = malloc(sizeof *c);
+    if (!c)
+        return ST_ERR_NOMEM;
+    *c = (created_t){.srv = srv, .cb = cb, .arg = arg};
+    int rc = st_log_create_topic(srv->log, name.ptr, (size_t)name.len, nparts, configs, nconfigs,
+                                 topic_created, c);
+    if (rc != 0) {
+        free(c);
+        return gw_st_start_err(rc);
+    }
+    return ST_OK;
+}
+
 st_err_t gw_topic_autocreate(gw_server_t *srv, kp_str_t name, st_topic_cb cb, void *arg)
 {
-    int rc = st_log_create_topic(srv->log, name.ptr, (size_t)name.len, srv->cfg->num_partitions,
-                                 NULL, 0, cb, arg);
-    return rc == 0 ? ST_OK : gw_st_start_err(rc);
+    return gw_topic_create(srv, name, srv->cfg->num_partitions, NULL, 0, cb, arg);
+}
+
+typedef struct parts_added {
+    created_t c;
+    int32_t from;
+} parts_added_t;
+
+static void parts_created(st_err_t err, void *arg)
+{
+    parts_added_t *a = arg;
+    st_topic_t *topic = err == ST_OK ? gw_topic_find_id(a->c.srv, a->c.id) : NULL;
+    if (!topic || !a->c.srv->leaders) {
+        void (*cb)(st_err_t err, void *arg) = a->c.parts_cb;
+        void *cb_arg = a->c.arg;
+        free(a);
+        cb(err, cb_arg);
+        return;
+    }
+    ensure_records(&a->c, topic, a->from); /* records_written frees &a->c, a's start */
+}
+
+st_err_t gw_topic_add_partitions(gw_server_t *srv, st_topic_t *topic, int32_t nparts,
+                                 void (*cb)(st_err_t err, void *arg), void *arg)
+{
+    parts_added_t *a = malloc(sizeof *a);
+    if (!a)
+        return ST_ERR_NOMEM;
+    *a = (parts_added_t){.c = {.srv = srv, .id = topic->id, .parts_cb = cb, .arg = arg},
+                         .from = topic->nparts};
+    int rc = st_log_create_partitions(srv->log, topic, nparts, parts_created, a);
+    if (rc != 0) {
+        free(a);
+        return gw_st_start_err(rc);
+    }
+    return ST_OK;
 }
 
 const char *gw_advertised_host(const gw_server_t *srv)
@@ -161,7 +257,9 @@ int32_t gw_part_leader(const gw_server_t *srv, const st_topic_t *topic, int32_t 
             st_part_set_leader_epoch(topic->parts[p], epoch);
         return leader;
     }
-    return gw_leaders_hashed(srv->cluster, topic->id, p); /* no record yet: epoch 0 */
+    if (!srv->leaders) /* not serving yet */
+        return gw_leaders_hashed(srv->cluster, topic->id, p);
+    return -1; /* no record yet: no leader (gw_leaders.h) */
 }
 
 bool gw_leads(const gw_server_t *srv, const st_topic_t *topic, int32_t p)

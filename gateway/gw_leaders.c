@@ -195,7 +195,8 @@ static void rec_put(gw_leaders_t *ld, const rec_t *r)
     bool mine_before;
     if (found)
         mine_before = ld->recs[i].leader == ld->node_id && ld->recs[i].epoch == r->epoch;
-    else /* without a record the hashed choice led, at epoch 0 */
+    else /* without a record no node appends; the hashed choice at epoch 0
+          * (its creator's, mostly) needs no catch-up */
         mine_before = r->epoch == 0 && gw_leaders_hashed(ld->cl, r->id, r->p) == ld->node_id;
     bool take = ld->loaded && r->leader == ld->node_id && !mine_before;
     if (found) {
@@ -609,6 +610,117 @@ static void write_records(gw_leaders_t *ld, const st_kv_t *kvs, size_t nkvs)
         return;
     }
     ld->inflight++;
+}
+
+/* ------------------------------------------------------------------ */
+/* Records of new partitions                                           */
+/* ------------------------------------------------------------------ */
+
+/* A gw_leaders_ensure in progress: one transaction at a time. */
+typedef struct ensure {
+    gw_leaders_t *ld;
+    kp_uuid_t id;
+    int32_t next, end; /* the partitions not yet looked at */
+    int32_t first;     /* the first of the transaction in flight */
+    void (*done)(void *arg);
+    void *arg;
+    size_t n;
+    rec_t recs[GW_LEADERS_TXN_PARTS];
+    char keys[GW_LEADERS_TXN_PARTS][KEY_MAX];
+    char vals[GW_LEADERS_TXN_PARTS][VAL_MAX];
+} ensure_t;
+
+static void ensure_step(ensure_t *e);
+
+static void ensure_written(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res,
+                           size_t nres, void *arg)
+{
+    ensure_t *e = arg;
+    gw_leaders_t *ld = e->ld;
+    if (!settle(ld)) {
+        free(e);
+        return;
+    }
+    if (err != ST_OK) {
+        gw_log_warn("leaders", "cannot write %zu new partition leader record%s: %s", e->n,
+                    e->n == 1 ? "" : "s", st_err_str(err));
+    } else if (ok) {
+        for (size_t i = 0; i < e->n; i++) {
+            e->recs[i].mod_rev = rev;
+            rec_put(ld, &e->recs[i]);
+        }
+    } else { /* another node wrote some first: the failure branch read them */
+        bool any = false;
+        for (size_t i = 0; i < nres; i++)
+            for (size_t k = 0; k < res[i].n; k++) {
+                rec_t r;
+                if (kv_rec(&res[i].kvs[k], &r)) {
+                    rec_put(ld, &r);
+                    any = true;
+                }
+            }
+        if (any) /* the others of this transaction again, without those */
+            e->next = e->first;
+    }
+    ensure_step(e);
+}
+
+static void ensure_step(ensure_t *e)
+{
+    gw_leaders_t *ld = e->ld;
+    st_cmp_t cmps[GW_LEADERS_TXN_PARTS];
+    st_op_t ops[GW_LEADERS_TXN_PARTS], gets[GW_LEADERS_TXN_PARTS];
+    char hex[33];
+    st_uuid_hex(e->id, hex);
+    e->n = 0;
+    e->first = e->next;
+    while (e->next < e->end && e->n < GW_LEADERS_TXN_PARTS) {
+        int32_t p = e->next++, l, ep;
+        if (gw_leaders_get(ld, e->id, p, &l, &ep))
+            continue;
+        size_t k = e->n++;
+        e->recs[k] = (rec_t){.id = e->id, .p = p, .leader = gw_leaders_hashed(ld->cl, e->id, p)};
+        snprintf(e->keys[k], KEY_MAX, "%s%s/%" PRId32 "/state", PREFIX, hex, p);
+        size_t vlen = gw_leaders_format(e->vals[k], VAL_MAX, e->recs[k].leader, 0);
+        cmps[k] = (st_cmp_t){.key = e->keys[k], .target = ST_CMP_MOD, .op = ST_CMP_EQ, .num = 0};
+        ops[k] = (st_op_t){.type = ST_OP_PUT,
+                           .key = e->keys[k],
+                           .val = (const uint8_t *)e->vals[k],
+                           .val_len = vlen};
+        gets[k] = (st_op_t){.type = ST_OP_GET, .key = e->keys[k]};
+    }
+    if (e->n > 0) {
+        st_txn_t txn = {.cmps = cmps,
+                        .ncmps = e->n,
+                        .success = ops,
+                        .nsuccess = e->n,
+                        .failure = gets,
+                        .nfailure = e->n};
+        if (st_meta_txn(ld->meta, &txn, ensure_written, e) == 0) {
+            ld->inflight++;
+            return;
+        }
+        gw_log_warn("leaders", "cannot write new partition leader records: out of memory");
+    }
+    /* Every partition has a record here, or writing them failed: the
+     * controller writes the missing ones, and until then no node leads
+     * them. */
+    void (*done)(void *arg) = e->done;
+    void *arg = e->arg;
+    free(e);
+    done(arg);
+}
+
+void gw_leaders_ensure(gw_leaders_t *ld, kp_uuid_t id, int32_t from, int32_t nparts,
+                       void (*done)(void *arg), void *arg)
+{
+    ensure_t *e = malloc(sizeof *e);
+    if (!e) {
+        done(arg);
+        return;
+    }
+    *e = (ensure_t){.ld = ld, .id = id, .next = from, .end = nparts, .done = done, .arg = arg};
+    ensure_step(e);
 }
 
 static void nodes_read(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,

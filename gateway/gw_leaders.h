@@ -29,9 +29,13 @@
  * (st_part_take_over: catch-up on what the previous leaders committed);
  * Produce is refused until it ends.
  *
- * A partition without a record (a topic created an instant ago, before the
- * controller saw it) is led by the same hashed choice, over this node's
- * view, with epoch 0 -- what every node did before records existed.
+ * A partition without a record has no leader: no node appends to it (they
+ * answer NOT_LEADER_OR_FOLLOWER, Metadata LEADER_NOT_AVAILABLE), so two
+ * nodes whose views differ never both append to it unfenced.  The node
+ * that creates a topic or adds partitions writes their records itself
+ * (gw_leaders_ensure) before it answers, so the creator's clients never
+ * see the gap; the controller writes any still missing (e.g. partitions
+ * of a store from before records existed).
  *
  * Ownership: borrows @meta, @log and @cl, which must outlive it.
  * Threading: loop thread only.
@@ -74,6 +78,17 @@ bool gw_leaders_get(const gw_leaders_t *ld, kp_uuid_t id, int32_t p, int32_t *le
 /* The live node of the highest rendezvous hash of (node id, topic id,
  * partition) in @cl's view: the leader a record should name. */
 int32_t gw_leaders_hashed(const gw_cluster_t *cl, kp_uuid_t id, int32_t p);
+
+/* Write the record of each partition of topic @id in [@from, @nparts)
+ * that has none yet: the hashed leader (gw_leaders_hashed) at epoch 0,
+ * with a compare that the key is absent (a record another node wrote
+ * first is read instead and kept), GW_LEADERS_TXN_PARTS per transaction.
+ * Then @done(@arg), once each of those partitions has a record here
+ * (unless a write failed: logged; the controller writes the rest).
+ * @done may run inside this call.  Dropped, uncalled, by gw_leaders_free
+ * while a transaction is in flight. */
+void gw_leaders_ensure(gw_leaders_t *ld, kp_uuid_t id, int32_t from, int32_t nparts,
+                       void (*done)(void *arg), void *arg);
 
 /* Call @done(@arg) once every record written up to store revision @rev is
  * reflected (gw_leaders_get; the partitions' epochs), from the loop, never

@@ -20,6 +20,7 @@
 #include "gw_cluster.h"
 #include "gw_leaders.h"
 #include "log_fx.h"
+#include "st_format.h"
 
 static void test_format(void **state)
 {
@@ -200,11 +201,84 @@ static void test_controller(void **state)
     gw_cluster_free(c2);
 }
 
+static void ensured_cb(void *arg)
+{
+    ((started_t *)arg)->done++;
+}
+
+/* A new topic's records, written by the node that creates it before it
+ * answers (gw_leaders_ensure; until then no node leads the partitions):
+ * the hashed leader at epoch 0, and a record another node wrote first
+ * kept as it is.  Node 1 (the controller) runs no gw_leaders here, so
+ * only gw_leaders_ensure writes. */
+static void test_ensure(void **state)
+{
+    fx_t *f = *state;
+    fx_open(f);
+    st_topic_t *topic = create(f, "fresh", 60); /* two transactions */
+    gw_cluster_t *c1 = member(f, 1), *c2 = member(f, 2);
+    size_t n;
+    while (gw_cluster_nodes(c2, &n), n != 2)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    gw_leaders_t *l2 = leaders(f, c2, 2);
+    int32_t l, e;
+    for (int i = 0; i < 300; i++) { /* more than a controller tick: nobody writes */
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    for (int32_t p = 0; p < 60; p++)
+        assert_false(gw_leaders_get(l2, topic->id, p, &l, &e));
+
+    /* Partition 50's record, written elsewhere (not yet seen by l2). */
+    char hex[33], key[128], val[48];
+    st_uuid_hex(topic->id, hex);
+    snprintf(key, sizeof key, "/nuthatch/partitions/%s/50/state", hex);
+    size_t vlen = gw_leaders_format(val, sizeof val, 1, 3);
+    st_op_t put = {.type = ST_OP_PUT, .key = key, .val = (const uint8_t *)val, .val_len = vlen};
+    st_txn_t txn = {.success = &put, .nsuccess = 1};
+    started_t s = {0};
+    assert_int_equal(st_meta_txn(f->meta, &txn, put_cb, &s), 0);
+    while (s.done == 0)
+        event_base_loop(f->base, EVLOOP_ONCE);
+
+    started_t d = {0};
+    gw_leaders_ensure(l2, topic->id, 0, 60, ensured_cb, &d);
+    assert_true(pump_until(f, is_done, &d));
+    assert_int_equal(d.done, 1);
+    for (int32_t p = 0; p < 60; p++) {
+        assert_true(gw_leaders_get(l2, topic->id, p, &l, &e));
+        assert_int_equal(l, p == 50 ? 1 : gw_leaders_hashed(c2, topic->id, p));
+        assert_int_equal(e, p == 50 ? 3 : 0);
+    }
+    assert_int_equal(gw_leaders_takeovers(l2), 0); /* a new partition needs no catch-up */
+
+    /* In the store: another node reads the same records. */
+    gw_leaders_t *l1 = leaders(f, c1, 1);
+    for (int32_t p = 0; p < 60; p++) {
+        int32_t l1l, l1e;
+        assert_true(gw_leaders_get(l1, topic->id, p, &l1l, &l1e));
+        assert_true(gw_leaders_get(l2, topic->id, p, &l, &e));
+        assert_int_equal(l1l, l);
+        assert_int_equal(l1e, e);
+    }
+
+    /* Nothing left to write: done at once. */
+    started_t d2 = {0};
+    gw_leaders_ensure(l2, topic->id, 0, 60, ensured_cb, &d2);
+    assert_int_equal(d2.done, 1);
+
+    gw_leaders_free(l1);
+    gw_leaders_free(l2);
+    gw_cluster_free(c1);
+    gw_cluster_free(c2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format),
         cmocka_unit_test_setup_teardown(test_controller, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ensure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
