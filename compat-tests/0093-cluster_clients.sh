@@ -13,6 +13,10 @@
 #   3. confluent-kafka-python and kafka-python: an idempotent producer
 #      (acks=all) writes 300 records over a 6-partition topic; a consumer
 #      group reads back exactly those 300, each once.
+#   4. kcat: 4 partitions; for each, a producer bootstrapped on a node that
+#      does not lead it writes 50 records with keys and two headers (-K, -H,
+#      -p), and a consumer bootstrapped on another non-leader reads them
+#      back: every key, value, header and partition is checked.
 set -u
 . "$(dirname "$0")/lib/nh_cluster.sh"
 
@@ -136,6 +140,39 @@ if fails or sorted(got) != sorted(want):
     bad += 1
 sys.exit(1 if bad else 0)
 PY
+
+# 4. kcat.
+if command -v kcat >/dev/null; then
+    K=cl-kcat
+    timeout 60 /usr/bin/python3 - "$NHC_BOOTSTRAP" "$K" <<'PY' || fail "kcat: cannot create $K"
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+a = AdminClient({"bootstrap.servers": sys.argv[1]})
+a.create_topics([NewTopic(sys.argv[2], 4, 1)])[sys.argv[2]].result(30)
+PY
+    for p in 0 1 2 3; do
+        leader=$(timeout 30 kcat -L -b "$NHC_BOOTSTRAP" -t "$K" 2>/dev/null |
+            sed -n "s/^ *partition $p, leader \([0-9]*\),.*/\1/p")
+        [ -n "$leader" ] || { fail "kcat: no leader for $K/$p"; continue; }
+        others=()
+        for i in 1 2 3; do [ "$i" = "$leader" ] || others+=("$i"); done
+        pb=127.0.0.1:${NHC_PORT[${others[0]}]} cb=127.0.0.1:${NHC_PORT[${others[1]}]}
+        for i in $(seq 1 50); do echo "key-$p-$i:value-$p-$i"; done |
+            timeout 60 kcat -P -b "$pb" -t "$K" -p "$p" -K: -H "h1=one-$p" -H "h2=two" \
+                -X enable.idempotence=true 2>"$NH_DIR/kcat4.p" ||
+            fail "kcat produce to $K/$p through node ${others[0]}: $(cat "$NH_DIR/kcat4.p")"
+        timeout 60 kcat -C -b "$cb" -t "$K" -p "$p" -o beginning -c 50 -e -q \
+            -f '%p|%k|%s|%h\n' >"$NH_DIR/kcat4.out" 2>"$NH_DIR/kcat4.c"
+        expect=$(for i in $(seq 1 50); do echo "$p|key-$p-$i|value-$p-$i|h1=one-$p,h2=two"; done)
+        if [ "$(cat "$NH_DIR/kcat4.out")" != "$expect" ]; then
+            fail "kcat $K/$p (leader $leader) read through node ${others[1]}: $(wc -l <"$NH_DIR/kcat4.out") lines, first differences: $(diff <(echo "$expect") "$NH_DIR/kcat4.out" | head -4) $(cat "$NH_DIR/kcat4.c")"
+        else
+            echo "kcat: $K/$p (leader $leader): 50 keyed records with headers, produced through node ${others[0]}, read back through node ${others[1]}"
+        fi
+    done
+else
+    echo "kcat missing: part 4 skipped"
+fi
 
 [ "$failures" -eq 0 ] || exit 1
 echo "0093-cluster_clients: ok"
