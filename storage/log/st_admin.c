@@ -76,7 +76,9 @@ static void topic_txn_done(st_err_t err, bool ok, int64_t rev, const st_op_resul
     st_topic_t *t = op->topic;
     if (err == ST_OK && !ok)
         err = ST_ERR_CONFLICT; /* changed (or deleted) since this node read it */
-    if (err == ST_OK && op->parts) {
+    if (err == ST_OK && op->parts && t->nparts < op->nparts) {
+        /* (the catalog watch may have added them already, from this very
+         * change: then op's new partitions go with op) */
         st_part_t **old = t->parts;
         t->parts = op->parts;
         t->nparts = op->nparts;

@@ -658,12 +658,44 @@ const char *st_log_open_error(const st_log_t *log)
  * creating) is added with empty partitions, and a known topic whose key is
  * deleted (by another node) goes as after st_log_delete_topic.  A failed
  * read or a broken watch is retried every TOPICS_RETRY_MS with a fresh read
- * and watch (a deletion missed meanwhile is not noticed).  Changes to known
- * topics (configs, partition counts) are not followed (docs/cluster.md).
+ * and watch (a deletion missed meanwhile is not noticed).  Partitions added
+ * to a known topic are added here too; other changes to known topics
+ * (configs) are not followed (docs/cluster.md).
  */
 #define TOPICS_RETRY_MS 1000
 
 static void topics_read(st_log_t *log);
+
+/* A known topic's key changed: partitions added elsewhere (CreatePartitions
+ * through another node) are added here, empty (their records have not been
+ * appended to: only their recorded leader appends, once it knows them).
+ * Other changes (configs) are not followed. */
+static void topics_grow(st_log_t *log, st_topic_t *known, const char *name, const uint8_t *val,
+                        size_t len)
+{
+    st_topic_t *t = topic_decode(log, name, val, len);
+    if (t && memcmp(t->id.b, known->id.b, sizeof t->id.b) == 0 && t->nparts > known->nparts) {
+        st_part_t **parts = calloc((size_t)t->nparts, sizeof(*parts));
+        int32_t i = known->nparts;
+        if (parts) {
+            memcpy(parts, known->parts, (size_t)known->nparts * sizeof(*parts));
+            for (; i < t->nparts; i++)
+                if (!(parts[i] = st_log__part_new(log, known, i)))
+                    break;
+        }
+        if (parts && i == t->nparts) {
+            free(known->parts);
+            known->parts = parts;
+            known->nparts = t->nparts;
+        } else if (parts) {
+            while (i-- > known->nparts)
+                free(parts[i]);
+            free(parts);
+        }
+    }
+    if (t)
+        topic_free(log, t);
+}
 
 /* Add the topic of key @key (under @prefix) unless its name is known. */
 static void topics_learn(st_log_t *log, const char *key, size_t plen, const uint8_t *val,
@@ -677,7 +709,10 @@ static void topics_learn(st_log_t *log, const char *key, size_t plen, const uint
         return;
     }
     size_t nlen = strlen(name);
-    if (!st_log_topic(log, name, nlen) && !creating_find(log, name, nlen)) {
+    st_topic_t *known = st_log_topic(log, name, nlen);
+    if (known && !known->deleting) {
+        topics_grow(log, known, name, val, len);
+    } else if (!known && !creating_find(log, name, nlen)) {
         st_topic_t *t = topic_decode(log, name, val, len);
         if (t && st_log_topic_by_id(log, t->id)) {
             topic_free(log, t); /* a topic being deleted here, created again elsewhere */

@@ -980,6 +980,24 @@ static void test_topic_watch(void **state)
     assert_int_equal(st_log_topic_count(a), 3);
     assert_int_equal(st_log_topic_count(b), 3);
 
+    /* partitions added through one are added to the other, empty */
+    res_t g = {0};
+    assert_int_equal(st_log_create_partitions(b, early, 5, open_cb, &g), 0);
+    run_until(f, &g.done, 1);
+    assert_int_equal(g.err, ST_OK);
+    assert_int_equal(early->nparts, 5);
+    for (int i = 0; i < 5000 && before->nparts != 5; i++) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        if (before->nparts != 5)
+            usleep(1000);
+    }
+    assert_int_equal(before->nparts, 5);
+    for (int32_t p = 0; p < 5; p++) {
+        assert_int_equal(st_part_index(before->parts[p]), p);
+        assert_int_equal(st_part_hw(before->parts[p]), 0);
+    }
+    assert_true(st_part_topic(before->parts[4]) == before);
+
     /* a deletion through one goes from the other too */
     res_t d = {0};
     assert_int_equal(st_log_delete_topic(b, tb, open_cb, &d), 0);
