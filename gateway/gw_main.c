@@ -7,6 +7,9 @@
  */
 #include <event2/thread.h>
 #include <stdio.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "gw_config.h"
 #include "gw_log.h"
@@ -32,8 +35,24 @@ static void log_config(const gw_config_t *cfg)
     gw_config_log(cfg);
 }
 
+/* The produce path allocates a request frame, a copy of each batch and a
+ * flush object of up to a few MiB, and frees them a moment later.  glibc
+ * serves blocks that large with mmap() (or trims the heap after their
+ * free()), so every one came back as fresh pages, faulted in and zeroed by
+ * the kernel on first touch.  Keeping them in the heap lets the next
+ * flush reuse the same pages; at most M_TRIM_THRESHOLD of free memory stays
+ * mapped at the top of the heap. */
+static void tune_malloc(void)
+{
+#if defined(__GLIBC__)
+    (void)mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's largest on 64-bit */
+    (void)mallopt(M_TRIM_THRESHOLD, 32 << 20);
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    tune_malloc();
     /* Before any event_base or thread exists: the storage worker pool posts
      * completions to the loop from other threads. */
     if (evthread_use_pthreads() != 0) {
