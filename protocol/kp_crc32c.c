@@ -4,6 +4,7 @@
  *
  * The 8 KiB of tables are computed once, under pthread_once(), and are
  * read-only afterwards, so no caller can ever observe them half built.
+ * The same holds for the 32 powers of x that kp_crc32c_combine() uses.
  */
 #include "kp_crc32c.h"
 
@@ -112,4 +113,42 @@ uint32_t kp_crc32c(uint32_t crc, const void *buf, size_t len)
         return crc32c_hw(crc, buf, len);
 #endif
     return kp_crc32c_sw(crc, buf, len);
+}
+
+/* a * b modulo the polynomial, both bit-reflected (x^0 is the top bit). */
+static uint32_t mult_mod_p(uint32_t a, uint32_t b)
+{
+    uint32_t m = 1u << 31, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0)
+                break;
+        }
+        m >>= 1;
+        b = b & 1 ? (b >> 1) ^ POLY : b >> 1;
+    }
+    return p;
+}
+
+static uint32_t x2n_table[32]; /* x^(2^n) mod P; written only inside x2n_init() */
+static pthread_once_t x2n_once = PTHREAD_ONCE_INIT;
+
+static void x2n_init(void)
+{
+    uint32_t p = 1u << 30; /* x^1 */
+    x2n_table[0] = p;
+    for (int n = 1; n < 32; n++)
+        x2n_table[n] = p = mult_mod_p(p, p);
+}
+
+uint32_t kp_crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t len2)
+{
+    pthread_once(&x2n_once, x2n_init);
+    /* crc1 times x^(8 * len2): the effect of len2 zero bytes. */
+    uint32_t p = 1u << 31; /* x^0 */
+    for (unsigned k = 3; len2; len2 >>= 1, k++)
+        if (len2 & 1)
+            p = mult_mod_p(x2n_table[k & 31], p);
+    return mult_mod_p(p, crc1) ^ crc2;
 }

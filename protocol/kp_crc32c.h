@@ -25,6 +25,14 @@
 uint32_t kp_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /**
+ * The CRC of A followed by B from @crc1 = kp_crc32c(0, A, n) and
+ * @crc2 = kp_crc32c(0, B, @len2), without reading either: about 32 shifts
+ * per set bit of @len2 (zlib's crc32_combine for this polynomial).
+ * @thread any
+ */
+uint32_t kp_crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t len2);
+
+/**
  * The same function computed with the portable slicing-by-8 table, whatever
  * the CPU supports (lets tests compare both paths).
  * @thread any

@@ -325,6 +325,33 @@ static void test_crc32c_check_value(void **state)
         print_message("note: no SSE4.2 here; kp_crc32c uses the table path too\n");
 }
 
+/* The CRC of a concatenation from the parts' CRCs, at every cut of a
+ * random buffer, for empty parts and for a length with many bits set. */
+static void test_crc32c_combine(void **state)
+{
+    (void)state;
+    uint8_t buf[1500];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    uint32_t whole = kp_crc32c_sw(0, buf, sizeof buf);
+    for (size_t cut = 0; cut <= sizeof buf; cut += 7) {
+        uint32_t a = kp_crc32c(0, buf, cut), b = kp_crc32c(0, buf + cut, sizeof buf - cut);
+        assert_int_equal(kp_crc32c_combine(a, b, sizeof buf - cut), whole);
+    }
+    assert_int_equal(kp_crc32c_combine(whole, 0, 0), whole);
+    assert_int_equal(kp_crc32c_combine(0, whole, sizeof buf), whole);
+    size_t big = (1u << 20) - 1; /* 20 bits set */
+    uint8_t *m = calloc(1, big + 9);
+    assert_non_null(m);
+    memcpy(m, "123456789", 9);
+    assert_int_equal(kp_crc32c_combine(KP_CRC32C_CHECK, kp_crc32c(0, m + 9, big), big),
+                     kp_crc32c(0, m, big + 9));
+    free(m);
+}
+
 static void test_crc32c_random(void **state)
 {
     (void)state;
@@ -1258,6 +1285,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_check_value),
         cmocka_unit_test(test_crc32c_random),
+        cmocka_unit_test(test_crc32c_combine),
         cmocka_unit_test(test_roundtrip_none),
         cmocka_unit_test(test_roundtrip_gzip),
         cmocka_unit_test(test_roundtrip_snappy_xerial),

@@ -260,8 +260,19 @@ static void take_partition(kp_writer_t *w, st_fpart_t *fp, st_part_t *part)
     d->last_offset = part->pend_tail->last;
     d->max_timestamp = INT64_MIN;
     d->pos = w->len;
+    /* The chunk CRC without a second pass over the bytes: each batch was
+     * validated on append, so its CRC field is the CRC of everything from
+     * its attributes on; only the 21 bytes before (with the offset and
+     * epoch set here) are read again. */
+    uint32_t crc = 0;
     for (st_pend_t *b = part->pend_head; b; b = b->next) {
+        size_t at = w->len;
         kp_write_raw(w, b->data, b->len);
+        if (!w->err) {
+            crc = kp_crc32c(crc, w->buf + at, KP_BATCH_OFF_ATTRIBUTES);
+            crc = kp_crc32c_combine(crc, kp_be32(b->data + KP_BATCH_OFF_CRC),
+                                    b->len - KP_BATCH_OFF_ATTRIBUTES);
+        }
         free(b->data);
         b->data = NULL;
         d->batches++;
@@ -269,7 +280,7 @@ static void take_partition(kp_writer_t *w, st_fpart_t *fp, st_part_t *part)
             d->max_timestamp = b->max_ts;
     }
     d->len = (uint32_t)(w->len - d->pos);
-    d->crc = w->err ? 0 : kp_crc32c(0, w->buf + d->pos, d->len);
+    d->crc = w->err ? 0 : crc;
     part->log->pend_bytes -= part->pend_bytes;
     part->pend_head = part->pend_tail = NULL;
     part->pend_bytes = 0;

@@ -290,8 +290,9 @@ void st_part_epoch_end(const st_part_t *part, int32_t epoch, int32_t *out_epoch,
 
 /* @base_offset: the offset of the batch's first record on ST_OK. */
 typedef void (*st_append_cb)(st_err_t err, int64_t base_offset, void *arg);
-/* Append one RecordBatch v2 the caller validated.  The batch is copied;
- * its base offset and leader epoch are set in the copy.  ST_ERR_IO /
+/* Append one RecordBatch v2 the caller validated (its CRC field, which
+ * the object's chunk CRC is derived from, matches its bytes).  The batch
+ * is copied; its base offset and leader epoch are set in the copy.  ST_ERR_IO /
  * ST_ERR_TIMEOUT: the flush failed; ST_ERR_CONFLICT: this node was fenced;
  * ST_ERR_NOT_FOUND: the topic was deleted; ST_ERR_CLOSED: shutting down.
  *
