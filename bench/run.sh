@@ -52,6 +52,13 @@ done
 log() { echo "bench: $*" >&2; }
 # kv FILE KEY: the value of KEY in FILE (KEY=VALUE lines), or empty.
 kv() { [ -f "$1" ] && sed -n "s/^$2=//p" "$1" | tail -1; }
+# half_rate DIR SYSTEM: half of SYSTEM's 1-partition produce rate (records/s),
+# or of its first partition count's when NH_BENCH_PARTITIONS leaves 1 out.
+half_rate() {
+    local f=$1/$2-p1.kv
+    [ -f "$f" ] || f=$1/$2-p${PARTS%% *}.kv
+    awk -v r="$(kv "$f" produce_records_s)" 'BEGIN { printf "%d", r / 2 }'
+}
 
 # ---------------------------------------------------------------- one gateway
 # run.sh --one OUT: the gateway part for $NH_BACKEND, results into OUT/$NH_BACKEND-*.
@@ -170,7 +177,7 @@ if [ "${1:-}" = --one ]; then
             prof_stop
         fi
     done
-    half=$(awk -v r="$(kv "$OUT/$B-p1.kv" produce_records_s)" 'BEGIN { printf "%d", r / 2 }')
+    half=$(half_rate "$OUT" "$B")
     for ph in latency half; do
         f=$OUT/$B-$ph.kv
         c0=$(counters) h0=$(hists)
@@ -253,7 +260,7 @@ for s in $SYSTEMS; do
             "$NH_BENCH" --mock "${COMMON[@]}" --partitions "$p" --phases produce,consume \
                 >"$OUT/mock-p$p.kv" 2>/dev/null || exit 1
         done
-        half=$(awk -v r="$(kv "$OUT/mock-p1.kv" produce_records_s)" 'BEGIN { printf "%d", r / 2 }')
+        half=$(half_rate "$OUT" mock)
         for ph in latency half; do
             log "mock: $ph latency"
             "$NH_BENCH" --mock "${COMMON[@]}" --phases "$ph" --half-rate "$half" \
