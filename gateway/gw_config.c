@@ -244,6 +244,10 @@ static const opt_t opts[] = {
     {.name = "read.cache.bytes", .type = T_LONG, FIELD(read_cache_bytes), .min = 0,
      .max = INT64_MAX, .def = "268435456",
      .help = "Memory for the cache of object ranges read for fetches, in bytes (0 = none)"},
+    {.name = "read.ahead.bytes", .type = T_LONG, FIELD(read_ahead_bytes), .min = 0,
+     .max = INT64_MAX, .def = "33554432",
+     .help = "Object ranges read ahead of sequential fetches (and merged across the "
+             "partitions of one object) in flight at once, in bytes (0 = none)"},
     {.name = "tail.cache.bytes", .type = T_LONG, FIELD(tail_cache_bytes), .min = 0,
      .max = INT64_MAX, .def = "67108864",
      .help = "Memory for recently committed batches kept for tail fetches, over all "

@@ -95,6 +95,8 @@ typedef struct gw_config {
                                                 flushes and responses, ms */
     int64_t read_cache_bytes;                /* budget of the object-range read cache, bytes;
                                                 0 = no cache */
+    int64_t read_ahead_bytes;                /* ranged GETs started ahead of sequential
+                                                fetches in flight, bytes; 0 = none */
     int64_t tail_cache_bytes;                /* budget of the per-partition tails of recently
                                                 committed batches, bytes; 0 = none */
     char cluster_id[GW_CONFIG_CLUSTER_ID_MAX]; /* "" = generate one and keep it in the

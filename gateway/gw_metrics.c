@@ -678,6 +678,11 @@ char *gw_metrics_render(gw_metrics_t *m)
             (double)s.appends);
         one(b, "nuthatch_object_reads_missed_total", "counter",
             "Ranged object reads that missed the caches.", (double)s.object_gets);
+        one(b, "nuthatch_object_reads_ahead_total", "counter",
+            "Of them, started ahead of a sequential fetch.", (double)s.read_ahead_gets);
+        one(b, "nuthatch_object_reads_merged_chunks_total", "counter",
+            "Chunks read by a ranged object read started for another chunk of the object.",
+            (double)s.merged_chunks);
         one(b, "nuthatch_write_buffer_bytes", "gauge",
             "Bytes produced and not yet committed (waiting or uploading).",
             (double)st_log_buffered(srv->log));

@@ -623,6 +623,7 @@ static void open_log(run_ctx_t *ctx)
         .flush_max_inflight = cfg->flush_max_inflight,
         .tail_cache_bytes = (size_t)cfg->tail_cache_bytes,
         .read_cache_bytes = (size_t)cfg->read_cache_bytes,
+        .read_ahead_bytes = (size_t)cfg->read_ahead_bytes,
         .default_partitions = cfg->num_partitions,
         .cluster_id = cfg->cluster_id,
         .write_buffer_bytes = (size_t)cfg->write_buffer_bytes,

@@ -129,6 +129,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg->metrics_listen, "");
     assert_int_equal(cfg->shutdown_timeout_ms, 5000);
     assert_int_equal(cfg->read_cache_bytes, 256 << 20);
+    assert_int_equal(cfg->read_ahead_bytes, 32 << 20);
     assert_int_equal(cfg->tail_cache_bytes, 64 << 20);
     assert_string_equal(cfg->cluster_id, "");
     assert_string_equal(cfg->metadata_etcd_user, "");

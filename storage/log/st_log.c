@@ -158,6 +158,7 @@ st_part_t *st_log__part_new(st_log_t *log, st_topic_t *t, int32_t index)
     p->log = log;
     p->topic = t;
     p->index = index;
+    p->ra_pos = -1;
     st_list_init(&p->dirty_link);
     st_list_init(&p->waiters);
     return p;

@@ -77,6 +77,10 @@ typedef struct st_log_cfg {
     int flush_max_inflight;     /* object uploads in parallel, >= 1 */
     size_t tail_cache_bytes;    /* committed batches kept in memory, all partitions */
     size_t read_cache_bytes;    /* object ranges cached for reads, all partitions */
+    size_t read_ahead_bytes;    /* ranged GETs started ahead of sequential reads, in
+                                 * flight over all partitions; it also bounds how far
+                                 * one GET is merged with its object's neighbouring
+                                 * chunks (docs/storage.md "Read-ahead"); 0 = neither */
     int32_t default_partitions; /* for st_log_create_topic with nparts -1 */
     size_t write_buffer_bytes;  /* bytes of appended batches not yet committed (pending
                                  * and in flight) above which st_log_buffer_full() says
@@ -167,6 +171,8 @@ typedef struct st_log_stats {
     uint64_t flush_bytes;       /* bytes in committed objects */
     uint64_t appends;           /* batches acknowledged */
     uint64_t object_gets;       /* ranged reads that missed the caches */
+    uint64_t read_ahead_gets;   /* of them, started ahead of any read asking for them */
+    uint64_t merged_chunks;     /* chunks read by a GET started for another chunk */
     size_t tail_bytes;          /* bytes held by memory tails */
     size_t cache_bytes;         /* bytes held by the read cache */
     /* lifecycle (st_life.c) */

@@ -77,7 +77,8 @@ typedef struct st_chunk {
     st_prod_desc_t *prods; /* its producer entries (chunk 0), owned, or NULL */
     uint32_t nprods;
     st_link_t lru;   /* in log->tail_lru or log->cache_lru by where */
-    st_load_t *load; /* ranged GET in flight, or NULL */
+    st_load_t *load; /* ranged GET in flight or about to start, or NULL */
+    size_t load_idx; /* this chunk's slot in load */
     st_part_t *part;
 } st_chunk_t;
 
@@ -160,6 +161,8 @@ struct st_part {
     st_epoch_t *epochs; /* recorded epochs' start offsets, by epoch (st_takeover.c) */
     size_t nepochs;
     int taking_over; /* st_part_take_over in progress */
+    int64_t ra_pos;  /* where the next sequential read starts (the end of the last
+                      * read, or the offset of the one in progress); -1 = never read */
 };
 
 typedef enum st_flush_state {
@@ -234,6 +237,7 @@ struct st_log {
     st_link_t tail_lru;  /* chunks in the memory tail, oldest first */
     st_link_t cache_lru; /* chunks in the read cache, least recent first */
     st_log_stats_t stats;
+    size_t ra_inflight;   /* bytes of read-ahead GETs in flight (cfg.read_ahead_bytes) */
     struct st_pids *pids; /* producer id allocation (st_producer.c), or NULL */
     bool hold_commits;    /* st_log_hold_commits */
     struct st_life *life; /* folding, retention, GC (st_life.c), or NULL */

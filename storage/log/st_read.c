@@ -84,17 +84,25 @@ static void chunk_drop_buf(st_log_t *log, st_chunk_t *c)
     st_list_del(&c->lru);
 }
 
+/* One ranged GET: bytes [pos, pos + len) of obj holding chunks, which lie
+ * in that range (a merged GET holds several; the bytes between them are
+ * read and dropped). */
 struct st_load {
-    st_chunk_t *chunk; /* NULL once the chunk was freed */
     st_log_t *log;
+    st_obj_t *obj; /* referenced */
+    uint64_t pos, len;
+    st_chunk_t **chunks; /* slots NULL once a chunk is freed or moved to another load */
+    size_t n, cap;
     struct read_op *waiting; /* reads to resume when the bytes arrive */
+    bool issued;             /* the GET was started */
+    size_t ahead;            /* bytes counted in log->ra_inflight */
 };
 
 void st_log__chunk_free(st_log_t *log, st_chunk_t *c)
 {
     chunk_drop_buf(log, c);
     if (c->load)
-        c->load->chunk = NULL;
+        c->load->chunks[c->load_idx] = NULL;
     c->obj->live -= c->len;
     c->obj->nlive--;
     st_log__obj_unref(c->obj);
@@ -259,6 +267,9 @@ typedef struct read_op {
     size_t chunk;                   /* READ_TIME: the chunk being searched */
     bool started;                   /* READ_TIME: chunk was set */
     uint64_t dropped;               /* part->dropped when chunk was set */
+    size_t wait_idx;                /* in a load's waiting list: its chunk's slot */
+    int64_t end;                    /* READ_BATCHES: the offset after the last batch taken */
+    bool stored; /* READ_BATCHES: sequential or waited for a GET: read ahead when done */
 } read_op_t;
 
 /* Chunks dropped from the front of the partition (retention) since op->chunk
@@ -270,10 +281,17 @@ static void chunk_rebase(read_op_t *op)
     op->dropped = op->part->dropped;
 }
 
+static void read_ahead(st_part_t *part, size_t want);
+
 static void op_finish(void *arg)
 {
     read_op_t *op = arg;
     st_log_t *log = op->part->log;
+    if (op->kind == READ_BATCHES && op->err == ST_OK) {
+        op->part->ra_pos = op->n ? op->end : op->offset;
+        if (op->stored)
+            read_ahead(op->part, op->max_bytes);
+    }
     if (op->kind == READ_BATCHES)
         op->cb(op->err, op->slices, op->err == ST_OK ? op->n : 0, op->arg);
     else
@@ -311,6 +329,7 @@ static bool gather_chunk(read_op_t *op, const st_chunk_t *c)
         if (op->bytes > 0 && (op->bytes + size > op->max_bytes || op->n == READ_MAX_SLICES))
             return false;
         add_slice(op, c->buf, c->buf_off + (size_t)(b - data), size);
+        op->end = last + 1;
     }
     return true;
 }
@@ -353,73 +372,312 @@ static void read_gather(read_op_t *op)
         op_finish(op); /* out of memory: answering now beats never */
 }
 
+/* Most chunks a GET merges; gaps up to MERGE_GAP bytes between merged
+ * chunks are read along; chunks a sequential read starts ahead of it. */
+#define MERGE_MAX_CHUNKS 4096
+#define MERGE_GAP (64 * 1024)
+#define AHEAD_CHUNKS 4
+
+/* The most bytes one GET merges: a quarter of the read-ahead budget, at
+ * most 4 MiB, and an eighth of the read cache (what it reads must stay
+ * cached until the reads come); 0 when merging is off. */
+static uint64_t merge_max(const st_log_t *log)
+{
+    uint64_t m = log->cfg.read_ahead_bytes / 4;
+    if (m > 4u << 20)
+        m = 4u << 20;
+    if (m > log->cfg.read_cache_bytes / 8)
+        m = log->cfg.read_cache_bytes / 8;
+    return m;
+}
+
+static void op_resume(read_op_t *op)
+{
+    if (op->kind == READ_BATCHES)
+        read_gather(op);
+    else if (op->kind == READ_MAX)
+        max_resume(op);
+    else
+        time_resume(op);
+}
+
+static void load_free(st_load_t *ld)
+{
+    st_log_t *log = ld->log;
+    log->ra_inflight -= ld->ahead;
+    st_log__obj_unref(ld->obj);
+    free(ld->chunks);
+    free(ld);
+    st_log__op_done(log);
+}
+
+static bool load_push(st_load_t *ld, st_chunk_t *c)
+{
+    if (ld->n == ld->cap) {
+        size_t cap = ld->cap ? ld->cap * 2 : 4;
+        st_chunk_t **n = realloc(ld->chunks, cap * sizeof(*n));
+        if (!n)
+            return false;
+        ld->chunks = n;
+        ld->cap = cap;
+    }
+    c->load = ld;
+    c->load_idx = ld->n;
+    ld->chunks[ld->n++] = c;
+    return true;
+}
+
 static void load_done(st_err_t err, const uint8_t *data, size_t len, void *arg)
 {
     st_load_t *ld = arg;
-    st_chunk_t *c = ld->chunk;
-    st_buf_t *buf = NULL;
-    bool gone = !c; /* dropped or merged meanwhile: the reads look again */
-    if (c)
-        c->load = NULL;
-    if (gone)
-        err = ST_OK;
-    else if (err == ST_OK && (len != c->len || kp_crc32c(0, data, len) != c->crc))
+    st_log_t *log = ld->log;
+    /* Each chunk's outcome; a chunk freed meanwhile has none (the reads
+     * waiting for it look again). */
+    st_err_t *errs = calloc(ld->n ? ld->n : 1, sizeof(*errs));
+    st_buf_t **bufs = calloc(ld->n ? ld->n : 1, sizeof(*bufs));
+    if (!errs || !bufs)
+        err = err == ST_OK ? ST_ERR_NOMEM : err;
+    if (err == ST_OK && len != ld->len)
         err = ST_ERR_CORRUPT;
-    if (!gone && err == ST_OK && (buf = st_buf_new(len)) != NULL)
-        memcpy(buf->data, data, len);
-    else if (!gone && err == ST_OK)
-        err = ST_ERR_NOMEM;
-    if (buf) {
-        c->where = ST_CHUNK_CACHE; /* readable for the waiting ops first ... */
-        c->buf = buf;
-        c->buf_off = 0;
+    for (size_t i = 0; i < ld->n; i++) {
+        st_chunk_t *c = ld->chunks[i];
+        if (!c)
+            continue;
+        c->load = NULL;
+        if (err != ST_OK)
+            continue;
+        if (c->obj != ld->obj || c->pos < ld->pos || c->pos + c->len > ld->pos + ld->len) {
+            ld->chunks[i] = NULL; /* not in the range read (never expected): looked at again */
+            continue;
+        }
+        const uint8_t *p = data + (c->pos - ld->pos);
+        if (kp_crc32c(0, p, c->len) != c->crc) {
+            errs[i] = ST_ERR_CORRUPT;
+        } else if ((bufs[i] = st_buf_new(c->len)) == NULL) {
+            errs[i] = ST_ERR_NOMEM;
+        } else {
+            memcpy(bufs[i]->data, p, c->len);
+            c->where = ST_CHUNK_CACHE; /* readable for the waiting ops first ... */
+            c->buf = bufs[i];
+            c->buf_off = 0;
+        }
     }
-    ld->log->stats.object_gets++;
+    log->stats.object_gets++;
     for (read_op_t *op = ld->waiting, *next; op; op = next) {
         next = op->next;
         op->next = NULL;
-        if (err != ST_OK) {
-            op->err = err;
-            op_finish(op);
-        } else if (op->kind == READ_BATCHES) {
-            read_gather(op);
-        } else if (op->kind == READ_MAX) {
-            max_resume(op);
+        st_err_t e = !ld->chunks[op->wait_idx] ? ST_OK /* gone: look again */
+                     : err != ST_OK            ? err
+                                               : errs[op->wait_idx];
+        if (e != ST_OK) {
+            op->err = e;
+            if (st_log__defer(log, op_finish, op) != 0)
+                op_finish(op);
         } else {
-            time_resume(op);
+            op_resume(op);
         }
     }
-    if (buf) {
+    for (size_t i = 0; bufs && i < ld->n; i++) {
+        st_chunk_t *c = ld->chunks[i];
+        if (!bufs[i] || !c)
+            continue;
         c->where = ST_CHUNK_STORE; /* ... then under the cache's budget */
         c->buf = NULL;
-        cache_add(ld->log, c, buf);
+        cache_add(log, c, bufs[i]);
     }
-    free(ld);
+    free(errs);
+    free(bufs);
+    load_free(ld);
 }
 
+/* The chunks a sequential reader of @q would read next that lie in @obj
+ * and could join a GET there: in the store, no GET of their own started. */
+static size_t merge_candidates(st_part_t *q, const st_obj_t *obj, st_chunk_t **out, size_t room)
+{
+    size_t n = 0;
+    size_t i = chunk_find(q, q->ra_pos >= 0 ? q->ra_pos : q->log_start);
+    for (size_t k = 0; k < AHEAD_CHUNKS && i + k < q->nchunks && n < room; k++) {
+        st_chunk_t *d = q->chunks[i + k];
+        if (d->base >= q->hw)
+            break;
+        if (d->obj != obj || d->where != ST_CHUNK_STORE || d->last < q->log_start)
+            continue;
+        if (d->load && (d->load->issued || d->load->n != 1))
+            continue;
+        out[n++] = d;
+    }
+    return n;
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const st_chunk_t *x = *(st_chunk_t *const *)a, *y = *(st_chunk_t *const *)b;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Move @d (its own load not started yet, or none) into @ld, with the reads
+ * waiting for it. */
+static bool load_take(st_load_t *ld, st_chunk_t *d)
+{
+    st_load_t *old = d->load;
+    if (!load_push(ld, d)) {
+        d->load = old;
+        return false;
+    }
+    if (old) {
+        old->chunks[0] = NULL;
+        for (read_op_t *op = old->waiting, *next; op; op = next) {
+            next = op->next;
+            op->wait_idx = d->load_idx;
+            op->next = ld->waiting;
+            ld->waiting = op;
+        }
+        old->waiting = NULL;
+    }
+    ld->log->stats.merged_chunks++;
+    return true;
+}
+
+/* Grow @ld (one chunk, not started) over the neighbouring chunks of its
+ * object that the partitions of its topic read sequentially would read
+ * next (or, for a partition not read yet, its first chunks): one GET for
+ * what would be many when a flush object holds many partitions' chunks. */
+static void load_merge(st_load_t *ld)
+{
+    st_log_t *log = ld->log;
+    uint64_t max = merge_max(log);
+    st_chunk_t *c = ld->chunks[0];
+    if (!c || max <= ld->len || c->part->topic->deleting)
+        return;
+    st_topic_t *t = c->part->topic;
+    st_chunk_t **cand = malloc(MERGE_MAX_CHUNKS * sizeof(*cand));
+    if (!cand)
+        return;
+    size_t n = 0;
+    /* The partitions around c's, at most MERGE_MAX_CHUNKS / AHEAD_CHUNKS. */
+    int32_t span = MERGE_MAX_CHUNKS / AHEAD_CHUNKS;
+    int32_t from = c->part->index - span / 2;
+    if (from < 0)
+        from = 0;
+    for (int32_t p = from; p < t->nparts && p < from + span; p++)
+        n += merge_candidates(t->parts[p], ld->obj, cand + n, MERGE_MAX_CHUNKS - n);
+    qsort(cand, n, sizeof(*cand), cand_cmp);
+    size_t at = 0;
+    while (at < n && cand[at]->pos < c->pos)
+        at++;
+    uint64_t lo = ld->pos, hi = ld->pos + ld->len;
+    for (size_t i = at < n && cand[at] == c ? at + 1 : at; i < n; i++) { /* after c */
+        st_chunk_t *d = cand[i];
+        if (d->pos < hi || d->pos - hi > MERGE_GAP || d->pos + d->len - lo > max)
+            break;
+        if (!load_take(ld, d))
+            break;
+        hi = d->pos + d->len;
+    }
+    for (size_t i = at; i-- > 0;) { /* before c */
+        st_chunk_t *d = cand[i];
+        if (d->pos + d->len > lo || lo - (d->pos + d->len) > MERGE_GAP || hi - d->pos > max)
+            break;
+        if (!load_take(ld, d))
+            break;
+        lo = d->pos;
+    }
+    if (ld->ahead)
+        log->ra_inflight += (hi - lo) - ld->ahead;
+    ld->ahead = ld->ahead ? (size_t)(hi - lo) : 0;
+    ld->pos = lo;
+    ld->len = hi - lo;
+    free(cand);
+}
+
+/* Start the GET of a load made by load_start, on the loop after the reads
+ * of the same round (a Fetch asks for many partitions at once) made theirs:
+ * merged, they become one. */
+static void load_issue(void *arg)
+{
+    st_load_t *ld = arg;
+    st_log_t *log = ld->log;
+    if (!ld->chunks[0] && !ld->waiting) { /* taken by another load, or freed */
+        load_free(ld);
+        return;
+    }
+    if (!ld->chunks[0]) { /* freed: its reads look again */
+        for (read_op_t *op = ld->waiting, *next; op; op = next) {
+            next = op->next;
+            op->next = NULL;
+            op_resume(op);
+        }
+        load_free(ld);
+        return;
+    }
+    load_merge(ld);
+    ld->issued = true;
+    if (ld->ahead)
+        log->stats.read_ahead_gets++;
+    if (st_objstore_get_range(log->os, ld->obj->key, ld->pos, ld->len, load_done, ld) != 0)
+        load_done(ST_ERR_IO, NULL, 0, ld);
+}
+
+/* Read @c from the store for @op (NULL: ahead of any read); the reads
+ * waiting for a chunk resume when its GET answers. */
 static void load_start(st_log_t *log, st_chunk_t *c, read_op_t *op)
 {
-    if (c->load) { /* a GET for this chunk is in flight: wait for it */
-        op->next = c->load->waiting;
-        c->load->waiting = op;
+    if (op)
+        op->stored = true;
+    if (c->load) { /* a GET for this chunk is in flight or about to be: wait for it */
+        if (op) {
+            op->wait_idx = c->load_idx;
+            op->next = c->load->waiting;
+            c->load->waiting = op;
+        }
         return;
     }
     st_load_t *ld = calloc(1, sizeof(*ld));
-    if (!ld) {
-        op->err = ST_ERR_NOMEM;
-        op_finish(op);
+    if (!ld || !load_push(ld, c)) {
+        free(ld);
+        if (op) {
+            op->err = ST_ERR_NOMEM;
+            op_finish(op);
+        }
         return;
     }
-    ld->chunk = c;
     ld->log = log;
-    ld->waiting = op;
-    c->load = ld;
-    if (st_objstore_get_range(log->os, c->obj->key, c->pos, c->len, load_done, ld) != 0) {
-        c->load = NULL;
-        free(ld);
-        op->err = ST_ERR_IO;
-        if (st_log__defer(log, op_finish, op) != 0)
-            op_finish(op);
+    ld->obj = c->obj;
+    c->obj->refs++;
+    ld->pos = c->pos;
+    ld->len = c->len;
+    if (op) {
+        op->wait_idx = 0;
+        ld->waiting = op;
+    } else {
+        ld->ahead = c->len;
+        log->ra_inflight += c->len;
+    }
+    log->async_ops++;
+    if (log->cfg.read_ahead_bytes == 0 || st_log__defer(log, load_issue, ld) != 0)
+        load_issue(ld);
+}
+
+/* After a sequential read of @part from the store, start the GETs of the
+ * chunks after it, up to @want bytes ahead and AHEAD_CHUNKS chunks, within
+ * the read-ahead budget. */
+static void read_ahead(st_part_t *part, size_t want)
+{
+    st_log_t *log = part->log;
+    if (log->cfg.read_ahead_bytes == 0 || log->closing || part->topic->deleting || part->ra_pos < 0)
+        return;
+    size_t ahead = 0;
+    size_t i = chunk_find(part, part->ra_pos);
+    for (size_t k = 0; k < AHEAD_CHUNKS && i + k < part->nchunks && ahead < want; k++) {
+        st_chunk_t *d = part->chunks[i + k];
+        if (d->base >= part->hw)
+            break;
+        if (d->where == ST_CHUNK_STORE && !d->load) {
+            if (log->ra_inflight + d->len > log->cfg.read_ahead_bytes)
+                break;
+            load_start(log, d, NULL);
+        }
+        ahead += d->len;
     }
 }
 
@@ -444,6 +702,8 @@ int st_part_read(st_part_t *part, int64_t offset, size_t max_bytes, st_read_cb c
     op->offset = offset;
     op->max_bytes = max_bytes;
     op->cb = cb;
+    op->stored = part->ra_pos == offset; /* sequential: read ahead when done */
+    part->ra_pos = offset;
     read_gather(op);
     return 0;
 }

@@ -1075,6 +1075,157 @@ static void test_manifest_versions(void **state)
     }
 }
 
+/* ---------------------------------------------------------------- read-ahead */
+
+#define RA_PARTS 16
+#define RA_ROUNDS 4
+
+/* RA_ROUNDS flushes of one 3-record batch to each of RA_PARTS partitions
+ * (one object per round holding every partition's chunk), then a restart:
+ * the caches are cold. */
+static st_topic_t *ra_fill(fx_t *f, size_t read_ahead, size_t *batch_len)
+{
+    st_topic_t *t = create(f, "ra", RA_PARTS);
+    uint8_t *b = make_batch(3, 1000, KP_COMPRESSION_NONE, batch_len);
+    for (int round = 0; round < RA_ROUNDS; round++) {
+        res_t r[RA_PARTS] = {{0}};
+        for (int p = 0; p < RA_PARTS; p++)
+            assert_int_equal(st_part_append(t->parts[p], b, *batch_len, append_cb, &r[p]), 0);
+        for (int p = 0; p < RA_PARTS; p++) {
+            run_until(f, &r[p].done, 1);
+            assert_int_equal(r[p].off, 3 * round);
+        }
+    }
+    free(b);
+    fx_close(f);
+    f->cfg.read_ahead_bytes = read_ahead;
+    fx_open(f);
+    t = st_log_topic(f->log, "ra", 2);
+    assert_non_null(t);
+    return t;
+}
+
+/* As a Fetch does: every partition read in one loop turn, each at its
+ * next[p], which moves past what was read (whole 3-record batches, from
+ * next[p] on; more than one chunk when the next ones are in memory). */
+static void ra_round(fx_t *f, st_topic_t *t, int64_t *next, size_t batch_len, rd_t *rd)
+{
+    for (int p = 0; p < RA_PARTS; p++) {
+        memset(&rd[p], 0, sizeof rd[p]);
+        assert_int_equal(st_part_read(t->parts[p], next[p], sizeof rd[p].data, read_cb, &rd[p]), 0);
+    }
+    for (int p = 0; p < RA_PARTS; p++) {
+        run_until(f, &rd[p].done, 1);
+        assert_int_equal(rd[p].err, ST_OK);
+        assert_true(rd[p].len >= batch_len);
+        assert_int_equal(rd[p].len % batch_len, 0);
+        for (size_t i = 0; i < rd[p].len / batch_len; i++)
+            assert_int_equal(kp_be64(rd[p].data + i * batch_len), next[p] + 3 * (int64_t)i);
+        next[p] += 3 * (int64_t)(rd[p].len / batch_len);
+    }
+}
+
+/* Run the loop until @n GETs were started and answered. */
+static void ra_settle(fx_t *f, uint64_t gets)
+{
+    st_log_stats_t s;
+    for (int i = 0; i < 10000; i++) { /* at most ~10 s, as run_until */
+        st_log_stats(f->log, &s);
+        if (s.object_gets >= gets)
+            break;
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.object_gets, gets);
+}
+
+/* Reads of many partitions whose chunks share an object are served by one
+ * GET of the object's range; a sequential reader's next chunks are read
+ * before it asks (one merged GET per object), so the later rounds cost no
+ * GET at all. */
+static void test_read_ahead_merged(void **state)
+{
+    fx_t *f = *state;
+    size_t len;
+    st_topic_t *t = ra_fill(f, 1 << 20, &len);
+    static rd_t rd[RA_PARTS];
+    uint64_t g0 = st_objstore_faulty_count(f->os, ST_OBJ_OP_GET);
+    int64_t next[RA_PARTS] = {0};
+    ra_round(f, t, next, len, rd);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s); /* the reads' own GETs: one */
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_GET) - g0 - s.read_ahead_gets, 1);
+    /* the following objects, each in one GET, without a read asking */
+    ra_settle(f, RA_ROUNDS);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.read_ahead_gets, RA_ROUNDS - 1);
+    assert_int_equal(s.merged_chunks, (uint64_t)RA_ROUNDS * (RA_PARTS - 1));
+    for (int round = 1; round < RA_ROUNDS && next[0] < 3 * RA_ROUNDS; round++)
+        ra_round(f, t, next, len, rd);
+    for (int p = 0; p < RA_PARTS; p++)
+        assert_int_equal(next[p], 3 * RA_ROUNDS);
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_GET) - g0, RA_ROUNDS);
+    /* at the high watermark: nothing, and nothing more read */
+    for (int p = 0; p < RA_PARTS; p++) {
+        read_all(f, t->parts[p], 3 * RA_ROUNDS, &rd[0]);
+        assert_int_equal(rd[0].err, ST_OK);
+        assert_int_equal(rd[0].len, 0);
+    }
+    read_all(f, t->parts[0], 3 * RA_ROUNDS + 1, &rd[0]);
+    assert_int_equal(rd[0].err, ST_ERR_RANGE);
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_GET) - g0, RA_ROUNDS);
+}
+
+/* Without a read-ahead budget every chunk costs its own GET when asked for. */
+static void test_read_ahead_off(void **state)
+{
+    fx_t *f = *state;
+    size_t len;
+    st_topic_t *t = ra_fill(f, 0, &len);
+    static rd_t rd[RA_PARTS];
+    uint64_t g0 = st_objstore_faulty_count(f->os, ST_OBJ_OP_GET);
+    int64_t next[RA_PARTS] = {0};
+    ra_round(f, t, next, len, rd);
+    assert_int_equal(next[0], 3);
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_GET) - g0, RA_PARTS);
+    ra_round(f, t, next, len, rd);
+    assert_int_equal(next[0], 6);
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_GET) - g0, 2 * RA_PARTS);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.read_ahead_gets, 0);
+    assert_int_equal(s.merged_chunks, 0);
+}
+
+/* The budget bounds the bytes read ahead: with room for about one chunk,
+ * a read after a seek reads its chunk, and at most one more GET starts
+ * ahead of it; nothing is merged (a merged GET would not fit). */
+static void test_read_ahead_budget(void **state)
+{
+    fx_t *f = *state;
+    size_t len;
+    st_topic_t *t = ra_fill(f, 0, &len);
+    fx_close(f);
+    f->cfg.read_ahead_bytes = len + len / 2; /* over one chunk, under two */
+    fx_open(f);
+    t = st_log_topic(f->log, "ra", 2);
+    assert_non_null(t);
+    uint64_t g0 = st_objstore_faulty_count(f->os, ST_OBJ_OP_GET);
+    rd_t *rd = calloc(1, sizeof(*rd));
+    read_all(f, t->parts[5], 3, rd); /* a seek into the second object */
+    assert_int_equal(rd->err, ST_OK);
+    assert_int_equal(rd->len, len);
+    assert_int_equal(kp_be64(rd->data), 3);
+    ra_settle(f, 2);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.read_ahead_gets, 1);
+    assert_int_equal(s.merged_chunks, 0);
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_GET) - g0, 2);
+    free(rd);
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -1104,6 +1255,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handover_unfolded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_watch, setup, teardown),
         cmocka_unit_test(test_manifest_versions),
+        cmocka_unit_test_setup_teardown(test_read_ahead_merged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
