@@ -14,6 +14,11 @@ first use; "noautocreate": auto.create.topics.enable=false); its outcome and
 duration come from the runner's JSON report (TEST_REPORT).  A gateway that
 exits during a test fails that test and is started again.
 
+--nodes 3 runs each scenario against three gateways (node ids 1-3) on one
+etcd and one S3-protocol server (S3 + etcd whatever NH_BACKEND says),
+bootstrapped through all three; tests.list's "cluster-out" lines name the
+tests left out in that mode and why.
+
 NUTHATCH picks the gateway binary, NH_BACKEND=s3 runs it on S3 + etcd
 (lib/nh_server.py), NH_RDK_TIMEOUT (seconds, default 900) bounds each test,
 NH_RDK_KEEP=1 keeps the logs.  Exit status 0 when every test run passed.
@@ -64,6 +69,10 @@ REASONS = {
 }
 
 
+# Tests left out with --nodes above 1 ("cluster-out" lines): {key: reason}.
+CLUSTER_OUT = {}
+
+
 def reason_word(reason):
     return reason.split(None, 1)[0].rstrip(":") if reason.strip() else ""
 
@@ -89,6 +98,10 @@ def parse_list(path):
                 if reason_word(rest) not in REASONS:
                     sys.exit(f"{where}: a test is left out only for one of {sorted(REASONS)}")
                 tests[key] = ("out", rest)
+            elif what == "cluster-out":
+                if reason_word(rest) != "several":
+                    sys.exit(f"{where}: cluster-out takes the reason \"several brokers: ...\"")
+                CLUSTER_OUT[key] = rest
             elif what == "subtests":
                 sub, _, reason = rest.partition(" ")
                 if reason_word(reason) not in REASONS:
@@ -240,6 +253,64 @@ def last_lines(path, n=25):
         return ""
 
 
+class Cluster:
+    """@n gateways (node ids 1..n) on one etcd and one S3-protocol server,
+    driven like one NuthatchServer: bootstrap lists every node; proc is the
+    first node that exited (or node 1's), so a test is failed when any
+    exits, and start() starts the exited ones again."""
+
+    def __init__(self, n, settings, keep):
+        self.nodes = [NuthatchServer(settings=dict(settings, **{"node.id": str(i + 1)}),
+                                     keep=keep, backend="s3") for i in range(n)]
+        self.exit_status = None
+
+    def start(self):
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                continue
+            if node is not self.nodes[0]:
+                node.services = self.nodes[0].services  # started by node 1
+            node.start()
+        return self
+
+    @property
+    def proc(self):
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is not None:
+                return node.proc
+        return self.nodes[0].proc
+
+    @property
+    def bootstrap(self):
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def log_path(self):
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is not None:
+                return node.log_path
+        return self.nodes[0].log_path
+
+    def stop(self):
+        self.exit_status = 0
+        for node in reversed(self.nodes):
+            status = node.stop()
+            if status:
+                self.exit_status = status
+
+    def keep_logs(self, workdir, scenario):
+        for i, node in enumerate(self.nodes):
+            if node.dir and os.path.exists(node.log_path):
+                shutil.copy(node.log_path,
+                            os.path.join(workdir, f"gateway-{scenario}-node{i + 1}.log"))
+
+    def cleanup(self):
+        for node in reversed(self.nodes):
+            if node is not self.nodes[0]:
+                node.services = None  # node 1 stops them
+            node.cleanup()
+
+
 def main():
     # SIGTERM (ctest's timeout, a kill) stops the gateway and test-runner too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -252,6 +323,8 @@ def main():
     ap.add_argument("--list", default=os.path.join(HERE, "tests.list"))
     ap.add_argument("--update-doc", metavar="FILE",
                     help="replace the suite's table in FILE (docs/compatibility.md) with this run's")
+    ap.add_argument("--nodes", type=int, default=1,
+                    help="gateways per scenario (several: on S3 + etcd; default 1)")
     opts = ap.parse_args()
 
     build = subprocess.run(["bash", os.path.join(HERE, "build.sh")], stdout=subprocess.PIPE,
@@ -285,6 +358,9 @@ def main():
                 continue
         elif which == "out" or (opts.set == "quick" and which != "quick"):
             continue
+        if opts.nodes > 1 and key in CLUSTER_OUT:
+            print(f"librdkafka {key}: left out with {opts.nodes} gateways: {CLUSTER_OUT[key]}")
+            continue
         selected.append((num, scen or "default"))
     provisional = [k for k, (w, r) in tests.items() if w == "out" and reason_word(r) == "fails"]
 
@@ -309,7 +385,10 @@ def main():
         settings = {"num.partitions": "4"}
         if scenario == "noautocreate":
             settings["auto.create.topics.enable"] = "false"
-        srv = NuthatchServer(settings=settings, keep=keep)
+        if opts.nodes > 1:
+            srv = Cluster(opts.nodes, settings, keep)
+        else:
+            srv = NuthatchServer(settings=settings, keep=keep)
         try:
             srv.start()
         except ServicesMissing:
@@ -334,7 +413,9 @@ def main():
         finally:
             srv.stop()
             status = srv.exit_status
-            if keep and os.path.exists(srv.log_path):
+            if keep and opts.nodes > 1:
+                srv.keep_logs(workdir, scenario)
+            elif keep and os.path.exists(srv.log_path):
                 shutil.copy(srv.log_path, os.path.join(workdir, f"gateway-{scenario}.log"))
             srv.cleanup()
         if status != 0:
