@@ -279,7 +279,11 @@ static void produce_partition(gw_req_t *req, kp_str_t tname,
     ac->req = req;
     ac->topic = tname;
     ac->pr = pr;
-    int rc = st_part_append(part, batch, len, appended_cb, ac);
+    /* A batch stored as sent stays in the frame, which the log keeps until
+     * it is in an object: its one copy is into that object. */
+    st_buf_t *fb = batch == pd->records.ptr ? gw_req_frame_buf(req) : NULL;
+    int rc = fb ? st_part_append_buf(part, fb, (size_t)(batch - fb->data), len, appended_cb, ac)
+                : st_part_append(part, batch, len, appended_cb, ac);
     kp_writer_deinit(&w);
     if (rc != 0)
         set_error(req, pr, gw_err_from_st(gw_st_start_err(rc)));

@@ -66,6 +66,16 @@ static gw_req_t *req_new(gw_conn_t *conn, size_t len)
     return req;
 }
 
+static void free_frame(gw_req_t *req)
+{
+    if (req->frame_buf)
+        st_buf_unref(req->frame_buf); /* frees the frame unless the log holds part of it */
+    else
+        free(req->frame);
+    req->frame_buf = NULL;
+    req->frame = NULL;
+}
+
 /* The only place a request is freed: after its response was queued (or
  * dropped with its closed connection). */
 static void req_free(gw_req_t *req)
@@ -74,7 +84,7 @@ static void req_free(gw_req_t *req)
         req->hfree(req);
     kp_arena_deinit(&req->arena);
     kp_arena_deinit(&req->resp_arena);
-    free(req->frame);
+    free_frame(req);
     free(req->resp);
     if (req->reserved)
         gw_server__budget_release(req->srv, req->reserved);
@@ -102,13 +112,19 @@ char *gw_req_strdup(gw_req_t *req, const char *s, size_t len)
 
 void gw_req_drop_frame(gw_req_t *req)
 {
-    free(req->frame);
-    req->frame = NULL;
+    free_frame(req);
     req->frame_len = 0;
     req->hdr.client_id = KP_STR_NULL;
     if (req->reserved)
         gw_server__budget_release(req->srv, req->reserved);
     req->reserved = 0;
+}
+
+st_buf_t *gw_req_frame_buf(gw_req_t *req)
+{
+    if (!req->frame_buf && req->frame)
+        req->frame_buf = st_buf_wrap(req->frame, req->frame_len);
+    return req->frame_buf;
 }
 
 bool gw_req_conn_open(const gw_req_t *req)

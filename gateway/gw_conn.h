@@ -52,6 +52,7 @@ struct gw_req {
     gw_conn_t *conn;         /* the connection; may be CLOSED while storage works */
     gw_server_t *srv;        /* the server, for handlers and callbacks */
     uint8_t *frame;          /* owned; every decoded view points into it */
+    st_buf_t *frame_buf;     /* frame once shared (gw_req_frame_buf), or NULL */
     size_t frame_len;        /* bytes, without the length prefix */
     int64_t reserved;        /* receive budget held, bytes; released with the frame */
     kp_arena_t arena;        /* decoded request, limit kp_arena_limit_for(frame_len) */
@@ -148,10 +149,16 @@ void *gw_req_alloc(gw_req_t *req, size_t n);
 /* Copy of @len bytes of @s, NUL-terminated, living as long as @req. */
 char *gw_req_strdup(gw_req_t *req, const char *s, size_t len);
 
-/* Free @req's frame and release its receive budget before the request
+/* Free @req's frame (the log keeps the batches it holds of it, see
+ * gw_req_frame_buf) and release its receive budget before the request
  * ends, once the handler has copied what it still needs (a produce whose
  * batches the log holds): every view into the frame -- the decoded body's
  * strings and bytes, hdr.client_id -- is invalid afterwards. */
 void gw_req_drop_frame(gw_req_t *req);
+
+/* @req's frame as a reference-counted buffer, for the log to keep the
+ * batches it holds without copying them (st_part_append_buf); the request
+ * keeps one reference, dropped with the frame.  NULL when out of memory. */
+st_buf_t *gw_req_frame_buf(gw_req_t *req);
 
 #endif

@@ -91,7 +91,10 @@ static int check_producer(st_part_t *part, const uint8_t *batch, int32_t last_de
     return 1;
 }
 
-int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_cb cb, void *arg)
+/* Append the batch @batch of @len bytes: in @owner's bytes, which are kept
+ * (a reference) and patched in place; or copied when @owner is NULL. */
+static int append(st_part_t *part, uint8_t *batch, st_buf_t *owner, size_t len, st_append_cb cb,
+                  void *arg)
 {
     st_log_t *log = part->log;
     if (!log->open || log->closing || part->topic->deleting || len < KP_BATCH_HEADER_SIZE)
@@ -108,12 +111,17 @@ int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_
         free(b);
         return rc == 1 ? 0 : rc;
     }
-    uint8_t *copy = malloc(len);
-    if (!copy) {
-        free(b);
-        return -1;
+    uint8_t *copy = batch;
+    if (owner) {
+        b->owner = st_buf_ref(owner);
+    } else {
+        copy = malloc(len);
+        if (!copy) {
+            free(b);
+            return -1;
+        }
+        memcpy(copy, batch, len);
     }
-    memcpy(copy, batch, len);
     /* Offsets are provisional until the flush commits; the CRC does not
      * cover base offset and leader epoch, so patching keeps it valid. */
     kp_batch_set_base_offset(copy, part->leo);
@@ -144,6 +152,19 @@ int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_
     return 0;
 }
 
+int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_cb cb, void *arg)
+{
+    return append(part, (uint8_t *)batch, NULL, len, cb, arg); /* not written: copied */
+}
+
+int st_part_append_buf(st_part_t *part, st_buf_t *buf, size_t off, size_t len, st_append_cb cb,
+                       void *arg)
+{
+    if (off > buf->len || len > buf->len - off)
+        return -1;
+    return append(part, buf->data + off, buf, len, cb, arg);
+}
+
 /* Call every batch's callback (and its retries') with @err and free the
  * batches, after unlinking them from their producers' state (which returns
  * to what was committed).  The state (offsets, lists) must already be
@@ -155,7 +176,7 @@ static void fail_batches(st_pend_t *b, st_err_t err)
     while (b) {
         st_pend_t *next = b->next;
         st_log__pend_answer(b, err, -1);
-        free(b->data);
+        st_pend_release_data(b);
         free(b);
         b = next;
     }
@@ -273,8 +294,7 @@ static void take_partition(kp_writer_t *w, st_fpart_t *fp, st_part_t *part)
             crc = kp_crc32c_combine(crc, kp_be32(b->data + KP_BATCH_OFF_CRC),
                                     b->len - KP_BATCH_OFF_ATTRIBUTES);
         }
-        free(b->data);
-        b->data = NULL;
+        st_pend_release_data(b);
         d->batches++;
         if (b->max_ts > d->max_timestamp)
             d->max_timestamp = b->max_ts;

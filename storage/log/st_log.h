@@ -5,7 +5,8 @@
  * read path (memory tail, read cache, ranged object reads).
  * See docs/object-format.md and DESIGN §3-§5.
  *
- * Write path: st_part_append() copies a validated RecordBatch v2, assigns it
+ * Write path: st_part_append() copies a validated RecordBatch v2 (or
+ * st_part_append_buf() keeps it where it is), assigns it
  * provisional offsets (log end offset) and queues it.  The flusher writes
  * one object with the pending batches of all partitions, then commits one
  * manifest to the metadata store with a compare on this node's fence key
@@ -311,6 +312,12 @@ typedef void (*st_append_cb)(st_err_t err, int64_t base_offset, void *arg);
  * for a gap, or a newer epoch not starting at sequence 0; a producer with
  * no state on the partition is accepted at any sequence. */
 int st_part_append(st_part_t *part, const uint8_t *batch, size_t len, st_append_cb cb, void *arg);
+/* The same for the batch at bytes [@off, @off + @len) of @buf, without a
+ * copy: the log takes a reference to @buf and sets the batch's base offset
+ * and leader epoch in place; the caller must not change those bytes
+ * afterwards.  -1 (no callback) also when the range is not inside @buf. */
+int st_part_append_buf(st_part_t *part, st_buf_t *buf, size_t off, size_t len, st_append_cb cb,
+                       void *arg);
 
 /* @slices: whole batches from the one containing the requested offset,
  * borrowed (take st_buf_ref to keep); n == 0 at the high watermark.

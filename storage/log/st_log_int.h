@@ -11,6 +11,7 @@
 #include "st_log.h"
 
 #include <event2/event.h>
+#include <stdlib.h>
 
 /* A doubly linked list link; lists have a sentinel head. */
 typedef struct st_link {
@@ -122,8 +123,9 @@ typedef struct st_pend {
     struct st_pend *pnext, *pprev; /* in prod's uncommitted list */
     int16_t epoch;                 /* producer epoch, first and last sequence */
     int32_t first_seq, last_seq;
-    st_dup_t *dups; /* retries waiting for this batch */
-    uint8_t *data;  /* owned copy, base offset and epoch patched; freed once in an object */
+    st_dup_t *dups;  /* retries waiting for this batch */
+    uint8_t *data;   /* base offset and epoch patched; released once in an object */
+    st_buf_t *owner; /* data lies in owner's bytes (a reference), or NULL: data is malloc'ed */
     size_t len;
     int64_t base;   /* first offset (provisional until commit) */
     int64_t last;   /* last offset */
@@ -131,6 +133,17 @@ typedef struct st_pend {
     st_append_cb cb;
     void *arg;
 } st_pend_t;
+
+/* Release @b's bytes (its reference to the buffer they lie in, or its copy). */
+static inline void st_pend_release_data(st_pend_t *b)
+{
+    if (b->owner)
+        st_buf_unref(b->owner);
+    else
+        free(b->data);
+    b->data = NULL;
+    b->owner = NULL;
+}
 
 /* A leader epoch and its start offset (epochs/<epoch>). */
 typedef struct st_epoch {

@@ -252,7 +252,7 @@ void st_log__pend_drop(st_pend_t *b)
         next = d->next;
         free(d);
     }
-    free(b->data);
+    st_pend_release_data(b);
     free(b);
 }
 

@@ -141,6 +141,49 @@ static void test_read_and_recover(void **state)
     free(b);
 }
 
+/* st_part_append_buf keeps batches where they are: offsets set in place, a
+ * reference to the buffer until the batches are in an object or failed. */
+static void test_append_in_place(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "inplace", 1);
+    size_t len;
+    uint8_t *b = make_batch(5, 2000, KP_COMPRESSION_NONE, &len);
+    st_buf_t *buf = st_buf_new(7 + 2 * len);
+    assert_non_null(buf);
+    memset(buf->data, 0xEE, 7);
+    memcpy(buf->data + 7, b, len);
+    memcpy(buf->data + 7 + len, b, len);
+    res_t r[2] = {{0}};
+    assert_int_equal(st_part_append_buf(t->parts[0], buf, 7 + 2 * len, 1, append_cb, &r[0]), -1);
+    assert_int_equal(st_part_append_buf(t->parts[0], buf, 7, len, append_cb, &r[0]), 0);
+    assert_int_equal(st_part_append_buf(t->parts[0], buf, 7 + len, len, append_cb, &r[1]), 0);
+    assert_int_equal(buf->refs, 3);
+    assert_int_equal(kp_be64(buf->data + 7 + len), 5); /* set in place */
+    run_until(f, &r[1].done, 1);
+    assert_int_equal(r[0].err, ST_OK);
+    assert_int_equal(r[1].off, 5);
+    assert_int_equal(buf->refs, 1);
+    rd_t rd;
+    read_all(f, t->parts[0], 0, &rd);
+    assert_int_equal(rd.err, ST_OK);
+    assert_int_equal(rd.len, 2 * len);
+    assert_memory_equal(rd.data, buf->data + 7, 2 * len);
+
+    /* a failed flush releases them too */
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.fail_nth = 1, .err = ST_ERR_IO});
+    res_t bad = {0};
+    assert_int_equal(st_part_append_buf(t->parts[0], buf, 7, len, append_cb, &bad), 0);
+    assert_int_equal(buf->refs, 2);
+    run_until(f, &bad.done, 1);
+    assert_int_equal(bad.err, ST_ERR_IO);
+    assert_int_equal(buf->refs, 1);
+    assert_int_equal(st_part_leo(t->parts[0]), 10);
+    st_buf_unref(buf);
+    free(b);
+}
+
 /* A failed upload is never acknowledged; the log end offset returns to
  * the high watermark and a retry lands at the same offsets. */
 static void test_failed_flush_rolls_back(void **state)
@@ -1232,6 +1275,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_object_per_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_and_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_flush_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accumulates_while_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_overlaps_commit, setup, teardown),
