@@ -25,8 +25,9 @@ typedef struct rec {
     int32_t p;
     int32_t leader;
     int32_t epoch;
-    int64_t mod_rev; /* the store revision that wrote it */
-    uint32_t gen;    /* the read (ld->gen) that last saw it */
+    int64_t mod_rev;   /* the store revision that wrote it */
+    uint32_t gen;      /* the read (ld->gen) that last saw it */
+    bool take_pending; /* names this node, whose takeover waits for the partition */
 } rec_t;
 
 /* A controller transaction in flight. */
@@ -183,6 +184,7 @@ static size_t rec_find(const gw_leaders_t *ld, const kp_uuid_t *id, int32_t p, b
 }
 
 static void took_over(st_err_t err, void *arg);
+static void start_take(gw_leaders_t *ld, st_topic_t *topic, const rec_t *r, bool take);
 
 /* Keep @r unless a newer record of its partition is known.  A record that
  * makes this node the partition's leader at an epoch it did not lead
@@ -199,6 +201,10 @@ static void rec_put(gw_leaders_t *ld, const rec_t *r)
           * (its creator's, mostly) needs no catch-up */
         mine_before = r->epoch == 0 && gw_leaders_hashed(ld->cl, r->id, r->p) == ld->node_id;
     bool take = ld->loaded && r->leader == ld->node_id && !mine_before;
+    /* The same record seen again before its partition appeared. */
+    if (found && ld->recs[i].take_pending && ld->recs[i].leader == r->leader &&
+        ld->recs[i].epoch == r->epoch)
+        take = true;
     if (found) {
         if (ld->recs[i].mod_rev > r->mod_rev) {
             ld->recs[i].gen = ld->gen;
@@ -222,10 +228,23 @@ static void rec_put(gw_leaders_t *ld, const rec_t *r)
         ld->recs[i].gen = ld->gen;
         ld->nrecs++;
     }
+    ld->recs[i].take_pending = false;
     /* Appends carry the partition's leader epoch. */
     st_topic_t *topic = st_log_topic_by_id(ld->log, r->id);
-    if (!topic || topic->deleting || r->p >= topic->nparts)
+    if (!topic || topic->deleting || r->p >= topic->nparts) {
+        /* The record came before the topic or the partition (the catalog
+         * watch is another stream): the takeover starts once it is there
+         * (take_pending_start); until then this node does not lead it. */
+        ld->recs[i].take_pending = take;
         return;
+    }
+    start_take(ld, topic, r, take);
+}
+
+/* Set the epoch of @r's partition of @topic, and start its takeover when
+ * @take. */
+static void start_take(gw_leaders_t *ld, st_topic_t *topic, const rec_t *r, bool take)
+{
     st_part_t *part = topic->parts[r->p];
     st_part_set_leader_epoch(part, r->epoch);
     if (!take)
@@ -269,9 +288,25 @@ bool gw_leaders_get(const gw_leaders_t *ld, kp_uuid_t id, int32_t p, int32_t *le
     size_t i = rec_find(ld, &id, p, &found);
     if (!found)
         return false;
-    *leader = ld->recs[i].leader;
+    /* A takeover not started yet: no leader known here until it is. */
+    *leader = ld->recs[i].take_pending ? -1 : ld->recs[i].leader;
     *epoch = ld->recs[i].epoch;
     return true;
+}
+
+/* Start the takeovers whose partition has appeared since their record. */
+static void take_pending_start(gw_leaders_t *ld)
+{
+    for (size_t i = 0; i < ld->nrecs; i++) {
+        rec_t *r = &ld->recs[i];
+        if (!r->take_pending)
+            continue;
+        st_topic_t *topic = st_log_topic_by_id(ld->log, r->id);
+        if (!topic || topic->deleting || r->p >= topic->nparts)
+            continue;
+        r->take_pending = false;
+        start_take(ld, topic, r, true);
+    }
 }
 
 uint64_t gw_leaders_moves(const gw_leaders_t *ld)
@@ -786,6 +821,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             arm(ld, GW_LEADERS_TICK_MS);
         return;
     }
+    take_pending_start(ld);
     tick(ld);
     arm(ld, GW_LEADERS_TICK_MS);
 }

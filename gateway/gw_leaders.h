@@ -27,7 +27,10 @@
  * A record (seen by the watch, or written here) that names this node at an
  * epoch it did not lead starts the partition's takeover
  * (st_part_take_over: catch-up on what the previous leaders committed);
- * Produce is refused until it ends.
+ * Produce is refused until it ends.  A record that comes before its topic
+ * or partition (the catalog watch is another stream) leaves the partition
+ * without a leader here (gw_leaders_get: -1) until it has appeared and
+ * its takeover has started (checked every tick).
  *
  * A partition without a record has no leader: no node appends to it (they
  * answer NOT_LEADER_OR_FOLLOWER, Metadata LEADER_NOT_AVAILABLE), so two
