@@ -660,17 +660,31 @@ const char *st_log_open_error(const st_log_t *log)
  * deleted (by another node) goes as after st_log_delete_topic.  A failed
  * read or a broken watch is retried every TOPICS_RETRY_MS with a fresh read
  * and watch (a deletion missed meanwhile is not noticed).  Partitions added
- * to a known topic are added here too; other changes to known topics
- * (configs) are not followed (docs/cluster.md).
+ * to a known topic and its configuration overrides, changed elsewhere, are
+ * followed too.
  */
 #define TOPICS_RETRY_MS 1000
 
 static void topics_read(st_log_t *log);
 
+/* Whether @a and @b hold the same overrides (both sorted by name). */
+static bool configs_equal(const st_topic_t *a, const st_topic_t *b)
+{
+    if (a->nconfigs != b->nconfigs)
+        return false;
+    for (size_t i = 0; i < a->nconfigs; i++)
+        if (strcmp(a->configs[i].name, b->configs[i].name) != 0 ||
+            strcmp(a->configs[i].value, b->configs[i].value) != 0)
+            return false;
+    return true;
+}
+
 /* A known topic's key changed: partitions added elsewhere (CreatePartitions
  * through another node) are added here, empty (their records have not been
- * appended to: only their recorded leader appends, once it knows them).
- * Other changes (configs) are not followed. */
+ * appended to: only their recorded leader appends, once it knows them), and
+ * configuration overrides changed elsewhere (AlterConfigs through another
+ * node) replace this node's, so that it applies them and its own next
+ * change compares with the stored value. */
 static void topics_grow(st_log_t *log, st_topic_t *known, const char *name, const uint8_t *val,
                         size_t len)
 {
@@ -693,6 +707,14 @@ static void topics_grow(st_log_t *log, st_topic_t *known, const char *name, cons
                 free(parts[i]);
             free(parts);
         }
+    }
+    if (t && memcmp(t->id.b, known->id.b, sizeof t->id.b) == 0 && !configs_equal(t, known)) {
+        st_topic_config_t *c = known->configs;
+        size_t nc = known->nconfigs;
+        known->configs = t->configs;
+        known->nconfigs = t->nconfigs;
+        t->configs = c; /* freed with t */
+        t->nconfigs = nc;
     }
     if (t)
         topic_free(log, t);

@@ -1041,6 +1041,32 @@ static void test_topic_watch(void **state)
     }
     assert_true(st_part_topic(before->parts[4]) == before);
 
+    /* configuration overrides changed through one are followed by the
+     * other, which can then change them itself (its compare holds) */
+    st_topic_config_t cs[] = {{"retention.ms", "60000"}, {"compression.type", "zstd"}};
+    res_t c1 = {0};
+    assert_int_equal(st_log_set_topic_configs(b, early, cs, 2, open_cb, &c1), 0);
+    run_until(f, &c1.done, 1);
+    assert_int_equal(c1.err, ST_OK);
+    for (int i = 0; i < 5000 && !st_topic_config(before, "retention.ms"); i++) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    assert_non_null(st_topic_config(before, "retention.ms"));
+    assert_string_equal(st_topic_config(before, "retention.ms"), "60000");
+    assert_string_equal(st_topic_config(before, "compression.type"), "zstd");
+    res_t c2 = {0};
+    assert_int_equal(st_log_set_topic_configs(a, before, cs, 1, open_cb, &c2), 0);
+    run_until(f, &c2.done, 1);
+    assert_int_equal(c2.err, ST_OK);
+    for (int i = 0; i < 5000 && st_topic_config(early, "compression.type"); i++) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    assert_null(st_topic_config(early, "compression.type"));
+    assert_string_equal(st_topic_config(early, "retention.ms"), "60000");
+    assert_int_equal(before->nconfigs, 1);
+
     /* a deletion through one goes from the other too */
     res_t d = {0};
     assert_int_equal(st_log_delete_topic(b, tb, open_cb, &d), 0);
