@@ -75,8 +75,9 @@ typedef struct fold_item {
     size_t nchunks;
     st_prod_desc_t *prods;
     size_t nprods;
-    size_t next; /* chunks before it are folded (or skipped) */
-    bool keep;   /* a chunk is missing from memory: the manifest stays */
+    size_t next;    /* chunks before it are folded (or skipped) */
+    bool keep;      /* a chunk is missing from memory: the manifest stays */
+    uint64_t order; /* L->fold_enq when it was queued */
 } fold_item_t;
 
 /* An object seen unreferenced, since when. */
@@ -107,6 +108,8 @@ typedef struct st_life {
     st_err_t err;           /* first error of this run */
     st_link_t unfolded;
     size_t nunfolded;
+    uint64_t fold_enq;  /* manifests queued so far */
+    uint64_t fold_upto; /* the run folds those queued up to this one */
     /* retention cursor */
     size_t ret_topic;
     int32_t ret_part;
@@ -199,6 +202,7 @@ void st_log__fold_add(st_log_t *log, const char *mkey, const st_manifest_t *m)
     if (m->nprods)
         memcpy(it->prods, m->prods, m->nprods * sizeof(*it->prods));
     it->nprods = m->nprods;
+    it->order = ++L->fold_enq;
     st_list_push(&L->unfolded, &it->link);
     L->nunfolded++;
     log->stats.manifests_unfolded = L->nunfolded;
@@ -328,7 +332,11 @@ static void fold_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *
 static bool fold_step(st_life_t *L)
 {
     st_log_t *log = L->log;
-    if (st_list_empty(&L->unfolded))
+    /* Only what was queued when the run began: under a steady stream of
+     * flushes the list never empties, and retention, merging and GC come
+     * after folding. */
+    if (st_list_empty(&L->unfolded) ||
+        st_container_of(L->unfolded.next, fold_item_t, link)->order > L->fold_upto)
         return false;
     st_op_t ops[LIFE_TXN_OPS];
     char keys[LIFE_TXN_OPS][160];
@@ -339,6 +347,8 @@ static bool fold_step(st_life_t *L)
     L->tx.done_upto = NULL;
     for (st_link_t *l = L->unfolded.next; l != &L->unfolded && !oom; l = l->next) {
         fold_item_t *it = st_container_of(l, fold_item_t, link);
+        if (it->order > L->fold_upto)
+            break;
         while (it->next < it->nchunks && nops < LIFE_TXN_OPS - 1) {
             const st_chunk_desc_t *d = &it->chunks[it->next];
             st_chunk_t *c = fold_target(log, it, d);
@@ -1307,6 +1317,7 @@ static void run_begin(st_life_t *L, bool explicit, bool gc)
     }
     L->running = true;
     L->stage = LIFE_FOLD;
+    L->fold_upto = L->fold_enq;
     L->ret_topic = 0;
     L->ret_part = 0;
     L->mrg_topic = 0;
