@@ -304,7 +304,8 @@ static void take_got(st_err_t err, bool ok, int64_t rev, const st_op_result_t *r
             err = ST_ERR_NOMEM;
     }
     if (err == ST_OK) {
-        qsort(tcs, nt, sizeof *tcs, tchunk_cmp);
+        if (nt > 1) /* tcs is NULL when there is none */
+            qsort(tcs, nt, sizeof *tcs, tchunk_cmp);
         /* Every chunk still only in a manifest gets its index key, also
          * one this node knew already (from another node's manifest at its
          * start-up): whoever wrote it may never fold it.  Not one that an
