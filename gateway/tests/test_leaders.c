@@ -144,7 +144,6 @@ static void put_cb(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res
 static void test_controller(void **state)
 {
     fx_t *f = *state;
-    fx_open(f);
     st_topic_t *topic = create(f, "led", 16);
     gw_cluster_t *c1 = member(f, 1), *c2 = member(f, 2);
     gw_leaders_t *l1 = leaders(f, c1, 1), *l2 = leaders(f, c2, 2);
@@ -214,7 +213,6 @@ static void ensured_cb(void *arg)
 static void test_ensure(void **state)
 {
     fx_t *f = *state;
-    fx_open(f);
     st_topic_t *topic = create(f, "fresh", 60); /* two transactions */
     gw_cluster_t *c1 = member(f, 1), *c2 = member(f, 2);
     size_t n;
@@ -298,7 +296,6 @@ static bool took_over_p1(void *arg)
 static void test_record_before_partition(void **state)
 {
     fx_t *f = *state;
-    fx_open(f);
     st_topic_t *topic = create(f, "late", 1);
     gw_cluster_t *c2 = member(f, 2);
     gw_leaders_t *l2 = leaders(f, c2, 2);
