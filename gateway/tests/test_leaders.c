@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,20 @@ static void put_cb(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res
     ((started_t *)arg)->done++;
 }
 
+/* Write partition @p's record of topic @id as another node would. */
+static void put_record(fx_t *f, kp_uuid_t id, int32_t p, int32_t leader, int32_t epoch)
+{
+    char hex[33], key[128], val[48];
+    st_uuid_hex(id, hex);
+    snprintf(key, sizeof key, "/nuthatch/partitions/%s/%" PRId32 "/state", hex, p);
+    size_t vlen = gw_leaders_format(val, sizeof val, leader, epoch);
+    st_op_t put = {.type = ST_OP_PUT, .key = key, .val = (const uint8_t *)val, .val_len = vlen};
+    st_txn_t txn = {.success = &put, .nsuccess = 1};
+    started_t s = {0};
+    assert_int_equal(st_meta_txn(f->meta, &txn, put_cb, &s), 0);
+    assert_true(pump_until(f, is_done, &s));
+}
+
 static void test_controller(void **state)
 {
     fx_t *f = *state;
@@ -228,16 +243,7 @@ static void test_ensure(void **state)
         assert_false(gw_leaders_get(l2, topic->id, p, &l, &e));
 
     /* Partition 50's record, written elsewhere (not yet seen by l2). */
-    char hex[33], key[128], val[48];
-    st_uuid_hex(topic->id, hex);
-    snprintf(key, sizeof key, "/nuthatch/partitions/%s/50/state", hex);
-    size_t vlen = gw_leaders_format(val, sizeof val, 1, 3);
-    st_op_t put = {.type = ST_OP_PUT, .key = key, .val = (const uint8_t *)val, .val_len = vlen};
-    st_txn_t txn = {.success = &put, .nsuccess = 1};
-    started_t s = {0};
-    assert_int_equal(st_meta_txn(f->meta, &txn, put_cb, &s), 0);
-    while (s.done == 0)
-        event_base_loop(f->base, EVLOOP_ONCE);
+    put_record(f, topic->id, 50, 1, 3);
 
     started_t d = {0};
     gw_leaders_ensure(l2, topic->id, 0, 60, ensured_cb, &d);
@@ -300,15 +306,7 @@ static void test_record_before_partition(void **state)
     gw_cluster_t *c2 = member(f, 2);
     gw_leaders_t *l2 = leaders(f, c2, 2);
 
-    char hex[33], key[128], val[48];
-    st_uuid_hex(topic->id, hex);
-    snprintf(key, sizeof key, "/nuthatch/partitions/%s/1/state", hex);
-    size_t vlen = gw_leaders_format(val, sizeof val, 2, 3);
-    st_op_t put = {.type = ST_OP_PUT, .key = key, .val = (const uint8_t *)val, .val_len = vlen};
-    st_txn_t txn = {.success = &put, .nsuccess = 1};
-    started_t s = {0};
-    assert_int_equal(st_meta_txn(f->meta, &txn, put_cb, &s), 0);
-    assert_true(pump_until(f, is_done, &s));
+    put_record(f, topic->id, 1, 2, 3);
     int32_t l = 0, e = 0;
     for (int i = 0; i < 300 && !gw_leaders_get(l2, topic->id, 1, &l, &e); i++) {
         event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
