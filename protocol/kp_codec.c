@@ -337,6 +337,18 @@ void kp_writer_init(kp_writer_t *w, size_t initial_cap)
     }
 }
 
+void kp_writer_init_aligned(kp_writer_t *w, size_t initial_cap, size_t align)
+{
+    kp_writer_init(w, 0);
+    void *p = NULL;
+    if (initial_cap && posix_memalign(&p, align, initial_cap) != 0) {
+        w->err = KP_ENCODE_NOMEM;
+        return;
+    }
+    w->buf = p;
+    w->cap = initial_cap;
+}
+
 void kp_writer_deinit(kp_writer_t *w)
 {
     free(w->buf);

@@ -282,6 +282,10 @@ typedef struct kp_writer {
 } kp_writer_t;
 
 void kp_writer_init(kp_writer_t *w, size_t initial_cap);
+/* The same with the buffer's address a multiple of @align (a power of two,
+ * a multiple of sizeof(void *)), as long as nothing is written past
+ * @initial_cap: growing moves the buffer wherever realloc puts it. */
+void kp_writer_init_aligned(kp_writer_t *w, size_t initial_cap, size_t align);
 void kp_writer_deinit(kp_writer_t *w);
 /* Hand the buffer to the caller (returns owned, free()) and reset the writer. */
 uint8_t *kp_writer_take(kp_writer_t *w, size_t *len);

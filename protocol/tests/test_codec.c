@@ -353,6 +353,25 @@ static void test_arena_limit(void **state)
     assert_int_equal(kp_arena_limit_for(100), 100 * KP_DECODE_MAX_EXPANSION + 4096);
 }
 
+static void test_writer_aligned(void **state)
+{
+    (void)state;
+    kp_writer_t w;
+    kp_writer_init_aligned(&w, 10000, 4096);
+    assert_int_equal(w.err, KP_ENCODE_OK);
+    assert_int_equal((uintptr_t)w.buf % 4096, 0);
+    uint8_t *first = w.buf;
+    for (int i = 0; i < 2500; i++)
+        kp_write_i32(&w, i);
+    assert_ptr_equal(w.buf, first); /* within the capacity: never moved */
+    kp_write_i32(&w, 2500);         /* past it: grows like any writer */
+    size_t len;
+    uint8_t *b = kp_writer_take(&w, &len);
+    assert_int_equal(len, 10004);
+    assert_int_equal(kp_be32(b + 4 * 2500), 2500);
+    free(b);
+}
+
 static void test_writer_patch(void **state)
 {
     (void)state;
@@ -400,12 +419,12 @@ static void test_error_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_fixed),   cmocka_unit_test(test_read_underflow),
-        cmocka_unit_test(test_varint_edges), cmocka_unit_test(test_varint_malformed),
-        cmocka_unit_test(test_strings),      cmocka_unit_test(test_string_roundtrip),
-        cmocka_unit_test(test_array_len),    cmocka_unit_test(test_tags),
-        cmocka_unit_test(test_arena_limit),  cmocka_unit_test(test_writer_patch),
-        cmocka_unit_test(test_error_names),
+        cmocka_unit_test(test_read_fixed),     cmocka_unit_test(test_read_underflow),
+        cmocka_unit_test(test_varint_edges),   cmocka_unit_test(test_varint_malformed),
+        cmocka_unit_test(test_strings),        cmocka_unit_test(test_string_roundtrip),
+        cmocka_unit_test(test_array_len),      cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_arena_limit),    cmocka_unit_test(test_writer_patch),
+        cmocka_unit_test(test_writer_aligned), cmocka_unit_test(test_error_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

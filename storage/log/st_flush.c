@@ -321,7 +321,7 @@ static st_flush_t *flush_build(st_log_t *log)
     st_fpart_t *fps = calloc(nparts, sizeof(*fps));
     st_chunk_desc_t *descs = calloc(nparts, sizeof(*descs));
     kp_writer_t w;
-    kp_writer_init(&w, bytes);
+    kp_writer_init_aligned(&w, bytes, ST_OBJ_ALIGN);
     if (!f || !fps || !descs || w.err)
         goto fail;
     f->log = log;

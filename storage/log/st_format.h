@@ -26,6 +26,10 @@
 #define ST_OBJ_HEADER_SIZE 32
 #define ST_OBJ_ENTRY_SIZE 64
 #define ST_OBJ_TRAILER_SIZE 24
+/* Objects are built in buffers aligned to this many bytes, so that a store
+ * can hand them to the device without copying (the directory store's
+ * O_DIRECT). */
+#define ST_OBJ_ALIGN 4096
 
 /* One chunk: the batches of one partition, as stored in an object. */
 typedef struct st_chunk_desc {

@@ -801,7 +801,7 @@ static void merge_upload(merge_op_t *op)
                                  .len = (uint32_t)op->total,
                                  .crc = kp_crc32c(0, op->data, op->total)};
     kp_writer_t w;
-    kp_writer_init(&w, op->total + SEGMENT_OVERHEAD);
+    kp_writer_init_aligned(&w, op->total + SEGMENT_OVERHEAD, ST_OBJ_ALIGN);
     st_obj_write_header(&w, &(st_obj_header_t){log->cfg.node_id, log->incarnation, op->seq});
     kp_write_raw(&w, op->data, op->total);
     st_obj_write_footer(&w, &op->desc, 1);

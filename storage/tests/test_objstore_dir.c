@@ -14,8 +14,10 @@
 #include <event2/thread.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,6 +333,100 @@ static void test_round_trip(void **state)
     list(f, "", NULL, 100, &r);
     assert_string_equal(joined(&r), "empty");
     res_reset(&r);
+}
+
+/* Put @len bytes of @data at @key and wait for the callback; @data stays ours. */
+static st_err_t put_bytes(fix_t *f, const char *key, const uint8_t *data, size_t len)
+{
+    res_t r = {0};
+    r.in_call = 1;
+    assert_int_equal(st_objstore_put(f->os, key, data, len, done_cb, &r), 0);
+    r.in_call = 0;
+    assert_int_equal(r.done, 0);
+    wait1(f, &r);
+    return r.err;
+}
+
+static void fill_pattern(uint8_t *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 31u + seed);
+}
+
+/* Pages of the file @path in the page cache. */
+static size_t resident_pages(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = ((size_t)st.st_size + pg - 1) / pg, in = 0;
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    unsigned char *vec = malloc(n);
+    assert_int_equal(mincore(m, (size_t)st.st_size, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        in += vec[i] & 1;
+    free(vec);
+    munmap(m, (size_t)st.st_size);
+    close(fd);
+    return in;
+}
+
+/* Large puts from 4 KiB-aligned buffers skip the page cache where the file
+ * system takes O_DIRECT; every shape of put reads back byte for byte. */
+static void test_large_direct(void **state)
+{
+    fix_t *f = *state;
+    const size_t big = (1u << 20) + 123;
+    uint8_t *buf = NULL;
+    assert_int_equal(posix_memalign((void **)&buf, 4096, big + 4096), 0);
+    fill_pattern(buf, big + 4096, 7);
+
+    /* Does this file system take O_DIRECT at all? */
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/probe", f->root);
+    int fd = open(path, O_WRONLY | O_CREAT | O_DIRECT, 0644);
+    bool direct = fd >= 0 && pwrite(fd, buf, 4096, 0) == 4096;
+    if (fd >= 0)
+        close(fd);
+    unlink(path);
+    if (!direct)
+        print_message("no O_DIRECT on %s: page-cache residency not checked\n", f->root);
+
+    struct {
+        const char *key;
+        const uint8_t *data;
+        size_t len;
+        int cached; /* after the put: 0 = (almost) nothing in the page cache, 1 = all */
+    } cases[] = {
+        {"d/aligned-tail", buf, big, 0}, /* direct part + a buffered tail */
+        {"d/aligned-exact", buf, 1u << 20, 0},
+        {"d/unaligned", buf + 1, big, 1}, /* through the page cache */
+        {"d/small", buf, 8192, 1},        /* below the threshold */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        assert_int_equal(put_bytes(f, cases[c].key, cases[c].data, cases[c].len), ST_OK);
+        if (direct) {
+            snprintf(path, sizeof path, "%s/%s", f->store_root, cases[c].key);
+            size_t pages = (cases[c].len + 4095) / 4096, in = resident_pages(path);
+            if (cases[c].cached)
+                assert_int_equal(in, pages);
+            else
+                assert_true(in <= 1); /* at most the buffered tail */
+        }
+        res_t r = {0};
+        get(f, cases[c].key, 0, ST_OBJ_TO_END, &r);
+        assert_int_equal(r.err, ST_OK);
+        assert_int_equal(r.len, cases[c].len);
+        assert_memory_equal(r.data, cases[c].data, cases[c].len);
+        get(f, cases[c].key, 4000, 200, &r); /* across the first 4 KiB boundary */
+        assert_int_equal(r.len, 200);
+        assert_memory_equal(r.data, cases[c].data + 4000, 200);
+        res_reset(&r);
+    }
+    assert_int_equal(put_bytes(f, "d/aligned-exact", buf, 1u << 20), ST_ERR_EXISTS);
+    free(buf);
 }
 
 static void test_ranges(void **state)
@@ -844,24 +940,6 @@ static void test_put_io_errors(void **state)
     res_reset(&r);
 }
 
-/* Put @len bytes of @data at @key and wait for the callback; @data stays ours. */
-static st_err_t put_bytes(fix_t *f, const char *key, const uint8_t *data, size_t len)
-{
-    res_t r = {0};
-    r.in_call = 1;
-    assert_int_equal(st_objstore_put(f->os, key, data, len, done_cb, &r), 0);
-    r.in_call = 0;
-    assert_int_equal(r.done, 0);
-    wait1(f, &r);
-    return r.err;
-}
-
-static void fill_pattern(uint8_t *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(i * 31u + seed);
-}
-
 static void test_put_borrows(void **state)
 {
     /* put borrows the caller's bytes: they come back unchanged and unfreed
@@ -1056,6 +1134,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_overwrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_reenters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
