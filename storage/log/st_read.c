@@ -283,6 +283,20 @@ static void chunk_rebase(read_op_t *op)
 
 static void read_ahead(st_part_t *part, size_t want);
 
+/* How far a sequential reader is read ahead: four of its reads, at least
+ * 4 MiB (a reader of one partition waits for each answer before asking
+ * again, so a shallower read-ahead leaves it waiting on the store), at most
+ * a quarter of the read-ahead budget (the budget stays shared). */
+static size_t ahead_want(const st_log_t *log, size_t max_bytes)
+{
+    size_t w = max_bytes > SIZE_MAX / 4 ? SIZE_MAX : max_bytes * 4;
+    if (w < (4u << 20))
+        w = 4u << 20;
+    if (w > log->cfg.read_ahead_bytes / 4)
+        w = log->cfg.read_ahead_bytes / 4;
+    return w;
+}
+
 static void op_finish(void *arg)
 {
     read_op_t *op = arg;
@@ -290,7 +304,7 @@ static void op_finish(void *arg)
     if (op->kind == READ_BATCHES && op->err == ST_OK) {
         op->part->ra_pos = op->n ? op->end : op->offset;
         if (op->stored)
-            read_ahead(op->part, op->max_bytes);
+            read_ahead(op->part, ahead_want(log, op->max_bytes));
     }
     if (op->kind == READ_BATCHES)
         op->cb(op->err, op->slices, op->err == ST_OK ? op->n : 0, op->arg);

@@ -31,7 +31,10 @@
  * page cache -- the largest cost of a put on the loop's behalf -- goes away.
  * Where O_DIRECT is refused (tmpfs, an alignment the device does not take)
  * the put is written through the page cache from the start.  Durability is
- * the same either way: the fsync below covers both parts.
+ * the same either way: the fsync below covers both parts.  Large ranges of
+ * large objects are read back with O_DIRECT too (the blocks around the range
+ * into an aligned buffer): such objects are not in the page cache, and a
+ * direct read of them costs no copy either.
  *
  * Directories are never removed: a deleted object leaves its (possibly
  * empty) directory behind.  This keeps puts free of races with a concurrent
@@ -109,7 +112,8 @@ typedef struct dir_op {
     void *arg;
     const uint8_t *data; /* put: the caller's bytes (borrowed until the callback) */
     uint8_t *buf;        /* get: bytes read (owned) */
-    size_t len;          /* bytes in data (put) or buf (get) */
+    size_t skip;         /* get: bytes of buf before the first one asked for */
+    size_t len;          /* bytes in data (put) or in buf after skip (get) */
     uint64_t off;        /* get: first byte */
     uint64_t want;       /* get: bytes asked for, ST_OBJ_TO_END = all */
     char *start_after;   /* list: owned copy, or NULL */
@@ -512,6 +516,59 @@ static void spare_refill(st_objstore_dir_t *ds, const char *key)
 
 /* ---------------------------------------------------------------- get */
 
+/* Read up to @n bytes at @off; the bytes read, or -1 with errno. */
+static ssize_t read_all(int fd, uint8_t *p, size_t n, uint64_t off)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, p + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break; /* shorter than fstat said: return what exists */
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* A large range of a large object -- written with O_DIRECT, so not in the
+ * page cache -- read the same way: the 4 KiB-aligned blocks around it into
+ * an aligned buffer, handed out from the first byte asked for.  0 when
+ * done (op->err says how), -1 when O_DIRECT is not to be had here. */
+static int read_direct(dir_op_t *op, uint64_t avail)
+{
+    int fd = openat(op->ds->rootfd, op->key, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (fd < 0)
+        return -1;
+    uint64_t from = op->off & ~(uint64_t)(DIRECT_ALIGN - 1);
+    uint64_t to = (op->off + avail + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
+    void *buf = NULL;
+    if (posix_memalign(&buf, DIRECT_ALIGN, (size_t)(to - from)) != 0) {
+        close(fd);
+        op->err = ST_ERR_NOMEM;
+        return 0;
+    }
+    ssize_t got = read_all(fd, buf, (size_t)(to - from), from);
+    int rerr = errno;
+    close(fd);
+    if (got < 0) {
+        free(buf);
+        if (rerr == EINVAL)
+            return -1; /* an alignment this device does not take */
+        op->err = ST_ERR_IO;
+        return 0;
+    }
+    op->buf = buf;
+    op->skip = (size_t)(op->off - from);
+    op->len = (size_t)got > op->skip ? (size_t)got - op->skip : 0;
+    if (op->len > avail)
+        op->len = (size_t)avail;
+    op->err = ST_OK;
+    return 0;
+}
+
 static void get_work(dir_op_t *op)
 {
     int fd = openat(op->ds->rootfd, op->key, O_RDONLY | O_CLOEXEC);
@@ -537,25 +594,19 @@ static void get_work(dir_op_t *op)
         op->err = ST_ERR_NOMEM;
         goto out;
     }
+    if (avail >= DIRECT_MIN && size >= DIRECT_MIN && read_direct(op, avail) == 0)
+        goto out;
     op->buf = malloc(avail ? (size_t)avail : 1);
     if (!op->buf) {
         op->err = ST_ERR_NOMEM;
         goto out;
     }
-    size_t got = 0;
-    while (got < avail) {
-        ssize_t r = pread(fd, op->buf + got, (size_t)avail - got, (off_t)(op->off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            op->err = ST_ERR_IO;
-            goto out;
-        }
-        if (r == 0)
-            break; /* shorter than fstat said: return what exists */
-        got += (size_t)r;
+    ssize_t got = read_all(fd, op->buf, (size_t)avail, op->off);
+    if (got < 0) {
+        op->err = ST_ERR_IO;
+        goto out;
     }
-    op->len = got;
+    op->len = (size_t)got;
     op->err = ST_OK;
 out:
     close(fd);
@@ -764,7 +815,7 @@ static void op_after(void *arg)
         break;
     case OP_GET:
         if (op->err == ST_OK)
-            op->cb.data(ST_OK, op->buf, op->len, op->arg);
+            op->cb.data(ST_OK, op->buf + op->skip, op->len, op->arg);
         else
             op->cb.data(op->err, NULL, 0, op->arg);
         break;

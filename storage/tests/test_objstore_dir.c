@@ -423,6 +423,17 @@ static void test_large_direct(void **state)
         get(f, cases[c].key, 4000, 200, &r); /* across the first 4 KiB boundary */
         assert_int_equal(r.len, 200);
         assert_memory_equal(r.data, cases[c].data + 4000, 200);
+        if (cases[c].len > 700000) {
+            /* Large unaligned ranges (read with O_DIRECT around them). */
+            get(f, cases[c].key, 5001, 600000, &r);
+            assert_int_equal(r.len, 600000);
+            assert_memory_equal(r.data, cases[c].data + 5001, 600000);
+            get(f, cases[c].key, 12345, ST_OBJ_TO_END, &r);
+            assert_int_equal(r.len, cases[c].len - 12345);
+            assert_memory_equal(r.data, cases[c].data + 12345, cases[c].len - 12345);
+            get(f, cases[c].key, 0, cases[c].len + 99999, &r); /* past the end */
+            assert_int_equal(r.len, cases[c].len);
+        }
         res_reset(&r);
     }
     assert_int_equal(put_bytes(f, "d/aligned-exact", buf, 1u << 20), ST_ERR_EXISTS);
