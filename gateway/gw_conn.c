@@ -86,8 +86,8 @@ static void req_free(gw_req_t *req)
     kp_arena_deinit(&req->resp_arena);
     free_frame(req);
     free(req->resp);
-    if (req->reserved)
-        gw_server__budget_release(req->srv, req->reserved);
+    if (req->reserved + req->held)
+        gw_server__budget_release(req->srv, req->reserved + req->held);
     free(req);
 }
 
@@ -284,7 +284,7 @@ static bool read_length(gw_conn_t *conn, struct evbuffer *in)
  * not fit. */
 static bool reserve_frame(gw_conn_t *conn)
 {
-    if (!gw_server__budget_reserve(conn->srv, conn->frame_len)) {
+    if (!gw_server__budget_reserve(conn->srv, gw_server__frame_cost(conn->srv, conn->frame_len))) {
         gw_log_debug("conn", "conn %llu: receive budget exhausted, waiting for %d bytes",
                      (unsigned long long)conn->id, conn->frame_len);
         conn_block(conn);
@@ -345,6 +345,7 @@ static void take_frame(gw_conn_t *conn, struct evbuffer *in)
     req->start_s = mono_s();
     gw_metrics_bytes(conn->srv->metrics, len + 4, 0);
     req->reserved = conn->frame_len;
+    req->held = gw_server__frame_cost(conn->srv, conn->frame_len) - conn->frame_len;
     conn->frame_reserved = false;
     conn->frame_len = 0;
     set_read_window(conn, 4);
@@ -557,7 +558,7 @@ void gw_conn_close(gw_conn_t *conn, const char *reason)
     }
     if (conn->frame_reserved) {
         conn->frame_reserved = false;
-        gw_server__budget_release(conn->srv, conn->frame_len);
+        gw_server__budget_release(conn->srv, gw_server__frame_cost(conn->srv, conn->frame_len));
     }
     conn->frame_len = 0;
     /* Closing inside the bufferevent's own callback is safe: libevent
@@ -583,7 +584,7 @@ void gw_conn_drain(gw_conn_t *conn, const char *reason)
     }
     if (conn->frame_reserved) { /* a frame being received is never read now */
         conn->frame_reserved = false;
-        gw_server__budget_release(conn->srv, conn->frame_len);
+        gw_server__budget_release(conn->srv, gw_server__frame_cost(conn->srv, conn->frame_len));
     }
     conn->frame_len = 0;
     gw_conn_set_state(conn, GW_CONN_DRAINING);

@@ -9,7 +9,8 @@
  * before anything is allocated.  The bytes of a frame are reserved against
  * the server's receive budget when its length is read (if they do not fit,
  * the connection stops reading until budget frees) and stay reserved until
- * the request's response is queued and its frame freed.  A frame must arrive
+ * the frame is freed; GW_REQ_COST more stays reserved until the request's
+ * response is queued.  A frame must arrive
  * whole within request.partial.timeout.ms of its length; a connection with
  * nothing in flight closes after connections.max.idle.ms.
  *
@@ -55,6 +56,7 @@ struct gw_req {
     st_buf_t *frame_buf;     /* frame once shared (gw_req_frame_buf), or NULL */
     size_t frame_len;        /* bytes, without the length prefix */
     int64_t reserved;        /* receive budget held, bytes; released with the frame */
+    int64_t held;            /* receive budget held until the request is freed */
     kp_arena_t arena;        /* decoded request, limit kp_arena_limit_for(frame_len) */
     kp_arena_t resp_arena;   /* response arrays and strings (handler's scratch) */
     kp_request_header_t hdr; /* decoded header; client_id is a view */
@@ -84,7 +86,7 @@ struct gw_conn {
     gw_conn_state_t state;       /* change only with gw_conn_set_state() */
     struct bufferevent *bev;     /* owned; NULL once closed */
     int32_t frame_len;           /* length of the frame being received; 0 = none yet */
-    bool frame_reserved;         /* frame_len bytes reserved in the receive budget */
+    bool frame_reserved;         /* gw_server__frame_cost(frame_len) reserved in the budget */
     gw_req_t *head, *tail;       /* requests in flight, oldest first */
     int inflight;                /* requests in the FIFO */
     struct event *partial_timer; /* deadline of the frame being received */

@@ -37,6 +37,14 @@
 /* Receive budget                                                      */
 /* ------------------------------------------------------------------ */
 
+int64_t gw_server__frame_cost(const gw_server_t *srv, int64_t frame_len)
+{
+    /* Never more than the whole budget: a frame of socket.request.max.bytes
+     * must fit when the budget is that small. */
+    int64_t room = srv->cfg->request_receive_budget_bytes - frame_len;
+    return frame_len + (room < GW_REQ_COST ? (room > 0 ? room : 0) : GW_REQ_COST);
+}
+
 bool gw_server__budget_reserve(gw_server_t *srv, int64_t n)
 {
     if (srv->recv_reserved + n > srv->cfg->request_receive_budget_bytes)
@@ -51,9 +59,9 @@ void gw_server__budget_release(gw_server_t *srv, int64_t n)
     /* Wake waiters in order while the head's frame fits; it reserves for
      * itself when it resumes (from the loop, not from this stack). */
     int64_t avail = srv->cfg->request_receive_budget_bytes - srv->recv_reserved;
-    while (srv->budget_head && srv->budget_head->frame_len <= avail) {
+    while (srv->budget_head && gw_server__frame_cost(srv, srv->budget_head->frame_len) <= avail) {
         gw_conn_t *conn = srv->budget_head;
-        avail -= conn->frame_len;
+        avail -= gw_server__frame_cost(srv, conn->frame_len);
         srv->budget_head = conn->budget_next;
         if (!srv->budget_head)
             srv->budget_tail = NULL;

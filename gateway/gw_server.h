@@ -32,8 +32,16 @@ typedef struct gw_coord gw_coord_t;
 typedef struct gw_metrics gw_metrics_t;
 
 /* Requests one connection may have in flight (read, not yet answered)
- * before it stops reading: the backpressure of STYLE §11. */
-#define GW_CONN_MAX_INFLIGHT 64
+ * before it stops reading: the backpressure of STYLE §11.  Deep enough that a
+ * client pipelining small produce requests (librdkafka with linger.ms=0
+ * sends one every few records) is not held back while a flush is slow: at
+ * 64, one 25 ms flush stopped such a client for the length of the backlog.
+ * Memory stays bounded by the receive budget, which every request in flight
+ * holds GW_REQ_COST of until it is answered. */
+#define GW_CONN_MAX_INFLIGHT 1024
+/* Receive budget a request holds from its read to its response, besides its
+ * frame: its decoded form, state and response outlive the frame. */
+#define GW_REQ_COST 4096
 /* Bytes of responses queued on one connection above which it stops reading
  * new requests until the client catches up. */
 #define GW_CONN_MAX_OUTPUT (64u << 20)
@@ -127,6 +135,9 @@ int gw_server_run(const gw_config_t *cfg);
 
 /* ---- internal, for gw_conn.c ---- */
 
+/* Budget a frame of @frame_len bytes reserves: the frame plus GW_REQ_COST
+ * (less when the whole budget is smaller than that). */
+int64_t gw_server__frame_cost(const gw_server_t *srv, int64_t frame_len);
 /* Reserve @n bytes of the receive budget; false when they do not fit. */
 bool gw_server__budget_reserve(gw_server_t *srv, int64_t n);
 /* Return @n bytes to the budget and wake connections waiting for it. */

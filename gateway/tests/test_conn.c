@@ -358,6 +358,73 @@ static void test_inflight_cap(void **state)
     close(fd);
 }
 
+/* A client pipelining many small produce requests while commits are slow
+ * has every one of them read (far more than the 64 of a shallower cap),
+ * and they are answered in order once commits go on. */
+static void test_inflight_deep(void **state)
+{
+    fx_t *f = *state;
+    int fd = fx_client(f);
+    size_t len;
+    uint8_t *p = build_produce("deep", -1, 1, false, &len); /* creates the topic */
+    fx_send_all(f, fd, p, len);
+    free(p);
+    uint8_t buf[512];
+    check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), 1, 0, 0);
+    st_log_hold_commits(f->srv->log, true);
+    uint64_t before = f->srv->stats.requests;
+    for (int i = 2; i <= 301; i++) {
+        p = build_produce("deep", -1, i, false, &len);
+        fx_send_all(f, fd, p, len);
+        free(p);
+    }
+    for (int64_t end = fx_now_ms() + 5000;
+         f->srv->stats.requests - before < 300 && fx_now_ms() < end;)
+        fx_pump(f);
+    assert_int_equal(f->srv->stats.requests - before, 300);
+    assert_int_equal(fx_recv_frame(f, fd, buf, sizeof buf, 100), -2); /* none answered */
+    st_log_hold_commits(f->srv->log, false);
+    for (int i = 2; i <= 301; i++)
+        check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), i, 0, i - 1);
+    close(fd);
+}
+
+/* Every request in flight holds GW_REQ_COST of the receive budget until it
+ * is answered, so a small budget bounds how many are read. */
+static void test_budget_bounds_inflight(void **state)
+{
+    fx_t *f = *state;
+    f->cfg.request_receive_budget_bytes = 10 * GW_REQ_COST;
+    int fd = fx_client(f);
+    size_t len;
+    uint8_t *p = build_produce("bounded", -1, 1, false, &len);
+    fx_send_all(f, fd, p, len);
+    free(p);
+    uint8_t buf[512];
+    check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), 1, 0, 0);
+    st_log_hold_commits(f->srv->log, true);
+    uint64_t before = f->srv->stats.requests;
+    for (int i = 2; i <= 41; i++) {
+        p = build_produce("bounded", -1, i, false, &len);
+        fx_send_all(f, fd, p, len);
+        free(p);
+    }
+    for (int64_t end = fx_now_ms() + 1000; fx_now_ms() < end;)
+        fx_pump(f);
+    uint64_t read = f->srv->stats.requests - before;
+    print_message("requests read with a budget of 10 x GW_REQ_COST: %llu\n",
+                  (unsigned long long)read);
+    assert_true(read >= 5 && read < 10);
+    assert_true(f->srv->recv_reserved <= f->cfg.request_receive_budget_bytes);
+    st_log_hold_commits(f->srv->log, false);
+    for (int i = 2; i <= 41; i++)
+        check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), i, 0, i - 1);
+    for (int64_t end = fx_now_ms() + 2000; f->srv->recv_reserved > 0 && fx_now_ms() < end;)
+        fx_pump(f);
+    assert_int_equal(f->srv->recv_reserved, 0);
+    close(fd);
+}
+
 static void test_produce_errors(void **state)
 {
     fx_t *f = *state;
@@ -838,6 +905,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partial_timeout, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_receive_budget, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_inflight_deep, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_budget_bounds_inflight, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rejects, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_order, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_inflight_cap, fx_setup, fx_teardown),
