@@ -17,13 +17,18 @@
  * many bytes, P in flight, and prints a second line ("get", MB/s): the raw
  * limit of catching up from the store.
  *
- *   nh-pipeline --dir PATH [--size BYTES] [--parallel P] [--objects N] [--get-range BYTES]
+ *   nh-pipeline --dir PATH [--sqlite DB] [--size BYTES] [--parallel P] [--objects N]
+ *               [--get-range BYTES]
  *
  * measures the local-directory limit the same way: per object write() of
  * the bytes into a temporary file, fdatasync(), rename() into place and
- * fsync() of the directory; the read-back is pread() of the ranges (from
- * the page cache, as the gateway's reads of fresh objects are too).
- * The objects it writes are deleted at the end.
+ * fsync() of the directory -- objects of 256 KiB and more written with
+ * O_DIRECT from an aligned buffer and read back with O_DIRECT, as the
+ * gateway's directory store does -- then, with --sqlite, one transaction
+ * putting a manifest-sized row into the SQLite database DB (WAL,
+ * synchronous=FULL, one connection, as the embedded gateway's metadata):
+ * the embedded counterpart of PUT + etcd transaction.  The read-back is
+ * pread() of the ranges.  The objects it writes are deleted at the end.
  *
  * Each line ends with the CPU seconds of the phase: cpu_s= for this
  * process (utime + stime, getrusage), and cpu_NAME_s= for every process
@@ -32,9 +37,11 @@
  */
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +52,7 @@
 #include "st_s3_sign.h"
 
 typedef struct opts {
-    const char *s3, *bucket, *region, *etcd, *dir;
+    const char *s3, *bucket, *region, *etcd, *dir, *sqlite;
     size_t get_range;
     size_t size, manifest;
     int parallel;
@@ -57,6 +64,11 @@ static opts_t o = {
 static atomic_long next_obj, next_get;
 static atomic_llong got_bytes;
 static double *lat_ms; /* per object */
+static sqlite3 *db;    /* --sqlite: one connection, as the gateway's */
+static pthread_mutex_t db_mu = PTHREAD_MUTEX_INITIALIZER;
+
+#define DIRECT_ALIGN 4096
+#define DIRECT_MIN (256u << 10)
 
 #define MAX_WATCH 4
 static const char *watch_name[MAX_WATCH];
@@ -255,12 +267,16 @@ static int dir_put(const char *key, const uint8_t *data, size_t len)
     char tmp[1024], path[1024];
     snprintf(tmp, sizeof tmp, "%s/.tmp-%s", o.dir, key);
     snprintf(path, sizeof path, "%s/%s", o.dir, key);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool direct = len >= DIRECT_MIN;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (direct ? O_DIRECT : 0), 0644);
     if (fd < 0)
         return -1;
-    size_t done = 0;
+    size_t done = 0, aligned = direct ? len & ~(size_t)(DIRECT_ALIGN - 1) : len;
     while (done < len) {
-        ssize_t w = write(fd, data + done, len - done);
+        if (done == aligned && direct && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) != 0)
+            return -1; /* the unaligned tail through the page cache */
+        size_t end = done < aligned ? aligned : len;
+        ssize_t w = write(fd, data + done, end - done);
         if (w <= 0) {
             close(fd);
             return -1;
@@ -277,18 +293,44 @@ static int dir_put(const char *key, const uint8_t *data, size_t len)
     return rc;
 }
 
+/* The embedded gateway's commit: one transaction putting a manifest. */
+static int sqlite_commit(const char *key, const uint8_t *man, size_t len)
+{
+    pthread_mutex_lock(&db_mu);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO kv(k, v) VALUES(?, ?)", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, man, (int)len, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    else
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&db_mu);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
 static int dir_get(const char *key, size_t off, size_t len, body_t *b)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", o.dir, key);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* As the directory store: objects written with O_DIRECT are read so. */
+    bool direct = o.size >= DIRECT_MIN && len >= DIRECT_MIN && off % DIRECT_ALIGN == 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
     if (fd < 0)
         return -1;
-    if (!b->buf && !(b->buf = malloc(o.get_range + 1)))
+    size_t cap = (o.get_range + DIRECT_ALIGN) & ~(size_t)(DIRECT_ALIGN - 1);
+    if (!b->buf && posix_memalign((void **)&b->buf, DIRECT_ALIGN, cap) != 0)
         return -1;
-    ssize_t r = pread(fd, b->buf, len, (off_t)off);
+    size_t want = direct ? (len + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1) : len;
+    ssize_t r = pread(fd, b->buf, want, (off_t)off);
     close(fd);
-    return r == (ssize_t)len ? 0 : -1;
+    return r >= (ssize_t)len ? 0 : -1;
 }
 
 static void obj_key(char *key, size_t cap, long i)
@@ -360,7 +402,9 @@ static int etcd_txn(CURL *c, const char *key, const char *fence_b64, const char 
  * buffer per worker: each object's first bytes are its number). */
 static uint8_t *object_bytes(unsigned seed)
 {
-    uint8_t *data = malloc(o.size);
+    uint8_t *data = NULL;
+    if (posix_memalign((void **)&data, DIRECT_ALIGN, o.size) != 0)
+        return NULL;
     uint64_t x = 0x9e3779b97f4a7c15ull * (seed + 1);
     for (size_t i = 0; data && i < o.size; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
@@ -385,6 +429,10 @@ static void *worker(void *arg)
         if (o.dir) {
             if (dir_put(key, data, o.size) != 0) {
                 perror("nh-pipeline: write, fdatasync, rename, fsync");
+                exit(1);
+            }
+            if (db && sqlite_commit(key, man, o.manifest) != 0) {
+                fprintf(stderr, "nh-pipeline: SQLite commit: %s\n", sqlite3_errmsg(db));
                 exit(1);
             }
             lat_ms[i] = now_ms() - t0;
@@ -419,7 +467,8 @@ static int cmp_double(const void *a, const void *b)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: nh-pipeline (--s3 URL --bucket B --etcd URL | --dir PATH) [--region R]"
+    fprintf(stderr, "usage: nh-pipeline (--s3 URL --bucket B --etcd URL | --dir PATH [--sqlite DB])"
+                    " [--region R]"
                     " [--size BYTES] [--parallel P] [--objects N] [--manifest BYTES]"
                     " [--get-range BYTES] [--watch NAME=PID]...\n");
     exit(2);
@@ -446,6 +495,8 @@ int main(int argc, char **argv)
             o.objects = atol(v);
         else if (!strcmp(k, "--dir"))
             o.dir = v;
+        else if (!strcmp(k, "--sqlite"))
+            o.sqlite = v;
         else if (!strcmp(k, "--get-range"))
             o.get_range = (size_t)strtoull(v, NULL, 10);
         else if (!strcmp(k, "--manifest"))
@@ -463,6 +514,16 @@ int main(int argc, char **argv)
                    !getenv("AWS_SECRET_ACCESS_KEY")))
         usage();
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (o.sqlite) {
+        if (!o.dir || sqlite3_open(o.sqlite, &db) != SQLITE_OK ||
+            sqlite3_exec(db,
+                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                         "CREATE TABLE IF NOT EXISTS kv(k TEXT PRIMARY KEY, v BLOB)",
+                         NULL, NULL, NULL) != SQLITE_OK) {
+            fprintf(stderr, "nh-pipeline: cannot open SQLite database %s\n", o.sqlite);
+            return 1;
+        }
+    }
     if (o.dir)
         goto fenced;
     /* The fence the transactions compare with: key /bench/fence, whose
@@ -527,6 +588,8 @@ fenced:
     free(bufs);
     free(lat_ms);
     free(t);
+    if (db)
+        sqlite3_close(db);
     curl_global_cleanup();
     return 0;
 }
