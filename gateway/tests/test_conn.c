@@ -358,6 +358,36 @@ static void test_inflight_cap(void **state)
     close(fd);
 }
 
+/* Create @topic with one acknowledged produce (correlation id 1), hold
+ * commits, and send produce requests 2..@n+1 behind each other; @returns
+ * the server's request count before them. */
+static uint64_t pipeline_held(fx_t *f, int fd, const char *topic, int n)
+{
+    size_t len;
+    uint8_t *p = build_produce(topic, -1, 1, false, &len);
+    fx_send_all(f, fd, p, len);
+    free(p);
+    uint8_t buf[512];
+    check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), 1, 0, 0);
+    st_log_hold_commits(f->srv->log, true);
+    uint64_t before = f->srv->stats.requests;
+    for (int i = 2; i <= n + 1; i++) {
+        p = build_produce(topic, -1, i, false, &len);
+        fx_send_all(f, fd, p, len);
+        free(p);
+    }
+    return before;
+}
+
+/* Release commits and check the answers to requests 2..@n+1, in order. */
+static void release_and_check(fx_t *f, int fd, int n)
+{
+    uint8_t buf[512];
+    st_log_hold_commits(f->srv->log, false);
+    for (int i = 2; i <= n + 1; i++)
+        check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), i, 0, i - 1);
+}
+
 /* A client pipelining many small produce requests while commits are slow
  * has every one of them read (far more than the 64 of a shallower cap),
  * and they are answered in order once commits go on. */
@@ -365,27 +395,14 @@ static void test_inflight_deep(void **state)
 {
     fx_t *f = *state;
     int fd = fx_client(f);
-    size_t len;
-    uint8_t *p = build_produce("deep", -1, 1, false, &len); /* creates the topic */
-    fx_send_all(f, fd, p, len);
-    free(p);
-    uint8_t buf[512];
-    check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), 1, 0, 0);
-    st_log_hold_commits(f->srv->log, true);
-    uint64_t before = f->srv->stats.requests;
-    for (int i = 2; i <= 301; i++) {
-        p = build_produce("deep", -1, i, false, &len);
-        fx_send_all(f, fd, p, len);
-        free(p);
-    }
+    uint64_t before = pipeline_held(f, fd, "deep", 300);
     for (int64_t end = fx_now_ms() + 5000;
          f->srv->stats.requests - before < 300 && fx_now_ms() < end;)
         fx_pump(f);
     assert_int_equal(f->srv->stats.requests - before, 300);
+    uint8_t buf[512];
     assert_int_equal(fx_recv_frame(f, fd, buf, sizeof buf, 100), -2); /* none answered */
-    st_log_hold_commits(f->srv->log, false);
-    for (int i = 2; i <= 301; i++)
-        check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), i, 0, i - 1);
+    release_and_check(f, fd, 300);
     close(fd);
 }
 
@@ -396,19 +413,7 @@ static void test_budget_bounds_inflight(void **state)
     fx_t *f = *state;
     f->cfg.request_receive_budget_bytes = 10 * GW_REQ_COST;
     int fd = fx_client(f);
-    size_t len;
-    uint8_t *p = build_produce("bounded", -1, 1, false, &len);
-    fx_send_all(f, fd, p, len);
-    free(p);
-    uint8_t buf[512];
-    check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), 1, 0, 0);
-    st_log_hold_commits(f->srv->log, true);
-    uint64_t before = f->srv->stats.requests;
-    for (int i = 2; i <= 41; i++) {
-        p = build_produce("bounded", -1, i, false, &len);
-        fx_send_all(f, fd, p, len);
-        free(p);
-    }
+    uint64_t before = pipeline_held(f, fd, "bounded", 40);
     for (int64_t end = fx_now_ms() + 1000; fx_now_ms() < end;)
         fx_pump(f);
     uint64_t read = f->srv->stats.requests - before;
@@ -416,9 +421,7 @@ static void test_budget_bounds_inflight(void **state)
                   (unsigned long long)read);
     assert_true(read >= 5 && read < 10);
     assert_true(f->srv->recv_reserved <= f->cfg.request_receive_budget_bytes);
-    st_log_hold_commits(f->srv->log, false);
-    for (int i = 2; i <= 41; i++)
-        check_produce_resp(buf, fx_recv_frame(f, fd, buf, sizeof buf, 5000), i, 0, i - 1);
+    release_and_check(f, fd, 40);
     for (int64_t end = fx_now_ms() + 2000; f->srv->recv_reserved > 0 && fx_now_ms() < end;)
         fx_pump(f);
     assert_int_equal(f->srv->recv_reserved, 0);
