@@ -328,6 +328,9 @@ void kp_writer_init(kp_writer_t *w, size_t initial_cap)
     w->len = 0;
     w->cap = 0;
     w->err = KP_ENCODE_OK;
+    w->refer_min = 0;
+    w->spans = NULL;
+    w->nspans = w->spans_cap = w->spans_len = 0;
     if (initial_cap) {
         w->buf = malloc(initial_cap);
         if (w->buf)
@@ -354,6 +357,9 @@ void kp_writer_deinit(kp_writer_t *w)
     free(w->buf);
     w->buf = NULL;
     w->len = w->cap = 0;
+    free(w->spans);
+    w->spans = NULL;
+    w->nspans = w->spans_cap = w->spans_len = 0;
 }
 
 uint8_t *kp_writer_take(kp_writer_t *w, size_t *len)
@@ -364,7 +370,43 @@ uint8_t *kp_writer_take(kp_writer_t *w, size_t *len)
     w->buf = NULL;
     w->len = w->cap = 0;
     w->err = KP_ENCODE_OK;
+    free(w->spans);
+    w->spans = NULL;
+    w->nspans = w->spans_cap = w->spans_len = 0;
     return b;
+}
+
+void kp_writer_refer(kp_writer_t *w, size_t min)
+{
+    w->refer_min = min;
+}
+
+kp_span_t *kp_writer_take_spans(kp_writer_t *w, size_t *n)
+{
+    kp_span_t *s = w->spans;
+    *n = w->nspans;
+    w->spans = NULL;
+    w->nspans = w->spans_cap = w->spans_len = 0;
+    return s;
+}
+
+/* Record @n bytes at @p as a span at the current end of the buffer. */
+static void add_span(kp_writer_t *w, const uint8_t *p, size_t n)
+{
+    if (w->err)
+        return;
+    if (w->nspans == w->spans_cap) {
+        size_t cap = w->spans_cap ? 2 * w->spans_cap : 8;
+        kp_span_t *ns = cap <= SIZE_MAX / sizeof *ns ? realloc(w->spans, cap * sizeof *ns) : NULL;
+        if (!ns) {
+            kp_writer_fail(w, KP_ENCODE_NOMEM);
+            return;
+        }
+        w->spans = ns;
+        w->spans_cap = cap;
+    }
+    w->spans[w->nspans++] = (kp_span_t){w->len, p, n};
+    w->spans_len += n;
 }
 
 uint8_t *kp_writer_space(kp_writer_t *w, size_t n)
@@ -530,6 +572,37 @@ void kp_write_bytes(kp_writer_t *w, kp_bytes_t b, bool compact, bool nullable)
 {
     if (write_len(w, b.len, compact, true, nullable))
         kp_write_raw(w, b.ptr, (size_t)b.len);
+}
+
+/* One piece of a RECORDS value: referred to when large enough, else copied. */
+static void write_piece(kp_writer_t *w, const uint8_t *p, size_t n)
+{
+    if (w->refer_min > 0 && n >= w->refer_min)
+        add_span(w, p, n);
+    else
+        kp_write_raw(w, p, n);
+}
+
+void kp_write_records(kp_writer_t *w, kp_bytes_t b, const kp_bytes_t *parts, int32_t nparts,
+                      bool compact, bool nullable)
+{
+    if (nparts <= 0) {
+        if (write_len(w, b.len, compact, true, nullable))
+            write_piece(w, b.ptr, (size_t)b.len);
+        return;
+    }
+    int64_t total = 0;
+    for (int32_t i = 0; i < nparts; i++) {
+        if (parts[i].len < 0 || total + parts[i].len > KP_MAX_BYTES) {
+            kp_writer_fail(w, KP_ENCODE_RANGE);
+            return;
+        }
+        total += parts[i].len;
+    }
+    if (!write_len(w, (int32_t)total, compact, true, nullable))
+        return;
+    for (int32_t i = 0; i < nparts; i++)
+        write_piece(w, parts[i].ptr, (size_t)parts[i].len);
 }
 
 void kp_write_array_len(kp_writer_t *w, int32_t count, bool compact, bool nullable)

@@ -274,11 +274,25 @@ typedef enum kp_werr {
     KP_ENCODE_VERSION, /* version outside validVersions */
 } kp_werr_t;
 
+/* Bytes a writer refers to instead of copying them (see kp_writer_refer).
+ * The output is buf[0, spans[0].pos), spans[0], buf[spans[0].pos,
+ * spans[1].pos), spans[1], ..., buf[spans[n-1].pos, len). */
+typedef struct kp_span {
+    size_t pos;         /* offset in the writer's buffer the bytes follow; non-decreasing */
+    const uint8_t *ptr; /* borrowed: the writer's user keeps them valid until sent */
+    size_t len;         /* bytes, > 0 */
+} kp_span_t;
+
 typedef struct kp_writer {
-    uint8_t *buf;  /* owned; malloc'ed */
-    size_t len;    /* bytes written */
-    size_t cap;    /* bytes allocated */
-    kp_werr_t err; /* sticky: first error wins; writes after it are dropped */
+    uint8_t *buf;     /* owned; malloc'ed */
+    size_t len;       /* bytes written into buf (spans excluded) */
+    size_t cap;       /* bytes allocated */
+    kp_werr_t err;    /* sticky: first error wins; writes after it are dropped */
+    size_t refer_min; /* RECORDS pieces of at least this many bytes become spans; 0 = none */
+    kp_span_t *spans; /* owned; in output order; NULL while there are none */
+    size_t nspans;    /* spans recorded */
+    size_t spans_cap; /* spans allocated */
+    size_t spans_len; /* sum of the spans' lengths: the output is len + spans_len bytes */
 } kp_writer_t;
 
 void kp_writer_init(kp_writer_t *w, size_t initial_cap);
@@ -287,8 +301,23 @@ void kp_writer_init(kp_writer_t *w, size_t initial_cap);
  * @initial_cap: growing moves the buffer wherever realloc puts it. */
 void kp_writer_init_aligned(kp_writer_t *w, size_t initial_cap, size_t align);
 void kp_writer_deinit(kp_writer_t *w);
-/* Hand the buffer to the caller (returns owned, free()) and reset the writer. */
+/* Hand the buffer to the caller (returns owned, free()) and reset the writer;
+ * spans not taken with kp_writer_take_spans() first are freed. */
 uint8_t *kp_writer_take(kp_writer_t *w, size_t *len);
+/* From now on, write every RECORDS piece of at least @min bytes (min > 0) as
+ * a span -- its length prefix in the buffer, its bytes only referred to --
+ * instead of copying it.  The caller keeps those bytes valid until the output
+ * is sent.  Other writes, BYTES values included, are unchanged, so the
+ * output's bytes are the same either way; a writer starts with spans off. */
+void kp_writer_refer(kp_writer_t *w, size_t min);
+/* Hand the spans to the caller (returns owned, free(); NULL when there are
+ * none) and forget them; call it before kp_writer_take(). */
+kp_span_t *kp_writer_take_spans(kp_writer_t *w, size_t *n);
+/* Bytes of output: the buffer and the spans. */
+static inline size_t kp_writer_size(const kp_writer_t *w)
+{
+    return w->len + w->spans_len;
+}
 /* Make room for @n more bytes; returns a pointer to them or NULL (sets NOMEM). */
 uint8_t *kp_writer_space(kp_writer_t *w, size_t n);
 static inline void kp_writer_fail(kp_writer_t *w, kp_werr_t e)
@@ -315,6 +344,11 @@ void kp_write_varlong(kp_writer_t *w, int64_t v);
 size_t kp_uvarint_size(uint32_t v);
 void kp_write_string(kp_writer_t *w, kp_str_t s, bool compact, bool nullable);
 void kp_write_bytes(kp_writer_t *w, kp_bytes_t b, bool compact, bool nullable);
+/* RECORDS / COMPACT_RECORDS: like kp_write_bytes(), except that when @nparts
+ * > 0 the value is the concatenation of @parts (borrowed; none null) and @b
+ * is ignored, and that pieces of at least w->refer_min bytes become spans. */
+void kp_write_records(kp_writer_t *w, kp_bytes_t b, const kp_bytes_t *parts, int32_t nparts,
+                      bool compact, bool nullable);
 /* Array length: int32 or compact uvarint N+1; @count -1 is null. */
 void kp_write_array_len(kp_writer_t *w, int32_t count, bool compact, bool nullable);
 

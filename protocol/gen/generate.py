@@ -250,7 +250,10 @@ class Struct:
             self.fields.append(f)
         names = {}
         for f in self.fields:
-            for n in [f.cname] + ([f.cname + "_count"] if f.is_array else []):
+            extra = [f.cname + "_count"] if f.is_array else []
+            if f.prim == "records" and not f.is_array:
+                extra = [f.cname + "_parts", f.cname + "_parts_count"]
+            for n in [f.cname] + extra:
                 if n in names:
                     raise GenError(
                         "%s: fields %s and %s both map to C name %s"
@@ -494,6 +497,11 @@ class Gen:
                 h.append("    int32_t %s_count; /* elements in %s; -1 = null */" % (f.cname, f.cname))
             else:
                 h.append("    %s %s;" % (f.ctype, f.cname))
+            if f.prim == "records" and not f.is_array:
+                h.append("    /* Encode only: when %s_parts_count > 0, %s is written as the" % (f.cname, f.cname))
+                h.append("     * concatenation of these pieces (borrowed) instead; decode sets none. */")
+                h.append("    const kp_bytes_t *%s_parts;" % f.cname)
+                h.append("    int32_t %s_parts_count; /* pieces in %s_parts; 0 = none */" % (f.cname, f.cname))
         if msg.flex:
             h.append("    /* Flexible versions: tagged fields this schema does not know (views,")
             h.append("     * array in the arena, sorted by tag), re-encoded as they came. */")
@@ -590,7 +598,12 @@ class Gen:
         p = f.prim
         if p == "string":
             return "kp_write_string(w, %s, %s, %s);" % (ex, compact, nullable)
-        if p in ("bytes", "records"):
+        if p == "records":
+            parts = "NULL, 0"
+            if ex.startswith("m->") and not f.is_array:
+                parts = "%s_parts, %s_parts_count" % (ex, ex)
+            return "kp_write_records(w, %s, %s, %s, %s);" % (ex, parts, compact, nullable)
+        if p == "bytes":
             return "kp_write_bytes(w, %s, %s, %s);" % (ex, compact, nullable)
         return "kp_write_%s(w, %s);" % (PRIMS[p][2], ex)
 

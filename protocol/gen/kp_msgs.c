@@ -1685,7 +1685,7 @@ static void produce_request_partition_produce_data_enc(
     kp_writer_t *w, int16_t v, const kp_produce_request_partition_produce_data_t *m)
 {
     kp_write_i32(w, m->index);
-    kp_write_bytes(w, m->records, v >= 9, true);
+    kp_write_records(w, m->records, m->records_parts, m->records_parts_count, v >= 9, true);
     if (v >= 9)
         write_tags(w, v, m, &m->_unknown, 0, NULL, 0, NULL);
 }
@@ -3472,7 +3472,7 @@ static void fetch_response_partition_data_enc(kp_writer_t *w, int16_t v,
     }
     if (v >= 11)
         kp_write_i32(w, m->preferred_read_replica);
-    kp_write_bytes(w, m->records, v >= 12, true);
+    kp_write_records(w, m->records, m->records_parts, m->records_parts_count, v >= 12, true);
     if (v >= 12) {
         uint32_t set = 0;
         if (

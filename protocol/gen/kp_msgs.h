@@ -571,6 +571,10 @@ typedef struct kp_produce_request_partition_produce_data {
     int32_t index;
     /* v0+, nullable v0+: The record data to be produced. */
     kp_bytes_t records;
+    /* Encode only: when records_parts_count > 0, records is written as the
+     * concatenation of these pieces (borrowed) instead; decode sets none. */
+    const kp_bytes_t *records_parts;
+    int32_t records_parts_count; /* pieces in records_parts; 0 = none */
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;
@@ -978,6 +982,10 @@ typedef struct kp_fetch_response_partition_data {
     int32_t preferred_read_replica;
     /* v0+, nullable v0+: The record data. */
     kp_bytes_t records;
+    /* Encode only: when records_parts_count > 0, records is written as the
+     * concatenation of these pieces (borrowed) instead; decode sets none. */
+    const kp_bytes_t *records_parts;
+    int32_t records_parts_count; /* pieces in records_parts; 0 = none */
     /* Flexible versions: tagged fields this schema does not know (views,
      * array in the arena, sorted by tag), re-encoded as they came. */
     kp_tags_t _unknown;

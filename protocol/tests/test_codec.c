@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "kp_codec.h"
@@ -403,6 +404,117 @@ static void test_writer_patch(void **state)
     kp_writer_deinit(&w);
 }
 
+/* The writer's output as one buffer: its buffer with the spans' bytes put
+ * in at their positions (returns owned, free()). */
+static uint8_t *flatten(const kp_writer_t *w, size_t *len)
+{
+    uint8_t *out = malloc(kp_writer_size(w) + 1), *o = out;
+    size_t at = 0;
+    for (size_t i = 0; i < w->nspans; i++) {
+        assert_true(w->spans[i].pos >= at && w->spans[i].pos <= w->len);
+        memcpy(o, w->buf + at, w->spans[i].pos - at);
+        o += w->spans[i].pos - at;
+        memcpy(o, w->spans[i].ptr, w->spans[i].len);
+        o += w->spans[i].len;
+        at = w->spans[i].pos;
+    }
+    memcpy(o, w->buf + at, w->len - at);
+    *len = kp_writer_size(w);
+    return out;
+}
+
+/* Write the same RECORDS values with spans off and on; the outputs match. */
+static void test_writer_spans(void **state)
+{
+    (void)state;
+    static uint8_t big[9000], small[100];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7 + 1);
+    memset(small, 0x5a, sizeof small);
+    const kp_bytes_t parts[] = {
+        {small, 100}, {big, 9000}, {big + 10, 4096}, {small, 0}, {big + 1, 4095}};
+    kp_writer_t copy, refer;
+    kp_writer_init(&copy, 0);
+    kp_writer_init(&refer, 16);
+    kp_writer_refer(&refer, 4096);
+    for (int compact = 0; compact < 2; compact++) {
+        for (int k = 0; k < 2; k++) {
+            kp_writer_t *w = k ? &refer : &copy;
+            kp_write_i32(w, 7);
+            kp_write_records(w, (kp_bytes_t){big, 9000}, NULL, 0, compact, true);
+            kp_write_records(w, (kp_bytes_t){small, 100}, NULL, 0, compact, true);
+            kp_write_records(w, KP_BYTES_NULL, NULL, 0, compact, true);
+            kp_write_records(w, (kp_bytes_t){big, 3}, parts, 5, compact, true);
+            kp_write_bytes(w, (kp_bytes_t){big, 5000}, compact, true); /* BYTES: copied */
+            kp_write_records(w, (kp_bytes_t){small, 0}, NULL, 0, compact, false);
+            kp_write_i16(w, -2);
+        }
+    }
+    assert_int_equal(copy.err, KP_ENCODE_OK);
+    assert_int_equal(refer.err, KP_ENCODE_OK);
+    assert_int_equal(copy.nspans, 0);
+    /* Per round: the 9000-byte value and the parts 9000 and 4096 (4095 is
+     * below the threshold). */
+    assert_int_equal(refer.nspans, 6);
+    assert_ptr_equal(refer.spans[0].ptr, big);
+    assert_ptr_equal(refer.spans[2].ptr, big + 10);
+    assert_int_equal(refer.spans_len, 2 * (9000 + 9000 + 4096));
+    assert_true(refer.len < 2 * 20000);
+    size_t n;
+    uint8_t *flat = flatten(&refer, &n);
+    assert_int_equal(n, copy.len);
+    assert_memory_equal(flat, copy.buf, n);
+    free(flat);
+    /* The parts' value decodes as their concatenation. */
+    kp_reader_t r;
+    kp_reader_init(&r, copy.buf, copy.len);
+    kp_read_i32(&r);
+    kp_read_bytes(&r, false, true);
+    kp_read_bytes(&r, false, true);
+    kp_read_bytes(&r, false, true);
+    kp_bytes_t b = kp_read_bytes(&r, false, true);
+    assert_int_equal(b.len, 100 + 9000 + 4096 + 4095);
+    assert_memory_equal(b.ptr + 100 + 9000, big + 10, 4096);
+    assert_memory_equal(b.ptr + 100 + 9000 + 4096, big + 1, 4095);
+
+    kp_span_t *spans = kp_writer_take_spans(&refer, &n);
+    assert_int_equal(n, 6);
+    assert_int_equal(refer.nspans, 0);
+    assert_int_equal(kp_writer_size(&refer), refer.len);
+    free(spans);
+    assert_null(kp_writer_take_spans(&refer, &n));
+    assert_int_equal(n, 0);
+    kp_writer_deinit(&copy);
+    kp_writer_deinit(&refer);
+}
+
+static void test_writer_records_errors(void **state)
+{
+    (void)state;
+    kp_writer_t w;
+    kp_writer_init(&w, 0);
+    kp_writer_refer(&w, 1);
+    const kp_bytes_t bad[] = {{(const uint8_t *)"ab", 2}, KP_BYTES_NULL};
+    kp_write_records(&w, KP_BYTES_NULL, bad, 2, false, true);
+    assert_int_equal(w.err, KP_ENCODE_RANGE);
+    kp_writer_deinit(&w);
+    kp_writer_init(&w, 0);
+    kp_write_records(&w, KP_BYTES_NULL, NULL, 0, true, false);
+    assert_int_equal(w.err, KP_ENCODE_NULL);
+    /* Spans a writer was left with are freed with it or with its buffer. */
+    kp_writer_init(&w, 0);
+    kp_writer_refer(&w, 1);
+    kp_write_records(&w, (kp_bytes_t){(const uint8_t *)"abc", 3}, NULL, 0, false, true);
+    assert_int_equal(w.nspans, 1);
+    size_t len;
+    free(kp_writer_take(&w, &len));
+    assert_int_equal(len, 4);
+    assert_int_equal(w.nspans, 0);
+    kp_write_records(&w, (kp_bytes_t){(const uint8_t *)"abc", 3}, NULL, 0, false, true);
+    assert_int_equal(w.nspans, 1);
+    kp_writer_deinit(&w);
+}
+
 static void test_error_names(void **state)
 {
     (void)state;
@@ -425,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_array_len),      cmocka_unit_test(test_tags),
         cmocka_unit_test(test_arena_limit),    cmocka_unit_test(test_writer_patch),
         cmocka_unit_test(test_writer_aligned), cmocka_unit_test(test_error_names),
+        cmocka_unit_test(test_writer_spans),   cmocka_unit_test(test_writer_records_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

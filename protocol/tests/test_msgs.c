@@ -729,6 +729,138 @@ static void test_huge_array_count(void **state)
     kp_arena_deinit(&a);
 }
 
+/* The writer's output with the spans' bytes put in (returns owned, free()). */
+static uint8_t *flatten(const kp_writer_t *w, size_t *len)
+{
+    uint8_t *out = malloc(kp_writer_size(w) + 1), *o = out;
+    size_t at = 0;
+    for (size_t i = 0; i < w->nspans; i++) {
+        memcpy(o, w->buf + at, w->spans[i].pos - at);
+        o += w->spans[i].pos - at;
+        memcpy(o, w->spans[i].ptr, w->spans[i].len);
+        o += w->spans[i].len;
+        at = w->spans[i].pos;
+    }
+    memcpy(o, w->buf + at, w->len - at);
+    *len = kp_writer_size(w);
+    return out;
+}
+
+#define SPAN_PARTS 4 /* pieces of the one partition given as parts */
+
+/* A Fetch response of @np partitions (in two topics) of shapes that cycle
+ * through empty, small, large, and large + small parts; @flat holds each
+ * partition's records as one copy, @parts the same bytes as pieces. */
+static void fetch_resp(kp_fetch_response_t *m, kp_fetch_response_partition_data_t *pds, int np,
+                       const uint8_t *data, kp_bytes_t (*parts)[SPAN_PARTS], bool use_parts)
+{
+    static kp_fetch_response_fetchable_topic_response_t topics[2];
+    kp_fetch_response_init(m);
+    m->responses = np > 0 ? topics : NULL;
+    m->responses_count = np > 1 ? 2 : np;
+    for (int t = 0; t < m->responses_count; t++) {
+        kp_fetch_response_fetchable_topic_response_init(&topics[t]);
+        topics[t].topic = kp_str(t ? "second" : "first");
+        topics[t].topic_id.b[0] = (uint8_t)(t + 1);
+        topics[t].partitions = pds + (t ? np / 2 : 0);
+        topics[t].partitions_count = np > 1 ? (t ? np - np / 2 : np / 2) : np;
+    }
+    for (int i = 0; i < np; i++) {
+        kp_fetch_response_partition_data_t *pd = &pds[i];
+        kp_fetch_response_partition_data_init(pd);
+        pd->partition_index = i;
+        pd->high_watermark = pd->last_stable_offset = 1000 + i;
+        pd->log_start_offset = i;
+        pd->aborted_transactions_count = 0;
+        pd->preferred_read_replica = -1;
+        const uint8_t *d = data + 1000 * i;
+        switch (np == 1 ? 2 : i % 4) {
+        case 0:
+            pd->records = (kp_bytes_t){data, 0};
+            break;
+        case 1:
+            pd->records = (kp_bytes_t){d, 300};
+            break;
+        case 2:
+            pd->records = (kp_bytes_t){d, 70000};
+            break;
+        default:
+            /* A large piece, a small one, an empty one, a large one. */
+            parts[i][0] = (kp_bytes_t){d, 5000};
+            parts[i][1] = (kp_bytes_t){d + 5000, 17};
+            parts[i][2] = (kp_bytes_t){d + 5017, 0};
+            parts[i][3] = (kp_bytes_t){d + 5017, 20000};
+            pd->records = (kp_bytes_t){d, 25017}; /* contiguous here: the copy */
+            if (use_parts) {
+                pd->records = KP_BYTES_NULL; /* ignored when parts are given */
+                pd->records_parts = parts[i];
+                pd->records_parts_count = SPAN_PARTS;
+            }
+            break;
+        }
+    }
+}
+
+/* Fetch responses written with spans and parts are byte for byte those
+ * written by copying, at every version the gateway answers (4-13). */
+static void test_fetch_response_spans(void **state)
+{
+    (void)state;
+    enum { MAXP = 9 };
+    uint8_t *data = malloc(1000 * MAXP + 70000);
+    for (size_t i = 0; i < 1000 * MAXP + 70000; i++)
+        data[i] = (uint8_t)(i * 31 + 7);
+    kp_fetch_response_partition_data_t pds[MAXP];
+    kp_bytes_t parts[MAXP][SPAN_PARTS];
+    const int counts[] = {0, 1, 2, 4, MAXP};
+    for (int16_t v = 4; v <= 13; v++) {
+        for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+            int np = counts[c];
+            kp_fetch_response_t m;
+            kp_writer_t copy, refer;
+            kp_writer_init(&copy, 64);
+            fetch_resp(&m, pds, np, data, parts, false);
+            assert_int_equal(kp_fetch_response_encode(&copy, v, &m), KP_ENCODE_OK);
+            kp_writer_init(&refer, 64);
+            kp_writer_refer(&refer, 4096);
+            fetch_resp(&m, pds, np, data, parts, true);
+            assert_int_equal(kp_fetch_response_encode(&refer, v, &m), KP_ENCODE_OK);
+            assert_int_equal(copy.nspans, 0);
+            /* Spans: one per large value, two per partition given as parts. */
+            size_t want = np == 1 ? 1 : 0;
+            for (int i = 0; np > 1 && i < np; i++)
+                want += i % 4 == 2 ? 1 : i % 4 == 3 ? 2 : 0;
+            assert_int_equal(refer.nspans, want);
+            size_t n;
+            uint8_t *flat = flatten(&refer, &n);
+            assert_int_equal(n, copy.len);
+            assert_memory_equal(flat, copy.buf, n);
+            /* And the flattened bytes decode to the records given. */
+            kp_reader_t r;
+            kp_arena_t a;
+            kp_arena_init(&a, kp_arena_limit_for(n));
+            kp_reader_init(&r, flat, n);
+            kp_fetch_response_t back;
+            assert_int_equal(kp_fetch_response_decode(&r, &a, v, &back), KP_DECODE_OK);
+            int k = 0;
+            for (int t = 0; t < back.responses_count; t++)
+                for (int i = 0; i < back.responses[t].partitions_count; i++, k++) {
+                    kp_bytes_t got = back.responses[t].partitions[i].records;
+                    fetch_resp(&m, pds, np, data, parts, false);
+                    assert_int_equal(got.len, pds[k].records.len);
+                    if (got.len > 0)
+                        assert_memory_equal(got.ptr, pds[k].records.ptr, (size_t)got.len);
+                }
+            assert_int_equal(k, np);
+            kp_arena_deinit(&a);
+            free(flat);
+            kp_writer_deinit(&copy);
+            kp_writer_deinit(&refer);
+        }
+    }
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -745,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_decode_request),
         cmocka_unit_test(test_expansion_bound),
         cmocka_unit_test(test_huge_array_count),
+        cmocka_unit_test(test_fetch_response_spans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
