@@ -15,13 +15,15 @@
  * (v9+) other than -1 below the partition's FENCED_LEADER_EPOCH, above it
  * UNKNOWN_LEADER_EPOCH.
  *
- * Records are copied into the response (a first version; sending the
- * cached st_buf_t bytes with evbuffer_add_reference() would avoid it).
+ * Records are not copied: the request keeps the st_buf_t its slices lie in
+ * (gw_req_keep), and the response refers to every slice of at least
+ * GW_RESP_REFER_MIN bytes, which gw_conn.c hands to the socket's evbuffer
+ * by reference.  A partition read as several slices answers them as the
+ * pieces of one records value (records_parts).
  */
 #include "gw_api.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include <event2/event.h>
 
@@ -103,8 +105,8 @@ static st_part_t *resolve(gw_req_t *req, fetch_part_t *p)
     return part;
 }
 
-/* Point each partition's records at its bytes (copied when there are
- * several slices), dropping partitions past max_bytes, and answer. */
+/* Point each partition's records at its slices, kept for the response,
+ * dropping partitions past max_bytes, and answer. */
 static void respond(gw_req_t *req)
 {
     const kp_fetch_request_t *rq = req->body;
@@ -122,17 +124,18 @@ static void respond(gw_req_t *req)
             continue;
         }
         total += p->bytes;
-        if (p->nslices == 1) {
-            const st_slice_t *s = &p->slices[0];
-            p->pd->records = (kp_bytes_t){s->buf->data + s->off, (int32_t)s->len};
-            continue;
-        }
-        uint8_t *buf = gw_req_alloc(req, p->bytes), *w = buf;
+        kp_bytes_t *parts = gw_req_alloc(req, p->nslices * sizeof *parts);
         for (size_t k = 0; k < p->nslices; k++) {
-            memcpy(w, p->slices[k].buf->data + p->slices[k].off, p->slices[k].len);
-            w += p->slices[k].len;
+            const st_slice_t *s = &p->slices[k];
+            gw_req_keep(req, s->buf);
+            parts[k] = (kp_bytes_t){s->buf->data + s->off, (int32_t)s->len};
         }
-        p->pd->records = (kp_bytes_t){buf, (int32_t)p->bytes};
+        if (p->nslices == 1) {
+            p->pd->records = parts[0];
+        } else {
+            p->pd->records_parts = parts;
+            p->pd->records_parts_count = (int32_t)p->nslices;
+        }
     }
     gw_req_respond(req, &fs->resp);
 }
@@ -255,6 +258,8 @@ static void read_part(gw_req_t *req, fetch_part_t *p, size_t limit)
     pd->error_code = KP_ERR_NONE;
     pd->high_watermark = pd->last_stable_offset = pd->log_start_offset = -1;
     pd->records = (kp_bytes_t){(const uint8_t *)"", 0};
+    pd->records_parts = NULL;
+    pd->records_parts_count = 0;
     st_part_t *part = resolve(req, p);
     if (!part)
         return;

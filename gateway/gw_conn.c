@@ -86,6 +86,10 @@ static void req_free(gw_req_t *req)
     kp_arena_deinit(&req->resp_arena);
     free_frame(req);
     free(req->resp);
+    free(req->resp_spans);
+    for (size_t i = 0; i < req->nkeep; i++)
+        st_buf_unref(req->keep[i]);
+    free(req->keep);
     if (req->reserved + req->held)
         gw_server__budget_release(req->srv, req->reserved + req->held);
     free(req);
@@ -127,6 +131,23 @@ st_buf_t *gw_req_frame_buf(gw_req_t *req)
     return req->frame_buf;
 }
 
+void gw_req_keep(gw_req_t *req, st_buf_t *buf)
+{
+    if (req->keep_failed || (req->nkeep > 0 && req->keep[req->nkeep - 1] == buf))
+        return; /* copying anyway, or kept already (slices of one buffer come together) */
+    if (req->nkeep == req->keep_cap) {
+        size_t cap = req->keep_cap ? 2 * req->keep_cap : 8;
+        st_buf_t **nk = realloc(req->keep, cap * sizeof *nk);
+        if (!nk) {
+            req->keep_failed = true;
+            return;
+        }
+        req->keep = nk;
+        req->keep_cap = cap;
+    }
+    req->keep[req->nkeep++] = st_buf_ref(buf);
+}
+
 bool gw_req_conn_open(const gw_req_t *req)
 {
     return req->conn->state != GW_CONN_CLOSED;
@@ -162,6 +183,8 @@ int gw_req_respond_version(gw_req_t *req, int16_t version, const void *body)
     }
     kp_writer_t w;
     kp_writer_init(&w, 256);
+    if (req->nkeep > 0 && !req->keep_failed)
+        kp_writer_refer(&w, GW_RESP_REFER_MIN);
     size_t pos = kp_writer_reserve_i32(&w); /* frame length, patched below */
     kp_response_header_t h;
     kp_response_header_init(&h);
@@ -169,7 +192,7 @@ int gw_req_respond_version(gw_req_t *req, int16_t version, const void *body)
     /* ApiVersions' response header is v0 whatever the version (DESIGN §8). */
     kp_response_header_encode(&w, kp_response_header_version(req->api_key, version), &h);
     d->response.encode(&w, version, body);
-    if (w.err != KP_ENCODE_OK || w.len - 4 > INT32_MAX) {
+    if (w.err != KP_ENCODE_OK || kp_writer_size(&w) - 4 > INT32_MAX) {
         gw_log_error("conn", "conn %llu: cannot encode %s v%d response (error %d)",
                      (unsigned long long)req->conn->id, d->name, version, (int)w.err);
         kp_writer_deinit(&w);
@@ -177,7 +200,8 @@ int gw_req_respond_version(gw_req_t *req, int16_t version, const void *body)
         req_done(req);
         return -1;
     }
-    kp_writer_patch_i32(&w, pos, (int32_t)(w.len - 4));
+    kp_writer_patch_i32(&w, pos, (int32_t)(kp_writer_size(&w) - 4));
+    req->resp_spans = kp_writer_take_spans(&w, &req->resp_nspans);
     req->resp = kp_writer_take(&w, &req->resp_len);
     req_done(req);
     return 0;
@@ -195,24 +219,104 @@ static void free_resp_cb(const void *data, size_t len, void *arg)
     free((void *)data);
 }
 
+/* A response with spans on its way out: freed when libevent has released
+ * the last of its pieces (written, or dropped with the connection). */
+typedef struct resp_out {
+    uint8_t *buf;    /* owned: the encoded response without the spans' bytes */
+    st_buf_t **keep; /* owned references: the spans' bytes lie in these */
+    size_t nkeep;    /* references in keep */
+    size_t pieces;   /* evbuffer pieces still referring to buf or keep, + 1 while queueing */
+} resp_out_t;
+
+static void piece_done_cb(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    resp_out_t *o = arg;
+    if (--o->pieces > 0)
+        return;
+    for (size_t i = 0; i < o->nkeep; i++)
+        st_buf_unref(o->keep[i]);
+    free(o->keep);
+    free(o->buf);
+    free(o);
+}
+
+static int add_piece(struct evbuffer *out, resp_out_t *o, const uint8_t *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    o->pieces++;
+    if (evbuffer_add_reference(out, p, n, piece_done_cb, o) == 0)
+        return 0;
+    o->pieces--; /* libevent does not call the cleanup of a piece it refused */
+    return -1;
+}
+
+/* Queue @req's response on @out without copying anything: its buffer alone,
+ * or with spans the pieces in order -- buffer part, span, buffer part, ...
+ * -- whose bytes (the buffer and the kept references) move to a resp_out_t.
+ * Returns 0, or -1 when a piece was refused (the output is then torn). */
+static int send_resp(gw_conn_t *conn, struct evbuffer *out, gw_req_t *req)
+{
+    size_t referred = 0;
+    for (size_t i = 0; i < req->resp_nspans; i++)
+        referred += req->resp_spans[i].len;
+    gw_metrics_bytes(conn->srv->metrics, 0, req->resp_len + referred);
+    if (req->resp_nspans == 0) {
+        if (evbuffer_add_reference(out, req->resp, req->resp_len, free_resp_cb, NULL) != 0)
+            return -1;
+        req->resp = NULL;
+        return 0;
+    }
+    resp_out_t *o = malloc(sizeof *o);
+    if (!o)
+        return -1;
+    *o = (resp_out_t){.buf = req->resp, .keep = req->keep, .nkeep = req->nkeep, .pieces = 1};
+    req->resp = NULL;
+    req->keep = NULL;
+    req->nkeep = req->keep_cap = 0;
+    int rc = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < req->resp_nspans && rc == 0; i++) {
+        const kp_span_t *sp = &req->resp_spans[i];
+        rc = add_piece(out, o, o->buf + at, sp->pos - at);
+        if (rc == 0)
+            rc = add_piece(out, o, sp->ptr, sp->len);
+        at = sp->pos;
+    }
+    if (rc == 0)
+        rc = add_piece(out, o, o->buf + at, req->resp_len - at);
+    piece_done_cb(NULL, 0, o); /* the hold taken while queueing */
+    if (rc == 0)
+        conn->srv->stats.resp_referred += referred;
+    return rc;
+}
+
 /* Write the finished responses at the head of the FIFO, in order, and free
  * their requests; then resume, drain or free the connection as due. */
 static void conn_flush(gw_conn_t *conn)
 {
     struct evbuffer *out = conn->bev ? bufferevent_get_output(conn->bev) : NULL;
+    bool torn = false;
     while (conn->head && conn->head->done) {
         gw_req_t *req = conn->head;
         conn->head = req->next;
         if (!conn->head)
             conn->tail = NULL;
         conn->inflight--;
-        if (out && req->resp) {
-            /* The evbuffer takes the response without copying it. */
-            gw_metrics_bytes(conn->srv->metrics, 0, req->resp_len);
-            if (evbuffer_add_reference(out, req->resp, req->resp_len, free_resp_cb, NULL) == 0)
-                req->resp = NULL;
+        /* The evbuffer takes the response without copying it. */
+        if (out && req->resp && send_resp(conn, out, req) != 0) {
+            torn = true; /* a response is missing or cut: nothing after it makes sense */
+            out = NULL;
         }
         req_free(req);
+    }
+    if (torn) {
+        gw_log_error("conn", "conn %llu: out of memory queueing a response",
+                     (unsigned long long)conn->id);
+        gw_conn_close(conn, "out of memory"); /* flushes again */
+        return;
     }
     switch (conn->state) {
     case GW_CONN_CLOSED:

@@ -39,6 +39,11 @@ typedef struct gw_req gw_req_t;
 /* Smallest request: ApiKey i16, ApiVersion i16, CorrelationId i32. */
 #define GW_MIN_FRAME 8
 
+/* A response of a request that keeps buffers (gw_req_keep) refers to its
+ * RECORDS pieces of at least this many bytes instead of copying them; below
+ * it, an evbuffer reference of its own costs more than the copy. */
+#define GW_RESP_REFER_MIN 4096
+
 typedef enum gw_conn_state {
     GW_CONN_READING,  /* reading and dispatching requests */
     GW_CONN_BLOCKED,  /* not reading: in-flight cap, output backlog or receive budget */
@@ -65,7 +70,12 @@ struct gw_req {
     void *body;              /* decoded kp_<api>_request_t in arena; NULL if not decoded */
     bool done;               /* answered (or no answer due); may leave the FIFO head */
     uint8_t *resp;           /* owned: length prefix + header + body; NULL = nothing to send */
-    size_t resp_len;         /* bytes in resp */
+    size_t resp_len;         /* bytes in resp (the spans' bytes excluded) */
+    kp_span_t *resp_spans;   /* owned: bytes sent between resp's, not copied; NULL = none */
+    size_t resp_nspans;      /* spans in resp_spans */
+    st_buf_t **keep;         /* owned references (gw_req_keep), released with the response */
+    size_t nkeep, keep_cap;  /* references in keep, slots allocated */
+    bool keep_failed;        /* a gw_req_keep ran out of memory: the response copies */
     int pending;             /* handler's storage operations in flight */
     double start_s;          /* monotonic time its frame was taken, seconds */
     void *hstate;            /* handler state, freed by hfree when the request is freed */
@@ -138,6 +148,18 @@ int gw_req_respond(gw_req_t *req, const void *body);
 /* Like gw_req_respond() with a body encoded in a version other than the
  * request's (ApiVersions' v0 answer to a version it does not know). */
 int gw_req_respond_version(gw_req_t *req, int16_t version, const void *body);
+
+/**
+ * Keep @buf until @req's response has been written to the socket or dropped
+ * with its connection, so that the response can refer to its bytes: once a
+ * request keeps a buffer, its response's RECORDS pieces of at least
+ * GW_RESP_REFER_MIN bytes are sent by reference (evbuffer_add_reference),
+ * not copied -- each of them must then lie in a kept buffer.  Out of memory,
+ * the response copies everything instead.
+ * @param buf  borrowed; the request takes its own reference.
+ * @thread loop
+ */
+void gw_req_keep(gw_req_t *req, st_buf_t *buf);
 
 /* Mark @req done without a response (acks=0 produce). */
 void gw_req_finish_silent(gw_req_t *req);

@@ -53,6 +53,7 @@ typedef struct gw_stats {
     uint64_t requests;       /* requests decoded and dispatched */
     uint64_t bad_frames;     /* connections closed for a bad length, timeout or decode error */
     uint64_t produce_waits;  /* times a connection stopped reading: write buffer full */
+    uint64_t resp_referred;  /* response bytes queued by reference to kept buffers, not copied */
 } gw_stats_t;
 
 typedef struct gw_server {
