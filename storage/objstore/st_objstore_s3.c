@@ -381,6 +381,32 @@ static int body_add(s3_op_t *op, const char *p, size_t n, size_t cap)
     return 0;
 }
 
+/* Make room for the body of a successful ranged GET at once: the bytes the
+ * server announces (Content-Length; past the skipped part of a whole
+ * object), at most the bytes asked for (a get to the end reserves nothing:
+ * only the caller's range bounds what is allocated before bytes arrive).
+ * Growing the buffer as bytes arrive would copy a large range several
+ * times over. */
+static void body_reserve(s3_op_t *op)
+{
+    curl_off_t cl = -1;
+    if (op->want == ST_OBJ_TO_END ||
+        curl_easy_getinfo(op->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) != CURLE_OK || cl <= 0)
+        return;
+    uint64_t n = (uint64_t)cl;
+    if (op->mode == BODY_SLICE)
+        n = n > op->skip ? n - op->skip : 0;
+    if (n > op->want)
+        n = op->want;
+    if (n == 0 || n > SIZE_MAX || n <= op->bcap)
+        return;
+    uint8_t *b = realloc(op->body, (size_t)n);
+    if (b) { /* else the body grows as it arrives */
+        op->body = b;
+        op->bcap = (size_t)n;
+    }
+}
+
 static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
 {
     s3_op_t *op = arg;
@@ -395,6 +421,8 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
         else
             op->mode = BODY_KEEP;
         op->skip = op->mode == BODY_SLICE ? op->off : 0;
+        if (op->req == REQ_GET && op->mode != BODY_ERROR)
+            body_reserve(op);
     }
     switch (op->mode) {
     case BODY_ERROR:

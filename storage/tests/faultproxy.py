@@ -31,6 +31,8 @@ Control API (on the same port):
         corrupt flip one byte of the body before the checks (what AWS would
                 refuse with BadDigest)
         delay   wait T ms (default 3000) before forwarding
+        norange forward without the Range header: the server answers 200
+                with the whole object, as a server that ignores Range does
   POST /__proxy/reset   forget queued faults, the log and the statistics
   GET  /__proxy/stats   "max_concurrent=N": most requests in progress at once
   GET  /__proxy/log     one line per request received:
@@ -287,7 +289,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                    "At least one of the pre-conditions you specified did not hold")
             return self.reply(status, err)
         try:
-            status, hdrs, data = self.forward(method, body)
+            status, hdrs, data = self.forward(method, body,
+                                              drop=("range",) if action == "norange" else ())
         except (http.client.HTTPException, OSError) as e:
             self.record(method, 502, fault)
             status, err = s3_error(502, "BadGateway", str(e))

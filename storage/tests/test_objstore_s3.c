@@ -1180,6 +1180,41 @@ static void test_retry_5xx(void **state)
     assert_string_equal(get_str(f, "r/one"), "<not found>");
 }
 
+/* A server that ignores Range answers a ranged GET with the whole object
+ * (200): the store keeps the range asked for, whether it lies inside the
+ * object, deep in a large one, or straddles its end. */
+static void test_range_ignored(void **state)
+{
+    fix_t *f = *state;
+    open_store(f, VIA_PROXY, ST_S3_ADDR_PATH);
+    size_t len = 3u << 20;
+    uint8_t *big = malloc(len);
+    assert_non_null(big);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (uint8_t)((i * 2654435761u) >> 13);
+    assert_int_equal(put_bytes(f, "n/big", big, len), ST_OK);
+    assert_int_equal(put_str(f, "n/small", "0123456789abcdef"), ST_OK);
+    proxy_ctl("POST", "/__proxy/fault?action=norange&count=4&method=GET");
+    res_t r = {0};
+    get(f, "n/big", 1234567, 1000000, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 1000000);
+    assert_memory_equal(r.data, big + 1234567, 1000000);
+    get(f, "n/big", len - 10, 100, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 10);
+    assert_memory_equal(r.data, big + len - 10, 10);
+    get(f, "n/small", 4, 6, &r);
+    assert_int_equal(r.len, 6);
+    assert_memory_equal(r.data, "456789", 6);
+    get(f, "n/small", 0, 16, &r);
+    assert_int_equal(r.len, 16);
+    assert_memory_equal(r.data, "0123456789abcdef", 16);
+    assert_int_equal(log_count("GET status=200 fault=norange"), 4); /* whole objects, not 206 */
+    res_reset(&r);
+    free(big);
+}
+
 static void test_retry_connection(void **state)
 {
     fix_t *f = *state;
@@ -1395,6 +1430,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_continuation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_5xx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_range_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_retry_4xx, setup, teardown),
