@@ -123,6 +123,7 @@ void st_log__obj_unref(st_obj_t *o)
 static void part_free(st_log_t *log, st_part_t *part)
 {
     st_log__prod_free(part);
+    st_list_del(&part->ra_link);
     for (size_t i = 0; i < part->nchunks; i++)
         st_log__chunk_free(log, part->chunks[i]);
     free(part->chunks);
@@ -159,6 +160,7 @@ st_part_t *st_log__part_new(st_log_t *log, st_topic_t *t, int32_t index)
     p->topic = t;
     p->index = index;
     p->ra_pos = -1;
+    st_list_init(&p->ra_link);
     st_list_init(&p->dirty_link);
     st_list_init(&p->waiters);
     return p;
@@ -883,6 +885,7 @@ st_log_t *st_log_new(struct event_base *base, st_objstore_t *os, st_meta_t *meta
     st_list_init(&log->flushes);
     st_list_init(&log->tail_lru);
     st_list_init(&log->cache_lru);
+    st_list_init(&log->ra_blocked);
     st_list_init(&log->space_waiters);
     log->kick = event_new(base, -1, 0, st_log__flush_cb, log);
     if (!log->kick || st_log__life_new(log) != 0) {

@@ -173,9 +173,11 @@ struct st_part {
     uint64_t dropped;   /* chunks removed from the front of chunks so far (retention) */
     st_epoch_t *epochs; /* recorded epochs' start offsets, by epoch (st_takeover.c) */
     size_t nepochs;
-    int taking_over; /* st_part_take_over in progress */
-    int64_t ra_pos;  /* where the next sequential read starts (the end of the last
-                      * read, or the offset of the one in progress); -1 = never read */
+    int taking_over;   /* st_part_take_over in progress */
+    int64_t ra_pos;    /* where the next sequential read starts (the end of the last
+                        * read, or the offset of the one in progress); -1 = never read */
+    size_t ra_want;    /* bytes its last sequential read asked to be read ahead */
+    st_link_t ra_link; /* in log->ra_blocked while its read-ahead waits for the budget */
 };
 
 typedef enum st_flush_state {
@@ -251,6 +253,7 @@ struct st_log {
     st_link_t cache_lru; /* chunks in the read cache, least recent first */
     st_log_stats_t stats;
     size_t ra_inflight;   /* bytes of read-ahead GETs in flight (cfg.read_ahead_bytes) */
+    st_link_t ra_blocked; /* st_part_t whose read-ahead stopped at the budget, oldest first */
     struct st_pids *pids; /* producer id allocation (st_producer.c), or NULL */
     bool hold_commits;    /* st_log_hold_commits */
     struct st_life *life; /* folding, retention, GC (st_life.c), or NULL */

@@ -415,13 +415,18 @@ static void op_resume(read_op_t *op)
         time_resume(op);
 }
 
+static void ra_resume(st_log_t *log);
+
 static void load_free(st_load_t *ld)
 {
     st_log_t *log = ld->log;
     log->ra_inflight -= ld->ahead;
+    bool freed = ld->ahead > 0;
     st_log__obj_unref(ld->obj);
     free(ld->chunks);
     free(ld);
+    if (freed)
+        ra_resume(log);
     st_log__op_done(log);
 }
 
@@ -674,12 +679,16 @@ static void load_start(st_log_t *log, st_chunk_t *c, read_op_t *op)
 
 /* After a sequential read of @part from the store, start the GETs of the
  * chunks after it, up to @want bytes ahead and AHEAD_CHUNKS chunks, within
- * the read-ahead budget. */
+ * the read-ahead budget.  A partition stopped by the budget waits in
+ * log->ra_blocked and goes on when a read-ahead GET ends (ra_resume), not
+ * only at its reader's next read: the store stays busy while the client
+ * works through the last answer. */
 static void read_ahead(st_part_t *part, size_t want)
 {
     st_log_t *log = part->log;
     if (log->cfg.read_ahead_bytes == 0 || log->closing || part->topic->deleting || part->ra_pos < 0)
         return;
+    part->ra_want = want;
     size_t ahead = 0;
     size_t i = chunk_find(part, part->ra_pos);
     for (size_t k = 0; k < AHEAD_CHUNKS && i + k < part->nchunks && ahead < want; k++) {
@@ -687,11 +696,28 @@ static void read_ahead(st_part_t *part, size_t want)
         if (d->base >= part->hw)
             break;
         if (d->where == ST_CHUNK_STORE && !d->load) {
-            if (log->ra_inflight + d->len > log->cfg.read_ahead_bytes)
+            if (log->ra_inflight + d->len > log->cfg.read_ahead_bytes) {
+                /* Only a GET in flight frees budget: with none, this chunk never fits. */
+                if (log->ra_inflight > 0 && st_list_empty(&part->ra_link))
+                    st_list_push(&log->ra_blocked, &part->ra_link);
                 break;
+            }
             load_start(log, d, NULL);
         }
         ahead += d->len;
+    }
+}
+
+/* Budget was freed: the partitions stopped by it read ahead again, oldest
+ * first, until one is stopped again. */
+static void ra_resume(st_log_t *log)
+{
+    while (!st_list_empty(&log->ra_blocked) && log->ra_inflight < log->cfg.read_ahead_bytes) {
+        st_part_t *p = st_container_of(log->ra_blocked.next, st_part_t, ra_link);
+        st_list_del(&p->ra_link);
+        read_ahead(p, p->ra_want);
+        if (!st_list_empty(&p->ra_link))
+            break;
     }
 }
 

@@ -1295,6 +1295,48 @@ static void test_read_ahead_budget(void **state)
     free(rd);
 }
 
+/* Partitions whose read-ahead the budget stopped go on when read-ahead GETs
+ * end, with no further read: with room for four chunks in flight (and no
+ * merging: a merged GET may hold a quarter of the budget, one chunk), the
+ * first round's reads start four partitions' next chunks, and the twelve
+ * others follow as those answer -- every partition's next chunk is read
+ * before its reader asks again. */
+static void test_read_ahead_resume(void **state)
+{
+    fx_t *f = *state;
+    size_t len;
+    st_topic_t *t = ra_fill(f, 0, &len);
+    fx_close(f);
+    f->cfg.read_ahead_bytes = 4 * len;
+    fx_open(f);
+    t = st_log_topic(f->log, "ra", 2);
+    assert_non_null(t);
+    static rd_t rd[RA_PARTS];
+    uint64_t g0 = st_objstore_faulty_count(f->os, ST_OBJ_OP_GET);
+    int64_t next[RA_PARTS] = {0};
+    ra_round(f, t, next, len, rd);
+    ra_settle(f, 2 * RA_PARTS);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.read_ahead_gets, RA_PARTS);
+    assert_int_equal(s.merged_chunks, 0);
+    /* The second round finds every chunk in memory. */
+    for (int p = 0; p < RA_PARTS; p++) {
+        memset(&rd[p], 0, sizeof rd[p]);
+        assert_int_equal(st_part_read(t->parts[p], next[p], sizeof rd[p].data, read_cb, &rd[p]), 0);
+    }
+    for (int p = 0; p < RA_PARTS; p++) {
+        run_until(f, &rd[p].done, 1);
+        assert_int_equal(rd[p].err, ST_OK);
+        assert_int_equal(rd[p].len, len);
+        assert_int_equal(kp_be64(rd[p].data), 3);
+    }
+    st_log_stats(f->log, &s);
+    /* GETs started, less those started ahead: the first round's only */
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_GET) - g0 - s.read_ahead_gets,
+                     RA_PARTS);
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -1328,6 +1370,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_ahead_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_resume, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
