@@ -712,6 +712,7 @@ static void merge_committed(st_err_t err, bool ok, int64_t rev, const st_op_resu
     obj->nlive++;
     c->where = ST_CHUNK_STORE;
     st_list_init(&c->lru);
+    st_list_push(&obj->chunks, &c->olink);
     c->part = part;
     c->folded = true;
     c->prods = op->prods;

@@ -92,6 +92,7 @@ st_obj_t *st_log__obj_new(st_log_t *log, const char *key, size_t key_len, uint64
     o->size = size;
     o->refs = 1;
     o->log = log;
+    st_list_init(&o->chunks);
     if (log->objtab_cap) {
         o->hnext = log->objtab[b];
         log->objtab[b] = o;

@@ -48,6 +48,7 @@ typedef struct st_obj {
     int refs;             /* chunks (and callers) referring to it */
     uint64_t live;        /* bytes of the chunks in memory that lie in it */
     uint32_t nlive;       /* those chunks */
+    st_link_t chunks;     /* st_chunk_t in it (olink), for merged reads */
     struct st_obj *hnext; /* in log->objtab's bucket */
     st_log_t *log;
 } st_obj_t;
@@ -78,6 +79,7 @@ typedef struct st_chunk {
     st_prod_desc_t *prods; /* its producer entries (chunk 0), owned, or NULL */
     uint32_t nprods;
     st_link_t lru;   /* in log->tail_lru or log->cache_lru by where */
+    st_link_t olink; /* in obj->chunks */
     st_load_t *load; /* ranged GET in flight or about to start, or NULL */
     size_t load_idx; /* this chunk's slot in load */
     st_part_t *part;

@@ -46,6 +46,7 @@ bool st_log__chunk_add(st_part_t *part, st_obj_t *obj, const st_chunk_desc_t *d)
     obj->nlive++;
     c->where = ST_CHUNK_STORE;
     st_list_init(&c->lru);
+    st_list_push(&obj->chunks, &c->olink);
     c->part = part;
     part->chunks[part->nchunks++] = c;
     return true;
@@ -101,6 +102,7 @@ struct st_load {
 void st_log__chunk_free(st_log_t *log, st_chunk_t *c)
 {
     chunk_drop_buf(log, c);
+    st_list_del(&c->olink);
     if (c->load)
         c->load->chunks[c->load_idx] = NULL;
     c->obj->live -= c->len;
@@ -387,9 +389,11 @@ static void read_gather(read_op_t *op)
 }
 
 /* Most chunks a GET merges; gaps up to MERGE_GAP bytes between merged
- * chunks are read along; chunks a sequential read starts ahead of it. */
+ * chunks are read along; how many chunks ahead of its reader a partition's
+ * chunk may be to join a GET; chunks a sequential read starts ahead of it. */
 #define MERGE_MAX_CHUNKS 4096
 #define MERGE_GAP (64 * 1024)
+#define MERGE_AHEAD 64
 #define AHEAD_CHUNKS 4
 
 /* The most bytes one GET merges: a quarter of the read-ahead budget, at
@@ -509,23 +513,27 @@ static void load_done(st_err_t err, const uint8_t *data, size_t len, void *arg)
     load_free(ld);
 }
 
-/* The chunks a sequential reader of @q would read next that lie in @obj
- * and could join a GET there: in the store, no GET of their own started. */
-static size_t merge_candidates(st_part_t *q, const st_obj_t *obj, st_chunk_t **out, size_t room)
+/* Whether @d could join a GET of its object started for a chunk of @t: in
+ * the store, no GET of its own started, and among the next MERGE_AHEAD
+ * chunks of its partition's sequential reader -- or, for a partition of @t
+ * not read yet, among its first AHEAD_CHUNKS (a consumer of a topic reads
+ * all its partitions; one that reads a single partition of many should not
+ * pull in more than that of the others). */
+static bool merge_wanted(const st_chunk_t *d, const st_topic_t *t)
 {
-    size_t n = 0;
-    size_t i = chunk_find(q, q->ra_pos >= 0 ? q->ra_pos : q->log_start);
-    for (size_t k = 0; k < AHEAD_CHUNKS && i + k < q->nchunks && n < room; k++) {
-        st_chunk_t *d = q->chunks[i + k];
-        if (d->base >= q->hw)
-            break;
-        if (d->obj != obj || d->where != ST_CHUNK_STORE || d->last < q->log_start)
-            continue;
-        if (d->load && (d->load->issued || d->load->n != 1))
-            continue;
-        out[n++] = d;
-    }
-    return n;
+    const st_part_t *q = d->part;
+    if (d->where != ST_CHUNK_STORE || q->topic->deleting || d->base >= q->hw ||
+        d->last < q->log_start)
+        return false;
+    if (d->load && (d->load->issued || d->load->n != 1))
+        return false;
+    if (q->ra_pos < 0 && q->topic != t)
+        return false;
+    int64_t at = q->ra_pos >= 0 ? q->ra_pos : q->log_start;
+    if (d->last < at)
+        return false;
+    return chunk_find(q, d->base) - chunk_find(q, at) <
+           (q->ra_pos >= 0 ? MERGE_AHEAD : AHEAD_CHUNKS);
 }
 
 static int cand_cmp(const void *a, const void *b)
@@ -558,9 +566,9 @@ static bool load_take(st_load_t *ld, st_chunk_t *d)
 }
 
 /* Grow @ld (one chunk, not started) over the neighbouring chunks of its
- * object that the partitions of its topic read sequentially would read
- * next (or, for a partition not read yet, its first chunks): one GET for
- * what would be many when a flush object holds many partitions' chunks. */
+ * object that sequential readers would read soon (merge_wanted): one GET
+ * for what would be many when a flush object holds many partitions' chunks.
+ * The object's own list of chunks names them. */
 static void load_merge(st_load_t *ld)
 {
     st_log_t *log = ld->log;
@@ -568,18 +576,18 @@ static void load_merge(st_load_t *ld)
     st_chunk_t *c = ld->chunks[0];
     if (!c || max <= ld->len || c->part->topic->deleting)
         return;
-    st_topic_t *t = c->part->topic;
     st_chunk_t **cand = malloc(MERGE_MAX_CHUNKS * sizeof(*cand));
     if (!cand)
         return;
     size_t n = 0;
-    /* The partitions around c's, at most MERGE_MAX_CHUNKS / AHEAD_CHUNKS. */
-    int32_t span = MERGE_MAX_CHUNKS / AHEAD_CHUNKS;
-    int32_t from = c->part->index - span / 2;
-    if (from < 0)
-        from = 0;
-    for (int32_t p = from; p < t->nparts && p < from + span; p++)
-        n += merge_candidates(t->parts[p], ld->obj, cand + n, MERGE_MAX_CHUNKS - n);
+    const st_link_t *h = &ld->obj->chunks;
+    for (const st_link_t *l = h->next; l != h && n < MERGE_MAX_CHUNKS; l = l->next) {
+        st_chunk_t *d = st_container_of(l, st_chunk_t, olink);
+        /* Only chunks within reach of a GET of at most max bytes holding c. */
+        if (d != c && d->pos + d->len + max > c->pos + c->len && d->pos < c->pos + max &&
+            merge_wanted(d, c->part->topic))
+            cand[n++] = d;
+    }
     qsort(cand, n, sizeof(*cand), cand_cmp);
     size_t at = 0;
     while (at < n && cand[at]->pos < c->pos)

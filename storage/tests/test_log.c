@@ -1152,11 +1152,11 @@ static void test_manifest_versions(void **state)
 /* RA_ROUNDS flushes of one 3-record batch to each of RA_PARTS partitions
  * (one object per round holding every partition's chunk), then a restart:
  * the caches are cold. */
-static st_topic_t *ra_fill(fx_t *f, size_t read_ahead, size_t *batch_len)
+static st_topic_t *ra_fill_n(fx_t *f, size_t read_ahead, size_t *batch_len, int rounds)
 {
     st_topic_t *t = create(f, "ra", RA_PARTS);
     uint8_t *b = make_batch(3, 1000, KP_COMPRESSION_NONE, batch_len);
-    for (int round = 0; round < RA_ROUNDS; round++) {
+    for (int round = 0; round < rounds; round++) {
         res_t r[RA_PARTS] = {{0}};
         for (int p = 0; p < RA_PARTS; p++)
             assert_int_equal(st_part_append(t->parts[p], b, *batch_len, append_cb, &r[p]), 0);
@@ -1172,6 +1172,11 @@ static st_topic_t *ra_fill(fx_t *f, size_t read_ahead, size_t *batch_len)
     t = st_log_topic(f->log, "ra", 2);
     assert_non_null(t);
     return t;
+}
+
+static st_topic_t *ra_fill(fx_t *f, size_t read_ahead, size_t *batch_len)
+{
+    return ra_fill_n(f, read_ahead, batch_len, RA_ROUNDS);
 }
 
 /* As a Fetch does: every partition read in one loop turn, each at its
@@ -1337,6 +1342,39 @@ static void test_read_ahead_resume(void **state)
                      RA_PARTS);
 }
 
+/* A GET merges the chunks of its object that partitions read sequentially
+ * will want soon, also those several chunks ahead of their readers: with
+ * 8 objects and every partition read once (at offset 0, its next 4 chunks
+ * read ahead), partition 0's seek to its seventh chunk reads that object
+ * whole, so the other partitions find their seventh chunks in memory. */
+static void test_read_ahead_merged_spread(void **state)
+{
+    fx_t *f = *state;
+    size_t len;
+    st_topic_t *t = ra_fill_n(f, 1 << 20, &len, 8);
+    static rd_t rd[RA_PARTS];
+    uint64_t g0 = st_objstore_faulty_count(f->os, ST_OBJ_OP_GET);
+    int64_t next[RA_PARTS] = {0};
+    ra_round(f, t, next, len, rd);
+    ra_settle(f, 1 + 4); /* the first object, then the next four ahead */
+    read_all(f, t->parts[0], 18, &rd[0]);
+    assert_int_equal(rd[0].err, ST_OK);
+    assert_int_equal(kp_be64(rd[0].data), 18);
+    ra_settle(f, 1 + 4 + 2); /* the seventh object, and the eighth ahead of partition 0 */
+    uint64_t g1 = st_objstore_faulty_count(f->os, ST_OBJ_OP_GET);
+    assert_int_equal(g1 - g0, 7);
+    for (int p = 1; p < RA_PARTS; p++) {
+        read_all(f, t->parts[p], 18, &rd[p]);
+        assert_int_equal(rd[p].err, ST_OK);
+        assert_int_equal(rd[p].len, 2 * len); /* the seventh and eighth chunks */
+        assert_int_equal(kp_be64(rd[p].data), 18);
+    }
+    assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_GET), g1);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.merged_chunks, 7 * (RA_PARTS - 1)); /* each GET: every partition's chunk */
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -1371,6 +1409,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_ahead_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_merged_spread, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
