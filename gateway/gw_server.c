@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -583,6 +584,12 @@ static void leaders_read_cb(st_err_t err, void *arg)
         return;
     }
     ctx->opened = true;
+#if defined(__GLIBC__)
+    /* Opening read every index key and manifest and freed them; with the
+     * trim threshold raised (gw_main.c) up to 32 MiB of that would stay in
+     * the process for good. */
+    malloc_trim(0);
+#endif
     ctx->srv->cluster = ctx->cluster;
     ctx->srv->leaders = ctx->leaders;
     gw_metrics_set_serving(ctx->metrics, true);
