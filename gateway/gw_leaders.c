@@ -15,8 +15,8 @@
 #include "st_format.h"
 
 #define RETRY_MS 1000 /* pause before a failed read is retried */
-#define PREFIX ST_KEY_ROOT "/partitions/"
-#define KEY_MAX 96 /* "/nuthatch/partitions/" + 32 hex + "/" + 10 digits + "/state" */
+#define PREFIX ST_KEY_ROOT "/leaders/"
+#define KEY_MAX 96 /* "/nuthatch/leaders/" + 32 hex + "/" + 10 digits + "/state" */
 #define VAL_MAX 48
 
 /* One partition's record as last seen. */

@@ -3,9 +3,14 @@
  * (DESIGN §6, docs/cluster.md "Leadership").
  *
  * Each partition's leader is recorded in the metadata store:
- *   /nuthatch/partitions/<topic-id, 32 hex>/<p>/state = "leader=<node>\nepoch=<e>\n"
- * Every node reads every state key once (a range of /nuthatch/partitions/)
+ *   /nuthatch/leaders/<topic-id, 32 hex>/<p>/state = "leader=<node>\nepoch=<e>\n"
+ * Every node reads every state key once (a range of /nuthatch/leaders/)
  * and then watches the prefix, keeping a map of the records it has seen.
+ * The records have a prefix of their own, apart from the partitions' index
+ * keys: that range and that watch stay as small as the number of
+ * partitions whatever the index holds (under /nuthatch/partitions/, a
+ * 1,000-partition topic's 200,000 index keys made the start-up range
+ * larger than etcd answers, and every fold woke every node's watch).
  *
  * The controller (the lowest live node id) writes them: every tick it
  * compares each partition's record with the live node of the highest
@@ -112,7 +117,7 @@ void gw_leaders_free(gw_leaders_t *ld);
 size_t gw_leaders_format(char *buf, size_t cap, int32_t leader, int32_t epoch);
 /* Parse a state record; false when it is not one. */
 bool gw_leaders_parse(const uint8_t *val, size_t len, int32_t *leader, int32_t *epoch);
-/* Parse a state key "/nuthatch/partitions/<32 hex>/<p>/state"; false for
+/* Parse a state key "/nuthatch/leaders/<32 hex>/<p>/state"; false for
  * any other key. */
 bool gw_leaders_parse_key(const char *key, kp_uuid_t *id, int32_t *p);
 

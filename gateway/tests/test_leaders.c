@@ -46,17 +46,17 @@ static void test_format(void **state)
 
     kp_uuid_t id;
     int32_t p = -1;
-    assert_true(gw_leaders_parse_key(
-        "/nuthatch/partitions/00112233445566778899aabbccddeeff/42/state", &id, &p));
+    assert_true(gw_leaders_parse_key("/nuthatch/leaders/00112233445566778899aabbccddeeff/42/state",
+                                     &id, &p));
     assert_int_equal(p, 42);
     assert_int_equal(id.b[0], 0x00);
     assert_int_equal(id.b[15], 0xff);
     const char *badkeys[] = {
-        "/nuthatch/partitions/00112233445566778899aabbccddeeff/42/log-start",
-        "/nuthatch/partitions/00112233445566778899aabbccddeeff/42/chunks/00000000000000000000",
-        "/nuthatch/partitions/00112233445566778899aabbccddeeff//state",
-        "/nuthatch/partitions/00112233445566778899aabbccddeeff/4294967296/state",
-        "/nuthatch/partitions/00112233445566778899aabbccddeezz/1/state",
+        "/nuthatch/leaders/00112233445566778899aabbccddeeff/42/log-start",
+        "/nuthatch/leaders/00112233445566778899aabbccddeeff/42/chunks/00000000000000000000",
+        "/nuthatch/leaders/00112233445566778899aabbccddeeff//state",
+        "/nuthatch/leaders/00112233445566778899aabbccddeeff/4294967296/state",
+        "/nuthatch/leaders/00112233445566778899aabbccddeezz/1/state",
         "/nuthatch/topics/x"};
     for (size_t i = 0; i < sizeof badkeys / sizeof *badkeys; i++)
         assert_false(gw_leaders_parse_key(badkeys[i], &id, &p));
@@ -147,7 +147,7 @@ static void put_record(fx_t *f, kp_uuid_t id, int32_t p, int32_t leader, int32_t
 {
     char hex[33], key[128], val[48];
     st_uuid_hex(id, hex);
-    snprintf(key, sizeof key, "/nuthatch/partitions/%s/%" PRId32 "/state", hex, p);
+    snprintf(key, sizeof key, "/nuthatch/leaders/%s/%" PRId32 "/state", hex, p);
     size_t vlen = gw_leaders_format(val, sizeof val, leader, epoch);
     st_op_t put = {.type = ST_OP_PUT, .key = key, .val = (const uint8_t *)val, .val_len = vlen};
     st_txn_t txn = {.success = &put, .nsuccess = 1};
@@ -195,7 +195,7 @@ static void test_controller(void **state)
 
     /* A record that is not one is ignored by the watch. */
     char key[128];
-    snprintf(key, sizeof key, "/nuthatch/partitions/00000000000000000000000000000001/0/state");
+    snprintf(key, sizeof key, "/nuthatch/leaders/00000000000000000000000000000001/0/state");
     st_op_t put = {.type = ST_OP_PUT, .key = key, .val = (const uint8_t *)"x", .val_len = 1};
     st_txn_t txn = {.success = &put, .nsuccess = 1};
     started_t s = {0};

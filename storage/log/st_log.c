@@ -556,17 +556,20 @@ int st_log_delete_topic(st_log_t *log, st_topic_t *t, void (*cb)(st_err_t err, v
         return -1;
     }
     log->graveyard = g;
-    char key[KEY_MAX], parts[KEY_MAX], producers[KEY_MAX], hex[33];
+    char key[KEY_MAX], parts[KEY_MAX], producers[KEY_MAX], leaders[KEY_MAX], hex[33];
     topic_key(key, sizeof key, t->name, strlen(t->name));
     st_uuid_hex(t->id, hex);
     snprintf(parts, sizeof parts, "%s/partitions/%s/", ST_KEY_ROOT, hex);
     snprintf(producers, sizeof producers, "%s/producers/%s/", ST_KEY_ROOT, hex);
-    st_op_t ops[3] = {
+    /* The partitions' leader records (the gateway's, docs/object-format.md). */
+    snprintf(leaders, sizeof leaders, "%s/leaders/%s/", ST_KEY_ROOT, hex);
+    st_op_t ops[4] = {
         {.type = ST_OP_DEL, .key = key},
         {.type = ST_OP_DEL_PREFIX, .key = parts},
         {.type = ST_OP_DEL_PREFIX, .key = producers},
+        {.type = ST_OP_DEL_PREFIX, .key = leaders},
     };
-    st_txn_t txn = {.success = ops, .nsuccess = 3};
+    st_txn_t txn = {.success = ops, .nsuccess = 4};
     op->log = log;
     op->topic = t;
     op->cb = cb;

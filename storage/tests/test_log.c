@@ -285,6 +285,26 @@ static void txn_cb(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res
     r->done++;
 }
 
+static void range_count_cb(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                           void *arg)
+{
+    (void)kvs, (void)more, (void)rev;
+    res_t *r = arg;
+    r->err = err;
+    r->off = (int64_t)n;
+    r->done++;
+}
+
+/* Keys under @prefix in the metadata store. */
+static int64_t count_keys(fx_t *f, const char *prefix)
+{
+    res_t r = {0};
+    assert_int_equal(st_meta_range(f->meta, prefix, true, 0, range_count_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    return r.off;
+}
+
 /* A bumped fence (another incarnation took over) fails the commit. */
 static void test_fenced_commit_fails(void **state)
 {
@@ -404,11 +424,24 @@ static void test_delete_and_recreate(void **state)
     res_t a = {0};
     assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &a), 0);
     run_until(f, &a.done, 1);
+    /* A leader record of its partition, as a gateway writes it: deleted with
+     * the topic. */
+    char hex[33], leaders[128], rec[160];
+    st_uuid_hex(t->id, hex);
+    snprintf(leaders, sizeof leaders, "/nuthatch/leaders/%s/", hex);
+    snprintf(rec, sizeof rec, "%s0/state", leaders);
+    st_op_t put = {.type = ST_OP_PUT, .key = rec, .val = (const uint8_t *)"x", .val_len = 1};
+    st_txn_t txn = {.success = &put, .nsuccess = 1};
+    res_t tr = {0};
+    assert_int_equal(st_meta_txn(f->meta, &txn, txn_cb, &tr), 0);
+    run_until(f, &tr.done, 1);
+    assert_int_equal(count_keys(f, leaders), 1);
     res_t d = {0};
     assert_int_equal(st_log_delete_topic(f->log, t, done_cb, &d), 0);
     assert_null(st_log_topic(f->log, "gone", 4)); /* vanishes at once */
     run_until(f, &d.done, 1);
     assert_int_equal(d.err, ST_OK);
+    assert_int_equal(count_keys(f, leaders), 0);
     t = create(f, "gone", 1);
     assert_memory_not_equal(t->id.b, old.b, 16);
     assert_int_equal(st_part_hw(t->parts[0]), 0);
