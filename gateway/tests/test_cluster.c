@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "gw_cluster.h"
 #include "st_meta.h"
@@ -270,6 +271,9 @@ static void test_take_over(void **state)
 
 int main(void)
 {
+    /* Before any event_base exists: the storage pools post completions
+     * to the loop from their threads (st_pool.c). */
+    evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_view_and_coordinators, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_lost, setup, teardown),

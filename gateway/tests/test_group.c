@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -719,6 +720,9 @@ static void test_admin(void **state)
 
 int main(void)
 {
+    /* Before any event_base exists: the storage pools post completions
+     * to the loop from their threads (st_pool.c). */
+    evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_join_sync_flow, group_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_join_errors, group_setup, fx_teardown),

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "gw_cluster.h"
 #include "gw_leaders.h"
@@ -330,6 +331,9 @@ static void test_record_before_partition(void **state)
 
 int main(void)
 {
+    /* Before any event_base exists: the storage pools post completions
+     * to the loop from their threads (st_pool.c). */
+    evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format),
         cmocka_unit_test_setup_teardown(test_controller, setup, teardown),

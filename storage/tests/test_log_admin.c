@@ -327,6 +327,9 @@ static void test_max_timestamp(void **state)
 
 int main(void)
 {
+    /* Before any event_base exists: the storage pools post completions
+     * to the loop from their threads (st_pool.c). */
+    evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_topic_configs, setup, teardown),

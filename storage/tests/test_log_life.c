@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -740,6 +741,9 @@ static void test_gc_race(void **state)
 
 int main(void)
 {
+    /* Before any event_base exists: the storage pools post completions
+     * to the loop from their threads (st_pool.c). */
+    evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fold_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fold_wide, setup, teardown),

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "log_fx.h"
 #include "st_format.h"
@@ -264,6 +265,9 @@ static void test_fenced_by_move(void **state)
 
 int main(void)
 {
+    /* Before any event_base exists: the storage pools post completions
+     * to the loop from their threads (st_pool.c). */
+    evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fenced_by_move, setup, teardown),
