@@ -49,39 +49,6 @@ TOPIC=lead-topic
 NPARTS=12
 NHC_ARGS=(--cluster.lease.ms 3000 --num.partitions "$NPARTS")
 
-pl() { timeout 120 /usr/bin/python3 "$LIB/part_leaders.py" "$@"; }
-# Leaders as node $1 answers them, into file $2 (retried while the topic is
-# not yet known there or the views differ).
-leaders_at() {
-    local t
-    for t in $(seq 1 50); do
-        if pl leaders "127.0.0.1:${NHC_PORT[$1]}" "$TOPIC" >"$2" 2>/dev/null &&
-            [ "$(wc -l <"$2")" = "$NPARTS" ]; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    return 1
-}
-# Wait until every node in "$@" answers the same leaders, left in $NH_DIR/lead.
-agree() {
-    local t i ok
-    for t in $(seq 1 50); do
-        ok=1
-        for i in "$@"; do
-            leaders_at "$i" "$NH_DIR/lead.$i" || { ok=0; break; }
-            cmp -s "$NH_DIR/lead.$i" "$NH_DIR/lead.$1" || ok=0
-        done
-        [ "$ok" = 1 ] && cp "$NH_DIR/lead.$1" "$NH_DIR/lead" && return 0
-        sleep 0.2
-    done
-    return 1
-}
-ports_of() {
-    local p="" i
-    for i in "$@"; do p+="${p:+,}$i=${NHC_PORT[i]}"; done
-    echo "$p"
-}
 
 nhc_init 3 || exit 1
 nhc_start 1 || exit 1

@@ -8,6 +8,13 @@
 #     nhc_kill I                 # SIGKILL
 #     nhc_stop I                 # SIGTERM; the node's exit status (124 when killed)
 #
+# Partition leaders of a topic ($TOPIC, $NPARTS partitions; set both first):
+#
+#     pl leaders|check ...       # lib/part_leaders.py, bounded in time
+#     leaders_at I FILE          # node I's answer into FILE, once it knows all partitions
+#     agree I J ...              # until nodes I, J, ... answer the same; left in $NH_DIR/lead
+#     ports_of I J ...           # "I=PORT,J=PORT" for part_leaders.py check
+#
 # A node keeps its port across restarts (its advertised listener does not
 # change).  The EXIT trap kills every node left and stops the services (via
 # lib/nh_server.sh's cleanup).  Exits 77 when etcd or s3rver is missing.
@@ -109,3 +116,43 @@ nhc_cleanup() {
     nh_cleanup
 }
 trap nhc_cleanup EXIT
+
+pl() { timeout 120 /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/part_leaders.py" "$@"; }
+
+# Leaders as node $1 answers them, into file $2 (retried while the topic is
+# not yet known there or the views differ).
+leaders_at() {
+    local t
+    for t in $(seq 1 50); do
+        if pl leaders "127.0.0.1:${NHC_PORT[$1]}" "$TOPIC" >"$2" 2>/dev/null &&
+            [ "$(wc -l <"$2")" = "$NPARTS" ]; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# Wait until every node in "$@" answers the same leaders, left in $NH_DIR/lead.
+agree() {
+    local t i ok
+    for t in $(seq 1 50); do
+        ok=1
+        for i in "$@"; do
+            leaders_at "$i" "$NH_DIR/lead.$i" || {
+                ok=0
+                break
+            }
+            cmp -s "$NH_DIR/lead.$i" "$NH_DIR/lead.$1" || ok=0
+        done
+        [ "$ok" = 1 ] && cp "$NH_DIR/lead.$1" "$NH_DIR/lead" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+ports_of() {
+    local p="" i
+    for i in "$@"; do p+="${p:+,}$i=${NHC_PORT[i]}"; done
+    echo "$p"
+}
