@@ -44,6 +44,7 @@ try {
 let S3rver;
 try {
   S3rver = require(path.join(__dirname, '..', 'js', 'node_modules', 's3rver'));
+  require('./s3rver_put_wait.js')(path.join(__dirname, '..', 'js', 'node_modules', 's3rver'));
 } catch (err) {
   console.error('s3rver.js: the npm package s3rver is not installed ' +
                 '(npm ci in compat-tests/js): ' + err.message);

@@ -53,7 +53,9 @@ fs.mkdirSync(opts.dir, { recursive: true });
 
 let S3rver;
 try {
-  S3rver = require(path.join(__dirname, '..', '..', 'compat-tests', 'js', 'node_modules', 's3rver'));
+  const dir = path.join(__dirname, '..', '..', 'compat-tests', 'js', 'node_modules', 's3rver');
+  S3rver = require(dir);
+  require(path.join(__dirname, '..', '..', 'compat-tests', 'lib', 's3rver_put_wait.js'))(dir);
 } catch (err) {
   usage(`the npm package s3rver is not installed (scripts/install-deps.sh): ${err.message}`);
 }
