@@ -537,22 +537,24 @@ static ssize_t read_all(int fd, uint8_t *p, size_t n, uint64_t off)
  * page cache -- read the same way: the 4 KiB-aligned blocks around it into
  * an aligned buffer, handed out from the first byte asked for.  0 when
  * done (op->err says how), -1 when O_DIRECT is not to be had here. */
-static int read_direct(dir_op_t *op, uint64_t avail)
+static int read_direct(dir_op_t *op, int fd, uint64_t avail)
 {
-    int fd = openat(op->ds->rootfd, op->key, O_RDONLY | O_CLOEXEC | O_DIRECT);
-    if (fd < 0)
+    if (set_direct(fd, true) != 0)
         return -1;
     uint64_t from = op->off & ~(uint64_t)(DIRECT_ALIGN - 1);
     uint64_t to = (op->off + avail + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
     void *buf = NULL;
     if (posix_memalign(&buf, DIRECT_ALIGN, (size_t)(to - from)) != 0) {
-        close(fd);
         op->err = ST_ERR_NOMEM;
         return 0;
     }
     ssize_t got = read_all(fd, buf, (size_t)(to - from), from);
     int rerr = errno;
-    close(fd);
+    if (set_direct(fd, false) != 0 && got >= 0) {
+        free(buf);
+        op->err = ST_ERR_IO;
+        return 0;
+    }
     if (got < 0) {
         free(buf);
         if (rerr == EINVAL)
@@ -594,7 +596,7 @@ static void get_work(dir_op_t *op)
         op->err = ST_ERR_NOMEM;
         goto out;
     }
-    if (avail >= DIRECT_MIN && size >= DIRECT_MIN && read_direct(op, avail) == 0)
+    if (avail >= DIRECT_MIN && size >= DIRECT_MIN && read_direct(op, fd, avail) == 0)
         goto out;
     op->buf = malloc(avail ? (size_t)avail : 1);
     if (!op->buf) {
