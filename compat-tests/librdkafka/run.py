@@ -21,7 +21,11 @@ tests left out in that mode and why.
 
 NUTHATCH picks the gateway binary, NH_BACKEND=s3 runs it on S3 + etcd
 (lib/nh_server.py), NH_RDK_TIMEOUT (seconds, default 900) bounds each test,
-NH_RDK_KEEP=1 keeps the logs.  Exit status 0 when every test run passed.
+NH_RDK_KEEP=1 keeps the logs.  A test that fails is run once more (at most
+NH_RDK_RERUNS times a run, default 2): some of the suite's tests race their
+own threads and timers; the first failure is printed and kept in the
+results, and a test that fails twice fails.  Exit status 0 when every test
+passed, at its first run or its rerun.
 """
 
 import argparse
@@ -224,6 +228,8 @@ def markdown(tests, subtests, known, results, meta):
             outcome, secs = "left out: " + reason, ""
         elif key in by_key:
             outcome, secs = by_key[key]["outcome"], f"{by_key[key]['seconds']:.1f}"
+            if "first_outcome" in by_key[key]:
+                outcome += f" (first run: {by_key[key]['first_outcome']})"
         else:
             outcome, secs = "not run in this run", ""
         if subs:
@@ -374,6 +380,10 @@ def main():
     tempfile.tempdir = workdir
     results = []
     failed = 0  # tests
+    # Reruns of failed tests allowed in one run: a broken gateway fails
+    # many tests, and those fail without doubling the run's time.
+    reruns_left = int(os.environ.get("NH_RDK_RERUNS", "2"))
+    rerun_passed = 0
     stop_failed = 0  # gateways that did not stop cleanly
     started = time.monotonic()
     print(f"librdkafka suite: {src}, TEST_KAFKA_VERSION={KAFKA_VERSION}, "
@@ -400,14 +410,38 @@ def main():
                     continue
                 r = run_one(src, num, scen, srv.bootstrap, workdir, subtests.get(num, []),
                             timeout, known[num]["known_issue"])
+                label = num if scen == "default" else f"{num}@{scen}"
                 if srv.proc.poll() is not None:
                     r["outcome"] = f"fail: the gateway exited ({srv.proc.returncode})"
                     print(last_lines(srv.log_path), file=sys.stderr)
                     srv.start()
+                elif r["outcome"] != "pass" and reruns_left > 0:
+                    # Some of the suite's tests race their own threads or
+                    # timers (0137 seeks while another thread consumes;
+                    # 0102 expects an eviction at max.poll.interval.ms +
+                    # session.timeout.ms, the moment its other consumer
+                    # rejoins).  A failure is run once more; the first run
+                    # stays on record (its log, the outcome's note, the
+                    # summary), and a second failure fails the test.
+                    reruns_left -= 1
+                    first = r
+                    os.replace(first["log"], first["log"] + ".first")
+                    print(f"librdkafka {label:<18} {first['outcome']} {first['seconds']:7.1f} s: "
+                          "running it once more", flush=True)
+                    print(last_lines(first["log"] + ".first"), file=sys.stderr)
+                    r = run_one(src, num, scen, srv.bootstrap, workdir, subtests.get(num, []),
+                                timeout, known[num]["known_issue"])
+                    if srv.proc.poll() is not None:
+                        r["outcome"] = f"fail: the gateway exited ({srv.proc.returncode})"
+                        print(last_lines(srv.log_path), file=sys.stderr)
+                        srv.start()
+                    r["first_outcome"] = first["outcome"]
+                    if r["outcome"] == "pass":
+                        r["outcome"] = "pass on a rerun"
+                        rerun_passed += 1
                 results.append(r)
-                label = num if scen == "default" else f"{num}@{scen}"
                 print(f"librdkafka {label:<18} {r['outcome']:<6} {r['seconds']:7.1f} s", flush=True)
-                if r["outcome"] != "pass":
+                if not r["outcome"].startswith("pass"):
                     failed += 1
                     print(last_lines(r["log"]), file=sys.stderr)
         finally:
@@ -424,7 +458,8 @@ def main():
     total = time.monotonic() - started
     meta = {"kafka_version": KAFKA_VERSION, "backend": os.environ.get("NH_BACKEND", "embedded"),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "seconds": round(total, 1), "passed": len(results) - failed, "failed": failed}
+            "seconds": round(total, 1), "passed": len(results) - failed, "failed": failed,
+            "passed_on_rerun": rerun_passed}
     if opts.results:
         with open(opts.results, "w") as f:
             json.dump(dict(meta, results=results), f, indent=1)
@@ -435,7 +470,8 @@ def main():
     if not keep and failed == 0 and stop_failed == 0:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"librdkafka suite: {total:.0f} s")
-    print(f"librdkafka: {len(results) - failed} passed, {failed} failed")
+    print(f"librdkafka: {len(results) - failed} passed ({rerun_passed} on a rerun), "
+          f"{failed} failed")
     return 1 if failed or stop_failed else 0
 
 
