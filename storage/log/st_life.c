@@ -58,9 +58,11 @@
 #define DEFAULT_MAX_KEYS 1000
 #define DEFAULT_SEGMENT_BYTES (64u << 20)
 #define MERGES_PER_RUN 32
-/* Chunk reads of one merge in flight at a time: the store's workers are
- * shared with flushes, whose puts must not queue behind a whole run. */
-#define MERGE_READS 2
+/* Bytes of chunk reads of one merge in flight at a time (at least one
+ * read): the store's workers are shared with flushes, whose puts must not
+ * queue behind a whole run of large chunks; runs of small ones are read at
+ * once, a round trip each being most of their cost. */
+#define MERGE_READ_BYTES (512u << 10)
 #define SEGMENT_OVERHEAD                                                                           \
     (ST_OBJ_HEADER_SIZE + 4 + ST_OBJ_ENTRY_SIZE + ST_OBJ_TRAILER_SIZE) /* one-chunk object */
 #define DEFAULT_GC_MS 60000
@@ -574,8 +576,9 @@ typedef struct merge_op {
     uint8_t *data; /* their bytes, back to back, inside w's buffer */
     uint64_t *off; /* position of each in data */
     uint64_t total;
-    size_t next;    /* the next chunk to read */
-    size_t pending; /* reads in flight */
+    size_t next;            /* the next chunk to read */
+    size_t pending;         /* reads in flight */
+    uint64_t pending_bytes; /* their bytes */
     st_err_t err;
     int64_t seq;
     st_buf_t *obj; /* the segment object */
@@ -906,12 +909,13 @@ static void merge_upload(merge_op_t *op)
 
 static void merge_got(st_err_t err, const uint8_t *data, size_t len, void *arg);
 
-/* Copy the run's chunks into the segment, at most MERGE_READS of them
- * being read from the store at a time; the upload once all are in. */
+/* Copy the run's chunks into the segment, at most MERGE_READ_BYTES of
+ * them being read from the store at a time; the upload once all are in. */
 static void merge_read_more(merge_op_t *op)
 {
     st_log_t *log = op->L->log;
-    while (op->err == ST_OK && op->next < op->k && op->pending < MERGE_READS) {
+    while (op->err == ST_OK && op->next < op->k &&
+           (op->pending == 0 || op->pending_bytes + op->run[op->next]->len <= MERGE_READ_BYTES)) {
         size_t j = op->next++;
         st_chunk_t *c = op->run[j];
         if (c->where != ST_CHUNK_STORE) {
@@ -925,9 +929,11 @@ static void merge_read_more(merge_op_t *op)
         }
         *rd = (merge_read_t){op, j};
         op->pending++;
+        op->pending_bytes += c->len;
         if (st_objstore_get_range(log->os, c->obj->key, c->pos, c->len, merge_got, rd) != 0) {
             free(rd);
             op->pending--;
+            op->pending_bytes -= c->len;
             op->err = ST_ERR_IO;
         }
     }
@@ -948,6 +954,7 @@ static void merge_got(st_err_t err, const uint8_t *data, size_t len, void *arg)
         op->err = err;
     free(rd);
     op->pending--;
+    op->pending_bytes -= c->len;
     merge_read_more(op);
 }
 
