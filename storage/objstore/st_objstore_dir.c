@@ -64,6 +64,11 @@
 #define WRITE_CHUNK (1u << 30)  /* bytes per write(): Linux caps one call below 2 GiB */
 #define DIRECT_ALIGN 4096u      /* O_DIRECT buffer, offset and length alignment */
 #define DIRECT_MIN (256u << 10) /* smaller puts go through the page cache */
+/* Bytes per direct write(): one call for a whole large object (a merged
+ * segment: tens of MB) fills the device's queue, and every other put's
+ * fsync waits behind all of it (a 150 KB put beside a 9 MB one: p99 18 ms,
+ * 6 ms with 1 MiB writes, which keep 96% of the large write's speed). */
+#define DIRECT_SLICE (1u << 20)
 
 #define SPARES 2 /* temp files created ahead of the puts that will use them */
 
@@ -296,11 +301,11 @@ static int dir_durable(st_objstore_dir_t *ds, const char *dir)
     return 0;
 }
 
-/* Write @n bytes at @off; -1 with errno on failure. */
-static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
+/* Write @n bytes at @off, at most @most per call; -1 with errno on failure. */
+static int write_all(int fd, const uint8_t *p, size_t n, off_t off, size_t most)
 {
     while (n > 0) {
-        ssize_t w = pwrite(fd, p, n < WRITE_CHUNK ? n : WRITE_CHUNK, off);
+        ssize_t w = pwrite(fd, p, n < most ? n : most, off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -328,16 +333,16 @@ static int write_object(int fd, const uint8_t *data, size_t len)
 {
     size_t direct = len & ~(size_t)(DIRECT_ALIGN - 1);
     if (len < DIRECT_MIN || (uintptr_t)data % DIRECT_ALIGN != 0 || set_direct(fd, true) != 0)
-        return write_all(fd, data, len, 0);
-    int rc = write_all(fd, data, direct, 0);
+        return write_all(fd, data, len, 0, WRITE_CHUNK);
+    int rc = write_all(fd, data, direct, 0, DIRECT_SLICE);
     int werr = errno;
     if (set_direct(fd, false) != 0)
         return -1;
     if (rc != 0 && werr != EINVAL)
         return -1;
     if (rc != 0) /* alignment refused: everything through the page cache */
-        return write_all(fd, data, len, 0);
-    return write_all(fd, data + direct, len - direct, (off_t)direct);
+        return write_all(fd, data, len, 0, WRITE_CHUNK);
+    return write_all(fd, data + direct, len - direct, (off_t)direct, WRITE_CHUNK);
 }
 
 /* Move @tmp to @name in @dfd unless @name exists (then -1 with EEXIST). */
