@@ -89,6 +89,19 @@ done
 grep -q '^nuthatch_tail_cache_bytes ' "$WORK/metrics" || fail "no nuthatch_tail_cache_bytes"
 grep -q '^nuthatch_read_cache_bytes ' "$WORK/metrics" || fail "no nuthatch_read_cache_bytes"
 grep -q '^nuthatch_write_buffer_bytes ' "$WORK/metrics" || fail "no nuthatch_write_buffer_bytes"
+# The lifecycle's figures: index keys once a fold has run (every second by
+# default), the rest present.
+for _ in $(seq 1 20); do
+    [ "$(metric nuthatch_index_keys)" -gt 0 ] && break
+    sleep 0.5
+    scrape "waiting for a fold"
+done
+positive nuthatch_index_keys
+positive nuthatch_index_keys_partition_max
+for k in nuthatch_manifests_unfolded nuthatch_segments_written_total nuthatch_segment_chunks_total \
+    nuthatch_chunks_expired_total nuthatch_gc_objects_deleted_total nuthatch_gc_deleted_bytes_total; do
+    grep -q "^$k " "$WORK/metrics" || fail "no $k"
+done
 echo "  $(grep -c '^nuthatch_' "$WORK/metrics") samples; promtool: ok"
 
 # outage SVC WHAT: /readyz 503 once SVC is down, 200 once it is back.

@@ -683,6 +683,25 @@ char *gw_metrics_render(gw_metrics_t *m)
         one(b, "nuthatch_object_reads_merged_chunks_total", "counter",
             "Chunks read by a ranged object read started for another chunk of the object.",
             (double)s.merged_chunks);
+        one(b, "nuthatch_manifests_unfolded", "gauge",
+            "Committed flush manifests not yet folded into index keys.",
+            (double)s.manifests_unfolded);
+        one(b, "nuthatch_index_keys", "gauge", "Index keys (folded chunks) of the partitions.",
+            (double)s.index_keys);
+        one(b, "nuthatch_index_keys_partition_max", "gauge",
+            "The most index keys of one partition (log.index.max.keys bounds it).",
+            (double)s.index_keys_max_part);
+        one(b, "nuthatch_segments_written_total", "counter",
+            "Segment objects committed by merging or rewriting chunks.",
+            (double)s.segments_written);
+        one(b, "nuthatch_segment_chunks_total", "counter", "Chunks copied into segment objects.",
+            (double)s.chunks_merged);
+        one(b, "nuthatch_chunks_expired_total", "counter",
+            "Chunks dropped by retention or below the log start.", (double)s.chunks_expired);
+        one(b, "nuthatch_gc_objects_deleted_total", "counter",
+            "Objects deleted by garbage collection.", (double)s.gc_objects_deleted);
+        one(b, "nuthatch_gc_deleted_bytes_total", "counter",
+            "Bytes of the objects garbage collection deleted.", (double)s.gc_bytes_deleted);
         one(b, "nuthatch_write_buffer_bytes", "gauge",
             "Bytes produced and not yet committed (waiting or uploading).",
             (double)st_log_buffered(srv->log));
