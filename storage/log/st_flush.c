@@ -207,26 +207,16 @@ void st_log__fail_pending(st_part_t *part, st_err_t err)
 
 /* ---------------------------------------------------------------- flush */
 
-/* Objects uploaded in parallel however little is pending (when
- * flush.max.inflight allows).  With one, a record arriving during an upload
- * waited for it to end and then for its own: on S3, where a PUT takes
- * milliseconds, a light load paid about one and a half flushes (one
- * partition at 200 records/s: p50 6.8 ms, 5.2 ms with two; throughput on
- * one partition +10%, the objects smaller).  On the directory store, where
- * a put takes about a millisecond, the second one rarely starts. */
-#define EAGER_UPLOADS 2
-
 void st_log__kick(st_log_t *log)
 {
     if (st_list_empty(&log->dirty) || log->inflight >= log->cfg.flush_max_inflight)
         return;
-    /* Adaptive group commit: flush at once while fewer than EAGER_UPLOADS
-     * objects are uploading (earlier flushes may still be committing: the
-     * next upload overlaps their commit, commits stay in flush order);
-     * beyond that, accumulate until one completes (which kicks again) or
+    /* Adaptive group commit: flush at once when no object is uploading
+     * (earlier flushes may still be committing: the next upload overlaps
+     * their commit, commits stay in flush order); while uploads are in
+     * flight, accumulate until one completes (which kicks again) or
      * flush.max.bytes is pending. */
-    if (log->uploading < EAGER_UPLOADS || log->closing ||
-        log->pend_bytes >= log->cfg.flush_max_bytes)
+    if (log->uploading == 0 || log->closing || log->pend_bytes >= log->cfg.flush_max_bytes)
         event_active(log->kick, EV_TIMEOUT, 0); /* deferred: batches of this turn join */
 }
 
@@ -463,9 +453,9 @@ void st_log__flush_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         log->uploading++;
-        /* Beyond EAGER_UPLOADS, another object in parallel only when
-         * enough is pending to justify it. */
-        if (log->uploading >= EAGER_UPLOADS && log->pend_bytes < log->cfg.flush_max_bytes)
+        /* One object at a time unless enough is pending to justify another
+         * in parallel. */
+        if (log->pend_bytes < log->cfg.flush_max_bytes)
             break;
     }
 }
