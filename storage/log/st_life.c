@@ -571,8 +571,8 @@ typedef struct merge_op {
     st_part_t *part;
     st_chunk_t **run; /* the chunks, in offset order */
     size_t k;
-    kp_writer_t w; /* the segment object being built: header room, then data */
-    bool w_live;   /* w holds a buffer */
+    kp_writer_t w; /* the segment object being built: header room, then data
+                    * (all zero when it holds nothing) */
     uint8_t *data; /* their bytes, back to back, inside w's buffer */
     uint64_t *off; /* position of each in data */
     uint64_t total;
@@ -596,8 +596,7 @@ typedef struct merge_read {
 static void merge_free(merge_op_t *op)
 {
     free(op->run);
-    if (op->w_live)
-        kp_writer_deinit(&op->w);
+    kp_writer_deinit(&op->w);
     free(op->off);
     free(op->prods);
     if (op->obj)
@@ -870,7 +869,7 @@ static void merge_upload(merge_op_t *op)
         kp_writer_fail(&op->w, KP_ENCODE_NOMEM);
     kp_writer_deinit(&hw);
     kp_writer_t w = op->w; /* the writer moves here: taken or freed below */
-    op->w_live = false;
+    memset(&op->w, 0, sizeof op->w);
     op->data = NULL;
     st_obj_write_footer(&w, &op->desc, 1);
     /* Producer entries: the last ST_PROD_BATCHES of each producer. */
@@ -995,7 +994,6 @@ static bool merge_step(st_life_t *L)
          * header, then the chunks' bytes read straight into place. */
         if (op->run && op->off) {
             kp_writer_init_aligned(&op->w, op->total + SEGMENT_OVERHEAD, ST_OBJ_ALIGN);
-            op->w_live = true;
             if (kp_writer_space(&op->w, ST_OBJ_HEADER_SIZE))
                 op->data = kp_writer_space(&op->w, op->total);
         }
