@@ -405,17 +405,24 @@ def main():
             print("librdkafka suite: NH_BACKEND=s3 needs etcd and s3rver: skipped")
             return 77
         try:
+            def attempt(num, scen):
+                """One run of a test; a gateway that exited fails it and
+                is started again."""
+                r = run_one(src, num, scen, srv.bootstrap, workdir, subtests.get(num, []),
+                            timeout, known[num]["known_issue"])
+                if srv.proc.poll() is not None:
+                    r["outcome"] = f"fail: the gateway exited ({srv.proc.returncode})"
+                    r["gateway_exited"] = True
+                    print(last_lines(srv.log_path), file=sys.stderr)
+                    srv.start()
+                return r
+
             for num, scen in selected:
                 if scen != scenario:
                     continue
-                r = run_one(src, num, scen, srv.bootstrap, workdir, subtests.get(num, []),
-                            timeout, known[num]["known_issue"])
                 label = num if scen == "default" else f"{num}@{scen}"
-                if srv.proc.poll() is not None:
-                    r["outcome"] = f"fail: the gateway exited ({srv.proc.returncode})"
-                    print(last_lines(srv.log_path), file=sys.stderr)
-                    srv.start()
-                elif r["outcome"] != "pass" and reruns_left > 0:
+                r = attempt(num, scen)
+                if r["outcome"] != "pass" and not r.get("gateway_exited") and reruns_left > 0:
                     # Some of the suite's tests race their own threads or
                     # timers (0137 seeks while another thread consumes;
                     # 0102 expects an eviction at max.poll.interval.ms +
@@ -429,12 +436,7 @@ def main():
                     print(f"librdkafka {label:<18} {first['outcome']} {first['seconds']:7.1f} s: "
                           "running it once more", flush=True)
                     print(last_lines(first["log"] + ".first"), file=sys.stderr)
-                    r = run_one(src, num, scen, srv.bootstrap, workdir, subtests.get(num, []),
-                                timeout, known[num]["known_issue"])
-                    if srv.proc.poll() is not None:
-                        r["outcome"] = f"fail: the gateway exited ({srv.proc.returncode})"
-                        print(last_lines(srv.log_path), file=sys.stderr)
-                        srv.start()
+                    r = attempt(num, scen)
                     r["first_outcome"] = first["outcome"]
                     if r["outcome"] == "pass":
                         r["outcome"] = "pass on a rerun"
