@@ -640,17 +640,22 @@ static bool merge_pick(const st_log_t *log, const st_part_t *part, size_t *first
             if (!c->folded || (pass == 0 ? !small : !chunk_wasted(c, ret_ms, now)))
                 continue;
             uint64_t total = 0;
-            int64_t lo = INT64_MAX, hi = INT64_MIN;
+            int64_t hi = INT64_MIN;
+            /* The run's records are no older than its predecessor's newest
+             * (a chunk records only its newest timestamp).  The oldest
+             * chunk has nothing to go by: under a time bound it takes in
+             * no other, or a segment at the front could take in each next
+             * run of flushes and never expire. */
+            int64_t from = i > 0 ? part->chunks[i - 1]->run_max_ts : INT64_MIN;
             size_t j = i;
             while (j < part->nchunks && j - i < LIFE_TXN_OPS - 2) {
                 const st_chunk_t *d = part->chunks[j];
                 bool ok =
                     d->folded && (d->len < seg / 2 || (pass == 1 && chunk_wasted(d, ret_ms, now)));
-                int64_t nlo = d->max_ts < lo ? d->max_ts : lo;
                 int64_t nhi = d->max_ts > hi ? d->max_ts : hi;
-                if (!ok || total + d->len > seg || (j > i && nhi - nlo > span))
+                if (!ok || total + d->len > seg ||
+                    (j > i && span != INT64_MAX && (i == 0 || nhi - from > span)))
                     break;
-                lo = nlo;
                 hi = nhi;
                 total += d->len;
                 j++;

@@ -647,6 +647,44 @@ static void test_merge(void **state)
     free(after0);
 }
 
+/* A segment spans at most an eighth of the retention, measured from where
+ * its records begin: one at the front does not take in each next run of
+ * flushes (its newest timestamp would then stay recent and it would never
+ * expire), so retention advances the log start while merging goes on. */
+static void test_merge_span(void **state)
+{
+    fx_t *f = *state;
+    fx_close(f);
+    f->cfg.index_max_keys = 8;
+    fx_open(f);
+    st_topic_t *t = create(f, "span", 1, "64000", NULL); /* segments of at most 8 s */
+    st_part_t *p = t->parts[0];
+    int64_t t0 = now_ms() - 40000;
+    for (int i = 0; i < 200; i++) { /* a flush every 100 ms, from 40 s to 20 s ago */
+        append_one(f, p, 1, t0 + 100 * i, i);
+        if (i % 10 == 9)
+            lifecycle(f, false);
+    }
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_true(s.segments_written >= 3);
+    assert_true(s.index_keys_max_part <= 8);
+    assert_int_equal(st_part_log_start(p), 0);
+    /* records older than 25 s go: about the first 150 flushes; at least
+     * the segments wholly among them */
+    st_topic_config_t c = {"retention.ms", "25000"};
+    res_t r = {0};
+    assert_int_equal(st_log_set_topic_configs(f->log, t, &c, 1, done_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    lifecycle(f, false);
+    assert_true(st_part_log_start(p) >= 60);
+    assert_true(st_part_log_start(p) <= 151);
+    size_t n;
+    uint8_t *all = read_all(f, p, st_part_log_start(p), &n);
+    assert_true(n > 0);
+    free(all);
+}
+
 /* GC runs continuously while appends commit, while chunks are merged into
  * segments, and while a commit is held past the grace (it fails, its object
  * is deleted, nothing references it): afterwards every partition reads back
@@ -751,6 +789,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merge_span, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_race, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
