@@ -58,6 +58,11 @@
 #define DEFAULT_MAX_KEYS 1000
 #define DEFAULT_SEGMENT_BYTES (64u << 20)
 #define MERGES_PER_RUN 32
+/* Bytes of chunk reads of one merge in flight at a time (at least one
+ * read): the store's workers are shared with flushes, whose puts must not
+ * queue behind a whole run of large chunks; runs of small ones are read at
+ * once, a round trip each being most of their cost. */
+#define MERGE_READ_BYTES (512u << 10)
 #define SEGMENT_OVERHEAD                                                                           \
     (ST_OBJ_HEADER_SIZE + 4 + ST_OBJ_ENTRY_SIZE + ST_OBJ_TRAILER_SIZE) /* one-chunk object */
 #define DEFAULT_GC_MS 60000
@@ -566,10 +571,14 @@ typedef struct merge_op {
     st_part_t *part;
     st_chunk_t **run; /* the chunks, in offset order */
     size_t k;
-    uint8_t *data; /* their bytes, back to back */
+    kp_writer_t w; /* the segment object being built: header room, then data
+                    * (all zero when it holds nothing) */
+    uint8_t *data; /* their bytes, back to back, inside w's buffer */
     uint64_t *off; /* position of each in data */
     uint64_t total;
-    size_t pending; /* reads in flight */
+    size_t next;            /* the next chunk to read */
+    size_t pending;         /* reads in flight */
+    uint64_t pending_bytes; /* their bytes */
     st_err_t err;
     int64_t seq;
     st_buf_t *obj; /* the segment object */
@@ -587,7 +596,7 @@ typedef struct merge_read {
 static void merge_free(merge_op_t *op)
 {
     free(op->run);
-    free(op->data);
+    kp_writer_deinit(&op->w);
     free(op->off);
     free(op->prods);
     if (op->obj)
@@ -610,9 +619,56 @@ static bool chunk_wasted(const st_chunk_t *c, int64_t ret_ms, int64_t now)
     return ret_ms < 0 || c->max_ts < 0 || c->max_ts + ret_ms - ret_ms / 4 > now;
 }
 
-/* The run of @part to rewrite: a run of at least 2 small chunks when the
- * partition has more index keys than the bound, else chunks lying in
- * mostly-expired shared objects.  false when there is none. */
+/* How far the chunks of one run may differ in size when a partition has too
+ * many index keys: a chunk joins a run only within this factor of the
+ * run's smallest and largest.  Runs of flushes become segments, runs of
+ * those become larger segments, and each byte is copied about once per
+ * tier (a few times in all) instead of once per merge, as when a growing
+ * segment took in every next run of small chunks. */
+#define MERGE_TIER 8
+/* Chunks below a 64th of the segment size count as that size there: the
+ * flushes of a busy partition vary widely in size, and all are small. */
+#define MERGE_FLOOR 64
+
+/* The length of the run of @part starting at chunk @i that merge_pick
+ * would take (0: none); @pass 0: small chunks, 1: also those of mostly
+ * dead objects; @tiered: only chunks of a like size (MERGE_TIER). */
+static size_t merge_run(const st_part_t *part, size_t i, int pass, bool tiered, uint64_t seg,
+                        int64_t span, int64_t ret_ms, int64_t now)
+{
+    uint64_t total = 0, lo_len = UINT64_MAX, hi_len = 0;
+    int64_t hi = INT64_MIN;
+    /* The run's records are no older than its predecessor's newest (a chunk
+     * records only its newest timestamp).  The oldest chunk has nothing to
+     * go by: under a time bound it takes in no other, or a segment at the
+     * front could take in each next run of flushes and never expire. */
+    bool timed = span != INT64_MAX;
+    int64_t from = i > 0 ? part->chunks[i - 1]->run_max_ts : INT64_MIN;
+    size_t j = i;
+    while (j < part->nchunks && j - i < LIFE_TXN_OPS - 2) {
+        const st_chunk_t *d = part->chunks[j];
+        bool ok = d->folded && (d->len < seg / 2 || (pass == 1 && chunk_wasted(d, ret_ms, now)));
+        int64_t nhi = d->max_ts > hi ? d->max_ts : hi;
+        uint64_t len = d->len > seg / MERGE_FLOOR ? d->len : seg / MERGE_FLOOR;
+        uint64_t nlo_len = len < lo_len ? len : lo_len;
+        uint64_t nhi_len = len > hi_len ? len : hi_len;
+        if (!ok || total + d->len > seg || (j > i && timed && (i == 0 || nhi - from > span)) ||
+            (tiered && nhi_len > (uint64_t)MERGE_TIER * (nlo_len ? nlo_len : 1)))
+            break;
+        hi = nhi;
+        lo_len = nlo_len;
+        hi_len = nhi_len;
+        total += d->len;
+        j++;
+    }
+    return j - i;
+}
+
+/* The run of @part to rewrite: when the partition has more index keys
+ * than the bound, the longest run of at least 2 small chunks of a like
+ * size (the oldest of the longest), or failing that of any sizes; else
+ * chunks lying in mostly-expired shared objects.  false when there is
+ * none. */
 static bool merge_pick(const st_log_t *log, const st_part_t *part, size_t *first, size_t *k)
 {
     size_t max_keys =
@@ -631,40 +687,37 @@ static bool merge_pick(const st_log_t *log, const st_part_t *part, size_t *first
     size_t nfold = 0;
     for (size_t i = 0; i < part->nchunks; i++)
         nfold += part->chunks[i]->folded;
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 0 && nfold <= max_keys)
-            continue;
-        for (size_t i = 0; i < part->nchunks; i++) {
-            const st_chunk_t *c = part->chunks[i];
-            bool small = c->len < seg / 2;
-            if (!c->folded || (pass == 0 ? !small : !chunk_wasted(c, ret_ms, now)))
-                continue;
-            uint64_t total = 0;
-            int64_t hi = INT64_MIN;
-            /* The run's records are no older than its predecessor's newest
-             * (a chunk records only its newest timestamp).  The oldest
-             * chunk has nothing to go by: under a time bound it takes in
-             * no other, or a segment at the front could take in each next
-             * run of flushes and never expire. */
-            int64_t from = i > 0 ? part->chunks[i - 1]->run_max_ts : INT64_MIN;
-            size_t j = i;
-            while (j < part->nchunks && j - i < LIFE_TXN_OPS - 2) {
-                const st_chunk_t *d = part->chunks[j];
-                bool ok =
-                    d->folded && (d->len < seg / 2 || (pass == 1 && chunk_wasted(d, ret_ms, now)));
-                int64_t nhi = d->max_ts > hi ? d->max_ts : hi;
-                if (!ok || total + d->len > seg ||
-                    (j > i && span != INT64_MAX && (i == 0 || nhi - from > span)))
-                    break;
-                hi = nhi;
-                total += d->len;
-                j++;
+    if (nfold > max_keys) {
+        for (int tiered = 1; tiered >= 0; tiered--) {
+            size_t best = 0, at = 0;
+            for (size_t i = 0; i < part->nchunks; i++) {
+                const st_chunk_t *c = part->chunks[i];
+                if (!c->folded || c->len >= seg / 2)
+                    continue;
+                size_t n = merge_run(part, i, 0, tiered, seg, span, ret_ms, now);
+                if (n > best) {
+                    best = n;
+                    at = i;
+                }
+                if (n > 1)
+                    i += n - 1; /* past the run: one scan of the chunks */
             }
-            if (j - i >= (pass == 0 ? 2u : 1u)) {
-                *first = i;
-                *k = j - i;
+            if (best >= 2) {
+                *first = at;
+                *k = best;
                 return true;
             }
+        }
+    }
+    for (size_t i = 0; i < part->nchunks; i++) {
+        const st_chunk_t *c = part->chunks[i];
+        if (!c->folded || !chunk_wasted(c, ret_ms, now))
+            continue;
+        size_t n = merge_run(part, i, 1, false, seg, span, ret_ms, now);
+        if (n >= 1) {
+            *first = i;
+            *k = n;
+            return true;
         }
     }
     return false;
@@ -797,6 +850,10 @@ static void merge_upload(merge_op_t *op)
         if (op->run[j]->max_ts > max_ts)
             max_ts = op->run[j]->max_ts;
     }
+    /* The run's CRC from its chunks' (each checked when it was read). */
+    uint32_t crc = 0;
+    for (size_t j = 0; j < op->k; j++)
+        crc = kp_crc32c_combine(crc, op->run[j]->crc, op->run[j]->len);
     op->desc = (st_chunk_desc_t){.topic_id = part->topic->id,
                                  .partition = part->index,
                                  .batches = batches,
@@ -805,11 +862,19 @@ static void merge_upload(merge_op_t *op)
                                  .max_timestamp = max_ts,
                                  .pos = ST_OBJ_HEADER_SIZE,
                                  .len = (uint32_t)op->total,
-                                 .crc = kp_crc32c(0, op->data, op->total)};
-    kp_writer_t w;
-    kp_writer_init_aligned(&w, op->total + SEGMENT_OVERHEAD, ST_OBJ_ALIGN);
-    st_obj_write_header(&w, &(st_obj_header_t){log->cfg.node_id, log->incarnation, op->seq});
-    kp_write_raw(&w, op->data, op->total);
+                                 .crc = crc};
+    /* The header into the room left for it, the footer after the data. */
+    kp_writer_t hw;
+    kp_writer_init(&hw, ST_OBJ_HEADER_SIZE);
+    st_obj_write_header(&hw, &(st_obj_header_t){log->cfg.node_id, log->incarnation, op->seq});
+    if (!hw.err && hw.len == ST_OBJ_HEADER_SIZE)
+        memcpy(op->w.buf, hw.buf, ST_OBJ_HEADER_SIZE);
+    else
+        kp_writer_fail(&op->w, KP_ENCODE_NOMEM);
+    kp_writer_deinit(&hw);
+    kp_writer_t w = op->w; /* the writer moves here: taken or freed below */
+    memset(&op->w, 0, sizeof op->w);
+    op->data = NULL;
     st_obj_write_footer(&w, &op->desc, 1);
     /* Producer entries: the last ST_PROD_BATCHES of each producer. */
     size_t n = 0;
@@ -841,10 +906,42 @@ static void merge_upload(merge_op_t *op)
         free(bytes);
         return merge_finish(op, ST_ERR_NOMEM);
     }
-    free(op->data); /* in the object now */
-    op->data = NULL;
     if (st_objstore_put(log->os, op->key, op->obj->data, op->obj->len, merge_put_done, op) != 0)
         merge_finish(op, ST_ERR_IO);
+}
+
+static void merge_got(st_err_t err, const uint8_t *data, size_t len, void *arg);
+
+/* Copy the run's chunks into the segment, at most MERGE_READ_BYTES of
+ * them being read from the store at a time; the upload once all are in. */
+static void merge_read_more(merge_op_t *op)
+{
+    st_log_t *log = op->L->log;
+    while (op->err == ST_OK && op->next < op->k &&
+           (op->pending == 0 || op->pending_bytes + op->run[op->next]->len <= MERGE_READ_BYTES)) {
+        size_t j = op->next++;
+        st_chunk_t *c = op->run[j];
+        if (c->where != ST_CHUNK_STORE) {
+            memcpy(op->data + op->off[j], c->buf->data + c->buf_off, c->len);
+            continue;
+        }
+        merge_read_t *rd = malloc(sizeof(*rd));
+        if (!rd) {
+            op->err = ST_ERR_NOMEM;
+            break;
+        }
+        *rd = (merge_read_t){op, j};
+        op->pending++;
+        op->pending_bytes += c->len;
+        if (st_objstore_get_range(log->os, c->obj->key, c->pos, c->len, merge_got, rd) != 0) {
+            free(rd);
+            op->pending--;
+            op->pending_bytes -= c->len;
+            op->err = ST_ERR_IO;
+        }
+    }
+    if (op->pending == 0)
+        merge_upload(op);
 }
 
 static void merge_got(st_err_t err, const uint8_t *data, size_t len, void *arg)
@@ -859,8 +956,9 @@ static void merge_got(st_err_t err, const uint8_t *data, size_t len, void *arg)
     else if (op->err == ST_OK)
         op->err = err;
     free(rd);
-    if (--op->pending == 0)
-        merge_upload(op);
+    op->pending--;
+    op->pending_bytes -= c->len;
+    merge_read_more(op);
 }
 
 /* Start rewriting the next run; false when no partition has one. */
@@ -896,36 +994,20 @@ static bool merge_step(st_life_t *L)
             op->off[j] = op->total;
             op->total += op->run[j]->len;
         }
-        op->data = op->run && op->off ? malloc(op->total ? op->total : 1) : NULL;
+        /* The segment's buffer, aligned for a direct write: room for the
+         * header, then the chunks' bytes read straight into place. */
+        if (op->run && op->off) {
+            kp_writer_init_aligned(&op->w, op->total + SEGMENT_OVERHEAD, ST_OBJ_ALIGN);
+            if (kp_writer_space(&op->w, ST_OBJ_HEADER_SIZE))
+                op->data = kp_writer_space(&op->w, op->total);
+        }
         if (!op->data) {
             merge_free(op);
             return false;
         }
         L->merges++;
         log->async_ops++;
-        op->pending = 1; /* held while the reads are issued */
-        for (size_t j = 0; j < k; j++) {
-            st_chunk_t *c = op->run[j];
-            if (c->where != ST_CHUNK_STORE) {
-                memcpy(op->data + op->off[j], c->buf->data + c->buf_off, c->len);
-                continue;
-            }
-            merge_read_t *rd = malloc(sizeof(*rd));
-            if (!rd) {
-                op->err = ST_ERR_NOMEM;
-                break;
-            }
-            *rd = (merge_read_t){op, j};
-            op->pending++;
-            if (st_objstore_get_range(log->os, c->obj->key, c->pos, c->len, merge_got, rd) != 0) {
-                free(rd);
-                op->pending--;
-                op->err = ST_ERR_IO;
-                break;
-            }
-        }
-        if (--op->pending == 0)
-            merge_upload(op);
+        merge_read_more(op);
         return true;
     }
     L->mrg_topic = 0;

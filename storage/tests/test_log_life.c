@@ -647,6 +647,65 @@ static void test_merge(void **state)
     free(after0);
 }
 
+/* Append @nb batches of @nrec records to @p, all in one flush. */
+static void append_flush(fx_t *f, st_part_t *p, int nb, int nrec)
+{
+    res_t r = {0};
+    for (int i = 0; i < nb; i++) {
+        size_t len;
+        uint8_t *b = make_batch(nrec, now_ms(), -1, 0, &len);
+        assert_int_equal(st_part_append(p, b, len, append_cb, &r), 0);
+        free(b);
+    }
+    run_until(f, &r.done, nb);
+    assert_int_equal(r.err, ST_OK);
+}
+
+/* Merging goes by size tiers: a segment made of flushes is not copied
+ * again into the segment of the next run of flushes, while the key bound
+ * still holds; chunks of no like size are merged all the same. */
+static void test_merge_tiers(void **state)
+{
+    fx_t *f = *state;
+    fx_close(f);
+    f->cfg.index_max_keys = 8;
+    f->cfg.segment_bytes = 64 << 10; /* sizes below 1 KiB count as 1 KiB */
+    fx_open(f);
+    st_topic_t *t = create(f, "tiers", 1, NULL, NULL);
+    st_part_t *p = t->parts[0];
+    for (int i = 0; i < 40; i++)
+        append_flush(f, p, 1, 64); /* about 640 bytes each */
+    lifecycle(f, false);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.segments_written, 1);
+    assert_int_equal(s.chunks_merged, 40); /* one segment of about 25 KiB */
+    for (int i = 0; i < 20; i++)
+        append_flush(f, p, 1, 64);
+    lifecycle(f, false);
+    st_log_stats(f->log, &s);
+    /* the 20 new flushes into a segment of their own: the first is not
+     * copied again (it would have made 21) */
+    assert_int_equal(s.segments_written, 2);
+    assert_int_equal(s.chunks_merged, 60);
+    assert_int_equal(s.index_keys_max_part, 2);
+    /* no two neighbours of a like size: 20 KiB flushes between tiny ones */
+    for (int i = 0; i < 12; i++)
+        append_flush(f, p, i % 2 ? 1 : 32, i % 2 ? 1 : 64);
+    lifecycle(f, false);
+    st_log_stats(f->log, &s);
+    assert_true(s.segments_written > 2);
+    assert_true(s.index_keys_max_part <= 8);
+    size_t n;
+    uint8_t *all = read_all(f, p, 0, &n);
+    assert_int_equal(st_part_hw(p), 60 * 64 + 6 * 32 * 64 + 6);
+    free(all);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "tiers", 5);
+    assert_int_equal(st_part_hw(t->parts[0]), 60 * 64 + 6 * 32 * 64 + 6);
+}
+
 /* A segment spans at most an eighth of the retention, measured from where
  * its records begin: one at the front does not take in each next run of
  * flushes (its newest timestamp would then stay recent and it would never
@@ -789,6 +848,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merge_tiers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_span, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_race, setup, teardown),
     };
