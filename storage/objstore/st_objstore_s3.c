@@ -33,6 +33,7 @@
  */
 #include "st_curl.h"
 #include "st_objstore.h"
+#include "st_pool.h"
 #include "st_s3_sign.h"
 #include "st_s3_xml.h"
 
@@ -50,6 +51,12 @@
 #define LIST_BODY_MAX (32u * 1024 * 1024) /* bytes of one ListObjectsV2 page */
 #define S3_LIST_MAX_KEYS 1000u            /* S3's cap on max-keys */
 #define LIST_EMPTY_PAGES_MAX 16           /* truncated pages without keys before giving up */
+/* A put of at least this many bytes is hashed (MD5 for Content-MD5 and the
+ * ETag check, SHA-256 for the signature: about 1.9 ms per MB here) on a
+ * worker thread, so that the loop goes on serving meanwhile; a smaller one
+ * at once, where a worker's round trip would cost more than it saves. */
+#define HASH_OFFLOAD_BYTES (256u << 10)
+#define HASH_THREADS 2
 
 typedef enum op_kind { OP_PUT, OP_GET, OP_LIST, OP_DEL } op_kind_t;
 
@@ -93,6 +100,7 @@ typedef struct s3_op {
     char md5_b64[25];    /* the same, base64: Content-MD5 */
     char sha256_hex[65]; /* SHA-256 of data, hex: x-amz-content-sha256 */
     bool maybe_landed;   /* an earlier attempt may have stored the object */
+    bool hashing;        /* its digests are being computed on a worker */
     /* get */
     uint64_t off;  /* first byte */
     uint64_t want; /* bytes asked for, ST_OBJ_TO_END = all */
@@ -150,6 +158,7 @@ struct s3_store {
     unsigned inflight;      /* attempts running */
     s3_op_t all;            /* sentinel: every op not yet finished */
     s3_op_t *qhead, *qtail; /* ops waiting for a slot */
+    st_pool_t *hash_pool;   /* workers hashing large puts; NULL: hashed on the loop */
     bool closing;           /* free() is running: refuse new operations */
     uint64_t rng;           /* xorshift state for the jitter */
     char last_error[512];
@@ -1015,14 +1024,21 @@ static int op_set_key(s3_op_t *op, const char *key, bool *bad)
     return op->key ? 0 : -1;
 }
 
-/* Register @op and start or queue it, or report ST_ERR_INVALID later. */
-static int op_submit(s3_op_t *op, bool bad)
+/* Register @op among the ops not yet finished. */
+static void op_link(s3_op_t *op)
 {
     s3_store_t *s = op->s;
     op->next = &s->all;
     op->prev = s->all.prev;
     s->all.prev->next = op;
     s->all.prev = op;
+}
+
+/* Register @op and start or queue it, or report ST_ERR_INVALID later. */
+static int op_submit(s3_op_t *op, bool bad)
+{
+    s3_store_t *s = op->s;
+    op_link(op);
     if (bad) {
         op_finish_later(op, ST_ERR_INVALID);
         return 0;
@@ -1030,6 +1046,28 @@ static int op_submit(s3_op_t *op, bool bad)
     op_enqueue(op);
     pump(s);
     return 0;
+}
+
+/* The digests of a put's body (a worker thread's, or the loop's). */
+static void put_hash_work(void *arg)
+{
+    s3_op_t *op = arg;
+    uint8_t md5[16];
+    st_s3_md5(op->data, op->len, md5);
+    st_s3_hex(md5, sizeof md5, op->md5_hex);
+    st_s3_base64(md5, sizeof md5, op->md5_b64);
+    st_s3_sha256_hex(op->data, op->len, op->sha256_hex);
+}
+
+static void put_hash_after(void *arg)
+{
+    s3_op_t *op = arg;
+    s3_store_t *s = op->s;
+    op->hashing = false;
+    if (s->closing)
+        return; /* s3_free finishes it */
+    op_enqueue(op);
+    pump(s);
 }
 
 static int s3_put(st_objstore_t *os, const char *key, const uint8_t *data, size_t len,
@@ -1046,13 +1084,19 @@ static int s3_put(st_objstore_t *os, const char *key, const uint8_t *data, size_
     op->cb.done = cb;
     op->data = data;
     op->len = len;
-    if (!bad) {
-        uint8_t md5[16];
-        st_s3_md5(data, len, md5);
-        st_s3_hex(md5, sizeof md5, op->md5_hex);
-        st_s3_base64(md5, sizeof md5, op->md5_b64);
-        st_s3_sha256_hex(data, len, op->sha256_hex);
+    if (!bad && len >= HASH_OFFLOAD_BYTES && s->hash_pool) {
+        op_link(op); /* s3_free waits for the hashing, then finishes it */
+        op->hashing = true;
+        if (st_pool_submit(s->hash_pool, put_hash_work, put_hash_after, op) == 0)
+            return 0;
+        op->hashing = false;
+        put_hash_work(op);
+        op_enqueue(op);
+        pump(s);
+        return 0;
     }
+    if (!bad)
+        put_hash_work(op);
     return op_submit(op, bad);
 }
 
@@ -1132,6 +1176,9 @@ static void s3_free(st_objstore_t *os)
 {
     s3_store_t *s = (s3_store_t *)os;
     s->closing = true; /* callbacks below cannot start new operations */
+    if (s->hash_pool)  /* the hashing in progress ends; its ops stay for below */
+        st_pool_free(s->hash_pool);
+    s->hash_pool = NULL;
     while (s->all.next != &s->all) {
         s3_op_t *op = s->all.next;
         if (op->easy) /* a no-op unless the transfer is still running */
@@ -1316,6 +1363,7 @@ st_objstore_t *st_objstore_s3_new(struct event_base *base, struct st_curl *curl,
                        ? cfg->list_page_keys
                        : S3_LIST_MAX_KEYS;
     s->etag_check = !cfg->no_etag_check;
+    s->hash_pool = st_pool_new(base, HASH_THREADS, "nh-s3hash"); /* NULL: the loop hashes */
     s->log = cfg->log;
     s->log_arg = cfg->log_arg;
     struct timespec ts;

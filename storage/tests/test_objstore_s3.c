@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -1396,7 +1397,7 @@ static void test_free_running(void **state)
     f->cfg.max_inflight = 1;
     open_store(f, VIA_PROXY, ST_S3_ADDR_PATH);
     proxy_ctl("POST", "/__proxy/fault?action=delay&ms=2000&count=1&method=PUT");
-    res_t r[3] = {{0}};
+    res_t r[4] = {{0}};
     start_put(f, "x/one", (const uint8_t *)"a", 1, &r[0]);
     start_put(f, "x/two", (const uint8_t *)"b", 1, &r[1]); /* waits for a slot */
     proxy_ctl("POST", "/__proxy/fault?action=status&code=503&count=1000&method=DELETE");
@@ -1405,8 +1406,13 @@ static void test_free_running(void **state)
     r[2].in_call = 0;
     for (int i = 0; i < 5; i++)
         event_base_loop(f->base, EVLOOP_NONBLOCK);
+    /* a large put still being hashed on a worker when the store closes */
+    size_t blen = 8u << 20;
+    uint8_t *big = calloc(1, blen);
+    start_put(f, "x/big", big, blen, &r[3]);
     close_store(f);
-    for (int i = 0; i < 3; i++) {
+    free(big);
+    for (int i = 0; i < 4; i++) {
         assert_int_equal(r[i].done, 1);
         assert_int_equal(r[i].err, ST_ERR_CLOSED);
     }
@@ -1415,6 +1421,7 @@ static void test_free_running(void **state)
 
 int main(void)
 {
+    evthread_use_pthreads(); /* the store hashes large puts on worker threads */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sign_aws_get_object),
         cmocka_unit_test(test_sign_aws_more_examples),
