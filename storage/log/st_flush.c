@@ -695,21 +695,67 @@ static void resolve_retry(evutil_socket_t fd, short what, void *arg)
 /* The resolution transaction answered: the fence moved on, so the
  * commit in doubt can no longer apply; whether its manifest is there
  * decides. */
+/* Still in doubt: resolve again, backing off up to 2 s. */
+static void resolve_later(commit_t *c)
+{
+    unsigned ms = c->tries < 4 ? 100u << c->tries : 2000u;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (event_base_once(c->log->base, -1, EV_TIMEOUT, resolve_retry, c, &tv) != 0)
+        commit_end(c, ST_ERR_NOMEM);
+}
+
+/* Is @val (@len bytes) a fence value this incarnation's resolutions wrote
+ * ("<incarnation>.<n>", n at most fence_gen)? */
+static bool own_fence(const st_log_t *log, const uint8_t *val, size_t len)
+{
+    char want[32];
+    int wl = snprintf(want, sizeof want, "%" PRId64 ".", log->incarnation);
+    if (wl < 0 || len <= (size_t)wl || len - (size_t)wl > 10 || len >= sizeof log->fence_val ||
+        memcmp(val, want, (size_t)wl) != 0)
+        return false;
+    uint64_t n = 0;
+    for (size_t i = (size_t)wl; i < len; i++) {
+        if (val[i] < '0' || val[i] > '9')
+            return false;
+        n = n * 10 + (uint64_t)(val[i] - '0');
+    }
+    return n >= 1 && n <= log->fence_gen;
+}
+
+/* A resolution's compare failed: the fence is not the value this node
+ * knew.  When it is one of this incarnation's own resolution values, an
+ * earlier resolution applied and its answer was lost: nobody else wrote
+ * since, so resolve again from that value.  Anything else is another
+ * writer: fenced. */
+static void resolve_fence_read(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                               void *arg)
+{
+    (void)more, (void)rev;
+    commit_t *c = arg;
+    st_log_t *log = c->log;
+    if (err != ST_OK)
+        return resolve_later(c);
+    if (n == 1 && own_fence(log, kvs[0].val, kvs[0].val_len)) {
+        memcpy(log->fence_val, kvs[0].val, kvs[0].val_len);
+        log->fence_val[kvs[0].val_len] = '\0';
+        return resolve(c);
+    }
+    commit_end(c, ST_ERR_CONFLICT);
+}
+
 static void resolve_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
                          void *arg)
 {
     (void)rev;
     commit_t *c = arg;
     st_log_t *log = c->log;
-    if (err != ST_OK) { /* still in doubt: try again, backing off up to 2 s */
-        unsigned ms = c->tries < 4 ? 100u << c->tries : 2000u;
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-        if (event_base_once(log->base, -1, EV_TIMEOUT, resolve_retry, c, &tv) != 0)
+    if (err != ST_OK) /* still in doubt, and so is this resolution */
+        return resolve_later(c);
+    if (!ok) {
+        if (st_meta_range(log->meta, log->fence_key, false, 0, resolve_fence_read, c) != 0)
             commit_end(c, ST_ERR_NOMEM);
         return;
     }
-    if (!ok) /* someone else moved the fence: fenced, whatever happened */
-        return commit_end(c, ST_ERR_CONFLICT);
     snprintf(log->fence_val, sizeof log->fence_val, "%s", c->new_fence);
     bool committed = n == 2 && res[1].n == 1;
     commit_end(c, committed ? ST_OK : ST_ERR_TIMEOUT);

@@ -266,12 +266,13 @@ const char *st_meta_etcd_last_error(const st_meta_t *m);
 
 /* What the fault-injecting wrapper does to transactions. */
 typedef struct st_meta_fault {
-    uint64_t txn_nth; /* the Nth transaction after the plan is set (1-based); 0 = none */
-    bool txn_all;     /* every transaction while set */
-    bool txn_apply;   /* apply it on the inner store, then report @err (a lost
-                       * reply); otherwise it never reaches the inner store */
-    st_err_t err;     /* what is reported (ST_ERR_TIMEOUT: outcome unknown);
-                       * ST_OK is taken as ST_ERR_IO */
+    uint64_t txn_nth;   /* the Nth transaction after the plan is set (1-based); 0 = none */
+    uint64_t txn_count; /* with txn_nth: this many transactions from the Nth on (0 = 1) */
+    bool txn_all;       /* every transaction while set */
+    bool txn_apply;     /* apply it on the inner store, then report @err (a lost
+                         * reply); otherwise it never reaches the inner store */
+    st_err_t err;       /* what is reported (ST_ERR_TIMEOUT: outcome unknown);
+                         * ST_OK is taken as ST_ERR_IO */
 } st_meta_fault_t;
 
 /* A wrapper around @inner (taken, freed with the wrapper) that fails chosen

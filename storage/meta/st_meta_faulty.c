@@ -51,7 +51,9 @@ static int f_txn(st_meta_t *m, const st_txn_t *txn, st_txn_cb cb, void *arg)
     t->cb = cb;
     t->arg = arg;
     f->txns++;
-    bool hit = f->plan.txn_all || (f->plan.txn_nth && f->txns == f->plan.txn_nth);
+    uint64_t count = f->plan.txn_count ? f->plan.txn_count : 1;
+    bool hit = f->plan.txn_all ||
+               (f->plan.txn_nth && f->txns >= f->plan.txn_nth && f->txns - f->plan.txn_nth < count);
     if (hit)
         t->err = f->plan.err != ST_OK ? f->plan.err : ST_ERR_IO;
     if (hit && !f->plan.txn_apply) {

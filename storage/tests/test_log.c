@@ -618,6 +618,28 @@ static void test_commit_in_doubt_lost(void **state)
     assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), 4); /* the retry's batch */
 }
 
+/* A commit in doubt whose first resolution applies too, its answer lost:
+ * the next resolution finds the fence at the value the lost one wrote --
+ * this node's own -- and resolves from it instead of taking the node for
+ * fenced: acknowledged, and there after a restart. */
+static void test_commit_in_doubt_resolution_lost(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "doubt3", 1);
+    assert_int_equal(append_one(f, t->parts[0], 2, 100).off, 0);
+    st_meta_faulty_set(
+        f->meta,
+        &(st_meta_fault_t){.txn_nth = 1, .txn_count = 2, .txn_apply = true, .err = ST_ERR_TIMEOUT});
+    res_t r = append_one(f, t->parts[0], 3, 200);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.off, 2);
+    assert_int_equal(append_one(f, t->parts[0], 1, 300).off, 5);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "doubt3", 6);
+    assert_int_equal(st_part_hw(t->parts[0]), 6);
+}
+
 /* A commit that fails outright (the store said no) is never acknowledged. */
 static void test_commit_fails(void **state)
 {
@@ -1427,6 +1449,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_configured_cluster_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_in_doubt_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_in_doubt_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_in_doubt_resolution_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_buffer_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idem_rules, setup, teardown),
