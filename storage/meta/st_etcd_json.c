@@ -466,6 +466,17 @@ static st_err_t get_rev(const json_t *root, int64_t *rev)
     return err;
 }
 
+/* The response's header.raft_term (absent: 0). */
+static st_err_t get_term(const json_t *root, int64_t *term)
+{
+    json_t *hdr;
+    st_err_t err = get_obj(root, "header", &hdr);
+    *term = 0;
+    if (err == ST_OK && hdr)
+        err = get_i64(hdr, "raft_term", term);
+    return err;
+}
+
 /* A mvccpb.KeyValue into @kv, its key stripped of @prefix. */
 static st_err_t parse_kv(const json_t *o, const char *prefix, st_arena_t *a, st_kv_t *kv)
 {
@@ -525,6 +536,8 @@ st_err_t st_etcd__parse_range(const char *buf, size_t len, const char *prefix, s
         return ST_ERR_CORRUPT;
     st_err_t err = get_rev(root, &out->rev);
     if (err == ST_OK)
+        err = get_term(root, &out->term);
+    if (err == ST_OK)
         err = parse_range_obj(root, prefix, a, &out->kvs, &out->nkvs, &out->more);
     json_decref(root);
     return err;
@@ -562,6 +575,8 @@ st_err_t st_etcd__parse_txn(const char *buf, size_t len, const char *prefix,
         return ST_ERR_CORRUPT;
     json_t *arr;
     st_err_t err = get_rev(root, &out->rev);
+    if (err == ST_OK)
+        err = get_term(root, &out->term);
     if (err == ST_OK)
         err = get_bool(root, "succeeded", &out->succeeded); /* absent: the compares failed */
     if (err == ST_OK)
@@ -615,6 +630,8 @@ st_err_t st_etcd__parse_header(const char *buf, size_t len, st_etcd_res_t *out)
     if (!root)
         return ST_ERR_CORRUPT;
     st_err_t err = get_rev(root, &out->rev);
+    if (err == ST_OK)
+        err = get_term(root, &out->term);
     json_decref(root);
     return err;
 }

@@ -54,6 +54,7 @@ char *st_etcd__req_watch(const char *prefix, const char *key, int64_t start_rev)
 /* What a decoded response carries; fields a kind does not have stay 0. */
 typedef struct st_etcd_res {
     int64_t rev;             /* header.revision (absent: 0) */
+    int64_t term;            /* header.raft_term (absent: 0); range, txn, header */
     bool succeeded;          /* txn: the compares held (absent: false) */
     bool more;               /* range: the limit cut the result short */
     st_kv_t *kvs;            /* range: in key order */
@@ -82,7 +83,7 @@ st_err_t st_etcd__parse_txn(const char *buf, size_t len, const char *prefix,
 /* Lease grant ({"ID","TTL"}), or with @stream a keep-alive's first stream
  * message ({"result":{"ID","TTL"}}). */
 st_err_t st_etcd__parse_lease(const char *buf, size_t len, bool stream, st_etcd_res_t *out);
-/* Any response of which only header.revision matters (revoke, compact). */
+/* Any response of which only the header matters (revoke, compact, status). */
 st_err_t st_etcd__parse_header(const char *buf, size_t len, st_etcd_res_t *out);
 st_err_t st_etcd__parse_auth(const char *buf, size_t len, st_arena_t *a, st_etcd_res_t *out);
 

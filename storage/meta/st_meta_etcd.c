@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define DEFAULT_CONNECT_TIMEOUT_MS 1000
@@ -29,6 +30,9 @@
 /* A request refused for its token is resent after authenticating again at
  * most this many times (then etcd's refusal is the answer). */
 #define MAX_AUTH_RETRIES 2
+/* A txn unanswered this long has its member asked for its raft term, and
+ * again every half of it while it waits (see "leader watch" below). */
+#define LEADER_CHECK_MS 1000
 
 typedef enum req_kind {
     R_RANGE,
@@ -80,6 +84,8 @@ struct st_etcd_req {
     unsigned tries;        /* tries started (each on the endpoint in use) */
     unsigned auth_retries; /* resends after a refused token */
     bool sent;             /* some try may have reached etcd */
+    int64_t started_ms;    /* when the current try started (monotonic) */
+    int64_t term;          /* the raft term known when it started (0: none yet) */
     /* the result */
     st_err_t err;
     st_etcd_res_t res; /* pointers into arena */
@@ -89,6 +95,14 @@ struct st_etcd_req {
 static const st_meta_ops_t etcd_ops;
 
 static void pump(st_etcd_t *e);
+static void leader_watch_arm(st_etcd_t *e);
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ------------------------------------------------------------- helpers */
 
@@ -391,6 +405,10 @@ static void start(st_etcd_t *e, st_etcd_req_t *r)
     r->ep = e->ep;
     r->tries++;
     r->token_gen = e->token_gen;
+    r->started_ms = mono_ms();
+    r->term = e->term;
+    if (r->kind == R_TXN)
+        leader_watch_arm(e);
     r->resp_len = 0;
     r->overflow = false;
     if (!r->easy)
@@ -567,7 +585,10 @@ static void req_done(CURLcode rc, CURL *easy, void *arg)
     }
     r->sent = true;
     if (http == 200) {
-        finish(r, decode(e, r));
+        st_err_t err = decode(e, r);
+        if (err == ST_OK && r->res.term > e->term)
+            e->term = r->res.term;
+        finish(r, err);
         pump(e);
         return;
     }
@@ -599,6 +620,110 @@ static void req_done(CURLcode rc, CURL *easy, void *arg)
     }
     finish(r, refusal(r, code, msg));
     pump(e);
+}
+
+/* --------------------------------------------------------- leader watch */
+
+/* A write that a follower forwarded to its leader is never answered when
+ * that leader dies before proposing it: etcd holds it until its own
+ * request timeout (7 s), and this client would wait for
+ * metadata.etcd.request.timeout.ms -- while the survivors elect a new
+ * leader in one or two seconds and every write behind it waits.  So while
+ * a txn has waited LEADER_CHECK_MS, its member is asked for its status
+ * (one request at a time, each LEADER_CHECK_MS / 2): a raft term past the
+ * one known when the txn left means an election happened meanwhile, and
+ * the txn ends as one whose answer was lost (ST_ERR_TIMEOUT: its outcome
+ * is unknown, the caller resolves it, DESIGN §5) instead of being waited
+ * for.  Should the old proposal still commit, it orders before anything
+ * the caller sends next, which is what resolving relies on. */
+
+static size_t status_write(char *p, size_t size, size_t n, void *arg)
+{
+    st_etcd_t *e = arg;
+    size_t len = size * n;
+    if (e->status_len + len >= sizeof e->status_resp)
+        return 0; /* not a status answer: abandoned */
+    memcpy(e->status_resp + e->status_len, p, len);
+    e->status_len += len;
+    e->status_resp[e->status_len] = 0;
+    return len;
+}
+
+static void status_done(CURLcode rc, CURL *easy, void *arg)
+{
+    st_etcd_t *e = arg;
+    e->status_running = false;
+    long http = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &http);
+    st_etcd_res_t res;
+    if (rc != CURLE_OK || http != 200 ||
+        st_etcd__parse_header(e->status_resp, e->status_len, &res) != ST_OK || res.term <= 0)
+        return; /* the txn's own transfer tells what is wrong with the member */
+    int64_t now = mono_ms();
+    bool ended = false;
+    for (st_etcd_req_t *r = e->head; r; r = r->next) {
+        if (r->state != Q_RUNNING || r->kind != R_TXN || r->ep != e->status_ep || r->term <= 0 ||
+            res.term <= r->term || now - r->started_ms < LEADER_CHECK_MS)
+            continue;
+        st_etcd__error(e,
+                       "etcd %s/v3/kv/txn: no answer after %lld ms and a new raft term "
+                       "(%lld, %lld when it left): its outcome is checked",
+                       e->eps[r->ep], (long long)(now - r->started_ms), (long long)res.term,
+                       (long long)r->term);
+        st_curl_cancel(e->curl, r->easy);
+        r->sent = true;
+        finish(r, ST_ERR_TIMEOUT);
+        ended = true;
+    }
+    if (res.term > e->term)
+        e->term = res.term;
+    if (ended)
+        pump(e);
+}
+
+static void status_start(st_etcd_t *e, size_t ep)
+{
+    if (!e->status_easy && !(e->status_easy = curl_easy_init()))
+        return;
+    curl_slist_free_all(e->status_hdrs);
+    e->status_hdrs = NULL;
+    long ms = LEADER_CHECK_MS < e->timeout_ms ? LEADER_CHECK_MS : e->timeout_ms;
+    if (st_etcd__easy_setup(e, e->status_easy, ep, "/v3/maintenance/status", "{}", &e->status_hdrs,
+                            ms) != 0)
+        return;
+    curl_easy_setopt(e->status_easy, CURLOPT_WRITEFUNCTION, status_write);
+    curl_easy_setopt(e->status_easy, CURLOPT_WRITEDATA, e);
+    e->status_len = 0;
+    e->status_resp[0] = 0;
+    e->status_ep = ep;
+    if (st_curl_start(e->curl, e->status_easy, status_done, e) == 0)
+        e->status_running = true;
+}
+
+static void leader_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    st_etcd_t *e = arg;
+    int64_t now = mono_ms();
+    bool waiting = false;
+    for (st_etcd_req_t *r = e->head; r; r = r->next) {
+        if (r->state != Q_RUNNING || r->kind != R_TXN)
+            continue;
+        waiting = true;
+        if (!e->status_running && !e->closing && r->term > 0 &&
+            now - r->started_ms >= LEADER_CHECK_MS)
+            status_start(e, r->ep);
+    }
+    if (waiting)
+        leader_watch_arm(e);
+}
+
+static void leader_watch_arm(st_etcd_t *e)
+{
+    if (e->leader_ev && !evtimer_pending(e->leader_ev, NULL)) {
+        struct timeval tv = {0, (LEADER_CHECK_MS / 2) * 1000};
+        evtimer_add(e->leader_ev, &tv);
+    }
 }
 
 /* ------------------------------------------------------------- delivery */
@@ -805,6 +930,10 @@ int st_etcd__probe(st_etcd_t *e, struct st_meta_watch *w)
  * get ST_ERR_TIMEOUT when they may have been applied, else ST_ERR_CLOSED. */
 static void abandon_all(st_etcd_t *e)
 {
+    if (e->status_running) {
+        st_curl_cancel(e->curl, e->status_easy);
+        e->status_running = false;
+    }
     if (e->auth) {
         st_curl_cancel(e->curl, e->auth->easy);
         req_free(e->auth);
@@ -845,6 +974,11 @@ static void etcd_free(st_meta_t *m)
     st_etcd__watch_free_all(e);
     if (e->deliver_ev)
         event_free(e->deliver_ev);
+    if (e->leader_ev)
+        event_free(e->leader_ev);
+    if (e->status_easy)
+        curl_easy_cleanup(e->status_easy);
+    curl_slist_free_all(e->status_hdrs);
     for (size_t i = 0; i < e->neps; i++)
         free(e->eps[i]);
     free(e->eps);
@@ -907,7 +1041,8 @@ st_meta_t *st_meta_etcd_new(struct event_base *base, st_curl_t *curl, const st_e
     e->eps = calloc(cfg->nendpoints, sizeof(*e->eps));
     e->prefix = strdup(cfg->prefix ? cfg->prefix : "");
     e->deliver_ev = event_new(base, -1, 0, deliver_cb, e);
-    if (!e->eps || !e->prefix || !e->deliver_ev)
+    e->leader_ev = evtimer_new(base, leader_tick, e);
+    if (!e->eps || !e->prefix || !e->deliver_ev || !e->leader_ev)
         goto nomem;
     e->neps = cfg->nendpoints;
     for (size_t i = 0; i < e->neps; i++) {

@@ -43,7 +43,15 @@ typedef struct st_etcd {
     struct event *deliver_ev;      /* deferred delivery of completions and watch events */
     unsigned cb_depth;             /* > 0 while one of our callbacks runs */
     bool closing;                  /* free() has started: new ops are refused */
-    char last_error[256];          /* the last failure, for humans */
+    int64_t term;                  /* the highest raft term an answer carried */
+    struct event *leader_ev;       /* the leader watch's tick (st_meta_etcd.c) */
+    CURL *status_easy;             /* owned: its status request */
+    struct curl_slist *status_hdrs;
+    bool status_running;
+    size_t status_ep;
+    char status_resp[4096];
+    size_t status_len;
+    char last_error[256]; /* the last failure, for humans */
 } st_etcd_t;
 
 /* Record a failure for st_meta_etcd_last_error(). */

@@ -154,10 +154,10 @@ static size_t raw_write(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-static long raw_post(const char *path, const char *body, char *out)
+static long raw_post_to(const char *base, const char *path, const char *body, char *out)
 {
     char url[256];
-    snprintf(url, sizeof url, "%s%s", etcd_url, path);
+    snprintf(url, sizeof url, "%s%s", base, path);
     out[0] = 0;
     CURL *c = curl_easy_init();
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -170,6 +170,11 @@ static long raw_post(const char *path, const char *body, char *out)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
     curl_easy_cleanup(c);
     return http;
+}
+
+static long raw_post(const char *path, const char *body, char *out)
+{
+    return raw_post_to(etcd_url, path, body, out);
 }
 
 /* ------------------------------------------------------------- JSON, pure */
@@ -749,13 +754,14 @@ static void *killer_main(void *arg)
     return NULL;
 }
 
-/* Read the counter until etcd answers (resolving an unknown outcome). */
-static long read_counter(void)
+/* Read the number at @key until etcd answers (resolving an unknown
+ * outcome). */
+static long read_counter_key(const char *key)
 {
     for (int tries = 0; tries < 50; tries++) {
         int _rc;
         res_t r = {0};
-        assert_int_equal(CALL(st_meta_range(F->m, "ctr", false, 0, range_cb, &r)), 0);
+        assert_int_equal(CALL(st_meta_range(F->m, key, false, 0, range_cb, &r)), 0);
         loop_until(&r.done);
         if (r.err == ST_OK) {
             assert_int_equal(r.n[0], 1);
@@ -765,6 +771,74 @@ static long read_counter(void)
     }
     fail_msg("the counter cannot be read");
     return -1;
+}
+
+static long read_counter(void)
+{
+    return read_counter_key("ctr");
+}
+
+/* The member of @c that leads its raft group (by its own status). */
+static int cluster_leader(const cluster_t *c)
+{
+    char out[8192], want[64];
+    for (int tries = 0; tries < 100; tries++) {
+        for (int i = 0; i < 3; i++) {
+            if (raw_post_to(c->urls[i], "/v3/maintenance/status", "{}", out) != 200)
+                continue;
+            const char *id = strstr(out, "\"member_id\":\"");
+            if (!id)
+                continue;
+            id += strlen("\"member_id\":\"");
+            snprintf(want, sizeof want, "\"leader\":\"%.*s\"", (int)strcspn(id, "\""), id);
+            if (strstr(out, want))
+                return i;
+        }
+        usleep(100000);
+    }
+    fail_msg("no member of the cluster leads it");
+    return -1;
+}
+
+/* A txn waits on a follower whose leader is frozen (SIGSTOP): the
+ * proposal the follower forwarded is never answered (etcd would time it
+ * out after 7 s, this store's request timeout is 60 s).  Once the others
+ * elect a new leader, the store ends the txn as one of unknown outcome
+ * (ST_ERR_TIMEOUT) because the member's raft term moved on -- not because
+ * a timeout ran out -- and the next txn commits. */
+static void test_leader_frozen(void **state)
+{
+    (void)state;
+    cluster_t c;
+    cluster_start(&c);
+    int leader = cluster_leader(&c), follower = (leader + 1) % 3;
+    const char *eps[] = {c.urls[follower]};
+    st_meta_t *cm = store_new(eps, 1, "/nh-frozen/", NULL, NULL, 60000, 0);
+    st_meta_t *saved = F->m;
+    F->m = cm;
+    put("k", "0", 0); /* the store learns the raft term */
+    assert_int_equal(kill(c.pids[leader], SIGSTOP), 0);
+    int64_t t0 = mc_now_ms();
+    st_op_t op = op_put("k", "1", 0);
+    st_txn_t txn = {.success = &op, .nsuccess = 1};
+    res_t r;
+    txn_sync(&txn, &r);
+    int64_t waited = mc_now_ms() - t0;
+    fprintf(stderr, "leader frozen: the txn ended after %lld ms: %s\n", (long long)waited,
+            st_meta_etcd_last_error(cm));
+    assert_int_equal(r.err, ST_ERR_TIMEOUT);
+    assert_non_null(strstr(st_meta_etcd_last_error(cm), "new raft term"));
+    long v = read_counter_key("k");
+    assert_true(v == 0 || v == 1); /* the outcome, read back */
+    op = op_put("k", "2", 0);
+    txn_sync(&txn, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_true(r.succeeded);
+    assert_int_equal(read_counter_key("k"), 2);
+    assert_int_equal(kill(c.pids[leader], SIGCONT), 0);
+    F->m = saved;
+    st_meta_free(cm);
+    cluster_stop(&c);
 }
 
 /* A 3-member cluster; the member in use is killed (SIGKILL) while a chain
@@ -871,6 +945,7 @@ int main(void)
         MC_TEST(test_compactor, &etcd_backend),
         MC_TEST(test_auth, &etcd_backend),
         MC_TEST(test_cluster_failover, &etcd_backend),
+        MC_TEST(test_leader_frozen, &etcd_backend),
     };
     for (size_t i = 0; i < sizeof own / sizeof *own; i++)
         tests[n++] = own[i];
