@@ -455,26 +455,27 @@ static st_err_t get_b64(const json_t *obj, const char *name, st_arena_t *a, cons
     return ST_OK;
 }
 
-/* The response's header.revision. */
-static st_err_t get_rev(const json_t *root, int64_t *rev)
+/* The response's header.@name (absent: 0). */
+static st_err_t get_header_i64(const json_t *root, const char *name, int64_t *out)
 {
     json_t *hdr;
     st_err_t err = get_obj(root, "header", &hdr);
-    *rev = 0;
+    *out = 0;
     if (err == ST_OK && hdr)
-        err = get_i64(hdr, "revision", rev);
+        err = get_i64(hdr, name, out);
     return err;
 }
 
-/* The response's header.raft_term (absent: 0). */
+/* The response's header.revision. */
+static st_err_t get_rev(const json_t *root, int64_t *rev)
+{
+    return get_header_i64(root, "revision", rev);
+}
+
+/* The response's header.raft_term. */
 static st_err_t get_term(const json_t *root, int64_t *term)
 {
-    json_t *hdr;
-    st_err_t err = get_obj(root, "header", &hdr);
-    *term = 0;
-    if (err == ST_OK && hdr)
-        err = get_i64(hdr, "raft_term", term);
-    return err;
+    return get_header_i64(root, "raft_term", term);
 }
 
 /* A mvccpb.KeyValue into @kv, its key stripped of @prefix. */
