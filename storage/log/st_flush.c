@@ -692,9 +692,6 @@ static void resolve_retry(evutil_socket_t fd, short what, void *arg)
     resolve(arg);
 }
 
-/* The resolution transaction answered: the fence moved on, so the
- * commit in doubt can no longer apply; whether its manifest is there
- * decides. */
 /* Still in doubt: resolve again, backing off up to 2 s. */
 static void resolve_later(commit_t *c)
 {
@@ -743,6 +740,9 @@ static void resolve_fence_read(st_err_t err, const st_kv_t *kvs, size_t n, bool 
     commit_end(c, ST_ERR_CONFLICT);
 }
 
+/* The resolution transaction answered: when the fence moved on, the
+ * commit in doubt can no longer apply, and whether its manifest is there
+ * decides. */
 static void resolve_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
                          void *arg)
 {
