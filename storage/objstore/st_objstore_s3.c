@@ -100,7 +100,6 @@ typedef struct s3_op {
     char md5_b64[25];    /* the same, base64: Content-MD5 */
     char sha256_hex[65]; /* SHA-256 of data, hex: x-amz-content-sha256 */
     bool maybe_landed;   /* an earlier attempt may have stored the object */
-    bool hashing;        /* its digests are being computed on a worker */
     /* get */
     uint64_t off;  /* first byte */
     uint64_t want; /* bytes asked for, ST_OBJ_TO_END = all */
@@ -1063,7 +1062,6 @@ static void put_hash_after(void *arg)
 {
     s3_op_t *op = arg;
     s3_store_t *s = op->s;
-    op->hashing = false;
     if (s->closing)
         return; /* s3_free finishes it */
     op_enqueue(op);
@@ -1086,13 +1084,10 @@ static int s3_put(st_objstore_t *os, const char *key, const uint8_t *data, size_
     op->len = len;
     if (!bad && len >= HASH_OFFLOAD_BYTES && s->hash_pool) {
         op_link(op); /* s3_free waits for the hashing, then finishes it */
-        op->hashing = true;
-        if (st_pool_submit(s->hash_pool, put_hash_work, put_hash_after, op) == 0)
-            return 0;
-        op->hashing = false;
-        put_hash_work(op);
-        op_enqueue(op);
-        pump(s);
+        if (st_pool_submit(s->hash_pool, put_hash_work, put_hash_after, op) != 0) {
+            put_hash_work(op); /* the pool is stopping: hash here */
+            put_hash_after(op);
+        }
         return 0;
     }
     if (!bad)
