@@ -34,7 +34,7 @@ typedef struct probe {
     bool ok;            /* the last answer was a success */
     bool reported_down; /* an outage was logged and no recovery yet */
     int64_t down_since_ms;
-    char why[260]; /* why it is not reachable */
+    char why[320]; /* why it is not reachable: "<what> unreachable: " and a cause of < 260 */
 } probe_t;
 
 struct gw_metrics {
