@@ -105,7 +105,8 @@ static const char *const stmt_sql[S__NUM] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_META_GET] = "SELECT val FROM meta WHERE name = ?1",
-    [S_META_SET] = "INSERT OR REPLACE INTO meta(name, val) VALUES (?1, ?2)",
+    [S_META_SET] = "INSERT INTO meta(name, val) VALUES (?1, ?2)"
+                   " ON CONFLICT(name) DO UPDATE SET val = excluded.val",
     [S_KV_GET] = "SELECT key, val, create_rev, mod_rev, version, lease FROM kv WHERE key = ?1",
     [S_KV_RANGE] = "SELECT key, val, create_rev, mod_rev, version, lease FROM kv"
                    " WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
