@@ -309,6 +309,7 @@ static void take_partition(kp_writer_t *w, st_fpart_t *fp, st_part_t *part)
 }
 
 static void put_done(st_err_t err, void *arg);
+static void apply_flush(st_log_t *log, st_flush_t *f);
 
 /* Build one object from the dirty partitions (in arrival order). */
 static st_flush_t *flush_build(st_log_t *log)
@@ -383,6 +384,8 @@ void st_log_hold_commits(st_log_t *log, bool hold)
         try_commit(log);
 }
 
+static void unwind_start(st_log_t *log, const char *mkey);
+
 static void fail_from(st_log_t *log, st_flush_t *from, st_err_t err)
 {
     st_pend_t *failed = NULL, **tailp = &failed;
@@ -390,6 +393,12 @@ static void fail_from(st_log_t *log, st_flush_t *from, st_err_t err)
     for (st_link_t *l = &from->link, *next; l != &log->flushes; l = next) {
         next = l->next;
         st_flush_t *f = st_container_of(l, st_flush_t, link);
+        if (f->state == ST_FLUSH_AHEAD) {
+            /* Its manifest is committed: deleted before anything else
+             * commits, since the offsets it names are given out again. */
+            log->ahead = NULL;
+            unwind_start(log, f->mkey);
+        }
         if (f->state == ST_FLUSH_FAILED && f->nparts == 0)
             continue;
         if (f->state != ST_FLUSH_FAILED) {
@@ -458,6 +467,8 @@ void st_log__flush_cb(evutil_socket_t fd, short what, void *arg)
         if (log->pend_bytes < log->cfg.flush_max_bytes)
             break;
     }
+    if (log->cfg.commit_ahead)
+        try_commit(log);
 }
 
 static void put_done(st_err_t err, void *arg)
@@ -465,9 +476,25 @@ static void put_done(st_err_t err, void *arg)
     st_flush_t *f = arg;
     st_log_t *log = f->log;
     f->upload_done = true;
+    f->upload_err = err;
     log->uploading--;
     if (f->state == ST_FLUSH_FAILED) {
         flush_free(f); /* abandoned earlier; its object is an orphan */
+        return;
+    }
+    if (f->state == ST_FLUSH_COMMITTING) { /* committed ahead: commit_end goes on */
+        st_log__kick(log);
+        return;
+    }
+    if (f->state == ST_FLUSH_AHEAD) {
+        if (err != ST_OK) {
+            fail_from(log, f, err); /* and its manifest deleted */
+            return;
+        }
+        log->ahead = NULL;
+        apply_flush(log, f);
+        try_commit(log);
+        st_log__kick(log);
         return;
     }
     if (err != ST_OK) {
@@ -500,7 +527,6 @@ static void manifest_key(char *key, size_t cap, const st_log_t *log, int64_t seq
              log->cfg.node_id, log->incarnation, seq);
 }
 
-static void apply_flush(st_log_t *log, st_flush_t *f);
 static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
                         void *arg);
 
@@ -575,11 +601,27 @@ static int strip_lost(st_log_t *log, st_flush_t *f)
     return 0;
 }
 
+/* May @f, still uploading, be committed ahead of its object?  Only in a
+ * log so configured, and only when every partition in it is still led
+ * here (strip_lost cannot leave partitions out of a flush whose upload is
+ * in flight). */
+static bool ahead_ok(const st_log_t *log, const st_flush_t *f)
+{
+    if (!log->cfg.commit_ahead)
+        return false;
+    for (size_t i = 0; log->cfg.sync && i < f->nparts; i++)
+        if (!still_leads(log, &f->parts[i]))
+            return false;
+    return true;
+}
+
 /* Commit every uploaded flush at the head of the line (in flush order) in
- * one transaction: one compare on this node's fence, one put per flush. */
+ * one transaction: one compare on this node's fence, one put per flush;
+ * the first flush still uploading ends the line, or joins it last when it
+ * may go ahead (ahead_ok). */
 static void try_commit(st_log_t *log)
 {
-    if (log->committing || log->hold_commits)
+    if (log->committing || log->hold_commits || log->ahead || log->unwinding)
         return;
     size_t n = 0;
     st_flush_t *batch[ST_META_MAX_TXN_OPS - 1];
@@ -589,6 +631,9 @@ static void try_commit(st_log_t *log)
         st_flush_t *f = st_container_of(l, st_flush_t, link);
         if (f->state == ST_FLUSH_FAILED)
             continue;
+        /* A flush still uploading goes ahead only as the last of a commit
+         * (everything before it is then applied or in this commit). */
+        bool ahead = f->state == ST_FLUSH_UPLOADING && ahead_ok(log, f);
         if (f->state == ST_FLUSH_UPLOADED && log->cfg.sync) {
             int kept = strip_lost(log, f);
             if (kept < 0)
@@ -598,11 +643,14 @@ static void try_commit(st_log_t *log)
         }
         size_t mbytes =
             68 + ST_MANIFEST_ENTRY_SIZE * f->nparts + ST_MANIFEST_PRODUCER_SIZE * f->nprods;
-        if (f->state != ST_FLUSH_UPLOADED || n == ST_META_MAX_TXN_OPS - 1 ||
+        if ((f->state != ST_FLUSH_UPLOADED && !ahead) || n == ST_META_MAX_TXN_OPS - 1 ||
             (n > 0 && bytes + mbytes > COMMIT_MAX_MANIFEST_BYTES))
             break;
         bytes += mbytes;
         batch[n++] = f;
+        f->ahead = ahead;
+        if (ahead)
+            break;
     }
     if (n == 0)
         return;
@@ -676,8 +724,19 @@ static void commit_end(commit_t *c, st_err_t err)
     if (err != ST_OK) {
         fail_from(log, c->flushes[0], err);
     } else {
-        for (size_t i = 0; i < c->n; i++)
-            apply_flush(log, c->flushes[i]);
+        for (size_t i = 0; i < c->n; i++) {
+            st_flush_t *f = c->flushes[i];
+            if (f->ahead && (!f->upload_done || f->upload_err != ST_OK)) {
+                /* The last of the commit: wait for its object, or delete
+                 * its manifest again. */
+                f->state = ST_FLUSH_AHEAD;
+                log->ahead = f;
+                if (f->upload_done)
+                    fail_from(log, f, f->upload_err);
+                break;
+            }
+            apply_flush(log, f);
+        }
     }
     free(c);
     try_commit(log);
@@ -901,6 +960,72 @@ static void commit_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t
     if (err == ST_OK && !ok)
         err = ST_ERR_CONFLICT; /* fenced: another incarnation took over */
     commit_end(c, err);
+}
+
+/* ---------------------------------------------------------------- unwind */
+
+static void unwind_send(st_log_t *log);
+
+static void unwind_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    unwind_send(arg);
+}
+
+static void unwind_end(st_log_t *log)
+{
+    log->unwinding = false;
+    st_log__op_done(log);
+    try_commit(log);
+    st_log__kick(log);
+}
+
+static void unwind_done(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                        void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    st_log_t *log = arg;
+    if (err == ST_OK) {
+        /* !ok: the fence moved, another incarnation took over; its
+         * st_log_open deletes the manifest if the object is missing. */
+        if (ok)
+            log->stats.manifests_unwound++;
+        return unwind_end(log);
+    }
+    if (log->closing)
+        return unwind_end(log); /* left to the next st_log_open */
+    /* Unreachable or in doubt: deleting again is harmless. */
+    unsigned ms = log->unwind_tries < 4 ? 100u << log->unwind_tries : 2000u;
+    log->unwind_tries++;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (event_base_once(log->base, -1, EV_TIMEOUT, unwind_retry, log, &tv) != 0)
+        unwind_end(log);
+}
+
+static void unwind_send(st_log_t *log)
+{
+    st_cmp_t fence = {.key = log->fence_key,
+                      .target = ST_CMP_VALUE,
+                      .op = ST_CMP_EQ,
+                      .val = (const uint8_t *)log->fence_val,
+                      .val_len = strlen(log->fence_val)};
+    st_op_t del = {.type = ST_OP_DEL, .key = log->unwind_key};
+    st_txn_t txn = {.cmps = &fence, .ncmps = 1, .success = &del, .nsuccess = 1};
+    if (st_meta_txn(log->meta, &txn, unwind_done, log) != 0)
+        unwind_done(ST_ERR_NOMEM, false, 0, NULL, 0, log);
+}
+
+/* Delete the committed manifest @mkey of a flush whose object failed
+ * (cfg.commit_ahead); commits wait until it is gone. */
+static void unwind_start(st_log_t *log, const char *mkey)
+{
+    if (log->unwinding)
+        return; /* one at most: nothing commits after a flush ahead */
+    log->unwinding = true;
+    log->unwind_tries = 0;
+    snprintf(log->unwind_key, sizeof log->unwind_key, "%s", mkey);
+    log->async_ops++;
+    unwind_send(log);
 }
 
 /* A committed flush: index its chunks, keep them in the memory tail,

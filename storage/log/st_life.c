@@ -1181,6 +1181,19 @@ static void gc_delete_next(st_life_t *L)
         if (!c->key || now - c->first_ms < grace || now - c->mtime_ms < grace ||
             referenced(L, c->key))
             continue;
+        /* A flush of this object still waiting to commit is failed first:
+         * its commit is never sent.  One whose commit went ahead of its
+         * upload keeps its object. */
+        st_flush_t *fl = NULL;
+        for (st_link_t *l = log->flushes.next; l != &log->flushes; l = l->next) {
+            st_flush_t *f = st_container_of(l, st_flush_t, link);
+            if (f->state != ST_FLUSH_FAILED && strcmp(f->key, c->key) == 0) {
+                fl = f;
+                break;
+            }
+        }
+        if (fl && fl->ahead)
+            continue;
         gc_del_t *d = malloc(sizeof(*d));
         if (!d) {
             L->del_i = L->nseen; /* the rest at the next pass */
@@ -1188,15 +1201,9 @@ static void gc_delete_next(st_life_t *L)
         }
         *d = (gc_del_t){L, L->del_i};
         L->del_count++;
-        /* A flush of this object still waiting to commit is failed first:
-         * its commit is never sent. */
-        for (st_link_t *l = log->flushes.next; l != &log->flushes; l = l->next) {
-            st_flush_t *f = st_container_of(l, st_flush_t, link);
-            if (f->state != ST_FLUSH_FAILED && strcmp(f->key, c->key) == 0) {
-                log->stats.gc_flushes_failed++;
-                st_log__fail_flush(log, f, ST_ERR_IO);
-                break;
-            }
+        if (fl) {
+            log->stats.gc_flushes_failed++;
+            st_log__fail_flush(log, fl, ST_ERR_IO);
         }
         if (st_objstore_del(log->os, c->key, gc_deleted, d) != 0) {
             free(d);

@@ -965,6 +965,7 @@ typedef struct open_op {
     void (*cb)(st_err_t err, void *arg);
     void *arg;
     int tries;
+    bool ahead_checked; /* cfg.commit_ahead: manifests' objects checked */
     char key[KEY_MAX];
     char val[72];
 } open_op_t;
@@ -1200,6 +1201,165 @@ static void apply_chunk(st_log_t *log, const mchunk_t *mc)
 
 static void index_loaded(st_err_t err, void *arg);
 
+/* cfg.commit_ahead: an earlier incarnation of this node may have committed
+ * its newest manifest and died before the object landed (only the newest:
+ * nothing commits after a flush ahead until its object is written).  Each
+ * such manifest's object is read (one byte); a missing one's manifest is
+ * deleted -- its records were never acknowledged -- and the manifests are
+ * read again. */
+typedef struct ahead_check {
+    open_op_t *op;
+    size_t n, cap, pending, nmissing;
+    st_err_t err;
+    struct ahead_cand {
+        char mkey[128];
+        char okey[ST_LOG_KEY_MAX + 1];
+        bool missing;
+    } * c;
+    st_op_t *dels;
+} ahead_check_t;
+
+static void ahead_check_free(ahead_check_t *ac)
+{
+    free(ac->c);
+    free(ac->dels);
+    free(ac);
+}
+
+static void ahead_deleted(st_err_t err, bool ok, int64_t rev, const st_op_result_t *res, size_t n,
+                          void *arg)
+{
+    (void)rev, (void)res, (void)n;
+    ahead_check_t *ac = arg;
+    open_op_t *op = ac->op;
+    if (err == ST_OK && ok)
+        op->log->stats.manifests_unwound += ac->nmissing;
+    ahead_check_free(ac);
+    if (err != ST_OK)
+        return open_finish(op, err);
+    if (!ok)
+        return open_finish(op, ST_ERR_CONFLICT); /* another start of this node */
+    index_loaded(ST_OK, op);
+}
+
+static void ahead_got(st_err_t err, const uint8_t *data, size_t len, void *arg);
+
+static void ahead_checked(ahead_check_t *ac)
+{
+    open_op_t *op = ac->op;
+    st_log_t *log = op->log;
+    if (ac->err != ST_OK) {
+        st_err_t err = ac->err;
+        ahead_check_free(ac);
+        return open_finish(op, err);
+    }
+    op->ahead_checked = true;
+    if (ac->nmissing == 0) {
+        ahead_check_free(ac);
+        return index_loaded(ST_OK, op);
+    }
+    ac->dels = calloc(ac->nmissing, sizeof *ac->dels);
+    if (!ac->dels) {
+        ahead_check_free(ac);
+        return open_finish(op, ST_ERR_NOMEM);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < ac->n; i++)
+        if (ac->c[i].missing)
+            ac->dels[k++] = (st_op_t){.type = ST_OP_DEL, .key = ac->c[i].mkey};
+    st_cmp_t fence = {.key = log->fence_key,
+                      .target = ST_CMP_VALUE,
+                      .op = ST_CMP_EQ,
+                      .val = (const uint8_t *)log->fence_val,
+                      .val_len = strlen(log->fence_val)};
+    st_txn_t txn = {.cmps = &fence, .ncmps = 1, .success = ac->dels, .nsuccess = k};
+    if (st_meta_txn(log->meta, &txn, ahead_deleted, ac) != 0) {
+        ahead_check_free(ac);
+        open_finish(op, ST_ERR_NOMEM);
+    }
+}
+
+static void ahead_got(st_err_t err, const uint8_t *data, size_t len, void *arg)
+{
+    (void)data, (void)len;
+    ahead_check_t *ac = arg;
+    /* Find the candidate by order of answer: pending counts down. */
+    size_t i = ac->n - ac->pending;
+    if (err == ST_ERR_NOT_FOUND) {
+        ac->c[i].missing = true;
+        ac->nmissing++;
+    } else if (err != ST_OK && ac->err == ST_OK) {
+        ac->err = err;
+    }
+    if (--ac->pending > 0) {
+        i++;
+        if (st_objstore_get_range(ac->op->log->os, ac->c[i].okey, 0, 1, ahead_got, ac) != 0) {
+            ac->err = ST_ERR_NOMEM;
+            ac->pending = 0;
+        } else {
+            return;
+        }
+    }
+    ahead_checked(ac);
+}
+
+/* Start the check of @kvs (the manifests, in key order); false when there
+ * is nothing to check (@op goes on at once). */
+static bool ahead_check(open_op_t *op, const st_kv_t *kvs, size_t n, st_err_t *errp)
+{
+    st_log_t *log = op->log;
+    ahead_check_t *ac = calloc(1, sizeof *ac);
+    if (!ac) {
+        *errp = ST_ERR_NOMEM;
+        return false;
+    }
+    ac->op = op;
+    int64_t last_inc = -1;
+    for (size_t i = 0; i < n; i++) {
+        st_manifest_t m;
+        if (st_manifest_decode(kvs[i].val, kvs[i].val_len, &m) != ST_OK)
+            continue; /* reported by the caller */
+        bool own = m.node_id == log->cfg.node_id && m.incarnation < log->incarnation &&
+                   (size_t)m.object_key.len <= ST_LOG_KEY_MAX &&
+                   strlen(kvs[i].key) < sizeof ac->c[0].mkey;
+        if (own && !(ac->n > 0 && last_inc == m.incarnation) && ac->n == ac->cap) {
+            size_t cap = ac->cap ? ac->cap * 2 : 4;
+            struct ahead_cand *c = realloc(ac->c, cap * sizeof *c);
+            if (!c) {
+                own = false;
+                ac->err = ST_ERR_NOMEM;
+            } else {
+                ac->c = c;
+                ac->cap = cap;
+            }
+        }
+        if (own) {
+            /* Keys sort by node, incarnation, sequence: the newest of an
+             * incarnation replaces the one before it. */
+            size_t k = ac->n > 0 && last_inc == m.incarnation ? ac->n - 1 : ac->n++;
+            last_inc = m.incarnation;
+            ac->c[k].missing = false;
+            snprintf(ac->c[k].mkey, sizeof ac->c[k].mkey, "%s", kvs[i].key);
+            memcpy(ac->c[k].okey, m.object_key.ptr, (size_t)m.object_key.len);
+            ac->c[k].okey[m.object_key.len] = '\0';
+        }
+        free((void *)m.chunks);
+        free((void *)m.prods);
+    }
+    if (ac->err != ST_OK || ac->n == 0) {
+        *errp = ac->err;
+        ahead_check_free(ac);
+        return false;
+    }
+    ac->pending = ac->n; /* one read at a time: there is one per earlier incarnation */
+    if (st_objstore_get_range(log->os, ac->c[0].okey, 0, 1, ahead_got, ac) != 0) {
+        ahead_check_free(ac);
+        *errp = ST_ERR_NOMEM;
+        return false;
+    }
+    return true;
+}
+
 static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
                           void *arg)
 {
@@ -1208,6 +1368,13 @@ static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more,
     st_log_t *log = op->log;
     if (err != ST_OK)
         return open_finish(op, err);
+    if (log->cfg.commit_ahead && !op->ahead_checked) {
+        if (ahead_check(op, kvs, n, &err))
+            return;
+        if (err != ST_OK)
+            return open_finish(op, err);
+        op->ahead_checked = true;
+    }
     /* Keys sort by node, incarnation and sequence: each node's commits in
      * order, but not the commits of a partition written by several nodes
      * one after the other (a node replaced by one with another id, a

@@ -122,6 +122,17 @@ typedef struct st_log_cfg {
      * the seconds from the start of its upload to its commit (metrics). */
     void (*on_flush)(void *arg, size_t bytes, double seconds);
     void *on_flush_arg;
+    /* Send a flush's manifest commit while its object is still being
+     * written, when nothing before it is in flight: the append is answered
+     * once both are done, in about the longer of the two instead of their
+     * sum.  A manifest may then name an object that never landed (a crash,
+     * a failed put): a failed put's manifest is deleted before anything else
+     * commits, and st_log_open deletes the newest manifest of each earlier
+     * incarnation of this node whose object is missing.  Only for a store
+     * no other node reads while this one writes (the embedded SQLite
+     * metadata): another node could take such a manifest for committed
+     * data (docs/storage.md "Commit ahead"). */
+    bool commit_ahead;
 } st_log_cfg_t;
 
 /* @returns owned (st_log_free); borrows @base, @os and @meta, which must
@@ -166,6 +177,7 @@ typedef struct st_log_stats {
     uint64_t flushes;           /* objects written and committed */
     uint64_t flush_failures;    /* flushes that failed or were fenced */
     uint64_t commits_in_doubt;  /* commits whose outcome had to be resolved */
+    uint64_t manifests_unwound; /* committed ahead, object failed: manifest deleted again */
     uint64_t parts_left_out;    /* partitions left out of a flush's commit: moved away */
     uint64_t refences;          /* fence values of this incarnation adopted after a move */
     uint64_t takeover_rebuilds; /* takeovers that rebuilt a partition's chunks from the store */

@@ -186,6 +186,8 @@ typedef enum st_flush_state {
     ST_FLUSH_UPLOADING,
     ST_FLUSH_UPLOADED,
     ST_FLUSH_COMMITTING,
+    ST_FLUSH_AHEAD,  /* committed ahead of its upload (cfg.commit_ahead), which is
+                      * still in flight: applied when it returns */
     ST_FLUSH_FAILED, /* abandoned; waits for its upload to return */
 } st_flush_state_t;
 
@@ -202,8 +204,10 @@ typedef struct st_flush {
     st_log_t *log;
     int64_t seq;
     st_flush_state_t state;
-    bool upload_done; /* the put's callback ran */
-    st_err_t err;     /* why it failed */
+    bool upload_done;    /* the put's callback ran */
+    bool ahead;          /* its commit was sent before its upload returned */
+    st_err_t upload_err; /* the put's result, once upload_done */
+    st_err_t err;        /* why it failed */
     st_fpart_t *parts;
     size_t nparts;
     st_prod_desc_t *prods; /* idempotent batches for the manifest (chunk = index in parts) */
@@ -247,7 +251,13 @@ struct st_log {
     int inflight;            /* flushes uploading or committing */
     int uploading;           /* flushes whose object PUT has not answered yet */
     bool committing;         /* a commit transaction is in flight */
-    struct event *kick;      /* deferred flush trigger */
+    st_flush_t *ahead;       /* the flush in ST_FLUSH_AHEAD, or NULL: nothing commits after
+                              * it until its upload returns */
+    bool unwinding;          /* a committed manifest whose object failed is being
+                              * deleted (unwind_key); nothing commits until it is */
+    unsigned unwind_tries;
+    char unwind_key[128];
+    struct event *kick; /* deferred flush trigger */
     void (*close_cb)(void *arg);
     void *close_arg;
     /* read path */

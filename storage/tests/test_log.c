@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kp_batch.h"
@@ -570,6 +571,188 @@ static res_t append_one(fx_t *f, st_part_t *p, int n, int64_t ts)
     run_until(f, &r.done, 1);
     free(b);
     return r;
+}
+
+/* ---------------------------------------------------------------- commit ahead */
+
+#define MANIFESTS ST_KEY_ROOT "/manifests/"
+
+static void reopen_ahead(fx_t *f)
+{
+    fx_close(f);
+    f->cfg.commit_ahead = true;
+    fx_open(f);
+}
+
+/* cfg.commit_ahead: the manifest is committed while the object is still
+ * being written, and the append is answered only once both are done. */
+static void test_commit_ahead(void **state)
+{
+    fx_t *f = *state;
+    reopen_ahead(f);
+    st_topic_t *t = create(f, "ahead1", 1);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.delay_nth = 1, .delay_ms = 500});
+    size_t len;
+    uint8_t *b = make_batch(3, 100, KP_COMPRESSION_NONE, &len);
+    res_t r = {0};
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+    for (int i = 0; i < 400 && count_keys(f, MANIFESTS) == 0; i++)
+        usleep(1000);
+    assert_int_equal(count_keys(f, MANIFESTS), 1);
+    assert_int_equal(r.done, 0); /* its object's put has not answered */
+    assert_int_equal(st_part_hw(t->parts[0]), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.off, 0);
+    assert_int_equal(append_one(f, t->parts[0], 2, 200).off, 3);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "ahead1", 6);
+    assert_int_equal(st_part_hw(t->parts[0]), 5);
+    rd_t rd;
+    read_all(f, t->parts[0], 0, &rd);
+    assert_int_equal(rd.err, ST_OK);
+    assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), 3);
+    free(b);
+}
+
+/* A put that fails after its manifest was committed ahead: the append
+ * fails, the manifest is deleted again before anything else commits, and
+ * the offsets are given out again -- with the failure answered after the
+ * commit (the flush waited for its object) and before it. */
+static void test_commit_ahead_put_fails(void **state)
+{
+    fx_t *f = *state;
+    reopen_ahead(f);
+    st_topic_t *t = create(f, "ahead2", 1);
+    assert_int_equal(append_one(f, t->parts[0], 2, 100).off, 0);
+    int64_t before = count_keys(f, MANIFESTS);
+    for (int round = 0; round < 2; round++) {
+        /* round 0: the failure comes 300 ms late, after the commit;
+         * round 1: at once, while the commit is in flight */
+        st_objstore_faulty_set(
+            f->os, ST_OBJ_OP_PUT,
+            &(st_objstore_fault_t){
+                .fail_nth = 1, .err = ST_ERR_IO, .delay_nth = round == 0 ? 1 : 0, .delay_ms = 300});
+        res_t r = append_one(f, t->parts[0], 3, 200);
+        assert_int_equal(r.err, ST_ERR_IO);
+        st_log_stats_t s;
+        for (int i = 0; i < 2000; i++) {
+            st_log_stats(f->log, &s);
+            if (s.manifests_unwound == (uint64_t)round + 1)
+                break;
+            event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            usleep(1000);
+        }
+        assert_int_equal(s.manifests_unwound, round + 1);
+        assert_int_equal(count_keys(f, MANIFESTS), before);
+        assert_int_equal(st_part_leo(t->parts[0]), 2 + round);
+        assert_int_equal(append_one(f, t->parts[0], 1, 300).off, 2 + round);
+        before = count_keys(f, MANIFESTS);
+    }
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "ahead2", 6);
+    assert_int_equal(st_part_hw(t->parts[0]), 4);
+    rd_t rd;
+    read_all(f, t->parts[0], 2, &rd);
+    assert_int_equal(rd.err, ST_OK);
+    assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), 1);
+}
+
+/* In the child of test_commit_ahead_crash: run @base until *flag is set
+ * (no cmocka here). */
+static void child_wait(struct event_base *base, const int *flag)
+{
+    for (int i = 0; i < 10000 && !*flag; i++)
+        if (event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 || !*flag)
+            usleep(1000);
+    if (!*flag)
+        _exit(10);
+}
+
+static int64_t child_count(struct event_base *base, st_meta_t *meta)
+{
+    res_t q = {0};
+    if (st_meta_range(meta, MANIFESTS, true, 0, range_count_cb, &q) != 0)
+        _exit(11);
+    child_wait(base, &q.done);
+    return q.err == ST_OK ? q.off : -1;
+}
+
+/* The child: a new incarnation commits one flush ahead of an object that
+ * never lands, then dies without any clean-up, as on kill -9. */
+static void ahead_crash_child(const fx_t *pf)
+{
+    struct event_base *base = event_base_new();
+    st_log_cfg_t cfg = pf->cfg;
+    cfg.lifecycle_interval_ms = 3600000; /* nothing folded meanwhile */
+    char errstr[256], path[512];
+    snprintf(path, sizeof path, "%s/objects", pf->dir);
+    st_objstore_t *dir = st_objstore_dir_new(base, path, 2, errstr, sizeof errstr);
+    st_objstore_t *os = dir ? st_objstore_faulty_new(dir, base) : NULL;
+    snprintf(path, sizeof path, "%s/meta.db", pf->dir);
+    st_meta_t *meta = st_meta_sqlite_new(base, path, errstr, sizeof errstr);
+    st_log_t *log = os && meta ? st_log_new(base, os, meta, &cfg) : NULL;
+    res_t r = {0};
+    if (!log || st_log_open(log, open_cb, &r) != 0)
+        _exit(2);
+    child_wait(base, &r.done);
+    st_topic_t *t = r.err == ST_OK ? st_log_topic(log, "ahead3", 6) : NULL;
+    if (!t)
+        _exit(3);
+    int64_t n0 = child_count(base, meta);
+    st_objstore_faulty_set(
+        os, ST_OBJ_OP_PUT,
+        &(st_objstore_fault_t){.fail_nth = 1, .delay_nth = 1, .delay_ms = 60000});
+    size_t len;
+    uint8_t *b = make_batch(4, 300, KP_COMPRESSION_NONE, &len);
+    res_t a = {0};
+    if (st_part_append(t->parts[0], b, len, append_cb, &a) != 0)
+        _exit(4);
+    for (int i = 0; i < 5000; i++) {
+        if (child_count(base, meta) == n0 + 1)
+            _exit(a.done ? 5 : 0); /* committed, never answered */
+        usleep(1000);
+    }
+    _exit(6);
+}
+
+/* A crash between a manifest committed ahead and its object: the next
+ * start finds the object missing, deletes the manifest (its records were
+ * never acknowledged) and gives the offsets out again. */
+static void test_commit_ahead_crash(void **state)
+{
+    fx_t *f = *state;
+    reopen_ahead(f);
+    st_topic_t *t = create(f, "ahead3", 1);
+    assert_int_equal(append_one(f, t->parts[0], 2, 100).off, 0);
+    fx_close(f);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        ahead_crash_child(f);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    fx_open(f);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.manifests_unwound, 1);
+    t = st_log_topic(f->log, "ahead3", 6);
+    assert_int_equal(st_part_hw(t->parts[0]), 2);
+    assert_int_equal(append_one(f, t->parts[0], 1, 300).off, 2);
+    fx_close(f);
+    fx_open(f);
+    t = st_log_topic(f->log, "ahead3", 6);
+    assert_int_equal(st_part_hw(t->parts[0]), 3);
+    rd_t rd;
+    read_all(f, t->parts[0], 2, &rd);
+    assert_int_equal(rd.err, ST_OK);
+    assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), 1);
 }
 
 /* A commit whose reply is lost after it applied is resolved as committed:
@@ -1451,6 +1634,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_in_doubt_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_in_doubt_resolution_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_ahead_put_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_ahead_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_buffer_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idem_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idem_inflight_retry, setup, teardown),
