@@ -573,6 +573,21 @@ static res_t append_one(fx_t *f, st_part_t *p, int n, int64_t ts)
     return r;
 }
 
+/* Restart the log; partition 0 of @topic must end at @hw, and the batch
+ * holding offset @off must hold @count records. */
+static void reopen_expect(fx_t *f, const char *topic, int64_t hw, int64_t off, uint32_t count)
+{
+    fx_close(f);
+    fx_open(f);
+    st_topic_t *t = st_log_topic(f->log, topic, strlen(topic));
+    assert_non_null(t);
+    assert_int_equal(st_part_hw(t->parts[0]), hw);
+    rd_t rd;
+    read_all(f, t->parts[0], off, &rd);
+    assert_int_equal(rd.err, ST_OK);
+    assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), count);
+}
+
 /* ---------------------------------------------------------------- commit ahead */
 
 #define MANIFESTS ST_KEY_ROOT "/manifests/"
@@ -606,14 +621,7 @@ static void test_commit_ahead(void **state)
     assert_int_equal(r.err, ST_OK);
     assert_int_equal(r.off, 0);
     assert_int_equal(append_one(f, t->parts[0], 2, 200).off, 3);
-    fx_close(f);
-    fx_open(f);
-    t = st_log_topic(f->log, "ahead1", 6);
-    assert_int_equal(st_part_hw(t->parts[0]), 5);
-    rd_t rd;
-    read_all(f, t->parts[0], 0, &rd);
-    assert_int_equal(rd.err, ST_OK);
-    assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), 3);
+    reopen_expect(f, "ahead1", 5, 0, 3);
     free(b);
 }
 
@@ -651,14 +659,7 @@ static void test_commit_ahead_put_fails(void **state)
         assert_int_equal(append_one(f, t->parts[0], 1, 300).off, 2 + round);
         before = count_keys(f, MANIFESTS);
     }
-    fx_close(f);
-    fx_open(f);
-    t = st_log_topic(f->log, "ahead2", 6);
-    assert_int_equal(st_part_hw(t->parts[0]), 4);
-    rd_t rd;
-    read_all(f, t->parts[0], 2, &rd);
-    assert_int_equal(rd.err, ST_OK);
-    assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), 1);
+    reopen_expect(f, "ahead2", 4, 2, 1);
 }
 
 /* In the child of test_commit_ahead_crash: run @base until *flag is set
@@ -745,14 +746,7 @@ static void test_commit_ahead_crash(void **state)
     t = st_log_topic(f->log, "ahead3", 6);
     assert_int_equal(st_part_hw(t->parts[0]), 2);
     assert_int_equal(append_one(f, t->parts[0], 1, 300).off, 2);
-    fx_close(f);
-    fx_open(f);
-    t = st_log_topic(f->log, "ahead3", 6);
-    assert_int_equal(st_part_hw(t->parts[0]), 3);
-    rd_t rd;
-    read_all(f, t->parts[0], 2, &rd);
-    assert_int_equal(rd.err, ST_OK);
-    assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), 1);
+    reopen_expect(f, "ahead3", 3, 2, 1);
 }
 
 /* A commit whose reply is lost after it applied is resolved as committed:
@@ -791,14 +785,7 @@ static void test_commit_in_doubt_lost(void **state)
     assert_int_equal(r.err, ST_ERR_TIMEOUT);
     assert_int_equal(st_part_leo(t->parts[0]), 2);
     assert_int_equal(append_one(f, t->parts[0], 4, 300).off, 2);
-    fx_close(f);
-    fx_open(f);
-    t = st_log_topic(f->log, "doubt2", 6);
-    assert_int_equal(st_part_hw(t->parts[0]), 6);
-    rd_t rd;
-    read_all(f, t->parts[0], 2, &rd);
-    assert_int_equal(rd.err, ST_OK);
-    assert_int_equal(kp_be32(rd.data + KP_BATCH_OFF_RECORD_COUNT), 4); /* the retry's batch */
+    reopen_expect(f, "doubt2", 6, 2, 4); /* the retry's batch */
 }
 
 /* A commit in doubt whose first resolution applies too, its answer lost:
