@@ -123,7 +123,8 @@ typedef struct st_log_cfg {
     void (*on_flush)(void *arg, size_t bytes, double seconds);
     void *on_flush_arg;
     /* Send a flush's manifest commit while its object is still being
-     * written, when nothing before it is in flight: the append is answered
+     * written, when every flush before it is applied or in the same
+     * transaction (at most one such flush at a time): the append is answered
      * once both are done, in about the longer of the two instead of their
      * sum.  A manifest may then name an object that never landed (a crash,
      * a failed put): a failed put's manifest is deleted before anything else
@@ -131,7 +132,7 @@ typedef struct st_log_cfg {
      * incarnation of this node whose object is missing.  Only for a store
      * no other node reads while this one writes (the embedded SQLite
      * metadata): another node could take such a manifest for committed
-     * data (docs/storage.md "Commit ahead"). */
+     * data (docs/object-format.md, "Commit ahead"). */
     bool commit_ahead;
 } st_log_cfg_t;
 
