@@ -54,4 +54,4 @@ format-check:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h' | grep -v '^protocol/gen/')
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz fuzz-scratch
+	rm -rf $(BUILD) build-asan build-release build-fuzz fuzz-scratch

@@ -45,6 +45,11 @@ step "librdkafka's regression suite, quick set (make test-compat-full: all of it
 no_skips build/ctest-librdkafka.log
 timed librdkafka
 
+step "optimized build (Release: -O3, whose analyses warn where -O2 does not)"
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-release -j "$JOBS" >/dev/null
+timed release
+
 step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)"
 CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNH_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$JOBS"
