@@ -656,7 +656,7 @@ static void open_log(run_ctx_t *ctx)
         .index_max_keys = cfg->log_index_max_keys,
         .segment_bytes = cfg->log_segment_bytes,
         /* Off for now, also on SQLite (docs/object-format.md, "Commit
-         * ahead"): with it librdkafka's test 0137 fails where it passed. */
+         * ahead"): with it librdkafka's test 0137 fails more often. */
         .commit_ahead = false,
     };
     ctx->log = st_log_new(ctx->base, ctx->os, ctx->meta, &lcfg);
