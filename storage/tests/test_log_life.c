@@ -736,8 +736,11 @@ static void test_merge_span(void **state)
     assert_int_equal(st_log_set_topic_configs(f->log, t, &c, 1, done_cb, &r), 0);
     run_until(f, &r.done, 1);
     lifecycle(f, false);
+    /* at most up to the first record younger than 25 s now (a slow run,
+     * as under sanitizers, lets more of them age past it) */
+    int64_t young = (now_ms() - 25000 - t0) / 100 + 1;
     assert_true(st_part_log_start(p) >= 60);
-    assert_true(st_part_log_start(p) <= 151);
+    assert_true(st_part_log_start(p) <= young);
     size_t n;
     uint8_t *all = read_all(f, p, st_part_log_start(p), &n);
     assert_true(n > 0);
