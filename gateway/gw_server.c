@@ -655,9 +655,9 @@ static void open_log(run_ctx_t *ctx)
         .sync = sync_cb,
         .index_max_keys = cfg->log_index_max_keys,
         .segment_bytes = cfg->log_segment_bytes,
-        /* Off for now, also on SQLite (docs/object-format.md, "Commit
-         * ahead"): with it librdkafka's test 0137 fails more often. */
-        .commit_ahead = false,
+        /* SQLite is this process's own: no other node reads a manifest
+         * before its object lands (docs/object-format.md, "Commit ahead"). */
+        .commit_ahead = cfg->metadata_url.kind == GW_METADATA_SQLITE,
     };
     ctx->log = st_log_new(ctx->base, ctx->os, ctx->meta, &lcfg);
     if (!ctx->log) {
