@@ -6,7 +6,8 @@ DescribeGroups v0):
   - a group consumer committing synchronously after every record; its
     committed offsets and metadata strings read back;
   - cooperative-sticky with two members: the second's arrival revokes only
-    the partitions that move (incremental), each ends with half;
+    the partitions that move (incremental), each ends with half; when the
+    second leaves, the first is given back exactly its partitions;
   - static membership: two members with group.instance.id; one closes
     (no LeaveGroup) and a new consumer with its instance id gets the same
     partitions back while the other member sees no rebalance at all;
@@ -122,8 +123,16 @@ def cooperative(bs):
     revokes = [e for e in events["c1"] if e[0] == "revoke"]
     # Incremental: c1 gave up exactly the two partitions c2 got, never all four.
     check(revokes == [("revoke", own2)], "c1's revocations %s (c2 owns %s)" % (revokes, own2))
-    print("0021: cooperative-sticky events %s" % events)
     c2.close()
+    # c2 left: c1 is given c2's partitions on top of its own.  Waiting for it
+    # before c1 closes also keeps c1 from closing in the middle of that
+    # rebalance, where librdkafka 2.0.2's close() can hang for good after
+    # its LeaveGroup was answered (seen once).
+    check(poll_until([c1], lambda: len(c1.assignment()) == NPARTS, 30),
+          "after c2 left, c1 owns every partition again: %s" % events)
+    check(events["c1"][-1] == ("assign", own2),
+          "c1 was given exactly c2's partitions %s: %s" % (own2, events["c1"]))
+    print("0021: cooperative-sticky events %s" % events)
     c1.close()
 
 
