@@ -403,15 +403,16 @@ def main():
     for scenario in sorted({s for _, s in selected}):
         # The broker the suite's scenarios describe (tests/scenarios/*.json):
         # topics created on first use with 4 partitions ("noautocreate": not
-        # created on first use).  group.initial.rebalance.delay.ms 0 as in
-        # Kafka's own config/server.properties for development and testing:
-        # the suite's test_consumer_wait_assignment() looks for the
-        # assignment once a second from the subscribe on, so a 3 s delay
-        # answers the JoinGroup within a millisecond of its fourth look,
+        # created on first use).  group.initial.rebalance.delay.ms 2500, off
+        # the suite's one-second grid: test_consumer_wait_assignment() looks
+        # for the assignment once a second from the subscribe on, so Kafka's
+        # 3 s answers the JoinGroup within a millisecond of its fourth look,
         # and which comes first decides tests such as 0137 (a seek made
         # before the assignment's committed offsets arrive is undone by
-        # them in librdkafka 2.0.2).
-        settings = {"num.partitions": "4", "group.initial.rebalance.delay.ms": "0"}
+        # them in librdkafka 2.0.2).  Not 0 (Kafka's server.properties for
+        # development): consumers created together must still join one
+        # generation, as 0089 expects.
+        settings = {"num.partitions": "4", "group.initial.rebalance.delay.ms": "2500"}
         if scenario == "noautocreate":
             settings["auto.create.topics.enable"] = "false"
         if opts.nodes > 1:
