@@ -572,8 +572,10 @@ static void test_response_limit(void **state)
     assert_false(r.succeeded);
     assert_int_equal(get("big/2", NULL), 1); /* it was */
     wl_t wl = {.tag = 100};
-    WITH_STORE(m, watch("big/", 0, &wl));
-    put("big/3", big, 0);
+    /* From the put's revision: "from now" on m could be later than a put
+     * made through another store. */
+    int64_t rev = put("big/3", big, 0);
+    WITH_STORE(m, watch("big/", rev, &wl));
     wait_calls(&wl, 1);
     assert_int_equal(wl.err, ST_ERR_FULL);
     assert_int_equal(wl.nev, 0);
