@@ -933,7 +933,8 @@ static void merge_read_more(merge_op_t *op)
         *rd = (merge_read_t){op, j};
         op->pending++;
         op->pending_bytes += c->len;
-        if (st_objstore_get_range(log->os, c->obj->key, c->pos, c->len, merge_got, rd) != 0) {
+        if (st_objstore_get_into(log->os, c->obj->key, c->pos, c->len, op->data + op->off[j],
+                                 merge_got, rd) != 0) {
             free(rd);
             op->pending--;
             op->pending_bytes -= c->len;
@@ -949,11 +950,10 @@ static void merge_got(st_err_t err, const uint8_t *data, size_t len, void *arg)
     merge_read_t *rd = arg;
     merge_op_t *op = rd->op;
     const st_chunk_t *c = op->run[rd->i];
+    /* The bytes are in place already (st_objstore_get_into). */
     if (err == ST_OK && (len != c->len || kp_crc32c(0, data, len) != c->crc))
         err = ST_ERR_CORRUPT;
-    if (err == ST_OK)
-        memcpy(op->data + op->off[rd->i], data, len);
-    else if (op->err == ST_OK)
+    if (err != ST_OK && op->err == ST_OK)
         op->err = err;
     free(rd);
     op->pending--;

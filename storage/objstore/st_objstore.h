@@ -49,6 +49,10 @@ typedef struct st_objstore_ops {
      * ST_ERR_NOT_FOUND. */
     int (*get_range)(st_objstore_t *os, const char *key, uint64_t off, uint64_t len, st_data_cb cb,
                      void *arg);
+    /* Optional (NULL: st_objstore_get_into copies what get_range read):
+     * as get_range, the bytes going straight into the caller's @dst. */
+    int (*get_into)(st_objstore_t *os, const char *key, uint64_t off, uint64_t len, uint8_t *dst,
+                    st_data_cb cb, void *arg);
     /* Keys that start with @prefix and sort after @start_after (NULL: from
      * the first), at most @max_keys of them. */
     int (*list)(st_objstore_t *os, const char *prefix, const char *start_after, size_t max_keys,
@@ -78,6 +82,14 @@ static inline int st_objstore_get_range(st_objstore_t *os, const char *key, uint
 {
     return os->ops->get_range(os, key, off, len, cb, arg);
 }
+/* As st_objstore_get_range, into @dst (@len bytes, @len finite): the store
+ * writes there -- possibly from a worker thread -- until the callback runs,
+ * and the callback's data is @dst; bytes past the callback's length are
+ * unspecified.  A reader that wants the bytes in a buffer of its own saves a
+ * copy on the loop thread (and, with the directory store, the page faults of
+ * a fresh buffer there too).  -1 also for @len ST_OBJ_TO_END. */
+int st_objstore_get_into(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
+                         uint8_t *dst, st_data_cb cb, void *arg);
 static inline int st_objstore_list(st_objstore_t *os, const char *prefix, const char *start_after,
                                    size_t max_keys, st_list_cb cb, void *arg)
 {

@@ -44,7 +44,8 @@ typedef struct res {
     int done;    /* callbacks run so far (must end at exactly 1) */
     int in_call; /* set while the starting call runs */
     st_err_t err;
-    uint8_t *data; /* get: owned copy */
+    uint8_t *data;      /* get: owned copy */
+    const uint8_t *ptr; /* get: the pointer the callback was handed */
     size_t len;
     char **keys; /* list: owned copies */
     uint64_t *sizes;
@@ -87,6 +88,7 @@ static void data_cb(st_err_t err, const uint8_t *data, size_t len, void *arg)
         return;
     }
     assert_non_null(data);
+    r->ptr = data;
     r->data = malloc(len + 1);
     memcpy(r->data, data, len);
     r->data[len] = 0;
@@ -221,6 +223,34 @@ static void get(fix_t *f, const char *key, uint64_t off, uint64_t len, res_t *r)
     r->in_call = 0;
     assert_int_equal(r->done, 0);
     wait1(f, r);
+}
+
+/* get_into [off, off + len) of @key: what get_range reads, in the
+ * caller's buffer, nothing written past @len; the result into @r. */
+static void get_into(fix_t *f, const char *key, uint64_t off, uint64_t len, res_t *r)
+{
+    res_t want = {0};
+    get(f, key, off, len, &want);
+    size_t room = (size_t)len + 64;
+    uint8_t *dst = malloc(room);
+    assert_non_null(dst);
+    memset(dst, 0xA5, room);
+    res_reset(r);
+    r->in_call = 1;
+    assert_int_equal(st_objstore_get_into(f->os, key, off, len, dst, data_cb, r), 0);
+    r->in_call = 0;
+    assert_int_equal(r->done, 0);
+    wait1(f, r);
+    assert_int_equal(r->err, want.err);
+    assert_int_equal(r->len, want.len);
+    if (r->err == ST_OK) {
+        assert_ptr_equal(r->ptr, dst);
+        assert_memory_equal(dst, want.data, want.len);
+    }
+    for (size_t i = (size_t)len; i < room; i++)
+        assert_int_equal(dst[i], 0xA5);
+    free(dst);
+    res_reset(&want);
 }
 
 static void list(fix_t *f, const char *prefix, const char *start_after, size_t max, res_t *r)
@@ -433,6 +463,13 @@ static void test_large_direct(void **state)
             assert_memory_equal(r.data, cases[c].data + 12345, cases[c].len - 12345);
             get(f, cases[c].key, 0, cases[c].len + 99999, &r); /* past the end */
             assert_int_equal(r.len, cases[c].len);
+            get_into(f, cases[c].key, 5001, 600000, &r);
+            assert_memory_equal(r.data, cases[c].data + 5001, 600000);
+            get_into(f, cases[c].key, 0, cases[c].len + 99999, &r);
+            assert_int_equal(r.len, cases[c].len);
+        } else {
+            get_into(f, cases[c].key, 4000, 200, &r);
+            assert_memory_equal(r.data, cases[c].data + 4000, 200);
         }
         res_reset(&r);
     }
@@ -483,6 +520,23 @@ static void test_ranges(void **state)
     get(f, "r/obj", 0, UINT64_MAX - 5, &r); /* a huge length is clamped, not allocated */
     assert_int_equal(r.err, ST_OK);
     assert_int_equal(r.len, 100);
+
+    /* Into the caller's buffer: the same bytes. */
+    get_into(f, "r/obj", 10, 20, &r);
+    assert_memory_equal(r.data, buf + 10, 20);
+    get_into(f, "r/obj", 95, 50, &r);
+    assert_int_equal(r.len, 5);
+    get_into(f, "r/obj", 100, 10, &r);
+    assert_int_equal(r.len, 0);
+    get_into(f, "r/obj", 0, 0, &r);
+    assert_int_equal(r.err, ST_OK);
+    get_into(f, "r/missing", 3, 10, &r);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    uint8_t one[1];
+    res_reset(&r);
+    assert_int_equal(st_objstore_get_into(f->os, "r/obj", 0, ST_OBJ_TO_END, one, data_cb, &r), -1);
+    assert_int_equal(st_objstore_get_into(f->os, "r/obj", 0, 1, NULL, data_cb, &r), -1);
+    assert_int_equal(r.done, 0);
 
     get(f, "r/missing", 0, 10, &r);
     assert_int_equal(r.err, ST_ERR_NOT_FOUND);
@@ -1094,6 +1148,20 @@ static void test_faulty(void **state)
     assert_int_equal(del(f, "f/1"), ST_ERR_IO);
     assert_int_equal(del(f, "f/1"), ST_ERR_IO);
     get(f, "f/1", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_ERR_CORRUPT);
+    /* A store without get_into of its own: get_range, then a copy. */
+    uint8_t into[8] = {0};
+    res_reset(&r);
+    assert_int_equal(st_objstore_get_into(f->os, "f/3", 1, 3, into, data_cb, &r), 0);
+    wait1(f, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_ptr_equal(r.ptr, into);
+    assert_memory_equal(into, "hre\0", 4);
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_GET,
+                           &(st_objstore_fault_t){.fail_nth = 1, .err = ST_ERR_CORRUPT});
+    res_reset(&r);
+    assert_int_equal(st_objstore_get_into(f->os, "f/3", 0, 5, into, data_cb, &r), 0);
+    wait1(f, &r);
     assert_int_equal(r.err, ST_ERR_CORRUPT);
     st_objstore_faulty_set(f->os, ST_OBJ_OP_DEL, NULL);
     assert_int_equal(del(f, "f/1"), ST_OK);

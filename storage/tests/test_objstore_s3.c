@@ -958,6 +958,21 @@ static void roundtrip(fix_t *f)
     get(f, "obj/missing", 0, 0, &r);
     assert_int_equal(r.err, ST_ERR_NOT_FOUND);
 
+    /* Into the caller's buffer (the store reads into its own, then a copy):
+     * the range straddling the end, nothing past what exists written. */
+    uint8_t into[12];
+    memset(into, '#', sizeof into);
+    res_reset(&r);
+    assert_int_equal(st_objstore_get_into(f->os, "obj/one", 12, 8, into, data_cb, &r), 0);
+    wait_n(f, &r, 1);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 4);
+    assert_memory_equal(into, "cdef########", sizeof into);
+    res_reset(&r);
+    assert_int_equal(st_objstore_get_into(f->os, "obj/missing", 0, 8, into, data_cb, &r), 0);
+    wait_n(f, &r, 1);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+
     /* Every byte value, and an empty object. */
     uint8_t bin[512];
     for (size_t i = 0; i < sizeof bin; i++)
