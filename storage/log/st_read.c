@@ -97,6 +97,7 @@ struct st_load {
     struct read_op *waiting; /* reads to resume when the bytes arrive */
     bool issued;             /* the GET was started */
     size_t ahead;            /* bytes counted in log->ra_inflight */
+    st_buf_t *into;          /* one chunk exactly: its buffer, read into in place */
 };
 
 void st_log__chunk_free(st_log_t *log, st_chunk_t *c)
@@ -427,6 +428,7 @@ static void load_free(st_load_t *ld)
     log->ra_inflight -= ld->ahead;
     bool freed = ld->ahead > 0;
     st_log__obj_unref(ld->obj);
+    st_buf_unref(ld->into);
     free(ld->chunks);
     free(ld);
     if (freed)
@@ -476,6 +478,12 @@ static void load_done(st_err_t err, const uint8_t *data, size_t len, void *arg)
         const uint8_t *p = data + (c->pos - ld->pos);
         if (kp_crc32c(0, p, c->len) != c->crc) {
             errs[i] = ST_ERR_CORRUPT;
+        } else if (ld->into && p == ld->into->data && c->len == ld->len) {
+            bufs[i] = ld->into; /* read in place: no copy */
+            ld->into = NULL;
+            c->where = ST_CHUNK_CACHE;
+            c->buf = bufs[i];
+            c->buf_off = 0;
         } else if ((bufs[i] = st_buf_new(c->len)) == NULL) {
             errs[i] = ST_ERR_NOMEM;
         } else {
@@ -641,7 +649,19 @@ static void load_issue(void *arg)
     ld->issued = true;
     if (ld->ahead)
         log->stats.read_ahead_gets++;
-    if (st_objstore_get_range(log->os, ld->obj->key, ld->pos, ld->len, load_done, ld) != 0)
+    /* A load of exactly one chunk (one partition's reader going through
+     * objects of its own) is read straight into the chunk's cache buffer:
+     * neither the copy nor the fresh buffer's page faults on the loop.
+     * Loads of several chunks keep one buffer per chunk, so that the
+     * cache's budget counts what it holds, and copy. */
+    int rc;
+    if (ld->n == 1 && ld->chunks[0]->pos == ld->pos && ld->chunks[0]->len == ld->len &&
+        (ld->into = st_buf_new(ld->len)) != NULL)
+        rc = st_objstore_get_into(log->os, ld->obj->key, ld->pos, ld->len, ld->into->data,
+                                  load_done, ld);
+    else
+        rc = st_objstore_get_range(log->os, ld->obj->key, ld->pos, ld->len, load_done, ld);
+    if (rc != 0)
         load_done(ST_ERR_IO, NULL, 0, ld);
 }
 
