@@ -7,6 +7,9 @@
  */
 #include <event2/thread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -50,8 +53,64 @@ static void tune_malloc(void)
 #endif
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define NH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NH_ASAN 1
+#endif
+#endif
+
+/* Each first touch of a fresh 4 KiB page of those buffers is a page fault,
+ * and on a paravirtualized guest a fault costs several microseconds: on
+ * one, producing to a single partition spent a third of the loop thread in
+ * them.  Where transparent huge pages are given only to memory that asks
+ * for them (/sys/kernel/mm/transparent_hugepage/enabled "[madvise]", the
+ * common default), glibc asks for the heap when the tunable
+ * glibc.malloc.hugetlb=1 is set -- about 500 times fewer faults; there
+ * the same produce went from 173-188 to 250-256 MB/s with a quarter less
+ * CPU.  Tunables are read when the process starts, so the gateway starts
+ * itself again once with it added (same pid, same arguments).  A
+ * GLIBC_TUNABLES that names glibc.malloc.hugetlb already (=0 to opt out) is
+ * left alone; so is everything under AddressSanitizer, which brings its
+ * own allocator. */
+static void exec_with_thp(char **argv)
+{
+#if defined(__GLIBC__) && !defined(NH_ASAN)
+    const char *t = getenv("GLIBC_TUNABLES");
+    if (t && strstr(t, "glibc.malloc.hugetlb"))
+        return;
+    char mode[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f)
+        return;
+    size_t n = fread(mode, 1, sizeof mode - 1, f);
+    fclose(f);
+    mode[n] = '\0';
+    if (!strstr(mode, "[madvise]"))
+        return;
+    char v[1024];
+    /* First: glibc 2.36 leaves only the first tunable in the environment
+     * it shows (all of them take effect). */
+    int len = snprintf(v, sizeof v, "glibc.malloc.hugetlb=1%s%s", t && *t ? ":" : "", t ? t : "");
+    if (len < 0 || (size_t)len >= sizeof v || setenv("GLIBC_TUNABLES", v, 1) != 0)
+        return;
+    char exe[4096];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el <= 0 || (size_t)el >= sizeof exe - 1)
+        return;
+    exe[el] = '\0';
+    execv(exe, argv);
+    /* Still here (the executable was replaced or removed since): go on
+     * with 4 KiB pages. */
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    exec_with_thp(argv);
     tune_malloc();
     /* Before any event_base or thread exists: the storage worker pool posts
      * completions to the loop from other threads. */

@@ -119,6 +119,47 @@ grep -q 'WARN server: .*trying again' "$tmp/err" ||
     fail "unreachable stores: no retry logged: $(cat "$tmp/err")"
 [ ! -e "$tmp/never" ] || fail "data.dir was created with S3 and etcd stores"
 
+# Where transparent huge pages are given on request, the gateway restarts
+# itself once (same pid) with glibc's heap asking for them; a GLIBC_TUNABLES
+# that sets glibc.malloc.hugetlb already is left alone, other tunables kept.
+# thp_env NAME [GLIBC_TUNABLES]: the serving gateway's GLIBC_TUNABLES into $env.
+thp_env() {
+    dir="$tmp/thp-$1"
+    if [ $# -gt 1 ]; then
+        GLIBC_TUNABLES=$2 "$bin" --data.dir "$dir" --listeners PLAINTEXT://127.0.0.1:0 \
+            >/dev/null 2>"$tmp/thp.err" </dev/null &
+    else
+        (unset GLIBC_TUNABLES
+            exec "$bin" --data.dir "$dir" --listeners PLAINTEXT://127.0.0.1:0 \
+                >/dev/null 2>"$tmp/thp.err" </dev/null) &
+    fi
+    pid=$!
+    i=0
+    while ! grep -q 'listening on' "$tmp/thp.err" 2>/dev/null && [ $i -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    env=$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^GLIBC_TUNABLES=//p')
+    kill "$pid"
+    wait "$pid"
+    grep -q 'listening on' "$tmp/thp.err" || fail "thp $1: the gateway did not serve: $(cat "$tmp/thp.err")"
+}
+if grep -q '\[madvise\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null &&
+    ! grep -q __asan_init "$bin"; then
+    thp_env unset
+    [ "$env" = "glibc.malloc.hugetlb=1" ] || fail "thp unset: GLIBC_TUNABLES '$env'"
+    thp_env other glibc.malloc.tcache_count=7
+    # glibc 2.36 shows the first tunable only; later glibc all of them.
+    case $env in
+    glibc.malloc.hugetlb=1 | glibc.malloc.hugetlb=1:glibc.malloc.tcache_count=7) ;;
+    *) fail "thp other: GLIBC_TUNABLES '$env'" ;;
+    esac
+    thp_env off glibc.malloc.hugetlb=0
+    [ "$env" = "glibc.malloc.hugetlb=0" ] || fail "thp off: GLIBC_TUNABLES '$env'"
+else
+    echo "test_cli: transparent huge pages not on request here (or AddressSanitizer): not checked"
+fi
+
 if [ "$failures" -ne 0 ]; then
     echo "test_cli: $failures failure(s)" >&2
     exit 1
