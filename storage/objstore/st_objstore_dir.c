@@ -897,18 +897,6 @@ static int dir_put(st_objstore_t *os, const char *key, const uint8_t *data, size
     return op_submit(op);
 }
 
-static int dir_get_range(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
-                         st_data_cb cb, void *arg)
-{
-    dir_op_t *op = op_new(os, OP_GET, key, arg);
-    if (!op)
-        return -1;
-    op->cb.data = cb;
-    op->off = off;
-    op->want = len;
-    return op_submit(op);
-}
-
 static int dir_get_into(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
                         uint8_t *dst, st_data_cb cb, void *arg)
 {
@@ -918,8 +906,14 @@ static int dir_get_into(st_objstore_t *os, const char *key, uint64_t off, uint64
     op->cb.data = cb;
     op->off = off;
     op->want = len;
-    op->dst = dst; /* the worker writes it; the caller keeps it until the callback */
+    op->dst = dst; /* NULL: a buffer of the op's own; else the worker writes the caller's */
     return op_submit(op);
+}
+
+static int dir_get_range(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
+                         st_data_cb cb, void *arg)
+{
+    return dir_get_into(os, key, off, len, NULL, cb, arg);
 }
 
 static int dir_list(st_objstore_t *os, const char *prefix, const char *start_after, size_t max_keys,
