@@ -203,32 +203,26 @@ static int w_put(st_objstore_t *os, const char *key, const uint8_t *data, size_t
     return rc;
 }
 
-static int w_get_range(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
-                       st_data_cb cb, void *arg)
+/* get_range (@dst NULL) or get_into, counted alike. */
+static int w_get(st_objstore_t *os, const char *key, uint64_t off, uint64_t len, uint8_t *dst,
+                 st_data_cb cb, void *arg)
 {
     wos_t *w = (wos_t *)os;
     octx_t *c = octx_new(w, GW_OBJ_GET, 0, arg);
     if (!c)
         return -1;
     c->cb.data = cb;
-    int rc = st_objstore_get_range(w->inner, key, off, len, o_data, c);
+    int rc = dst ? st_objstore_get_into(w->inner, key, off, len, dst, o_data, c)
+                 : st_objstore_get_range(w->inner, key, off, len, o_data, c);
     if (rc != 0)
         free(c);
     return rc;
 }
 
-static int w_get_into(st_objstore_t *os, const char *key, uint64_t off, uint64_t len, uint8_t *dst,
-                      st_data_cb cb, void *arg)
+static int w_get_range(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
+                       st_data_cb cb, void *arg)
 {
-    wos_t *w = (wos_t *)os;
-    octx_t *c = octx_new(w, GW_OBJ_GET, 0, arg);
-    if (!c)
-        return -1;
-    c->cb.data = cb;
-    int rc = st_objstore_get_into(w->inner, key, off, len, dst, o_data, c);
-    if (rc != 0)
-        free(c);
-    return rc;
+    return w_get(os, key, off, len, NULL, cb, arg);
 }
 
 static int w_list(st_objstore_t *os, const char *prefix, const char *start_after, size_t max_keys,
@@ -269,7 +263,7 @@ static const st_objstore_ops_t wos_ops = {
     .name = "metered",
     .put = w_put,
     .get_range = w_get_range,
-    .get_into = w_get_into,
+    .get_into = w_get,
     .list = w_list,
     .del = w_del,
     .free = w_free,
