@@ -252,6 +252,18 @@ static int w_del(st_objstore_t *os, const char *key, st_done_cb cb, void *arg)
     return rc;
 }
 
+/* Not requests of their own (no metric): a preparation is at most a file
+ * created ahead of its put, a sync a flush at start-up. */
+static void w_prepare(st_objstore_t *os, const char *key)
+{
+    st_objstore_prepare(((wos_t *)os)->inner, key);
+}
+
+static int w_sync(st_objstore_t *os, const char *key, st_done_cb cb, void *arg)
+{
+    return st_objstore_sync(((wos_t *)os)->inner, key, cb, arg);
+}
+
 static void w_free(st_objstore_t *os)
 {
     wos_t *w = (wos_t *)os;
@@ -266,6 +278,8 @@ static const st_objstore_ops_t wos_ops = {
     .get_into = w_get,
     .list = w_list,
     .del = w_del,
+    .prepare = w_prepare,
+    .sync = w_sync,
     .free = w_free,
 };
 

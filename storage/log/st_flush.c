@@ -258,6 +258,29 @@ void st_log_unwait_space(st_waiter_t *w)
     l->next = l->prev = NULL;
 }
 
+static void obj_key(const st_log_t *log, int64_t seq, char *key, size_t cap)
+{
+    snprintf(key, cap, "objects/%" PRId32 "/%010" PRId64 "-%012" PRId64 ".nho", log->cfg.node_id,
+             log->incarnation, seq);
+}
+
+int64_t st_log__take_seq(st_log_t *log, char *key, size_t cap)
+{
+    int64_t seq = log->next_seq++;
+    obj_key(log, seq, key, cap);
+    return seq;
+}
+
+/* Called as each flush's put is answered rather than as a flush is built:
+ * the preparation's directory flush would otherwise run beside the put's
+ * own and slow it. */
+void st_log__prepare_next(st_log_t *log)
+{
+    char key[96];
+    obj_key(log, log->next_seq, key, sizeof key);
+    st_objstore_prepare(log->os, key);
+}
+
 void st_log__space_check(st_log_t *log)
 {
     /* Wake every waiter at once: each re-checks and may wait again. */
@@ -326,9 +349,7 @@ static st_flush_t *flush_build(st_log_t *log)
     if (!f || !fps || !descs || w.err)
         goto fail;
     f->log = log;
-    f->seq = log->next_seq++;
-    snprintf(f->key, sizeof f->key, "objects/%" PRId32 "/%010" PRId64 "-%012" PRId64 ".nho",
-             log->cfg.node_id, log->incarnation, f->seq);
+    f->seq = st_log__take_seq(log, f->key, sizeof f->key);
     st_obj_write_header(&w, &(st_obj_header_t){log->cfg.node_id, log->incarnation, f->seq});
     size_t prods_cap = 0;
     bool prods_ok = true;
@@ -475,6 +496,7 @@ static void put_done(st_err_t err, void *arg)
 {
     st_flush_t *f = arg;
     st_log_t *log = f->log;
+    st_log__prepare_next(log);
     f->upload_done = true;
     f->upload_err = err;
     log->uploading--;

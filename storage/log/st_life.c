@@ -840,9 +840,7 @@ static void merge_upload(merge_op_t *op)
     if (op->err != ST_OK || op->part->topic->deleting || log->life->stopped)
         return merge_finish(op, op->err != ST_OK ? op->err : ST_ERR_CLOSED);
     st_part_t *part = op->part;
-    op->seq = log->next_seq++;
-    snprintf(op->key, sizeof op->key, "objects/%" PRId32 "/%010" PRId64 "-%012" PRId64 ".nho",
-             log->cfg.node_id, log->incarnation, op->seq);
+    op->seq = st_log__take_seq(log, op->key, sizeof op->key);
     int32_t batches = 0;
     int64_t max_ts = -1;
     for (size_t j = 0; j < op->k; j++) {

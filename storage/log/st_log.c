@@ -5,6 +5,8 @@
  */
 #include "st_log_int.h"
 
+#include "kp_crc32c.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1204,16 +1206,23 @@ static void index_loaded(st_err_t err, void *arg);
 /* cfg.commit_ahead: an earlier incarnation of this node may have committed
  * its newest manifest and died before the object landed (only the newest:
  * nothing commits after a flush ahead until its object is written).  Each
- * such manifest's object is read (one byte); a missing one's manifest is
- * deleted -- its records were never acknowledged -- and the manifests are
- * read again. */
+ * such manifest's object is read whole, and kept only when it is all there:
+ * as long as the manifest says, every chunk matching its CRC -- a prepared
+ * object (st_objstore_prepare) has its final name before its bytes, so the
+ * name alone proves nothing.  A kept object is then synced (its bytes may
+ * be only in the page cache of a process killed before its flush), a
+ * missing or short or damaged one's manifest deleted -- its records were
+ * never acknowledged -- and the manifests are read again. */
 typedef struct ahead_check {
     open_op_t *op;
-    size_t n, cap, pending, nmissing;
+    size_t n, cap, i, nmissing;
     st_err_t err;
     struct ahead_cand {
         char mkey[128];
         char okey[ST_LOG_KEY_MAX + 1];
+        uint64_t size;           /* the object's, per the manifest */
+        st_chunk_desc_t *chunks; /* owned */
+        size_t nchunks;
         bool missing;
     } * c;
     st_op_t *dels;
@@ -1221,6 +1230,8 @@ typedef struct ahead_check {
 
 static void ahead_check_free(ahead_check_t *ac)
 {
+    for (size_t i = 0; i < ac->n; i++)
+        free(ac->c[i].chunks);
     free(ac->c);
     free(ac->dels);
     free(ac);
@@ -1241,8 +1252,6 @@ static void ahead_deleted(st_err_t err, bool ok, int64_t rev, const st_op_result
         return open_finish(op, ST_ERR_CONFLICT); /* another start of this node */
     index_loaded(ST_OK, op);
 }
-
-static void ahead_got(st_err_t err, const uint8_t *data, size_t len, void *arg);
 
 static void ahead_checked(ahead_check_t *ac)
 {
@@ -1279,28 +1288,60 @@ static void ahead_checked(ahead_check_t *ac)
     }
 }
 
+static void ahead_got(st_err_t err, const uint8_t *data, size_t len, void *arg);
+
+/* Read candidate ac->i, or finish when none is left. */
+static void ahead_next(ahead_check_t *ac)
+{
+    if (ac->i == ac->n || ac->err != ST_OK)
+        return ahead_checked(ac);
+    if (st_objstore_get_range(ac->op->log->os, ac->c[ac->i].okey, 0, ST_OBJ_TO_END, ahead_got,
+                              ac) != 0) {
+        ac->err = ST_ERR_NOMEM;
+        ahead_checked(ac);
+    }
+}
+
+static void ahead_synced(st_err_t err, void *arg)
+{
+    ahead_check_t *ac = arg;
+    if (err != ST_OK && ac->err == ST_OK)
+        ac->err = err; /* read a moment ago: gone now is no crash's doing */
+    ac->i++;
+    ahead_next(ac);
+}
+
+/* @data (@len bytes) holds all that candidate @c's manifest names. */
+static bool ahead_intact(const struct ahead_cand *c, const uint8_t *data, size_t len)
+{
+    if (len != c->size)
+        return false;
+    for (size_t j = 0; j < c->nchunks; j++) {
+        const st_chunk_desc_t *d = &c->chunks[j];
+        if (d->pos > len || d->len > len - d->pos || kp_crc32c(0, data + d->pos, d->len) != d->crc)
+            return false;
+    }
+    return true;
+}
+
 static void ahead_got(st_err_t err, const uint8_t *data, size_t len, void *arg)
 {
-    (void)data, (void)len;
     ahead_check_t *ac = arg;
-    /* Find the candidate by order of answer: pending counts down. */
-    size_t i = ac->n - ac->pending;
-    if (err == ST_ERR_NOT_FOUND) {
-        ac->c[i].missing = true;
+    struct ahead_cand *c = &ac->c[ac->i];
+    if (err == ST_ERR_NOT_FOUND || (err == ST_OK && !ahead_intact(c, data, len))) {
+        c->missing = true;
         ac->nmissing++;
-    } else if (err != ST_OK && ac->err == ST_OK) {
+    } else if (err != ST_OK) {
         ac->err = err;
-    }
-    if (--ac->pending > 0) {
-        i++;
-        if (st_objstore_get_range(ac->op->log->os, ac->c[i].okey, 0, 1, ahead_got, ac) != 0) {
-            ac->err = ST_ERR_NOMEM;
-            ac->pending = 0;
-        } else {
+    } else {
+        int rc = st_objstore_sync(ac->op->log->os, c->okey, ahead_synced, ac);
+        if (rc == 0)
             return;
-        }
+        if (rc < 0)
+            ac->err = ST_ERR_NOMEM;
     }
-    ahead_checked(ac);
+    ac->i++;
+    ahead_next(ac);
 }
 
 /* Start the check of @kvs (the manifests, in key order); false when there
@@ -1336,12 +1377,19 @@ static bool ahead_check(open_op_t *op, const st_kv_t *kvs, size_t n, st_err_t *e
         if (own) {
             /* Keys sort by node, incarnation, sequence: the newest of an
              * incarnation replaces the one before it. */
-            size_t k = ac->n > 0 && last_inc == m.incarnation ? ac->n - 1 : ac->n++;
+            bool replace = ac->n > 0 && last_inc == m.incarnation;
+            struct ahead_cand *c = &ac->c[replace ? ac->n - 1 : ac->n++];
+            if (replace)
+                free(c->chunks);
             last_inc = m.incarnation;
-            ac->c[k].missing = false;
-            snprintf(ac->c[k].mkey, sizeof ac->c[k].mkey, "%s", kvs[i].key);
-            memcpy(ac->c[k].okey, m.object_key.ptr, (size_t)m.object_key.len);
-            ac->c[k].okey[m.object_key.len] = '\0';
+            c->missing = false;
+            snprintf(c->mkey, sizeof c->mkey, "%s", kvs[i].key);
+            memcpy(c->okey, m.object_key.ptr, (size_t)m.object_key.len);
+            c->okey[m.object_key.len] = '\0';
+            c->size = m.object_size;
+            c->chunks = (st_chunk_desc_t *)m.chunks; /* taken */
+            c->nchunks = m.nchunks;
+            m.chunks = NULL;
         }
         free((void *)m.chunks);
         free((void *)m.prods);
@@ -1351,12 +1399,7 @@ static bool ahead_check(open_op_t *op, const st_kv_t *kvs, size_t n, st_err_t *e
         ahead_check_free(ac);
         return false;
     }
-    ac->pending = ac->n; /* one read at a time: there is one per earlier incarnation */
-    if (st_objstore_get_range(log->os, ac->c[0].okey, 0, 1, ahead_got, ac) != 0) {
-        ahead_check_free(ac);
-        *errp = ST_ERR_NOMEM;
-        return false;
-    }
+    ahead_next(ac); /* one object at a time: one per earlier incarnation */
     return true;
 }
 

@@ -278,6 +278,12 @@ struct st_log {
 };
 
 /* st_flush.c */
+/* The next object sequence of this incarnation (log->next_seq++), its key
+ * ("objects/<node>/<incarnation>-<seq>.nho") into @key. */
+int64_t st_log__take_seq(st_log_t *log, char *key, size_t cap);
+/* Tell the store which key the next object put will use (see
+ * st_objstore_prepare). */
+void st_log__prepare_next(st_log_t *log);
 void st_log__space_check(st_log_t *log);
 void st_log__kick(st_log_t *log);
 void st_log__flush_cb(evutil_socket_t fd, short what, void *arg);

@@ -59,6 +59,11 @@ typedef struct st_objstore_ops {
                 st_list_cb cb, void *arg);
     /* Delete @key; deleting a missing key succeeds. */
     int (*del)(st_objstore_t *os, const char *key, st_done_cb cb, void *arg);
+    /* Optional (NULL: nothing to prepare): see st_objstore_prepare. */
+    void (*prepare)(st_objstore_t *os, const char *key);
+    /* Optional (NULL: an answered put is durable as it stands, with nothing
+     * a crash of the writer can leave half done): see st_objstore_sync. */
+    int (*sync)(st_objstore_t *os, const char *key, st_done_cb cb, void *arg);
     /* Finish in-flight operations (their callbacks run), then free.  Not
      * from inside one of this store's own callbacks. */
     void (*free)(st_objstore_t *os);
@@ -98,6 +103,25 @@ static inline int st_objstore_list(st_objstore_t *os, const char *prefix, const 
 static inline int st_objstore_del(st_objstore_t *os, const char *key, st_done_cb cb, void *arg)
 {
     return os->ops->del(os, key, cb, arg);
+}
+/* A put of @key is likely to come soon: the store may do ahead of time
+ * what does not depend on its bytes (the directory store creates the file
+ * and makes its name durable, so that the put is one write and one flush).
+ * Until that put is answered, @key is no object to get, list or del.  A
+ * hint: no callback, and one that cannot be followed changes nothing. */
+static inline void st_objstore_prepare(st_objstore_t *os, const char *key)
+{
+    if (os->ops->prepare)
+        os->ops->prepare(os, key);
+}
+/* Make @key as durable as an answered put of it, whatever a crashed writer
+ * left undone (the directory store flushes the file and its directory:
+ * bytes a killed process wrote are in the page cache, readable, but not yet
+ * on the device).  1 when the store has nothing to do (no callback will
+ * run); else as the other calls.  A missing key is ST_ERR_NOT_FOUND. */
+static inline int st_objstore_sync(st_objstore_t *os, const char *key, st_done_cb cb, void *arg)
+{
+    return os->ops->sync ? os->ops->sync(os, key, cb, arg) : 1;
 }
 static inline void st_objstore_free(st_objstore_t *os)
 {

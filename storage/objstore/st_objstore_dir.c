@@ -25,6 +25,21 @@
  * unlinked when the store is freed, left behind only by a crash like the
  * temp file of an interrupted put.
  *
+ * A put announced by st_objstore_prepare costs less still: a worker creates
+ * the file under its final name and fsyncs the directory ahead of time (a
+ * "prepared" key, at most PREPARED of them), so the put itself is write +
+ * fdatasync -- one flush instead of a file flush and a directory flush one
+ * after the other.  Until its put is answered a prepared key is no object:
+ * list walks past it, get finds nothing, del leaves it alone (so no garbage
+ * collection can unlink the file under a put still writing it).  The name
+ * is durable before any byte is, so a crash can leave a prepared key's file
+ * empty or half written under its final name; whoever commits a reference
+ * to an object before its put is answered must check the bytes after a
+ * crash, not the name (st_log's commit-ahead check does, and calls
+ * st_objstore_sync on what it keeps).  Prepared files never used are
+ * unlinked when the store is freed; after a crash they are unreferenced
+ * objects for garbage collection.
+ *
  * A large put whose bytes start on a 4 KiB boundary is written with O_DIRECT
  * (its 4 KiB-aligned part; the tail, if any, through the page cache): the
  * device reads the caller's buffer itself, so the per-byte copy into the
@@ -70,7 +85,8 @@
  * 6 ms with 1 MiB writes, which keep 96% of the large write's speed). */
 #define DIRECT_SLICE (1u << 20)
 
-#define SPARES 2 /* temp files created ahead of the puts that will use them */
+#define SPARES 2   /* temp files created ahead of the puts that will use them */
+#define PREPARED 4 /* keys created ahead of their puts (st_objstore_prepare) */
 
 typedef enum spare_state { SPARE_EMPTY, SPARE_FILLING, SPARE_READY } spare_state_t;
 
@@ -81,6 +97,22 @@ typedef struct spare {
     char name[96];         /* the temp file's name in @dir */
     int fd;                /* open for writing (SPARE_READY) */
 } spare_t;
+
+typedef enum prep_state {
+    PREP_EMPTY,    /* free */
+    PREP_QUEUED,   /* reserved on the loop, its job not started (a put cancels it) */
+    PREP_CREATING, /* a worker is creating the file (a put waits for it) */
+    PREP_READY,    /* created, durable name, fd open for writing */
+    PREP_TAKEN,    /* a put is writing it */
+} prep_state_t;
+
+/* A key prepared for its put.  Guarded by prep_mu. */
+typedef struct prep {
+    prep_state_t state;
+    uint64_t gen;          /* which reservation: a stale job leaves the slot alone */
+    char key[KEY_MAX + 1]; /* set from QUEUED on */
+    int fd;                /* PREP_READY */
+} prep_t;
 
 /* An add-only set of directory paths (relative to root) whose entry in the
  * parent directory is known to be durable.  Guarded by dirs_mu. */
@@ -100,9 +132,13 @@ typedef struct st_objstore_dir {
     dirset_t dirs; /* directories already fsynced into their parent */
     pthread_mutex_t spare_mu;
     spare_t spares[SPARES]; /* state set on the loop (EMPTY -> FILLING) and workers */
+    pthread_mutex_t prep_mu;
+    pthread_cond_t prep_cv; /* a slot left PREP_CREATING */
+    prep_t preps[PREPARED];
+    uint64_t prep_gen; /* last reservation's gen */
 } st_objstore_dir_t;
 
-typedef enum op_kind { OP_PUT, OP_GET, OP_LIST, OP_DEL } op_kind_t;
+typedef enum op_kind { OP_PUT, OP_GET, OP_LIST, OP_DEL, OP_SYNC } op_kind_t;
 
 typedef struct dir_op {
     st_objstore_dir_t *ds;
@@ -110,7 +146,7 @@ typedef struct dir_op {
     st_err_t err; /* result; set before submit for a rejected argument (work skips) */
     char *key;    /* owned copy; the prefix for OP_LIST */
     union {
-        st_done_cb done; /* put, del */
+        st_done_cb done; /* put, del, sync */
         st_data_cb data; /* get */
         st_list_cb list; /* list */
     } cb;
@@ -398,6 +434,62 @@ static int spare_take(st_objstore_dir_t *ds, const char *dir, char *tmp, size_t 
     return fd;
 }
 
+/* 1 when @key is prepared (or being put through its preparation): no
+ * object yet for get, list and del. */
+static int prep_hidden(st_objstore_dir_t *ds, const char *key)
+{
+    int hidden = 0;
+    pthread_mutex_lock(&ds->prep_mu);
+    for (int i = 0; i < PREPARED && !hidden; i++)
+        hidden = ds->preps[i].state != PREP_EMPTY && strcmp(ds->preps[i].key, key) == 0;
+    pthread_mutex_unlock(&ds->prep_mu);
+    return hidden;
+}
+
+/* The slot prepared for @key, now PREP_TAKEN, or NULL (a queued one is
+ * cancelled; one being created is waited for).  @thread worker */
+static prep_t *prep_take(st_objstore_dir_t *ds, const char *key)
+{
+    prep_t *found = NULL;
+    pthread_mutex_lock(&ds->prep_mu);
+    for (;;) {
+        found = NULL;
+        for (int i = 0; i < PREPARED && !found; i++)
+            if (ds->preps[i].state != PREP_EMPTY && strcmp(ds->preps[i].key, key) == 0)
+                found = &ds->preps[i];
+        /* Creating runs on another worker (never queued behind us): wait. */
+        if (!found || found->state != PREP_CREATING)
+            break;
+        pthread_cond_wait(&ds->prep_cv, &ds->prep_mu);
+    }
+    if (found && found->state == PREP_QUEUED)
+        found->state = PREP_EMPTY; /* its job finds the slot gone */
+    if (found && found->state != PREP_READY)
+        found = NULL; /* PREP_TAKEN: another put of the key, which fails EXISTS */
+    if (found)
+        found->state = PREP_TAKEN;
+    pthread_mutex_unlock(&ds->prep_mu);
+    return found;
+}
+
+/* Write the prepared file of slot @p (taken) and flush it: the name is
+ * durable already.  A failed put unlinks it, as if never prepared. */
+static st_err_t put_prepared(st_objstore_dir_t *ds, prep_t *p, const uint8_t *data, size_t len)
+{
+    st_err_t err = ST_OK;
+    if (write_object(p->fd, data, len) != 0 || fdatasync(p->fd) != 0)
+        err = ST_ERR_IO;
+    if (close(p->fd) != 0 && err == ST_OK)
+        err = ST_ERR_IO;
+    if (err != ST_OK)
+        unlinkat(ds->rootfd, p->key, 0);
+    pthread_mutex_lock(&ds->prep_mu);
+    p->fd = -1;
+    p->state = PREP_EMPTY;
+    pthread_mutex_unlock(&ds->prep_mu);
+    return err;
+}
+
 /* Write, fsync and publish the temp file; @returns the result code. */
 static st_err_t put_into(st_objstore_dir_t *ds, int dfd, const char *dir, const char *name,
                          const uint8_t *data, size_t len)
@@ -432,6 +524,11 @@ static st_err_t put_into(st_objstore_dir_t *ds, int dfd, const char *dir, const 
 static void put_work(dir_op_t *op)
 {
     st_objstore_dir_t *ds = op->ds;
+    prep_t *p = prep_take(ds, op->key);
+    if (p) {
+        op->err = put_prepared(ds, p, op->data, op->len);
+        return;
+    }
     const char *slash = strrchr(op->key, '/');
     if (!slash) {
         op->err = put_into(ds, ds->rootfd, "", op->key, op->data, op->len);
@@ -520,6 +617,100 @@ static void spare_refill(st_objstore_dir_t *ds, const char *key)
     }
 }
 
+typedef struct prep_job {
+    st_objstore_dir_t *ds;
+    prep_t *p;
+    uint64_t gen;
+} prep_job_t;
+
+/* Create the file of a queued preparation and make its name durable.
+ * @thread worker */
+static void prep_work(void *arg)
+{
+    prep_job_t *j = arg;
+    st_objstore_dir_t *ds = j->ds;
+    prep_t *p = j->p;
+    char key[KEY_MAX + 1];
+    pthread_mutex_lock(&ds->prep_mu);
+    bool mine = p->gen == j->gen && p->state == PREP_QUEUED;
+    if (mine) {
+        p->state = PREP_CREATING;
+        memcpy(key, p->key, sizeof key);
+    }
+    pthread_mutex_unlock(&ds->prep_mu);
+    if (!mine)
+        return; /* a put came first and cancelled it */
+    int fd = -1;
+    const char *slash = strrchr(key, '/');
+    char dir[KEY_MAX + 1] = "";
+    if (slash) {
+        memcpy(dir, key, (size_t)(slash - key));
+        dir[slash - key] = '\0';
+    }
+    if (!slash || dir_durable(ds, dir) == 0) {
+        int dfd = slash ? openat(ds->rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : ds->rootfd;
+        const char *name = slash ? slash + 1 : key;
+        if (dfd >= 0) {
+            fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            if (fd >= 0 && fsync(dfd) != 0) {
+                close(fd);
+                unlinkat(dfd, name, 0);
+                fd = -1;
+            }
+            if (dfd != ds->rootfd)
+                close(dfd);
+        }
+    }
+    pthread_mutex_lock(&ds->prep_mu);
+    p->fd = fd;
+    p->state = fd >= 0 ? PREP_READY : PREP_EMPTY; /* failed: the put goes the usual way */
+    pthread_cond_broadcast(&ds->prep_cv);
+    pthread_mutex_unlock(&ds->prep_mu);
+}
+
+/* st_objstore_prepare: reserve a free slot for @key and create its file on
+ * a worker.  A preparation is never given up for another: its put may still
+ * be on its way (a put that found its file taken away would fail EXISTS),
+ * so one whose put never comes holds its slot until the store is freed,
+ * and with every slot so held puts simply go the usual way.
+ * @thread loop */
+static void dir_prepare(st_objstore_t *os, const char *key)
+{
+    st_objstore_dir_t *ds = (st_objstore_dir_t *)os;
+    if (!key_ok(key))
+        return;
+    prep_job_t *j = malloc(sizeof *j);
+    if (!j)
+        return;
+    pthread_mutex_lock(&ds->prep_mu);
+    prep_t *p = NULL;
+    for (int i = 0; i < PREPARED; i++) {
+        prep_t *q = &ds->preps[i];
+        if (q->state != PREP_EMPTY && strcmp(q->key, key) == 0) {
+            p = NULL; /* prepared already */
+            break;
+        }
+        if (q->state == PREP_EMPTY && !p)
+            p = q;
+    }
+    if (p) {
+        snprintf(p->key, sizeof p->key, "%s", key);
+        p->state = PREP_QUEUED;
+        p->gen = ++ds->prep_gen;
+        *j = (prep_job_t){ds, p, p->gen};
+    }
+    pthread_mutex_unlock(&ds->prep_mu);
+    if (!p || st_pool_submit(ds->pool, prep_work, free, j) != 0) {
+        if (p) {
+            pthread_mutex_lock(&ds->prep_mu);
+            if (p->gen == j->gen && p->state == PREP_QUEUED)
+                p->state = PREP_EMPTY;
+            pthread_mutex_unlock(&ds->prep_mu);
+        }
+        free(j);
+    }
+}
+
 /* ---------------------------------------------------------------- get */
 
 /* Read up to @n bytes at @off; the bytes read, or -1 with errno. */
@@ -579,6 +770,10 @@ static int read_direct(dir_op_t *op, int fd, uint64_t avail)
 
 static void get_work(dir_op_t *op)
 {
+    if (prep_hidden(op->ds, op->key)) {
+        op->err = ST_ERR_NOT_FOUND;
+        return;
+    }
     int fd = openat(op->ds->rootfd, op->key, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         op->err = (errno == ENOENT || errno == ENOTDIR) ? ST_ERR_NOT_FOUND : ST_ERR_IO;
@@ -711,7 +906,8 @@ static st_err_t list_walk(dir_op_t *op, int dfd, char *path, size_t plen, const 
             break;
         }
         if (S_ISREG(st.st_mode)) {
-            if (op->start_after && strcmp(path, op->start_after) <= 0)
+            if ((op->start_after && strcmp(path, op->start_after) <= 0) ||
+                prep_hidden(op->ds, path))
                 continue;
             if (list_add(op, path, &st) != 0) {
                 err = ST_ERR_NOMEM;
@@ -779,6 +975,10 @@ static void list_work(dir_op_t *op)
 static void del_work(dir_op_t *op)
 {
     st_objstore_dir_t *ds = op->ds;
+    if (prep_hidden(ds, op->key)) {
+        op->err = ST_OK; /* no object yet: nothing to delete */
+        return;
+    }
     if (unlinkat(ds->rootfd, op->key, 0) != 0) {
         /* Missing (or a directory, which is no object): nothing to delete. */
         op->err = (errno == ENOENT || errno == ENOTDIR || errno == EISDIR) ? ST_OK : ST_ERR_IO;
@@ -790,6 +990,41 @@ static void del_work(dir_op_t *op)
     memcpy(dir, op->key, dlen);
     dir[dlen] = '\0';
     op->err = fsync_dir(ds->rootfd, dir) == 0 ? ST_OK : ST_ERR_IO;
+}
+
+/* ---------------------------------------------------------------- sync */
+
+static void sync_work(dir_op_t *op)
+{
+    st_objstore_dir_t *ds = op->ds;
+    if (prep_hidden(ds, op->key)) {
+        op->err = ST_ERR_NOT_FOUND;
+        return;
+    }
+    int fd = openat(ds->rootfd, op->key, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        op->err = (errno == ENOENT || errno == ENOTDIR) ? ST_ERR_NOT_FOUND : ST_ERR_IO;
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        op->err = S_ISDIR(st.st_mode) ? ST_ERR_NOT_FOUND : ST_ERR_IO;
+        close(fd);
+        return;
+    }
+    int rc = fsync(fd);
+    close(fd);
+    char dir[KEY_MAX + 1];
+    const char *slash = strrchr(op->key, '/');
+    size_t dlen = slash ? (size_t)(slash - op->key) : 0;
+    memcpy(dir, op->key, dlen);
+    dir[dlen] = '\0';
+    /* The key's directories may be a crashed writer's too. */
+    if (rc == 0 && dlen)
+        rc = dir_durable(ds, dir);
+    if (rc == 0)
+        rc = fsync_dir(ds->rootfd, dir);
+    op->err = rc == 0 ? ST_OK : ST_ERR_IO;
 }
 
 /* ---------------------------------------------------------------- plumbing */
@@ -823,6 +1058,9 @@ static void op_work(void *arg)
     case OP_DEL:
         del_work(op);
         break;
+    case OP_SYNC:
+        sync_work(op);
+        break;
     }
 }
 
@@ -836,6 +1074,7 @@ static void op_after(void *arg)
         op->cb.done(op->err, op->arg);
         break;
     case OP_DEL:
+    case OP_SYNC:
         op->cb.done(op->err, op->arg);
         break;
     case OP_GET:
@@ -940,6 +1179,15 @@ static int dir_del(st_objstore_t *os, const char *key, st_done_cb cb, void *arg)
     return op_submit(op);
 }
 
+static int dir_sync(st_objstore_t *os, const char *key, st_done_cb cb, void *arg)
+{
+    dir_op_t *op = op_new(os, OP_SYNC, key, arg);
+    if (!op)
+        return -1;
+    op->cb.done = cb;
+    return op_submit(op);
+}
+
 static void dir_free(st_objstore_t *os)
 {
     st_objstore_dir_t *ds = (st_objstore_dir_t *)os;
@@ -953,10 +1201,19 @@ static void dir_free(st_objstore_t *os)
         snprintf(path, sizeof path, "%s%s%s", sp->dir, *sp->dir ? "/" : "", sp->name);
         unlinkat(ds->rootfd, path, 0);
     }
+    for (int i = 0; i < PREPARED; i++) { /* never put: not left behind */
+        prep_t *p = &ds->preps[i];
+        if (p->state != PREP_READY)
+            continue;
+        close(p->fd);
+        unlinkat(ds->rootfd, p->key, 0);
+    }
     if (ds->rootfd >= 0)
         close(ds->rootfd);
     pthread_mutex_destroy(&ds->spare_mu);
     pthread_mutex_destroy(&ds->dirs_mu);
+    pthread_mutex_destroy(&ds->prep_mu);
+    pthread_cond_destroy(&ds->prep_cv);
     dirset_deinit(&ds->dirs);
     free(ds);
 }
@@ -968,6 +1225,8 @@ static const st_objstore_ops_t dir_ops = {
     .get_into = dir_get_into,
     .list = dir_list,
     .del = dir_del,
+    .prepare = dir_prepare,
+    .sync = dir_sync,
     .free = dir_free,
 };
 
@@ -1041,6 +1300,10 @@ st_objstore_t *st_objstore_dir_new(struct event_base *base, const char *root, in
     pthread_mutex_init(&ds->spare_mu, NULL);
     for (int i = 0; i < SPARES; i++)
         ds->spares[i].fd = -1;
+    pthread_mutex_init(&ds->prep_mu, NULL);
+    pthread_cond_init(&ds->prep_cv, NULL);
+    for (int i = 0; i < PREPARED; i++)
+        ds->preps[i].fd = -1;
     ds->pool = st_pool_new(base, nthreads, "nh-objdir");
     if (!ds->pool) {
         snprintf(errstr, errstr_size, "object store directory %s: cannot start worker threads",
@@ -1048,6 +1311,8 @@ st_objstore_t *st_objstore_dir_new(struct event_base *base, const char *root, in
         close(rootfd);
         pthread_mutex_destroy(&ds->spare_mu);
         pthread_mutex_destroy(&ds->dirs_mu);
+        pthread_mutex_destroy(&ds->prep_mu);
+        pthread_cond_destroy(&ds->prep_cv);
         free(ds);
         return NULL;
     }

@@ -316,6 +316,19 @@ static int faulty_del(st_objstore_t *os, const char *key, st_done_cb cb, void *a
     return 0;
 }
 
+/* ---------------------------------------------------------------- passed through */
+
+/* No faults: a preparation is a hint, a sync a start-up flush. */
+static void faulty_prepare(st_objstore_t *os, const char *key)
+{
+    st_objstore_prepare(((st_objstore_faulty_t *)os)->inner, key);
+}
+
+static int faulty_sync(st_objstore_t *os, const char *key, st_done_cb cb, void *arg)
+{
+    return st_objstore_sync(((st_objstore_faulty_t *)os)->inner, key, cb, arg);
+}
+
 /* ---------------------------------------------------------------- lifetime */
 
 static void faulty_free(st_objstore_t *os)
@@ -340,6 +353,8 @@ static const st_objstore_ops_t faulty_ops = {
     .get_range = faulty_get_range,
     .list = faulty_list,
     .del = faulty_del,
+    .prepare = faulty_prepare,
+    .sync = faulty_sync,
     .free = faulty_free,
 };
 

@@ -24,10 +24,11 @@
 #include "st_objstore.h"
 #include "log_fx.h"
 
+/* Objects on disk; the empty file prepared for the next put is none yet. */
 static size_t count_objects(fx_t *f)
 {
     char cmd[400];
-    snprintf(cmd, sizeof cmd, "find %s/objects -type f -name '*.nho' | wc -l", f->dir);
+    snprintf(cmd, sizeof cmd, "find %s/objects -type f -name '*.nho' -size +0 | wc -l", f->dir);
     FILE *p = popen(cmd, "r");
     size_t n = 0;
     assert_int_equal(fscanf(p, "%zu", &n), 1);
@@ -720,15 +721,44 @@ static void ahead_crash_child(const fx_t *pf)
     _exit(6);
 }
 
-/* A crash between a manifest committed ahead and its object: the next
- * start finds the object missing, deletes the manifest (its records were
- * never acknowledged) and gives the offsets out again. */
-static void test_commit_ahead_crash(void **state)
+typedef struct newest {
+    res_t r;
+    char okey[256];
+    uint64_t size;
+} newest_t;
+
+static void newest_cb(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev, void *arg)
 {
-    fx_t *f = *state;
+    (void)more, (void)rev;
+    newest_t *nw = arg;
+    nw->r.err = err;
+    st_manifest_t m;
+    if (err == ST_OK && n > 0 &&
+        st_manifest_decode(kvs[n - 1].val, kvs[n - 1].val_len, &m) == ST_OK) {
+        snprintf(nw->okey, sizeof nw->okey, "%.*s", (int)m.object_key.len, m.object_key.ptr);
+        nw->size = m.object_size;
+        free((void *)m.chunks);
+        free((void *)m.prods);
+    }
+    nw->r.done++;
+}
+
+/* What a crash can leave of a prepared object (st_objstore_prepare: the
+ * final name exists before the bytes do). */
+typedef enum ahead_damage { AHEAD_MISSING, AHEAD_EMPTY, AHEAD_SHORT, AHEAD_ZEROS } ahead_damage_t;
+
+/* A crash between a manifest committed ahead and its object: the next
+ * start finds the object missing -- or, prepared, there but empty, short
+ * or of the right length without the right bytes -- deletes the manifest
+ * (its records were never acknowledged) and gives the offsets out again. */
+static void ahead_crash(fx_t *f, ahead_damage_t damage)
+{
     reopen_ahead(f);
-    st_topic_t *t = create(f, "ahead3", 1);
-    assert_int_equal(append_one(f, t->parts[0], 2, 100).off, 0);
+    st_topic_t *t = st_log_topic(f->log, "ahead3", 6);
+    if (!t)
+        t = create(f, "ahead3", 1);
+    int64_t hw = st_part_hw(t->parts[0]);
+    assert_int_equal(append_one(f, t->parts[0], 2, 100).off, hw);
     fx_close(f);
     fflush(NULL);
     pid_t pid = fork();
@@ -739,14 +769,46 @@ static void test_commit_ahead_crash(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+    if (damage != AHEAD_MISSING) {
+        /* The child's manifest (the newest) names an object never written. */
+        struct event_base *base = event_base_new();
+        char errstr[256], path[600];
+        snprintf(path, sizeof path, "%s/meta.db", f->dir);
+        st_meta_t *meta = st_meta_sqlite_new(base, path, errstr, sizeof errstr);
+        assert_non_null(meta);
+        newest_t nw = {0};
+        assert_int_equal(st_meta_range(meta, MANIFESTS, true, 0, newest_cb, &nw), 0);
+        while (!nw.r.done)
+            event_base_loop(base, EVLOOP_ONCE);
+        st_meta_free(meta);
+        event_base_free(base);
+        assert_int_equal(nw.r.err, ST_OK);
+        assert_true(nw.size > 0);
+        snprintf(path, sizeof path, "%s/objects/%s", f->dir, nw.okey);
+        FILE *o = fopen(path, "wx");
+        assert_non_null(o);
+        size_t n = damage == AHEAD_EMPTY ? 0 : damage == AHEAD_SHORT ? nw.size - 1 : nw.size;
+        uint8_t *zeros = calloc(1, nw.size);
+        if (damage == AHEAD_SHORT)
+            memcpy(zeros, "NUTHOBJ1", 8);
+        assert_int_equal(fwrite(zeros, 1, n, o), n);
+        free(zeros);
+        assert_int_equal(fclose(o), 0);
+    }
     fx_open(f);
     st_log_stats_t s;
     st_log_stats(f->log, &s);
     assert_int_equal(s.manifests_unwound, 1);
     t = st_log_topic(f->log, "ahead3", 6);
-    assert_int_equal(st_part_hw(t->parts[0]), 2);
-    assert_int_equal(append_one(f, t->parts[0], 1, 300).off, 2);
-    reopen_expect(f, "ahead3", 3, 2, 1);
+    assert_int_equal(st_part_hw(t->parts[0]), hw + 2);
+    assert_int_equal(append_one(f, t->parts[0], 1, 300).off, hw + 2);
+    reopen_expect(f, "ahead3", hw + 3, hw + 2, 1);
+}
+
+static void test_commit_ahead_crash(void **state)
+{
+    for (ahead_damage_t d = AHEAD_MISSING; d <= AHEAD_ZEROS; d++)
+        ahead_crash(*state, d);
 }
 
 /* A commit whose reply is lost after it applied is resolved as committed:

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kp_batch.h"
@@ -307,6 +308,7 @@ static size_t count_keys(fx_t *f, const char *prefix)
     return r.n;
 }
 
+/* Objects on disk; the empty file prepared for the next put is none yet. */
 static size_t count_objects(fx_t *f)
 {
     char path[512];
@@ -315,8 +317,10 @@ static size_t count_objects(fx_t *f)
     size_t n = 0;
     if (!d)
         return 0;
+    struct stat st;
     for (struct dirent *e; (e = readdir(d));)
-        n += strstr(e->d_name, ".nho") != NULL;
+        n += strstr(e->d_name, ".nho") != NULL && fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
+             st.st_size > 0;
     closedir(d);
     return n;
 }

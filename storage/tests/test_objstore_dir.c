@@ -853,6 +853,122 @@ static void test_spare_temp_files(void **state)
     res_reset(&r);
 }
 
+/* Run the loop until the file under the store's root at @rel exists. */
+static void wait_file(fix_t *f, const char *rel)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", f->store_root, rel);
+    double t0 = now_s();
+    while (access(path, F_OK) != 0) {
+        assert_true(now_s() - t0 < WAIT_LIMIT_S);
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+}
+
+static st_err_t sync_key(fix_t *f, const char *key)
+{
+    res_t r = {0};
+    r.in_call = 1;
+    assert_int_equal(st_objstore_sync(f->os, key, done_cb, &r), 0);
+    r.in_call = 0;
+    assert_int_equal(r.done, 0);
+    wait1(f, &r);
+    return r.err;
+}
+
+/* st_objstore_prepare: the file exists under its final name before the
+ * put, yet is no object until the put is answered -- not listed, not
+ * found, not deleted -- and the put fills that very file. */
+static void test_prepared(void **state)
+{
+    fix_t *f = *state;
+    res_t r = {0};
+    char path[512];
+    struct stat st, st2;
+    st_objstore_prepare(f->os, "pp/a");
+    wait_file(f, "pp/a");
+    snprintf(path, sizeof path, "%s/pp/a", f->store_root);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    list(f, "", NULL, 100, &r);
+    assert_int_equal(r.n, 0);
+    get(f, "pp/a", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_ERR_NOT_FOUND);
+    assert_int_equal(sync_key(f, "pp/a"), ST_ERR_NOT_FOUND);
+    assert_int_equal(del(f, "pp/a"), ST_OK);
+    assert_int_equal(access(path, F_OK), 0); /* garbage collection cannot take it */
+    assert_int_equal(put_str(f, "pp/a", "prepared"), ST_OK);
+    assert_int_equal(lstat(path, &st2), 0);
+    assert_int_equal(st2.st_ino, st.st_ino);
+    get(f, "pp/a", 0, ST_OBJ_TO_END, &r);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(r.len, 8);
+    assert_memory_equal(r.data, "prepared", 8);
+    list(f, "", NULL, 100, &r);
+    assert_string_equal(joined(&r), "pp/a");
+    assert_int_equal(put_str(f, "pp/a", "again"), ST_ERR_EXISTS);
+    assert_int_equal(sync_key(f, "pp/a"), ST_OK);
+    assert_int_equal(sync_key(f, "pp/none"), ST_ERR_NOT_FOUND);
+
+    /* Prepared twice: one file; of an existing object: the put still
+     * fails EXISTS and the object keeps its bytes. */
+    st_objstore_prepare(f->os, "pp/b");
+    st_objstore_prepare(f->os, "pp/b");
+    st_objstore_prepare(f->os, "pp/a");
+    wait_file(f, "pp/b");
+    assert_int_equal(put_str(f, "pp/a", "other"), ST_ERR_EXISTS);
+    get(f, "pp/a", 0, ST_OBJ_TO_END, &r);
+    assert_memory_equal(r.data, "prepared", 8);
+    assert_int_equal(put_str(f, "pp/b", "b"), ST_OK);
+
+    /* A put right behind its preparation (queued, being created or
+     * ready): each lands whole, nothing is left over. */
+    for (int i = 0; i < 40; i++) {
+        char key[32], val[32];
+        snprintf(key, sizeof key, "race/%02d", i);
+        snprintf(val, sizeof val, "value %d", i);
+        st_objstore_prepare(f->os, key);
+        if (i % 4 == 1)
+            usleep(100);
+        assert_int_equal(put_str(f, key, val), ST_OK);
+        get(f, key, 0, ST_OBJ_TO_END, &r);
+        assert_int_equal(r.err, ST_OK);
+        assert_int_equal(r.len, strlen(val));
+        assert_memory_equal(r.data, val, r.len);
+    }
+    list(f, "race/", NULL, 100, &r);
+    assert_int_equal(r.n, 40);
+
+    /* More preparations than slots: the extra ones are ignored, and their
+     * puts go the usual way. */
+    for (int i = 0; i < 6; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "many/%d", i);
+        st_objstore_prepare(f->os, key);
+    }
+    wait_file(f, "many/0");
+    for (int i = 5; i >= 0; i--) {
+        char key[32];
+        snprintf(key, sizeof key, "many/%d", i);
+        assert_int_equal(put_str(f, key, key), ST_OK);
+        get(f, key, 0, ST_OBJ_TO_END, &r);
+        assert_memory_equal(r.data, key, r.len);
+    }
+
+    /* Prepared and never put: gone with the store. */
+    st_objstore_prepare(f->os, "pp/unused");
+    wait_file(f, "pp/unused");
+    st_objstore_free(f->os);
+    snprintf(path, sizeof path, "%s/pp/unused", f->store_root);
+    assert_int_not_equal(access(path, F_OK), 0);
+    f->os = open_store(f, 2);
+    list(f, "pp/", NULL, 100, &r);
+    assert_string_equal(joined(&r), "pp/a pp/b");
+    assert_int_equal(count_tmp_freed(f), 0);
+    res_reset(&r);
+}
+
 static void test_free_drains_and_reopen(void **state)
 {
     fix_t *f = *state;
@@ -1232,6 +1348,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_refuses_new_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_io_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prepared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_borrows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faulty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faulty_free_delivers, setup, teardown),
