@@ -208,7 +208,8 @@ class NuthatchServer:
                                                  ETCD_NAMESPACE)}
 
     def object_files(self):
-        """Paths of the flush objects as files on disk, sorted."""
+        """Paths of the flush objects as files on disk, sorted.  The directory
+        store's empty file created ahead of the next put is no object yet."""
         if self.backend == "s3":
             root, suffix = os.path.join(self.services.s3_dir, self.services.bucket), \
                 ".nho._S3rver_object"
@@ -216,7 +217,13 @@ class NuthatchServer:
             root, suffix = os.path.join(self.data_dir, "objects"), ".nho"
         out = []
         for d, _, files in os.walk(root):
-            out += [os.path.join(d, f) for f in files if f.endswith(suffix)]
+            for f in files:
+                p = os.path.join(d, f)
+                try:
+                    if f.endswith(suffix) and os.path.getsize(p) > 0:
+                        out.append(p)
+                except FileNotFoundError:
+                    pass  # deleted (garbage collection) while we looked
         return sorted(out)
 
     def meta_range(self, prefix):

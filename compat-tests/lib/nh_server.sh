@@ -131,12 +131,13 @@ nh_stop() {
 }
 
 # The flush objects as files: under data.dir/objects (embedded), or in
-# s3rver's directory (s3), one path a line.
+# s3rver's directory (s3), one path a line.  The directory store's empty
+# file created ahead of the next put is no object yet.
 nh_object_files() {
     if [ "$NH_BACKEND" = s3 ]; then
         [ -z "$NH_S3_DIR" ] || find "$NH_S3_DIR/$NH_S3_BUCKET" -type f -name '*.nho._S3rver_object'
     else
-        find "$NH_DIR/data/objects" -type f -name '*.nho' 2>/dev/null
+        find "$NH_DIR/data/objects" -type f -name '*.nho' -size +0 2>/dev/null
     fi
 }
 
