@@ -271,9 +271,9 @@ int64_t st_log__take_seq(st_log_t *log, char *key, size_t cap)
     return seq;
 }
 
-/* Called as each flush's put is answered rather than as a flush is built:
- * the preparation's directory flush would otherwise run beside the put's
- * own and slow it. */
+/* Called as each flush's put is answered: at a light load the next flush
+ * comes milliseconds later and finds its file made; under load puts follow
+ * each other closely and go the usual way when it is not (yet) ready. */
 void st_log__prepare_next(st_log_t *log)
 {
     char key[96];
