@@ -503,10 +503,11 @@ O=$OUT
     done
     echo
     echo "Where the gateway's time goes.  Wall time: the averages (ms) of the gateway's own"
-    echo "histograms over each latency run -- one object PUT (write + fsync + rename + directory"
-    echo "fsync on the directory store), one metadata commit (SQLite or etcd transaction), one"
-    echo "flush (from the object's build to the commit's answer) and one Produce request (from"
-    echo "its arrival to its response)."
+    echo "histograms over each latency run -- one object PUT (on the directory store write +"
+    echo "fdatasync into the file made ahead for it, else write + fsync + rename + directory"
+    echo "fsync), one metadata commit (SQLite or etcd transaction), one flush (from the object's"
+    echo "build to the commit's answer) and one Produce request (from its arrival to its"
+    echo "response)."
     echo
     row " run " " measurement " " embedded " " S3 + etcd "
     row "---" "---" "---:" "---:"
