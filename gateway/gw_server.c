@@ -13,6 +13,8 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -359,6 +361,7 @@ typedef struct run_ctx {
     int64_t give_up_ms;  /* start-up: no new try after this (monotonic ms) */
     int tries;           /* start-up tries so far */
     int status;          /* exit status */
+    int dir_lock;        /* data.dir, flock()ed while stores live there, or -1 */
     bool stopping;       /* a signal arrived */
     bool opened;         /* the log opened: serving */
     bool clean;          /* the log closed within the deadline */
@@ -808,6 +811,30 @@ static int open_meta(run_ctx_t *ctx, char *errstr, size_t n)
     return ctx->meta ? 0 : -1;
 }
 
+/* One gateway per data.dir: a second one on the same directory would share
+ * the SQLite file and the object directory's prepared files (and take the
+ * fence from the first at every start).  The lock is the kernel's: it goes
+ * with the process however that ends.  0 or -1 with @errstr. */
+static int lock_data_dir(run_ctx_t *ctx, const char *dir, char *errstr, size_t n)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(errstr, n, "data.dir %.400s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            snprintf(errstr, n, "data.dir %.400s is in use by another nuthatch process", dir);
+        else
+            snprintf(errstr, n, "data.dir %.400s: cannot lock it: %s", dir, strerror(e));
+        return -1;
+    }
+    ctx->dir_lock = fd;
+    return 0;
+}
+
 /* Make the stores, bind the listener and start the first start-up try; 0
  * or -1 with @errstr. */
 static int run_open(run_ctx_t *ctx, char *errstr, size_t n)
@@ -819,7 +846,8 @@ static int run_open(run_ctx_t *ctx, char *errstr, size_t n)
         cfg->storage_url.kind == GW_STORAGE_S3 || cfg->metadata_url.kind == GW_METADATA_ETCD;
     /* data.dir is created only when a store lives on local disk: with S3
      * and etcd nothing is written there. */
-    if (local && mkdirs(cfg->data_dir, errstr, n) != 0)
+    if (local && (mkdirs(cfg->data_dir, errstr, n) != 0 ||
+                  lock_data_dir(ctx, cfg->data_dir, errstr, n) != 0))
         return -1;
     if (remote && !(ctx->curl = st_curl_new(ctx->base))) {
         snprintf(errstr, n, "cannot set up the HTTP client (libcurl)");
@@ -858,7 +886,7 @@ int gw_server_run(const gw_config_t *cfg)
     /* Storage's worker threads post completions to the loop. */
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN); /* a peer that went away is an EPIPE, not a death */
-    run_ctx_t ctx = {.cfg = cfg};
+    run_ctx_t ctx = {.cfg = cfg, .dir_lock = -1};
     char errstr[512] = "";
     ctx.base = event_base_new();
     if (!ctx.base) {
@@ -895,6 +923,8 @@ int gw_server_run(const gw_config_t *cfg)
         st_objstore_free(ctx.os);
         st_curl_free(ctx.curl);
         gw_metrics_free(ctx.metrics); /* after the stores: their last callbacks count */
+        if (ctx.dir_lock >= 0)
+            close(ctx.dir_lock);
     }
     event_free(ctx.sigterm);
     event_free(ctx.sigint);

@@ -119,6 +119,40 @@ grep -q 'WARN server: .*trying again' "$tmp/err" ||
     fail "unreachable stores: no retry logged: $(cat "$tmp/err")"
 [ ! -e "$tmp/never" ] || fail "data.dir was created with S3 and etcd stores"
 
+# wait_listening LOG: until the gateway logging to LOG serves (at most 10 s);
+# status 0 when it does.
+wait_listening() {
+    local i=0
+    while ! grep -q 'listening on' "$1" 2>/dev/null && [ $i -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    grep -q 'listening on' "$1"
+}
+
+# One gateway per data.dir: a second one on the same directory says so on
+# one error line and exits 1; the first goes on serving.
+"$bin" --data.dir "$tmp/shared" --listeners PLAINTEXT://127.0.0.1:0 \
+    >/dev/null 2>"$tmp/first.err" </dev/null &
+first=$!
+wait_listening "$tmp/first.err" || fail "data.dir lock: the first gateway did not serve"
+run_timeout --data.dir "$tmp/shared" --listeners PLAINTEXT://127.0.0.1:0
+[ "$status" -eq 1 ] || fail "data.dir lock: the second gateway exited $status, expected 1"
+[ "$(grep -c ' ERROR ' "$tmp/err")" -eq 1 ] &&
+    grep -q "ERROR server: data.dir $tmp/shared is in use by another nuthatch process" "$tmp/err" ||
+    fail "data.dir lock: no one error line saying so: $(cat "$tmp/err")"
+kill -0 "$first" 2>/dev/null || fail "data.dir lock: the first gateway died"
+kill -9 "$first"
+wait "$first" 2>/dev/null
+# The lock dies with its holder, however it ends: the next start serves.
+"$bin" --data.dir "$tmp/shared" --listeners PLAINTEXT://127.0.0.1:0 \
+    >/dev/null 2>"$tmp/again.err" </dev/null &
+again=$!
+wait_listening "$tmp/again.err" ||
+    fail "data.dir lock: no start after kill -9 of the holder: $(cat "$tmp/again.err")"
+kill "$again"
+wait "$again"
+
 # Where transparent huge pages are given on request, the gateway restarts
 # itself once (same pid) with glibc's heap asking for them; a GLIBC_TUNABLES
 # that sets glibc.malloc.hugetlb already is left alone, other tunables kept.
@@ -134,11 +168,7 @@ thp_env() {
                 >/dev/null 2>"$tmp/thp.err" </dev/null) &
     fi
     pid=$!
-    i=0
-    while ! grep -q 'listening on' "$tmp/thp.err" 2>/dev/null && [ $i -lt 100 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
+    wait_listening "$tmp/thp.err"
     env=$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^GLIBC_TUNABLES=//p')
     kill "$pid"
     wait "$pid"

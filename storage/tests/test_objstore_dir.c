@@ -263,15 +263,22 @@ static void list(fix_t *f, const char *prefix, const char *start_after, size_t m
     wait1(f, r);
 }
 
-static st_err_t del(fix_t *f, const char *key)
+/* Run @op (del, sync) on @key: started, answered later, once; its result. */
+static st_err_t key_op(fix_t *f, int (*op)(st_objstore_t *, const char *, st_done_cb, void *),
+                       const char *key)
 {
     res_t r = {0};
     r.in_call = 1;
-    assert_int_equal(st_objstore_del(f->os, key, done_cb, &r), 0);
+    assert_int_equal(op(f->os, key, done_cb, &r), 0);
     r.in_call = 0;
     assert_int_equal(r.done, 0);
     wait1(f, &r);
     return r.err;
+}
+
+static st_err_t del(fix_t *f, const char *key)
+{
+    return key_op(f, st_objstore_del, key);
 }
 
 /* The listing in @r, joined with spaces, for compact comparisons. */
@@ -868,13 +875,7 @@ static void wait_file(fix_t *f, const char *rel)
 
 static st_err_t sync_key(fix_t *f, const char *key)
 {
-    res_t r = {0};
-    r.in_call = 1;
-    assert_int_equal(st_objstore_sync(f->os, key, done_cb, &r), 0);
-    r.in_call = 0;
-    assert_int_equal(r.done, 0);
-    wait1(f, &r);
-    return r.err;
+    return key_op(f, st_objstore_sync, key);
 }
 
 /* st_objstore_prepare: the file exists under its final name before the
