@@ -100,7 +100,8 @@ if [ "${1:-}" = --one ]; then
     }
     rss_now() { awk '/^VmRSS:/ { print $2 }' "/proc/$NH_PID/status"; }
     # hists: sum and count of the gateway's latency histograms (object PUT,
-    # metadata commit, flush, Produce request), one "sum count" pair each.
+    # metadata commit, flush, Produce request, event-loop lag), one "sum
+    # count" pair each, then the loop-lag ticks at most 5 ms late.
     hists() {
         curl -fsS -m 5 "http://127.0.0.1:$MPORT/metrics" | awk '
             $1 == "nuthatch_object_request_duration_seconds_sum{op=\"put\"}" { v[1] = $2 }
@@ -111,14 +112,18 @@ if [ "${1:-}" = --one ]; then
             $1 == "nuthatch_flush_duration_seconds_count" { c[3] = $2 }
             $1 == "nuthatch_request_duration_seconds_sum{api=\"Produce\"}" { v[4] = $2 }
             $1 == "nuthatch_request_duration_seconds_count{api=\"Produce\"}" { c[4] = $2 }
-            END { for (i = 1; i <= 4; i++) printf "%s %s ", v[i] + 0, c[i] + 0 }'
+            $1 == "nuthatch_event_loop_lag_seconds_sum" { v[5] = $2 }
+            $1 == "nuthatch_event_loop_lag_seconds_count" { c[5] = $2 }
+            $1 == "nuthatch_event_loop_lag_seconds_bucket{le=\"0.005\"}" { le5 = $2 }
+            END { for (i = 1; i <= 5; i++) printf "%s %s ", v[i] + 0, c[i] + 0; printf "%s", le5 + 0 }'
     }
     # hist_avgs FILE BEFORE: the average (ms) of each histogram since BEFORE, into FILE.
     hist_avgs() {
         awk -v a="$2" -v b="$(hists)" 'BEGIN { n = split(a, x, " "); split(b, y, " ")
-            split("put commit flush produce", name, " ")
-            for (i = 1; i <= 4; i++) { dc = y[2 * i] - x[2 * i]
-                if (dc > 0) printf "avg_%s_ms=%.3f\n", name[i], (y[2 * i - 1] - x[2 * i - 1]) * 1000 / dc } }' >>"$1"
+            split("put commit flush produce looplag", name, " ")
+            for (i = 1; i <= 5; i++) { dc = y[2 * i] - x[2 * i]
+                if (dc > 0) printf "avg_%s_ms=%.3f\n", name[i], (y[2 * i - 1] - x[2 * i - 1]) * 1000 / dc }
+            if (dc > 0) printf "looplag_over5_pct=%.1f\n", 100 * (dc - (y[11] - x[11])) / dc }' >>"$1"
     }
     # A profile of the gateway while a phase runs (perf record of the
     # cpu-clock event, no call graphs), when perf works here: prof_start
@@ -506,17 +511,20 @@ O=$OUT
     echo "histograms over each latency run -- one object PUT (on the directory store write +"
     echo "fdatasync into the file made ahead for it, else write + fsync + rename + directory"
     echo "fsync), one metadata commit (SQLite or etcd transaction), one flush (from the object's"
-    echo "build to the commit's answer) and one Produce request (from its arrival to its"
-    echo "response)."
+    echo "build to the commit's answer), one Produce request (from its arrival to its"
+    echo "response) and the event loop's lag (how late a timer due every 100 ms ran:"
+    echo "\`nuthatch_event_loop_lag_seconds\`), with the share of its ticks more than 5 ms late."
     echo
     row " run " " measurement " " embedded " " S3 + etcd "
     row "---" "---" "---:" "---:"
     for ph in latency half; do
         name=light
         [ "$ph" = latency ] || name="half-rate"
-        for k in put commit flush produce; do
+        for k in put commit flush produce looplag; do
             row " $name " " $k " " $(kv "$O/embedded-$ph.kv" "avg_${k}_ms") " " $(kv "$O/s3-$ph.kv" "avg_${k}_ms") "
         done
+        row " $name " " loop ticks > 5 ms late (%) " " $(kv "$O/embedded-$ph.kv" looplag_over5_pct) " \
+            " $(kv "$O/s3-$ph.kv" looplag_over5_pct) "
     done
     for b in embedded s3; do
         for ph in produce latency; do

@@ -60,6 +60,9 @@ struct gw_metrics {
     gw_hist_t flush_size, flush_dur;
     gw_hist_t txn, range;
     uint64_t txn_err, txn_cmp_failed, range_err;
+    struct event *lag; /* a timer due every GW_METRICS_LAG_MS */
+    double lag_due;    /* when it is due (monotonic s) */
+    gw_hist_t loop_lag;
 };
 
 static int64_t now_ms(void)
@@ -504,6 +507,27 @@ static void probe_check_late(probe_t *p, int64_t now)
     snprintf(p->why, sizeof p->why, "%s unreachable: %s", p->what, why);
 }
 
+/* The loop's lag: how late a timer due every GW_METRICS_LAG_MS runs, which
+ * is how long the loop was elsewhere -- in callbacks, in page faults, or
+ * waiting for a CPU -- when it should have run it.  Re-armed from the time
+ * it ran, so one long stall counts once. */
+static void lag_arm(gw_metrics_t *m, double now)
+{
+    struct timeval tv = {GW_METRICS_LAG_MS / 1000, (GW_METRICS_LAG_MS % 1000) * 1000};
+    m->lag_due = now + GW_METRICS_LAG_MS / 1000.0;
+    event_add(m->lag, &tv);
+}
+
+static void lag_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gw_metrics_t *m = arg;
+    double now = now_s();
+    double late = now - m->lag_due; /* the loop's clock may run it a hair early */
+    hist_add(&m->loop_lag, lat_bounds, GW_HIST_LAT_N, late > 0 ? late : 0);
+    lag_arm(m, now);
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -657,6 +681,9 @@ char *gw_metrics_render(gw_metrics_t *m)
     head(b, "nuthatch_flush_duration_seconds", "histogram",
          "Time from the start of a flush object's upload to its manifest's commit.");
     put_hist(b, "nuthatch_flush_duration_seconds", "", &m->flush_dur, lat_bounds, GW_HIST_LAT_N);
+    head(b, "nuthatch_event_loop_lag_seconds", "histogram",
+         "How late a timer due every 100 ms ran on the event loop.");
+    put_hist(b, "nuthatch_event_loop_lag_seconds", "", &m->loop_lag, lat_bounds, GW_HIST_LAT_N);
 
     head(b, "nuthatch_metadata_commit_duration_seconds", "histogram",
          "Metadata-store transaction latency (manifest commits and catalog changes).");
@@ -842,7 +869,8 @@ int gw_metrics_start(gw_metrics_t *m, const char *listen, char *errstr, size_t n
     }
     m->http = evhttp_new(m->base);
     m->tick = event_new(m->base, -1, EV_PERSIST, tick_cb, m);
-    if (!m->http || !m->tick) {
+    m->lag = evtimer_new(m->base, lag_cb, m);
+    if (!m->http || !m->tick || !m->lag) {
         snprintf(errstr, n, "metrics: out of memory");
         return -1;
     }
@@ -866,6 +894,7 @@ int gw_metrics_start(gw_metrics_t *m, const char *listen, char *errstr, size_t n
     struct timeval tv = {GW_METRICS_PROBE_MS / 1000, (GW_METRICS_PROBE_MS % 1000) * 1000};
     event_add(m->tick, &tv);
     event_active(m->tick, 0, 0);
+    lag_arm(m, now_s());
     gw_log_info("metrics", "serving /metrics, /healthz and /readyz on %s:%d",
                 host[0] ? host : "0.0.0.0", m->port);
     return 0;
@@ -902,6 +931,8 @@ void gw_metrics_free(gw_metrics_t *m)
         return;
     if (m->tick)
         event_free(m->tick);
+    if (m->lag)
+        event_free(m->lag);
     if (m->http)
         evhttp_free(m->http);
     free(m);

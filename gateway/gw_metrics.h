@@ -37,6 +37,7 @@ struct gw_server;
 
 #define GW_METRICS_PROBE_MS 1000
 #define GW_METRICS_PROBE_TIMEOUT_MS 2000
+#define GW_METRICS_LAG_MS 100 /* nuthatch_event_loop_lag_seconds: a timer this often */
 
 /* Latency buckets (seconds) and size buckets (bytes); +Inf implied. */
 #define GW_HIST_LAT_N 15

@@ -378,12 +378,56 @@ static void test_http_and_readiness(void **state)
     gw_metrics_set_stores(f->m, NULL, NULL);
 }
 
+static void stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    usleep(300000); /* a callback that keeps the loop for 300 ms */
+    *(int *)arg = 1;
+}
+
+/* The loop's lag: a timer every 100 ms, on time (within a second, on a busy machine) while the loop
+ * idles; a callback that holds the loop 300 ms makes one tick at least 100 ms late. */
+static void test_loop_lag(void **state)
+{
+    fix_t *f = *state;
+    char err[256];
+    assert_int_equal(gw_metrics_start(f->m, "127.0.0.1:0", err, sizeof err), 0);
+    for (int i = 0; i < 10; i++) { /* about a second of an idle loop */
+        struct timeval tv = {0, 100000};
+        event_base_loopexit(f->base, &tv);
+        event_base_dispatch(f->base);
+    }
+    char *t = gw_metrics_render(f->m);
+    double ticks = sample(t, "nuthatch_event_loop_lag_seconds_count");
+    assert_true(ticks >= 5);
+    assert_int_equal(sample(t, "nuthatch_event_loop_lag_seconds_bucket{le=\"1\"}"), ticks);
+    free(t);
+    int stalled = 0;
+    struct event *ev = evtimer_new(f->base, stall_cb, &stalled);
+    struct timeval now = {0, 0};
+    evtimer_add(ev, &now);
+    wait_for(f, &stalled);
+    for (int i = 0; i < 3; i++) { /* the late tick runs, and later ones */
+        struct timeval tv = {0, 100000};
+        event_base_loopexit(f->base, &tv);
+        event_base_dispatch(f->base);
+    }
+    event_free(ev);
+    t = gw_metrics_render(f->m);
+    ticks = sample(t, "nuthatch_event_loop_lag_seconds_count");
+    double late = ticks - sample(t, "nuthatch_event_loop_lag_seconds_bucket{le=\"0.1\"}");
+    assert_true(late >= 1);
+    assert_true(sample(t, "nuthatch_event_loop_lag_seconds_sum") >= 0.2);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_requests_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrapped_stores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_and_readiness, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_lag, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
