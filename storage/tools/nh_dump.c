@@ -5,7 +5,8 @@
  *     nuthatch-dump [--records] [--json] PATH...
  *
  * A PATH is an object file or a directory searched recursively for *.nho
- * files (e.g. a gateway's data.dir).  For each object: its header; for each
+ * files (e.g. a gateway's data.dir; empty ones, made ahead of a put, are
+ * passed by).  For each object: its header; for each
  * chunk its footer entry and whether its CRC32C holds; for each batch in
  * the chunk its header fields, codec and whether its CRC32C holds; with
  * --records every record.  --json prints one JSON object per line instead
@@ -617,10 +618,13 @@ static bool walk_nomem;
 
 static int collect(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
-    (void)st;
     size_t l = strlen(path);
-    if (type != FTW_F || l < 4 || strcmp(path + l - 4, ".nho") != 0 ||
-        path[ftw->base] == '.') /* skip hidden files (partial uploads) */
+    /* Hidden files are partial uploads; an empty *.nho is the file a
+     * running gateway made ahead of its next put (or one a crash left
+     * before it): neither is an object yet.  Named on the command line,
+     * either is still checked. */
+    if (type != FTW_F || l < 4 || strcmp(path + l - 4, ".nho") != 0 || path[ftw->base] == '.' ||
+        st->st_size == 0)
         return 0;
     if (nfound == capfound) {
         size_t nc = capfound ? capfound * 2 : 64;
