@@ -1007,8 +1007,10 @@ static void sync_work(dir_op_t *op)
         return;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        op->err = S_ISDIR(st.st_mode) ? ST_ERR_NOT_FOUND : ST_ERR_IO;
+    int sr = fstat(fd, &st);
+    if (sr != 0 || !S_ISREG(st.st_mode)) {
+        /* a directory is a key prefix, not an object */
+        op->err = sr == 0 && S_ISDIR(st.st_mode) ? ST_ERR_NOT_FOUND : ST_ERR_IO;
         close(fd);
         return;
     }

@@ -911,6 +911,7 @@ static void test_prepared(void **state)
     assert_int_equal(put_str(f, "pp/a", "again"), ST_ERR_EXISTS);
     assert_int_equal(sync_key(f, "pp/a"), ST_OK);
     assert_int_equal(sync_key(f, "pp/none"), ST_ERR_NOT_FOUND);
+    assert_int_equal(sync_key(f, "pp"), ST_ERR_NOT_FOUND); /* a directory: no object */
 
     /* Prepared twice: one file; of an existing object: the put still
      * fails EXISTS and the object keeps its bytes. */
