@@ -64,15 +64,16 @@ static void tune_malloc(void)
 /* Each first touch of a fresh 4 KiB page of those buffers is a page fault,
  * and on a paravirtualized guest a fault costs several microseconds: on
  * one, producing to a single partition spent 10% of the gateway's samples
- * in them, in the copy into each new flush object.  Where transparent huge pages are given only to
- * memory that asks for them (/sys/kernel/mm/transparent_hugepage/enabled "[madvise]", the common
- * default), glibc asks for the heap when the tunable glibc.malloc.hugetlb=1 is set -- about 500
- * times fewer faults; there the same produce went from 207-227 to 262-293 MB/s with a fifth less
- * CPU.  Tunables are read when the process starts, so the gateway starts
- * itself again once with it added (same pid, same arguments).  A
- * GLIBC_TUNABLES that names glibc.malloc.hugetlb already (=0 to opt out) is
- * left alone; so is everything under AddressSanitizer, which brings its
- * own allocator. */
+ * in them, in the copy into each new flush object.  Where transparent huge
+ * pages are given only to memory that asks for them
+ * (/sys/kernel/mm/transparent_hugepage/enabled "[madvise]", the common
+ * default), glibc asks for the heap when the tunable glibc.malloc.hugetlb=1
+ * is set -- about 500 times fewer faults; there the same produce went from
+ * 207-227 to 262-293 MB/s with a fifth less CPU.  Tunables are read when
+ * the process starts, so the gateway starts itself again once with it
+ * added (same pid, same arguments).  A GLIBC_TUNABLES that names
+ * glibc.malloc.hugetlb already (=0 to opt out) is left alone; so is
+ * everything under AddressSanitizer, which brings its own allocator. */
 static void exec_with_thp(char **argv)
 {
 #if defined(__GLIBC__) && !defined(NH_ASAN)

@@ -273,9 +273,12 @@ int64_t st_log__take_seq(st_log_t *log, char *key, size_t cap)
 
 /* Called as each flush's put is answered: at a light load the next flush
  * comes milliseconds later and finds its file made; under load puts follow
- * each other closely and go the usual way when it is not (yet) ready. */
+ * each other closely and go the usual way when it is not (yet) ready.  A
+ * closing log prepares nothing (the store would only unlink it again). */
 void st_log__prepare_next(st_log_t *log)
 {
+    if (log->closing)
+        return;
     char key[96];
     obj_key(log, log->next_seq, key, sizeof key);
     st_objstore_prepare(log->os, key);
