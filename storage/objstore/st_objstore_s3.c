@@ -685,8 +685,10 @@ static void attempt_start(s3_op_t *op)
     uint64_t now = now_ms();
     if (op->deadline == 0)
         op->deadline = now + s->budget_ms;
-    if (now >= op->deadline) {
-        op_finish_later(op, op->err != ST_OK ? op->err : ST_ERR_TIMEOUT);
+    if (now >= op->deadline) { /* the backoff timer ran late */
+        st_err_t err = op->err != ST_OK ? op->err : ST_ERR_TIMEOUT;
+        note(op, "giving up after %u attempts (%s)", op->attempts, st_err_str(err));
+        op_finish_later(op, err);
         return;
     }
     uint64_t left = op->deadline - now;
