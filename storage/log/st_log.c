@@ -970,10 +970,24 @@ typedef struct open_op {
     bool ahead_checked; /* cfg.commit_ahead: manifests' objects checked */
     char key[KEY_MAX];
     char val[72];
+    st_kv_t *mkvs; /* the manifests read, until the index is loaded (owned) */
+    size_t nmkvs;
 } open_op_t;
+
+static void mkvs_free(open_op_t *op)
+{
+    for (size_t i = 0; i < op->nmkvs; i++) {
+        free((char *)op->mkvs[i].key);
+        free((uint8_t *)op->mkvs[i].val);
+    }
+    free(op->mkvs);
+    op->mkvs = NULL;
+    op->nmkvs = 0;
+}
 
 static void open_finish(open_op_t *op, st_err_t err)
 {
+    mkvs_free(op);
     if (err == ST_OK) {
         op->log->open = true;
         topics_watch_start(op->log);
@@ -985,10 +999,10 @@ static void open_finish(open_op_t *op, st_err_t err)
 }
 
 static void open_cluster_id(open_op_t *op);
+static void read_manifests(open_op_t *op);
 static void put_cluster_id(open_op_t *op);
 static void open_incarnation(open_op_t *op);
 static void open_topics(open_op_t *op);
-static void open_manifests(open_op_t *op);
 
 int st_log_open(st_log_t *log, void (*cb)(st_err_t err, void *arg), void *arg)
 {
@@ -1152,7 +1166,7 @@ static void topics_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, in
         if (t && !topic_insert(log, t))
             topic_free(log, t);
     }
-    open_manifests(op);
+    read_manifests(op);
 }
 
 static void open_topics(open_op_t *op)
@@ -1192,6 +1206,8 @@ static void apply_chunk(st_log_t *log, const mchunk_t *mc)
     st_part_t *part = t->parts[d->partition];
     if (d->base_offset < part->hw)
         return; /* already in the folded index */
+    if (d->last_offset < part->log_start)
+        return; /* folded and dropped (retention) after the manifests were read */
     if (st_log__chunk_add(part, mc->obj, d)) {
         st_log__chunk_prods(part, m->prods, m->nprods, (uint32_t)mc->i);
         part->hw = part->leo = d->last_offset + 1;
@@ -1200,8 +1216,6 @@ static void apply_chunk(st_log_t *log, const mchunk_t *mc)
                 st_log__prod_replay(part, &m->prods[k]);
     }
 }
-
-static void index_loaded(st_err_t err, void *arg);
 
 /* cfg.commit_ahead: an earlier incarnation of this node may have committed
  * its newest manifest and died before the object landed (only the newest:
@@ -1250,7 +1264,7 @@ static void ahead_deleted(st_err_t err, bool ok, int64_t rev, const st_op_result
         return open_finish(op, err);
     if (!ok)
         return open_finish(op, ST_ERR_CONFLICT); /* another start of this node */
-    index_loaded(ST_OK, op);
+    read_manifests(op);
 }
 
 static void ahead_checked(ahead_check_t *ac)
@@ -1265,7 +1279,7 @@ static void ahead_checked(ahead_check_t *ac)
     op->ahead_checked = true;
     if (ac->nmissing == 0) {
         ahead_check_free(ac);
-        return index_loaded(ST_OK, op);
+        return read_manifests(op);
     }
     ac->dels = calloc(ac->nmissing, sizeof *ac->dels);
     if (!ac->dels) {
@@ -1403,21 +1417,15 @@ static bool ahead_check(open_op_t *op, const st_kv_t *kvs, size_t n, st_err_t *e
     return true;
 }
 
-static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
-                          void *arg)
+/* Apply the manifests read (op->mkvs) over the index loaded. */
+static void index_loaded(st_err_t err, void *arg)
 {
-    (void)more, (void)rev;
     open_op_t *op = arg;
     st_log_t *log = op->log;
     if (err != ST_OK)
         return open_finish(op, err);
-    if (log->cfg.commit_ahead && !op->ahead_checked) {
-        if (ahead_check(op, kvs, n, &err))
-            return;
-        if (err != ST_OK)
-            return open_finish(op, err);
-        op->ahead_checked = true;
-    }
+    const st_kv_t *kvs = op->mkvs;
+    size_t n = op->nmkvs;
     /* Keys sort by node, incarnation and sequence: each node's commits in
      * order, but not the commits of a partition written by several nodes
      * one after the other (a node replaced by one with another id, a
@@ -1468,22 +1476,50 @@ static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more,
     open_finish(op, ST_OK);
 }
 
-static void index_loaded(st_err_t err, void *arg)
+static void manifests_got(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int64_t rev,
+                          void *arg)
 {
+    (void)more, (void)rev;
     open_op_t *op = arg;
+    st_log_t *log = op->log;
     if (err != ST_OK)
         return open_finish(op, err);
-    snprintf(op->key, sizeof op->key, "%s/manifests/", ST_KEY_ROOT);
-    if (st_meta_range(op->log->meta, op->key, true, 0, manifests_got, op) != 0)
+    if (log->cfg.commit_ahead && !op->ahead_checked) {
+        if (ahead_check(op, kvs, n, &err))
+            return;
+        if (err != ST_OK)
+            return open_finish(op, err);
+        op->ahead_checked = true;
+    }
+    /* Kept (the range's are borrowed) until the index is loaded. */
+    op->mkvs = calloc(n ? n : 1, sizeof *op->mkvs);
+    if (!op->mkvs)
+        return open_finish(op, ST_ERR_NOMEM);
+    for (size_t i = 0; i < n; i++) {
+        char *key = strdup(kvs[i].key);
+        uint8_t *val = malloc(kvs[i].val_len ? kvs[i].val_len : 1);
+        op->mkvs[op->nmkvs++] = (st_kv_t){.key = key, .val = val, .val_len = kvs[i].val_len};
+        if (!key || !val)
+            return open_finish(op, ST_ERR_NOMEM);
+        memcpy(val, kvs[i].val, kvs[i].val_len);
+    }
+    if (st_log__load_index(log, index_loaded, op) != 0)
         open_finish(op, ST_ERR_NOMEM);
 }
 
-/* The folded index first (it sets each partition's high watermark and log
- * start), then the manifests not yet folded: their chunks below a
- * partition's high watermark are already in the index. */
-static void open_manifests(open_op_t *op)
+/* The manifests not yet folded first, then the folded index (it sets each
+ * partition's high watermark and log start), then the manifests' chunks
+ * above what the index holds.  In this order a manifest folded between the
+ * two reads (by its writer, another node) is still in one of them: read
+ * the other way round it would be in neither, a hole under the high
+ * watermark that a later manifest sets.  A manifest read and then folded
+ * is in both (its chunks below the high watermark are skipped), and one
+ * whose chunks went since (retention) only names offsets below the log
+ * start. */
+static void read_manifests(open_op_t *op)
 {
-    if (st_log__load_index(op->log, index_loaded, op) != 0)
+    snprintf(op->key, sizeof op->key, "%s/manifests/", ST_KEY_ROOT);
+    if (st_meta_range(op->log->meta, op->key, true, 0, manifests_got, op) != 0)
         open_finish(op, ST_ERR_NOMEM);
 }
 

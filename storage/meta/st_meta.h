@@ -273,6 +273,10 @@ typedef struct st_meta_fault {
                          * reply); otherwise it never reaches the inner store */
     st_err_t err;       /* what is reported (ST_ERR_TIMEOUT: outcome unknown);
                          * ST_OK is taken as ST_ERR_IO */
+    /* The first range after the plan is set whose key starts with this
+     * (borrowed) is held until st_meta_faulty_release: a read delayed while
+     * other writers go on (later operations may complete before it). */
+    const char *hold_range;
 } st_meta_fault_t;
 
 /* A wrapper around @inner (taken, freed with the wrapper) that fails chosen
@@ -282,5 +286,9 @@ typedef struct st_meta_fault {
 st_meta_t *st_meta_faulty_new(st_meta_t *inner, struct event_base *base);
 /* Replace the plan (NULL: pass everything through); counting restarts. */
 void st_meta_faulty_set(st_meta_t *m, const st_meta_fault_t *plan);
+/* Is a range held (plan.hold_range)? */
+bool st_meta_faulty_holding(const st_meta_t *m);
+/* Send the held range on to the inner store (0 when none is held). */
+int st_meta_faulty_release(st_meta_t *m);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct faulty {
     st_meta_t base; /* must be first */
@@ -13,6 +14,15 @@ typedef struct faulty {
     struct event_base *evbase;
     st_meta_fault_t plan;
     uint64_t txns; /* transactions seen since the plan was set */
+    /* The range held (plan.hold_range), issued by st_meta_faulty_release. */
+    struct {
+        bool held, done;
+        char *key;
+        bool prefix;
+        size_t limit;
+        st_range_cb cb;
+        void *arg;
+    } hold;
 } faulty_t;
 
 typedef struct txn_ctx {
@@ -73,7 +83,38 @@ static int f_txn(st_meta_t *m, const st_txn_t *txn, st_txn_cb cb, void *arg)
 static int f_range(st_meta_t *m, const char *key, bool prefix, size_t limit, st_range_cb cb,
                    void *arg)
 {
-    return st_meta_range(((faulty_t *)m)->inner, key, prefix, limit, cb, arg);
+    faulty_t *f = (faulty_t *)m;
+    const char *h = f->plan.hold_range;
+    if (h && !f->hold.done && strncmp(key, h, strlen(h)) == 0) {
+        f->hold.key = strdup(key);
+        if (!f->hold.key)
+            return -1;
+        f->hold.held = f->hold.done = true;
+        f->hold.prefix = prefix;
+        f->hold.limit = limit;
+        f->hold.cb = cb;
+        f->hold.arg = arg;
+        return 0;
+    }
+    return st_meta_range(f->inner, key, prefix, limit, cb, arg);
+}
+
+bool st_meta_faulty_holding(const st_meta_t *m)
+{
+    return ((const faulty_t *)m)->hold.held;
+}
+
+int st_meta_faulty_release(st_meta_t *m)
+{
+    faulty_t *f = (faulty_t *)m;
+    if (!f->hold.held)
+        return 0;
+    f->hold.held = false;
+    int rc = st_meta_range(f->inner, f->hold.key, f->hold.prefix, f->hold.limit, f->hold.cb,
+                           f->hold.arg);
+    free(f->hold.key);
+    f->hold.key = NULL;
+    return rc;
 }
 
 static int f_lease_grant(st_meta_t *m, int64_t ttl_ms, st_lease_cb cb, void *arg)
@@ -110,6 +151,7 @@ static int f_compact(st_meta_t *m, int64_t rev, st_meta_done_cb cb, void *arg)
 static void f_free(st_meta_t *m)
 {
     faulty_t *f = (faulty_t *)m;
+    st_meta_faulty_release(m); /* its callback runs, as free promises */
     st_meta_free(f->inner);
     free(f);
 }
@@ -145,4 +187,5 @@ void st_meta_faulty_set(st_meta_t *m, const st_meta_fault_t *plan)
     faulty_t *f = (faulty_t *)m;
     f->plan = plan ? *plan : (st_meta_fault_t){0};
     f->txns = 0;
+    f->hold.done = false;
 }

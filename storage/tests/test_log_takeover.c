@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -263,6 +264,135 @@ static void test_fenced_by_move(void **state)
     stop(f, log);
 }
 
+static void life_cb(st_err_t err, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->done++;
+}
+
+/* Fold what node 1 committed. */
+static void fold(fx_t *f)
+{
+    res_t r = {0};
+    assert_int_equal(st_log_lifecycle_run(f->log, false, life_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+}
+
+typedef struct first {
+    int done;
+    st_err_t err;
+    int64_t base; /* the first batch's base offset, -1 when none */
+} first_t;
+
+static void first_cb(st_err_t err, const st_slice_t *sl, size_t n, void *arg)
+{
+    first_t *r = arg;
+    r->err = err;
+    r->base = n ? (int64_t)kp_be64(sl[0].buf->data + sl[0].off + KP_BATCH_OFF_BASE_OFFSET) : -1;
+    r->done++;
+}
+
+/* The base offset of the first batch a read at @off returns. */
+static int64_t first_batch(fx_t *f, st_part_t *p, int64_t off)
+{
+    first_t r = {0};
+    assert_int_equal(st_part_read(p, off, 1 << 20, first_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    return r.base;
+}
+
+/* A start-up reads the partitions' index keys and the manifests not yet
+ * folded in separate reads.  Node 1 folds a manifest and commits the next
+ * one while either read of node 2's start-up is held: node 2 still knows
+ * every offset it has a high watermark for -- no hole between what it read
+ * as index keys and what it read as manifests -- and its takeover brings
+ * the rest.  With @drop, the chunks folded meanwhile are also deleted
+ * (DeleteRecords, retention): node 2 starts at the new log start. */
+static void start_cb(st_err_t err, int64_t log_start, void *arg)
+{
+    res_t *r = arg;
+    r->err = err;
+    r->off = log_start;
+    r->done++;
+}
+
+static void startup_while_folding(fx_t *f, const char *topic, const char *held, bool drop)
+{
+    st_topic_t *t1 = create(f, topic, 1);
+    assert_int_equal(append(f, t1->parts[0], 5, ST_OK), 0);
+    fold(f);
+    assert_int_equal(append(f, t1->parts[0], 5, ST_OK), 5);
+
+    st_log_cfg_t cfg2;
+    node_cfg(f, 2, &cfg2);
+    cfg2.owns = owns_cb; /* partition 0 only from the takeover on */
+    owns_p0 = false;
+    st_log_t *log2 = st_log_new(f->base, f->os, f->meta, &cfg2);
+    assert_non_null(log2);
+    st_meta_fault_t plan = {.hold_range = held};
+    st_meta_faulty_set(f->meta, &plan);
+    res_t r = {0};
+    assert_int_equal(st_log_open(log2, open_cb, &r), 0);
+    for (int i = 0; i < 10000 && !st_meta_faulty_holding(f->meta) && !r.done; i++)
+        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 ||
+            !st_meta_faulty_holding(f->meta))
+            usleep(1000);
+    assert_true(st_meta_faulty_holding(f->meta));
+    fold(f);
+    if (drop) { /* then the folded chunks go: their manifests were read */
+        res_t d = {0};
+        assert_int_equal(st_part_delete_records(t1->parts[0], 10, start_cb, &d), 0);
+        run_until(f, &d.done, 1);
+        assert_int_equal(d.err, ST_OK);
+        fold(f);
+    }
+    assert_int_equal(append(f, t1->parts[0], 5, ST_OK), 10);
+    assert_int_equal(st_meta_faulty_release(f->meta), 0);
+    st_meta_faulty_set(f->meta, NULL);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+
+    st_part_t *p2 = st_log_topic(log2, topic, strlen(topic))->parts[0];
+    int64_t hw = st_part_hw(p2), low = drop ? 10 : 0;
+    assert_true(hw == 10 || hw == 15);
+    assert_int_equal(st_part_log_start(p2), low);
+    for (int64_t off = low; off < hw; off += 5)
+        assert_int_equal(first_batch(f, p2, off), off);
+    if (drop) { /* node 2's folding puts no index key back below offset 10 */
+        res_t lr = {0};
+        assert_int_equal(st_log_lifecycle_run(log2, false, life_cb, &lr), 0);
+        run_until(f, &lr.done, 1);
+        char prefix[160], hex[33];
+        st_uuid_hex(t1->id, hex);
+        snprintf(prefix, sizeof prefix, "/nuthatch/partitions/%s/0/chunks/0000000000000000000",
+                 hex);
+        assert_int_equal(count_keys(f, prefix), 0);
+    }
+
+    owns_p0 = true;
+    st_part_set_leader_epoch(p2, 1);
+    res_t tr = {0};
+    assert_int_equal(st_part_take_over(p2, took_cb, &tr), 0);
+    run_until(f, &tr.done, 1);
+    assert_int_equal(tr.err, ST_OK);
+    assert_int_equal(st_part_hw(p2), 15);
+    for (int64_t off = low; off < 15; off += 5)
+        assert_int_equal(first_batch(f, p2, off), off);
+    assert_int_equal(append(f, p2, 1, ST_OK), 15);
+    stop(f, log2);
+}
+
+static void test_startup_while_folding(void **state)
+{
+    fx_t *f = *state;
+    startup_while_folding(f, "held-manifests", "/nuthatch/manifests/", false);
+    startup_while_folding(f, "held-index", "/nuthatch/partitions/", false);
+    startup_while_folding(f, "dropped", "/nuthatch/partitions/", true);
+}
+
 int main(void)
 {
     /* Before any event_base exists: the storage pools post completions
@@ -271,6 +401,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fenced_by_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_startup_while_folding, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
