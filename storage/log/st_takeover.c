@@ -9,8 +9,10 @@
  * applied in offset order (a chunk both in an index key and in a manifest
  * whose folding is under way is applied once), with their producer entries,
  * as start-up does for all partitions.  A chunk that begins below the high
- * watermark and ends at or above it (chunks merged into a segment by a
- * leader since) cannot be applied on top of what this node knows: then the
+ * watermark and ends at or above it, or one below it that is not the chunk
+ * this node knows at its offset (chunks merged into a segment by a leader
+ * since: that leader's GC deletes the objects this node would read), cannot
+ * be applied on top of what this node knows: then the
  * partition's chunks and producer state are rebuilt from the read alone,
  * between two lifecycle runs (they hold chunk pointers; the read is
  * retried until one is not running).  The chunks found only in manifests
@@ -197,6 +199,18 @@ static st_err_t take_chunk(st_part_t *part, const tchunk_t *tc, bool *applied)
     return err;
 }
 
+/* Is chunk @d of @m above the high watermark, or below it as this node
+ * knows it (same offsets, same object and place)? */
+static bool chunk_known(const st_part_t *part, const st_manifest_t *m, const st_chunk_desc_t *d)
+{
+    if (d->base_offset >= part->hw)
+        return true;
+    const st_chunk_t *c = st_log__chunk_at(part, d->base_offset);
+    return c && c->last == d->last_offset && c->pos == d->pos &&
+           strlen(c->obj->key) == (size_t)m->object_key.len &&
+           memcmp(c->obj->key, m->object_key.ptr, (size_t)m->object_key.len) == 0;
+}
+
 static void take_retry(evutil_socket_t fd, short what, void *arg);
 static void take_read(take_op_t *op);
 static void idx_next(take_op_t *op);
@@ -268,14 +282,14 @@ static void take_got(st_err_t err, bool ok, int64_t rev, const st_op_result_t *r
     }
     if (!ms)
         err = ST_ERR_NOMEM;
-    /* A chunk across the high watermark (chunks merged into a segment by
-     * a later leader): what this node knows is rebuilt from the read --
-     * between lifecycle runs, which hold chunk pointers. */
+    /* A chunk below the high watermark that is not the one this node
+     * knows there (chunks merged into a segment by a later leader, whose
+     * GC then deletes the objects this node would read), or one across
+     * it: what this node knows is rebuilt from the read -- between
+     * lifecycle runs, which hold chunk pointers. */
     bool across = false;
-    for (size_t i = 0; err == ST_OK && i < nt; i++) {
-        const st_chunk_desc_t *d = &tcs[i].m->chunks[tcs[i].i];
-        across = across || (d->base_offset < part->hw && d->last_offset >= part->hw);
-    }
+    for (size_t i = 0; err == ST_OK && !across && i < nt; i++)
+        across = !chunk_known(part, tcs[i].m, &tcs[i].m->chunks[tcs[i].i]);
     if (err == ST_OK && across && st_log__life_busy(log)) {
         for (size_t i = 0; i < nms; i++) {
             free((void *)ms[i].chunks);

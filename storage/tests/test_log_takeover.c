@@ -393,6 +393,54 @@ static void test_startup_while_folding(void **state)
     startup_while_folding(f, "dropped", "/nuthatch/partitions/", true);
 }
 
+/* Node 2 loaded node 1's chunks; node 1 then merged them into segments and
+ * collected the replaced objects, all below where node 2 knows the
+ * partition to end.  Node 2's takeover must not keep reading the objects
+ * that are gone: it rebuilds the partition from what the store names. */
+static void test_takeover_after_merge(void **state)
+{
+    fx_t *f = *state;
+    fx_close(f);
+    f->cfg.index_max_keys = 4;
+    f->cfg.gc_grace_ms = 200;
+    f->cfg.lifecycle_interval_ms = 3600000; /* runs only when the test asks */
+    fx_open(f);
+    st_topic_t *t1 = create(f, "merged", 1);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(append(f, t1->parts[0], 5, ST_OK), 5 * i);
+    st_log_cfg_t cfg2;
+    node_cfg(f, 2, &cfg2);
+    st_log_t *log2 = start(f, &cfg2);
+    st_part_t *p2 = st_log_topic(log2, "merged", 6)->parts[0];
+    assert_int_equal(st_part_hw(p2), 50);
+
+    fold(f); /* folds and merges */
+    assert_int_equal(append(f, t1->parts[0], 5, ST_OK), 50);
+    res_t g = {0};
+    assert_int_equal(st_log_lifecycle_run(f->log, true, life_cb, &g), 0);
+    run_until(f, &g.done, 1);
+    usleep(300000);
+    g.done = 0;
+    assert_int_equal(st_log_lifecycle_run(f->log, true, life_cb, &g), 0);
+    run_until(f, &g.done, 1);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_true(s.segments_written >= 1);
+    assert_true(s.gc_objects_deleted >= 1);
+
+    st_part_set_leader_epoch(p2, 1);
+    res_t r = {0};
+    assert_int_equal(st_part_take_over(p2, took_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+    assert_int_equal(st_part_hw(p2), 55);
+    for (int64_t off = 0; off < 55; off += 5)
+        assert_int_equal(first_batch(f, p2, off), off);
+    st_log_stats(log2, &s);
+    assert_int_equal(s.takeover_rebuilds, 1);
+    stop(f, log2);
+}
+
 int main(void)
 {
     /* Before any event_base exists: the storage pools post completions
@@ -402,6 +450,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fenced_by_move, setup, teardown),
         cmocka_unit_test_setup_teardown(test_startup_while_folding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_after_merge, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
