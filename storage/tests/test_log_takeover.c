@@ -271,11 +271,27 @@ static void life_cb(st_err_t err, void *arg)
     r->done++;
 }
 
-/* Fold what node 1 committed. */
-static void fold(fx_t *f)
+/* A lifecycle run of @log (folding, retention, merging; GC with @gc). */
+static void life_run(fx_t *f, st_log_t *log, bool gc)
 {
     res_t r = {0};
-    assert_int_equal(st_log_lifecycle_run(f->log, false, life_cb, &r), 0);
+    assert_int_equal(st_log_lifecycle_run(log, gc, life_cb, &r), 0);
+    run_until(f, &r.done, 1);
+    assert_int_equal(r.err, ST_OK);
+}
+
+/* Node 1's run without GC: folds what it committed. */
+static void fold(fx_t *f)
+{
+    life_run(f, f->log, false);
+}
+
+/* @p's takeover at @epoch, to its end. */
+static void take(fx_t *f, st_part_t *p, int32_t epoch)
+{
+    st_part_set_leader_epoch(p, epoch);
+    res_t r = {0};
+    assert_int_equal(st_part_take_over(p, took_cb, &r), 0);
     run_until(f, &r.done, 1);
     assert_int_equal(r.err, ST_OK);
 }
@@ -362,9 +378,7 @@ static void startup_while_folding(fx_t *f, const char *topic, const char *held, 
     for (int64_t off = low; off < hw; off += 5)
         assert_int_equal(first_batch(f, p2, off), off);
     if (drop) { /* node 2's folding puts no index key back below offset 10 */
-        res_t lr = {0};
-        assert_int_equal(st_log_lifecycle_run(log2, false, life_cb, &lr), 0);
-        run_until(f, &lr.done, 1);
+        life_run(f, log2, false);
         char prefix[160], hex[33];
         st_uuid_hex(t1->id, hex);
         snprintf(prefix, sizeof prefix, "/nuthatch/partitions/%s/0/chunks/0000000000000000000",
@@ -373,11 +387,7 @@ static void startup_while_folding(fx_t *f, const char *topic, const char *held, 
     }
 
     owns_p0 = true;
-    st_part_set_leader_epoch(p2, 1);
-    res_t tr = {0};
-    assert_int_equal(st_part_take_over(p2, took_cb, &tr), 0);
-    run_until(f, &tr.done, 1);
-    assert_int_equal(tr.err, ST_OK);
+    take(f, p2, 1);
     assert_int_equal(st_part_hw(p2), 15);
     for (int64_t off = low; off < 15; off += 5)
         assert_int_equal(first_batch(f, p2, off), off);
@@ -416,23 +426,15 @@ static void test_takeover_after_merge(void **state)
 
     fold(f); /* folds and merges */
     assert_int_equal(append(f, t1->parts[0], 5, ST_OK), 50);
-    res_t g = {0};
-    assert_int_equal(st_log_lifecycle_run(f->log, true, life_cb, &g), 0);
-    run_until(f, &g.done, 1);
+    life_run(f, f->log, true);
     usleep(300000);
-    g.done = 0;
-    assert_int_equal(st_log_lifecycle_run(f->log, true, life_cb, &g), 0);
-    run_until(f, &g.done, 1);
+    life_run(f, f->log, true); /* the replaced objects, unreferenced past the grace, go */
     st_log_stats_t s;
     st_log_stats(f->log, &s);
     assert_true(s.segments_written >= 1);
     assert_true(s.gc_objects_deleted >= 1);
 
-    st_part_set_leader_epoch(p2, 1);
-    res_t r = {0};
-    assert_int_equal(st_part_take_over(p2, took_cb, &r), 0);
-    run_until(f, &r.done, 1);
-    assert_int_equal(r.err, ST_OK);
+    take(f, p2, 1);
     assert_int_equal(st_part_hw(p2), 55);
     for (int64_t off = 0; off < 55; off += 5)
         assert_int_equal(first_batch(f, p2, off), off);
