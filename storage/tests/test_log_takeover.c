@@ -60,7 +60,8 @@ static int64_t append(fx_t *f, st_part_t *part, int n, st_err_t want)
     return r.off;
 }
 
-static void took_cb(st_err_t err, void *arg)
+/* A takeover's or a lifecycle run's answer into a res_t. */
+static void done_cb(st_err_t err, void *arg)
 {
     res_t *r = arg;
     r->err = err;
@@ -109,7 +110,7 @@ static void test_takeover(void **state)
 
     st_part_set_leader_epoch(p2, 1);
     res_t r = {0};
-    assert_int_equal(st_part_take_over(p2, took_cb, &r), 0);
+    assert_int_equal(st_part_take_over(p2, done_cb, &r), 0);
     assert_true(st_part_taking_over(p2));
     run_until(f, &r.done, 1);
     assert_int_equal(r.err, ST_OK);
@@ -264,18 +265,11 @@ static void test_fenced_by_move(void **state)
     stop(f, log);
 }
 
-static void life_cb(st_err_t err, void *arg)
-{
-    res_t *r = arg;
-    r->err = err;
-    r->done++;
-}
-
 /* A lifecycle run of @log (folding, retention, merging; GC with @gc). */
 static void life_run(fx_t *f, st_log_t *log, bool gc)
 {
     res_t r = {0};
-    assert_int_equal(st_log_lifecycle_run(log, gc, life_cb, &r), 0);
+    assert_int_equal(st_log_lifecycle_run(log, gc, done_cb, &r), 0);
     run_until(f, &r.done, 1);
     assert_int_equal(r.err, ST_OK);
 }
@@ -291,7 +285,7 @@ static void take(fx_t *f, st_part_t *p, int32_t epoch)
 {
     st_part_set_leader_epoch(p, epoch);
     res_t r = {0};
-    assert_int_equal(st_part_take_over(p, took_cb, &r), 0);
+    assert_int_equal(st_part_take_over(p, done_cb, &r), 0);
     run_until(f, &r.done, 1);
     assert_int_equal(r.err, ST_OK);
 }
