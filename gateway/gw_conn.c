@@ -5,6 +5,7 @@
 #include "gw_conn.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -46,17 +48,13 @@ static void ms_to_tv(int64_t ms, struct timeval *tv)
 /* Requests                                                            */
 /* ------------------------------------------------------------------ */
 
-/* A request holding a frame of @len bytes; the budget reservation moves
- * from the connection to the request. */
-static gw_req_t *req_new(gw_conn_t *conn, size_t len)
+/* A request taking over the received @frame of @len bytes (on success);
+ * the budget reservation moves from the connection to the request. */
+static gw_req_t *req_new(gw_conn_t *conn, uint8_t *frame, size_t len)
 {
     gw_req_t *req = calloc(1, sizeof *req);
-    uint8_t *frame = malloc(len);
-    if (!req || !frame) {
-        free(req);
-        free(frame);
+    if (!req)
         return NULL;
-    }
     req->conn = conn;
     req->srv = conn->srv;
     req->frame = frame;
@@ -347,29 +345,20 @@ static void conn_flush(gw_conn_t *conn)
 /* Framing                                                             */
 /* ------------------------------------------------------------------ */
 
-static void set_read_window(gw_conn_t *conn, size_t n)
-{
-    /* Low = high: wake when exactly @n bytes are there and read no more,
-     * so nothing beyond the reserved frame is ever buffered. */
-    bufferevent_setwatermark(conn->bev, EV_READ, n, n);
-}
-
 static void conn_block(gw_conn_t *conn)
 {
     gw_conn_set_state(conn, GW_CONN_BLOCKED);
-    bufferevent_disable(conn->bev, EV_READ);
+    event_del(conn->read_ev);
 }
 
 /* Read the next frame's length.  Returns false when more bytes are needed
  * or the connection was closed. */
-static bool read_length(gw_conn_t *conn, struct evbuffer *in)
+static bool read_length(gw_conn_t *conn)
 {
     uint8_t lenbuf[4];
-    if (evbuffer_copyout(in, lenbuf, 4) < 4) {
-        set_read_window(conn, 4);
+    if (evbuffer_copyout(conn->in, lenbuf, 4) < 4)
         return false;
-    }
-    evbuffer_drain(in, 4);
+    evbuffer_drain(conn->in, 4);
     int32_t len = (int32_t)kp_be32(lenbuf);
     if (len < GW_MIN_FRAME || len > conn->srv->cfg->socket_request_max_bytes) {
         conn->srv->stats.bad_frames++;
@@ -396,10 +385,19 @@ static bool reserve_frame(gw_conn_t *conn)
         return false;
     }
     conn->frame_reserved = true;
+    conn->frame = malloc((size_t)conn->frame_len);
+    if (!conn->frame) {
+        gw_log_error("conn", "conn %llu: out of memory for a %d-byte request",
+                     (unsigned long long)conn->id, conn->frame_len);
+        gw_conn_close(conn, "out of memory");
+        return false;
+    }
+    /* What was read ahead of the length, then the rest straight from the
+     * socket (conn_read). */
+    conn->frame_got = (size_t)evbuffer_remove(conn->in, conn->frame, (size_t)conn->frame_len);
     struct timeval tv;
     ms_to_tv(conn->srv->cfg->request_partial_timeout_ms, &tv);
     evtimer_add(conn->partial_timer, &tv);
-    set_read_window(conn, (size_t)conn->frame_len);
     return true;
 }
 
@@ -415,11 +413,9 @@ static void space_cb(st_waiter_t *w, void *arg)
  * connection whose next request is a Produce stops reading until there is
  * room.  The frame itself stays buffered (its bytes are already in the
  * receive budget).  Returns true when the connection now waits. */
-static bool produce_must_wait(gw_conn_t *conn, struct evbuffer *in)
+static bool produce_must_wait(gw_conn_t *conn)
 {
-    uint8_t key[2];
-    if (!st_log_buffer_full(conn->srv->log) || evbuffer_copyout(in, key, 2) < 2 ||
-        kp_be16(key) != KP_API_PRODUCE)
+    if (!st_log_buffer_full(conn->srv->log) || kp_be16(conn->frame) != KP_API_PRODUCE)
         return false;
     evtimer_del(conn->partial_timer); /* the frame is complete */
     gw_log_debug("conn", "conn %llu: write buffer full (%zu bytes), produce waits",
@@ -433,26 +429,26 @@ static bool produce_must_wait(gw_conn_t *conn, struct evbuffer *in)
     return true;
 }
 
-/* The whole frame is buffered: move it into a request and dispatch it. */
-static void take_frame(gw_conn_t *conn, struct evbuffer *in)
+/* The whole frame is here: hand it to a request and dispatch it. */
+static void take_frame(gw_conn_t *conn)
 {
     size_t len = (size_t)conn->frame_len;
     evtimer_del(conn->partial_timer);
-    gw_req_t *req = req_new(conn, len);
+    gw_req_t *req = req_new(conn, conn->frame, len);
     if (!req) {
         gw_log_error("conn", "conn %llu: out of memory for a %zu-byte request",
                      (unsigned long long)conn->id, len);
         gw_conn_close(conn, "out of memory");
         return;
     }
-    evbuffer_remove(in, req->frame, len);
+    conn->frame = NULL;
+    conn->frame_got = 0;
     req->start_s = mono_s();
     gw_metrics_bytes(conn->srv->metrics, len + 4, 0);
     req->reserved = conn->frame_len;
     req->held = gw_server__frame_cost(conn->srv, conn->frame_len) - conn->frame_len;
     conn->frame_reserved = false;
     conn->frame_len = 0;
-    set_read_window(conn, 4);
     if (conn->tail)
         conn->tail->next = req;
     else
@@ -463,37 +459,74 @@ static void take_frame(gw_conn_t *conn, struct evbuffer *in)
     gw_dispatch(req);
 }
 
-/* Read and dispatch every whole frame buffered, within the limits. */
+/* Read and dispatch every whole frame received, within the limits. */
 static void conn_read_frames(gw_conn_t *conn)
 {
     while (conn->state == GW_CONN_READING) {
-        struct evbuffer *in = bufferevent_get_input(conn->bev);
         struct evbuffer *out = bufferevent_get_output(conn->bev);
         if (conn->inflight >= conn->srv->max_inflight ||
             evbuffer_get_length(out) >= GW_CONN_MAX_OUTPUT) {
             conn_block(conn); /* resumed by conn_flush() / the write callback */
             return;
         }
-        if (conn->frame_len == 0 && !read_length(conn, in))
+        if (conn->frame_len == 0 && !read_length(conn))
             return;
         if (!conn->frame_reserved && !reserve_frame(conn))
             return;
-        if (evbuffer_get_length(in) < (size_t)conn->frame_len)
-            return; /* the read callback fires when the rest is here */
-        if (produce_must_wait(conn, in))
+        if (conn->frame_got < (size_t)conn->frame_len)
+            return; /* conn_read() reads the rest when it is here */
+        if (produce_must_wait(conn))
             return;
-        take_frame(conn, in);
+        take_frame(conn);
     }
+}
+
+/* One read from the socket: the rest of the frame being received straight
+ * into it, else up to GW_CONN_READ_AHEAD bytes into conn->in.  Then the
+ * frames it completed are dispatched. */
+static void conn_read(gw_conn_t *conn)
+{
+    ssize_t n;
+    int fd = bufferevent_getfd(conn->bev);
+    if (conn->frame) {
+        n = read(fd, conn->frame + conn->frame_got, (size_t)conn->frame_len - conn->frame_got);
+        if (n > 0)
+            conn->frame_got += (size_t)n;
+    } else {
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(conn->in, GW_CONN_READ_AHEAD, &v, 1) != 1) {
+            gw_log_error("conn", "conn %llu: out of memory for its receive buffer",
+                         (unsigned long long)conn->id);
+            gw_conn_close(conn, "out of memory");
+            return;
+        }
+        n = read(fd, v.iov_base, v.iov_len < GW_CONN_READ_AHEAD ? v.iov_len : GW_CONN_READ_AHEAD);
+        v.iov_len = n > 0 ? (size_t)n : 0;
+        evbuffer_commit_space(conn->in, &v, 1);
+    }
+    if (n == 0) {
+        gw_conn_close(conn, "closed by client");
+        return;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            gw_conn_close(conn, "socket error");
+        return;
+    }
+    conn_read_frames(conn);
 }
 
 /* ------------------------------------------------------------------ */
 /* libevent callbacks                                                  */
 /* ------------------------------------------------------------------ */
 
-static void readcb(struct bufferevent *bev, void *arg)
+static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
-    (void)bev;
-    conn_read_frames(arg);
+    (void)fd;
+    (void)what;
+    gw_conn_t *conn = arg;
+    if (conn->state == GW_CONN_READING)
+        conn_read(conn);
 }
 
 static void writecb(struct bufferevent *bev, void *arg)
@@ -588,12 +621,18 @@ gw_conn_t *gw_conn_new(gw_server_t *srv, int fd, const char *peer)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails on non-TCP: fine */
     evutil_make_socket_nonblocking(fd);
     conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    conn->read_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, conn);
+    conn->in = evbuffer_new();
     conn->partial_timer = evtimer_new(srv->base, partial_timeout_cb, conn);
     conn->idle_timer = evtimer_new(srv->base, idle_timeout_cb, conn);
     conn->resume_ev = event_new(srv->base, -1, 0, resume_cb, conn);
     conn->free_ev = event_new(srv->base, -1, 0, free_cb, conn);
-    if (!conn->bev || !conn->partial_timer || !conn->idle_timer || !conn->resume_ev ||
-        !conn->free_ev) {
+    if (!conn->bev || !conn->read_ev || !conn->in || !conn->partial_timer || !conn->idle_timer ||
+        !conn->resume_ev || !conn->free_ev) {
+        if (conn->read_ev)
+            event_free(conn->read_ev);
+        if (conn->in)
+            evbuffer_free(conn->in);
         if (conn->bev)
             bufferevent_free(conn->bev);
         else
@@ -614,11 +653,12 @@ gw_conn_t *gw_conn_new(gw_server_t *srv, int fd, const char *peer)
         srv->conns->prev = conn;
     srv->conns = conn;
     srv->nconns_open++;
-    bufferevent_setcb(conn->bev, readcb, writecb, eventcb, conn);
-    /* Read large frames in large steps (libevent's default is 16 KiB). */
-    bufferevent_set_max_single_read(conn->bev, 1 << 20);
-    set_read_window(conn, 4);
-    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(conn->bev, NULL, writecb, eventcb, conn);
+    /* Write fetch responses in large steps: libevent's default is 16 KiB
+     * per call; the socket takes what fits in its buffer. */
+    bufferevent_set_max_single_write(conn->bev, GW_CONN_WRITE_MAX);
+    bufferevent_enable(conn->bev, EV_WRITE);
+    event_add(conn->read_ev, NULL);
     if (srv->cfg->connections_max_idle_ms > 0) {
         struct timeval tv;
         ms_to_tv(srv->cfg->connections_max_idle_ms, &tv);
@@ -645,6 +685,19 @@ static void cancel_waiting(gw_conn_t *conn)
     }
 }
 
+/* Forget the frame being received, if any, and release its budget. */
+static void drop_frame(gw_conn_t *conn)
+{
+    if (conn->frame_reserved) {
+        conn->frame_reserved = false;
+        gw_server__budget_release(conn->srv, gw_server__frame_cost(conn->srv, conn->frame_len));
+    }
+    free(conn->frame);
+    conn->frame = NULL;
+    conn->frame_got = 0;
+    conn->frame_len = 0;
+}
+
 void gw_conn_close(gw_conn_t *conn, const char *reason)
 {
     if (conn->state == GW_CONN_CLOSED)
@@ -660,13 +713,14 @@ void gw_conn_close(gw_conn_t *conn, const char *reason)
         st_log_unwait_space(&conn->space_wait);
         conn->in_space_wait = false;
     }
-    if (conn->frame_reserved) {
-        conn->frame_reserved = false;
-        gw_server__budget_release(conn->srv, gw_server__frame_cost(conn->srv, conn->frame_len));
-    }
-    conn->frame_len = 0;
+    drop_frame(conn);
     /* Closing inside the bufferevent's own callback is safe: libevent
-     * defers the actual free until the callback returns. */
+     * defers the actual free until the callback returns; read_cb touches
+     * nothing of its event after it. */
+    event_free(conn->read_ev);
+    conn->read_ev = NULL;
+    evbuffer_free(conn->in);
+    conn->in = NULL;
     bufferevent_free(conn->bev);
     conn->bev = NULL;
     conn->srv->nconns_open--;
@@ -686,13 +740,9 @@ void gw_conn_drain(gw_conn_t *conn, const char *reason)
         st_log_unwait_space(&conn->space_wait);
         conn->in_space_wait = false;
     }
-    if (conn->frame_reserved) { /* a frame being received is never read now */
-        conn->frame_reserved = false;
-        gw_server__budget_release(conn->srv, gw_server__frame_cost(conn->srv, conn->frame_len));
-    }
-    conn->frame_len = 0;
+    drop_frame(conn); /* a frame being received is never read now */
     gw_conn_set_state(conn, GW_CONN_DRAINING);
-    bufferevent_disable(conn->bev, EV_READ);
+    event_del(conn->read_ev);
     evtimer_del(conn->idle_timer);
     evtimer_del(conn->partial_timer);
     cancel_waiting(conn);
@@ -706,7 +756,7 @@ void gw_conn_resume(gw_conn_t *conn)
     if (conn->state != GW_CONN_BLOCKED)
         return;
     gw_conn_set_state(conn, GW_CONN_READING);
-    bufferevent_enable(conn->bev, EV_READ);
+    event_add(conn->read_ev, NULL);
     event_active(conn->resume_ev, 0, 0);
 }
 

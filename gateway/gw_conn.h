@@ -14,6 +14,16 @@
  * whole within request.partial.timeout.ms of its length; a connection with
  * nothing in flight closes after connections.max.idle.ms.
  *
+ * Reading: the socket is read by the connection itself, not by the
+ * bufferevent (which writes the responses): libevent 2.1 reads at most
+ * 4 KiB per call, three system calls per 4 KiB of a produce.  Between
+ * frames up to GW_CONN_READ_AHEAD bytes are read at once into a small
+ * buffer (a whole small request, or several pipelined ones, in one call);
+ * once a frame's length is known and its bytes reserved, the frame is
+ * allocated and the rest of it is read straight into it, as much as the
+ * socket has in one call.  So at most GW_CONN_READ_AHEAD bytes beyond the
+ * reserved frames are held per connection.
+ *
  * Ownership: the server owns its connections; a connection owns its
  * requests (gw_req_t), and each request owns its frame, its arenas and its
  * encoded response.  Decoded views point into the frame.  A closed
@@ -38,6 +48,12 @@ typedef struct gw_req gw_req_t;
 
 /* Smallest request: ApiKey i16, ApiVersion i16, CorrelationId i32. */
 #define GW_MIN_FRAME 8
+
+/* Bytes read at once while no frame is being received (see Reading). */
+#define GW_CONN_READ_AHEAD (64u << 10)
+
+/* Most bytes of responses handed to one write (libevent's default: 16 KiB). */
+#define GW_CONN_WRITE_MAX (4 << 20)
 
 /* A response of a request that keeps buffers (gw_req_keep) refers to its
  * RECORDS pieces of at least this many bytes instead of copying them; below
@@ -94,9 +110,13 @@ struct gw_conn {
     uint64_t id;                 /* 1, 2, ... in accept order; for logs */
     char peer[64];               /* "host:port" of the client */
     gw_conn_state_t state;       /* change only with gw_conn_set_state() */
-    struct bufferevent *bev;     /* owned; NULL once closed */
+    struct bufferevent *bev;     /* owned, writes only (and closes the socket); NULL once closed */
+    struct event *read_ev;       /* owned: the socket is readable; added only while READING */
+    struct evbuffer *in;         /* owned: bytes read before their frame's length was known */
     int32_t frame_len;           /* length of the frame being received; 0 = none yet */
     bool frame_reserved;         /* gw_server__frame_cost(frame_len) reserved in the budget */
+    uint8_t *frame;              /* owned: the frame being received, once reserved; or NULL */
+    size_t frame_got;            /* bytes of it received */
     gw_req_t *head, *tail;       /* requests in flight, oldest first */
     int inflight;                /* requests in the FIFO */
     struct event *partial_timer; /* deadline of the frame being received */

@@ -197,6 +197,47 @@ static void test_idle_timeout(void **state)
     close(fd);
 }
 
+/* Frames cut anywhere: a small request, one larger than what is read
+ * ahead between frames (its rest read straight into it) and another small
+ * one, sent in pieces that split the length prefixes and the bodies, with
+ * the loop running between the pieces.  Each is answered, in order. */
+static void test_frame_pieces(void **state)
+{
+    fx_t *f = *state;
+    int fd = fx_client(f);
+    size_t big = GW_CONN_READ_AHEAD * 3 + 17; /* an ApiVersions v0 padded to this length */
+    size_t len = 14 + 4 + big + 14;
+    uint8_t *b = calloc(1, len);
+    assert_non_null(b);
+    static const uint8_t small1[] = {0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0, 0};
+    static const uint8_t small3[] = {0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 3, 0, 0};
+    memcpy(b, small1, sizeof small1);
+    uint8_t *p = b + sizeof small1;
+    p[0] = (uint8_t)(big >> 24), p[1] = (uint8_t)(big >> 16), p[2] = (uint8_t)(big >> 8),
+    p[3] = (uint8_t)big;
+    static const uint8_t hdr2[] = {0, 18, 0, 0, 0, 0, 0, 2, 0, 0};
+    memcpy(p + 4, hdr2, sizeof hdr2);
+    memcpy(p + 4 + big, small3, sizeof small3);
+    static const size_t cuts[] = {3, 1, 12, 2, 70000, 1, 4093, 65536, 9};
+    size_t off = 0;
+    for (size_t i = 0; off < len; i++) {
+        size_t n = cuts[i % (sizeof cuts / sizeof cuts[0])];
+        if (n > len - off)
+            n = len - off;
+        fx_send_all(f, fd, b + off, n);
+        off += n;
+        fx_pump(f);
+    }
+    free(b);
+    uint8_t buf[512];
+    for (int32_t corr = 1; corr <= 3; corr++) {
+        assert_true(fx_recv_frame(f, fd, buf, sizeof buf, 5000) > 0);
+        assert_int_equal(kp_be32(buf), corr);
+    }
+    assert_int_equal(f->srv->recv_reserved, 0);
+    close(fd);
+}
+
 /* A frame that does not fit the budget waits until another one's bytes
  * are released; nothing beyond the budget is read meanwhile. */
 static void test_receive_budget(void **state)
@@ -1071,6 +1112,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partial_timeout, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_receive_budget, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_frame_pieces, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_inflight_deep, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_budget_bounds_inflight, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rejects, fx_setup, fx_teardown),

@@ -58,6 +58,11 @@
 #define HASH_OFFLOAD_BYTES (256u << 10)
 #define HASH_THREADS 2
 
+/* Bytes of a body sent or received per system call (and per curl
+ * callback) at most: curl's own buffers, 64 KiB up and 16 KiB down by
+ * default, cost a call and a callback per step. */
+#define S3_IO_BUFFER (1u << 20)
+
 typedef enum op_kind { OP_PUT, OP_GET, OP_LIST, OP_DEL } op_kind_t;
 
 /* What the next attempt of an op sends. */
@@ -633,7 +638,15 @@ static int build_request(s3_op_t *op, long timeout_ms)
     if (s->connect_to)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, s->connect_to);
     switch (op->req) {
+    case REQ_GET:
+        /* Read bodies in large steps: curl's default is 16 KiB per recv()
+         * and per on_write. */
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE,
+                         op->want < S3_IO_BUFFER ? (long)(op->want > 16384 ? op->want : 16384)
+                                                 : (long)S3_IO_BUFFER);
+        break;
     case REQ_PUT:
+        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)S3_IO_BUFFER); /* default 64 KiB */
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)op->len);
         curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
