@@ -379,6 +379,33 @@ static void test_crc32c_random(void **state)
     free(buf);
 }
 
+/* Lengths around and across the hardware path's rounds of three 8 KiB
+ * blocks (one to several rounds, with a head before 8-byte alignment and a
+ * tail after the last round), against the table path. */
+static void test_crc32c_long(void **state)
+{
+    (void)state;
+    enum { MAX = 7 * 3 * 8192 + 100 };
+    uint8_t *buf = malloc(MAX + 8);
+    assert_non_null(buf);
+    srand(11);
+    for (size_t i = 0; i < MAX + 8; i++)
+        buf[i] = (uint8_t)rand();
+    static const size_t lens[] = {3 * 8192 - 1, 3 * 8192,     3 * 8192 + 1, 3 * 8192 + 7,
+                                  6 * 8192,     6 * 8192 + 9, 5 * 8192 + 3, MAX};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+        for (size_t off = 0; off < 8; off += 3) {
+            uint32_t seed = off ? 0x12345678u : 0;
+            assert_int_equal(kp_crc32c(seed, buf + off, lens[i]),
+                             kp_crc32c_sw(seed, buf + off, lens[i]));
+        }
+    for (int round = 0; round < 50; round++) {
+        size_t off = (size_t)rand() % 8, len = (size_t)rand() % MAX;
+        assert_int_equal(kp_crc32c(0, buf + off, len), kp_crc32c_sw(0, buf + off, len));
+    }
+    free(buf);
+}
+
 /* ------------------------------------------------------------------ */
 /* Round trips                                                         */
 /* ------------------------------------------------------------------ */
@@ -1285,6 +1312,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_check_value),
         cmocka_unit_test(test_crc32c_random),
+        cmocka_unit_test(test_crc32c_long),
         cmocka_unit_test(test_crc32c_combine),
         cmocka_unit_test(test_roundtrip_none),
         cmocka_unit_test(test_roundtrip_gzip),
