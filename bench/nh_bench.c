@@ -8,6 +8,11 @@
  * Phases (--phases, comma-separated), each on a topic of --partitions
  * partitions created first (CreateTopics; on the mock cluster its own API):
  *
+ *  (warm-up) with --warmup-records N: N records produced to and read back
+ *            from a topic of their own before the produce phase, untimed,
+ *            so that a fresh process's first touch of its memory (heap,
+ *            caches) is not counted, as it is not in a server that has been
+ *            running a while.
  *  produce   --records values of --size bytes spread round-robin over the
  *            partitions, acks=all, linger.ms=--linger-ms, no compression;
  *            one record per partition is produced and flushed first so that
@@ -63,6 +68,7 @@ static long rate = 200;
 static long half_rate;
 static long seconds = 10;
 static long warmup = 20;
+static long warmup_records; /* untimed produce + consume before the produce phase */
 static const char *latency_linger_ms = "0";
 static const char *prefix = "nh-bench";
 static const char *topic_opt;
@@ -420,6 +426,15 @@ static long mock_kept(const char *topic, int parts)
     return n;
 }
 
+/* Read back what @topic holds; on the mock cluster only what it kept. */
+static void consume_all(const char *topic, int parts, long produced)
+{
+    if (use_mock)
+        (void)consume_n(topic, parts, mock_kept(topic, parts));
+    else
+        (void)consume_n(topic, parts, produced);
+}
+
 /* ---------------------------------------------------------------- latency */
 
 static int cmp_i64(const void *a, const void *b)
@@ -519,6 +534,8 @@ static void usage(FILE *f)
           "                         (default: half of the produce phase's)\n"
           "  --seconds S            length of each latency phase (10)\n"
           "  --warmup N             latency records not counted (20)\n"
+          "  --warmup-records N     records produced and read back untimed before\n"
+          "                         the produce phase, on a topic of their own (0)\n"
           "  --latency-linger-ms MS producer linger.ms for latency (0)\n"
           "  --rss-partitions N     partitions of the rss phase's topic (10000)\n"
           "  --rss-records N        records per partition in the rss phase (5)\n"
@@ -579,6 +596,8 @@ int main(int argc, char **argv)
             half_rate = num(a, v, 1);
         else if (!strcmp(a, "--seconds"))
             seconds = num(a, v, 1);
+        else if (!strcmp(a, "--warmup-records"))
+            warmup_records = num(a, v, 0);
         else if (!strcmp(a, "--warmup"))
             warmup = num(a, v, 0);
         else if (!strcmp(a, "--latency-linger-ms"))
@@ -645,6 +664,13 @@ int main(int argc, char **argv)
     out("run", "value_bytes", "%ld", value_size);
     fflush(stdout);
     double produce_rps = 0;
+    if (do_p && warmup_records > 0) {
+        char warm[220];
+        snprintf(warm, sizeof warm, "%s-warmup", tput);
+        create_topic(warm, partitions);
+        (void)produce_n(warm, partitions, warmup_records, val);
+        consume_all(warm, partitions, warmup_records + partitions);
+    }
     if (do_p) {
         create_topic(topic, partitions);
         cpu_snap_t c = cpu_now();

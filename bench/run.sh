@@ -25,7 +25,9 @@
 # bytes per throughput run), NH_BENCH_PARTITIONS ("1 16 1000"),
 # NH_BENCH_RATE (200 records/s, the light rate), NH_BENCH_SECONDS (10 s per
 # latency run), NH_BENCH_RSS_PARTITIONS (10000), NH_BENCH_SYSTEMS
-# ("mock embedded s3").  BUILD names the build directory; NH_KEEP=1 keeps
+# ("mock embedded s3"), NH_BENCH_WARMUP_RECORDS (NH_BENCH_RECORDS: produced
+# and read back untimed first, by each mock run and once by each fresh
+# gateway; 0 = none).  BUILD names the build directory; NH_KEEP=1 keeps
 # the data directories.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,6 +42,7 @@ PARTS=${NH_BENCH_PARTITIONS:-1 16 1000}
 RATE=${NH_BENCH_RATE:-200}
 SECONDS_LAT=${NH_BENCH_SECONDS:-10}
 RSS_PARTS=${NH_BENCH_RSS_PARTITIONS:-10000}
+WARM=${NH_BENCH_WARMUP_RECORDS:-$RECORDS}
 SYSTEMS=${NH_BENCH_SYSTEMS:-mock embedded s3}
 COMMON=(--records "$RECORDS" --size "$SIZE" --rate "$RATE" --seconds "$SECONDS_LAT" --kv)
 
@@ -165,6 +168,14 @@ if [ "${1:-}" = --one ]; then
         tail -20 "$NH_DIR/server.log" >&2
         exit 1
     }
+    # A warm-up first, untimed and before the counters are read: the mock
+    # cluster gets the same inside each of its runs (--warmup-records).
+    if [ "$WARM" -gt 0 ]; then
+        log "$B: warm-up, $WARM records on ${PARTS%% *} partitions"
+        "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --partitions "${PARTS%% *}" \
+            --records "$WARM" --topic bench-warmup --phases produce,consume >/dev/null ||
+            fail "nh-bench (warm-up)"
+    fi
     # Throughput and the tail, per partition count; objects counted around each.
     first=1
     for p in $PARTS; do
@@ -281,7 +292,7 @@ for s in $SYSTEMS; do
         for p in $PARTS; do
             log "mock: produce + consume, $p partitions"
             "$NH_BENCH" --mock "${COMMON[@]}" --partitions "$p" --phases produce,consume \
-                >"$OUT/mock-p$p.kv" 2>/dev/null || exit 1
+                --warmup-records "$WARM" >"$OUT/mock-p$p.kv" 2>/dev/null || exit 1
         done
         half=$(half_rate "$OUT" mock)
         for ph in latency half; do
