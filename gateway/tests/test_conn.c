@@ -238,6 +238,36 @@ static void test_frame_pieces(void **state)
     close(fd);
 }
 
+/* A client that closes in the middle of a large frame: the frame being
+ * received is dropped with its budget, and the server goes on serving. */
+static void test_frame_cut_by_close(void **state)
+{
+    fx_t *f = *state;
+    int fd = fx_client(f);
+    size_t big = GW_CONN_READ_AHEAD * 2;
+    uint8_t *b = calloc(1, 4 + big / 2);
+    assert_non_null(b);
+    b[0] = (uint8_t)(big >> 24), b[1] = (uint8_t)(big >> 16), b[2] = (uint8_t)(big >> 8),
+    b[3] = (uint8_t)big;
+    static const uint8_t hdr[] = {0, 18, 0, 0, 0, 0, 0, 1, 0, 0};
+    memcpy(b + 4, hdr, sizeof hdr);
+    fx_send_all(f, fd, b, 4 + big / 2);
+    free(b);
+    for (int64_t end = fx_now_ms() + 5000; f->srv->recv_reserved == 0 && fx_now_ms() < end;)
+        fx_pump(f);
+    assert_true(f->srv->recv_reserved >= (int64_t)big);
+    close(fd);
+    for (int64_t end = fx_now_ms() + 5000; f->srv->recv_reserved != 0 && fx_now_ms() < end;)
+        fx_pump(f);
+    assert_int_equal(f->srv->recv_reserved, 0);
+    fd = fx_client(f);
+    fx_send_api_versions(f, fd, 0, 2);
+    uint8_t buf[512];
+    assert_true(fx_recv_frame(f, fd, buf, sizeof buf, 5000) > 0);
+    assert_int_equal(kp_be32(buf), 2);
+    close(fd);
+}
+
 /* A frame that does not fit the budget waits until another one's bytes
  * are released; nothing beyond the budget is read meanwhile. */
 static void test_receive_budget(void **state)
@@ -1113,6 +1143,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_timeout, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_receive_budget, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_frame_pieces, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_frame_cut_by_close, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_inflight_deep, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_budget_bounds_inflight, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rejects, fx_setup, fx_teardown),
