@@ -118,7 +118,10 @@ if [ "${1:-}" = --one ]; then
             $1 == "nuthatch_event_loop_lag_seconds_sum" { v[5] = $2 }
             $1 == "nuthatch_event_loop_lag_seconds_count" { c[5] = $2 }
             $1 == "nuthatch_event_loop_lag_seconds_bucket{le=\"0.005\"}" { le5 = $2 }
-            END { for (i = 1; i <= 5; i++) printf "%s %s ", v[i] + 0, c[i] + 0; printf "%s", le5 + 0 }'
+            $1 == "nuthatch_request_duration_seconds_bucket{api=\"Produce\",le=\"0.005\"}" { p5 = $2 }
+            $1 == "nuthatch_request_duration_seconds_bucket{api=\"Produce\",le=\"0.01\"}" { p10 = $2 }
+            END { for (i = 1; i <= 5; i++) printf "%s %s ", v[i] + 0, c[i] + 0
+                printf "%s %s %s", le5 + 0, p5 + 0, p10 + 0 }'
     }
     # hist_avgs FILE BEFORE: the average (ms) of each histogram since BEFORE, into FILE.
     hist_avgs() {
@@ -126,7 +129,10 @@ if [ "${1:-}" = --one ]; then
             split("put commit flush produce looplag", name, " ")
             for (i = 1; i <= 5; i++) { dc = y[2 * i] - x[2 * i]
                 if (dc > 0) printf "avg_%s_ms=%.3f\n", name[i], (y[2 * i - 1] - x[2 * i - 1]) * 1000 / dc }
-            if (dc > 0) printf "looplag_over5_pct=%.1f\n", 100 * (dc - (y[11] - x[11])) / dc }' >>"$1"
+            if (dc > 0) printf "looplag_over5_pct=%.1f\n", 100 * (dc - (y[11] - x[11])) / dc
+            dp = y[8] - x[8]
+            if (dp > 0) printf "produce_over5_pct=%.1f\nproduce_over10_pct=%.1f\n",
+                100 * (dp - (y[12] - x[12])) / dp, 100 * (dp - (y[13] - x[13])) / dp }' >>"$1"
     }
     # A profile of the gateway while a phase runs (perf record of the
     # cpu-clock event, no call graphs), when perf works here: prof_start
@@ -524,7 +530,9 @@ O=$OUT
     echo "fsync), one metadata commit (SQLite or etcd transaction), one flush (from the object's"
     echo "build to the commit's answer), one Produce request (from its arrival to its"
     echo "response) and the event loop's lag (how late a timer due every 100 ms ran:"
-    echo "\`nuthatch_event_loop_lag_seconds\`), with the share of its ticks more than 5 ms late."
+    echo "\`nuthatch_event_loop_lag_seconds\`), with the share of its ticks more than 5 ms late;"
+    echo "and the share of Produce requests the gateway took more than 5 and 10 ms to answer"
+    echo "(from its histogram's buckets: its own tail, to set beside the client's p99)."
     echo
     row " run " " measurement " " embedded " " S3 + etcd "
     row "---" "---" "---:" "---:"
@@ -536,6 +544,10 @@ O=$OUT
         done
         row " $name " " loop ticks > 5 ms late (%) " " $(kv "$O/embedded-$ph.kv" looplag_over5_pct) " \
             " $(kv "$O/s3-$ph.kv" looplag_over5_pct) "
+        for t in 5 10; do
+            row " $name " " Produce requests > $t ms (%) " \
+                " $(kv "$O/embedded-$ph.kv" produce_over${t}_pct) " " $(kv "$O/s3-$ph.kv" produce_over${t}_pct) "
+        done
     done
     for b in embedded s3; do
         for ph in produce latency; do
