@@ -488,6 +488,12 @@ static void conn_read(gw_conn_t *conn)
 {
     ssize_t n;
     int fd = bufferevent_getfd(conn->bev);
+    if (conn->frame && conn->frame_got == (size_t)conn->frame_len) {
+        /* Whole, held by a wait just ended (produce_must_wait); resume_cb
+         * is due too.  A read of 0 bytes would look like the end. */
+        conn_read_frames(conn);
+        return;
+    }
     if (conn->frame) {
         n = read(fd, conn->frame + conn->frame_got, (size_t)conn->frame_len - conn->frame_got);
         if (n > 0)

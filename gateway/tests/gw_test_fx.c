@@ -54,6 +54,8 @@ void fx_run_until(fx_t *f, const int *flag, int want)
     assert_true(*flag >= want);
 }
 
+size_t fx_write_buffer_bytes;
+
 int fx_setup(void **state)
 {
     fx_t *f = calloc(1, sizeof *f);
@@ -76,7 +78,8 @@ int fx_setup(void **state)
                          .flush_max_inflight = 2,
                          .tail_cache_bytes = 1 << 20,
                          .read_cache_bytes = 1 << 20,
-                         .default_partitions = 1};
+                         .default_partitions = 1,
+                         .write_buffer_bytes = fx_write_buffer_bytes};
     f->log = st_log_new(f->base, f->os, f->meta, &lcfg);
     int opened = 0;
     assert_int_equal(st_log_open(f->log, fx_flag_cb, &opened), 0);

@@ -25,6 +25,9 @@ typedef struct fx {
     gw_server_t *srv;
 } fx_t;
 
+/* write.buffer.bytes of the log fx_setup() opens next (0 = no limit). */
+extern size_t fx_write_buffer_bytes;
+
 int64_t fx_now_ms(void);
 void fx_pump(fx_t *f);
 void fx_closed_cb(void *arg);

@@ -419,6 +419,52 @@ static void test_pipelined_order(void **state)
     close(fd);
 }
 
+/* A write buffer of one byte is full while any produce is uncommitted: a
+ * second produce, pipelined right behind the first with an ApiVersions
+ * after it, waits whole in its frame until the first commits, then both
+ * are answered and so is the ApiVersions, in order. */
+static int fx_setup_tiny_buffer(void **state)
+{
+    fx_write_buffer_bytes = 1;
+    int rc = fx_setup(state);
+    fx_write_buffer_bytes = 0;
+    return rc;
+}
+
+static void test_produce_waits_for_space(void **state)
+{
+    fx_t *f = *state;
+    int fd = fx_client(f);
+    uint8_t buf[512];
+    size_t l0, la, lb, lv;
+    uint8_t *p0 = build_produce("waits", 1, 1, false, &l0); /* creates the topic */
+    fx_send_all(f, fd, p0, l0);
+    free(p0);
+    int n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
+    check_produce_resp(buf, n, 1, 0, 0);
+    uint8_t *a = build_produce("waits", 1, 2, false, &la);
+    uint8_t *b = build_produce("waits", 1, 3, false, &lb);
+    kp_api_versions_request_t rq;
+    kp_api_versions_request_init(&rq);
+    uint8_t *v = fx_build(KP_API_API_VERSIONS, 0, 4, &rq, &lv);
+    uint8_t *all = malloc(la + lb + lv);
+    assert_non_null(all);
+    memcpy(all, a, la);
+    memcpy(all + la, b, lb);
+    memcpy(all + la + lb, v, lv);
+    fx_send_all(f, fd, all, la + lb + lv); /* one read takes all three */
+    free(a), free(b), free(v), free(all);
+    n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
+    check_produce_resp(buf, n, 2, 0, 1);
+    n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
+    check_produce_resp(buf, n, 3, 0, 2);
+    n = fx_recv_frame(f, fd, buf, sizeof buf, 5000);
+    assert_true(n > 4);
+    assert_int_equal(kp_be32(buf), 4);
+    assert_true(f->srv->stats.produce_waits >= 1);
+    close(fd);
+}
+
 /* With a cap of one request in flight the connection stops reading, and
  * still answers everything in order. */
 static void test_inflight_cap(void **state)
@@ -1149,6 +1195,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rejects, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_order, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_inflight_cap, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_produce_waits_for_space, fx_setup_tiny_buffer,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_produce_errors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_fetch_long_poll, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_fetch_large_records, fx_setup, fx_teardown),
