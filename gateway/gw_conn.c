@@ -385,16 +385,21 @@ static bool reserve_frame(gw_conn_t *conn)
         return false;
     }
     conn->frame_reserved = true;
-    conn->frame = malloc((size_t)conn->frame_len);
+    /* What was read ahead of the length, then the rest straight from the
+     * socket (conn_read) into a buffer that grows as it comes. */
+    size_t have = evbuffer_get_length(conn->in);
+    if (have > (size_t)conn->frame_len)
+        have = (size_t)conn->frame_len;
+    size_t cap = 2 * (have > GW_CONN_READ_AHEAD ? have : GW_CONN_READ_AHEAD);
+    conn->frame_cap = cap < (size_t)conn->frame_len ? cap : (size_t)conn->frame_len;
+    conn->frame = malloc(conn->frame_cap);
     if (!conn->frame) {
         gw_log_error("conn", "conn %llu: out of memory for a %d-byte request",
                      (unsigned long long)conn->id, conn->frame_len);
         gw_conn_close(conn, "out of memory");
         return false;
     }
-    /* What was read ahead of the length, then the rest straight from the
-     * socket (conn_read). */
-    conn->frame_got = (size_t)evbuffer_remove(conn->in, conn->frame, (size_t)conn->frame_len);
+    conn->frame_got = (size_t)evbuffer_remove(conn->in, conn->frame, have);
     struct timeval tv;
     ms_to_tv(conn->srv->cfg->request_partial_timeout_ms, &tv);
     evtimer_add(conn->partial_timer, &tv);
@@ -442,7 +447,7 @@ static void take_frame(gw_conn_t *conn)
         return;
     }
     conn->frame = NULL;
-    conn->frame_got = 0;
+    conn->frame_cap = conn->frame_got = 0;
     req->start_s = mono_s();
     gw_metrics_bytes(conn->srv->metrics, len + 4, 0);
     req->reserved = conn->frame_len;
@@ -495,7 +500,21 @@ static void conn_read(gw_conn_t *conn)
         return;
     }
     if (conn->frame) {
-        n = read(fd, conn->frame + conn->frame_got, (size_t)conn->frame_len - conn->frame_got);
+        if (conn->frame_got == conn->frame_cap) { /* full, not whole: double it */
+            size_t cap = 2 * conn->frame_cap;
+            if (cap > (size_t)conn->frame_len)
+                cap = (size_t)conn->frame_len;
+            uint8_t *p = realloc(conn->frame, cap);
+            if (!p) {
+                gw_log_error("conn", "conn %llu: out of memory for a %d-byte request",
+                             (unsigned long long)conn->id, conn->frame_len);
+                gw_conn_close(conn, "out of memory");
+                return;
+            }
+            conn->frame = p;
+            conn->frame_cap = cap;
+        }
+        n = read(fd, conn->frame + conn->frame_got, conn->frame_cap - conn->frame_got);
         if (n > 0)
             conn->frame_got += (size_t)n;
     } else {
@@ -700,7 +719,7 @@ static void drop_frame(gw_conn_t *conn)
     }
     free(conn->frame);
     conn->frame = NULL;
-    conn->frame_got = 0;
+    conn->frame_cap = conn->frame_got = 0;
     conn->frame_len = 0;
 }
 

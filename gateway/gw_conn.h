@@ -19,10 +19,13 @@
  * 4 KiB per call, three system calls per 4 KiB of a produce.  Between
  * frames up to GW_CONN_READ_AHEAD bytes are read at once into a small
  * buffer (a whole small request, or several pipelined ones, in one call);
- * once a frame's length is known and its bytes reserved, the frame is
- * allocated and the rest of it is read straight into it, as much as the
- * socket has in one call.  So at most GW_CONN_READ_AHEAD bytes beyond the
- * reserved frames are held per connection.
+ * once a frame's length is known and its bytes reserved, the rest of it is
+ * read straight into the frame's own buffer, as much as the socket has in
+ * one call.  That buffer starts at twice what has arrived (at least
+ * 2 * GW_CONN_READ_AHEAD) and doubles as the bytes come, so a frame that
+ * never arrives whole holds little memory whatever length it announced.
+ * At most GW_CONN_READ_AHEAD bytes beyond the reserved frames are held per
+ * connection.
  *
  * Ownership: the server owns its connections; a connection owns its
  * requests (gw_req_t), and each request owns its frame, its arenas and its
@@ -116,6 +119,7 @@ struct gw_conn {
     int32_t frame_len;           /* length of the frame being received; 0 = none yet */
     bool frame_reserved;         /* gw_server__frame_cost(frame_len) reserved in the budget */
     uint8_t *frame;              /* owned: the frame being received, once reserved; or NULL */
+    size_t frame_cap;            /* bytes allocated for it (grows up to frame_len) */
     size_t frame_got;            /* bytes of it received */
     gw_req_t *head, *tail;       /* requests in flight, oldest first */
     int inflight;                /* requests in the FIFO */
