@@ -373,6 +373,26 @@ static bool read_length(gw_conn_t *conn)
     return true;
 }
 
+/* Make room for at least @want bytes of the frame being received (never
+ * more than its length); false when memory ran out (then closed). */
+static bool frame_grow(gw_conn_t *conn, size_t want)
+{
+    if (want > (size_t)conn->frame_len)
+        want = (size_t)conn->frame_len;
+    if (conn->frame && want <= conn->frame_cap)
+        return true;
+    uint8_t *p = realloc(conn->frame, want);
+    if (!p) {
+        gw_log_error("conn", "conn %llu: out of memory for a %d-byte request",
+                     (unsigned long long)conn->id, conn->frame_len);
+        gw_conn_close(conn, "out of memory");
+        return false;
+    }
+    conn->frame = p;
+    conn->frame_cap = want;
+    return true;
+}
+
 /* Reserve the frame's bytes; false (and queued for budget) when they do
  * not fit. */
 static bool reserve_frame(gw_conn_t *conn)
@@ -390,15 +410,8 @@ static bool reserve_frame(gw_conn_t *conn)
     size_t have = evbuffer_get_length(conn->in);
     if (have > (size_t)conn->frame_len)
         have = (size_t)conn->frame_len;
-    size_t cap = 2 * (have > GW_CONN_READ_AHEAD ? have : GW_CONN_READ_AHEAD);
-    conn->frame_cap = cap < (size_t)conn->frame_len ? cap : (size_t)conn->frame_len;
-    conn->frame = malloc(conn->frame_cap);
-    if (!conn->frame) {
-        gw_log_error("conn", "conn %llu: out of memory for a %d-byte request",
-                     (unsigned long long)conn->id, conn->frame_len);
-        gw_conn_close(conn, "out of memory");
+    if (!frame_grow(conn, 2 * (have > GW_CONN_READ_AHEAD ? have : GW_CONN_READ_AHEAD)))
         return false;
-    }
     conn->frame_got = (size_t)evbuffer_remove(conn->in, conn->frame, have);
     struct timeval tv;
     ms_to_tv(conn->srv->cfg->request_partial_timeout_ms, &tv);
@@ -500,20 +513,8 @@ static void conn_read(gw_conn_t *conn)
         return;
     }
     if (conn->frame) {
-        if (conn->frame_got == conn->frame_cap) { /* full, not whole: double it */
-            size_t cap = 2 * conn->frame_cap;
-            if (cap > (size_t)conn->frame_len)
-                cap = (size_t)conn->frame_len;
-            uint8_t *p = realloc(conn->frame, cap);
-            if (!p) {
-                gw_log_error("conn", "conn %llu: out of memory for a %d-byte request",
-                             (unsigned long long)conn->id, conn->frame_len);
-                gw_conn_close(conn, "out of memory");
-                return;
-            }
-            conn->frame = p;
-            conn->frame_cap = cap;
-        }
+        if (conn->frame_got == conn->frame_cap && !frame_grow(conn, 2 * conn->frame_cap))
+            return; /* full, not whole: doubled, or closed */
         n = read(fd, conn->frame + conn->frame_got, conn->frame_cap - conn->frame_got);
         if (n > 0)
             conn->frame_got += (size_t)n;

@@ -641,9 +641,10 @@ static int build_request(s3_op_t *op, long timeout_ms)
     case REQ_GET:
         /* Read bodies in large steps: curl's default is 16 KiB per recv()
          * and per on_write. */
-        curl_easy_setopt(e, CURLOPT_BUFFERSIZE,
-                         op->want < S3_IO_BUFFER ? (long)(op->want > 16384 ? op->want : 16384)
-                                                 : (long)S3_IO_BUFFER);
+        {
+            uint64_t b = op->want < S3_IO_BUFFER ? op->want : S3_IO_BUFFER;
+            curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)(b > 16384 ? b : 16384));
+        }
         break;
     case REQ_PUT:
         curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)S3_IO_BUFFER); /* default 64 KiB */
