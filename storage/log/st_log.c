@@ -29,6 +29,22 @@ st_buf_t *st_buf_new(size_t len)
     return b;
 }
 
+st_buf_t *st_buf_new_at(size_t len, uint64_t at)
+{
+    size_t skip = (size_t)(at % ST_OBJ_GET_ALIGN);
+    void *mem = NULL;
+    if (len > SIZE_MAX - skip ||
+        posix_memalign(&mem, ST_OBJ_GET_ALIGN, skip + (len ? len : 1)) != 0)
+        return NULL;
+    st_buf_t *b = st_buf_wrap((uint8_t *)mem + skip, len);
+    if (!b) {
+        free(mem);
+        return NULL;
+    }
+    b->mem = mem;
+    return b;
+}
+
 st_buf_t *st_buf_wrap(uint8_t *data, size_t len)
 {
     st_buf_t *b = malloc(sizeof(*b));
@@ -37,13 +53,14 @@ st_buf_t *st_buf_wrap(uint8_t *data, size_t len)
     b->data = data;
     b->len = len;
     b->refs = 1;
+    b->mem = data;
     return b;
 }
 
 void st_buf_unref(st_buf_t *b)
 {
     if (b && --b->refs == 0) {
-        free(b->data);
+        free(b->mem);
         free(b);
     }
 }

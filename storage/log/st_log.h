@@ -46,12 +46,16 @@ typedef struct st_part st_part_t;
 /* ------------------------------------------------------------------ */
 
 typedef struct st_buf {
-    uint8_t *data; /* owned */
+    uint8_t *data; /* in mem */
     size_t len;    /* bytes in data */
     int refs;      /* freed when it drops to 0 */
+    void *mem;     /* the allocation data lies in (owned) */
 } st_buf_t;
 
 st_buf_t *st_buf_new(size_t len);
+/* A buffer of @len bytes placed for bytes read from offset @at of an object:
+ * at @at's place in a block of ST_OBJ_GET_ALIGN bytes (st_objstore_get_into). */
+st_buf_t *st_buf_new_at(size_t len, uint64_t at);
 /* Takes @data (malloc'ed). */
 st_buf_t *st_buf_wrap(uint8_t *data, size_t len);
 static inline st_buf_t *st_buf_ref(st_buf_t *b)

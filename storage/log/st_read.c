@@ -656,7 +656,7 @@ static void load_issue(void *arg)
      * cache's budget counts what it holds, and copy. */
     int rc;
     if (ld->n == 1 && ld->chunks[0]->pos == ld->pos && ld->chunks[0]->len == ld->len &&
-        (ld->into = st_buf_new(ld->len)) != NULL)
+        (ld->into = st_buf_new_at(ld->len, ld->pos)) != NULL)
         rc = st_objstore_get_into(log->os, ld->obj->key, ld->pos, ld->len, ld->into->data,
                                   load_done, ld);
     else

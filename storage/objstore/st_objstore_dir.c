@@ -47,9 +47,10 @@
  * Where O_DIRECT is refused (tmpfs, an alignment the device does not take)
  * the put is written through the page cache from the start.  Durability is
  * the same either way: the fsync below covers both parts.  Large ranges of
- * large objects are read back with O_DIRECT too (the blocks around the range
- * into an aligned buffer): such objects are not in the page cache, and a
- * direct read of them costs no copy either.
+ * large objects are read back with O_DIRECT too: such objects are not in the
+ * page cache.  A get_into whose buffer lies at the range's place in a 4 KiB
+ * block (st_objstore_get_into) gets the blocks straight into that buffer;
+ * otherwise the blocks around the range go into an aligned buffer first.
  *
  * Directories are never removed: a deleted object leaves its (possibly
  * empty) directory behind.  This keeps puts free of races with a concurrent
@@ -76,8 +77,9 @@
 #define NAME_MAX_BYTES 255 /* bytes in one path component (NAME_MAX on Linux) */
 #define TMP_PREFIX ".tmp-" /* temporary files; a key component may not start so */
 #define TMP_PREFIX_LEN 5
-#define WRITE_CHUNK (1u << 30)  /* bytes per write(): Linux caps one call below 2 GiB */
-#define DIRECT_ALIGN 4096u      /* O_DIRECT buffer, offset and length alignment */
+#define WRITE_CHUNK (1u << 30) /* bytes per write(): Linux caps one call below 2 GiB */
+#define DIRECT_ALIGN 4096u     /* O_DIRECT buffer, offset and length alignment */
+_Static_assert(DIRECT_ALIGN == ST_OBJ_GET_ALIGN, "get_into's placement is O_DIRECT's");
 #define DIRECT_MIN (256u << 10) /* smaller puts go through the page cache */
 /* Bytes per direct write(): one call for a whole large object (a merged
  * segment: tens of MB) fills the device's queue, and every other put's
@@ -768,6 +770,50 @@ static int read_direct(dir_op_t *op, int fd, uint64_t avail)
     return 0;
 }
 
+/* As read_direct, but straight into the caller's @op->dst when it lies at
+ * the same place in a 4 KiB block as @op->off in the file: the 4 KiB blocks
+ * inside the range with O_DIRECT, the partial blocks at either end (if any)
+ * through the page cache, nothing written outside [dst, dst + avail) -- no
+ * aligned buffer of its own to fault in and no copy out of it.  0 when done
+ * (op->err says how), -1 when @op->dst is not so placed or O_DIRECT is not
+ * to be had here (nothing is promised about @op->dst then). */
+static int read_direct_into(dir_op_t *op, int fd, uint64_t avail)
+{
+    uint64_t from = (op->off + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
+    uint64_t to = (op->off + avail) & ~(uint64_t)(DIRECT_ALIGN - 1);
+    if (((uintptr_t)op->dst - op->off) % DIRECT_ALIGN != 0 || to <= from)
+        return -1;
+    size_t head = (size_t)(from - op->off), mid = (size_t)(to - from);
+    size_t tail = (size_t)(op->off + avail - to);
+    if (head || tail) /* the partial blocks alone, without the kernel's read-ahead */
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+    ssize_t got = head ? read_all(fd, op->dst, head, op->off) : 0;
+    if (got < 0 || (size_t)got < head) { /* an error, or shorter than fstat said */
+        op->err = got < 0 ? ST_ERR_IO : ST_OK;
+        op->len = got < 0 ? 0 : (size_t)got;
+        return 0;
+    }
+    if (set_direct(fd, true) != 0)
+        return -1;
+    got = read_all(fd, op->dst + head, mid, from);
+    int rerr = errno;
+    if (set_direct(fd, false) != 0) {
+        op->err = ST_ERR_IO;
+        return 0;
+    }
+    if (got < 0 && rerr == EINVAL)
+        return -1; /* an alignment this device does not take */
+    if (got < 0 || (size_t)got < mid) {
+        op->err = got < 0 ? ST_ERR_IO : ST_OK;
+        op->len = got < 0 ? 0 : head + (size_t)got;
+        return 0;
+    }
+    got = tail ? read_all(fd, op->dst + head + mid, tail, to) : 0;
+    op->err = got < 0 ? ST_ERR_IO : ST_OK;
+    op->len = got < 0 ? 0 : head + mid + (size_t)got;
+    return 0;
+}
+
 static void get_work(dir_op_t *op)
 {
     if (prep_hidden(op->ds, op->key)) {
@@ -797,6 +843,9 @@ static void get_work(dir_op_t *op)
         op->err = ST_ERR_NOMEM;
         goto out;
     }
+    if (avail >= DIRECT_MIN && size >= DIRECT_MIN && op->dst &&
+        read_direct_into(op, fd, avail) == 0)
+        goto out;
     if (avail >= DIRECT_MIN && size >= DIRECT_MIN && read_direct(op, fd, avail) == 0) {
         if (op->dst && op->err == ST_OK) {
             /* Around the range, aligned, then into place here on the

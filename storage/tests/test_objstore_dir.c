@@ -484,6 +484,74 @@ static void test_large_direct(void **state)
     free(buf);
 }
 
+/* get_into a buffer at the range's place in a 4 KiB block
+ * (ST_OBJ_GET_ALIGN): the blocks inside the range go straight into it with
+ * O_DIRECT and only the partial blocks at its ends pass through the page
+ * cache; the bytes are the object's, and nothing outside [dst, dst + len) is
+ * written.  A buffer placed otherwise is read around the range into an
+ * aligned buffer of the store's, leaving the page cache as it was. */
+static void test_get_into_placed(void **state)
+{
+    fix_t *f = *state;
+    const size_t big = (3u << 20) + 123, A = ST_OBJ_GET_ALIGN, guard = 2 * ST_OBJ_GET_ALIGN;
+    uint8_t *obj = NULL;
+    assert_int_equal(posix_memalign((void **)&obj, A, big), 0);
+    fill_pattern(obj, big, 11);
+    assert_int_equal(put_bytes(f, "p/obj", obj, big), ST_OK);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/p/obj", f->store_root);
+    size_t before = resident_pages(path); /* the buffered tail, or all without O_DIRECT */
+    bool direct = before <= 1;
+    if (!direct)
+        print_message("no O_DIRECT under %s: page-cache residency not checked\n", f->store_root);
+
+    struct {
+        uint64_t off, len;
+        size_t resident; /* partial blocks at the ends, read through the page cache */
+    } cases[] = {
+        {5001, 1000000, 2},  /* partial blocks at both ends */
+        {8192, 1u << 20, 0}, /* whole blocks only */
+        {8192, 700001, 1},   /* a partial block at the end only */
+        {4095, 614401, 1},   /* a partial block at the start only (one byte of it) */
+        {12345, big, 2},     /* past the end: the object's last block is a partial one */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        uint64_t off = cases[c].off, len = cases[c].len;
+        size_t got_len = (size_t)(off + len > big ? big - off : len);
+        for (int placed = 1; placed >= 0; placed--) {
+            /* Drop the object from the page cache, then read it. */
+            int fd = open(path, O_RDONLY);
+            assert_true(fd >= 0);
+            assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+            close(fd);
+            size_t base = direct ? resident_pages(path) : 0;
+            size_t room = guard + (size_t)len + guard;
+            uint8_t *mem = NULL;
+            assert_int_equal(posix_memalign((void **)&mem, A, room), 0);
+            memset(mem, 0xA5, room);
+            uint8_t *dst = mem + guard + (off % A) + (placed ? 0 : 1);
+            res_t r = {0};
+            r.in_call = 1;
+            assert_int_equal(st_objstore_get_into(f->os, "p/obj", off, len, dst, data_cb, &r), 0);
+            r.in_call = 0;
+            wait1(f, &r);
+            assert_int_equal(r.err, ST_OK);
+            assert_int_equal(r.len, got_len);
+            assert_ptr_equal(r.ptr, dst);
+            assert_memory_equal(dst, obj + off, got_len);
+            for (uint8_t *q = mem; q < dst; q++)
+                assert_int_equal(*q, 0xA5);
+            for (uint8_t *q = dst + got_len; q < mem + room; q++)
+                assert_int_equal(*q, 0xA5);
+            if (direct)
+                assert_int_equal(resident_pages(path) - base, placed ? cases[c].resident : 0);
+            free(mem);
+            res_reset(&r);
+        }
+    }
+    free(obj);
+}
+
 static void test_ranges(void **state)
 {
     fix_t *f = *state;
@@ -1340,6 +1408,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ranges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_direct, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_into_placed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_overwrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_reenters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
