@@ -732,7 +732,14 @@ static void read_ahead(st_part_t *part, size_t want)
             }
             load_start(log, d, NULL);
         }
-        ahead += d->len;
+        /* Of the chunk the reader is in, only what it has still to read
+         * (by offsets): a chunk larger than @want must not hold back the
+         * GET of the next one until the reader is through it. */
+        if (k == 0 && part->ra_pos > d->base)
+            ahead += (size_t)((double)d->len * (double)(d->last - part->ra_pos + 1) /
+                              (double)(d->last - d->base + 1));
+        else
+            ahead += d->len;
     }
 }
 

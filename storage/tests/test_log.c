@@ -1538,6 +1538,75 @@ static void test_read_ahead_merged(void **state)
     assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_GET) - g0, RA_ROUNDS);
 }
 
+/* Read the one batch (@max_bytes = its length) at @off of @p into @r. */
+static void read_one(fx_t *f, st_part_t *p, int64_t off, size_t max_bytes, rd_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(st_part_read(p, off, max_bytes, read_cb, r), 0);
+    run_until(f, &r->done, 1);
+    assert_int_equal(r->err, ST_OK);
+    assert_int_equal(r->len, max_bytes);
+    assert_int_equal(kp_be64(r->data), off);
+}
+
+/* A chunk larger than the read-ahead wanted does not hold back the GET of
+ * the next one until its reader is through it: what counts is what the
+ * reader has still to read of it.  Chunks of 1, 3 and 1 batches (the
+ * middle one a flush of three appends made while the first one's PUT was
+ * slow), read one batch at a time from cold caches with two batches
+ * wanted ahead: the third chunk's GET starts once a third of the second is
+ * left, and the reader finds it in memory. */
+static void test_read_ahead_inside_chunk(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "rin", 1);
+    size_t len;
+    uint8_t *b = make_batch(3, 1000, KP_COMPRESSION_NONE, &len);
+    res_t r[5] = {{0}};
+    st_objstore_faulty_set(f->os, ST_OBJ_OP_PUT,
+                           &(st_objstore_fault_t){.delay_nth = 1, .delay_ms = 200});
+    uint64_t puts0 = st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT);
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[0]), 0);
+    for (int i = 0; i < 5000 && st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) == puts0; i++)
+        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 ||
+            st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) == puts0)
+            usleep(1000);
+    assert_int_equal(r[0].done, 0); /* its PUT is slow: the next three make one flush */
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[i]), 0);
+    run_until(f, &r[3].done, 1);
+    assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[4]), 0);
+    run_until(f, &r[4].done, 1);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(r[i].off, 3 * i);
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.flushes, 3);
+    free(b);
+    fx_close(f);
+    f->cfg.read_ahead_bytes = 4 * 2 * len; /* a quarter of it wanted: two batches */
+    fx_open(f);
+    t = st_log_topic(f->log, "rin", 3);
+    assert_non_null(t);
+    rd_t *rd = calloc(1, sizeof(*rd));
+    read_one(f, t->parts[0], 3, len, rd); /* a seek into the second chunk: its GET */
+    for (int i = 0; i < 50; i++) {        /* two thirds left: nothing more read */
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.object_gets, 1);
+    read_one(f, t->parts[0], 6, len, rd); /* a third left: the third chunk read ahead */
+    ra_settle(f, 2);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.read_ahead_gets, 1);
+    read_one(f, t->parts[0], 9, len, rd);
+    read_one(f, t->parts[0], 12, len, rd);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.object_gets, 2);
+    free(rd);
+}
+
 /* Without a read-ahead budget every chunk costs its own GET when asked for. */
 static void test_read_ahead_off(void **state)
 {
@@ -1697,6 +1766,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_topic_watch, setup, teardown),
         cmocka_unit_test(test_manifest_versions),
         cmocka_unit_test_setup_teardown(test_read_ahead_merged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_inside_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_resume, setup, teardown),
