@@ -24,7 +24,8 @@
 # Sizes (environment): NH_BENCH_RECORDS (200000 records of NH_BENCH_SIZE=1024
 # bytes per throughput run), NH_BENCH_PARTITIONS ("1 16 1000"),
 # NH_BENCH_RATE (200 records/s, the light rate), NH_BENCH_SECONDS (10 s per
-# latency run), NH_BENCH_RSS_PARTITIONS (10000), NH_BENCH_SYSTEMS
+# latency run), NH_BENCH_LATENCY_WARMUP_SECONDS (10: as long a light run,
+# untimed and not counted, right before the light run), NH_BENCH_RSS_PARTITIONS (10000), NH_BENCH_SYSTEMS
 # ("mock embedded s3"), NH_BENCH_WARMUP_RECORDS (NH_BENCH_RECORDS: produced
 # and read back untimed first, by each mock run and once by each fresh
 # gateway; 0 = none).  BUILD names the build directory; NH_KEEP=1 keeps
@@ -41,6 +42,7 @@ SIZE=${NH_BENCH_SIZE:-1024}
 PARTS=${NH_BENCH_PARTITIONS:-1 16 1000}
 RATE=${NH_BENCH_RATE:-200}
 SECONDS_LAT=${NH_BENCH_SECONDS:-10}
+LAT_WARM=${NH_BENCH_LATENCY_WARMUP_SECONDS:-10}
 RSS_PARTS=${NH_BENCH_RSS_PARTITIONS:-10000}
 WARM=${NH_BENCH_WARMUP_RECORDS:-$RECORDS}
 SYSTEMS=${NH_BENCH_SYSTEMS:-mock embedded s3}
@@ -212,6 +214,14 @@ if [ "${1:-}" = --one ]; then
     log "$B: lifecycle settled after $(($(date +%s) - settle)) s"
     for ph in latency half; do
         f=$OUT/$B-$ph.kv
+        if [ "$ph" = latency ] && [ "$LAT_WARM" -gt 0 ]; then
+            # The same light load first, untimed: the light run measures a
+            # steady light load, not its start (s3rver answers its first
+            # thousands of small PUTs slower than the next ones).
+            log "$B: light latency warm-up, $LAT_WARM s"
+            "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --phases latency \
+                --seconds "$LAT_WARM" >"$OUT/$B-latwarm.kv" || fail "nh-bench (warm-up)"
+        fi
         c0=$(counters) h0=$(hists)
         log "$B: $ph latency"
         [ "$ph" != latency ] || prof_start latency
@@ -303,7 +313,9 @@ for s in $SYSTEMS; do
         half=$(half_rate "$OUT" mock)
         for ph in latency half; do
             log "mock: $ph latency"
-            "$NH_BENCH" --mock "${COMMON[@]}" --phases "$ph" --half-rate "$half" \
+            w=20 # nh-bench's default: records of the run not counted
+            [ "$ph" != latency ] || w=$((RATE * LAT_WARM > 20 ? RATE * LAT_WARM : 20))
+            "$NH_BENCH" --mock "${COMMON[@]}" --phases "$ph" --half-rate "$half" --warmup "$w" \
                 >"$OUT/mock-$ph.kv" 2>/dev/null || exit 1
         done
         ;;
@@ -570,7 +582,7 @@ O=$OUT
     echo
     echo "Commands: \`make bench\` (= \`bash bench/run.sh --docs\`); sizes as above"
     echo "(NH_BENCH_RECORDS=$RECORDS NH_BENCH_PARTITIONS=\"$PARTS\" NH_BENCH_RATE=$RATE"
-    echo "NH_BENCH_SECONDS=$SECONDS_LAT NH_BENCH_RSS_PARTITIONS=$RSS_PARTS)."
+    echo "NH_BENCH_SECONDS=$SECONDS_LAT NH_BENCH_LATENCY_WARMUP_SECONDS=$LAT_WARM NH_BENCH_RSS_PARTITIONS=$RSS_PARTS)."
 } >"$OUT/table.md"
 cat "$OUT/table.md"
 if [ "$DOCS" = 1 ]; then
