@@ -24,11 +24,11 @@
 # Sizes (environment): NH_BENCH_RECORDS (200000 records of NH_BENCH_SIZE=1024
 # bytes per throughput run), NH_BENCH_PARTITIONS ("1 16 1000"),
 # NH_BENCH_RATE (200 records/s, the light rate), NH_BENCH_SECONDS (10 s per
-# latency run), NH_BENCH_LATENCY_WARMUP_SECONDS (10: as long a light run,
-# untimed and not counted, right before the light run), NH_BENCH_RSS_PARTITIONS (10000), NH_BENCH_SYSTEMS
-# ("mock embedded s3"), NH_BENCH_WARMUP_RECORDS (NH_BENCH_RECORDS: produced
-# and read back untimed first, by each mock run and once by each fresh
-# gateway; 0 = none).  BUILD names the build directory; NH_KEEP=1 keeps
+# latency run), NH_BENCH_LATENCY_WARMUP_SECONDS (10: as long a light load,
+# untimed and not counted, right before the light run; 0 = none),
+# NH_BENCH_RSS_PARTITIONS (10000), NH_BENCH_SYSTEMS ("mock embedded s3"),
+# NH_BENCH_WARMUP_RECORDS (NH_BENCH_RECORDS: produced and read back untimed
+# first, by each mock run and once by each fresh gateway; 0 = none).  BUILD names the build directory; NH_KEEP=1 keeps
 # the data directories.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

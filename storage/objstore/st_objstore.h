@@ -93,9 +93,10 @@ static inline int st_objstore_get_range(st_objstore_t *os, const char *key, uint
  * unspecified.  A reader that wants the bytes in a buffer of its own saves a
  * copy on the loop thread (and, with the directory store, the page faults of
  * a fresh buffer there too).  A @dst at the same place in a block of
- * ST_OBJ_GET_ALIGN bytes as @off ((uintptr_t)dst % ST_OBJ_GET_ALIGN == off %
- * ST_OBJ_GET_ALIGN) saves the directory store one more: it
- * reads the file's blocks straight into it.  -1 also for @len ST_OBJ_TO_END. */
+ * ST_OBJ_GET_ALIGN bytes as @off ((uintptr_t)dst % ST_OBJ_GET_ALIGN ==
+ * off % ST_OBJ_GET_ALIGN, st_buf_new_at) saves the directory store a copy
+ * more: it reads the file's blocks straight into it.  -1 also for @len
+ * ST_OBJ_TO_END. */
 #define ST_OBJ_GET_ALIGN 4096u
 int st_objstore_get_into(st_objstore_t *os, const char *key, uint64_t off, uint64_t len,
                          uint8_t *dst, st_data_cb cb, void *arg);
