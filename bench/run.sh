@@ -28,8 +28,8 @@
 # untimed and not counted, right before the light run; 0 = none),
 # NH_BENCH_RSS_PARTITIONS (10000), NH_BENCH_SYSTEMS ("mock embedded s3"),
 # NH_BENCH_WARMUP_RECORDS (NH_BENCH_RECORDS: produced and read back untimed
-# first, by each mock run and once by each fresh gateway; 0 = none).  BUILD names the build directory; NH_KEEP=1 keeps
-# the data directories.
+# first, by each mock run and once by each fresh gateway; 0 = none).  BUILD
+# names the build directory; NH_KEEP=1 keeps the data directories.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
