@@ -184,23 +184,19 @@ if [ "${1:-}" = --one ]; then
             --records "$WARM" --topic bench-warmup --phases produce,consume >/dev/null ||
             fail "nh-bench (warm-up)"
     fi
-    # Throughput and the tail, per partition count; objects counted around each.
-    first=1
+    # Throughput and the tail, per partition count; objects counted around
+    # each.  Every run is profiled (sampling at 499 Hz costs the gateway
+    # about 1%).
     for p in $PARTS; do
         f=$OUT/$B-p$p.kv
         c0=$(counters)
         log "$B: produce + consume, $p partitions"
-        # The first partition count runs under the profiler (sampling at
-        # 499 Hz costs the gateway about 1%).
-        [ "$first" = 0 ] || prof_start produce
+        prof_start "p$p"
         # shellcheck disable=SC2046
         "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --partitions "$p" \
             --topic "bench-p$p" --phases produce,consume $(watch) >"$f" || fail "nh-bench ($p)"
         stored "$f" "$c0"
-        if [ "$first" = 1 ]; then
-            first=0
-            prof_stop
-        fi
+        prof_stop
     done
     half=$(half_rate "$OUT" "$B")
     # The latency runs measure a light load: first the lifecycle folds what
@@ -224,11 +220,11 @@ if [ "${1:-}" = --one ]; then
         fi
         c0=$(counters) h0=$(hists)
         log "$B: $ph latency"
-        [ "$ph" != latency ] || prof_start latency
+        prof_start "$ph"
         # shellcheck disable=SC2046
         "$NH_BENCH" --bootstrap "$NH_BOOTSTRAP" "${COMMON[@]}" --phases "$ph" \
             --half-rate "$half" $(watch) >"$f" || fail "nh-bench ($ph)"
-        [ "$ph" != latency ] || prof_stop
+        prof_stop
         stored "$f" "$c0"
         hist_avgs "$f" "$h0"
     done
@@ -505,7 +501,6 @@ O=$OUT
             done
         done
     done
-    first=${PARTS%% *}
     echo
     echo "The raw limits' own CPU use, in CPU seconds per GB of object bytes (nh-pipeline: utime +"
     echo "stime of the process doing the writes, reads, PUTs and transactions; s3rver and etcd from"
@@ -562,12 +557,13 @@ O=$OUT
         done
     done
     for b in embedded s3; do
-        for ph in produce latency; do
+        for ph in p${PARTS// / p} latency half; do
             f=$O/$b-prof-$ph.txt
             [ -s "$f" ] || continue
             echo
-            what="the throughput run on $first partitions (produce, then tail consume)"
-            [ "$ph" = produce ] || what="the light latency run"
+            what="the throughput run on ${ph#p} partitions (produce, then tail consume)"
+            [ "$ph" != latency ] || what="the light latency run"
+            [ "$ph" != half ] || what="the half-rate latency run"
             echo "CPU profile of the $b gateway during $what,"
             echo "\`perf record -e cpu-clock -F 499 -p <gateway>\`, shares of its samples.  By thread:"
             echo "$(awk '$1 == "thread" { printf "%s%s %s", sep, $2, $3; sep = ", " }' "$f"); in the kernel:" \
