@@ -843,10 +843,10 @@ static void get_work(dir_op_t *op)
         op->err = ST_ERR_NOMEM;
         goto out;
     }
-    if (avail >= DIRECT_MIN && size >= DIRECT_MIN && op->dst &&
-        read_direct_into(op, fd, avail) == 0)
+    bool direct = avail >= DIRECT_MIN && size >= DIRECT_MIN;
+    if (direct && op->dst && read_direct_into(op, fd, avail) == 0)
         goto out;
-    if (avail >= DIRECT_MIN && size >= DIRECT_MIN && read_direct(op, fd, avail) == 0) {
+    if (direct && read_direct(op, fd, avail) == 0) {
         if (op->dst && op->err == ST_OK) {
             /* Around the range, aligned, then into place here on the
              * worker rather than by the caller on the loop. */

@@ -242,6 +242,15 @@ static void test_accumulates_while_inflight(void **state)
     free(b);
 }
 
+/* Run the loop until @n PUTs have reached the object store (at most ~5 s). */
+static void wait_puts(fx_t *f, uint64_t n)
+{
+    for (int i = 0; i < 5000 && st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < n; i++)
+        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 ||
+            st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < n)
+            usleep(1000);
+}
+
 /* The next upload does not wait for the commit of the one before: with
  * commits held, a batch appended after the first flush's object went up
  * is uploaded at once (before, it waited for that commit); both are
@@ -256,16 +265,10 @@ static void test_upload_overlaps_commit(void **state)
     st_log_hold_commits(f->log, true);
     res_t r[2] = {{0}};
     assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[0]), 0);
-    for (int i = 0; i < 5000 && st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < puts0 + 1; i++)
-        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 ||
-            st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < puts0 + 1)
-            usleep(1000);
+    wait_puts(f, puts0 + 1);
     assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT), puts0 + 1);
     assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[1]), 0);
-    for (int i = 0; i < 5000 && st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < puts0 + 2; i++)
-        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 ||
-            st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) < puts0 + 2)
-            usleep(1000);
+    wait_puts(f, puts0 + 2);
     assert_int_equal(st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT), puts0 + 2);
     assert_int_equal(r[0].done + r[1].done, 0); /* nothing is acknowledged before its commit */
     st_log_hold_commits(f->log, false);
@@ -1567,10 +1570,7 @@ static void test_read_ahead_inside_chunk(void **state)
                            &(st_objstore_fault_t){.delay_nth = 1, .delay_ms = 200});
     uint64_t puts0 = st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT);
     assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[0]), 0);
-    for (int i = 0; i < 5000 && st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) == puts0; i++)
-        if (event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) != 0 ||
-            st_objstore_faulty_count(f->os, ST_OBJ_OP_PUT) == puts0)
-            usleep(1000);
+    wait_puts(f, puts0 + 1);
     assert_int_equal(r[0].done, 0); /* its PUT is slow: the next three make one flush */
     for (int i = 1; i < 4; i++)
         assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r[i]), 0);
