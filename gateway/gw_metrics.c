@@ -759,6 +759,16 @@ char *gw_metrics_render(gw_metrics_t *m)
             (double)s.tail_bytes);
         one(b, "nuthatch_read_cache_bytes", "gauge", "Bytes held by the read cache.",
             (double)s.cache_bytes);
+        st_buf_pool_stats_t ps;
+        st_buf_pool_stats(&ps);
+        one(b, "nuthatch_buffer_pool_mapped_total", "counter",
+            "Large buffers (objects, chunks) given new memory.", (double)ps.mapped);
+        one(b, "nuthatch_buffer_pool_reused_total", "counter",
+            "Large buffers given the memory of a released one.", (double)ps.reused);
+        one(b, "nuthatch_buffer_pool_moved_bytes_total", "counter",
+            "Memory of released large buffers moved into new ones.", (double)ps.moved_bytes);
+        one(b, "nuthatch_buffer_pool_kept_bytes", "gauge",
+            "Memory of released large buffers kept for the next ones.", (double)ps.kept_bytes);
         size_t topics = 0, parts = 0;
         st_topic_t *t;
         for (size_t i = 0; (t = st_log_topic_at(srv->log, i)) != NULL; i++)

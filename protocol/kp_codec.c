@@ -331,6 +331,7 @@ void kp_writer_init(kp_writer_t *w, size_t initial_cap)
     w->refer_min = 0;
     w->spans = NULL;
     w->nspans = w->spans_cap = w->spans_len = 0;
+    w->fixed = 0;
     if (initial_cap) {
         w->buf = malloc(initial_cap);
         if (w->buf)
@@ -352,9 +353,18 @@ void kp_writer_init_aligned(kp_writer_t *w, size_t initial_cap, size_t align)
     w->cap = initial_cap;
 }
 
+void kp_writer_init_over(kp_writer_t *w, uint8_t *buf, size_t cap)
+{
+    kp_writer_init(w, 0);
+    w->buf = buf;
+    w->cap = buf ? cap : 0;
+    w->fixed = 1;
+}
+
 void kp_writer_deinit(kp_writer_t *w)
 {
-    free(w->buf);
+    if (!w->fixed)
+        free(w->buf);
     w->buf = NULL;
     w->len = w->cap = 0;
     free(w->spans);
@@ -370,6 +380,7 @@ uint8_t *kp_writer_take(kp_writer_t *w, size_t *len)
     w->buf = NULL;
     w->len = w->cap = 0;
     w->err = KP_ENCODE_OK;
+    w->fixed = 0;
     free(w->spans);
     w->spans = NULL;
     w->nspans = w->spans_cap = w->spans_len = 0;
@@ -414,7 +425,7 @@ uint8_t *kp_writer_space(kp_writer_t *w, size_t n)
     if (w->err)
         return NULL;
     if (w->cap - w->len < n) {
-        if (n > SIZE_MAX / 2 - w->len) {
+        if (w->fixed || n > SIZE_MAX / 2 - w->len) {
             kp_writer_fail(w, KP_ENCODE_NOMEM);
             return NULL;
         }

@@ -293,6 +293,7 @@ typedef struct kp_writer {
     size_t nspans;    /* spans recorded */
     size_t spans_cap; /* spans allocated */
     size_t spans_len; /* sum of the spans' lengths: the output is len + spans_len bytes */
+    int fixed;        /* buf is the caller's: never grown (KP_ENCODE_NOMEM) nor freed */
 } kp_writer_t;
 
 void kp_writer_init(kp_writer_t *w, size_t initial_cap);
@@ -300,6 +301,9 @@ void kp_writer_init(kp_writer_t *w, size_t initial_cap);
  * a multiple of sizeof(void *)), as long as nothing is written past
  * @initial_cap: growing moves the buffer wherever realloc puts it. */
 void kp_writer_init_aligned(kp_writer_t *w, size_t initial_cap, size_t align);
+/* A writer into the caller's @cap bytes at @buf: writing past them fails
+ * with KP_ENCODE_NOMEM, and neither deinit nor take frees them. */
+void kp_writer_init_over(kp_writer_t *w, uint8_t *buf, size_t cap);
 void kp_writer_deinit(kp_writer_t *w);
 /* Hand the buffer to the caller (returns owned, free()) and reset the writer;
  * spans not taken with kp_writer_take_spans() first are freed. */

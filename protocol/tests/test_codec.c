@@ -373,6 +373,39 @@ static void test_writer_aligned(void **state)
     free(b);
 }
 
+/* A writer over the caller's bytes fills them and stops at their end:
+ * the write that does not fit fails, nothing moves, nothing is freed (a
+ * free of this stack buffer would abort under the sanitizers). */
+static void test_writer_over(void **state)
+{
+    (void)state;
+    uint8_t mem[16];
+    memset(mem, 0xee, sizeof mem);
+    kp_writer_t w;
+    kp_writer_init_over(&w, mem, 12);
+    kp_write_i32(&w, 1);
+    kp_write_i64(&w, 2);
+    assert_int_equal(w.err, KP_ENCODE_OK);
+    assert_int_equal(w.len, 12);
+    kp_write_i8(&w, 3);
+    assert_int_equal(w.err, KP_ENCODE_NOMEM);
+    assert_ptr_equal(w.buf, mem);
+    assert_int_equal(kp_be32(mem), 1);
+    assert_int_equal(mem[12], 0xee); /* nothing past the end */
+    kp_writer_deinit(&w);
+    assert_null(w.buf);
+    /* Taken, the writer is an ordinary one again. */
+    kp_writer_init_over(&w, mem, sizeof mem);
+    kp_write_i32(&w, 7);
+    size_t len;
+    assert_ptr_equal(kp_writer_take(&w, &len), mem);
+    assert_int_equal(len, 4);
+    kp_write_i32(&w, 8);
+    assert_int_equal(w.err, KP_ENCODE_OK);
+    assert_ptr_not_equal(w.buf, mem);
+    kp_writer_deinit(&w);
+}
+
 static void test_writer_patch(void **state)
 {
     (void)state;
@@ -531,13 +564,21 @@ static void test_error_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_fixed),     cmocka_unit_test(test_read_underflow),
-        cmocka_unit_test(test_varint_edges),   cmocka_unit_test(test_varint_malformed),
-        cmocka_unit_test(test_strings),        cmocka_unit_test(test_string_roundtrip),
-        cmocka_unit_test(test_array_len),      cmocka_unit_test(test_tags),
-        cmocka_unit_test(test_arena_limit),    cmocka_unit_test(test_writer_patch),
-        cmocka_unit_test(test_writer_aligned), cmocka_unit_test(test_error_names),
-        cmocka_unit_test(test_writer_spans),   cmocka_unit_test(test_writer_records_errors),
+        cmocka_unit_test(test_read_fixed),
+        cmocka_unit_test(test_read_underflow),
+        cmocka_unit_test(test_varint_edges),
+        cmocka_unit_test(test_varint_malformed),
+        cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_string_roundtrip),
+        cmocka_unit_test(test_array_len),
+        cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_arena_limit),
+        cmocka_unit_test(test_writer_patch),
+        cmocka_unit_test(test_writer_aligned),
+        cmocka_unit_test(test_writer_over),
+        cmocka_unit_test(test_error_names),
+        cmocka_unit_test(test_writer_spans),
+        cmocka_unit_test(test_writer_records_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

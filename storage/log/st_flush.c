@@ -334,6 +334,8 @@ static void take_partition(kp_writer_t *w, st_fpart_t *fp, st_part_t *part)
     st_list_del(&part->dirty_link);
 }
 
+_Static_assert(ST_OBJ_ALIGN == ST_OBJ_GET_ALIGN, "flush objects come from st_buf_new_at(n, 0)");
+
 static void put_done(st_err_t err, void *arg);
 static void apply_flush(st_log_t *log, st_flush_t *f);
 
@@ -347,9 +349,12 @@ static st_flush_t *flush_build(st_log_t *log)
     st_flush_t *f = calloc(1, sizeof(*f));
     st_fpart_t *fps = calloc(nparts, sizeof(*fps));
     st_chunk_desc_t *descs = calloc(nparts, sizeof(*descs));
+    /* Aligned for the directory store's direct writes; from the pool of
+     * large buffers, so that the pages of evicted objects are reused. */
+    st_buf_t *obj = st_buf_new_at(bytes, 0);
     kp_writer_t w;
-    kp_writer_init_aligned(&w, bytes, ST_OBJ_ALIGN);
-    if (!f || !fps || !descs || w.err)
+    kp_writer_init_over(&w, obj ? obj->data : NULL, bytes);
+    if (!f || !fps || !descs || !obj)
         goto fail;
     f->log = log;
     f->seq = st_log__take_seq(log, f->key, sizeof f->key);
@@ -371,24 +376,20 @@ static st_flush_t *flush_build(st_log_t *log)
         f->state = ST_FLUSH_FAILED;
         f->err = ST_ERR_NOMEM;
         kp_writer_deinit(&w);
+        st_buf_unref(obj);
         return f;
     }
-    size_t len;
-    uint8_t *data = kp_writer_take(&w, &len);
-    f->obj = st_buf_wrap(data, len);
-    if (f->obj)
-        log->flight_bytes += len;
-    if (!f->obj) {
-        free(data);
-        f->state = ST_FLUSH_FAILED;
-        f->err = ST_ERR_NOMEM;
-    }
+    obj->len = w.len;
+    kp_writer_deinit(&w);
+    f->obj = obj;
+    log->flight_bytes += obj->len;
     return f;
 fail:
     free(f);
     free(fps);
     free(descs);
     kp_writer_deinit(&w);
+    st_buf_unref(obj);
     return NULL;
 }
 

@@ -16,55 +16,6 @@
 #define KEY_MAX 1024
 #define OFFSETS_TXN_OPS 64 /* DESIGN §5: multi-key writes in txns of <= 64 ops */
 
-/* ---------------------------------------------------------------- buffers */
-
-st_buf_t *st_buf_new(size_t len)
-{
-    uint8_t *d = malloc(len ? len : 1);
-    if (!d)
-        return NULL;
-    st_buf_t *b = st_buf_wrap(d, len);
-    if (!b)
-        free(d);
-    return b;
-}
-
-st_buf_t *st_buf_new_at(size_t len, uint64_t at)
-{
-    size_t skip = (size_t)(at % ST_OBJ_GET_ALIGN);
-    void *mem = NULL;
-    if (len > SIZE_MAX - skip ||
-        posix_memalign(&mem, ST_OBJ_GET_ALIGN, skip + (len ? len : 1)) != 0)
-        return NULL;
-    st_buf_t *b = st_buf_wrap((uint8_t *)mem + skip, len);
-    if (!b) {
-        free(mem);
-        return NULL;
-    }
-    b->mem = mem;
-    return b;
-}
-
-st_buf_t *st_buf_wrap(uint8_t *data, size_t len)
-{
-    st_buf_t *b = malloc(sizeof(*b));
-    if (!b)
-        return NULL;
-    b->data = data;
-    b->len = len;
-    b->refs = 1;
-    b->mem = data;
-    return b;
-}
-
-void st_buf_unref(st_buf_t *b)
-{
-    if (b && --b->refs == 0) {
-        free(b->mem);
-        free(b);
-    }
-}
-
 static size_t obj_hash(const char *key, size_t len)
 {
     size_t h = 14695981039346656037u;

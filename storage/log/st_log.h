@@ -46,15 +46,19 @@ typedef struct st_part st_part_t;
 /* ------------------------------------------------------------------ */
 
 typedef struct st_buf {
-    uint8_t *data; /* in mem */
-    size_t len;    /* bytes in data */
-    int refs;      /* freed when it drops to 0 */
-    void *mem;     /* the allocation data lies in (owned) */
+    uint8_t *data;  /* in mem */
+    size_t len;     /* bytes in data */
+    int refs;       /* freed when it drops to 0 */
+    void *mem;      /* the allocation data lies in (owned) */
+    size_t map_len; /* > 0: mem is a mapping of this many bytes from the pool */
 } st_buf_t;
 
+/* Buffers of 1 MiB and more come from a pool that keeps released ones for
+ * the next (st_buf.c): their memory is reused, not faulted in afresh. */
 st_buf_t *st_buf_new(size_t len);
 /* A buffer of @len bytes placed for bytes read from offset @at of an object:
- * at @at's place in a block of ST_OBJ_GET_ALIGN bytes (st_objstore_get_into). */
+ * at @at's place in a block of ST_OBJ_GET_ALIGN bytes (st_objstore_get_into).
+ * With @at = 0, data is aligned to ST_OBJ_GET_ALIGN. */
 st_buf_t *st_buf_new_at(size_t len, uint64_t at);
 /* Takes @data (malloc'ed). */
 st_buf_t *st_buf_wrap(uint8_t *data, size_t len);
@@ -64,6 +68,24 @@ static inline st_buf_t *st_buf_ref(st_buf_t *b)
     return b;
 }
 void st_buf_unref(st_buf_t *b);
+
+/* The pool of large buffers' memory, process-wide: buffers of
+ * ST_BUF_BIG_MIN bytes and more are whole ST_BUF_POOL_UNITs of it, and at
+ * most ST_BUF_POOL_KEEP_BYTES of released ones are kept for the next. */
+#define ST_BUF_BIG_MIN (1u << 20)
+#define ST_BUF_POOL_UNIT (2u << 20)
+#define ST_BUF_POOL_KEEP_BYTES (64u << 20)
+typedef struct st_buf_pool_stats {
+    uint64_t mapped;      /* new mappings made */
+    uint64_t reused;      /* buffers given a kept mapping */
+    uint64_t unmapped;    /* kept ranges given back to the kernel */
+    uint64_t moved_bytes; /* kept memory moved into new mappings (mremap) */
+    size_t kept;          /* mappings kept for reuse now */
+    size_t kept_bytes;    /* bytes in them */
+} st_buf_pool_stats_t;
+void st_buf_pool_stats(st_buf_pool_stats_t *s);
+/* Give every kept mapping back to the kernel. */
+void st_buf_pool_drain(void);
 
 /* Bytes [off, off + len) of buf. */
 typedef struct st_slice {
