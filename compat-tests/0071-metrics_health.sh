@@ -89,6 +89,10 @@ done
 grep -q '^nuthatch_tail_cache_bytes ' "$WORK/metrics" || fail "no nuthatch_tail_cache_bytes"
 grep -q '^nuthatch_read_cache_bytes ' "$WORK/metrics" || fail "no nuthatch_read_cache_bytes"
 grep -q '^nuthatch_write_buffer_bytes ' "$WORK/metrics" || fail "no nuthatch_write_buffer_bytes"
+for k in nuthatch_buffer_pool_mapped_total nuthatch_buffer_pool_reused_total \
+    nuthatch_buffer_pool_moved_bytes_total nuthatch_buffer_pool_kept_bytes; do
+    grep -q "^$k " "$WORK/metrics" || fail "no $k"
+done
 # The lifecycle's figures: index keys once a fold has run (every second by
 # default), the rest present.
 for _ in $(seq 1 20); do
