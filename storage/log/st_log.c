@@ -859,6 +859,7 @@ st_log_t *st_log_new(struct event_base *base, st_objstore_t *os, st_meta_t *meta
     st_list_init(&log->flushes);
     st_list_init(&log->tail_lru);
     st_list_init(&log->cache_lru);
+    st_list_init(&log->cache_passed);
     st_list_init(&log->ra_blocked);
     st_list_init(&log->space_waiters);
     log->kick = event_new(base, -1, 0, st_log__flush_cb, log);

@@ -76,9 +76,10 @@ typedef struct st_chunk {
     st_buf_t *buf; /* TAIL/CACHE: referenced bytes; chunk at buf->data + buf_off */
     size_t buf_off;
     bool folded;           /* an index key holds it (st_life.c); else only a manifest */
+    bool passed;           /* CACHE: in log->cache_passed, not log->cache_lru */
     st_prod_desc_t *prods; /* its producer entries (chunk 0), owned, or NULL */
     uint32_t nprods;
-    st_link_t lru;   /* in log->tail_lru or log->cache_lru by where */
+    st_link_t lru;   /* in log->tail_lru, log->cache_lru or log->cache_passed */
     st_link_t olink; /* in obj->chunks */
     st_load_t *load; /* ranged GET in flight or about to start, or NULL */
     size_t load_idx; /* this chunk's slot in load */
@@ -261,8 +262,10 @@ struct st_log {
     void (*close_cb)(void *arg);
     void *close_arg;
     /* read path */
-    st_link_t tail_lru;  /* chunks in the memory tail, oldest first */
-    st_link_t cache_lru; /* chunks in the read cache, least recent first */
+    st_link_t tail_lru;     /* chunks in the memory tail, oldest first */
+    st_link_t cache_lru;    /* chunks in the read cache, least recent first */
+    st_link_t cache_passed; /* of them, those a reader has gone past, oldest first */
+    size_t passed_bytes;    /* bytes of the chunks in cache_passed */
     st_log_stats_t stats;
     size_t ra_inflight;   /* bytes of read-ahead GETs in flight (cfg.read_ahead_bytes) */
     st_link_t ra_blocked; /* st_part_t whose read-ahead stopped at the budget, oldest first */

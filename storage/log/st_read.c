@@ -78,6 +78,9 @@ static void chunk_drop_buf(st_log_t *log, st_chunk_t *c)
         log->stats.tail_bytes -= c->len;
     else if (c->where == ST_CHUNK_CACHE)
         log->stats.cache_bytes -= c->len;
+    if (c->passed)
+        log->passed_bytes -= c->len;
+    c->passed = false;
     if (c->buf)
         st_buf_unref(c->buf);
     c->buf = NULL;
@@ -113,11 +116,44 @@ void st_log__chunk_free(st_log_t *log, st_chunk_t *c)
     free(c);
 }
 
-/* Keep the read cache within its budget. */
-static void evict(st_log_t *log, st_link_t *lru, size_t *bytes, size_t budget)
+/* Keep the read cache within its budget, dropping first the chunks readers
+ * have gone past, and those within an eighth of it.  A reader going through
+ * a partition's objects loads each chunk into a buffer of its own; once it
+ * has read on, the chunk is of use only to another reader coming the same
+ * way, and its buffer's memory, released, is the next load's (st_buf.c):
+ * kept in the cache it would have to be new memory, which the kernel zeroes
+ * before reading into it (three quarters of the gateway's time in a
+ * one-partition read through objects). */
+static void evict_cache(st_log_t *log)
 {
-    while (*bytes > budget && !st_list_empty(lru))
+    st_link_t *passed = &log->cache_passed, *lru = &log->cache_lru;
+    while (log->stats.cache_bytes > log->cfg.read_cache_bytes && !st_list_empty(passed))
+        chunk_drop_buf(log, st_container_of(passed->next, st_chunk_t, lru));
+    while (log->stats.cache_bytes > log->cfg.read_cache_bytes && !st_list_empty(lru))
         chunk_drop_buf(log, st_container_of(lru->next, st_chunk_t, lru));
+    while (log->passed_bytes > log->cfg.read_cache_bytes / 8 && !st_list_empty(passed))
+        chunk_drop_buf(log, st_container_of(passed->next, st_chunk_t, lru));
+}
+
+/* A read used @c, in the read cache: the most recently used. */
+static void cache_touch(st_log_t *log, st_chunk_t *c)
+{
+    if (c->passed)
+        log->passed_bytes -= c->len;
+    c->passed = false;
+    st_list_del(&c->lru);
+    st_list_push(&log->cache_lru, &c->lru);
+}
+
+/* A read began after @c, which it would have read coming from before it. */
+static void cache_pass(st_log_t *log, st_chunk_t *c)
+{
+    if (c->where != ST_CHUNK_CACHE || c->passed)
+        return;
+    c->passed = true;
+    log->passed_bytes += c->len;
+    st_list_del(&c->lru);
+    st_list_push(&log->cache_passed, &c->lru);
 }
 
 /* Keep the memory tail within its budget, a whole object at a time: a chunk
@@ -148,15 +184,18 @@ void st_log__tail_add(st_log_t *log, st_chunk_t *c, st_buf_t *obj, size_t off)
     evict_tail(log);
 }
 
+/* @c, loaded into @buf (taken), joins the read cache; the caller keeps the
+ * cache within its budget (evict_cache) once the reads waiting for it got
+ * their share. */
 static void cache_add(st_log_t *log, st_chunk_t *c, st_buf_t *buf)
 {
     c->where = ST_CHUNK_CACHE;
     c->buf = buf;
     c->buf_off = 0;
+    c->passed = false;
     log->stats.cache_bytes += c->len;
-    st_list_del(&c->lru); /* waiting reads may have touched it as recently used */
+    st_list_del(&c->lru);
     st_list_push(&log->cache_lru, &c->lru);
-    evict(log, &log->cache_lru, &log->stats.cache_bytes, log->cfg.read_cache_bytes);
 }
 
 /* ---------------------------------------------------------------- waiters */
@@ -366,7 +405,10 @@ static void read_gather(read_op_t *op)
     } else if (op->bytes == 0 && (op->offset < part->log_start || op->offset > part->hw)) {
         op->err = ST_ERR_RANGE;
     } else {
-        for (size_t i = chunk_find(part, op->offset); i < part->nchunks; i++) {
+        size_t first = chunk_find(part, op->offset);
+        if (first > 0 && first < part->nchunks)
+            cache_pass(log, part->chunks[first - 1]);
+        for (size_t i = first; i < part->nchunks; i++) {
             st_chunk_t *c = part->chunks[i];
             if (c->base >= part->hw)
                 break;
@@ -377,10 +419,8 @@ static void read_gather(read_op_t *op)
                 }
                 break;
             }
-            if (c->where == ST_CHUNK_CACHE) { /* most recently used */
-                st_list_del(&c->lru);
-                st_list_push(&log->cache_lru, &c->lru);
-            }
+            if (c->where == ST_CHUNK_CACHE)
+                cache_touch(log, c);
             if (!gather_chunk(op, c))
                 break;
         }
@@ -459,8 +499,7 @@ static void load_done(st_err_t err, const uint8_t *data, size_t len, void *arg)
     /* Each chunk's outcome; a chunk freed meanwhile has none (the reads
      * waiting for it look again). */
     st_err_t *errs = calloc(ld->n ? ld->n : 1, sizeof(*errs));
-    st_buf_t **bufs = calloc(ld->n ? ld->n : 1, sizeof(*bufs));
-    if (!errs || !bufs)
+    if (!errs)
         err = err == ST_OK ? ST_ERR_NOMEM : err;
     if (err == ST_OK && len != ld->len)
         err = ST_ERR_CORRUPT;
@@ -479,18 +518,16 @@ static void load_done(st_err_t err, const uint8_t *data, size_t len, void *arg)
         if (kp_crc32c(0, p, c->len) != c->crc) {
             errs[i] = ST_ERR_CORRUPT;
         } else if (ld->into && p == ld->into->data && c->len == ld->len) {
-            bufs[i] = ld->into; /* read in place: no copy */
+            cache_add(log, c, ld->into); /* read in place: no copy */
             ld->into = NULL;
-            c->where = ST_CHUNK_CACHE;
-            c->buf = bufs[i];
-            c->buf_off = 0;
-        } else if ((bufs[i] = st_buf_new(c->len)) == NULL) {
-            errs[i] = ST_ERR_NOMEM;
         } else {
-            memcpy(bufs[i]->data, p, c->len);
-            c->where = ST_CHUNK_CACHE; /* readable for the waiting ops first ... */
-            c->buf = bufs[i];
-            c->buf_off = 0;
+            st_buf_t *b = st_buf_new(c->len);
+            if (!b) {
+                errs[i] = ST_ERR_NOMEM;
+                continue;
+            }
+            memcpy(b->data, p, c->len);
+            cache_add(log, c, b);
         }
     }
     log->stats.object_gets++;
@@ -508,16 +545,8 @@ static void load_done(st_err_t err, const uint8_t *data, size_t len, void *arg)
             op_resume(op);
         }
     }
-    for (size_t i = 0; bufs && i < ld->n; i++) {
-        st_chunk_t *c = ld->chunks[i];
-        if (!bufs[i] || !c)
-            continue;
-        c->where = ST_CHUNK_STORE; /* ... then under the cache's budget */
-        c->buf = NULL;
-        cache_add(log, c, bufs[i]);
-    }
+    evict_cache(log); /* the chunks were readable for the waiting reads first */
     free(errs);
-    free(bufs);
     load_free(ld);
 }
 

@@ -1607,6 +1607,49 @@ static void test_read_ahead_inside_chunk(void **state)
     free(rd);
 }
 
+/* The read cache keeps no more than an eighth of its budget of chunks a
+ * reader has gone past: going through eight objects one chunk at a time,
+ * a reader leaves the chunk before the one it reads cached, not the rest;
+ * one of them read again is the most recently used, one dropped costs a
+ * GET again. */
+static void test_read_cache_passed(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "rp", 1);
+    size_t len;
+    uint8_t *b = make_batch(3, 1000, KP_COMPRESSION_NONE, &len);
+    for (int i = 0; i < 8; i++) {
+        res_t r = {0};
+        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+        run_until(f, &r.done, 1);
+        assert_int_equal(r.off, 3 * i);
+    }
+    free(b);
+    fx_close(f);
+    f->cfg.read_ahead_bytes = 0;
+    f->cfg.read_cache_bytes = 8 * len; /* every chunk fits; one passed one may stay */
+    fx_open(f);
+    t = st_log_topic(f->log, "rp", 2);
+    assert_non_null(t);
+    rd_t *rd = calloc(1, sizeof(*rd));
+    st_log_stats_t s;
+    for (int i = 0; i < 8; i++) {
+        read_one(f, t->parts[0], 3 * i, len, rd);
+        st_log_stats(f->log, &s);
+        assert_int_equal(s.object_gets, i + 1);
+        assert_int_equal(s.cache_bytes, (i ? 2 : 1) * len);
+    }
+    read_one(f, t->parts[0], 18, len, rd); /* passed, still cached */
+    read_one(f, t->parts[0], 21, len, rd); /* passes the seventh again */
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.object_gets, 8);
+    read_one(f, t->parts[0], 0, len, rd); /* dropped: read again */
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.object_gets, 9);
+    assert_int_equal(s.cache_bytes, 3 * len); /* the first, the eighth, the seventh (passed) */
+    free(rd);
+}
+
 /* Without a read-ahead budget every chunk costs its own GET when asked for. */
 static void test_read_ahead_off(void **state)
 {
@@ -1767,6 +1810,7 @@ int main(void)
         cmocka_unit_test(test_manifest_versions),
         cmocka_unit_test_setup_teardown(test_read_ahead_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_inside_chunk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_cache_passed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_resume, setup, teardown),
