@@ -145,11 +145,14 @@ static void cache_touch(st_log_t *log, st_chunk_t *c)
     st_list_push(&log->cache_lru, &c->lru);
 }
 
+static bool cache_passable(const st_chunk_t *c)
+{
+    return c->where == ST_CHUNK_CACHE && !c->passed;
+}
+
 /* A read began after @c, which it would have read coming from before it. */
 static void cache_pass(st_log_t *log, st_chunk_t *c)
 {
-    if (c->where != ST_CHUNK_CACHE || c->passed)
-        return;
     c->passed = true;
     log->passed_bytes += c->len;
     st_list_del(&c->lru);
@@ -406,8 +409,14 @@ static void read_gather(read_op_t *op)
         op->err = ST_ERR_RANGE;
     } else {
         size_t first = chunk_find(part, op->offset);
-        if (first > 0 && first < part->nchunks)
-            cache_pass(log, part->chunks[first - 1]);
+        /* What lies before the read was read: one chunk when the last
+         * read ended in it, more when that read took several (those not
+         * passed yet, oldest first). */
+        size_t from = first;
+        while (from > 0 && cache_passable(part->chunks[from - 1]))
+            from--;
+        for (; from < first; from++)
+            cache_pass(log, part->chunks[from]);
         for (size_t i = first; i < part->nchunks; i++) {
             st_chunk_t *c = part->chunks[i];
             if (c->base >= part->hw)

@@ -1650,6 +1650,47 @@ static void test_read_cache_passed(void **state)
     free(rd);
 }
 
+/* A read that took several chunks passes them all when the next read
+ * begins after them, the oldest first to go. */
+static void test_read_cache_passed_run(void **state)
+{
+    fx_t *f = *state;
+    st_topic_t *t = create(f, "rq", 1);
+    size_t len;
+    uint8_t *b = make_batch(3, 1000, KP_COMPRESSION_NONE, &len);
+    for (int i = 0; i < 5; i++) {
+        res_t r = {0};
+        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
+        run_until(f, &r.done, 1);
+    }
+    free(b);
+    fx_close(f);
+    f->cfg.read_ahead_bytes = 0;
+    f->cfg.read_cache_bytes = 16 * len; /* two passed chunks may stay */
+    fx_open(f);
+    t = st_log_topic(f->log, "rq", 2);
+    assert_non_null(t);
+    rd_t *rd = calloc(1, sizeof(*rd));
+    for (int i = 3; i >= 0; i--) /* backwards: nothing passed, four chunks cached */
+        read_one(f, t->parts[0], 3 * i, len, rd);
+    read_one(f, t->parts[0], 0, 4 * len, rd); /* one read of all four */
+    st_log_stats_t s;
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.object_gets, 4);
+    read_one(f, t->parts[0], 12, len, rd); /* passes the four; loads the fifth */
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.object_gets, 5);
+    assert_int_equal(s.cache_bytes, 3 * len); /* the third, the fourth, the fifth */
+    read_one(f, t->parts[0], 9, len, rd);
+    read_one(f, t->parts[0], 6, len, rd);
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.object_gets, 5);
+    read_one(f, t->parts[0], 3, len, rd); /* the second went */
+    st_log_stats(f->log, &s);
+    assert_int_equal(s.object_gets, 6);
+    free(rd);
+}
+
 /* Without a read-ahead budget every chunk costs its own GET when asked for. */
 static void test_read_ahead_off(void **state)
 {
@@ -1811,6 +1852,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_ahead_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_inside_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_cache_passed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_cache_passed_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_resume, setup, teardown),
