@@ -99,6 +99,20 @@ static void range_del(size_t i)
     memmove(pool.r + i, pool.r + i + 1, (pool.n - i) * sizeof *pool.r);
 }
 
+/* Give the kept range released longest ago back to the kernel; its index. */
+static size_t range_drop_oldest(void)
+{
+    size_t old = 0;
+    for (size_t j = 1; j < pool.n; j++)
+        if (pool.r[j].seq < pool.r[old].seq)
+            old = j;
+    UNPOISON(pool.r[old].base, pool.r[old].len);
+    munmap(pool.r[old].base, pool.r[old].len);
+    pool.stats.unmapped++;
+    range_del(old);
+    return old;
+}
+
 static void stats_kept(void)
 {
     pool.stats.kept = pool.n;
@@ -192,18 +206,8 @@ static void big_put(uint8_t *mem, size_t cap)
         pool.r[i].seq = seq;
         pool.bytes += cap;
     } else {
-        if (pool.n == BIG_KEEP) { /* no slot: the oldest range goes */
-            size_t old = 0;
-            for (size_t j = 1; j < pool.n; j++)
-                if (pool.r[j].seq < pool.r[old].seq)
-                    old = j;
-            UNPOISON(pool.r[old].base, pool.r[old].len);
-            munmap(pool.r[old].base, pool.r[old].len);
-            pool.stats.unmapped++;
-            range_del(old);
-            if (old < i)
-                i--;
-        }
+        if (pool.n == BIG_KEEP && range_drop_oldest() < i) /* no slot: the oldest goes */
+            i--;
         memmove(pool.r + i + 1, pool.r + i, (pool.n - i) * sizeof *pool.r);
         pool.r[i] = (big_range_t){mem, cap, seq};
         pool.n++;
@@ -214,16 +218,8 @@ static void big_put(uint8_t *mem, size_t cap)
         pool.n--;
         memmove(pool.r + i + 1, pool.r + i + 2, (pool.n - i - 1) * sizeof *pool.r);
     }
-    while (pool.bytes > BIG_KEEP_BYTES) {
-        size_t old = 0;
-        for (size_t j = 1; j < pool.n; j++)
-            if (pool.r[j].seq < pool.r[old].seq)
-                old = j;
-        UNPOISON(pool.r[old].base, pool.r[old].len);
-        munmap(pool.r[old].base, pool.r[old].len);
-        pool.stats.unmapped++;
-        range_del(old);
-    }
+    while (pool.bytes > BIG_KEEP_BYTES)
+        range_drop_oldest();
     stats_kept();
     pthread_mutex_unlock(&pool.mu);
 }
