@@ -74,7 +74,7 @@ void st_buf_unref(st_buf_t *b);
  * most ST_BUF_POOL_KEEP_BYTES of released ones are kept for the next. */
 #define ST_BUF_BIG_MIN (1u << 20)
 #define ST_BUF_POOL_UNIT (2u << 20)
-#define ST_BUF_POOL_KEEP_BYTES (64u << 20)
+#define ST_BUF_POOL_KEEP_BYTES (32u << 20)
 typedef struct st_buf_pool_stats {
     uint64_t mapped;      /* new mappings made */
     uint64_t reused;      /* buffers given a kept mapping */
