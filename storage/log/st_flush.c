@@ -248,6 +248,9 @@ void st_log_wait_space(st_log_t *log, st_waiter_t *w)
 {
     w->part = NULL;
     st_list_push(&log->space_waiters, (st_link_t *)w);
+    /* Produce stops for memory: what the buffer pool keeps for later goes
+     * back to the kernel first. */
+    st_buf_pool_drain();
 }
 
 void st_log_unwait_space(st_waiter_t *w)

@@ -195,7 +195,8 @@ size_t st_log_buffered(const st_log_t *log);
 
 struct st_waiter;
 /* Wake @w (once; its fn is called and it is removed) when the write buffer
- * drops below its budget.  Remove it earlier with st_log_unwait_space(). */
+ * drops below its budget.  Remove it earlier with st_log_unwait_space().
+ * The memory the buffer pool keeps goes back to the kernel meanwhile. */
 void st_log_wait_space(st_log_t *log, struct st_waiter *w);
 void st_log_unwait_space(struct st_waiter *w);
 
