@@ -24,7 +24,8 @@
  * the objects the tail cache let go.  At most BIG_KEEP ranges and
  * BIG_KEEP_BYTES are kept; beyond, the ranges released longest ago go back
  * to the kernel, so memory no longer in use does not linger as it can in
- * malloc's heap.
+ * malloc's heap.  All of it goes back while produce waits for the write
+ * buffer (st_log_wait_space): then memory is what bounds the gateway.
  *
  * Threading: buffers are created and released on the loop thread, but the
  * pool takes a mutex so that no caller has to know that.
