@@ -114,6 +114,20 @@ static size_t range_drop_oldest(void)
     return old;
 }
 
+/* Hand out the first @n bytes of kept range @i (all of it, or its front). */
+static uint8_t *range_take(size_t i, size_t n)
+{
+    uint8_t *m = pool.r[i].base;
+    if (n == pool.r[i].len) {
+        range_del(i);
+    } else {
+        pool.r[i].base += n;
+        pool.r[i].len -= n;
+        pool.bytes -= n;
+    }
+    return m;
+}
+
 static void stats_kept(void)
 {
     pool.stats.kept = pool.n;
@@ -131,23 +145,16 @@ static void big_move_into(uint8_t *m, size_t cap)
         for (size_t i = 1; i < pool.n; i++)
             if (pool.r[i].len > pool.r[big].len)
                 big = i;
-        big_range_t *r = &pool.r[big];
-        size_t take = r->len < cap - off ? r->len : cap - off;
-        UNPOISON(r->base, take);
-        if (mremap(r->base, take, take, MREMAP_MAYMOVE | MREMAP_FIXED, m + off) == MAP_FAILED) {
-            munmap(r->base, take); /* it spans two mappings: given back, new memory instead */
+        size_t take = pool.r[big].len < cap - off ? pool.r[big].len : cap - off;
+        uint8_t *from = range_take(big, take);
+        UNPOISON(from, take);
+        if (mremap(from, take, take, MREMAP_MAYMOVE | MREMAP_FIXED, m + off) == MAP_FAILED) {
+            munmap(from, take); /* it spans two mappings: given back, new memory instead */
             pool.stats.unmapped++;
         } else {
             pool.stats.moved_bytes += take;
         }
         off += take;
-        if (take == r->len) {
-            range_del(big);
-        } else {
-            r->base += take;
-            r->len -= take;
-            pool.bytes -= take;
-        }
     }
 }
 
@@ -166,14 +173,7 @@ static void *big_get(size_t len, size_t *cap)
             best = i;
     uint8_t *m;
     if (best < pool.n) {
-        m = pool.r[best].base;
-        if (pool.r[best].len == *cap) {
-            range_del(best);
-        } else {
-            pool.r[best].base += *cap;
-            pool.r[best].len -= *cap;
-            pool.bytes -= *cap;
-        }
+        m = range_take(best, *cap);
         UNPOISON(m, *cap);
         pool.stats.reused++;
     } else if ((m = big_map(*cap)) != NULL) {

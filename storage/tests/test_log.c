@@ -1613,6 +1613,29 @@ static void test_read_ahead_inside_chunk(void **state)
     free(rd);
 }
 
+/* @n 3-record batches to one partition, each flushed on its own (one chunk
+ * per object), then a restart without read-ahead and with a read cache of
+ * @cache_chunks chunks: the chunks are in the store only. */
+static st_topic_t *chunks_cold(fx_t *f, int n, size_t cache_chunks, size_t *len)
+{
+    st_topic_t *t = create(f, "rc", 1);
+    uint8_t *b = make_batch(3, 1000, KP_COMPRESSION_NONE, len);
+    for (int i = 0; i < n; i++) {
+        res_t r = {0};
+        assert_int_equal(st_part_append(t->parts[0], b, *len, append_cb, &r), 0);
+        run_until(f, &r.done, 1);
+        assert_int_equal(r.off, 3 * i);
+    }
+    free(b);
+    fx_close(f);
+    f->cfg.read_ahead_bytes = 0;
+    f->cfg.read_cache_bytes = cache_chunks * *len;
+    fx_open(f);
+    t = st_log_topic(f->log, "rc", 2);
+    assert_non_null(t);
+    return t;
+}
+
 /* The read cache keeps no more than an eighth of its budget of chunks a
  * reader has gone past: going through eight objects one chunk at a time,
  * a reader leaves the chunk before the one it reads cached, not the rest;
@@ -1621,22 +1644,8 @@ static void test_read_ahead_inside_chunk(void **state)
 static void test_read_cache_passed(void **state)
 {
     fx_t *f = *state;
-    st_topic_t *t = create(f, "rp", 1);
     size_t len;
-    uint8_t *b = make_batch(3, 1000, KP_COMPRESSION_NONE, &len);
-    for (int i = 0; i < 8; i++) {
-        res_t r = {0};
-        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
-        run_until(f, &r.done, 1);
-        assert_int_equal(r.off, 3 * i);
-    }
-    free(b);
-    fx_close(f);
-    f->cfg.read_ahead_bytes = 0;
-    f->cfg.read_cache_bytes = 8 * len; /* every chunk fits; one passed one may stay */
-    fx_open(f);
-    t = st_log_topic(f->log, "rp", 2);
-    assert_non_null(t);
+    st_topic_t *t = chunks_cold(f, 8, 8, &len); /* every chunk fits; one passed may stay */
     rd_t *rd = calloc(1, sizeof(*rd));
     st_log_stats_t s;
     for (int i = 0; i < 8; i++) {
@@ -1661,21 +1670,8 @@ static void test_read_cache_passed(void **state)
 static void test_read_cache_passed_run(void **state)
 {
     fx_t *f = *state;
-    st_topic_t *t = create(f, "rq", 1);
     size_t len;
-    uint8_t *b = make_batch(3, 1000, KP_COMPRESSION_NONE, &len);
-    for (int i = 0; i < 5; i++) {
-        res_t r = {0};
-        assert_int_equal(st_part_append(t->parts[0], b, len, append_cb, &r), 0);
-        run_until(f, &r.done, 1);
-    }
-    free(b);
-    fx_close(f);
-    f->cfg.read_ahead_bytes = 0;
-    f->cfg.read_cache_bytes = 16 * len; /* two passed chunks may stay */
-    fx_open(f);
-    t = st_log_topic(f->log, "rq", 2);
-    assert_non_null(t);
+    st_topic_t *t = chunks_cold(f, 5, 16, &len); /* two passed chunks may stay */
     rd_t *rd = calloc(1, sizeof(*rd));
     for (int i = 3; i >= 0; i--) /* backwards: nothing passed, four chunks cached */
         read_one(f, t->parts[0], 3 * i, len, rd);
