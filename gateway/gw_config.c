@@ -157,6 +157,11 @@ static const opt_t opts[] = {
      .def = "true",
      .help = "With s3:// storage: check that the ETag of each uploaded object is the MD5 of "
              "the bytes sent (turn off only where the ETag is no MD5: SSE-KMS, SSE-C)"},
+    {.name = "storage.s3.sign.payload", .type = T_BOOL, FIELD(storage_s3_sign_payload),
+     .def = "false",
+     .help = "With s3:// storage: sign each upload's body by its SHA-256 instead of sending it "
+             "as UNSIGNED-PAYLOAD (its signed Content-MD5 covers it either way; for stores "
+             "that refuse unsigned bodies)"},
     {.name = "auto.create.topics.enable", .type = T_BOOL, FIELD(auto_create_topics_enable),
      .def = "true", .help = "Create a topic when a client asks for metadata of or produces to it"},
     {.name = "num.partitions", .type = T_INT, FIELD(num_partitions), .min = 1, .max = INT32_MAX,

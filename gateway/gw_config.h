@@ -59,6 +59,7 @@ typedef struct gw_config {
     int32_t storage_s3_attempt_timeout_ms;    /* one HTTP attempt, ms */
     int32_t storage_s3_max_requests;          /* S3 requests in flight at once */
     bool storage_s3_verify_etag;              /* compare a PUT's ETag with its MD5 */
+    bool storage_s3_sign_payload;             /* x-amz-content-sha256: the body's SHA-256 */
     int64_t startup_timeout_ms;               /* keep retrying the stores this long at
                                                  start-up, ms */
     bool auto_create_topics_enable;           /* create unknown topics on Metadata/Produce */

@@ -763,6 +763,7 @@ static int open_objstore(run_ctx_t *ctx, char *errstr, size_t n)
          * could use up that time). */
         .backoff_max_ms = 2000,
         .no_etag_check = !cfg->storage_s3_verify_etag,
+        .sign_payload = cfg->storage_s3_sign_payload,
         .log = s3_log,
     };
     if (!s3.access_key || !s3.secret_key) {

@@ -71,7 +71,7 @@ for h in --help -h; do
         shutdown.timeout.ms read.cache.bytes tail.cache.bytes cluster.id \
         metadata.etcd.user metadata.etcd.request.timeout.ms metadata.etcd.connect.timeout.ms \
         storage.s3.request.timeout.ms storage.s3.attempt.timeout.ms storage.s3.max.requests \
-        storage.s3.verify.etag startup.timeout.ms; do
+        storage.s3.verify.etag storage.s3.sign.payload startup.timeout.ms; do
         grep -q -- "--$key (" "$tmp/out" || fail "$h does not list $key"
     done
 done

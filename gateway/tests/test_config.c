@@ -139,6 +139,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->storage_s3_attempt_timeout_ms, 10000);
     assert_int_equal(cfg->storage_s3_max_requests, 16);
     assert_true(cfg->storage_s3_verify_etag);
+    assert_false(cfg->storage_s3_sign_payload);
     assert_int_equal(cfg->startup_timeout_ms, 30000);
 
     /* gw_config_defaults() is the same thing. */

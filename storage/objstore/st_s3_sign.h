@@ -25,6 +25,8 @@
 
 /* The SHA-256 of no bytes, hex: the payload hash of a request without body. */
 #define ST_S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/* x-amz-content-sha256 of a body sent unsigned (a single-chunk upload). */
+#define ST_S3_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
 
 /* One name/value pair of a query or header list (both borrowed). */
 typedef struct st_s3_kv {

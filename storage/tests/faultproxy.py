@@ -12,8 +12,8 @@ can:
   * check each request as AWS does (--verify): the SigV4 signature, computed
     here independently from the bytes received (403 SignatureDoesNotMatch),
     a canonically encoded path, x-amz-content-sha256 against the body (400
-    XAmzContentSHA256Mismatch) and Content-MD5 against the body (400
-    BadDigest);
+    XAmzContentSHA256Mismatch; not for UNSIGNED-PAYLOAD, as on AWS) and
+    Content-MD5 against the body (400 BadDigest);
   * refuse to overwrite (--if-none-match): a PUT with "If-None-Match: *" of
     a key the upstream already has gets 412 PreconditionFailed, as on AWS and
     MinIO -- s3rver itself ignores the header;
@@ -36,7 +36,9 @@ Control API (on the same port):
   POST /__proxy/reset   forget queued faults, the log and the statistics
   GET  /__proxy/stats   "max_concurrent=N": most requests in progress at once
   GET  /__proxy/log     one line per request received:
-                        "CONN METHOD PATH inm=VALUE status=STATUS fault=ACTION"
+                        "CONN METHOD PATH inm=VALUE payload=P status=STATUS fault=ACTION"
+                        (P: "unsigned" for UNSIGNED-PAYLOAD, "signed" for a
+                        SHA-256, "-" without x-amz-content-sha256)
 """
 import argparse
 import hashlib
@@ -134,7 +136,7 @@ def check_request(method, raw_path, headers, body):
     want = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(want, sig):
         return s3_error(403, "SignatureDoesNotMatch", "canonical request:\n" + creq)
-    if payload_hash != hashlib.sha256(body).hexdigest():
+    if payload_hash != "UNSIGNED-PAYLOAD" and payload_hash != hashlib.sha256(body).hexdigest():
         return s3_error(400, "XAmzContentSHA256Mismatch", "payload hash")
     md5 = headers.get("Content-MD5")
     if md5 is not None:
@@ -239,9 +241,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def record(self, method, status, fault):
         inm = self.headers.get("If-None-Match", "-")
+        sha = self.headers.get("x-amz-content-sha256")
+        payload = "-" if sha is None else "unsigned" if sha == "UNSIGNED-PAYLOAD" else "signed"
         with lock:
-            log.append("%d %s %s inm=%s status=%s fault=%s" % (
-                self.conn_id, method, self.path, inm, status,
+            log.append("%d %s %s inm=%s payload=%s status=%s fault=%s" % (
+                self.conn_id, method, self.path, inm, payload, status,
                 fault["action"] if fault else "-"))
 
     def handle_any(self):

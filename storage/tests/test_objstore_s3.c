@@ -1346,6 +1346,33 @@ static void test_flipped_byte(void **state)
     proxy_reset();
 }
 
+/* A put's body goes as UNSIGNED-PAYLOAD, its signed Content-MD5 checked by
+ * the store (the proxy checks as AWS does); with sign_payload, signed by its
+ * SHA-256.  A body changed on the way is refused either way (BadDigest, or
+ * XAmzContentSHA256Mismatch), and the retry lands. */
+static void test_payload_signing(void **state)
+{
+    fix_t *f = *state;
+    for (int sign = 0; sign < 2; sign++) {
+        f->cfg.sign_payload = sign;
+        open_store(f, VIA_PROXY, ST_S3_ADDR_PATH);
+        proxy_reset();
+        const char *key = sign ? "p/signed" : "p/unsigned";
+        assert_int_equal(put_str(f, key, "a body of some bytes"), ST_OK);
+        assert_int_equal(
+            log_count(sign ? "PUT payload=signed status=200" : "PUT payload=unsigned status=200"),
+            1);
+        assert_string_equal(get_str(f, key), "a body of some bytes");
+        assert_int_equal(log_count("GET payload=signed status=20"), 1); /* the empty body's */
+        proxy_ctl("POST", "/__proxy/fault?action=corrupt&count=1&method=PUT");
+        assert_int_equal(put_str(f, sign ? "p/signed2" : "p/unsigned2", "changed on the way"),
+                         ST_OK);
+        assert_int_equal(log_count("PUT status=400 fault=corrupt"), 1);
+        assert_string_equal(get_str(f, sign ? "p/signed2" : "p/unsigned2"), "changed on the way");
+    }
+    proxy_reset();
+}
+
 /* Objects are never overwritten: If-None-Match: * on every PUT, 412 is
  * ST_ERR_EXISTS (the proxy answers as AWS and MinIO do; s3rver would
  * overwrite). */
@@ -1457,6 +1484,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_retry_4xx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_payload_signing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_overwrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inflight_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_running, setup, teardown),
