@@ -36,7 +36,10 @@
  * etcd): each phase reports their CPU seconds (utime + stime from
  * /proc/PID/stat) and this process's own ("client"), from the phase's start
  * to its end.  On the mock cluster the broker is a thread of this process,
- * so "client" holds both.
+ * so "client" holds both.  The throughput phases also report the share of
+ * their timed seconds that this process's busiest thread ran
+ * (client_thread_busy): near 1, one client thread is what the phase
+ * waited for.
  *
  * Output: with --kv one KEY=VALUE per line (keys prefixed by the phase),
  * else the same as a list.  MB is 10^6 bytes; the bytes counted are the
@@ -51,6 +54,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -180,6 +184,72 @@ static void out_cpu(const char *phase, cpu_snap_t a)
         snprintf(k, sizeof k, "cpu_%s_s", watch_name[i]);
         out(phase, k, "%.3f", b.w[i] - a.w[i]);
     }
+}
+
+/* The CPU time of each thread of this process (ns run, from
+ * /proc/self/task/TID/schedstat): whether one client thread, not the
+ * machine, is what a throughput phase waits for. */
+#define MAX_THREADS 256
+
+typedef struct thr_snap {
+    int n;
+    long tid[MAX_THREADS];
+    long long ns[MAX_THREADS];
+} thr_snap_t;
+
+static void thr_now(thr_snap_t *s)
+{
+    s->n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) && s->n < MAX_THREADS) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300];
+        snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
+        FILE *f = fopen(path, "r");
+        long long ns;
+        if (!f)
+            continue;
+        if (fscanf(f, "%lld", &ns) == 1) {
+            s->tid[s->n] = atol(e->d_name);
+            s->ns[s->n++] = ns;
+        }
+        fclose(f);
+    }
+    closedir(d);
+}
+
+/* The most CPU time (ns) one thread ran since @a (a thread started since
+ * then counts from zero). */
+static long long thr_busiest_ns(const thr_snap_t *a)
+{
+    thr_snap_t *b = malloc(sizeof *b);
+    if (!b)
+        return 0;
+    thr_now(b);
+    long long best = 0;
+    for (int i = 0; i < b->n; i++) {
+        long long d = b->ns[i];
+        for (int j = 0; j < a->n; j++)
+            if (a->tid[j] == b->tid[i])
+                d -= a->ns[j];
+        if (d > best)
+            best = d;
+    }
+    free(b);
+    return best;
+}
+
+/* The share of the phase's wall time the client's busiest thread ran,
+ * @phase_s (for the mock cluster, its broker threads are the client's
+ * too). */
+static void out_thread(const char *phase, long long busiest_ns, double phase_s)
+{
+    if (phase_s > 0)
+        out(phase, "client_thread_busy", "%.2f", (double)busiest_ns / 1e9 / phase_s);
 }
 
 /* ---------------------------------------------------------------- clients */
@@ -324,6 +394,8 @@ static char *make_value(void)
 
 /* @n records over @parts partitions of @topic, after one per partition;
  * returns the seconds from the first produce() to the last report. */
+static long long produce_busiest_ns; /* of the last produce_n */
+
 static double produce_n(const char *topic, int parts, long n, const char *val)
 {
     prod_state_t st = {0};
@@ -332,6 +404,10 @@ static double produce_n(const char *topic, int parts, long n, const char *val)
         produce_one(rk, topic, p, val, NULL);
     flush_all(rk, &st);
     st.delivered = 0;
+    thr_snap_t *th = malloc(sizeof *th);
+    if (!th)
+        die("out of memory");
+    thr_now(th);
     int64_t t0 = now_ns();
     for (long i = 0; i < n; i++) {
         produce_one(rk, topic, (int32_t)(i % parts), val, NULL);
@@ -340,6 +416,8 @@ static double produce_n(const char *topic, int parts, long n, const char *val)
     }
     flush_all(rk, &st);
     double s = (double)(now_ns() - t0) / 1e9;
+    produce_busiest_ns = thr_busiest_ns(th);
+    free(th);
     if (st.delivered != n)
         die("delivered %ld records of %ld", st.delivered, n);
     rd_kafka_destroy(rk);
@@ -349,10 +427,11 @@ static double produce_n(const char *topic, int parts, long n, const char *val)
 /* ---------------------------------------------------------------- consume */
 
 typedef struct cons_result {
-    double first_ms; /* from assign() to the first record */
-    double seconds;  /* from the first record to the last */
-    long records;    /* records after the first */
-    long bytes;      /* their value bytes */
+    double first_ms;      /* from assign() to the first record */
+    double seconds;       /* from the first record to the last */
+    long records;         /* records after the first */
+    long bytes;           /* their value bytes */
+    long long busiest_ns; /* the client's busiest thread, over those seconds */
 } cons_result_t;
 
 /* Read @want records from the start of every partition.  The clock starts
@@ -381,6 +460,9 @@ static cons_result_t consume_n(const char *topic, int parts, long want)
     rd_kafka_topic_partition_list_destroy(tp);
     cons_result_t r = {0};
     long got = 0;
+    thr_snap_t *th = malloc(sizeof *th);
+    if (!th)
+        die("out of memory");
     while (got < want) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m) {
@@ -392,6 +474,7 @@ static cons_result_t consume_n(const char *topic, int parts, long want)
             die("consume: %s", rd_kafka_message_errstr(m));
         if (got++ == 0) {
             t_first = now_ns();
+            thr_now(th);
         } else {
             r.records++;
             r.bytes += (long)m->len;
@@ -399,6 +482,8 @@ static cons_result_t consume_n(const char *topic, int parts, long want)
         rd_kafka_message_destroy(m);
     }
     int64_t t_last = now_ns();
+    r.busiest_ns = thr_busiest_ns(th);
+    free(th);
     r.first_ms = (double)(t_first - t_assign) / 1e6;
     r.seconds = (double)(t_last - t_first) / 1e9;
     rd_kafka_consumer_close(rk);
@@ -680,6 +765,7 @@ int main(int argc, char **argv)
         out("produce", "mb_s", "%.1f", mb / s);
         out("produce", "records_s", "%.0f", produce_rps);
         out("produce", "mb", "%.1f", mb);
+        out_thread("produce", produce_busiest_ns, s);
         out_cpu("produce", c);
         fflush(stdout);
     }
@@ -699,6 +785,7 @@ int main(int argc, char **argv)
             while (cr.bytes < n_records * value_size) {
                 cons_result_t one = consume_n(topic, partitions, kept);
                 cr.seconds += one.seconds, cr.records += one.records, cr.bytes += one.bytes;
+                cr.busiest_ns += one.busiest_ns;
                 cr.first_ms = one.first_ms;
             }
         }
@@ -707,6 +794,7 @@ int main(int argc, char **argv)
         out(ph, "records_s", "%.0f", (double)cr.records / cr.seconds);
         out(ph, "first_ms", "%.1f", cr.first_ms);
         out(ph, "mb", "%.1f", (double)(cr.bytes + value_size) / 1e6);
+        out_thread(ph, cr.busiest_ns, cr.seconds);
         out_cpu(ph, c);
         fflush(stdout);
     }

@@ -485,6 +485,61 @@ O=$OUT
                     printf "%.0f", (x > y ? x : y) }')" "v <= 2048"
     done
     echo
+    NCPU=$(nproc)
+    echo "What each throughput target needs, from this run: the rate it asks for and the rate"
+    echo "reached; the mock cluster's rate in the same phase (the client with an in-memory broker)"
+    echo "and the raw store's, where the target is not already a share of them; the CPUs all"
+    echo "processes together (gateway, s3rver, etcd, client) would need at the target rate, at the"
+    echo "CPU seconds per GB they spent in the run (table below), against the machine's $NCPU; and"
+    echo "the client's busiest thread at the target rate (the share of the phase it ran, scaled"
+    echo "from the rate reached; 1 is a whole core).  bound: what cannot carry the target rate --"
+    echo "client (the mock cluster's rate below it), store (the raw rate below it), CPUs (needed"
+    echo ">= $NCPU), client thread (>= 1); empty when none of these."
+    echo
+    row " target " " target MB/s " " reached MB/s " " mock MB/s " " raw store MB/s " " CPUs needed " \
+        " client thread " " bound "
+    row "---" "---:" "---:" "---:" "---:" "---:" "---:" "---"
+    # needs NAME FILE PHASE BASE FACTOR MOCK STORE: one row of the table above.
+    needs() {
+        local name=$1 f=$2 ph=$3 base=$4 factor=$5 mock=$6 store=$7 want got cpus=0 c busy thr b=()
+        want=$(awk -v b="$base" -v k="$factor" 'BEGIN { if (b != "") printf "%.1f", b * k }')
+        got=$(kv "$f" "${ph}_mb_s")
+        if [ -z "$want" ] || [ -z "$got" ]; then
+            row " $name " " $want " " $got " " $mock " " $store " " " " " " "
+            return
+        fi
+        for proc in gateway s3rver etcd client; do
+            c=$(cpu_gb "$f" "$ph" "$proc")
+            [ -z "$c" ] || cpus=$(awk -v a="$cpus" -v c="$c" -v w="$want" 'BEGIN { printf "%.2f", a + c * w / 1000 }')
+        done
+        busy=$(kv "$f" "${ph}_client_thread_busy")
+        thr=$(awk -v b="$busy" -v w="$want" -v g="$got" 'BEGIN { if (b != "" && g > 0) printf "%.2f", b * w / g }')
+        below() { [ -n "$1" ] && awk -v x="$1" -v w="$want" 'BEGIN { exit !(x < w) }'; }
+        ! below "$mock" || b+=(client)
+        ! below "$store" || b+=(store)
+        ! awk -v c="$cpus" -v n="$NCPU" 'BEGIN { exit !(c >= n) }' || b+=(CPUs)
+        [ -z "$thr" ] || ! awk -v t="$thr" 'BEGIN { exit !(t >= 1) }' || b+=("client thread")
+        local bound
+        bound=$(printf '%s, ' "${b[@]}")
+        row " $name " " $want " " $got " " $mock " " $store " " $cpus " " $thr " " ${bound%, } "
+    }
+    for p in $PARTS; do
+        needs "embedded produce, $p partitions (0.7 x mock)" "$O/embedded-p$p.kv" produce \
+            "$(kv "$O/mock-p$p.kv" produce_mb_s)" 0.7 "" "$(pv "$O/embedded-raw$p.txt" pipeline MB/s)"
+    done
+    for p in $PARTS; do
+        needs "embedded tail consume, $p partitions (0.7 x mock)" "$O/embedded-p$p.kv" consume \
+            "$(kv "$O/mock-p$p.kv" consume_mb_s)" 0.7 "" ""
+    done
+    for p in $PARTS; do
+        needs "S3 produce, $p partitions (0.8 x raw)" "$O/s3-p$p.kv" produce \
+            "$(pv "$O/s3-raw$p.txt" pipeline MB/s)" 0.8 "$(kv "$O/mock-p$p.kv" produce_mb_s)" ""
+    done
+    for p in $PARTS; do
+        needs "S3 catch-up, $p partitions (0.8 x raw)" "$O/s3-cu$p.kv" catchup \
+            "$(pv "$O/s3-raw$p.txt" get MB/s)" 0.8 "$(kv "$O/mock-p$p.kv" consume_mb_s)" ""
+    done
+    echo
     echo "CPU seconds per GB of record values (utime + stime from /proc/PID/stat over the phase)."
     echo "client: nh-bench (for the mock cluster, the broker too: it is a thread of nh-bench)."
     echo
