@@ -55,8 +55,9 @@
 #define LIST_EMPTY_PAGES_MAX 16           /* truncated pages without keys before giving up */
 /* A put of at least this many bytes is hashed (MD5 for Content-MD5 and the
  * ETag check, about 1.4 ms per MB here; with sign_payload also SHA-256 for
- * the signature, 0.6 ms more) on a worker thread, so that the loop goes on serving meanwhile; a
- * smaller one at once, where a worker's round trip would cost more than it saves. */
+ * the signature, 0.6 ms more) on a worker thread, so that the loop goes on
+ * serving meanwhile; a smaller one at once, where a worker's round trip
+ * would cost more than it saves. */
 #define HASH_OFFLOAD_BYTES (256u << 10)
 #define HASH_THREADS 2
 
