@@ -90,7 +90,8 @@ grep -q '^nuthatch_tail_cache_bytes ' "$WORK/metrics" || fail "no nuthatch_tail_
 grep -q '^nuthatch_read_cache_bytes ' "$WORK/metrics" || fail "no nuthatch_read_cache_bytes"
 grep -q '^nuthatch_write_buffer_bytes ' "$WORK/metrics" || fail "no nuthatch_write_buffer_bytes"
 for k in nuthatch_buffer_pool_mapped_total nuthatch_buffer_pool_reused_total \
-    nuthatch_buffer_pool_moved_bytes_total nuthatch_buffer_pool_kept_bytes; do
+    nuthatch_buffer_pool_moved_bytes_total nuthatch_buffer_pool_kept_bytes \
+    nuthatch_manifests_unwound_total; do
     grep -q "^$k " "$WORK/metrics" || fail "no $k"
 done
 # The lifecycle's figures: index keys once a fold has run (every second by

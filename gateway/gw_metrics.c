@@ -722,6 +722,9 @@ char *gw_metrics_render(gw_metrics_t *m)
             (double)s.flush_failures);
         one(b, "nuthatch_flush_commits_in_doubt_total", "counter",
             "Manifest commits whose outcome had to be resolved.", (double)s.commits_in_doubt);
+        one(b, "nuthatch_manifests_unwound_total", "counter",
+            "Manifests committed ahead of an object that never landed, deleted again.",
+            (double)s.manifests_unwound);
         one(b, "nuthatch_flushed_bytes_total", "counter", "Bytes in committed flush objects.",
             (double)s.flush_bytes);
         one(b, "nuthatch_appends_total", "counter", "Record batches acknowledged.",

@@ -630,6 +630,13 @@ static void sync_cb(void *arg, int64_t rev, void (*done)(void *done_arg), void *
         done(done_arg);
 }
 
+/* st_log_cfg_t.log: events of the log no request reports. */
+static void log_line(void *arg, const char *msg)
+{
+    (void)arg;
+    gw_log_warn("log", "%s", msg);
+}
+
 /* Make and open the log over the stores. */
 
 static void open_log(run_ctx_t *ctx)
@@ -653,6 +660,7 @@ static void open_log(run_ctx_t *ctx)
         .gc_grace_ms = cfg->log_gc_grace_ms,
         .on_flush = ctx->metrics ? gw_metrics_on_flush : NULL,
         .on_flush_arg = ctx->metrics,
+        .log = log_line,
         .owns = leads_cb,
         .owns_arg = ctx->srv,
         .sync = sync_cb,

@@ -8,6 +8,7 @@
 #include "kp_crc32c.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -582,6 +583,18 @@ static void defer_cb(evutil_socket_t fd, short what, void *arg)
     defer_t d = *(defer_t *)arg;
     free(arg);
     d.fn(d.arg);
+}
+
+void st_log__logf(const st_log_t *log, const char *fmt, ...)
+{
+    if (!log->cfg.log)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log->cfg.log(log->cfg.log_arg, line);
 }
 
 int st_log__defer(st_log_t *log, void (*fn)(void *arg), void *arg)
@@ -1207,6 +1220,7 @@ typedef struct ahead_check {
         st_chunk_desc_t *chunks; /* owned */
         size_t nchunks;
         bool missing;
+        char why[96]; /* what is wrong with the object, when missing */
     } * c;
     st_op_t *dels;
 } ahead_check_t;
@@ -1226,8 +1240,15 @@ static void ahead_deleted(st_err_t err, bool ok, int64_t rev, const st_op_result
     (void)rev, (void)res, (void)n;
     ahead_check_t *ac = arg;
     open_op_t *op = ac->op;
-    if (err == ST_OK && ok)
+    if (err == ST_OK && ok) {
         op->log->stats.manifests_unwound += ac->nmissing;
+        for (size_t i = 0; i < ac->n; i++)
+            if (ac->c[i].missing)
+                st_log__logf(op->log,
+                             "start-up: deleted manifest %s of an earlier start, committed ahead "
+                             "of its object %s, which %s: its records were never acknowledged",
+                             ac->c[i].mkey, ac->c[i].okey, ac->c[i].why);
+    }
     ahead_check_free(ac);
     if (err != ST_OK)
         return open_finish(op, err);
@@ -1294,15 +1315,22 @@ static void ahead_synced(st_err_t err, void *arg)
     ahead_next(ac);
 }
 
-/* @data (@len bytes) holds all that candidate @c's manifest names. */
-static bool ahead_intact(const struct ahead_cand *c, const uint8_t *data, size_t len)
+/* Does @data (@len bytes) hold all that candidate @c's manifest names?
+ * When not, c->why says what is wrong. */
+static bool ahead_intact(struct ahead_cand *c, const uint8_t *data, size_t len)
 {
-    if (len != c->size)
+    if (len != c->size) {
+        snprintf(c->why, sizeof c->why, "holds %zu bytes where the manifest says %" PRIu64, len,
+                 c->size);
         return false;
+    }
     for (size_t j = 0; j < c->nchunks; j++) {
         const st_chunk_desc_t *d = &c->chunks[j];
-        if (d->pos > len || d->len > len - d->pos || kp_crc32c(0, data + d->pos, d->len) != d->crc)
+        if (d->pos > len || d->len > len - d->pos ||
+            kp_crc32c(0, data + d->pos, d->len) != d->crc) {
+            snprintf(c->why, sizeof c->why, "fails the CRC of chunk %zu", j);
             return false;
+        }
     }
     return true;
 }
@@ -1311,6 +1339,8 @@ static void ahead_got(st_err_t err, const uint8_t *data, size_t len, void *arg)
 {
     ahead_check_t *ac = arg;
     struct ahead_cand *c = &ac->c[ac->i];
+    if (err == ST_ERR_NOT_FOUND)
+        snprintf(c->why, sizeof c->why, "is missing");
     if (err == ST_ERR_NOT_FOUND || (err == ST_OK && !ahead_intact(c, data, len))) {
         c->missing = true;
         ac->nmissing++;

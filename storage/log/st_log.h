@@ -148,6 +148,11 @@ typedef struct st_log_cfg {
      * the seconds from the start of its upload to its commit (metrics). */
     void (*on_flush)(void *arg, size_t bytes, double seconds);
     void *on_flush_arg;
+    /* NULL, or called with one line (no newline) for each event an
+     * operator should see that no request reports: a manifest deleted at
+     * start-up because its object never landed. */
+    void (*log)(void *log_arg, const char *msg);
+    void *log_arg;
     /* Send a flush's manifest commit while its object is still being
      * written, when every flush before it is applied or in the same
      * transaction (at most one such flush at a time): the append is answered

@@ -348,6 +348,8 @@ void st_log__topic_key(char *key, size_t cap, const char *name, size_t len);
 #define ST_LOG_KEY_MAX 1024
 /* Run @fn(@arg) on the loop soon, never from inside this call. */
 int st_log__defer(st_log_t *log, void (*fn)(void *arg), void *arg);
+/* One line to cfg.log, when set. */
+void st_log__logf(const st_log_t *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void st_log__op_done(st_log_t *log);
 /* The object of @key: the one chunks already share, referenced, or a new
  * one (refs 1). */

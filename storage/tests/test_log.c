@@ -750,6 +750,16 @@ static void newest_cb(st_err_t err, const st_kv_t *kvs, size_t n, bool more, int
  * final name exists before the bytes do). */
 typedef enum ahead_damage { AHEAD_MISSING, AHEAD_EMPTY, AHEAD_SHORT, AHEAD_ZEROS } ahead_damage_t;
 
+/* cfg.log of the start after the crash: its lines, one after another. */
+static char ahead_lines[4096];
+
+static void ahead_log(void *arg, const char *msg)
+{
+    (void)arg;
+    size_t n = strlen(ahead_lines);
+    snprintf(ahead_lines + n, sizeof ahead_lines - n, "%s\n", msg);
+}
+
 /* A crash between a manifest committed ahead and its object: the next
  * start finds the object missing -- or, prepared, there but empty, short
  * or of the right length without the right bytes -- deletes the manifest
@@ -798,10 +808,19 @@ static void ahead_crash(fx_t *f, ahead_damage_t damage)
         free(zeros);
         assert_int_equal(fclose(o), 0);
     }
+    ahead_lines[0] = '\0';
+    f->cfg.log = ahead_log;
     fx_open(f);
+    f->cfg.log = NULL;
     st_log_stats_t s;
     st_log_stats(f->log, &s);
     assert_int_equal(s.manifests_unwound, 1);
+    /* One line says which manifest went and why. */
+    static const char *const why[] = {"which is missing", "which holds 0 bytes where",
+                                      "bytes where the manifest says", "fails the CRC of chunk 0"};
+    assert_non_null(strstr(ahead_lines, "start-up: deleted manifest "));
+    assert_non_null(strstr(ahead_lines, why[damage]));
+    assert_null(strchr(strchr(ahead_lines, '\n') + 1, '\n')); /* only one */
     t = st_log_topic(f->log, "ahead3", 6);
     assert_int_equal(st_part_hw(t->parts[0]), hw + 2);
     assert_int_equal(append_one(f, t->parts[0], 1, 300).off, hw + 2);
