@@ -45,6 +45,7 @@
  * else the same as a list.  MB is 10^6 bytes; the bytes counted are the
  * values only.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
@@ -54,7 +55,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <dirent.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -392,10 +392,10 @@ static char *make_value(void)
     return v;
 }
 
+static long long produce_busiest_ns; /* thr_busiest_ns of the last produce_n */
+
 /* @n records over @parts partitions of @topic, after one per partition;
  * returns the seconds from the first produce() to the last report. */
-static long long produce_busiest_ns; /* of the last produce_n */
-
 static double produce_n(const char *topic, int parts, long n, const char *val)
 {
     prod_state_t st = {0};
@@ -460,7 +460,7 @@ static cons_result_t consume_n(const char *topic, int parts, long want)
     rd_kafka_topic_partition_list_destroy(tp);
     cons_result_t r = {0};
     long got = 0;
-    thr_snap_t *th = malloc(sizeof *th);
+    thr_snap_t *th = calloc(1, sizeof *th);
     if (!th)
         die("out of memory");
     while (got < want) {
