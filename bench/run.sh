@@ -499,6 +499,8 @@ O=$OUT
     row " target " " target MB/s " " reached MB/s " " mock MB/s " " raw store MB/s " " CPUs needed " \
         " client thread " " bound "
     row "---" "---:" "---:" "---:" "---:" "---:" "---:" "---"
+    # below X W: X is set and less than W.
+    below() { [ -n "$1" ] && awk -v x="$1" -v w="$2" 'BEGIN { exit !(x < w) }'; }
     # needs NAME FILE PHASE BASE FACTOR MOCK STORE: one row of the table above.
     needs() {
         local name=$1 f=$2 ph=$3 base=$4 factor=$5 mock=$6 store=$7 want got cpus=0 c busy thr b=()
@@ -514,9 +516,8 @@ O=$OUT
         done
         busy=$(kv "$f" "${ph}_client_thread_busy")
         thr=$(awk -v b="$busy" -v w="$want" -v g="$got" 'BEGIN { if (b != "" && g > 0) printf "%.2f", b * w / g }')
-        below() { [ -n "$1" ] && awk -v x="$1" -v w="$want" 'BEGIN { exit !(x < w) }'; }
-        ! below "$mock" || b+=(client)
-        ! below "$store" || b+=(store)
+        ! below "$mock" "$want" || b+=(client)
+        ! below "$store" "$want" || b+=(store)
         ! awk -v c="$cpus" -v n="$NCPU" 'BEGIN { exit !(c >= n) }' || b+=(CPUs)
         [ -z "$thr" ] || ! awk -v t="$thr" 'BEGIN { exit !(t >= 1) }' || b+=("client thread")
         local bound

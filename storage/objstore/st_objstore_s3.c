@@ -101,14 +101,14 @@ typedef struct s3_op {
     void *arg;
     char *key; /* full key (prefix included); list: the full prefix */
     /* put */
-    const uint8_t *data; /* the caller's bytes, borrowed until the callback */
-    size_t len;          /* bytes in data */
-    size_t sent;         /* bytes of data handed to curl in this attempt */
-    char md5_hex[33];    /* MD5 of data, hex: what the ETag must be */
-    char md5_b64[25];    /* the same, base64: Content-MD5 */
-    char sha256_hex[65]; /* x-amz-content-sha256 of a put: the SHA-256 of data, hex, or
-                          * ST_S3_UNSIGNED_PAYLOAD */
-    bool maybe_landed;   /* an earlier attempt may have stored the object */
+    const uint8_t *data;     /* the caller's bytes, borrowed until the callback */
+    size_t len;              /* bytes in data */
+    size_t sent;             /* bytes of data handed to curl in this attempt */
+    char md5_hex[33];        /* MD5 of data, hex: what the ETag must be */
+    char md5_b64[25];        /* the same, base64: Content-MD5 */
+    char content_sha256[65]; /* x-amz-content-sha256 of a put: the SHA-256 of data, hex, or
+                              * ST_S3_UNSIGNED_PAYLOAD */
+    bool maybe_landed;       /* an earlier attempt may have stored the object */
     /* get */
     uint64_t off;  /* first byte */
     uint64_t want; /* bytes asked for, ST_OBJ_TO_END = all */
@@ -556,7 +556,7 @@ static int build_headers(s3_op_t *op, const char *path, const st_s3_kv_t *q, siz
     h[nh++] = (st_s3_kv_t){"Host", s->host};
     h[nh++] = (st_s3_kv_t){"x-amz-date", amz_date};
     h[nh++] = (st_s3_kv_t){"x-amz-content-sha256",
-                           op->req == REQ_PUT ? op->sha256_hex : ST_S3_EMPTY_SHA256};
+                           op->req == REQ_PUT ? op->content_sha256 : ST_S3_EMPTY_SHA256};
     if (s->token)
         h[nh++] = (st_s3_kv_t){"x-amz-security-token", s->token};
     if (op->req == REQ_PUT) {
@@ -578,7 +578,7 @@ static int build_headers(s3_op_t *op, const char *path, const st_s3_kv_t *q, siz
         .nquery = nq,
         .headers = h,
         .nheaders = nh,
-        .payload_sha256 = op->req == REQ_PUT ? op->sha256_hex : ST_S3_EMPTY_SHA256,
+        .payload_sha256 = op->req == REQ_PUT ? op->content_sha256 : ST_S3_EMPTY_SHA256,
         .amz_date = amz_date,
         .region = s->region,
         .service = "s3",
@@ -1077,9 +1077,9 @@ static void put_hash_work(void *arg)
     st_s3_hex(md5, sizeof md5, op->md5_hex);
     st_s3_base64(md5, sizeof md5, op->md5_b64);
     if (op->s->sign_payload)
-        st_s3_sha256_hex(op->data, op->len, op->sha256_hex);
+        st_s3_sha256_hex(op->data, op->len, op->content_sha256);
     else
-        memcpy(op->sha256_hex, ST_S3_UNSIGNED_PAYLOAD, sizeof ST_S3_UNSIGNED_PAYLOAD);
+        memcpy(op->content_sha256, ST_S3_UNSIGNED_PAYLOAD, sizeof ST_S3_UNSIGNED_PAYLOAD);
 }
 
 static void put_hash_after(void *arg)
