@@ -6,6 +6,9 @@
 #include "st_log_int.h"
 
 #include <inttypes.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,8 +252,13 @@ void st_log_wait_space(st_log_t *log, st_waiter_t *w)
     w->part = NULL;
     st_list_push(&log->space_waiters, (st_link_t *)w);
     /* Produce stops for memory: what the buffer pool keeps for later goes
-     * back to the kernel first. */
+     * back to the kernel first, and so does the free memory the heap keeps
+     * (up to the trim threshold the gateway raises, gw_main.c, and the
+     * free pages between live blocks). */
     st_buf_pool_drain();
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }
 
 void st_log_unwait_space(st_waiter_t *w)
