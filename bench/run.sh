@@ -92,9 +92,11 @@ if [ "${1:-}" = --one ]; then
     }
     counters() {
         echo "$(metric 'nuthatch_object_requests_total{op="put"}') $(metric nuthatch_flushes_total)" \
-            "$(metric nuthatch_object_written_bytes_total)"
+            "$(metric nuthatch_object_written_bytes_total) $(metric nuthatch_segments_written_total)" \
+            "$(metric nuthatch_object_read_bytes_total)"
     }
-    # stored FILE BEFORE: the object PUTs, flushes and object bytes since BEFORE, into FILE.
+    # stored FILE BEFORE: the object PUTs, flushes, object bytes written,
+    # segments written by merges and object bytes read since BEFORE, into FILE.
     stored() {
         local a b
         read -r -a a <<<"$2"
@@ -102,6 +104,8 @@ if [ "${1:-}" = --one ]; then
         echo "objects=$((b[0] - a[0]))" >>"$1"
         echo "flushes=$((b[1] - a[1]))" >>"$1"
         echo "object_bytes=$((b[2] - a[2]))" >>"$1"
+        echo "segments=$((b[3] - a[3]))" >>"$1"
+        echo "object_read_bytes=$((b[4] - a[4]))" >>"$1"
     }
     rss_now() { awk '/^VmRSS:/ { print $2 }' "/proc/$NH_PID/status"; }
     # hists: sum and count of the gateway's latency histograms (object PUT,
@@ -345,6 +349,11 @@ cpu_gb() {
     awk -v s="$s" -v m="$mb" 'BEGIN { if (s == "" || m == "" || m + 0 == 0) print "";
         else printf "%.2f", s / (m / 1000) }'
 }
+# per_s FILE KEY: KEY (bytes over a latency run) in MB per second of the run.
+per_s() {
+    awk -v b="$(kv "$1" "$2")" -v s="$SECONDS_LAT" 'BEGIN { if (b == "" || s + 0 == 0) print "";
+        else printf "%.1f", b / 1e6 / s }'
+}
 row() {
     local IFS='|'
     echo "| $* |"
@@ -392,7 +401,9 @@ O=$OUT
         "S3 + etcd $(kv "$O/s3-half.kv" half_rate)/s.  raw, one at a time: one object of the light"
     echo "(half) run's average object size, written and committed before the next -- the durable"
     echo "write every flush of that run needs, with nothing queued before it (raw dir: the object,"
-    echo "then a SQLite transaction, as the embedded gateway commits)."
+    echo "then a SQLite transaction, as the embedded gateway commits).  half p99 from the second"
+    echo "second on: the same run's records due after its first second (a new producer's first"
+    echo "second at these rates is the client warming up, with the mock cluster as much)."
     echo
     row " measurement " " mock " " embedded " " S3 + etcd " " raw dir " " raw S3 + etcd "
     row "---" "---:" "---:" "---:" "---:" "---:"
@@ -413,6 +424,8 @@ O=$OUT
                 " $rd " " $rs "
         done
     done
+    row " half p99 from the second second on " " $(kv "$O/mock-half.kv" half_p99_after1s_ms) " \
+        " $(kv "$O/embedded-half.kv" half_p99_after1s_ms) " " $(kv "$O/s3-half.kv" half_p99_after1s_ms) " " " " "
     echo
     echo "Object PUTs and flushes (the gateway's /metrics counters) per MB of record values written;"
     echo "RSS of the gateway (VmRSS, KiB) restarted with no cache filled, then with a topic of"
@@ -595,7 +608,11 @@ O=$OUT
     echo "response) and the event loop's lag (how late a timer due every 100 ms ran:"
     echo "\`nuthatch_event_loop_lag_seconds\`), with the share of its ticks more than 5 ms late;"
     echo "and the share of Produce requests the gateway took more than 5 and 10 ms to answer"
-    echo "(from its histogram's buckets: its own tail, to set beside the client's p99)."
+    echo "(from its histogram's buckets: its own tail, to set beside the client's p99); then"
+    echo "what the store did over the run: object bytes written per second (flushes, and the"
+    echo "segments its lifecycle writes when a partition has more index keys than"
+    echo "\`log.index.max.keys\`, copying runs of small chunks into one object), the segments"
+    echo "written, and object bytes read per second (no consumer runs: the merges' reads)."
     echo
     row " run " " measurement " " embedded " " S3 + etcd "
     row "---" "---" "---:" "---:"
@@ -611,6 +628,11 @@ O=$OUT
             row " $name " " Produce requests > $t ms (%) " \
                 " $(kv "$O/embedded-$ph.kv" produce_over${t}_pct) " " $(kv "$O/s3-$ph.kv" produce_over${t}_pct) "
         done
+        row " $name " " object bytes written (MB/s) " " $(per_s "$O/embedded-$ph.kv" object_bytes) " \
+            " $(per_s "$O/s3-$ph.kv" object_bytes) "
+        row " $name " " segments written " " $(kv "$O/embedded-$ph.kv" segments) " " $(kv "$O/s3-$ph.kv" segments) "
+        row " $name " " object bytes read (MB/s) " " $(per_s "$O/embedded-$ph.kv" object_read_bytes) " \
+            " $(per_s "$O/s3-$ph.kv" object_read_bytes) "
     done
     for b in embedded s3; do
         for ph in p${PARTS// / p} latency half; do
