@@ -250,7 +250,10 @@ bool st_log_buffer_full(const st_log_t *log)
 void st_log_wait_space(st_log_t *log, st_waiter_t *w)
 {
     w->part = NULL;
+    bool first = st_list_empty(&log->space_waiters);
     st_list_push(&log->space_waiters, (st_link_t *)w);
+    if (!first)
+        return; /* the memory went back when the first began to wait */
     /* Produce stops for memory: what the buffer pool keeps for later goes
      * back to the kernel first, and so does the free memory the heap keeps
      * (up to the trim threshold the gateway raises, gw_main.c, and the
